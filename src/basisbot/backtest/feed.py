@@ -1,0 +1,147 @@
+"""Turn canonical market data (`SymbolData`) into the nautilus data stream of a backtest, causally.
+
+Per hour, at the bar's CLOSE time T (bars are stamped at close, as nautilus expects):
+  spot bar, perp bar, predicted FundingRateUpdate, MarkPriceUpdate (in that order, so the strategy's mark-price
+  handler sees the fresh spot price and prediction).
+Per settlement (exact time S from the data): a FundingRateUpdate announcing the next settlement, at
+  sim_ts = max(S, hour(S) + 1 ns): the funding module applies the settlement at that point, with the mark price of the
+  hour it belongs to (never a stale one when the exchange's jitter put S a millisecond before the hour).
+
+The predicted rate at T is `FundingPredictor.predict()` after feeding only bars closed at or before T and settlements
+at or before T: nothing from the future enters. The settled rate only ever enters as the settlement itself.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from decimal import Decimal
+
+import numpy as np
+import pandas as pd
+from nautilus_trader.model.data import Bar, BarType, FundingRateUpdate, MarkPriceUpdate
+from nautilus_trader.model.instruments import Instrument
+from nautilus_trader.model.objects import Price, Quantity
+
+from basisbot.backtest.market_data import SymbolData
+from basisbot.carry import FundingPredictor, premium
+
+HOUR_NS = 3_600_000_000_000
+# ordering of events sharing one timestamp
+PRIO_SPOT_BAR, PRIO_PERP_BAR, PRIO_PREDICTION, PRIO_MARK, PRIO_SETTLEMENT = range(5)
+
+
+def bar_type(instrument: Instrument) -> BarType:
+    return BarType.from_str(f"{instrument.id}-1-HOUR-LAST-EXTERNAL")
+
+
+@dataclass
+class SymbolFeed:
+    symbol: str
+    events: list[tuple[int, int, object]]  # (ts, priority, nautilus data)
+    settlements: list[tuple[int, int, float]]  # (sim_ts, exact_ts, rate)
+    worst: dict[int, tuple[float, float]]  # bar close ns -> (worst high mark, worst low mark)
+    predictions: pd.DataFrame  # ts, predicted_rate, interval_minutes, next_funding_ns (what the strategy saw)
+    spot_gaps: int
+
+
+def _settlement_sim_ts(exact_ns: int) -> int:
+    hour = ((exact_ns + HOUR_NS // 2) // HOUR_NS) * HOUR_NS
+    return max(exact_ns, hour + 1)
+
+
+def _worst_marks(bars: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Worst mark inside each bar. The mark's own high/low where the data has them; the perp's high/low shifted by
+    the bar's close basis (mark - last) in any case, since the bundled data has only the closing mark."""
+    mark = bars["mark_close"].to_numpy()
+    shift_hi = mark + (bars["perp_high"].to_numpy() - bars["perp_close"].to_numpy())
+    shift_lo = mark + (bars["perp_low"].to_numpy() - bars["perp_close"].to_numpy())
+    mh = bars["mark_high"].to_numpy()
+    ml = bars["mark_low"].to_numpy()
+    hi = np.fmax(np.where(np.isnan(mh), mark, mh), shift_hi)
+    lo = np.fmin(np.where(np.isnan(ml), mark, ml), shift_lo)
+    return hi, lo
+
+
+def build_feed(data: SymbolData, spot, perp, predictor_method: str = "premium") -> SymbolFeed:
+    bars = data.bars
+    close_ns = (bars.index.asi8.astype(np.int64) * (1 if bars.index.unit == "ns" else _unit_mult(bars.index))
+                + HOUR_NS)
+    spot_bt, perp_bt = bar_type(spot), bar_type(perp)
+    sp, pp = spot.price_precision, perp.price_precision
+    ssz, psz = spot.size_precision, perp.size_precision
+    events: list[tuple[int, int, object]] = []
+    cols = {c: bars[c].to_numpy() for c in bars.columns}
+    hi, lo = _worst_marks(bars)
+    worst = {int(t): (float(h), float(l)) for t, h, l in zip(close_ns, hi, lo)}
+
+    fund = data.funding
+    f_ns = fund["ts"].astype("datetime64[ns, UTC]").astype("int64").to_numpy() if len(fund) else np.array([], dtype=np.int64)
+    f_rate = fund["rate"].to_numpy()
+    f_int = fund["interval_hours"].to_numpy()
+    settlements = [(_settlement_sim_ts(int(t)), int(t), float(r)) for t, r in zip(f_ns, f_rate)]
+
+    predictor = FundingPredictor(predictor_method, default_interval_hours=float(f_int[0]) if len(f_int) else 8.0)
+    pred_rows = []
+    si = 0  # next settlement index
+    n_settle = len(settlements)
+    spot_gaps = 0
+
+    def next_info(i: int) -> tuple[int | None, int]:
+        if i < n_settle:
+            return settlements[i][1], int(round(f_int[i] * 60))
+        return None, int(round(predictor.interval_hours * 60))
+
+    for k in range(len(bars)):
+        t = int(close_ns[k])
+        # settlements strictly before this bar's close apply first (in time order)
+        while si < n_settle and settlements[si][0] < t:
+            si = _emit_settlement(settlements, si, f_int, predictor, perp, events, pred_rows, next_info)
+        s_close = cols["spot_close"][k]
+        if math.isnan(s_close):
+            spot_gaps += 1
+        else:
+            events.append((t, PRIO_SPOT_BAR, Bar(
+                spot_bt,
+                Price(cols["spot_open"][k], sp), Price(cols["spot_high"][k], sp),
+                Price(cols["spot_low"][k], sp), Price(s_close, sp),
+                Quantity(cols["spot_volume"][k], ssz), t, t)))
+        events.append((t, PRIO_PERP_BAR, Bar(
+            perp_bt,
+            Price(cols["perp_open"][k], pp), Price(cols["perp_high"][k], pp),
+            Price(cols["perp_low"][k], pp), Price(cols["perp_close"][k], pp),
+            Quantity(cols["perp_volume"][k], psz), t, t)))
+        if not math.isnan(s_close):
+            predictor.on_premium(premium(cols["perp_close"][k], s_close))
+        pred = predictor.predict()
+        nxt, interval_min = next_info(si)
+        if pred is not None:
+            events.append((t, PRIO_PREDICTION, FundingRateUpdate(perp.id, Decimal(repr(float(pred))), t, t,
+                                                                 interval=interval_min, next_funding_ns=nxt)))
+            pred_rows.append((t, pred, interval_min, nxt))
+        events.append((t, PRIO_MARK, MarkPriceUpdate(perp.id, Price(cols["mark_close"][k], pp), t, t)))
+    end_t = int(close_ns[-1]) if len(close_ns) else 0
+    while si < n_settle and settlements[si][0] <= end_t + HOUR_NS:
+        si = _emit_settlement(settlements, si, f_int, predictor, perp, events, pred_rows, next_info)
+
+    predictions = pd.DataFrame(pred_rows, columns=["ts_ns", "predicted_rate", "interval_minutes", "next_funding_ns"])
+    return SymbolFeed(data.symbol, events, settlements, worst, predictions, spot_gaps)
+
+
+def _emit_settlement(settlements, si, f_int, predictor, perp, events, pred_rows, next_info) -> int:
+    sim_ts, _exact, rate = settlements[si]
+    predictor.on_settlement(rate, float(f_int[si]))
+    si += 1
+    nxt, interval_min = next_info(si)
+    if nxt is not None:
+        predictor.set_interval(interval_min / 60)
+    pred = predictor.predict()
+    if pred is not None:
+        events.append((sim_ts, PRIO_SETTLEMENT, FundingRateUpdate(perp.id, Decimal(repr(float(pred))), sim_ts, sim_ts,
+                                                                  interval=interval_min, next_funding_ns=nxt)))
+        pred_rows.append((sim_ts, pred, interval_min, nxt))
+    return si
+
+
+def _unit_mult(index: pd.DatetimeIndex) -> int:
+    return {"s": 1_000_000_000, "ms": 1_000_000, "us": 1_000, "ns": 1}[index.unit]

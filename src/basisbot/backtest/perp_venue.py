@@ -1,0 +1,399 @@
+"""What nautilus' BacktestEngine does not simulate for a USDⓈ-M perpetual, as `SimulationModule`s:
+
+- `FundingModule` (perp venue): at each real settlement in the data, every open perp position pays or receives
+  -position_qty × mark_price × rate, credited once to the perp account (and to the isolated wallet).
+- `PerpMarginModule` (perp venue): an isolated wallet per position (initial margin from leverage + funding + margin
+  added), Binance's tiered maintenance margin and liquidation price (with the bracket re-check), checked against the
+  worst mark inside each bar; a liquidation closes the position AT the liquidation price through the matching engine
+  and the isolated wallet is lost. Cross mode uses the whole perp wallet instead. It also serves the strategy's
+  `AdjustMarginRequest`s: margin comes from free perp balance first, then is moved from the spot account.
+- `SpotCollateralModule` (spot venue): gives the ledger a handle on the spot account, so margin transfers move real
+  balance between the two simulated accounts (nothing is created from nothing).
+
+The modules share one `PerpLedger`. They run inside the engine's loop (`process` after each data point), so all
+state changes are ordered with the market data and the strategy's orders.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+
+from nautilus_trader.backtest.config import SimulationModuleConfig
+from nautilus_trader.backtest.modules import SimulationModule
+from nautilus_trader.core.uuid import UUID4
+from nautilus_trader.model.enums import LiquiditySide, OrderSide, PositionSide
+from nautilus_trader.model.identifiers import ClientOrderId, InstrumentId
+from nautilus_trader.model.objects import Currency, Money, Price
+from nautilus_trader.model.orders import MarketOrder
+
+from basisbot import margin
+from basisbot.carry import funding_payment
+from basisbot.venue_messages import (
+    ADJUST_MARGIN_ENDPOINT,
+    AdjustMarginRequest,
+    Liquidated,
+    MarginAdjusted,
+    PerpMarginState,
+    liquidation_topic,
+    margin_topic,
+)
+
+USDT = Currency.from_str("USDT")
+
+
+@dataclass
+class PerpSymbol:
+    """Static facts the perp venue needs about one symbol."""
+
+    symbol: str
+    instrument_id: InstrumentId
+    table: margin.BracketTable
+    leverage: int
+    mode: str  # "isolated" | "cross"
+    # worst mark inside each bar, keyed by the bar's close time (ns): (highest, lowest)
+    worst: dict[int, tuple[float, float]] = field(default_factory=dict)
+
+
+@dataclass
+class _PositionBook:
+    side: int = 0
+    qty: float = 0.0
+    entry: float = 0.0
+    wallet: float = 0.0  # isolated wallet (isolated mode only)
+    opened_ns: int = 0
+    last_checked_bar: int = 0
+
+
+@dataclass
+class FundingRow:
+    ts_ns: int  # the settlement's exact time from the data
+    symbol: str
+    rate: float
+    mark_price: float
+    position_qty: float
+    payment: float
+
+
+@dataclass
+class LiquidationRow:
+    ts_ns: int
+    symbol: str
+    side: int
+    qty: float
+    price: float
+    entry: float
+    wallet_lost: float
+    bar_worst: float
+    insurance_loss: float  # what was taken beyond the fill at the liquidation price (the margin left at LP)
+
+
+@dataclass
+class TransferRow:
+    ts_ns: int
+    symbol: str
+    requested: float
+    from_perp: float
+    from_spot: float
+    reason: str
+
+
+class PerpLedger:
+    """Shared state of the simulated perp venue: isolated wallets, and handles on both simulated exchanges."""
+
+    def __init__(self, symbols: list[PerpSymbol]):
+        self.symbols = {s.symbol: s for s in symbols}
+        self.by_instrument = {s.instrument_id: s for s in symbols}
+        self.books = {s.symbol: _PositionBook() for s in symbols}
+        self.perp_exchange = None
+        self.spot_exchange = None
+        self.funding: list[FundingRow] = []
+        self.liquidations: list[LiquidationRow] = []
+        self.transfers: list[TransferRow] = []
+        self.settlements_seen: dict[str, int] = {s.symbol: 0 for s in symbols}
+
+    # -- balances -------------------------------------------------------------------------------------------------
+    @staticmethod
+    def _usdt(exchange) -> tuple[float, float]:
+        account = exchange.get_account()
+        bal = account.balance(USDT) if account is not None else None
+        if bal is None:
+            return 0.0, 0.0
+        return bal.total.as_double(), bal.free.as_double()
+
+    def perp_total(self) -> float:
+        return self._usdt(self.perp_exchange)[0]
+
+    def spot_free(self) -> float:
+        return self._usdt(self.spot_exchange)[1] if self.spot_exchange is not None else 0.0
+
+    def isolated_total(self) -> float:
+        return sum(b.wallet for s, b in self.books.items() if self.symbols[s].mode == "isolated")
+
+    def perp_unallocated(self) -> float:
+        """Perp wallet not committed to isolated wallets (what can be added as margin without a transfer)."""
+        return self.perp_total() - self.isolated_total()
+
+    def effective_wallet(self, symbol: str, marks: dict[str, float]) -> float:
+        """Wallet backing this position: the isolated wallet, or (cross) the account wallet less what the other
+        cross positions' losses and maintenance margins use."""
+        book = self.books[symbol]
+        spec = self.symbols[symbol]
+        if spec.mode == "isolated":
+            return book.wallet
+        wallet = self.perp_total() - self.isolated_total()
+        for other, ob in self.books.items():
+            ospec = self.symbols[other]
+            if other == symbol or ob.side == 0 or ospec.mode != "cross":
+                continue
+            mark = marks.get(other, ob.entry)
+            wallet += margin.unrealized_pnl(ob.side, ob.qty, ob.entry, mark)
+            wallet -= ospec.table.maintenance_margin(ob.qty * mark)
+        return wallet
+
+    def liquidation_price(self, symbol: str, marks: dict[str, float]) -> float | None:
+        book = self.books[symbol]
+        if book.side == 0:
+            return None
+        return margin.liquidation_price(book.side, book.qty, book.entry, self.effective_wallet(symbol, marks),
+                                        self.symbols[symbol].table)
+
+    def state(self, symbol: str, ts_ns: int, marks: dict[str, float]) -> PerpMarginState:
+        book = self.books[symbol]
+        return PerpMarginState(
+            symbol=symbol,
+            mode=self.symbols[symbol].mode,
+            side=book.side,
+            qty=book.qty,
+            entry_price=book.entry,
+            wallet=self.effective_wallet(symbol, marks) if book.side else book.wallet,
+            perp_free=self.perp_unallocated(),
+            spot_free=self.spot_free(),
+            ts_ns=ts_ns,
+        )
+
+
+class SpotCollateralModule(SimulationModule):
+    """Registers the spot exchange with the ledger so margin transfers debit the real spot balance."""
+
+    def __init__(self, ledger: PerpLedger):
+        super().__init__(SimulationModuleConfig())
+        self.ledger = ledger
+
+    def register_venue(self, exchange) -> None:
+        super().register_venue(exchange)
+        self.ledger.spot_exchange = exchange
+
+    def process(self, ts_now: int) -> None:
+        pass
+
+    def log_diagnostics(self, logger) -> None:
+        pass
+
+    def reset(self) -> None:
+        pass
+
+
+class FundingModule(SimulationModule):
+    """Applies each real settlement once, at its time in the data, to every open perp position.
+
+    `settlements[symbol]` is a time-ordered list of (sim_ts_ns, exact_ts_ns, rate). sim_ts is the time the engine
+    applies it: the exact time, or just after the top of the hour the settlement belongs to when the exchange's
+    jitter put it a few ms before (so the mark price used is the one at the settlement, never an hour stale).
+    """
+
+    def __init__(self, ledger: PerpLedger, settlements: dict[str, list[tuple[int, int, float]]]):
+        super().__init__(SimulationModuleConfig())
+        self.ledger = ledger
+        self.settlements = settlements
+        self._next = {s: 0 for s in settlements}
+
+    def register_venue(self, exchange) -> None:
+        super().register_venue(exchange)
+        self.ledger.perp_exchange = exchange
+
+    def process(self, ts_now: int) -> None:
+        for symbol, events in self.settlements.items():
+            i = self._next[symbol]
+            while i < len(events) and events[i][0] <= ts_now:
+                self._settle(symbol, events[i])
+                i += 1
+            self._next[symbol] = i
+
+    def _settle(self, symbol: str, event: tuple[int, int, float]) -> None:
+        _, exact_ts, rate = event
+        spec = self.ledger.symbols[symbol]
+        self.ledger.settlements_seen[symbol] += 1
+        qty = 0.0
+        for pos in self.cache.positions_open(None, spec.instrument_id):
+            qty += pos.signed_qty
+        if qty == 0.0:
+            return
+        mark = self.cache.mark_price(spec.instrument_id)
+        if mark is None:
+            raise RuntimeError(f"{symbol}: funding settlement at {exact_ts} with an open position but no mark price")
+        mark_px = mark.value.as_double()
+        payment = funding_payment(qty, mark_px, rate)
+        self.exchange.adjust_account(Money(payment, USDT))
+        book = self.ledger.books[symbol]
+        if spec.mode == "isolated" and book.side != 0:
+            book.wallet += payment  # Binance credits funding of an isolated position to its isolated margin
+        self.ledger.funding.append(FundingRow(exact_ts, symbol, rate, mark_px, qty, payment))
+
+    def log_diagnostics(self, logger) -> None:
+        logger.info(f"Funding settlements applied: {len(self.ledger.funding)}")
+
+    def reset(self) -> None:
+        self._next = {s: 0 for s in self.settlements}
+
+
+class PerpMarginModule(SimulationModule):
+    """Isolated wallets, margin requests and liquidations for the perp venue."""
+
+    def __init__(self, ledger: PerpLedger):
+        super().__init__(SimulationModuleConfig())
+        self.ledger = ledger
+        self._marks: dict[str, float] = {}
+        self._mark_ts: dict[str, int] = {}
+
+    def register_venue(self, exchange) -> None:
+        super().register_venue(exchange)
+        self.ledger.perp_exchange = exchange
+        self.msgbus.register(ADJUST_MARGIN_ENDPOINT, self._on_adjust_margin)
+
+    # -- engine loop ----------------------------------------------------------------------------------------------
+    def process(self, ts_now: int) -> None:
+        for symbol, spec in self.ledger.symbols.items():
+            changed = self._sync_position(symbol, spec)
+            mark = self.cache.mark_price(spec.instrument_id)
+            if mark is None:
+                continue
+            new_mark = mark.ts_event != self._mark_ts.get(symbol)
+            self._marks[symbol] = mark.value.as_double()
+            self._mark_ts[symbol] = mark.ts_event
+            if new_mark:
+                self._check_liquidation(symbol, spec, mark.ts_event)
+            if changed or new_mark:
+                self.msgbus.publish(margin_topic(symbol), self.ledger.state(symbol, ts_now, self._marks))
+
+    def _sync_position(self, symbol: str, spec: PerpSymbol) -> bool:
+        """Follow the venue's position: open → initial margin into the isolated wallet; increase → more margin;
+        reduce → the released share of the wallet goes back to the perp wallet."""
+        book = self.ledger.books[symbol]
+        positions = self.cache.positions_open(None, spec.instrument_id)
+        pos = positions[0] if positions else None
+        qty = pos.quantity.as_double() if pos is not None else 0.0
+        side = 0 if pos is None else (1 if pos.side == PositionSide.LONG else -1)
+        if side == book.side and abs(qty - book.qty) < 1e-12:
+            return False
+        if side == 0:
+            book.__init__()
+            return True
+        entry = pos.avg_px_open
+        if book.side != side:  # new position (or flipped)
+            book.side, book.qty, book.entry = side, qty, entry
+            book.wallet = margin.initial_margin(qty * entry, spec.leverage) if spec.mode == "isolated" else 0.0
+            book.opened_ns = pos.ts_opened
+            return True
+        if qty > book.qty:
+            added_notional = qty * entry - book.qty * book.entry
+            if spec.mode == "isolated":
+                book.wallet += margin.initial_margin(added_notional, spec.leverage)
+        elif spec.mode == "isolated":
+            book.wallet *= qty / book.qty
+        book.qty, book.entry = qty, entry
+        return True
+
+    def _check_liquidation(self, symbol: str, spec: PerpSymbol, bar_close_ns: int) -> None:
+        book = self.ledger.books[symbol]
+        if book.side == 0 or book.opened_ns >= bar_close_ns or book.last_checked_bar == bar_close_ns:
+            return  # a position opened at this bar's close did not live through it
+        book.last_checked_bar = bar_close_ns
+        lp = self.ledger.liquidation_price(symbol, self._marks)
+        if lp is None or lp <= 0:
+            return
+        hi, lo = spec.worst.get(bar_close_ns, (self._marks[symbol], self._marks[symbol]))
+        worst = hi if book.side < 0 else lo
+        if (book.side < 0 and worst >= lp) or (book.side > 0 and worst <= lp):
+            self._liquidate(symbol, spec, lp, worst)
+
+    def _liquidate(self, symbol: str, spec: PerpSymbol, lp: float, worst: float) -> None:
+        book = self.ledger.books[symbol]
+        wallet = self.ledger.effective_wallet(symbol, self._marks)
+        engine = self.exchange.get_matching_engine(spec.instrument_id)
+        instrument = self.cache.instrument(spec.instrument_id)
+        positions = self.cache.positions_open(None, spec.instrument_id)
+        if not positions:
+            return
+        position = positions[0]
+        before = self.ledger.perp_total()
+        order = MarketOrder(
+            trader_id=position.trader_id,
+            strategy_id=position.strategy_id,
+            instrument_id=position.instrument_id,
+            client_order_id=ClientOrderId(f"LIQ-{symbol}-{uuid.uuid4().hex[:12]}"),
+            order_side=OrderSide.BUY if position.side == PositionSide.SHORT else OrderSide.SELL,
+            quantity=position.quantity,
+            init_id=UUID4(),
+            ts_init=self.clock.timestamp_ns(),
+            reduce_only=True,
+            tags=["LIQUIDATION"],
+        )
+        self.cache.add_order(order, position_id=position.id)
+        engine.accept_order(order)
+        engine.apply_fills(
+            order=order,
+            fills=[(Price(lp, instrument.price_precision), position.quantity)],
+            liquidity_side=LiquiditySide.TAKER,
+            venue_position_id=position.id,
+            position=position,
+        )
+        # The fill realised the loss down to the liquidation price; the margin left (the maintenance margin) goes to
+        # the insurance fund, so in total the whole isolated wallet is lost.
+        fill_delta = self.ledger.perp_total() - before
+        residual = min(0.0, -(wallet + fill_delta))
+        if residual < 0:
+            self.exchange.adjust_account(Money(residual, USDT))
+        ts = self.clock.timestamp_ns()
+        self.ledger.liquidations.append(
+            LiquidationRow(ts, symbol, book.side, book.qty, lp, book.entry, wallet, worst, -residual)
+        )
+        self.msgbus.publish(liquidation_topic(symbol), Liquidated(symbol, book.side, book.qty, lp, wallet, ts))
+        book.__init__()
+
+    # -- requests from the strategy -------------------------------------------------------------------------------
+    def _on_adjust_margin(self, req: AdjustMarginRequest) -> None:
+        book = self.ledger.books.get(req.symbol)
+        spec = self.ledger.symbols.get(req.symbol)
+        if book is None or spec is None or book.side == 0 or req.amount <= 0:
+            self._reply(req, 0.0, 0.0, False, "no open position or non-positive amount")
+            return
+        from_perp = min(req.amount, max(0.0, self.ledger.perp_unallocated() - 1e-9)) if spec.mode == "isolated" else 0.0
+        rest = req.amount - from_perp
+        from_spot = 0.0
+        if rest > 0 and req.from_spot and self.ledger.spot_exchange is not None:
+            from_spot = min(rest, max(0.0, self.ledger.spot_free() - 1e-9))
+            if from_spot > 0:
+                self.ledger.spot_exchange.adjust_account(Money(-from_spot, USDT))
+                self.exchange.adjust_account(Money(from_spot, USDT))
+        if spec.mode == "isolated":
+            book.wallet += from_perp + from_spot
+        self.ledger.transfers.append(
+            TransferRow(self.clock.timestamp_ns(), req.symbol, req.amount, from_perp, from_spot, req.reason)
+        )
+        moved = from_perp + from_spot
+        self._reply(req, from_perp, from_spot, moved > 0, f"added {moved:.2f} of {req.amount:.2f} USDT")
+        self.msgbus.publish(margin_topic(req.symbol), self.ledger.state(req.symbol, self.clock.timestamp_ns(), self._marks))
+
+    def _reply(self, req: AdjustMarginRequest, from_perp: float, from_spot: float, ok: bool, msg: str) -> None:
+        self.msgbus.publish(
+            margin_topic(req.symbol) + ".adjusted",
+            MarginAdjusted(req.symbol, req.amount, from_perp, from_spot, ok, msg, self.clock.timestamp_ns()),
+        )
+
+    def log_diagnostics(self, logger) -> None:
+        logger.info(f"Liquidations: {len(self.ledger.liquidations)}")
+
+    def reset(self) -> None:
+        for b in self.ledger.books.values():
+            b.__init__()

@@ -1,0 +1,128 @@
+"""Backtest-only observer: hourly equity of both accounts and per-symbol state (prices, basis, legs, margin),
+plus a progress bar on stderr. It reads; it never trades."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+from nautilus_trader.common.actor import Actor
+from nautilus_trader.config import ActorConfig
+from nautilus_trader.model.data import FundingRateUpdate, MarkPriceUpdate
+from nautilus_trader.model.identifiers import InstrumentId, Venue
+from nautilus_trader.model.objects import Currency
+
+from basisbot import margin
+from basisbot.venue_messages import PerpMarginState, margin_topic
+
+USDT = Currency.from_str("USDT")
+
+
+class RecorderConfig(ActorConfig, frozen=True):
+    symbols: list[str]
+    spot_ids: list[str]
+    perp_ids: list[str]
+    spot_venue: str
+    perp_venue: str
+    start_ns: int
+    end_ns: int
+    progress: bool = True
+
+
+class BacktestRecorder(Actor):
+    def __init__(self, config: RecorderConfig, tables: dict[str, margin.BracketTable]):
+        super().__init__(config)
+        self.symbols = list(config.symbols)
+        self.spot_ids = [InstrumentId.from_str(s) for s in config.spot_ids]
+        self.perp_ids = [InstrumentId.from_str(s) for s in config.perp_ids]
+        self._sym_by_perp = {p: s for p, s in zip(self.perp_ids, self.symbols)}
+        self._spot_by_sym = dict(zip(self.symbols, self.spot_ids))
+        self._perp_by_sym = dict(zip(self.symbols, self.perp_ids))
+        self.tables = tables
+        self.equity_rows: list[tuple] = []
+        self.state_rows: list[tuple] = []
+        self._margin: dict[str, PerpMarginState] = {}
+        self._pred: dict[str, float] = {}
+        self._last_symbol = self.symbols[-1]
+        self._wall0 = time.monotonic()
+        self._last_pct = -1
+
+    def on_start(self) -> None:
+        for p, s in zip(self.perp_ids, self.symbols):
+            self.subscribe_mark_prices(p)
+            self.subscribe_funding_rates(p)
+            self.msgbus.subscribe(margin_topic(s), self._on_margin)
+
+    def _on_margin(self, st: PerpMarginState) -> None:
+        self._margin[st.symbol] = st
+
+    def on_funding_rate(self, update: FundingRateUpdate) -> None:
+        self._pred[self._sym_by_perp[update.instrument_id]] = float(update.rate)
+
+    def _spot_px(self, symbol: str) -> float | None:
+        bar = self.cache.bar(self._bar_type(symbol))
+        return bar.close.as_double() if bar is not None else None
+
+    def _bar_type(self, symbol: str):
+        from nautilus_trader.model.data import BarType
+
+        return BarType.from_str(f"{self._spot_by_sym[symbol]}-1-HOUR-LAST-EXTERNAL")
+
+    def on_mark_price(self, update: MarkPriceUpdate) -> None:
+        symbol = self._sym_by_perp[update.instrument_id]
+        ts = update.ts_event
+        mark = update.value.as_double()
+        spot_px = self._spot_px(symbol)
+        spot_qty = float(self.portfolio.net_position(self._spot_by_sym[symbol]))
+        perp_qty = float(self.portfolio.net_position(update.instrument_id))
+        st = self._margin.get(symbol)
+        lp = dist = wallet = None
+        if st is not None and st.side != 0:
+            wallet = st.wallet
+            try:
+                lp = margin.liquidation_price(st.side, st.qty, st.entry_price, st.wallet, self.tables[symbol])
+                dist = margin.distance_to_liquidation(st.side, mark, lp)
+            except ValueError:
+                lp = dist = None
+        basis = (mark - spot_px) / spot_px if spot_px else None
+        self.state_rows.append((ts, symbol, spot_px, mark, basis, self._pred.get(symbol), spot_qty, perp_qty,
+                                wallet, lp, dist))
+        if symbol == self._last_symbol:
+            self._record_equity(ts)
+            self._progress(ts)
+
+    def _record_equity(self, ts: int) -> None:
+        spot_acct = self.portfolio.account(Venue(self.config.spot_venue))
+        perp_acct = self.portfolio.account(Venue(self.config.perp_venue))
+        spot_usdt = spot_acct.balance_total(USDT).as_double() if spot_acct else 0.0
+        assets = 0.0
+        for sym in self.symbols:
+            px = self._spot_px(sym)
+            inst = self.cache.instrument(self._spot_by_sym[sym])
+            if px is None or inst is None or spot_acct is None:
+                continue
+            bal = spot_acct.balance_total(inst.base_currency)
+            if bal is not None:
+                assets += bal.as_double() * px
+        perp_wallet = perp_acct.balance_total(USDT).as_double() if perp_acct else 0.0
+        upnl = 0.0
+        for sym in self.symbols:
+            pid = self._perp_by_sym[sym]
+            mp = self.cache.mark_price(pid)
+            if mp is None:
+                continue
+            for pos in self.cache.positions_open(None, pid):
+                upnl += pos.signed_qty * (mp.value.as_double() - pos.avg_px_open)
+        self.equity_rows.append((ts, spot_usdt, assets, perp_wallet, upnl, spot_usdt + assets + perp_wallet + upnl))
+
+    def _progress(self, ts: int) -> None:
+        if not self.config.progress:
+            return
+        span = max(self.config.end_ns - self.config.start_ns, 1)
+        pct = int(100 * (ts - self.config.start_ns) / span)
+        if pct != self._last_pct and pct % 2 == 0:
+            self._last_pct = pct
+            filled = pct // 4
+            elapsed = time.monotonic() - self._wall0
+            sys.stderr.write(f"\r  backtest [{'#' * filled}{'.' * (25 - filled)}] {pct:3d}%  {elapsed:5.1f}s")
+            sys.stderr.flush()

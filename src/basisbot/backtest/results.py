@@ -1,0 +1,174 @@
+"""Backtest outputs: summary.json, funding.csv, trades.csv, equity.csv, state.csv, guard.csv, liquidations.csv,
+predictions.csv, and the terminal summary table.
+
+PnL per symbol is built from first principles and reconciled against the two accounts' equity:
+  net = spot PnL (fills + holdings at the last spot close) + perp PnL (fills + position at the last mark)
+        + settled funding - fees - what liquidations took beyond the fill at the liquidation price.
+The sum over symbols must equal the change in equity (spot USDT + spot assets + perp wallet + perp unrealized);
+`total.reconciliation_error` reports the difference (margin transfers between the accounts net to zero).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections import Counter
+from pathlib import Path
+
+import pandas as pd
+
+from basisbot.schedule import ns_to_dt
+
+MONEY_KEYS = ("funding_pnl", "fees", "spot_pnl", "perp_pnl", "liquidation_loss", "net_pnl")
+
+
+def iso(ns: int) -> str:
+    t = ns_to_dt(int(ns))
+    return t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond // 1000:03d}Z"
+
+
+def _r(x: float, nd: int = 6) -> float:
+    return round(float(x), nd)
+
+
+def predicted_vs_settled(result, symbol: str) -> pd.DataFrame:
+    """For each settlement of the data in range: the strategy's last prediction before it, and the settled rate."""
+    feed = result.feeds[symbol]
+    preds = feed.predictions
+    rows = []
+    if preds.empty:
+        return pd.DataFrame(columns=["ts_ns", "predicted_rate", "settled_rate", "interval_minutes"])
+    pts = preds["ts_ns"].to_numpy()
+    for sim_ts, exact, rate in feed.settlements:
+        i = pts.searchsorted(sim_ts, side="left") - 1  # strictly before the settlement was applied
+        if i < 0:
+            continue
+        rows.append((exact, float(preds["predicted_rate"].iloc[i]), rate, int(preds["interval_minutes"].iloc[i])))
+    return pd.DataFrame(rows, columns=["ts_ns", "predicted_rate", "settled_rate", "interval_minutes"])
+
+
+def symbol_summary(result, symbol: str) -> dict:
+    fills = [f for f in result.fills if f.symbol == symbol]
+    spot_cash = sum((-f.qty if f.side == "BUY" else f.qty) * f.price for f in fills if f.leg == "spot")
+    spot_qty = sum((f.qty if f.side == "BUY" else -f.qty) for f in fills if f.leg == "spot")
+    perp_cash = sum((-f.qty if f.side == "BUY" else f.qty) * f.price for f in fills if f.leg == "perp")
+    perp_qty = sum((f.qty if f.side == "BUY" else -f.qty) for f in fills if f.leg == "perp")
+    spot_pnl = spot_cash + spot_qty * result.final_spot_px[symbol]
+    perp_pnl = perp_cash + perp_qty * result.final_mark[symbol]
+    fees = sum(f.fee_usdt for f in fills)
+    funding = [r for r in result.ledger.funding if r.symbol == symbol]
+    funding_pnl = sum(r.payment for r in funding)
+    liqs = [r for r in result.ledger.liquidations if r.symbol == symbol]
+    liq_loss = sum(r.insurance_loss for r in liqs)
+    strat = result.strategies[symbol]
+    guard = strat.log_.guard
+    steps = Counter(g.step for g in guard)
+    transfers = [t for t in result.ledger.transfers if t.symbol == symbol]
+    pvs = predicted_vs_settled(result, symbol)
+    err = (pvs["predicted_rate"] - pvs["settled_rate"]).abs() if len(pvs) else pd.Series(dtype=float)
+    decisions = Counter(a for _, a, _ in strat.log_.decisions)
+    return {
+        "funding_pnl": _r(funding_pnl),
+        "fees": _r(fees),
+        "net_pnl": _r(spot_pnl + perp_pnl + funding_pnl - fees - liq_loss),
+        "liquidations": len(liqs),
+        "guard_actions": len(guard),
+        "settlements": len(funding),
+        "spot_pnl": _r(spot_pnl),
+        "perp_pnl": _r(perp_pnl),
+        "liquidation_loss": _r(liq_loss),
+        "guard_breakdown": dict(steps),
+        "margin_added": _r(sum(t.from_perp + t.from_spot for t in transfers)),
+        "margin_transferred_from_spot": _r(sum(t.from_spot for t in transfers)),
+        "entries": decisions.get("enter", 0),
+        "exits": decisions.get("exit", 0),
+        "final_spot_qty": _r(spot_qty, 8),
+        "final_perp_qty": _r(perp_qty, 8),
+        "predictor_mae": _r(float(err.mean()), 9) if len(err) else None,
+        "settlements_in_data": len(result.feeds[symbol].settlements),
+    }
+
+
+def build_summary(result) -> dict:
+    symbols = {s: symbol_summary(result, s) for s in result.symbols}
+    total = {k: _r(sum(v[k] for v in symbols.values())) for k in MONEY_KEYS}
+    for k in ("liquidations", "guard_actions", "settlements", "entries", "exits"):
+        total[k] = sum(v[k] for v in symbols.values())
+    change = result.ending_equity - result.starting_equity
+    total.update({
+        "starting_equity": _r(result.starting_equity),
+        "ending_equity": _r(result.ending_equity),
+        "equity_change": _r(change),
+        "reconciliation_error": _r(change - total["net_pnl"]),
+    })
+    return {
+        "symbols": symbols,
+        "total": total,
+        "period": {"start": result.start.isoformat(), "end": result.end.isoformat()},
+        "data": str(result.data_dir),
+        "run": {"events": result.events, "seconds": _r(result.run_seconds, 3),
+                "events_per_second": _r(result.events / result.run_seconds if result.run_seconds else math.nan, 1)},
+        "data_notes": result.data_notes[:50],
+    }
+
+
+def _write_csv(path: Path, header: list[str], rows) -> None:
+    with path.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(header)
+        w.writerows(rows)
+
+
+def write_results(result, out: Path) -> dict:
+    out.mkdir(parents=True, exist_ok=True)
+    summary = build_summary(result)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    _write_csv(out / "funding.csv", ["ts", "symbol", "rate", "mark_price", "position_qty", "payment"],
+               ((iso(r.ts_ns), r.symbol, repr(r.rate), repr(r.mark_price), repr(r.position_qty), repr(r.payment))
+                for r in result.ledger.funding))
+    _write_csv(out / "trades.csv", ["ts", "symbol", "leg", "side", "qty", "price", "fee_usdt", "fee_currency", "tag",
+                                    "client_order_id"],
+               ((iso(f.ts_ns), f.symbol, f.leg, f.side, f.qty, f.price, _r(f.fee_usdt, 8), f.fee_currency, f.tag,
+                 f.client_order_id) for f in result.fills))
+    _write_csv(out / "equity.csv", ["ts", "spot_usdt", "spot_assets_usdt", "perp_wallet", "perp_unrealized", "equity"],
+               ((iso(r[0]), *(_r(x, 4) for x in r[1:])) for r in result.recorder.equity_rows))
+    _write_csv(out / "state.csv", ["ts", "symbol", "spot_price", "mark_price", "basis", "predicted_rate", "spot_qty",
+                                   "perp_qty", "perp_wallet", "liquidation_price", "liquidation_distance"],
+               ((iso(r[0]), *r[1:]) for r in result.recorder.state_rows))
+    _write_csv(out / "guard.csv", ["ts", "symbol", "step", "distance", "liquidation_price", "mark_price", "add_margin",
+                                   "reduce_fraction", "reason", "spot_qty_after", "perp_qty_after"],
+               ((iso(g.ts_ns), g.symbol, g.step, g.distance, g.liquidation_price, g.mark, g.add_margin,
+                 g.reduce_fraction, g.reason, g.spot_qty_after, g.perp_qty_after)
+                for s in result.symbols for g in result.strategies[s].log_.guard))
+    _write_csv(out / "liquidations.csv", ["ts", "symbol", "side", "qty", "liquidation_price", "entry_price",
+                                          "wallet_lost", "bar_worst_mark", "insurance_loss"],
+               ((iso(r.ts_ns), r.symbol, r.side, r.qty, r.price, r.entry, r.wallet_lost, r.bar_worst, r.insurance_loss)
+                for r in result.ledger.liquidations))
+    rows = []
+    for s in result.symbols:
+        for _, r in predicted_vs_settled(result, s).iterrows():
+            rows.append((iso(r.ts_ns), s, r.predicted_rate, r.settled_rate, r.interval_minutes))
+    _write_csv(out / "predictions.csv", ["ts", "symbol", "predicted_rate", "settled_rate", "interval_minutes"], rows)
+    _write_csv(out / "decisions.csv", ["ts", "symbol", "action", "reason"],
+               ((iso(ts), s, a, why) for s in result.symbols for ts, a, why in result.strategies[s].log_.decisions))
+    return summary
+
+
+def print_summary(result, summary: dict, out: Path) -> None:
+    cols = ("funding_pnl", "fees", "spot_pnl", "perp_pnl", "net_pnl")
+    head = f"{'symbol':<10}" + "".join(f"{c:>14}" for c in cols) + f"{'settl.':>8}{'liqs':>6}{'guard':>7}"
+    print(f"\nbacktest {result.start.date()} → {result.end.date()}  data: {result.data_dir}")
+    print(head)
+    print("-" * len(head))
+    for s, v in summary["symbols"].items():
+        print(f"{s:<10}" + "".join(f"{v[c]:>14,.2f}" for c in cols)
+              + f"{v['settlements']:>8}{v['liquidations']:>6}{v['guard_actions']:>7}")
+    t = summary["total"]
+    print("-" * len(head))
+    print(f"{'total':<10}" + "".join(f"{t[c]:>14,.2f}" for c in cols)
+          + f"{t['settlements']:>8}{t['liquidations']:>6}{t['guard_actions']:>7}")
+    print(f"equity {t['starting_equity']:,.2f} → {t['ending_equity']:,.2f} USDT "
+          f"(reconciliation error {t['reconciliation_error']:+.6f});  "
+          f"{summary['run']['events']:,} events in {summary['run']['seconds']:.1f}s")
+    print(f"results: {out}/summary.json, funding.csv, trades.csv, equity.csv, report.html")

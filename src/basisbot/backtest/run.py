@@ -1,0 +1,269 @@
+"""Assemble and run a backtest: two venues (spot CASH, perp MARGIN with the standard margin model), the simulation
+modules of `perp_venue`, one `BasisCarryStrategy` per enabled symbol, and the recorder."""
+
+from __future__ import annotations
+
+import datetime as dt
+import sys
+import time
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+
+import pandas as pd
+from nautilus_trader.accounting.margin_models import StandardMarginModel
+from nautilus_trader.backtest.engine import BacktestEngine
+from nautilus_trader.backtest.models import MakerTakerFeeModel
+from nautilus_trader.config import BacktestEngineConfig, LoggingConfig
+from nautilus_trader.model.currencies import USDT
+from nautilus_trader.model.enums import AccountType, OmsType
+from nautilus_trader.model.events import OrderFilled
+from nautilus_trader.model.identifiers import TraderId
+from nautilus_trader.model.objects import Money
+
+from basisbot import reference
+from basisbot.backtest import market_data
+from basisbot.backtest.feed import SymbolFeed, bar_type, build_feed
+from basisbot.backtest.instruments import PERP_VENUE, SPOT_VENUE, make_perp, make_spot
+from basisbot.backtest.perp_venue import FundingModule, PerpLedger, PerpMarginModule, PerpSymbol, SpotCollateralModule
+from basisbot.backtest.recorder import BacktestRecorder, RecorderConfig
+from basisbot.settings import ConfigError, Settings, SymbolSettings
+from strategies.basis_carry import BasisCarryConfig, BasisCarryStrategy
+
+
+class BacktestInputError(Exception):
+    """Bad backtest input (data folder, dates, symbols): reported with what and where, exit status 2."""
+
+
+@dataclass
+class FillRow:
+    ts_ns: int
+    symbol: str
+    leg: str  # spot | perp
+    side: str
+    qty: float
+    price: float
+    fee_usdt: float
+    fee_currency: str
+    tag: str
+    client_order_id: str
+
+
+@dataclass
+class BacktestResult:
+    settings: Settings
+    symbols: list[str]
+    start: pd.Timestamp
+    end: pd.Timestamp
+    data_dir: Path
+    ledger: PerpLedger
+    recorder: BacktestRecorder
+    strategies: dict[str, BasisCarryStrategy]
+    feeds: dict[str, SymbolFeed]
+    fills: list[FillRow]
+    starting_equity: float
+    ending_equity: float
+    final_spot_px: dict[str, float]
+    final_mark: dict[str, float]
+    events: int
+    run_seconds: float
+    data_notes: list[str] = field(default_factory=list)
+
+
+def resolve_data_dir(path: Path, config_path: Path | None) -> Path:
+    """Relative paths: the current directory first, then the config file's folder."""
+    tried = [path]
+    if path.is_absolute() or path.exists():
+        if path.exists():
+            return path
+    elif config_path is not None:
+        alt = config_path.parent / path
+        tried.append(alt)
+        if alt.exists():
+            return alt
+    raise BacktestInputError(f"data folder not found: tried {', '.join(str(p) for p in tried)}")
+
+
+def _parse_day(value, what: str) -> pd.Timestamp | None:
+    if value in (None, ""):
+        return None
+    try:
+        return pd.Timestamp(value).tz_localize("UTC") if pd.Timestamp(value).tzinfo is None else pd.Timestamp(value)
+    except (ValueError, TypeError):
+        raise BacktestInputError(f"{what}: {value!r} is not a date (use YYYY-MM-DD)") from None
+
+
+def run_backtest(
+    settings: Settings,
+    *,
+    config_path: Path | None = None,
+    data_dir: Path | None = None,
+    start=None,
+    end=None,
+    symbols: list[str] | None = None,
+    progress: bool = False,
+) -> BacktestResult:
+    bt = settings.backtest
+    data_path = resolve_data_dir(Path(data_dir) if data_dir else bt.data, config_path)
+    start_ts = _parse_day(start, "--start") or _parse_day(bt.start, "backtest.start")
+    end_ts = _parse_day(end, "--end") or _parse_day(bt.end, "backtest.end")
+    if start_ts is not None and end_ts is not None and end_ts <= start_ts:
+        raise BacktestInputError(f"end {end_ts.date()} must be after start {start_ts.date()}")
+    enabled = settings.enabled_symbols()
+    if symbols:
+        unknown = [s for s in symbols if s not in settings.symbols]
+        if unknown:
+            raise BacktestInputError(f"--symbols: {unknown} not in the config (configured: {sorted(settings.symbols)})")
+        enabled = {s: settings.symbols[s] for s in symbols}
+    if not enabled:
+        raise BacktestInputError("no enabled symbol to backtest")
+    brackets = reference.brackets()
+    for s in enabled:
+        if s not in brackets:
+            raise BacktestInputError(f"symbol {s}: no leverage brackets bundled (have {sorted(brackets)})")
+
+    datas = {s: market_data.load_symbol(data_path, s, start=start_ts, end=end_ts) for s in enabled}
+    first = min(d.bars.index[0] for d in datas.values())
+    last = max(d.bars.index[-1] for d in datas.values()) + pd.Timedelta(hours=1)
+
+    engine = BacktestEngine(BacktestEngineConfig(trader_id=TraderId("BASISBOT-001"),
+                                                 logging=LoggingConfig(log_level="ERROR", print_config=False)))
+    fees = settings.fees
+    spot_insts = {s: make_spot(s, fees.spot_taker, fees.spot_maker) for s in enabled}
+    perp_insts = {s: make_perp(s, cfg.leverage, brackets[s], fees.perp_taker, fees.perp_maker) for s, cfg in enabled.items()}
+    feeds = {s: build_feed(datas[s], spot_insts[s], perp_insts[s], bt.predictor) for s in enabled}
+
+    ledger = PerpLedger([
+        PerpSymbol(s, perp_insts[s].id, brackets[s], cfg.leverage, cfg.margin_mode, feeds[s].worst)
+        for s, cfg in enabled.items()
+    ])
+    engine.add_venue(
+        venue=SPOT_VENUE, oms_type=OmsType.NETTING, account_type=AccountType.CASH, base_currency=None,
+        starting_balances=[Money(bt.spot_balance_usdt, USDT)], fee_model=MakerTakerFeeModel(),
+        modules=[SpotCollateralModule(ledger)], bar_adaptive_high_low_ordering=False,
+    )
+    engine.add_venue(
+        venue=PERP_VENUE, oms_type=OmsType.NETTING, account_type=AccountType.MARGIN, base_currency=USDT,
+        starting_balances=[Money(bt.perp_balance_usdt, USDT)], fee_model=MakerTakerFeeModel(),
+        margin_model=StandardMarginModel(),
+        default_leverage=Decimal(1),
+        modules=[FundingModule(ledger, {s: f.settlements for s, f in feeds.items()}), PerpMarginModule(ledger)],
+    )
+    for s in enabled:
+        engine.add_instrument(spot_insts[s])
+        engine.add_instrument(perp_insts[s])
+    events = []
+    order = list(enabled)
+    for idx, s in enumerate(order):
+        events.extend((ts, prio, idx, obj) for ts, prio, obj in feeds[s].events)
+    events.sort(key=lambda e: (e[0], e[1], e[2]))
+    engine.add_data([e[3] for e in events], sort=True)  # already in order; the stable sort keeps same-ts priority
+
+    strategies = {}
+    for s, cfg in enabled.items():
+        strat = BasisCarryStrategy(strategy_config(settings, s, cfg, str(spot_insts[s].id), str(perp_insts[s].id),
+                                                   str(bar_type(spot_insts[s]))))
+        strategies[s] = strat
+        engine.add_strategy(strat)
+    start_ns = int(first.value + 3_600_000_000_000)
+    recorder = BacktestRecorder(
+        RecorderConfig(symbols=order, spot_ids=[str(spot_insts[s].id) for s in order],
+                       perp_ids=[str(perp_insts[s].id) for s in order], spot_venue=SPOT_VENUE.value,
+                       perp_venue=PERP_VENUE.value, start_ns=start_ns, end_ns=int(last.value), progress=progress),
+        {s: brackets[s] for s in order},
+    )
+    engine.add_actor(recorder)
+
+    t0 = time.perf_counter()
+    engine.run()
+    run_seconds = time.perf_counter() - t0
+    if progress:
+        sys.stderr.write("\n")
+
+    fills = collect_fills(engine, spot_insts, perp_insts)
+    final_spot = {s: float(datas[s].bars["spot_close"].dropna().iloc[-1]) for s in order}
+    final_mark = {s: float(datas[s].bars["mark_close"].iloc[-1]) for s in order}
+    starting = bt.spot_balance_usdt + bt.perp_balance_usdt
+    ending = recorder.equity_rows[-1][-1] if recorder.equity_rows else starting
+    notes = [g for d in datas.values() for g in d.gaps]
+    result = BacktestResult(settings, order, first, last, data_path, ledger, recorder, strategies, feeds, fills,
+                            starting, ending, final_spot, final_mark, len(events), run_seconds, notes)
+    engine.dispose()
+    return result
+
+
+def strategy_config(settings: Settings, symbol: str, cfg: SymbolSettings, spot_id: str, perp_id: str,
+                    spot_bar_type: str | None) -> BasisCarryConfig:
+    table = reference.brackets()[symbol]
+    g = cfg.guard
+    return BasisCarryConfig(
+        strategy_id=f"BasisCarry-{symbol}",
+        order_id_tag=symbol[:-4][:10],
+        symbol=symbol,
+        spot_instrument_id=spot_id,
+        perp_instrument_id=perp_id,
+        brackets=[{"bracket": b.bracket, "initialLeverage": b.initial_leverage, "notionalFloor": b.notional_floor,
+                   "notionalCap": b.notional_cap, "maintMarginRatio": b.mmr, "cum": b.cum} for b in table.brackets],
+        spot_bar_type=spot_bar_type,
+        hedge_ratio=cfg.hedge_ratio,
+        notional_usdt=cfg.notional_usdt,
+        max_notional_usdt=cfg.max_notional_usdt,
+        leverage=cfg.leverage,
+        margin_mode=cfg.margin_mode,
+        entry_apr=cfg.entry_apr,
+        exit_apr=cfg.exit_apr,
+        min_hold_intervals=cfg.min_hold_intervals,
+        rebalance_tolerance=cfg.rebalance_tolerance,
+        spot_taker_fee=settings.fees.spot_taker,
+        perp_taker_fee=settings.fees.perp_taker,
+        leg_timeout_s=cfg.leg_timeout_s,
+        guard_enabled=g.enabled,
+        guard={"warn_distance": g.warn_distance, "add_margin_distance": g.add_margin_distance,
+               "target_distance": g.target_distance, "reduce_distance": g.reduce_distance,
+               "close_distance": g.close_distance, "hysteresis": g.hysteresis},
+        schedule=settings.schedule_for(symbol).model_dump(),
+    )
+
+
+def collect_fills(engine: BacktestEngine, spot_insts: dict, perp_insts: dict) -> list[FillRow]:
+    by_id = {inst.id: (s, "spot") for s, inst in spot_insts.items()}
+    by_id.update({inst.id: (s, "perp") for s, inst in perp_insts.items()})
+    rows = []
+    for order in engine.cache.orders():
+        tag = (order.tags or [""])[0]
+        for ev in order.events:
+            if not isinstance(ev, OrderFilled):
+                continue
+            sym, leg = by_id[ev.instrument_id]
+            px = ev.last_px.as_double()
+            fee = ev.commission.as_double()
+            fee_usdt = fee if ev.commission.currency == USDT else fee * px
+            rows.append(FillRow(ev.ts_event, sym, leg, ev.order_side.name if hasattr(ev.order_side, "name") else str(ev.order_side),
+                                ev.last_qty.as_double(), px, fee_usdt, ev.commission.currency.code, tag,
+                                str(ev.client_order_id)))
+    rows.sort(key=lambda r: r.ts_ns)
+    return rows
+
+
+def run_backtest_cli(args) -> int:
+    from basisbot.backtest.report import write_report
+    from basisbot.backtest.results import print_summary, write_results
+    from basisbot.settings import load_settings
+
+    try:
+        settings = load_settings(args.config, env_file=args.env_file)
+        symbols = [s.strip() for s in args.symbols.split(",") if s.strip()] if args.symbols else None
+        result = run_backtest(settings, config_path=args.config, data_dir=args.data, start=args.start, end=args.end,
+                              symbols=symbols, progress=not args.quiet)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except (BacktestInputError, market_data.DataError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    summary = write_results(result, out)
+    write_report(result, summary, out / "report.html")
+    if not args.quiet:
+        print_summary(result, summary, out)
+    return 0

@@ -1,0 +1,104 @@
+"""`basisbot` command line: backtest | paper | live | sim | config check | status | journal.
+
+Exit status: 0 success, 2 bad configuration or bad input (nothing was started), 3 not built yet, 1 runtime failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from basisbot.settings import ConfigError, effective_config, load_settings
+
+EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT, EXIT_NOT_BUILT = 0, 1, 2, 3
+DEFAULT_CONFIG = Path("config/basisbot.toml")
+
+
+def _add_config(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help=f"global TOML config (default {DEFAULT_CONFIG})")
+    p.add_argument("--env-file", type=Path, default=Path(".env"), help="dotenv file with BASISBOT_* variables")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="basisbot", description="Basis/carry bot: long spot, short perpetual, earn funding.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    bt = sub.add_parser("backtest", help="run the carry strategy on historical data")
+    _add_config(bt)
+    bt.add_argument("--out", type=Path, required=True, help="results folder (summary.json, funding.csv, report.html, ...)")
+    bt.add_argument("--data", type=Path, help="data folder: bundled layout or Binance public-dump layout")
+    bt.add_argument("--start", help="first day, YYYY-MM-DD (UTC)")
+    bt.add_argument("--end", help="end day (exclusive), YYYY-MM-DD (UTC)")
+    bt.add_argument("--symbols", help="comma-separated subset of the config's symbols, e.g. BTCUSDT,ETHUSDT")
+    bt.add_argument("--quiet", action="store_true", help="no progress bar or summary table")
+
+    for name, text in (("live", "trade on the exchange"), ("paper", "live market data, simulated fills")):
+        p = sub.add_parser(name, help=text)
+        _add_config(p)
+
+    sim = sub.add_parser("sim", help="serve a local Binance-compatible venue replaying real data")
+    sim.add_argument("--port", type=int, required=True)
+    sim.add_argument("--data", type=Path, required=True)
+    sim.add_argument("--speed", type=float, default=60.0, help="replay seconds per wall second")
+    sim.add_argument("--start", help="replay start, YYYY-MM-DD")
+    sim.add_argument("--api-key")
+    sim.add_argument("--api-secret")
+
+    cfg = sub.add_parser("config", help="configuration tools")
+    cfg_sub = cfg.add_subparsers(dest="config_command", required=True, metavar="ACTION")
+    chk = cfg_sub.add_parser("check", help="validate and print the effective config with where each value came from")
+    _add_config(chk)
+
+    st = sub.add_parser("status", help="per-symbol state from the journal")
+    _add_config(st)
+    jr = sub.add_parser("journal", help="list or export the journal")
+    _add_config(jr)
+    jr.add_argument("--format", choices=("table", "json", "csv"), default="table")
+    return parser
+
+
+def cmd_config_check(args: argparse.Namespace) -> int:
+    settings = load_settings(args.config, env_file=args.env_file)
+    rows = effective_config(settings, args.config, args.env_file)
+    width = max(len(k) for k, _, _ in rows)
+    vwidth = min(40, max(len(v) for _, v, _ in rows))
+    print(f"# effective configuration from {args.config} (mode: {settings.mode})")
+    for key, value, source in rows:
+        print(f"{key:<{width}}  {value:<{vwidth}}  [{source}]")
+    enabled = ", ".join(settings.enabled_symbols()) or "none"
+    print(f"# OK: {len(settings.symbols)} symbol(s) configured, enabled: {enabled}")
+    return EXIT_OK
+
+
+def cmd_backtest(args: argparse.Namespace) -> int:
+    from basisbot.backtest.run import run_backtest_cli
+
+    return run_backtest_cli(args)
+
+
+def not_built(name: str, issue: int) -> int:
+    print(f"basisbot {name}: not built yet (tracked in issue #{issue}); nothing was started.", file=sys.stderr)
+    return EXIT_NOT_BUILT
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "config":
+            return cmd_config_check(args)
+        if args.command == "backtest":
+            return cmd_backtest(args)
+        if args.command == "sim":
+            return not_built("sim", 5)
+        if args.command in ("live", "paper", "status", "journal"):
+            load_settings(args.config, env_file=args.env_file)  # a bad config is still refused with status 2
+            return not_built(args.command, 6)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    return EXIT_FAILURE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

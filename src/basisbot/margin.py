@@ -1,0 +1,715 @@
+"""Margin money math for Binance USDⓈ-M perpetuals (one-way mode).
+
+Pure functions on floats: no I/O except :func:`load_brackets`, no exchange or
+framework imports.  Every formula below follows Binance's published
+definitions (see ``backtests/data/SOURCES.md``).
+
+Notation
+--------
+``side``   +1 for a long, -1 for a short.
+``qty``    position size in base units, always > 0 (direction is ``side``).
+``entry``  average entry price; ``mark`` the mark price.
+``N``      notional = ``qty * price`` (at whatever price is being discussed).
+``WB``     wallet balance: the isolated margin of the position (isolated mode)
+           or the shared wallet (cross mode).
+
+Definitions
+-----------
+* Maintenance margin of a position of notional ``N``:
+  ``MM(N) = N * mmr - cum``, with ``mmr``/``cum`` from the bracket holding ``N``
+  (``notional_floor <= N < notional_cap``).  Binance chooses ``cum`` so that
+  ``MM`` is continuous across brackets:
+  ``cum[i+1] = cum[i] + floor[i+1] * (mmr[i+1] - mmr[i])``.
+* Unrealized PnL: ``upnl = side * qty * (mark - entry)``.
+* Margin balance: ``MB = WB + upnl``.
+* Margin ratio: ``MM(qty * mark) / MB``; the position is liquidated when it is
+  >= 1, i.e. when ``MB <= MM``.
+* Isolated liquidation price (solve ``MB(P) = MM(qty * P)`` for ``P``)::
+
+      LP = (WB + cum - side * qty * entry) / (qty * mmr - side * qty)
+
+  with ``mmr``/``cum`` taken from the bracket of the notional *at* ``LP``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from bisect import bisect_right
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from os import PathLike
+from typing import Any
+
+__all__ = [
+    "Bracket",
+    "BracketError",
+    "BracketTable",
+    "CrossPosition",
+    "cross_liquidation_price",
+    "cross_margin_ratio",
+    "distance_to_liquidation",
+    "initial_margin",
+    "liquidation_price",
+    "load_brackets",
+    "margin_balance",
+    "margin_ratio",
+    "margin_to_add",
+    "parse_brackets",
+    "reduce_fraction_for_distance",
+    "reduce_position",
+    "target_liquidation_price",
+    "unrealized_pnl",
+    "wallet_for_distance",
+]
+
+# Python attribute name -> field name in Binance's GET /fapi/v1/leverageBracket.
+_JSON_FIELDS: dict[str, str] = {
+    "bracket": "bracket",
+    "initial_leverage": "initialLeverage",
+    "notional_floor": "notionalFloor",
+    "notional_cap": "notionalCap",
+    "mmr": "maintMarginRatio",
+    "cum": "cum",
+}
+
+#: Default absolute tolerance on the fraction returned by
+#: :func:`reduce_fraction_for_distance` (bisection stops when the bracket is
+#: narrower than this).
+REDUCE_FRACTION_TOL = 1e-9
+
+
+class BracketError(ValueError):
+    """A leverage-bracket table is malformed.
+
+    The message names the source (file path or ``"<memory>"``), the symbol, the
+    bracket index and JSON field, and the offending value.
+    """
+
+
+# --------------------------------------------------------------------------
+# Brackets
+# --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Bracket:
+    """One maintenance-margin tier: applies to ``notional_floor <= N < notional_cap``."""
+
+    bracket: int
+    initial_leverage: int
+    notional_floor: float
+    notional_cap: float
+    mmr: float
+    cum: float
+
+    def maintenance_margin(self, notional: float) -> float:
+        """``notional * mmr - cum`` using this bracket's line (no range check)."""
+        return notional * self.mmr - self.cum
+
+
+def _bracket_error(source: str, symbol: object, where: str, problem: str, value: object) -> BracketError:
+    return BracketError(f"{source}: symbol {symbol!r}, {where}: {problem} (got {value!r})")
+
+
+def _where(index: int, attr: str) -> str:
+    return f"brackets[{index}].{_JSON_FIELDS[attr]}"
+
+
+def _check_brackets(symbol: str, brackets: Sequence[Bracket], source: str) -> None:
+    """Validate the invariants of a bracket list; raise :class:`BracketError`.
+
+    Checks: non-empty; first floor == 0; first cum == 0 (else MM(0) < 0);
+    each ``cap > floor``; contiguous (``cap[i] == floor[i+1]``, which also
+    makes the list sorted); bracket numbers strictly increasing;
+    ``0 < mmr < 1``; ``cum >= 0``; ``initial_leverage >= 1``; all finite
+    except that the last cap may be ``inf``.
+    """
+    if not isinstance(symbol, str) or not symbol:
+        raise _bracket_error(source, symbol, "symbol", "must be a non-empty string", symbol)
+    if len(brackets) == 0:
+        raise _bracket_error(source, symbol, "brackets", "must be a non-empty list", list(brackets))
+    for i, b in enumerate(brackets):
+        if not isinstance(b, Bracket):
+            raise _bracket_error(source, symbol, f"brackets[{i}]", "must be a Bracket", b)
+        for attr in _JSON_FIELDS:
+            value = getattr(b, attr)
+            integral = attr in ("bracket", "initial_leverage")
+            if isinstance(value, bool) or not isinstance(value, int if integral else (int, float)):
+                kind = "an integer" if integral else "a number"
+                raise _bracket_error(source, symbol, _where(i, attr), f"must be {kind}", value)
+        for attr in ("notional_floor", "mmr", "cum"):
+            if not math.isfinite(getattr(b, attr)):
+                raise _bracket_error(source, symbol, _where(i, attr), "must be finite", getattr(b, attr))
+        if math.isnan(b.notional_cap) or (b.notional_cap == math.inf and i != len(brackets) - 1):
+            raise _bracket_error(
+                source, symbol, _where(i, "notional_cap"), "must be finite (only the last may be inf)", b.notional_cap
+            )
+        if not 0.0 < b.mmr < 1.0:
+            raise _bracket_error(source, symbol, _where(i, "mmr"), "must be in (0, 1)", b.mmr)
+        if b.cum < 0.0:
+            raise _bracket_error(source, symbol, _where(i, "cum"), "must be >= 0", b.cum)
+        if b.initial_leverage < 1:
+            raise _bracket_error(source, symbol, _where(i, "initial_leverage"), "must be >= 1", b.initial_leverage)
+        if not b.notional_cap > b.notional_floor:
+            raise _bracket_error(
+                source, symbol, _where(i, "notional_cap"), f"must be > notionalFloor {b.notional_floor!r}", b.notional_cap
+            )
+        if i == 0:
+            if b.notional_floor != 0.0:
+                raise _bracket_error(source, symbol, _where(0, "notional_floor"), "first bracket must start at 0", b.notional_floor)
+            if b.cum != 0.0:
+                raise _bracket_error(
+                    source, symbol, _where(0, "cum"), "first bracket must have cum 0 (else maintenance margin < 0)", b.cum
+                )
+        else:
+            prev = brackets[i - 1]
+            if b.notional_floor != prev.notional_cap:
+                raise _bracket_error(
+                    source,
+                    symbol,
+                    _where(i, "notional_floor"),
+                    f"must equal the previous bracket's notionalCap {prev.notional_cap!r} (gap or overlap)",
+                    b.notional_floor,
+                )
+            if b.bracket <= prev.bracket:
+                raise _bracket_error(
+                    source, symbol, _where(i, "bracket"), f"must be > previous bracket number {prev.bracket!r}", b.bracket
+                )
+
+
+@dataclass(frozen=True)
+class BracketTable:
+    """The maintenance-margin brackets of one symbol, validated on construction.
+
+    ``brackets`` must be contiguous and sorted (see :func:`_check_brackets`);
+    a list is accepted and stored as a tuple.  Invalid input raises
+    :class:`BracketError`.
+    """
+
+    symbol: str
+    brackets: tuple[Bracket, ...]
+    _floors: tuple[float, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        brackets = tuple(self.brackets)
+        _check_brackets(self.symbol, brackets, "<BracketTable>")
+        object.__setattr__(self, "brackets", brackets)
+        object.__setattr__(self, "_floors", tuple(b.notional_floor for b in brackets))
+
+    def index_for_notional(self, notional: float) -> int:
+        """Index (0-based) of the bracket with ``floor <= notional < cap``.
+
+        A notional at or beyond the last cap maps to the last bracket.
+        Raises ``ValueError`` for a negative or non-finite notional.
+        """
+        _require_finite("notional", notional)
+        if notional < 0:
+            raise ValueError(f"notional must be >= 0, got {notional!r}")
+        return bisect_right(self._floors, notional) - 1
+
+    def for_notional(self, notional: float) -> Bracket:
+        """The bracket with ``floor <= notional < cap`` (last bracket beyond the last cap)."""
+        return self.brackets[self.index_for_notional(notional)]
+
+    def max_leverage(self, notional: float) -> int:
+        """Maximum initial leverage Binance allows for a position of this notional."""
+        return self.for_notional(notional).initial_leverage
+
+    def maintenance_margin(self, notional: float) -> float:
+        """``MM(N) = N * mmr - cum`` with the bracket of ``N``."""
+        return self.for_notional(notional).maintenance_margin(notional)
+
+
+_NUMBER_FIELDS = ("notionalFloor", "notionalCap", "maintMarginRatio", "cum")
+_INT_FIELDS = ("bracket", "initialLeverage")
+
+
+def _parse_bracket(raw: object, symbol: object, index: int, source: str) -> Bracket:
+    if not isinstance(raw, Mapping):
+        raise _bracket_error(source, symbol, f"brackets[{index}]", "must be an object", raw)
+    values: dict[str, Any] = {}
+    for key in _INT_FIELDS + _NUMBER_FIELDS:
+        where = f"brackets[{index}].{key}"
+        if key not in raw:
+            raise _bracket_error(source, symbol, where, "missing field", None)
+        value = raw[key]
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise _bracket_error(source, symbol, where, "must be a number", value)
+        if key in _INT_FIELDS:
+            if isinstance(value, float) and not value.is_integer():
+                raise _bracket_error(source, symbol, where, "must be an integer", value)
+            values[key] = int(value)
+        else:
+            values[key] = float(value)
+    return Bracket(
+        bracket=values["bracket"],
+        initial_leverage=values["initialLeverage"],
+        notional_floor=values["notionalFloor"],
+        notional_cap=values["notionalCap"],
+        mmr=values["maintMarginRatio"],
+        cum=values["cum"],
+    )
+
+
+def parse_brackets(obj: object, source: str = "<memory>") -> dict[str, BracketTable]:
+    """Parse the JSON shape of Binance ``GET /fapi/v1/leverageBracket``.
+
+    ``obj`` is a list of ``{"symbol": str, "brackets": [{bracket,
+    initialLeverage, notionalFloor, notionalCap, maintMarginRatio, cum}, ...]}``
+    (a single such object is also accepted).  Extra keys (e.g.
+    ``notionalCoef``) are ignored.  Numbers must be JSON numbers, not strings.
+    Returns ``{symbol: BracketTable}``; any problem raises :class:`BracketError`
+    naming ``source``, the symbol, the field and the bad value.
+    """
+    entries = [obj] if isinstance(obj, Mapping) else obj
+    if not isinstance(entries, list):
+        raise _bracket_error(source, None, "top level", "must be a list of {symbol, brackets} objects", obj)
+    tables: dict[str, BracketTable] = {}
+    for n, entry in enumerate(entries):
+        if not isinstance(entry, Mapping):
+            raise _bracket_error(source, None, f"entry [{n}]", "must be an object", entry)
+        symbol = entry.get("symbol")
+        if not isinstance(symbol, str) or not symbol:
+            raise _bracket_error(source, symbol, f"entry [{n}].symbol", "must be a non-empty string", symbol)
+        if symbol in tables:
+            raise _bracket_error(source, symbol, f"entry [{n}].symbol", "duplicate symbol", symbol)
+        raw_brackets = entry.get("brackets")
+        if not isinstance(raw_brackets, list):
+            raise _bracket_error(source, symbol, "brackets", "must be a list", raw_brackets)
+        brackets = tuple(_parse_bracket(raw, symbol, i, source) for i, raw in enumerate(raw_brackets))
+        _check_brackets(symbol, brackets, source)  # here, so the error names the file
+        tables[symbol] = BracketTable(symbol=symbol, brackets=brackets)
+    return tables
+
+
+def load_brackets(path: str | PathLike[str]) -> dict[str, BracketTable]:
+    """Load a ``leverageBracket`` JSON file; see :func:`parse_brackets`.
+
+    Invalid JSON or content raises :class:`BracketError` naming the file;
+    I/O errors (missing file, permissions) propagate as ``OSError``.
+    """
+    source = str(path)
+    with open(path, encoding="utf-8") as fh:
+        text = fh.read()
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise BracketError(f"{source}: invalid JSON: {exc}") from exc
+    return parse_brackets(obj, source=source)
+
+
+# --------------------------------------------------------------------------
+# Argument validation
+# --------------------------------------------------------------------------
+
+
+def _require_finite(name: str, value: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{name} must be a real number, got {value!r}")
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+
+
+def _require_positive(name: str, value: float) -> None:
+    _require_finite(name, value)
+    if value <= 0:
+        raise ValueError(f"{name} must be > 0, got {value!r}")
+
+
+def _require_side(side: int) -> int:
+    if isinstance(side, bool) or side not in (1, -1):
+        raise ValueError(f"side must be +1 (long) or -1 (short), got {side!r}")
+    return int(side)
+
+
+def _require_distance(target_distance: float) -> None:
+    _require_finite("target_distance", target_distance)
+    if target_distance < 0:
+        raise ValueError(f"target_distance must be >= 0, got {target_distance!r}")
+
+
+def _require_table(table: BracketTable) -> None:
+    if not isinstance(table, BracketTable):
+        raise ValueError(f"table must be a BracketTable, got {type(table).__name__}")
+
+
+# --------------------------------------------------------------------------
+# PnL, margin balance, margin ratio
+# --------------------------------------------------------------------------
+
+
+def unrealized_pnl(side: int, qty: float, entry: float, mark: float) -> float:
+    """``side * qty * (mark - entry)``."""
+    side = _require_side(side)
+    _require_positive("qty", qty)
+    _require_positive("entry", entry)
+    _require_positive("mark", mark)
+    return side * qty * (mark - entry)
+
+
+def margin_balance(side: int, qty: float, entry: float, mark: float, wallet_balance: float) -> float:
+    """``WB + unrealized PnL`` at ``mark``."""
+    _require_finite("wallet_balance", wallet_balance)
+    return wallet_balance + unrealized_pnl(side, qty, entry, mark)
+
+
+def margin_ratio(side: int, qty: float, entry: float, mark: float, wallet_balance: float, table: BracketTable) -> float:
+    """Binance margin ratio ``MM(qty * mark) / (WB + upnl)``; liquidation when >= 1.
+
+    Returns ``inf`` when the margin balance is <= 0 (already bankrupt).
+    """
+    _require_table(table)
+    balance = margin_balance(side, qty, entry, mark, wallet_balance)
+    if balance <= 0:
+        return math.inf
+    return table.maintenance_margin(qty * mark) / balance
+
+
+# --------------------------------------------------------------------------
+# Liquidation price (isolated)
+# --------------------------------------------------------------------------
+
+
+def _lp_formula(side: int, qty: float, entry: float, wallet_balance: float, bracket: Bracket) -> float:
+    """``(WB + cum - side*qty*entry) / (qty*mmr - side*qty)`` for one bracket (may be <= 0)."""
+    return (wallet_balance + bracket.cum - side * qty * entry) / (qty * bracket.mmr - side * qty)
+
+
+def _liquidation_price_by_scan(side: int, qty: float, entry: float, wallet_balance: float, table: BracketTable) -> float:
+    """Exact liquidation price for any bracket table, by walking the brackets.
+
+    Let ``g(P) = WB + side*qty*(P - entry) - MM(qty*P)`` (margin balance minus
+    maintenance margin); the position is liquidated where ``g(P) <= 0``.
+    Within one bracket ``g`` is linear with slope ``-qty*(1+mmr) < 0`` for a
+    short and ``qty*(1-mmr) > 0`` for a long.
+
+    * Short: price rises towards liquidation, so ``LP = inf{P >= 0: g(P) <= 0}``:
+      walk brackets upwards; in the first bracket where ``g`` is <= 0 at its
+      left end, ``LP`` is that end (a jump of ``MM`` at the boundary, or
+      liquidated at any price when it is bracket 0 -> 0.0); in the first where
+      ``g`` reaches <= 0 at its right end, ``LP`` is the bracket's root.
+    * Long: price falls towards liquidation, so ``LP = sup{P: g(P) <= 0}``
+      (0.0 if none): walk brackets downwards symmetrically; if ``g`` is <= 0
+      at a bracket's right end ``LP`` is that boundary.
+
+    For Binance's continuous tables this is the unique root of ``g``, identical
+    to the bracket iteration in :func:`liquidation_price`; for a table whose
+    ``MM`` jumps at a boundary it returns the boundary, i.e. the first price at
+    which the position is liquidatable as price moves against it (the
+    conservative answer).  The root is clamped into its bracket's price range
+    so float rounding cannot push it across a boundary.
+    """
+
+    def g(price: float, b: Bracket) -> float:
+        return wallet_balance + side * qty * (price - entry) - b.maintenance_margin(qty * price)
+
+    # Price range of each bracket; the last one extends to infinity (see BracketTable.for_notional).
+    last = len(table.brackets) - 1
+    ranges = [
+        (b, b.notional_floor / qty, math.inf if i == last else b.notional_cap / qty) for i, b in enumerate(table.brackets)
+    ]
+    if side == -1:
+        for b, lo, hi in ranges:
+            if g(lo, b) <= 0:
+                return lo
+            if hi == math.inf or g(hi, b) <= 0:
+                return min(max(_lp_formula(side, qty, entry, wallet_balance, b), lo), hi)
+        raise AssertionError("unreachable: g -> -inf for a short")  # pragma: no cover
+    for b, lo, hi in reversed(ranges):
+        if hi != math.inf and g(hi, b) <= 0:
+            return hi
+        if g(lo, b) <= 0:
+            return min(max(_lp_formula(side, qty, entry, wallet_balance, b), lo), hi)
+    return 0.0
+
+
+def liquidation_price(side: int, qty: float, entry: float, wallet_balance: float, table: BracketTable) -> float:
+    """Isolated-margin liquidation price, one-way mode (Binance formula).
+
+    ``LP = (WB + cum - side*qty*entry) / (qty*mmr - side*qty)``, solving
+    ``WB + side*qty*(LP - entry) = qty*LP*mmr - cum`` (margin balance equals
+    maintenance margin at ``LP``), where ``mmr``/``cum`` must be those of the
+    bracket of ``qty * LP``.
+
+    Procedure (Binance's): compute ``LP`` with the bracket of the entry
+    notional ``qty * entry``; if ``qty * LP`` falls in another bracket,
+    recompute with that bracket; repeat until the bracket is stable (at most
+    ``len(brackets) + 1`` rounds).  For Binance's tables (``MM`` continuous and
+    convex) this converges monotonically: every bracket line lies below
+    ``MM``, so each iterate overshoots the true ``LP`` from the same side and
+    the next bracket moves towards it.
+
+    If the iteration revisits a bracket (it oscillates, e.g. between two
+    brackets sharing a boundary because ``MM`` jumps there, or because float
+    rounding puts an ``LP`` lying exactly on a boundary on either side), the
+    answer comes from :func:`_liquidation_price_by_scan`: the boundary price
+    ``cap / qty``, i.e. the first price at which the position is
+    liquidatable; the conservative answer.
+
+    Returns ``0.0`` when the formula gives ``LP <= 0``: for a long whose wallet
+    covers the notional (``WB >= qty*entry``) this means it cannot be
+    liquidated; for a short it only happens with a negative ``WB`` (cross
+    use) and means it is liquidatable at any price.
+
+    ``wallet_balance`` may be any finite number (negative for
+    :func:`cross_liquidation_price`).
+    """
+    side = _require_side(side)
+    _require_positive("qty", qty)
+    _require_positive("entry", entry)
+    _require_finite("wallet_balance", wallet_balance)
+    _require_table(table)
+
+    index = table.index_for_notional(qty * entry)
+    seen = {index}
+    for _ in range(len(table.brackets) + 1):
+        lp = _lp_formula(side, qty, entry, wallet_balance, table.brackets[index])
+        at_lp = table.index_for_notional(qty * max(lp, 0.0))
+        if at_lp == index:
+            return max(lp, 0.0)
+        if at_lp in seen:
+            break
+        seen.add(at_lp)
+        index = at_lp
+    return _liquidation_price_by_scan(side, qty, entry, wallet_balance, table)
+
+
+def distance_to_liquidation(side: int, mark: float, liq_price: float) -> float:
+    """Distance from ``mark`` to the liquidation price as a fraction of ``mark``.
+
+    Short: ``(LP - mark) / mark``; long: ``(mark - LP) / mark``.  ``<= 0``
+    means liquidatable now.  A long with ``LP == 0`` gives 1.0.
+    """
+    side = _require_side(side)
+    _require_positive("mark", mark)
+    _require_finite("liq_price", liq_price)
+    if liq_price < 0:
+        raise ValueError(f"liq_price must be >= 0, got {liq_price!r}")
+    return side * (mark - liq_price) / mark
+
+
+def target_liquidation_price(side: int, mark: float, target_distance: float) -> float:
+    """The liquidation price ``target_distance`` away from ``mark``.
+
+    Short: ``mark * (1 + d)``; long: ``mark * (1 - d)``, requiring ``d <= 1``.
+    """
+    side = _require_side(side)
+    _require_positive("mark", mark)
+    _require_distance(target_distance)
+    if side == 1 and target_distance > 1:
+        raise ValueError(f"a long's liquidation price cannot be more than 100% below mark (target_distance {target_distance!r})")
+    return mark * (1 - side * target_distance)
+
+
+# --------------------------------------------------------------------------
+# Sizing the margin
+# --------------------------------------------------------------------------
+
+
+def initial_margin(notional: float, leverage: float) -> float:
+    """Initial margin ``notional / leverage``."""
+    _require_finite("notional", notional)
+    if notional < 0:
+        raise ValueError(f"notional must be >= 0, got {notional!r}")
+    _require_positive("leverage", leverage)
+    return notional / leverage
+
+
+def wallet_for_distance(
+    side: int, qty: float, entry: float, mark: float, target_distance: float, table: BracketTable
+) -> float:
+    """Isolated wallet balance that puts the liquidation price ``target_distance`` from ``mark``.
+
+    With ``LPt = mark*(1+d)`` (short) or ``mark*(1-d)`` (long), the LP formula
+    solved for ``WB`` with the bracket of ``qty * LPt``::
+
+        WB = LPt*qty*(mmr - side) - cum + side*qty*entry
+           = MM(qty*LPt) - side*qty*(LPt - entry)
+
+    i.e. the wallet for which margin balance equals maintenance margin at
+    ``LPt``.  Then ``liquidation_price(side, qty, entry, WB, table) == LPt``
+    (the root is unique because margin balance minus maintenance margin is
+    strictly monotone in price).
+
+    The result can be negative: the unrealized profit at ``LPt`` alone covers
+    the maintenance margin.  Callers allocating real margin should use
+    :func:`margin_to_add`, which clamps at 0.
+    """
+    side = _require_side(side)
+    _require_positive("qty", qty)
+    _require_positive("entry", entry)
+    _require_table(table)
+    lp = target_liquidation_price(side, mark, target_distance)
+    return table.maintenance_margin(qty * lp) - side * qty * (lp - entry)
+
+
+def margin_to_add(
+    side: int,
+    qty: float,
+    entry: float,
+    mark: float,
+    wallet_balance: float,
+    target_distance: float,
+    table: BracketTable,
+) -> float:
+    """Isolated margin to add so the liquidation price is at least ``target_distance`` away.
+
+    ``max(0, wallet_for_distance(...) - wallet_balance)``.
+    """
+    _require_finite("wallet_balance", wallet_balance)
+    needed = wallet_for_distance(side, qty, entry, mark, target_distance, table)
+    return max(0.0, needed - wallet_balance)
+
+
+def reduce_position(
+    side: int, qty: float, entry: float, mark: float, wallet_balance: float, fraction: float
+) -> tuple[float, float]:
+    """Remaining ``(qty, wallet_balance)`` after closing ``fraction`` of a position at ``mark``.
+
+    Model (a documented simplification): the closed part realises
+    ``fraction * upnl`` into the isolated wallet and the remaining position
+    keeps the whole wallet, so ``qty' = (1 - f)*qty``,
+    ``WB' = WB + f*side*qty*(mark - entry)``; the entry price is unchanged.
+    (Binance may move part of the isolated margin back to the cross wallet on
+    a reduce; read the actual isolated margin back after the trade.)
+    """
+    _require_finite("fraction", fraction)
+    if not 0 <= fraction <= 1:
+        raise ValueError(f"fraction must be in [0, 1], got {fraction!r}")
+    upnl = unrealized_pnl(side, qty, entry, mark)
+    _require_finite("wallet_balance", wallet_balance)
+    return qty * (1 - fraction), wallet_balance + fraction * upnl
+
+
+def reduce_fraction_for_distance(
+    side: int,
+    qty: float,
+    entry: float,
+    mark: float,
+    wallet_balance: float,
+    target_distance: float,
+    table: BracketTable,
+    tol: float = REDUCE_FRACTION_TOL,
+) -> float:
+    """Smallest fraction ``f`` in [0, 1] of the position to close (at ``mark``) to reach ``target_distance``.
+
+    After the close (see :func:`reduce_position` for the wallet model), the
+    remaining position's liquidation price must be at least
+    ``target_distance`` from ``mark``.
+
+    Monotonicity: at the target price ``Pt`` the remaining position's margin
+    balance minus maintenance margin is
+    ``MB - (1-f)*qty*mark*d - MM((1-f)*qty*Pt)`` (``MB`` = current margin
+    balance, unchanged by closing at mark), which increases with ``f``; so the
+    set of fractions that reach the target is an interval ``[f*, 1]``.
+
+    Solved by bisection on ``f`` until the interval is narrower than ``tol``;
+    returns the upper end, which is a fraction *verified* to achieve the target
+    (using exactly :func:`reduce_position`, :func:`liquidation_price` and
+    :func:`distance_to_liquidation`) and exceeds the minimal one by less than
+    ``tol``.  Returns 0.0 if the position already meets the target and 1.0 when
+    only closing everything does (margin balance <= 0, a long's target
+    distance > 1, or ``f*`` within ``tol`` of 1).  Callers must round the
+    closing quantity *up* to the lot size.
+    """
+    side = _require_side(side)
+    _require_positive("qty", qty)
+    _require_positive("entry", entry)
+    _require_positive("mark", mark)
+    _require_finite("wallet_balance", wallet_balance)
+    _require_distance(target_distance)
+    _require_table(table)
+    _require_positive("tol", tol)
+
+    def meets_target(fraction: float) -> bool:
+        remaining_qty, remaining_wallet = reduce_position(side, qty, entry, mark, wallet_balance, fraction)
+        if remaining_qty <= 0:
+            return True
+        lp = liquidation_price(side, remaining_qty, entry, remaining_wallet, table)
+        return distance_to_liquidation(side, mark, lp) >= target_distance
+
+    if meets_target(0.0):
+        return 0.0
+    if margin_balance(side, qty, entry, mark, wallet_balance) <= 0 or (side == 1 and target_distance > 1):
+        return 1.0
+    return _bisect_smallest_true(meets_target, 0.0, 1.0, tol)
+
+
+def _bisect_smallest_true(predicate: Callable[[float], bool], lo: float, hi: float, tol: float) -> float:
+    """Bisection for a monotone predicate, false at ``lo`` and assumed true at ``hi``.
+
+    Returns a point where the predicate is true (or ``hi`` itself) within
+    ``tol`` of the false/true transition.
+    """
+    while hi - lo > tol:
+        mid = 0.5 * (lo + hi)
+        if mid <= lo or mid >= hi:  # float resolution reached
+            break
+        if predicate(mid):
+            hi = mid
+        else:
+            lo = mid
+    return hi
+
+
+# --------------------------------------------------------------------------
+# Cross margin
+# --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CrossPosition:
+    """One position sharing a cross-margin wallet, valued at ``mark``."""
+
+    side: int
+    qty: float
+    entry: float
+    mark: float
+    table: BracketTable
+
+    def __post_init__(self) -> None:
+        _require_side(self.side)
+        _require_positive("qty", self.qty)
+        _require_positive("entry", self.entry)
+        _require_positive("mark", self.mark)
+        _require_table(self.table)
+
+    @property
+    def upnl(self) -> float:
+        """Unrealized PnL at ``mark``."""
+        return unrealized_pnl(self.side, self.qty, self.entry, self.mark)
+
+    @property
+    def maintenance_margin(self) -> float:
+        """``MM(qty * mark)`` from this position's bracket table."""
+        return self.table.maintenance_margin(self.qty * self.mark)
+
+
+def cross_margin_ratio(wallet_balance: float, positions: Sequence[CrossPosition]) -> float:
+    """``sum(MM_i) / (wallet + sum(upnl_i))``; ``inf`` when the denominator is <= 0.
+
+    With no positions and a positive wallet the ratio is 0.0.
+    """
+    _require_finite("wallet_balance", wallet_balance)
+    balance = wallet_balance + sum(p.upnl for p in positions)
+    if balance <= 0:
+        return math.inf
+    return sum(p.maintenance_margin for p in positions) / balance
+
+
+def cross_liquidation_price(
+    wallet_balance: float, position: CrossPosition, others: Sequence[CrossPosition]
+) -> float:
+    """Cross-margin liquidation price of ``position``, holding the other positions fixed.
+
+    Binance's cross formula is the isolated one with
+    ``WB = wallet + sum(upnl of others) - sum(MM of others)`` (the others'
+    unrealized PnL and maintenance margin at their current marks), so at the
+    returned price :func:`cross_margin_ratio` over all positions is 1.
+    ``position.mark`` is not used.  See :func:`liquidation_price` for the
+    bracket handling and the meaning of 0.0.
+    """
+    _require_finite("wallet_balance", wallet_balance)
+    effective_wallet = wallet_balance + sum(p.upnl for p in others) - sum(p.maintenance_margin for p in others)
+    return liquidation_price(position.side, position.qty, position.entry, effective_wallet, position.table)

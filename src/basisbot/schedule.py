@@ -1,0 +1,165 @@
+"""Per-symbol settlement calendar and the jobs around each funding settlement T.
+
+Jobs (windows per symbol, from `ScheduleSettings`):
+- DECISION at T - decision_before_s: hold through the settlement or exit before it, on the predicted rate;
+- BLACKOUT from T - blackout_before_s to T + blackout_after_s: no entries, no perp-leg rebalancing;
+- BOOKING at T + booking_after_s: book the settled payment beside the prediction (live: reconcile with the exchange).
+- GUARD_SWEEP every guard_sweep_s as a backstop to the event-driven guard.
+
+The calendar learns settlements from the exchange's own next funding time and interval (`FundingRateUpdate`), so
+intervals that differ per symbol and change over time (1h, 2h, 4h, 8h) are followed as they are announced.
+Fire times come from APScheduler 3.x triggers. A driver runs them: `NautilusClockDriver` (backtests and anything on
+a nautilus clock) or `AsyncIOSchedulerDriver` (live, on the node's event loop): one schedule, one set of jobs.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from apscheduler.triggers.date import DateTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+
+NS = 1_000_000_000
+UTC = dt.timezone.utc
+
+
+def ns_to_dt(ns: int) -> dt.datetime:
+    return dt.datetime.fromtimestamp(ns // 1000 / 1_000_000, tz=UTC).replace(microsecond=(ns // 1000) % 1_000_000)
+
+
+def dt_to_ns(t: dt.datetime) -> int:
+    return int(t.timestamp()) * NS + t.microsecond * 1000
+
+
+class JobKind(enum.Enum):
+    DECISION = "decision"
+    BLACKOUT_START = "blackout_start"
+    BLACKOUT_END = "blackout_end"
+    BOOKING = "booking"
+
+
+@dataclass(frozen=True, slots=True)
+class Windows:
+    decision_before_s: int = 600
+    blackout_before_s: int = 300
+    blackout_after_s: int = 60
+    booking_after_s: int = 60
+    guard_sweep_s: int = 60
+
+    @classmethod
+    def from_settings(cls, s) -> Windows:
+        return cls(s.decision_before_s, s.blackout_before_s, s.blackout_after_s, s.booking_after_s, s.guard_sweep_s)
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    symbol: str
+    kind: JobKind
+    settlement_ns: int
+    trigger: DateTrigger
+
+    @property
+    def fire_ns(self) -> int:
+        return dt_to_ns(self.trigger.run_date)
+
+    @property
+    def name(self) -> str:
+        return f"{self.symbol}:{self.kind.value}:{self.settlement_ns}"
+
+
+def jobs_for_settlement(symbol: str, settlement_ns: int, w: Windows) -> list[Job]:
+    t = ns_to_dt(settlement_ns)
+    offsets = (
+        (JobKind.DECISION, -w.decision_before_s),
+        (JobKind.BLACKOUT_START, -w.blackout_before_s),
+        (JobKind.BLACKOUT_END, w.blackout_after_s),
+        (JobKind.BOOKING, w.booking_after_s),
+    )
+    return [Job(symbol, k, settlement_ns, DateTrigger(run_date=t + dt.timedelta(seconds=o), timezone=UTC)) for k, o in offsets]
+
+
+def guard_sweep_trigger(w: Windows, start_ns: int) -> IntervalTrigger:
+    return IntervalTrigger(seconds=w.guard_sweep_s, start_date=ns_to_dt(start_ns), timezone=UTC)
+
+
+def projected_settlements(next_ns: int, interval_minutes: int, count: int) -> list[int]:
+    """The next `count` settlements if the interval stays as announced (for display and planning only)."""
+    trig = IntervalTrigger(minutes=interval_minutes, start_date=ns_to_dt(next_ns), timezone=UTC)
+    out, prev = [], None
+    now = ns_to_dt(next_ns) - dt.timedelta(microseconds=1)
+    for _ in range(count):
+        t = trig.get_next_fire_time(prev, now)
+        out.append(dt_to_ns(t))
+        prev, now = t, t
+    return out
+
+
+class SettlementCalendar:
+    """What one symbol's schedule knows: the last settlement passed and the next one announced."""
+
+    def __init__(self, symbol: str, windows: Windows):
+        self.symbol = symbol
+        self.windows = windows
+        self.next_ns: int | None = None
+        self.prev_ns: int | None = None
+        self.interval_minutes: int | None = None
+
+    def on_funding_info(self, next_funding_ns: int | None, interval_minutes: int | None, now_ns: int) -> list[Job]:
+        """Feed the exchange's announced next settlement; returns the jobs of a newly announced settlement."""
+        if interval_minutes:
+            self.interval_minutes = int(interval_minutes)
+        if not next_funding_ns or next_funding_ns == self.next_ns:
+            return []
+        if self.next_ns is not None and next_funding_ns > self.next_ns and self.next_ns <= now_ns:
+            self.prev_ns = self.next_ns
+        self.next_ns = next_funding_ns
+        return [j for j in jobs_for_settlement(self.symbol, next_funding_ns, self.windows) if j.fire_ns >= now_ns]
+
+    def settled(self, settlement_ns: int) -> None:
+        if self.prev_ns is None or settlement_ns > self.prev_ns:
+            self.prev_ns = settlement_ns
+
+    def in_blackout(self, now_ns: int) -> bool:
+        w = self.windows
+        for t in (self.next_ns, self.prev_ns):
+            if t is not None and t - w.blackout_before_s * NS <= now_ns < t + w.blackout_after_s * NS:
+                return True
+        return False
+
+    def seconds_to_next(self, now_ns: int) -> float | None:
+        return None if self.next_ns is None else (self.next_ns - now_ns) / NS
+
+
+class NautilusClockDriver:
+    """Runs jobs as nautilus time alerts: in a backtest they fire at their simulated time, in order with the data."""
+
+    def __init__(self, clock, handler: Callable[[Job], None]):
+        self._clock = clock
+        self._handler = handler
+        self._names: set[str] = set()
+
+    def schedule(self, job: Job) -> None:
+        if job.name in self._names:
+            return
+        self._names.add(job.name)
+
+        def fire(_event, job=job):
+            self._names.discard(job.name)
+            self._handler(job)
+
+        self._clock.set_time_alert_ns(job.name, job.fire_ns, fire)
+
+
+class AsyncIOSchedulerDriver:
+    """Runs the same jobs on an APScheduler `AsyncIOScheduler` bound to the live node's event loop."""
+
+    def __init__(self, scheduler, handler: Callable[[Job], None]):
+        self._scheduler = scheduler
+        self._handler = handler
+
+    def schedule(self, job: Job) -> None:
+        self._scheduler.add_job(self._handler, trigger=job.trigger, args=[job], id=job.name, replace_existing=True,
+                                misfire_grace_time=30)

@@ -1,0 +1,69 @@
+"""Messages between the strategy and whatever venue it runs against (simulation modules or the live exec client).
+
+The strategy never calls a venue directly for margin operations: it sends these on the nautilus message bus, and the
+world it runs in (backtest modules, live ccxt.pro execution client) registers the endpoints. Both worlds publish
+`PerpMarginState` on `margin_topic(symbol)` whenever the perp leg's margin changes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+ADJUST_MARGIN_ENDPOINT = "basisbot.margin.adjust"
+
+
+def margin_topic(symbol: str) -> str:
+    return f"basisbot.margin.{symbol}"
+
+
+def liquidation_topic(symbol: str) -> str:
+    return f"basisbot.liquidation.{symbol}"
+
+
+@dataclass(frozen=True, slots=True)
+class PerpMarginState:
+    """The perp leg's margin as the venue holds it. `wallet` is the isolated wallet (isolated mode) or the
+    wallet available to this position (cross mode: account wallet less other positions' needs)."""
+
+    symbol: str
+    mode: str  # "isolated" | "cross"
+    side: int  # +1 long, -1 short, 0 flat
+    qty: float  # > 0 when not flat
+    entry_price: float
+    wallet: float
+    perp_free: float  # free balance left in the perp account outside this position's wallet
+    spot_free: float  # free USDT on the spot account (collateral that can be transferred)
+    ts_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class AdjustMarginRequest:
+    """Add `amount` USDT to the isolated wallet of `symbol`, first from free perp balance, then (if `from_spot`)
+    by transferring the rest from the spot account. Negative amounts withdraw margin back to the perp wallet."""
+
+    symbol: str
+    amount: float
+    from_spot: bool
+    reason: str
+    ts_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class MarginAdjusted:
+    symbol: str
+    requested: float
+    added_from_perp: float
+    transferred_from_spot: float
+    ok: bool
+    message: str
+    ts_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class Liquidated:
+    symbol: str
+    side: int
+    qty: float
+    price: float
+    wallet_lost: float
+    ts_ns: int
