@@ -12,16 +12,18 @@ other is unwound; after a liquidation of the perp the spot leg is sold at once. 
 from __future__ import annotations
 
 import enum
+import math
 from dataclasses import dataclass, field
 
 from nautilus_trader.config import StrategyConfig
 from nautilus_trader.model.data import Bar, BarType, FundingRateUpdate, MarkPriceUpdate, QuoteTick
-from nautilus_trader.model.enums import OrderSide, OrderStatus
+from nautilus_trader.model.enums import OrderSide
 from nautilus_trader.model.identifiers import InstrumentId
 from nautilus_trader.model.objects import Currency
 from nautilus_trader.trading.strategy import Strategy
 
 from basisbot import carry, guard, margin
+from basisbot.legs import Instruction, LegPair, PairStatus
 from basisbot.schedule import Job, JobKind, NautilusClockDriver, SettlementCalendar, Windows
 from basisbot.venue_messages import (
     ADJUST_MARGIN_ENDPOINT,
@@ -53,6 +55,7 @@ class BasisCarryConfig(StrategyConfig, frozen=True):
     spot_taker_fee: float = 0.001
     perp_taker_fee: float = 0.0005
     leg_timeout_s: float = 10.0
+    slippage_band: float = 0.002
     guard_enabled: bool = True
     guard: dict = {}
     schedule: dict = {}
@@ -118,9 +121,10 @@ class BasisCarryStrategy(Strategy):
         self.settlements_held = 0
         self.margin_state: PerpMarginState | None = None
         self.guard_latched = guard.Step.NONE
-        self._leg_orders: dict[str, object] = {}
+        self.pair: LegPair | None = None
+        self._order_leg: dict = {}
+        self._liquidation_pending = False
         self._driver: NautilusClockDriver | None = None
-        self._leg_deadline_name = f"{c.symbol}:leg_timeout"
 
     # -- lifecycle --------------------------------------------------------------------------------------------------
     def on_start(self) -> None:
@@ -178,6 +182,8 @@ class BasisCarryStrategy(Strategy):
     def _run_carry(self) -> None:
         if self.mark is None or self.spot_px is None:
             return
+        if self._busy():
+            return
         if self.phase is Phase.FLAT:
             if carry.decide(self.rules, self._view()) is carry.Action.ENTER:
                 self._enter()
@@ -218,8 +224,7 @@ class BasisCarryStrategy(Strategy):
                               f"spot {spot_qty} perp {perp_qty}")
         self.phase = Phase.ENTERING
         self.settlements_held = 0
-        self._send_legs(spot_side=OrderSide.BUY, spot_qty=spot_qty, perp_side=OrderSide.SELL, perp_qty=perp_qty,
-                        tag="ENTRY")
+        self._start_pair("enter", spot=(1, spot_qty), perp=(-1, perp_qty))
 
     def _precheck(self, spot_qty: float, perp_qty: float) -> str | None:
         """Both legs must pass instrument limits and balances before either is sent."""
@@ -240,80 +245,112 @@ class BasisCarryStrategy(Strategy):
             return f"perp balance {perp_free:.2f} USDT < {perp_margin:.2f} initial margin needed"
         return None
 
-    def _send_legs(self, *, spot_side, spot_qty: float, perp_side, perp_qty: float, tag: str,
-                   perp_reduce_only: bool = False) -> None:
-        self._leg_orders = {}
-        if spot_qty > 0:
-            o = self.order_factory.market(self.spot_id, spot_side, self.spot.make_qty(spot_qty), tags=[tag])
-            self._leg_orders["spot"] = o
-        if perp_qty > 0:
-            p = self.order_factory.market(self.perp_id, perp_side, self.perp.make_qty(perp_qty),
-                                          reduce_only=perp_reduce_only, tags=[tag])
-            self._leg_orders["perp"] = p
+    # -- two-leg execution (basisbot.legs decides, this executes) ----------------------------------------------------
+    def _start_pair(self, intent: str, spot: tuple[int, float], perp: tuple[int, float]) -> None:
+        now = self.clock.timestamp_ns()
+        pair, instructions = LegPair.start(intent, now, int(self.config.leg_timeout_s * 1e9), self.mark or 0.0,
+                                           self.config.slippage_band, spot=spot, perp=perp)
+        self.pair = pair
+        self._order_leg = {}
+        self._execute(instructions)
+        if not pair.done():
+            self.clock.set_time_alert_ns(f"{self.symbol}:legs:{intent}:{now}", pair.deadline_ns, self._on_pair_deadline)
+
+    def _execute(self, instructions: list[Instruction]) -> None:
         # send back to back: the gap between the legs is what the benchmark measures
-        for o in self._leg_orders.values():
-            self.submit_order(o)
-        self.clock.set_time_alert_ns(self._leg_deadline_name + tag + str(self.clock.timestamp_ns()),
-                                     self.clock.timestamp_ns() + int(self.config.leg_timeout_s * 1e9),
-                                     self._on_leg_timeout)
+        for ins in instructions:
+            if ins.kind == "send":
+                inst, iid = (self.spot, self.spot_id) if ins.leg == "spot" else (self.perp, self.perp_id)
+                qty = carry.round_down(ins.qty, inst.size_increment.as_double())
+                if qty <= 0:
+                    continue
+                side = OrderSide.BUY if ins.side > 0 else OrderSide.SELL
+                reduce_only = ins.leg == "perp" and self.pair.intent != "enter" or "unwind" in ins.reason
+                order = self.order_factory.market(iid, side, inst.make_qty(qty),
+                                                  reduce_only=reduce_only and ins.leg == "perp",
+                                                  tags=[self.pair.intent.upper()])
+                self._order_leg[order.client_order_id] = ins.leg
+                self.submit_order(order)
+            elif ins.kind == "cancel":
+                for oid, leg in self._order_leg.items():
+                    order = self.cache.order(oid)
+                    if leg == ins.leg and order is not None and order.is_open:
+                        self.cancel_order(order)
+        if self.pair is not None and self.pair.done():
+            self._on_pair_done()
 
-    def _legs_done(self) -> bool:
-        return all(o.status == OrderStatus.FILLED for o in self._leg_orders.values())
+    def _on_pair_deadline(self, _event) -> None:
+        if self.pair is not None and not self.pair.done():
+            self._decide("leg_timeout", f"{self.pair.intent}: legs not filled within {self.config.leg_timeout_s}s")
+            self._execute(self.pair.timeout(self.clock.timestamp_ns()))
 
-    def _legs_failed(self) -> bool:
-        return any(o.status in (OrderStatus.REJECTED, OrderStatus.DENIED, OrderStatus.CANCELED, OrderStatus.EXPIRED)
-                   for o in self._leg_orders.values())
+    def _leg_of(self, event) -> str | None:
+        return self._order_leg.get(event.client_order_id) if self.pair is not None else None
 
     def on_order_filled(self, event) -> None:
-        self._after_leg_event()
+        leg = self._leg_of(event)
+        if leg is not None:
+            self._execute(self.pair.filled(leg, event.last_qty.as_double(), self.clock.timestamp_ns()))
+
+    def _on_leg_failed(self, event, what: str) -> None:
+        leg = self._leg_of(event)
+        if leg is None:
+            return
+        reason = f"{what}: {getattr(event, 'reason', '')}".strip(": ")
+        self._decide("leg_failed", f"{leg} {event.client_order_id} {reason}")
+        px = self.spot_px if leg == "spot" else self.mark
+        self._execute(self.pair.failed(leg, reason, self.clock.timestamp_ns(), px))
 
     def on_order_rejected(self, event) -> None:
-        self._decide("leg_rejected", f"{event.client_order_id}: {event.reason}")
-        self._after_leg_event()
+        self._on_leg_failed(event, "rejected")
 
     def on_order_denied(self, event) -> None:
-        self._decide("leg_denied", f"{event.client_order_id}: {event.reason}")
-        self._after_leg_event()
+        self._on_leg_failed(event, "denied")
 
-    def _after_leg_event(self) -> None:
-        if self.phase is Phase.ENTERING:
-            if self._legs_done():
-                self.phase = Phase.IN_CARRY
-            elif self._legs_failed():
-                self._unwind("entry leg failed")
-        elif self.phase is Phase.EXITING:
-            if self._legs_done() or (self._legs_failed() and abs(self.perp_qty()) == 0 and self.spot_qty() <= 0):
-                self.phase = Phase.FLAT
-            elif self._legs_failed():
-                self._unwind("exit leg failed")
+    def on_order_canceled(self, event) -> None:
+        self._on_leg_failed(event, "canceled")
 
-    def _on_leg_timeout(self, _event) -> None:
-        if self.phase in (Phase.ENTERING, Phase.EXITING) and not self._legs_done():
-            for o in self._leg_orders.values():
-                if o.is_open:
-                    self.cancel_order(o)
-            self._unwind(f"legs not filled within {self.config.leg_timeout_s}s")
+    def on_order_expired(self, event) -> None:
+        self._on_leg_failed(event, "expired")
+
+    def _on_pair_done(self) -> None:
+        pair = self.pair
+        if pair.status is PairStatus.STUCK:
+            self.log.error(f"{self.symbol}: {pair.intent} could not complete: {pair.history[-1]}")
+        if pair.intent == "enter":
+            self.phase = Phase.IN_CARRY if pair.status is PairStatus.COMPLETE else Phase.FLAT
+        elif pair.intent == "reduce":
+            self.phase = Phase.IN_CARRY
+        else:
+            flat = self.spot_qty() < self.spot.size_increment.as_double() and self.perp_qty() == 0
+            self.phase = Phase.FLAT if flat else Phase.IN_CARRY
+        self.pair = None
+        if self._liquidation_pending:
+            self._liquidation_pending = False
+            self._unwind("perp leg liquidated")
+
+    def _busy(self) -> bool:
+        return self.pair is not None and not self.pair.done()
 
     def _unwind(self, reason: str) -> None:
         """Close whatever is held on either leg (market), ending flat."""
         self._decide("unwind", reason)
-        self._unwind_to_flat(tag="UNWIND")
+        self._close_both("unwind")
 
     def _exit(self, reason: str) -> None:
         self._decide("exit", reason)
-        self._unwind_to_flat(tag="EXIT")
+        self._close_both("exit")
 
-    def _unwind_to_flat(self, tag: str) -> None:
+    def _close_both(self, intent: str) -> None:
+        if self._busy():
+            return
         spot = carry.round_down(max(self.spot_qty(), 0.0), self.spot.size_increment.as_double())
         perp = self.perp_qty()
         self.phase = Phase.EXITING
-        self._send_legs(spot_side=OrderSide.SELL, spot_qty=spot, perp_side=OrderSide.BUY if perp < 0 else OrderSide.SELL,
-                        perp_qty=abs(perp), tag=tag, perp_reduce_only=True)
-        if not self._leg_orders:
-            self.phase = Phase.FLAT
+        self._start_pair(intent, spot=(-1, spot), perp=(1 if perp < 0 else -1, abs(perp)))
 
     def _rebalance_if_drifted(self) -> None:
-        if self.calendar.in_blackout(self.clock.timestamp_ns()):
+        if self._busy() or self.calendar.in_blackout(self.clock.timestamp_ns()):
             return  # no perp-leg rebalancing around settlements
         spot, perp = self.spot_qty(), self.perp_qty()
         if spot <= 0 and perp == 0:
@@ -331,9 +368,7 @@ class BasisCarryStrategy(Strategy):
         if abs(delta) < step / 2:
             return
         self._decide("rebalance", f"hedge drift {drift:+.2%}, perp {perp} → {-target:.6f}")
-        side = OrderSide.SELL if delta > 0 else OrderSide.BUY
-        self.submit_order(self.order_factory.market(self.perp_id, side, self.perp.make_qty(abs(delta)),
-                                                    reduce_only=delta < 0, tags=["REBALANCE"]))
+        self._start_pair("rebalance", spot=(1, 0.0), perp=(-1 if delta > 0 else 1, abs(delta)))
 
     # -- margin and guard -------------------------------------------------------------------------------------------
     def _on_margin_state(self, state: PerpMarginState) -> None:
@@ -343,7 +378,10 @@ class BasisCarryStrategy(Strategy):
         self._decide("liquidated", f"perp {event.side * event.qty} at {event.price:.2f}, wallet lost {event.wallet_lost:.2f}")
         self.guard_latched = guard.Step.NONE
         # the perp leg is gone: sell the spot leg at once, never hold it naked
-        self._unwind_to_flat(tag="LIQ_UNWIND")
+        if self._busy():
+            self._liquidation_pending = True
+        else:
+            self._unwind("perp leg liquidated")
 
     def _run_guard(self) -> None:
         st = self.margin_state
@@ -372,22 +410,19 @@ class BasisCarryStrategy(Strategy):
         ev.spot_qty_after, ev.perp_qty_after = self.spot_qty(), self.perp_qty()
 
     def _reduce_both(self, fraction: float, reason: str) -> None:
-        """Reduce both legs by `fraction`, keeping the hedge ratio: the perp first (it is the leg at risk)."""
+        """Reduce both legs by `fraction`, keeping the hedge ratio (perp rounded up to its lot, spot to match)."""
+        if self._busy():
+            return
         spot, perp = self.spot_qty(), self.perp_qty()
         perp_step, spot_step = self.perp.size_increment.as_double(), self.spot.size_increment.as_double()
-        perp_cut = min(abs(perp), max(perp_step, round(abs(perp) * fraction / perp_step + 0.4999) * perp_step))
+        perp_cut = min(abs(perp), max(perp_step, math.ceil(abs(perp) * fraction / perp_step - 1e-9) * perp_step))
         remaining_perp = abs(perp) - perp_cut
-        spot_keep = remaining_perp / self.config.hedge_ratio
-        spot_cut = carry.round_down(max(spot - spot_keep, 0.0), spot_step)
         if remaining_perp <= perp_step / 2:
             self._exit(reason=f"guard reduce to zero: {reason}")
             return
-        self._decide("reduce", f"{fraction:.1%}: perp -{perp_cut}, spot -{spot_cut} ({reason})")
-        self.submit_order(self.order_factory.market(self.perp_id, OrderSide.BUY, self.perp.make_qty(perp_cut),
-                                                    reduce_only=True, tags=["GUARD_REDUCE"]))
-        if spot_cut > 0:
-            self.submit_order(self.order_factory.market(self.spot_id, OrderSide.SELL, self.spot.make_qty(spot_cut),
-                                                        tags=["GUARD_REDUCE"]))
+        spot_cut = carry.round_down(max(spot - remaining_perp / self.config.hedge_ratio, 0.0), spot_step)
+        self._decide("reduce", f"{fraction:.1%}: perp -{perp_cut:g}, spot -{spot_cut:g} ({reason})")
+        self._start_pair("reduce", spot=(-1, spot_cut), perp=(1, perp_cut))
 
     def _decide(self, action: str, reason: str) -> None:
         self.log_.decisions.append((self.clock.timestamp_ns(), action, reason))

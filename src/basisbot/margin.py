@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 from bisect import bisect_right
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -119,63 +120,55 @@ def _where(index: int, attr: str) -> str:
 def _check_brackets(symbol: str, brackets: Sequence[Bracket], source: str) -> None:
     """Validate the invariants of a bracket list; raise :class:`BracketError`.
 
-    Checks: non-empty; first floor == 0; first cum == 0 (else MM(0) < 0);
-    each ``cap > floor``; contiguous (``cap[i] == floor[i+1]``, which also
-    makes the list sorted); bracket numbers strictly increasing;
-    ``0 < mmr < 1``; ``cum >= 0``; ``initial_leverage >= 1``; all finite
-    except that the last cap may be ``inf``.
+    Checks: non-empty; numeric fields of the right type and finite (the last
+    cap may be ``inf``); ``0 < mmr < 1``; ``cum >= 0``; ``initial_leverage
+    >= 1``; ``cap > floor``; first floor == 0 and first cum == 0 (else
+    ``MM(N) < 0`` for small ``N``); contiguous (``cap[i] == floor[i+1]``, which
+    with ``cap > floor`` makes the list sorted); bracket numbers increasing.
     """
     if not isinstance(symbol, str) or not symbol:
         raise _bracket_error(source, symbol, "symbol", "must be a non-empty string", symbol)
     if len(brackets) == 0:
         raise _bracket_error(source, symbol, "brackets", "must be a non-empty list", list(brackets))
+
     for i, b in enumerate(brackets):
         if not isinstance(b, Bracket):
             raise _bracket_error(source, symbol, f"brackets[{i}]", "must be a Bracket", b)
+
+        def fail(attr: str, problem: str, index: int = i, bracket: Bracket = b) -> BracketError:
+            return _bracket_error(source, symbol, _where(index, attr), problem, getattr(bracket, attr))
+
         for attr in _JSON_FIELDS:
             value = getattr(b, attr)
             integral = attr in ("bracket", "initial_leverage")
-            if isinstance(value, bool) or not isinstance(value, int if integral else (int, float)):
-                kind = "an integer" if integral else "a number"
-                raise _bracket_error(source, symbol, _where(i, attr), f"must be {kind}", value)
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral if integral else numbers.Real):
+                raise fail(attr, "must be an integer" if integral else "must be a number")
         for attr in ("notional_floor", "mmr", "cum"):
             if not math.isfinite(getattr(b, attr)):
-                raise _bracket_error(source, symbol, _where(i, attr), "must be finite", getattr(b, attr))
-        if math.isnan(b.notional_cap) or (b.notional_cap == math.inf and i != len(brackets) - 1):
-            raise _bracket_error(
-                source, symbol, _where(i, "notional_cap"), "must be finite (only the last may be inf)", b.notional_cap
-            )
+                raise fail(attr, "must be finite")
+        is_last = i == len(brackets) - 1
+        if math.isnan(b.notional_cap) or (b.notional_cap == math.inf and not is_last):
+            raise fail("notional_cap", "must be finite (only the last may be inf)")
         if not 0.0 < b.mmr < 1.0:
-            raise _bracket_error(source, symbol, _where(i, "mmr"), "must be in (0, 1)", b.mmr)
+            raise fail("mmr", "must be in (0, 1)")
         if b.cum < 0.0:
-            raise _bracket_error(source, symbol, _where(i, "cum"), "must be >= 0", b.cum)
+            raise fail("cum", "must be >= 0")
         if b.initial_leverage < 1:
-            raise _bracket_error(source, symbol, _where(i, "initial_leverage"), "must be >= 1", b.initial_leverage)
+            raise fail("initial_leverage", "must be >= 1")
         if not b.notional_cap > b.notional_floor:
-            raise _bracket_error(
-                source, symbol, _where(i, "notional_cap"), f"must be > notionalFloor {b.notional_floor!r}", b.notional_cap
-            )
+            raise fail("notional_cap", f"must be > notionalFloor {b.notional_floor!r}")
+
         if i == 0:
             if b.notional_floor != 0.0:
-                raise _bracket_error(source, symbol, _where(0, "notional_floor"), "first bracket must start at 0", b.notional_floor)
+                raise fail("notional_floor", "the first bracket must start at 0")
             if b.cum != 0.0:
-                raise _bracket_error(
-                    source, symbol, _where(0, "cum"), "first bracket must have cum 0 (else maintenance margin < 0)", b.cum
-                )
-        else:
-            prev = brackets[i - 1]
-            if b.notional_floor != prev.notional_cap:
-                raise _bracket_error(
-                    source,
-                    symbol,
-                    _where(i, "notional_floor"),
-                    f"must equal the previous bracket's notionalCap {prev.notional_cap!r} (gap or overlap)",
-                    b.notional_floor,
-                )
-            if b.bracket <= prev.bracket:
-                raise _bracket_error(
-                    source, symbol, _where(i, "bracket"), f"must be > previous bracket number {prev.bracket!r}", b.bracket
-                )
+                raise fail("cum", "the first bracket must have cum 0 (else maintenance margin < 0)")
+            continue
+        prev = brackets[i - 1]
+        if b.notional_floor != prev.notional_cap:
+            raise fail("notional_floor", f"must equal the previous notionalCap {prev.notional_cap!r} (gap/overlap)")
+        if b.bracket <= prev.bracket:
+            raise fail("bracket", f"must be > the previous bracket number {prev.bracket!r}")
 
 
 @dataclass(frozen=True)
@@ -194,6 +187,18 @@ class BracketTable:
     def __post_init__(self) -> None:
         brackets = tuple(self.brackets)
         _check_brackets(self.symbol, brackets, "<BracketTable>")
+        # Store plain Python numbers (e.g. numpy float32 would degrade the arithmetic).
+        brackets = tuple(
+            Bracket(
+                int(b.bracket),
+                int(b.initial_leverage),
+                float(b.notional_floor),
+                float(b.notional_cap),
+                float(b.mmr),
+                float(b.cum),
+            )
+            for b in brackets
+        )
         object.__setattr__(self, "brackets", brackets)
         object.__setattr__(self, "_floors", tuple(b.notional_floor for b in brackets))
 
@@ -203,7 +208,7 @@ class BracketTable:
         A notional at or beyond the last cap maps to the last bracket.
         Raises ``ValueError`` for a negative or non-finite notional.
         """
-        _require_finite("notional", notional)
+        notional = _require_finite("notional", notional)
         if notional < 0:
             raise ValueError(f"notional must be >= 0, got {notional!r}")
         return bisect_right(self._floors, notional) - 1
@@ -252,18 +257,23 @@ def _parse_bracket(raw: object, symbol: object, index: int, source: str) -> Brac
     )
 
 
+def _is_list_like(value: object) -> bool:
+    """A JSON array as Python sees it: list or tuple (not a string)."""
+    return isinstance(value, (list, tuple))
+
+
 def parse_brackets(obj: object, source: str = "<memory>") -> dict[str, BracketTable]:
     """Parse the JSON shape of Binance ``GET /fapi/v1/leverageBracket``.
 
     ``obj`` is a list of ``{"symbol": str, "brackets": [{bracket,
     initialLeverage, notionalFloor, notionalCap, maintMarginRatio, cum}, ...]}``
-    (a single such object is also accepted).  Extra keys (e.g.
+    (a single such object is also accepted; tuples work as lists).  Extra keys (e.g.
     ``notionalCoef``) are ignored.  Numbers must be JSON numbers, not strings.
     Returns ``{symbol: BracketTable}``; any problem raises :class:`BracketError`
     naming ``source``, the symbol, the field and the bad value.
     """
     entries = [obj] if isinstance(obj, Mapping) else obj
-    if not isinstance(entries, list):
+    if not _is_list_like(entries):
         raise _bracket_error(source, None, "top level", "must be a list of {symbol, brackets} objects", obj)
     tables: dict[str, BracketTable] = {}
     for n, entry in enumerate(entries):
@@ -275,7 +285,7 @@ def parse_brackets(obj: object, source: str = "<memory>") -> dict[str, BracketTa
         if symbol in tables:
             raise _bracket_error(source, symbol, f"entry [{n}].symbol", "duplicate symbol", symbol)
         raw_brackets = entry.get("brackets")
-        if not isinstance(raw_brackets, list):
+        if not _is_list_like(raw_brackets):
             raise _bracket_error(source, symbol, "brackets", "must be a list", raw_brackets)
         brackets = tuple(_parse_bracket(raw, symbol, i, source) for i, raw in enumerate(raw_brackets))
         _check_brackets(symbol, brackets, source)  # here, so the error names the file
@@ -304,29 +314,36 @@ def load_brackets(path: str | PathLike[str]) -> dict[str, BracketTable]:
 # --------------------------------------------------------------------------
 
 
-def _require_finite(name: str, value: float) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+def _require_finite(name: str, value: float) -> float:
+    """``value`` as a Python float; ``ValueError`` unless it is a finite real number."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise ValueError(f"{name} must be a real number, got {value!r}")
     if not math.isfinite(value):
         raise ValueError(f"{name} must be finite, got {value!r}")
+    return float(value)
 
 
-def _require_positive(name: str, value: float) -> None:
-    _require_finite(name, value)
+def _require_positive(name: str, value: float) -> float:
+    """``value`` as a Python float; ``ValueError`` unless finite and > 0."""
+    value = _require_finite(name, value)
     if value <= 0:
         raise ValueError(f"{name} must be > 0, got {value!r}")
+    return value
 
 
 def _require_side(side: int) -> int:
+    """``side`` as int; ``ValueError`` unless it is +1 or -1."""
     if isinstance(side, bool) or side not in (1, -1):
         raise ValueError(f"side must be +1 (long) or -1 (short), got {side!r}")
     return int(side)
 
 
-def _require_distance(target_distance: float) -> None:
-    _require_finite("target_distance", target_distance)
+def _require_distance(target_distance: float) -> float:
+    """``target_distance`` as a Python float; ``ValueError`` unless finite and >= 0."""
+    target_distance = _require_finite("target_distance", target_distance)
     if target_distance < 0:
         raise ValueError(f"target_distance must be >= 0, got {target_distance!r}")
+    return target_distance
 
 
 def _require_table(table: BracketTable) -> None:
@@ -342,19 +359,21 @@ def _require_table(table: BracketTable) -> None:
 def unrealized_pnl(side: int, qty: float, entry: float, mark: float) -> float:
     """``side * qty * (mark - entry)``."""
     side = _require_side(side)
-    _require_positive("qty", qty)
-    _require_positive("entry", entry)
-    _require_positive("mark", mark)
+    qty = _require_positive("qty", qty)
+    entry = _require_positive("entry", entry)
+    mark = _require_positive("mark", mark)
     return side * qty * (mark - entry)
 
 
 def margin_balance(side: int, qty: float, entry: float, mark: float, wallet_balance: float) -> float:
     """``WB + unrealized PnL`` at ``mark``."""
-    _require_finite("wallet_balance", wallet_balance)
+    wallet_balance = _require_finite("wallet_balance", wallet_balance)
     return wallet_balance + unrealized_pnl(side, qty, entry, mark)
 
 
-def margin_ratio(side: int, qty: float, entry: float, mark: float, wallet_balance: float, table: BracketTable) -> float:
+def margin_ratio(
+    side: int, qty: float, entry: float, mark: float, wallet_balance: float, table: BracketTable
+) -> float:
     """Binance margin ratio ``MM(qty * mark) / (WB + upnl)``; liquidation when >= 1.
 
     Returns ``inf`` when the margin balance is <= 0 (already bankrupt).
@@ -376,7 +395,9 @@ def _lp_formula(side: int, qty: float, entry: float, wallet_balance: float, brac
     return (wallet_balance + bracket.cum - side * qty * entry) / (qty * bracket.mmr - side * qty)
 
 
-def _liquidation_price_by_scan(side: int, qty: float, entry: float, wallet_balance: float, table: BracketTable) -> float:
+def _liquidation_price_by_scan(
+    side: int, qty: float, entry: float, wallet_balance: float, table: BracketTable
+) -> float:
     """Exact liquidation price for any bracket table, by walking the brackets.
 
     Let ``g(P) = WB + side*qty*(P - entry) - MM(qty*P)`` (margin balance minus
@@ -407,7 +428,8 @@ def _liquidation_price_by_scan(side: int, qty: float, entry: float, wallet_balan
     # Price range of each bracket; the last one extends to infinity (see BracketTable.for_notional).
     last = len(table.brackets) - 1
     ranges = [
-        (b, b.notional_floor / qty, math.inf if i == last else b.notional_cap / qty) for i, b in enumerate(table.brackets)
+        (b, b.notional_floor / qty, math.inf if i == last else b.notional_cap / qty)
+        for i, b in enumerate(table.brackets)
     ]
     if side == -1:
         for b, lo, hi in ranges:
@@ -444,8 +466,8 @@ def liquidation_price(side: int, qty: float, entry: float, wallet_balance: float
     brackets sharing a boundary because ``MM`` jumps there, or because float
     rounding puts an ``LP`` lying exactly on a boundary on either side), the
     answer comes from :func:`_liquidation_price_by_scan`: the boundary price
-    ``cap / qty``, i.e. the first price at which the position is
-    liquidatable; the conservative answer.
+    ``cap / qty`` where liquidation starts as price moves against the
+    position; the conservative answer.
 
     Returns ``0.0`` when the formula gives ``LP <= 0``: for a long whose wallet
     covers the notional (``WB >= qty*entry``) this means it cannot be
@@ -456,9 +478,9 @@ def liquidation_price(side: int, qty: float, entry: float, wallet_balance: float
     :func:`cross_liquidation_price`).
     """
     side = _require_side(side)
-    _require_positive("qty", qty)
-    _require_positive("entry", entry)
-    _require_finite("wallet_balance", wallet_balance)
+    qty = _require_positive("qty", qty)
+    entry = _require_positive("entry", entry)
+    wallet_balance = _require_finite("wallet_balance", wallet_balance)
     _require_table(table)
 
     index = table.index_for_notional(qty * entry)
@@ -482,8 +504,8 @@ def distance_to_liquidation(side: int, mark: float, liq_price: float) -> float:
     means liquidatable now.  A long with ``LP == 0`` gives 1.0.
     """
     side = _require_side(side)
-    _require_positive("mark", mark)
-    _require_finite("liq_price", liq_price)
+    mark = _require_positive("mark", mark)
+    liq_price = _require_finite("liq_price", liq_price)
     if liq_price < 0:
         raise ValueError(f"liq_price must be >= 0, got {liq_price!r}")
     return side * (mark - liq_price) / mark
@@ -495,10 +517,10 @@ def target_liquidation_price(side: int, mark: float, target_distance: float) -> 
     Short: ``mark * (1 + d)``; long: ``mark * (1 - d)``, requiring ``d <= 1``.
     """
     side = _require_side(side)
-    _require_positive("mark", mark)
-    _require_distance(target_distance)
+    mark = _require_positive("mark", mark)
+    target_distance = _require_distance(target_distance)
     if side == 1 and target_distance > 1:
-        raise ValueError(f"a long's liquidation price cannot be more than 100% below mark (target_distance {target_distance!r})")
+        raise ValueError(f"target_distance must be <= 1 for a long (LP = mark*(1-d) >= 0), got {target_distance!r}")
     return mark * (1 - side * target_distance)
 
 
@@ -509,10 +531,10 @@ def target_liquidation_price(side: int, mark: float, target_distance: float) -> 
 
 def initial_margin(notional: float, leverage: float) -> float:
     """Initial margin ``notional / leverage``."""
-    _require_finite("notional", notional)
+    notional = _require_finite("notional", notional)
     if notional < 0:
         raise ValueError(f"notional must be >= 0, got {notional!r}")
-    _require_positive("leverage", leverage)
+    leverage = _require_positive("leverage", leverage)
     return notional / leverage
 
 
@@ -537,8 +559,8 @@ def wallet_for_distance(
     :func:`margin_to_add`, which clamps at 0.
     """
     side = _require_side(side)
-    _require_positive("qty", qty)
-    _require_positive("entry", entry)
+    qty = _require_positive("qty", qty)
+    entry = _require_positive("entry", entry)
     _require_table(table)
     lp = target_liquidation_price(side, mark, target_distance)
     return table.maintenance_margin(qty * lp) - side * qty * (lp - entry)
@@ -557,7 +579,7 @@ def margin_to_add(
 
     ``max(0, wallet_for_distance(...) - wallet_balance)``.
     """
-    _require_finite("wallet_balance", wallet_balance)
+    wallet_balance = _require_finite("wallet_balance", wallet_balance)
     needed = wallet_for_distance(side, qty, entry, mark, target_distance, table)
     return max(0.0, needed - wallet_balance)
 
@@ -574,11 +596,12 @@ def reduce_position(
     (Binance may move part of the isolated margin back to the cross wallet on
     a reduce; read the actual isolated margin back after the trade.)
     """
-    _require_finite("fraction", fraction)
+    qty = _require_positive("qty", qty)
+    wallet_balance = _require_finite("wallet_balance", wallet_balance)
+    fraction = _require_finite("fraction", fraction)
     if not 0 <= fraction <= 1:
         raise ValueError(f"fraction must be in [0, 1], got {fraction!r}")
     upnl = unrealized_pnl(side, qty, entry, mark)
-    _require_finite("wallet_balance", wallet_balance)
     return qty * (1 - fraction), wallet_balance + fraction * upnl
 
 
@@ -614,13 +637,13 @@ def reduce_fraction_for_distance(
     closing quantity *up* to the lot size.
     """
     side = _require_side(side)
-    _require_positive("qty", qty)
-    _require_positive("entry", entry)
-    _require_positive("mark", mark)
-    _require_finite("wallet_balance", wallet_balance)
-    _require_distance(target_distance)
+    qty = _require_positive("qty", qty)
+    entry = _require_positive("entry", entry)
+    mark = _require_positive("mark", mark)
+    wallet_balance = _require_finite("wallet_balance", wallet_balance)
+    target_distance = _require_distance(target_distance)
     _require_table(table)
-    _require_positive("tol", tol)
+    tol = _require_positive("tol", tol)
 
     def meets_target(fraction: float) -> bool:
         remaining_qty, remaining_wallet = reduce_position(side, qty, entry, mark, wallet_balance, fraction)
@@ -669,10 +692,9 @@ class CrossPosition:
     table: BracketTable
 
     def __post_init__(self) -> None:
-        _require_side(self.side)
-        _require_positive("qty", self.qty)
-        _require_positive("entry", self.entry)
-        _require_positive("mark", self.mark)
+        object.__setattr__(self, "side", _require_side(self.side))
+        for name in ("qty", "entry", "mark"):
+            object.__setattr__(self, name, _require_positive(name, getattr(self, name)))
         _require_table(self.table)
 
     @property
@@ -691,7 +713,7 @@ def cross_margin_ratio(wallet_balance: float, positions: Sequence[CrossPosition]
 
     With no positions and a positive wallet the ratio is 0.0.
     """
-    _require_finite("wallet_balance", wallet_balance)
+    wallet_balance = _require_finite("wallet_balance", wallet_balance)
     balance = wallet_balance + sum(p.upnl for p in positions)
     if balance <= 0:
         return math.inf
@@ -710,6 +732,6 @@ def cross_liquidation_price(
     ``position.mark`` is not used.  See :func:`liquidation_price` for the
     bracket handling and the meaning of 0.0.
     """
-    _require_finite("wallet_balance", wallet_balance)
+    wallet_balance = _require_finite("wallet_balance", wallet_balance)
     effective_wallet = wallet_balance + sum(p.upnl for p in others) - sum(p.maintenance_margin for p in others)
     return liquidation_price(position.side, position.qty, position.entry, effective_wallet, position.table)

@@ -6,7 +6,8 @@ layout gives identical results. Files written (one per calendar month, UTC)::
     OUT/spot/monthly/klines/SYM/1h/SYM-1h-YYYY-MM.zip              no header; ms, µs from 2025-01-01
     OUT/futures/um/monthly/klines/SYM/1h/SYM-1h-YYYY-MM.zip        header row
     OUT/futures/um/monthly/markPriceKlines/SYM/1h/SYM-1h-YYYY-MM.zip  header row
-    OUT/futures/um/monthly/fundingRate/SYM/SYM-fundingRate-YYYY-MM.zip header calc_time,funding_interval_hours,last_funding_rate
+    OUT/futures/um/monthly/fundingRate/SYM/SYM-fundingRate-YYYY-MM.zip
+        header calc_time,funding_interval_hours,last_funding_rate; calc_time in ms
 
 (``zipped=False`` writes the ``.csv`` instead of the ``.zip``.)
 
@@ -37,6 +38,7 @@ from basisbot.backtest.market_data import (
     HOUR_NS,
     KLINE_HEADER,
     SymbolData,
+    _ns,
     dump_paths,
     load_symbol,
 )
@@ -95,7 +97,7 @@ def write_binance_dump(symbol_data: SymbolData, out_dir: str | Path, *, zipped: 
         raise ValueError(f"{sym}: mark_close has NaN; the canonical form requires a complete mark price")
     dirs = dump_paths(out_dir, sym)
     written: list[Path] = []
-    open_ns = np.asarray(bars.index.tz_convert("UTC").tz_localize(None).astype("datetime64[ns]")).view(np.int64)
+    open_ns = _ns(bars.index)
     months = _months(bars.index)
     for period in months.unique():
         in_month = np.asarray(months == period)
@@ -122,7 +124,7 @@ def write_binance_dump(symbol_data: SymbolData, out_dir: str | Path, *, zipped: 
     funding = symbol_data.funding
     if len(funding):
         ts = pd.DatetimeIndex(funding["ts"])
-        ts_ns = np.asarray(ts.tz_convert("UTC").tz_localize(None).astype("datetime64[ns]")).view(np.int64)
+        ts_ns = _ns(ts)
         if (ts_ns % 1_000_000).any():
             raise ValueError(f"{sym}: funding times finer than a millisecond cannot be written as calc_time")
         fmonths = _months(ts)

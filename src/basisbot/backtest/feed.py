@@ -43,6 +43,7 @@ class SymbolFeed:
     worst: dict[int, tuple[float, float]]  # bar close ns -> (worst high mark, worst low mark)
     predictions: pd.DataFrame  # ts, predicted_rate, interval_minutes, next_funding_ns (what the strategy saw)
     spot_gaps: int
+    perp_gaps: int
 
 
 def _settlement_sim_ts(exact_ns: int) -> int:
@@ -58,7 +59,7 @@ def _worst_marks(bars: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     shift_lo = mark + (bars["perp_low"].to_numpy() - bars["perp_close"].to_numpy())
     mh = bars["mark_high"].to_numpy()
     ml = bars["mark_low"].to_numpy()
-    hi = np.fmax(np.where(np.isnan(mh), mark, mh), shift_hi)
+    hi = np.fmax(np.where(np.isnan(mh), mark, mh), shift_hi)  # fmax/fmin skip NaN: perp holes fall back to the mark
     lo = np.fmin(np.where(np.isnan(ml), mark, ml), shift_lo)
     return hi, lo
 
@@ -86,6 +87,7 @@ def build_feed(data: SymbolData, spot, perp, predictor_method: str = "premium") 
     si = 0  # next settlement index
     n_settle = len(settlements)
     spot_gaps = 0
+    perp_gaps = 0
 
     def next_info(i: int) -> tuple[int | None, int]:
         if i < n_settle:
@@ -106,12 +108,16 @@ def build_feed(data: SymbolData, spot, perp, predictor_method: str = "premium") 
                 Price(cols["spot_open"][k], sp), Price(cols["spot_high"][k], sp),
                 Price(cols["spot_low"][k], sp), Price(s_close, sp),
                 Quantity(cols["spot_volume"][k], ssz), t, t)))
-        events.append((t, PRIO_PERP_BAR, Bar(
-            perp_bt,
-            Price(cols["perp_open"][k], pp), Price(cols["perp_high"][k], pp),
-            Price(cols["perp_low"][k], pp), Price(cols["perp_close"][k], pp),
-            Quantity(cols["perp_volume"][k], psz), t, t)))
-        if not math.isnan(s_close):
+        p_close = cols["perp_close"][k]
+        if math.isnan(p_close):
+            perp_gaps += 1  # a hole in the source (reported by the loader); the mark still drives risk and funding
+        else:
+            events.append((t, PRIO_PERP_BAR, Bar(
+                perp_bt,
+                Price(cols["perp_open"][k], pp), Price(cols["perp_high"][k], pp),
+                Price(cols["perp_low"][k], pp), Price(p_close, pp),
+                Quantity(cols["perp_volume"][k], psz), t, t)))
+        if not (math.isnan(s_close) or math.isnan(p_close)):
             predictor.on_premium(premium(cols["perp_close"][k], s_close))
         pred = predictor.predict()
         nxt, interval_min = next_info(si)
@@ -125,7 +131,7 @@ def build_feed(data: SymbolData, spot, perp, predictor_method: str = "premium") 
         si = _emit_settlement(settlements, si, f_int, predictor, perp, events, pred_rows, next_info)
 
     predictions = pd.DataFrame(pred_rows, columns=["ts_ns", "predicted_rate", "interval_minutes", "next_funding_ns"])
-    return SymbolFeed(data.symbol, events, settlements, worst, predictions, spot_gaps)
+    return SymbolFeed(data.symbol, events, settlements, worst, predictions, spot_gaps, perp_gaps)
 
 
 def _emit_settlement(settlements, si, f_int, predictor, perp, events, pred_rows, next_info) -> int:

@@ -21,13 +21,23 @@ patched: it raises :class:`DataError` naming the file, the 1-based row (for CSVs
 number, counting the header when there is one; for parquet: the row position) and, where
 it helps, the timestamp.
 
-Rules (the "why" is in the comments next to each check):
+Rules, and why:
 
-* Kline rows: open time on the hour, ``close_time`` one hour (minus one ms/µs) later, in the
-  month the file is named after, strictly increasing within the file and across files;
-  open/high/low/close finite and > 0, ``high >= low``, ``low <= close <= high`` (and the
-  same for ``open`` on trade klines: spot and perp); volume finite and >= 0.
-  Mark-price klines are checked for prices only (their volume columns are "ignore" fields).
+* Files are validated whole when read: a monthly dump file is read when its month meets
+  ``[start, end)``; of the bundled parquet, the index is checked whole (strictly increasing)
+  and the rows inside the range are checked.
+* Bundled parquet: ``*_perp_binance`` / ``*_spot_binance`` open/high/low/close/volume and
+  ``mark_price_binance`` (the mark price at the bar's close) are used; ``vwap_*`` and the
+  forward-filled ``funding_rate_raw_binance`` are ignored (settlements come from the CSV).
+  A row whose spot (or perp) columns are all NaN is a missing hour; partly NaN is a DataError.
+  The real files have no high < low, no close/open outside [low, high] and no non-positive
+  price, so those rules stand as they are.
+* Kline rows: exactly 12 fields; open time on the hour; ``close_time`` one hour (minus one
+  ms/µs) later; inside the month the file is named after; strictly increasing within the
+  file and across files; open/high/low/close finite and > 0, ``high >= low``,
+  ``low <= close <= high`` (and the same for ``open`` on trade klines: spot and perp);
+  volume finite and >= 0. Mark-price klines are checked for prices only (their volume
+  columns are "ignore" fields) and their ``open`` is not used.
 * Timestamps are detected per value: ``>= 1e14`` is microseconds, otherwise milliseconds
   (Binance spot switched to µs on 2025-01-01; 1e14 ms would be the year 5138).
 * A header row is detected by the first field of the first line not being a number.
@@ -47,9 +57,8 @@ Rules (the "why" is in the comments next to each check):
     (2022-02-26 00:00 - 2022-02-28 23:00 and 2022-04-01 00:00 - 2022-04-02 23:00 UTC, a
     collection hole of the third-party source, not an exchange outage; mark and spot are
     present). Loading SOLUSDT over that period without the flag fails loudly on purpose;
-  - spot candles may be missing for single hours (real exchange outages, e.g. all three
-    symbols have no spot candle for 2023-03-24 13:00 UTC): they stay NaN and are listed in
-    ``gaps``;
+  - spot candles may be missing (real exchange outages, e.g. all three bundled symbols have
+    no spot candle for 2023-03-24 13:00 UTC): those hours stay NaN and are listed in ``gaps``;
   - in the dump layout a whole monthly file missing inside the grid (spot, perp or mark) is a
     DataError: that is a download problem, not an outage.
   Candles outside the grid (e.g. spot months with no perp data) are dropped.
@@ -119,7 +128,7 @@ class DataError(ValueError):
     the 1-based row and timestamp, and says what is wrong."""
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False)  # eq=False: DataFrames do not compare to a bool
 class SymbolData:
     """Canonical market data of one symbol (see module docstring for the rules).
 
@@ -270,11 +279,6 @@ def _next_month_ns(month_ns: int) -> int:
     return pd.Timestamp(year=y, month=m, day=1, tz="UTC").value
 
 
-def _month_key(ns: int) -> tuple[int, int]:
-    ts = pd.Timestamp(int(ns), tz="UTC")
-    return ts.year, ts.month
-
-
 def _runs(hours_ns: np.ndarray) -> list[tuple[int, int]]:
     """Consecutive hourly runs as (first, last) pairs of a sorted array of hour timestamps."""
     if len(hours_ns) == 0:
@@ -349,11 +353,11 @@ def _zip_member(path: Path) -> tuple[str, bytes]:
             members = [n for n in zf.namelist() if n.lower().endswith(".csv") and not n.endswith("/")]
             if len(members) != 1:
                 raise DataError(
-                    f"{path}: expected exactly one CSV inside the zip, found {len(members)} ({members})"
+                    f"file {path}: expected exactly one CSV inside the zip, found {len(members)} ({members})"
                 )
             return members[0], zf.read(members[0])
     except (zipfile.BadZipFile, OSError) as exc:
-        raise DataError(f"{path}: cannot read zip: {exc}") from None
+        raise DataError(f"file {path}: cannot read zip: {exc}") from None
 
 
 @dataclass
@@ -375,7 +379,7 @@ class _MonthFile:
             _, zipped = _zip_member(self.other)
             if zipped != data:
                 raise DataError(
-                    f"{self.path} differs from the CSV inside {self.other}: the extracted file was "
+                    f"file {self.path} differs from the CSV inside {self.other}: the extracted file was "
                     "edited or only partly extracted; delete one of the two"
                 )
         return data
@@ -511,14 +515,19 @@ class _Klines:
 
 def _check_klines(k: _Klines, *, check_open: bool, check_volume: bool) -> None:
     o, h, lo, c = (k.values[n] for n in _OHLC)
+
+    def rng(i: int) -> str:
+        return f"[low {float(lo[i])!r}, high {float(h[i])!r}]"
+
     checks: list[tuple[np.ndarray, Callable[[int], str]]] = [
         ((o <= 0) | (h <= 0) | (lo <= 0) | (c <= 0),
-         lambda i: f"non-positive price (open={float(o[i])!r}, high={float(h[i])!r}, low={float(lo[i])!r}, close={float(c[i])!r})"),
+         lambda i: f"non-positive price (open={float(o[i])!r}, high={float(h[i])!r}, "
+                   f"low={float(lo[i])!r}, close={float(c[i])!r})"),
         (h < lo, lambda i: f"high {float(h[i])!r} < low {float(lo[i])!r}"),
-        ((c < lo) | (c > h), lambda i: f"close {float(c[i])!r} outside [low {float(lo[i])!r}, high {float(h[i])!r}]"),
+        ((c < lo) | (c > h), lambda i: f"close {float(c[i])!r} outside {rng(i)}"),
     ]
     if check_open:  # trade klines: the first trade lies within the range by construction
-        checks.append(((o < lo) | (o > h), lambda i: f"open {float(o[i])!r} outside [low {float(lo[i])!r}, high {float(h[i])!r}]"))
+        checks.append(((o < lo) | (o > h), lambda i: f"open {float(o[i])!r} outside {rng(i)}"))
     if check_volume:
         v = k.values["volume"]
         checks.append((v < 0, lambda i: f"negative volume {float(v[i])!r}"))

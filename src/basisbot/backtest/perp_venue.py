@@ -25,7 +25,8 @@ from nautilus_trader.core.uuid import UUID4
 from nautilus_trader.model.enums import LiquiditySide, OrderSide, PositionSide
 from nautilus_trader.model.identifiers import ClientOrderId, InstrumentId
 from nautilus_trader.model.objects import Currency, Money, Price
-from nautilus_trader.model.orders import MarketOrder
+from nautilus_trader.model.enums import TimeInForce
+from nautilus_trader.model.orders import LimitOrder
 
 from basisbot import margin
 from basisbot.carry import funding_payment
@@ -327,15 +328,20 @@ class PerpMarginModule(SimulationModule):
             return
         position = positions[0]
         before = self.ledger.perp_total()
-        order = MarketOrder(
+        # A limit order at the liquidation price, filled in full at that price (a market order cannot rest in the
+        # matching core, which accept_order requires to emit the venue's OrderAccepted).
+        lp_price = Price(lp, instrument.price_precision)
+        order = LimitOrder(
             trader_id=position.trader_id,
             strategy_id=position.strategy_id,
             instrument_id=position.instrument_id,
             client_order_id=ClientOrderId(f"LIQ-{symbol}-{uuid.uuid4().hex[:12]}"),
             order_side=OrderSide.BUY if position.side == PositionSide.SHORT else OrderSide.SELL,
             quantity=position.quantity,
+            price=lp_price,
             init_id=UUID4(),
             ts_init=self.clock.timestamp_ns(),
+            time_in_force=TimeInForce.GTC,
             reduce_only=True,
             tags=["LIQUIDATION"],
         )
@@ -343,7 +349,7 @@ class PerpMarginModule(SimulationModule):
         engine.accept_order(order)
         engine.apply_fills(
             order=order,
-            fills=[(Price(lp, instrument.price_precision), position.quantity)],
+            fills=[(lp_price, position.quantity)],
             liquidity_side=LiquiditySide.TAKER,
             venue_position_id=position.id,
             position=position,

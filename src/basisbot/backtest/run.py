@@ -122,7 +122,7 @@ def run_backtest(
         if s not in brackets:
             raise BacktestInputError(f"symbol {s}: no leverage brackets bundled (have {sorted(brackets)})")
 
-    datas = {s: market_data.load_symbol(data_path, s, start=start_ts, end=end_ts) for s in enabled}
+    datas = {s: market_data.load_symbol(data_path, s, start=start_ts, end=end_ts, allow_perp_gaps=True) for s in enabled}
     first = min(d.bars.index[0] for d in datas.values())
     last = max(d.bars.index[-1] for d in datas.values()) + pd.Timedelta(hours=1)
 
