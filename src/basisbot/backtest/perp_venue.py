@@ -255,27 +255,36 @@ class PerpMarginModule(SimulationModule):
         super().__init__(SimulationModuleConfig())
         self.ledger = ledger
         self._marks: dict[str, float] = {}
-        self._mark_ts: dict[str, int] = {}
 
     def register_venue(self, exchange) -> None:
         super().register_venue(exchange)
         self.ledger.perp_exchange = exchange
         self.msgbus.register(ADJUST_MARGIN_ENDPOINT, self._on_adjust_margin)
+        # Event-driven: react to the perp's mark prices (before the strategies: priority) and to position events,
+        # instead of polling after every data point.
+        self.msgbus.subscribe("events.position.*", self._on_position_event, priority=10)
+        for spec in self.ledger.symbols.values():
+            iid = spec.instrument_id
+            self.msgbus.subscribe(f"data.mark_prices.{iid.venue}.{iid.symbol}", self._on_mark, priority=10)
 
-    # -- engine loop ----------------------------------------------------------------------------------------------
     def process(self, ts_now: int) -> None:
-        for symbol, spec in self.ledger.symbols.items():
-            changed = self._sync_position(symbol, spec)
-            mark = self.cache.mark_price(spec.instrument_id)
-            if mark is None:
-                continue
-            new_mark = mark.ts_event != self._mark_ts.get(symbol)
-            self._marks[symbol] = mark.value.as_double()
-            self._mark_ts[symbol] = mark.ts_event
-            if new_mark:
-                self._check_liquidation(symbol, spec, mark.ts_event)
-            if changed or new_mark:
-                self.msgbus.publish(margin_topic(symbol), self.ledger.state(symbol, ts_now, self._marks))
+        pass  # all work happens on mark prices, position events and margin requests
+
+    def _on_position_event(self, event) -> None:
+        spec = self.ledger.by_instrument.get(event.instrument_id)
+        if spec is not None and self._sync_position(spec.symbol, spec):
+            self._publish(spec.symbol)
+
+    def _on_mark(self, mark) -> None:
+        spec = self.ledger.by_instrument[mark.instrument_id]
+        symbol = spec.symbol
+        self._marks[symbol] = mark.value.as_double()
+        self._sync_position(symbol, spec)
+        self._check_liquidation(symbol, spec, mark.ts_event)
+        self._publish(symbol)
+
+    def _publish(self, symbol: str) -> None:
+        self.msgbus.publish(margin_topic(symbol), self.ledger.state(symbol, self.clock.timestamp_ns(), self._marks))
 
     def _sync_position(self, symbol: str, spec: PerpSymbol) -> bool:
         """Follow the venue's position: open → initial margin into the isolated wallet; increase → more margin;
@@ -320,6 +329,7 @@ class PerpMarginModule(SimulationModule):
 
     def _liquidate(self, symbol: str, spec: PerpSymbol, lp: float, worst: float) -> None:
         book = self.ledger.books[symbol]
+        side, qty, entry = book.side, book.qty, book.entry  # the fill's position event resets the book
         wallet = self.ledger.effective_wallet(symbol, self._marks)
         engine = self.exchange.get_matching_engine(spec.instrument_id)
         instrument = self.cache.instrument(spec.instrument_id)
@@ -362,9 +372,9 @@ class PerpMarginModule(SimulationModule):
             self.exchange.adjust_account(Money(residual, USDT))
         ts = self.clock.timestamp_ns()
         self.ledger.liquidations.append(
-            LiquidationRow(ts, symbol, book.side, book.qty, lp, book.entry, wallet, worst, -residual)
+            LiquidationRow(ts, symbol, side, qty, lp, entry, wallet, worst, -residual)
         )
-        self.msgbus.publish(liquidation_topic(symbol), Liquidated(symbol, book.side, book.qty, lp, wallet, ts))
+        self.msgbus.publish(liquidation_topic(symbol), Liquidated(symbol, side, qty, lp, wallet, ts))
         book.__init__()
 
     # -- requests from the strategy -------------------------------------------------------------------------------
@@ -389,7 +399,7 @@ class PerpMarginModule(SimulationModule):
         )
         moved = from_perp + from_spot
         self._reply(req, from_perp, from_spot, moved > 0, f"added {moved:.2f} of {req.amount:.2f} USDT")
-        self.msgbus.publish(margin_topic(req.symbol), self.ledger.state(req.symbol, self.clock.timestamp_ns(), self._marks))
+        self._publish(req.symbol)
 
     def _reply(self, req: AdjustMarginRequest, from_perp: float, from_spot: float, ok: bool, msg: str) -> None:
         self.msgbus.publish(

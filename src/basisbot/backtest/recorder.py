@@ -8,7 +8,7 @@ import time
 
 from nautilus_trader.common.actor import Actor
 from nautilus_trader.config import ActorConfig
-from nautilus_trader.model.data import FundingRateUpdate, MarkPriceUpdate
+from nautilus_trader.model.data import BarType, FundingRateUpdate, MarkPriceUpdate
 from nautilus_trader.model.identifiers import InstrumentId, Venue
 from nautilus_trader.model.objects import Currency
 
@@ -37,6 +37,7 @@ class BacktestRecorder(Actor):
         self.perp_ids = [InstrumentId.from_str(s) for s in config.perp_ids]
         self._sym_by_perp = {p: s for p, s in zip(self.perp_ids, self.symbols)}
         self._spot_by_sym = dict(zip(self.symbols, self.spot_ids))
+        self._spot_bar = {s: BarType.from_str(f"{i}-1-HOUR-LAST-EXTERNAL") for s, i in self._spot_by_sym.items()}
         self._perp_by_sym = dict(zip(self.symbols, self.perp_ids))
         self.tables = tables
         self.equity_rows: list[tuple] = []
@@ -60,13 +61,8 @@ class BacktestRecorder(Actor):
         self._pred[self._sym_by_perp[update.instrument_id]] = float(update.rate)
 
     def _spot_px(self, symbol: str) -> float | None:
-        bar = self.cache.bar(self._bar_type(symbol))
+        bar = self.cache.bar(self._spot_bar[symbol])
         return bar.close.as_double() if bar is not None else None
-
-    def _bar_type(self, symbol: str):
-        from nautilus_trader.model.data import BarType
-
-        return BarType.from_str(f"{self._spot_by_sym[symbol]}-1-HOUR-LAST-EXTERNAL")
 
     def on_mark_price(self, update: MarkPriceUpdate) -> None:
         symbol = self._sym_by_perp[update.instrument_id]

@@ -181,8 +181,10 @@ def run_backtest(
         sys.stderr.write("\n")
 
     fills = collect_fills(engine, spot_insts, perp_insts)
-    final_spot = {s: float(datas[s].bars["spot_close"].dropna().iloc[-1]) for s in order}
-    final_mark = {s: float(datas[s].bars["mark_close"].iloc[-1]) for s in order}
+    # value the end state at the prices the venues published (tick-rounded), as the accounts see them
+    last_state = {row[1]: row for row in recorder.state_rows}
+    final_spot = {s: float(last_state[s][2]) for s in order}
+    final_mark = {s: float(last_state[s][3]) for s in order}
     starting = bt.spot_balance_usdt + bt.perp_balance_usdt
     ending = recorder.equity_rows[-1][-1] if recorder.equity_rows else starting
     notes = [g for d in datas.values() for g in d.gaps]
