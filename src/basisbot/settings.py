@@ -171,6 +171,24 @@ class BacktestSettings(_Model):
         return self
 
 
+class _SymbolKeysUpper(PydanticBaseSettingsSource):
+    """Environment sources lowercase every path segment; symbol tables are upper-case (BTCUSDT). Restore the case so
+    BASISBOT_SYMBOLS__BTCUSDT__LEVERAGE overrides [symbols.BTCUSDT] instead of creating a table 'btcusdt'."""
+
+    def __init__(self, inner: PydanticBaseSettingsSource):
+        super().__init__(inner.settings_cls)
+        self.inner = inner
+
+    def get_field_value(self, field, field_name):  # pragma: no cover - __call__ is used instead
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        data = self.inner()
+        if isinstance(data.get("symbols"), dict):
+            data["symbols"] = {str(k).upper(): v for k, v in data["symbols"].items()}
+        return data
+
+
 class Settings(BaseSettings):
     """The whole effective configuration."""
 
@@ -203,7 +221,7 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # The TOML content arrives as init kwargs; it ranks below .env and the environment.
-        return env_settings, dotenv_settings, init_settings
+        return _SymbolKeysUpper(env_settings), _SymbolKeysUpper(dotenv_settings), init_settings
 
     @field_validator("symbols")
     @classmethod
@@ -319,7 +337,7 @@ def _allowed_hint(err: dict[str, Any]) -> str:
     if t == "extra_forbidden":
         return "unknown key; check the spelling against the config reference in README.md"
     if t == "literal_error":
-        return f"allowed: {ctx.get('expected')}"
+        return ""  # pydantic's message already lists the allowed values
     if "ge" in ctx or "le" in ctx or "gt" in ctx or "lt" in ctx:
         lo = f">= {ctx['ge']}" if "ge" in ctx else (f"> {ctx['gt']}" if "gt" in ctx else "")
         hi = f"<= {ctx['le']}" if "le" in ctx else (f"< {ctx['lt']}" if "lt" in ctx else "")

@@ -68,10 +68,12 @@ def symbol_summary(result, symbol: str) -> dict:
     pvs = predicted_vs_settled(result, symbol)
     err = (pvs["predicted_rate"] - pvs["settled_rate"]).abs() if len(pvs) else pd.Series(dtype=float)
     decisions = Counter(a for _, a, _ in strat.log_.decisions)
+    net = spot_pnl + perp_pnl + funding_pnl - fees - liq_loss
     return {
+        "_net_raw": net,
         "funding_pnl": _r(funding_pnl),
         "fees": _r(fees),
-        "net_pnl": _r(spot_pnl + perp_pnl + funding_pnl - fees - liq_loss),
+        "net_pnl": _r(net),
         "liquidations": len(liqs),
         "guard_actions": len(guard),
         "settlements": len(funding),
@@ -92,6 +94,7 @@ def symbol_summary(result, symbol: str) -> dict:
 
 def build_summary(result) -> dict:
     symbols = {s: symbol_summary(result, s) for s in result.symbols}
+    net_raw = sum(v.pop("_net_raw") for v in symbols.values())
     total = {k: _r(sum(v[k] for v in symbols.values())) for k in MONEY_KEYS}
     for k in ("liquidations", "guard_actions", "settlements", "entries", "exits"):
         total[k] = sum(v[k] for v in symbols.values())
@@ -100,7 +103,8 @@ def build_summary(result) -> dict:
         "starting_equity": _r(result.starting_equity),
         "ending_equity": _r(result.ending_equity),
         "equity_change": _r(change),
-        "reconciliation_error": _r(change - total["net_pnl"]),
+        # computed before rounding; what remains is nautilus rounding each money event to USDT's 8 decimals
+        "reconciliation_error": _r(change - net_raw, 8),
     })
     return {
         "symbols": symbols,
