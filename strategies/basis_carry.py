@@ -16,7 +16,7 @@ import math
 from dataclasses import dataclass, field
 
 from nautilus_trader.config import StrategyConfig
-from nautilus_trader.model.data import Bar, BarType, FundingRateUpdate, MarkPriceUpdate, QuoteTick
+from nautilus_trader.model.data import Bar, BarType, FundingRateUpdate, MarkPriceUpdate, QuoteTick, TradeTick
 from nautilus_trader.model.enums import OrderSide
 from nautilus_trader.model.identifiers import InstrumentId
 from nautilus_trader.model.objects import Currency
@@ -35,6 +35,7 @@ from basisbot.venue_messages import (
 )
 
 USDT = Currency.from_str("USDT")
+ACTED_ON = frozenset({JobKind.DECISION, JobKind.BOOKING})  # the jobs this strategy has work for
 
 
 class BasisCarryConfig(StrategyConfig, frozen=True):
@@ -124,6 +125,8 @@ class BasisCarryStrategy(Strategy):
         self.pair: LegPair | None = None
         self._order_leg: dict = {}
         self._liquidation_pending = False
+        self._restore_after_reduce = False
+        self._guard_event_pending: GuardEvent | None = None
         self._driver: NautilusClockDriver | None = None
 
     # -- lifecycle --------------------------------------------------------------------------------------------------
@@ -136,6 +139,7 @@ class BasisCarryStrategy(Strategy):
             return
         if self.config.spot_bar_type:
             self.subscribe_bars(BarType.from_str(self.config.spot_bar_type))
+            self.subscribe_trade_ticks(self.spot_id)  # intra-bar prices, when the backtest replays a path
         else:
             self.subscribe_quote_ticks(self.spot_id)
         self.subscribe_mark_prices(self.perp_id)
@@ -152,6 +156,10 @@ class BasisCarryStrategy(Strategy):
         if bar.bar_type.instrument_id == self.spot_id:
             self.spot_px = bar.close.as_double()
 
+    def on_trade_tick(self, tick: TradeTick) -> None:
+        if tick.instrument_id == self.spot_id:
+            self.spot_px = tick.price.as_double()
+
     def on_quote_tick(self, tick: QuoteTick) -> None:
         if tick.instrument_id == self.spot_id:
             self.spot_px = (tick.bid_price.as_double() + tick.ask_price.as_double()) / 2
@@ -160,7 +168,8 @@ class BasisCarryStrategy(Strategy):
         self.predicted_rate = float(update.rate)
         if update.interval:
             self.interval_minutes = int(update.interval)
-        jobs = self.calendar.on_funding_info(update.next_funding_ns, update.interval, self.clock.timestamp_ns())
+        jobs = self.calendar.on_funding_info(update.next_funding_ns, update.interval, self.clock.timestamp_ns(),
+                                             ACTED_ON)
         for job in jobs:
             self._driver.schedule(job)
 
@@ -325,6 +334,10 @@ class BasisCarryStrategy(Strategy):
             flat = self.spot_qty() < self.spot.size_increment.as_double() and self.perp_qty() == 0
             self.phase = Phase.FLAT if flat else Phase.IN_CARRY
         self.pair = None
+        if self._guard_event_pending is not None:
+            self._guard_event_pending.spot_qty_after = self.spot_qty()
+            self._guard_event_pending.perp_qty_after = self.perp_qty()
+            self._guard_event_pending = None
         if self._liquidation_pending:
             self._liquidation_pending = False
             self._unwind("perp leg liquidated")
@@ -372,7 +385,20 @@ class BasisCarryStrategy(Strategy):
 
     # -- margin and guard -------------------------------------------------------------------------------------------
     def _on_margin_state(self, state: PerpMarginState) -> None:
-        self.margin_state = state
+        prev, self.margin_state = self.margin_state, state
+        if (self._restore_after_reduce and state.side != 0 and prev is not None and state.qty < prev.qty
+                and self.mark is not None and self.thresholds is not None):
+            # Binance releases isolated margin pro rata on a reduce, which leaves the liquidation price where it was:
+            # put back what restores the target distance for the smaller position (the released margin covers it).
+            self._restore_after_reduce = False
+            need = margin.margin_to_add(state.side, state.qty, state.entry_price, self.mark, state.wallet,
+                                        self.thresholds.target_distance, self.table)
+            if need > 0:
+                ts = self.clock.timestamp_ns()
+                self._decide("restore_margin", f"after reduce: add {need:.2f} USDT to restore "
+                                               f"{self.thresholds.target_distance:.0%} distance")
+                self.msgbus.send(ADJUST_MARGIN_ENDPOINT, AdjustMarginRequest(
+                    self.symbol, need, True, "restore distance after reduce", ts))
 
     def _on_liquidated(self, event: Liquidated) -> None:
         self._decide("liquidated", f"perp {event.side * event.qty} at {event.price:.2f}, wallet lost {event.wallet_lost:.2f}")
@@ -406,8 +432,12 @@ class BasisCarryStrategy(Strategy):
         if decision.step is guard.Step.CLOSE:
             self._exit(reason=f"guard: {decision.reason}")
         elif decision.step is guard.Step.REDUCE and decision.reduce_fraction > 0:
+            self._restore_after_reduce = self.config.margin_mode == "isolated"
             self._reduce_both(decision.reduce_fraction, decision.reason)
-        ev.spot_qty_after, ev.perp_qty_after = self.spot_qty(), self.perp_qty()
+        if self._busy():
+            self._guard_event_pending = ev  # quantities after the action are known when its legs complete
+        else:
+            ev.spot_qty_after, ev.perp_qty_after = self.spot_qty(), self.perp_qty()
 
     def _reduce_both(self, fraction: float, reason: str) -> None:
         """Reduce both legs by `fraction`, keeping the hedge ratio (perp rounded up to its lot, spot to match)."""

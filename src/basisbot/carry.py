@@ -123,7 +123,7 @@ class Fees:
 def fee_drag_apr(fees: Fees, hold_intervals: int, interval_hours: float) -> float:
     """Round-trip fees spread over the expected hold (at least one interval), as an APR."""
     hold_hours = max(hold_intervals, 1) * interval_hours
-    return fees.round_trip() * HOURS_PER_YEAR / hold_hours
+    return 2 * (fees.spot_taker + fees.perp_taker) * HOURS_PER_YEAR / hold_hours
 
 
 def expected_carry_apr(predicted_rate: float, interval_hours: float, hedge_ratio: float = 1.0) -> float:

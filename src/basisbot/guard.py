@@ -4,7 +4,9 @@ Ladder, as the distance to liquidation d = |LP - mark| / mark shrinks:
   d <= warn_distance        → WARN
   d <= add_margin_distance  → ADD_MARGIN the amount that restores target_distance (perp wallet first, then spot)
                               (if the free collateral cannot cover it, REDUCE as well by what the rest needs)
-  d <= reduce_distance      → REDUCE both legs by the fraction that restores target_distance (hedge ratio kept)
+  d <= reduce_distance      → REDUCE both legs by the fraction that restores target_distance (hedge ratio kept);
+                              in isolated mode Binance releases margin pro rata on a reduce (the liquidation price
+                              stays put), so the executor adds back what the smaller position needs for the target
   d <= close_distance       → CLOSE both legs
 Hysteresis: a step that fired does not fire again until d has recovered above its threshold + `hysteresis`;
 a deeper step can always fire. Cross margin uses the same ladder on the cross liquidation price (the account's

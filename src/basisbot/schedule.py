@@ -60,14 +60,8 @@ class Job:
     kind: JobKind
     settlement_ns: int
     trigger: DateTrigger
-
-    @property
-    def fire_ns(self) -> int:
-        return dt_to_ns(self.trigger.run_date)
-
-    @property
-    def name(self) -> str:
-        return f"{self.symbol}:{self.kind.value}:{self.settlement_ns}"
+    fire_ns: int
+    name: str
 
 
 def jobs_for_settlement(symbol: str, settlement_ns: int, w: Windows) -> list[Job]:
@@ -78,7 +72,12 @@ def jobs_for_settlement(symbol: str, settlement_ns: int, w: Windows) -> list[Job
         (JobKind.BLACKOUT_END, w.blackout_after_s),
         (JobKind.BOOKING, w.booking_after_s),
     )
-    return [Job(symbol, k, settlement_ns, DateTrigger(run_date=t + dt.timedelta(seconds=o), timezone=UTC)) for k, o in offsets]
+    jobs = []
+    for kind, offset in offsets:
+        trigger = DateTrigger(run_date=t + dt.timedelta(seconds=offset), timezone=UTC)
+        jobs.append(Job(symbol, kind, settlement_ns, trigger, dt_to_ns(trigger.run_date),
+                        f"{symbol}:{kind.value}:{settlement_ns}"))
+    return jobs
 
 
 def guard_sweep_trigger(w: Windows, start_ns: int) -> IntervalTrigger:
@@ -107,8 +106,11 @@ class SettlementCalendar:
         self.prev_ns: int | None = None
         self.interval_minutes: int | None = None
 
-    def on_funding_info(self, next_funding_ns: int | None, interval_minutes: int | None, now_ns: int) -> list[Job]:
-        """Feed the exchange's announced next settlement; returns the jobs of a newly announced settlement."""
+    def on_funding_info(self, next_funding_ns: int | None, interval_minutes: int | None, now_ns: int,
+                        kinds: frozenset[JobKind] | None = None) -> list[Job]:
+        """Feed the exchange's announced next settlement; returns the jobs (of `kinds`, default all) of a newly
+        announced settlement. Blackout needs no job to be enforced (`in_blackout` reads the calendar); its jobs are
+        there for a driver that wants to log or alert on the window."""
         if interval_minutes:
             self.interval_minutes = int(interval_minutes)
         if not next_funding_ns or next_funding_ns == self.next_ns:
@@ -116,7 +118,8 @@ class SettlementCalendar:
         if self.next_ns is not None and next_funding_ns > self.next_ns and self.next_ns <= now_ns:
             self.prev_ns = self.next_ns
         self.next_ns = next_funding_ns
-        return [j for j in jobs_for_settlement(self.symbol, next_funding_ns, self.windows) if j.fire_ns >= now_ns]
+        return [j for j in jobs_for_settlement(self.symbol, next_funding_ns, self.windows)
+                if j.fire_ns >= now_ns and (kinds is None or j.kind in kinds)]
 
     def settled(self, settlement_ns: int) -> None:
         if self.prev_ns is None or settlement_ns > self.prev_ns:

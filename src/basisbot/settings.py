@@ -163,6 +163,7 @@ class BacktestSettings(_Model):
     spot_balance_usdt: float = Field(100_000.0, gt=0)
     perp_balance_usdt: float = Field(50_000.0, gt=0)
     predictor: Literal["premium", "last_settled"] = "premium"
+    intrabar_step: float = Field(0.01, ge=0, le=0.2, description="max price step of the intra-hour path; 0 = bar closes only")
 
     @model_validator(mode="after")
     def _range(self) -> BacktestSettings:

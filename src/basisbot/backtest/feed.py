@@ -3,6 +3,10 @@
 Per hour, at the bar's CLOSE time T (bars are stamped at close, as nautilus expects):
   spot bar, perp bar, predicted FundingRateUpdate, MarkPriceUpdate (in that order, so the strategy's mark-price
   handler sees the fresh spot price and prediction).
+Inside each hour (unless `intrabar_step` is 0): spot and perp trade prices and the perp mark move along
+  `bar_path` (open → first extreme → second extreme → close, legs subdivided so no step exceeds `intrabar_step`), as
+  TradeTicks and MarkPriceUpdates, so the guard sees a spike build up and acts on it as it would live, and orders fill at
+  the prices of that moment. The mark path is the perp path shifted by the bar's closing basis (mark - last).
 Per settlement (exact time S from the data): a FundingRateUpdate announcing the next settlement, at
   sim_ts = max(S, hour(S) + 1 ns): the funding module applies the settlement at that point, with the mark price of the
   hour it belongs to (never a stale one when the exchange's jitter put S a millisecond before the hour).
@@ -19,7 +23,9 @@ from decimal import Decimal
 
 import numpy as np
 import pandas as pd
-from nautilus_trader.model.data import Bar, BarType, FundingRateUpdate, MarkPriceUpdate
+from nautilus_trader.model.data import Bar, BarType, FundingRateUpdate, MarkPriceUpdate, TradeTick
+from nautilus_trader.model.enums import AggressorSide
+from nautilus_trader.model.identifiers import TradeId
 from nautilus_trader.model.instruments import Instrument
 from nautilus_trader.model.objects import Price, Quantity
 
@@ -29,6 +35,39 @@ from basisbot.carry import FundingPredictor, premium
 HOUR_NS = 3_600_000_000_000
 # ordering of events sharing one timestamp
 PRIO_SPOT_BAR, PRIO_PERP_BAR, PRIO_PREDICTION, PRIO_MARK, PRIO_SETTLEMENT = range(5)
+PRIO_TICK = 0
+MAX_PATH_POINTS = 64
+
+
+def bar_path(o: float, h: float, l: float, c: float, step: float) -> list[tuple[float, float]]:
+    """Price path inside one bar as (fraction of the bar elapsed, price), excluding the open, ending at the close.
+
+    Up bars (c >= o) go open → low → high → close, down bars open → high → low → close (the usual conservative
+    assumption: the bar visits the extreme against its direction first). Each leg is cut into equal steps no larger
+    than `step` (relative), with at most MAX_PATH_POINTS points; time is shared in proportion to the distance moved.
+    """
+    pts = [o, l, h, c] if c >= o else [o, h, l, c]
+    legs = []
+    for a, b in zip(pts, pts[1:]):
+        n = max(1, math.ceil(abs(b - a) / (a * step) - 1e-9)) if step > 0 and a > 0 else 1
+        legs.append((a, b, n))
+    total_n = sum(n for _, _, n in legs)
+    if total_n > MAX_PATH_POINTS:  # keep the shape, thin the steps
+        scale = MAX_PATH_POINTS / total_n
+        legs = [(a, b, max(1, int(n * scale))) for a, b, n in legs]
+    dist = sum(abs(b - a) for a, b, _ in legs) or 1.0
+    out, elapsed = [], 0.0
+    for a, b, n in legs:
+        share = (abs(b - a) / dist) if dist else 1 / 3
+        for i in range(1, n + 1):
+            out.append((elapsed + share * i / n, a + (b - a) * i / n))
+        elapsed += share
+    # drop zero-length repeats and pin the close at exactly the end of the bar
+    path = [(min(f, 1.0), p) for f, p in out if f > 0]
+    if not path:
+        return [(1.0, c)]  # a flat bar: nothing moves inside it
+    path[-1] = (1.0, c)
+    return path
 
 
 def bar_type(instrument: Instrument) -> BarType:
@@ -64,7 +103,22 @@ def _worst_marks(bars: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     return hi, lo
 
 
-def build_feed(data: SymbolData, spot, perp, predictor_method: str = "premium") -> SymbolFeed:
+def _intrabar(events, instrument, t_open, path, size, mark_shift, pp, ids, emit_mark: bool) -> None:
+    """TradeTicks (and marks) along the path, strictly inside the bar; the bar itself closes it at t_open + 1h."""
+    iid = instrument.id
+    prec = instrument.price_precision
+    for frac, px in path[:-1]:
+        t = t_open + int(frac * HOUR_NS)
+        if t <= t_open or t >= t_open + HOUR_NS:
+            continue
+        ids[0] += 1
+        events.append((t, PRIO_TICK, TradeTick(iid, Price(px, prec), size, AggressorSide.NO_AGGRESSOR,
+                                               TradeId(str(ids[0])), t, t)))
+        if emit_mark:
+            events.append((t, PRIO_MARK, MarkPriceUpdate(iid, Price(px + mark_shift, pp), t, t)))
+
+
+def build_feed(data: SymbolData, spot, perp, predictor_method: str = "premium", intrabar_step: float = 0.0) -> SymbolFeed:
     bars = data.bars
     close_ns = (bars.index.asi8.astype(np.int64) * (1 if bars.index.unit == "ns" else _unit_mult(bars.index))
                 + HOUR_NS)
@@ -73,8 +127,14 @@ def build_feed(data: SymbolData, spot, perp, predictor_method: str = "premium") 
     ssz, psz = spot.size_precision, perp.size_precision
     events: list[tuple[int, int, object]] = []
     cols = {c: bars[c].to_numpy() for c in bars.columns}
-    hi, lo = _worst_marks(bars)
-    worst = {int(t): (float(h), float(l)) for t, h, l in zip(close_ns, hi, lo)}
+    if intrabar_step > 0:
+        worst = {}  # the marks themselves trace each bar: the margin module checks every one
+    else:
+        hi, lo = _worst_marks(bars)
+        worst = {int(t): (float(h), float(l)) for t, h, l in zip(close_ns, hi, lo)}
+    ids = [0]
+    spot_tick_size = Quantity(spot.size_increment.as_double(), ssz)
+    perp_tick_size = Quantity(perp.size_increment.as_double(), psz)
 
     fund = data.funding
     f_ns = fund["ts"].astype("datetime64[ns, UTC]").astype("int64").to_numpy() if len(fund) else np.array([], dtype=np.int64)
@@ -100,6 +160,17 @@ def build_feed(data: SymbolData, spot, perp, predictor_method: str = "premium") 
         while si < n_settle and settlements[si][0] < t:
             si = _emit_settlement(settlements, si, f_int, predictor, perp, events, pred_rows, next_info)
         s_close = cols["spot_close"][k]
+        p_close = cols["perp_close"][k]
+        if intrabar_step > 0:
+            t_open = t - HOUR_NS
+            if not math.isnan(p_close):
+                ppath = bar_path(cols["perp_open"][k], cols["perp_high"][k], cols["perp_low"][k], p_close,
+                                 intrabar_step)
+                _intrabar(events, perp, t_open, ppath, perp_tick_size, cols["mark_close"][k] - p_close, pp, ids, True)
+            if not math.isnan(s_close):
+                spath = bar_path(cols["spot_open"][k], cols["spot_high"][k], cols["spot_low"][k], s_close,
+                                 intrabar_step)
+                _intrabar(events, spot, t_open, spath, spot_tick_size, 0.0, sp, ids, False)
         if math.isnan(s_close):
             spot_gaps += 1
         else:
@@ -108,7 +179,6 @@ def build_feed(data: SymbolData, spot, perp, predictor_method: str = "premium") 
                 Price(cols["spot_open"][k], sp), Price(cols["spot_high"][k], sp),
                 Price(cols["spot_low"][k], sp), Price(s_close, sp),
                 Quantity(cols["spot_volume"][k], ssz), t, t)))
-        p_close = cols["perp_close"][k]
         if math.isnan(p_close):
             perp_gaps += 1  # a hole in the source (reported by the loader); the mark still drives risk and funding
         else:

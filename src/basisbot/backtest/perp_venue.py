@@ -64,6 +64,13 @@ class _PositionBook:
     wallet: float = 0.0  # isolated wallet (isolated mode only)
     opened_ns: int = 0
     last_checked_bar: int = 0
+    version: int = 0  # bumped on every change the strategy must hear about
+
+    def reset(self) -> None:
+        """Flat again; the version keeps counting so the change is always published."""
+        version = self.version + 1
+        self.__init__()
+        self.version = version
 
 
 @dataclass
@@ -208,18 +215,26 @@ class FundingModule(SimulationModule):
         self.ledger = ledger
         self.settlements = settlements
         self._next = {s: 0 for s in settlements}
+        self._due = self._earliest()
+
+    def _earliest(self) -> int:
+        pending = [ev[self._next[s]][0] for s, ev in self.settlements.items() if self._next[s] < len(ev)]
+        return min(pending) if pending else 2**63
 
     def register_venue(self, exchange) -> None:
         super().register_venue(exchange)
         self.ledger.perp_exchange = exchange
 
     def process(self, ts_now: int) -> None:
+        if ts_now < self._due:
+            return  # called after every data point: stay cheap between settlements
         for symbol, events in self.settlements.items():
             i = self._next[symbol]
             while i < len(events) and events[i][0] <= ts_now:
                 self._settle(symbol, events[i])
                 i += 1
             self._next[symbol] = i
+        self._due = self._earliest()
 
     def _settle(self, symbol: str, event: tuple[int, int, float]) -> None:
         _, exact_ts, rate = event
@@ -239,6 +254,7 @@ class FundingModule(SimulationModule):
         book = self.ledger.books[symbol]
         if spec.mode == "isolated" and book.side != 0:
             book.wallet += payment  # Binance credits funding of an isolated position to its isolated margin
+        book.version += 1
         self.ledger.funding.append(FundingRow(exact_ts, symbol, rate, mark_px, qty, payment))
 
     def log_diagnostics(self, logger) -> None:
@@ -246,6 +262,7 @@ class FundingModule(SimulationModule):
 
     def reset(self) -> None:
         self._next = {s: 0 for s in self.settlements}
+        self._due = self._earliest()
 
 
 class PerpMarginModule(SimulationModule):
@@ -255,6 +272,7 @@ class PerpMarginModule(SimulationModule):
         super().__init__(SimulationModuleConfig())
         self.ledger = ledger
         self._marks: dict[str, float] = {}
+        self._published: dict[str, tuple] = {}
 
     def register_venue(self, exchange) -> None:
         super().register_venue(exchange)
@@ -281,9 +299,15 @@ class PerpMarginModule(SimulationModule):
         self._marks[symbol] = mark.value.as_double()
         self._sync_position(symbol, spec)
         self._check_liquidation(symbol, spec, mark.ts_event)
-        self._publish(symbol)
+        book = self.ledger.books[symbol]
+        # isolated state does not move with the mark: publish on change only; cross depends on every mark
+        key = (book.side, book.qty, book.entry, book.version)
+        if spec.mode == "cross" or self._published.get(symbol) != key:
+            self._publish(symbol)
 
     def _publish(self, symbol: str) -> None:
+        book = self.ledger.books[symbol]
+        self._published[symbol] = (book.side, book.qty, book.entry, book.version)
         self.msgbus.publish(margin_topic(symbol), self.ledger.state(symbol, self.clock.timestamp_ns(), self._marks))
 
     def _sync_position(self, symbol: str, spec: PerpSymbol) -> bool:
@@ -297,7 +321,7 @@ class PerpMarginModule(SimulationModule):
         if side == book.side and abs(qty - book.qty) < 1e-12:
             return False
         if side == 0:
-            book.__init__()
+            book.reset()
             return True
         entry = pos.avg_px_open
         if book.side != side:  # new position (or flipped)
@@ -375,7 +399,7 @@ class PerpMarginModule(SimulationModule):
             LiquidationRow(ts, symbol, side, qty, lp, entry, wallet, worst, -residual)
         )
         self.msgbus.publish(liquidation_topic(symbol), Liquidated(symbol, side, qty, lp, wallet, ts))
-        book.__init__()
+        book.reset()
 
     # -- requests from the strategy -------------------------------------------------------------------------------
     def _on_adjust_margin(self, req: AdjustMarginRequest) -> None:
@@ -394,6 +418,7 @@ class PerpMarginModule(SimulationModule):
                 self.exchange.adjust_account(Money(from_spot, USDT))
         if spec.mode == "isolated":
             book.wallet += from_perp + from_spot
+        book.version += 1
         self.ledger.transfers.append(
             TransferRow(self.clock.timestamp_ns(), req.symbol, req.amount, from_perp, from_spot, req.reason)
         )
@@ -412,4 +437,4 @@ class PerpMarginModule(SimulationModule):
 
     def reset(self) -> None:
         for b in self.ledger.books.values():
-            b.__init__()
+            b.reset()

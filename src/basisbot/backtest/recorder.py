@@ -16,6 +16,7 @@ from basisbot import margin
 from basisbot.venue_messages import PerpMarginState, margin_topic
 
 USDT = Currency.from_str("USDT")
+HOUR_NS = 3_600_000_000_000
 
 
 class RecorderConfig(ActorConfig, frozen=True):
@@ -38,6 +39,8 @@ class BacktestRecorder(Actor):
         self._sym_by_perp = {p: s for p, s in zip(self.perp_ids, self.symbols)}
         self._spot_by_sym = dict(zip(self.symbols, self.spot_ids))
         self._spot_bar = {s: BarType.from_str(f"{i}-1-HOUR-LAST-EXTERNAL") for s, i in self._spot_by_sym.items()}
+        self._sym_by_spot = {i: s for s, i in self._spot_by_sym.items()}
+        self._spot_close: dict[str, float] = {}
         self._perp_by_sym = dict(zip(self.symbols, self.perp_ids))
         self.tables = tables
         self.equity_rows: list[tuple] = []
@@ -50,6 +53,7 @@ class BacktestRecorder(Actor):
 
     def on_start(self) -> None:
         for p, s in zip(self.perp_ids, self.symbols):
+            self.subscribe_bars(self._spot_bar[s])
             self.subscribe_mark_prices(p)
             self.subscribe_funding_rates(p)
             self.msgbus.subscribe(margin_topic(s), self._on_margin)
@@ -60,13 +64,17 @@ class BacktestRecorder(Actor):
     def on_funding_rate(self, update: FundingRateUpdate) -> None:
         self._pred[self._sym_by_perp[update.instrument_id]] = float(update.rate)
 
+    def on_bar(self, bar) -> None:
+        self._spot_close[self._sym_by_spot[bar.bar_type.instrument_id]] = bar.close.as_double()
+
     def _spot_px(self, symbol: str) -> float | None:
-        bar = self.cache.bar(self._spot_bar[symbol])
-        return bar.close.as_double() if bar is not None else None
+        return self._spot_close.get(symbol)
 
     def on_mark_price(self, update: MarkPriceUpdate) -> None:
-        symbol = self._sym_by_perp[update.instrument_id]
         ts = update.ts_event
+        if ts % HOUR_NS:
+            return  # intra-hour path marks: the report samples hourly
+        symbol = self._sym_by_perp[update.instrument_id]
         mark = update.value.as_double()
         spot_px = self._spot_px(symbol)
         spot_qty = float(self.portfolio.net_position(self._spot_by_sym[symbol]))

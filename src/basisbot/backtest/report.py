@@ -265,9 +265,10 @@ def _merge_markers(markers: list[Marker]) -> list[tuple[float, str, str]]:
 
 def svg_chart(series: list[Series], *, x_range: tuple[float, float] | None = None, markers: list[Marker] = (),
               height: int = 250, unit: str = "", include_zero: bool = False, y2=None, y2_title: str = "",
-              y_fmt=None) -> str:
+              y_fmt=None, spans: list[tuple[float, float]] = ()) -> str:
     """An inline SVG line/step chart over time. `y2(v) -> str` labels a right-hand axis at the same ticks
-    (a second scale of the same quantity, e.g. per-interval vs annualised funding)."""
+    (a second scale of the same quantity, e.g. per-interval vs annualised funding); `spans` are shaded time
+    intervals (position open)."""
     pts = [(x, y) for s in series for x, y in zip(s.xs, s.ys) if y is not None and x is not None]
     if not pts:
         return _none("no data for this chart")
@@ -291,6 +292,8 @@ def svg_chart(series: list[Series], *, x_range: tuple[float, float] | None = Non
 
     # legend (wraps), then plot area
     items = [(s.name, s.color, s.dash) for s in series]
+    if spans:
+        items.append(("position open", "#e3f1ee", "span"))
     kinds = [k for k in EVENT_STYLE if any(m.kind == k for m in markers)]
     items += [(k.replace("_", " ") if k == "liquidation" else f"guard {k.replace('_', ' ')}",
                EVENT_STYLE[k][0], "marker") for k in kinds]
@@ -299,7 +302,9 @@ def svg_chart(series: list[Series], *, x_range: tuple[float, float] | None = Non
         wdt = 30 + 5.7 * len(name) + 18
         if lx + wdt > W - PAD_R and lx > PAD_L:
             lx, ly = PAD_L, ly + 16
-        if dash == "marker":
+        if dash == "span":
+            legend.append(f'<rect x="{lx}" y="{ly - 9}" width="22" height="11" fill="{color}" stroke="#b9dcd4"/>')
+        elif dash == "marker":
             legend.append(f'<line x1="{lx + 11}" y1="{ly - 9}" x2="{lx + 11}" y2="{ly + 3}" stroke="{color}" '
                           f'stroke-width="2"/>')
         else:
@@ -322,12 +327,18 @@ def svg_chart(series: list[Series], *, x_range: tuple[float, float] | None = Non
     out = [f'<svg class="chart" viewBox="0 0 {W} {H}" role="img">']
     out += legend
     out.append(f'<rect x="{PAD_L}" y="{top}" width="{pw}" height="{ph}" class="plot"/>')
+    for a, b in spans:
+        a, b = max(a, x0), min(b, x1)
+        if b > a:
+            out.append(f'<rect x="{sx(a):.1f}" y="{top}" width="{max(0.6, sx(b) - sx(a)):.1f}" height="{ph}" '
+                       f'fill="#e3f1ee"/>')
     label = y_fmt or (lambda v: f"{v:,.{dec}f}{unit}")
     for t in ticks:
         y = sy(t)
         cls = "zero" if abs(t) < 1e-12 * max(1.0, abs(hi - lo)) and lo < 0 < hi else "grid"
         out.append(f'<line x1="{PAD_L}" y1="{y:.1f}" x2="{PAD_L + pw}" y2="{y:.1f}" class="{cls}"/>')
-        out.append(f'<text x="{PAD_L - 6}" y="{y + 3.5:.1f}" text-anchor="end">{esc(label(0.0 if abs(t) < 1e-15 else t))}</text>')
+        txt = esc(label(0.0 if abs(t) < 1e-15 else t))
+        out.append(f'<text x="{PAD_L - 6}" y="{y + 3.5:.1f}" text-anchor="end">{txt}</text>')
         if y2:
             out.append(f'<text x="{PAD_L + pw + 6}" y="{y + 3.5:.1f}">{esc(y2(t))}</text>')
     if y2 and y2_title:
@@ -413,6 +424,7 @@ class _Data:
         period = self.summary.get("period") or {}
         p0, p1 = _ts(period.get("start", "")), _ts(period.get("end", ""))
         self.x_range = (p0, p1) if p0 is not None and p1 is not None and p1 > p0 else None
+        self.stats_cache: dict[str, dict] = {}
         self.state_by = defaultdict(list)
         for r in self.state:
             self.state_by[r.get("symbol", "")].append(r)
@@ -452,6 +464,11 @@ class _Data:
                               f"wallet lost {fmt_num(_f(lq.get('wallet_lost')))} USDT, liquidation loss "
                               f"{fmt_num(_f(lq.get('insurance_loss')))} USDT"))
         return out
+
+
+def _fmt_when(s) -> str:
+    t = _ts(s or "")
+    return "?" if t is None else _utc(t).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def _side(s) -> str:
@@ -515,7 +532,9 @@ figure{margin:0 0 6px}
 .card .s{color:var(--muted);font-size:12px}
 .scroll{overflow:auto;max-height:560px;border:1px solid var(--line);border-radius:4px}
 table{border-collapse:collapse;font-size:12.5px;width:100%}
+table.pnl td.n,table.pnl th.n{min-width:110px}
 th,td{padding:3px 8px;border-bottom:1px solid var(--line);text-align:left;white-space:nowrap}
+th{white-space:normal;vertical-align:bottom}
 thead th{position:sticky;top:0;background:#eef0f4;font-weight:600;z-index:1}
 td.n,th.n{text-align:right;font-variant-numeric:tabular-nums}
 td.wrap{white-space:normal;min-width:260px}
@@ -547,7 +566,7 @@ def _header(d: _Data) -> str:
     period = s.get("period") or {}
     run = s.get("run") or {}
     days = (d.x_range[1] - d.x_range[0]) / 86400 if d.x_range else None
-    p = (f"<b>{esc(period.get('start', '?'))}</b> → <b>{esc(period.get('end', '?'))}</b>"
+    p = (f"<b>{esc(_fmt_when(period.get('start')))}</b> → <b>{esc(_fmt_when(period.get('end')))}</b>"
          + (f" ({fmt_num(days, 1)} days)" if days else ""))
     run_txt = (f"{fmt_num(run.get('events'), 0)} events in {fmt_num(run.get('seconds'), 1)} s "
                f"({fmt_num(run.get('events_per_second'), 0)} events/s)") if run else "–"
@@ -571,6 +590,12 @@ def _nav(d: _Data) -> str:
 
 
 def _symbol_stats(d: _Data, sym: str) -> dict:
+    if sym not in d.stats_cache:
+        d.stats_cache[sym] = _compute_symbol_stats(d, sym)
+    return d.stats_cache[sym]
+
+
+def _compute_symbol_stats(d: _Data, sym: str) -> dict:
     rows = d.state_by.get(sym, [])
     open_h, notional_h, total_h = 0.0, 0.0, 0.0
     ts = [_ts(r.get("ts", "")) for r in rows]
@@ -618,7 +643,8 @@ def _summary_section(d: _Data) -> str:
         _card("simple annualised return", _pct(ann), f"over {fmt_num(days, 1)} days" if days else ""),
         _card("max drawdown (USDT)", fmt_num(dd), f"{_pct(dd_pct, 3)} of peak equity" if dd_pct is not None else ""),
         _card("funding PnL (USDT)", fmt_num(tot.get("funding_pnl")),
-              f"{_pct(tot.get('funding_pnl', 0) / nyears)} APR on avg short notional" if nyears > 0 else "no position held"),
+              f"{_pct(tot.get('funding_pnl', 0) / nyears)} APR on avg short notional" if nyears > 0
+              else "no position held"),
         _card("fees (USDT)", fmt_num(tot.get("fees")), f"{tot.get('entries', 0)} entries, {tot.get('exits', 0)} exits"),
         _card("liquidations", str(tot.get("liquidations", 0)), f"loss {fmt_num(tot.get('liquidation_loss'))} USDT",
               neg=bool(tot.get("liquidations"))),
@@ -631,22 +657,30 @@ def _summary_section(d: _Data) -> str:
                   f'{" (OK)" if ok else " (MISMATCH)"}. '
                   f"net = funding + spot PnL + perp PnL − fees − liquidation loss; spot/perp PnL are fills plus "
                   f"holdings marked at the last spot close / mark price.</p>")
-    head = ["symbol", "funding", "spot PnL", "perp PnL", "fees", "liq. loss", "net PnL", "settlements (held / in data)",
-            "liquidations", "guard actions", "entries / exits", "margin added", "time in market", "avg short notional",
-            "funding APR", "predictor MAE (bp)", "sign hit", "final spot / perp qty"]
-    rows = []
+    pnl_head = ["symbol", "funding", "spot PnL", "perp PnL", "fees", "liquidation loss", "net PnL"]
+    act_head = ["symbol", "settlements held / in data", "liquidations", "guard actions", "entries / exits",
+                "margin added (USDT)", "time in market", "avg short notional", "funding APR", "predictor MAE (bp)",
+                "sign hit", "final spot / perp qty"]
+    pnl_rows, act_rows = [], []
+
+    def pnl_cells(v):
+        return (_td(v.get("funding_pnl"), signed_color=True) + _td(v.get("spot_pnl"), signed_color=True)
+                + _td(v.get("perp_pnl"), signed_color=True) + _td(v.get("fees")) + _td(v.get("liquidation_loss"))
+                + _td(v.get("net_pnl"), signed_color=True))
+
     for sym in d.symbols:
         v = syms.get(sym, {})
         st = stats[sym]
         gb = v.get("guard_breakdown") or {}
-        g_txt = str(v.get("guard_actions", 0)) + (" (" + ", ".join(f"{k} {n}" for k, n in gb.items()) + ")" if gb else "")
+        g_txt = str(v.get("guard_actions", 0))
+        if gb:
+            g_txt += " (" + ", ".join(f"{k} {n}" for k, n in gb.items()) + ")"
         apr = v.get("funding_pnl", 0) / st["notional_years"] if st["notional_years"] > 0 else None
         mae = v.get("predictor_mae", st["mae"])
-        rows.append(
-            f"<tr><td><a href='#sym-{esc(sym)}'>{esc(sym)}</a></td>"
-            + _td(v.get("funding_pnl"), signed_color=True) + _td(v.get("spot_pnl"), signed_color=True)
-            + _td(v.get("perp_pnl"), signed_color=True) + _td(v.get("fees")) + _td(v.get("liquidation_loss"))
-            + _td(v.get("net_pnl"), signed_color=True)
+        link = f"<td><a href='#sym-{esc(sym)}'>{esc(sym)}</a></td>"
+        pnl_rows.append(f"<tr>{link}{pnl_cells(v)}</tr>")
+        act_rows.append(
+            f"<tr>{link}"
             + _tdt(f"{v.get('settlements', 0)} / {v.get('settlements_in_data', '–')}", "n")
             + _tdt(v.get("liquidations", 0), "n neg" if v.get("liquidations") else "n") + _tdt(g_txt, "n")
             + _tdt(f"{v.get('entries', 0)} / {v.get('exits', 0)}", "n") + _td(v.get("margin_added"))
@@ -655,18 +689,18 @@ def _summary_section(d: _Data) -> str:
             + _tdt(f"{fmt_num(v.get('final_spot_qty'), 6)} / {fmt_num(v.get('final_perp_qty'), 6)}", "n")
             + "</tr>")
     tot_apr = tot.get("funding_pnl", 0) / nyears if nyears > 0 else None
-    rows.append(
-        "<tr class='total'><td>total</td>"
-        + _td(tot.get("funding_pnl"), signed_color=True) + _td(tot.get("spot_pnl"), signed_color=True)
-        + _td(tot.get("perp_pnl"), signed_color=True) + _td(tot.get("fees")) + _td(tot.get("liquidation_loss"))
-        + _td(tot.get("net_pnl"), signed_color=True) + _tdt(tot.get("settlements", 0), "n")
+    pnl_rows.append(f"<tr class='total'><td>total</td>{pnl_cells(tot)}</tr>")
+    act_rows.append(
+        "<tr class='total'><td>total</td>" + _tdt(tot.get("settlements", 0), "n")
         + _tdt(tot.get("liquidations", 0), "n neg" if tot.get("liquidations") else "n")
         + _tdt(tot.get("guard_actions", 0), "n") + _tdt(f"{tot.get('entries', 0)} / {tot.get('exits', 0)}", "n")
         + _td(sum((v.get("margin_added") or 0) for v in syms.values())) + "<td></td><td></td>"
         + _tdt(_pct(tot_apr), "n") + "<td></td><td></td><td></td></tr>")
-    table = _table(head, rows, numeric=set(range(1, len(head))))
+    pnl_table = _table(pnl_head, pnl_rows, numeric=set(range(1, len(pnl_head))), cls="pnl")
+    act_table = _table(act_head, act_rows, numeric=set(range(1, len(act_head))))
     return (f'<section id="summary"><h2>Summary</h2><div class="cards">{"".join(cards)}</div>'
-            f'<h3>Per symbol (USDT)</h3>{table}{recon_html}'
+            f'<h3>PnL per symbol (USDT)</h3>{pnl_table}{recon_html}'
+            f'<h3>Activity and risk per symbol</h3>{act_table}'
             '<p class="note">Time in market, average short notional (|perp qty| × mark while open) and funding APR '
             '(funding PnL / notional-years held) come from state.csv; predictor MAE and sign hit rate compare the '
             "strategy's last prediction before each settlement with the settled rate (predictions.csv).</p></section>")
@@ -734,9 +768,10 @@ def _pnl_section(d: _Data) -> str:
     chart = svg_chart(series, x_range=d.x_range, markers=d.markers(), include_zero=True, height=300)
     return (f'<section id="pnl"><h2>Cumulative PnL split (USDT)</h2>'
             + _figure("Funding vs price PnL vs costs", chart,
-                      "Cumulative funding from funding.csv, fees from trades.csv, liquidation loss from liquidations.csv "
-                      "(each counted from the first hourly snapshot after it); spot + perp price PnL is the rest of the "
-                      "equity change (mark-to-market of both legs, including a liquidated leg's loss at the liquidation "
+                      "Cumulative funding from funding.csv, fees from trades.csv, liquidation loss from "
+                      "liquidations.csv (each counted from the first hourly snapshot after it); spot + perp price PnL "
+                      "is the rest of the equity change (mark-to-market of both legs, including a liquidated leg's "
+                      "loss at the liquidation "
                       "price). Final values in the legend.")
             + "</section>")
 
@@ -746,7 +781,8 @@ def _risk_section(d: _Data) -> str:
         rows = []
         for lq in d.liquidations:
             rows.append("<tr class='liq'>" + _tdt(lq.get("ts")) + _tdt(lq.get("symbol")) + _tdt(_side(lq.get("side")))
-                        + _td(_f(lq.get("qty")), 6) + _td(_f(lq.get("entry_price"))) + _td(_f(lq.get("liquidation_price")))
+                        + _td(_f(lq.get("qty")), 6) + _td(_f(lq.get("entry_price")))
+                        + _td(_f(lq.get("liquidation_price")))
                         + _td(_f(lq.get("bar_worst_mark"))) + _td(_f(lq.get("wallet_lost")))
                         + _td(_f(lq.get("insurance_loss"))) + "</tr>")
         liq = _table(["ts (UTC)", "symbol", "position", "qty", "entry price", "liquidation price", "bar worst mark",
@@ -771,7 +807,8 @@ def _risk_section(d: _Data) -> str:
         counts = Counter(g.get("step", "") for g in d.guard)
         guard = (f'<p class="note">{esc(", ".join(f"{k}: {n}" for k, n in counts.items()))}</p>'
                  + _table(["ts (UTC)", "symbol", "step", "distance", "mark", "liquidation price", "margin added",
-                           "reduce", "spot qty after", "perp qty after", "reason"], rows, numeric={3, 4, 5, 6, 7, 8, 9}))
+                           "reduce", "spot qty after", "perp qty after", "reason"], rows,
+                          numeric={3, 4, 5, 6, 7, 8, 9}))
     else:
         guard = _none("none: no guard actions in this run")
     return (f'<section id="risk"><h2>Liquidations &amp; guard actions</h2><h3>Liquidations</h3>{liq}'
@@ -783,6 +820,18 @@ def _symbol_section(d: _Data, sym: str) -> str:
     v = (d.summary.get("symbols") or {}).get(sym, {})
     mk = d.markers(sym)
     t = [_ts(r.get("ts", "")) for r in rows]
+    spans, open_at = [], None
+    for i, r in enumerate(rows):  # shaded while a perp position is open (a row is the state before its hour)
+        if t[i] is None:
+            continue
+        is_open = bool(_f(r.get("perp_qty")))
+        if is_open and open_at is None:
+            open_at = t[i]
+        elif not is_open and open_at is not None:
+            spans.append((open_at, t[i]))
+            open_at = None
+    if open_at is not None:
+        spans.append((open_at, max(x for x in t if x is not None) + 3600))
 
     def col(c, scale=1.0, only_open=False):
         out = []
@@ -838,14 +887,15 @@ def _symbol_section(d: _Data, sym: str) -> str:
             [Series("settled", pt, [ann(r, "settled_rate") for r in pr], COLORS["settled"], width=1.6, dots=sparse),
              Series("predicted (last before settlement)", pt, [ann(r, "predicted_rate") for r in pr],
                     COLORS["predicted"], width=1.3, dash="4 2", dots=sparse)],
-            x_range=d.x_range, markers=mk, include_zero=True, unit="%", y2=y2, y2_title=y2t or "", height=250),
+            x_range=d.x_range, markers=mk, include_zero=True, unit="%", y2=y2, y2_title=y2t or "", height=250,
+            spans=spans),
             note + stn + ". A short perp receives funding when the rate is positive."))
     else:
         parts.append(_figure("Funding rate: predicted vs settled", _none("none: no settlements in predictions.csv")))
     if rows:
         parts.append(_figure("Basis (mark − spot) / spot, bp", svg_chart(
             [Series("basis", t, col("basis", 1e4), COLORS["basis"], width=1.1)],
-            x_range=d.x_range, markers=mk, include_zero=True, unit=" bp", height=200)))
+            x_range=d.x_range, markers=mk, include_zero=True, unit=" bp", height=200, spans=spans)))
         dist = col("liquidation_distance", 100, only_open=True)
         parts.append(_figure("Distance to liquidation (% of mark)", svg_chart(
             [Series("(liquidation price − mark) / mark", t, dist, COLORS["distance"], width=1.4)],
@@ -884,11 +934,13 @@ def _trades_section(d: _Data) -> str:
                     + _td(_f(r.get("fee_usdt")), 4) + _tdt(r.get("fee_currency"))
                     + f"<td><span class='tag {esc(tag)}'>{esc(tag)}</span></td>" + _tdt(r.get("client_order_id"))
                     + "</tr>")
-    cap = (f'<p class="note">Showing the first {len(shown)} of {len(d.trades)} fills; all of them are in trades.csv.</p>'
+    cap = (f'<p class="note">Showing the first {len(shown)} of {len(d.trades)} fills; '
+           "all of them are in trades.csv.</p>"
            if len(d.trades) > len(shown) else f'<p class="note">{len(d.trades)} fills.</p>')
     table = _table(["ts (UTC)", "symbol", "leg", "side", "qty", "price", "notional", "fee (USDT)", "fee ccy", "tag",
                     "client order id"], rows, numeric={4, 5, 6, 7})
-    return f'<section id="trades"><h2>Trades</h2><h3>By symbol, leg and tag</h3>{by}<h3>Fills</h3>{cap}{table}</section>'
+    return (f'<section id="trades"><h2>Trades</h2><h3>By symbol, leg and tag</h3>{by}'
+            f"<h3>Fills</h3>{cap}{table}</section>")
 
 
 def _decisions_section(d: _Data) -> str:
@@ -898,7 +950,8 @@ def _decisions_section(d: _Data) -> str:
     rows = []
     for r in shown:
         a = r.get("action", "")
-        cls = " class='liq'" if a == "liquidated" else (" class='evt'" if a in ("reduce", "unwind", "leg_timeout") else "")
+        cls = (" class='liq'" if a == "liquidated"
+               else " class='evt'" if a in ("reduce", "unwind", "leg_timeout", "exit") else "")
         rows.append(f"<tr{cls}>" + _tdt(r.get("ts")) + _tdt(r.get("symbol")) + _tdt(a) + _tdt(r.get("reason"), "wrap")
                     + "</tr>")
     counts = Counter(r.get("action", "") for r in d.decisions)

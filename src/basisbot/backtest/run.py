@@ -93,16 +93,29 @@ def _parse_day(value, what: str) -> pd.Timestamp | None:
         raise BacktestInputError(f"{what}: {value!r} is not a date (use YYYY-MM-DD)") from None
 
 
-def run_backtest(
-    settings: Settings,
-    *,
-    config_path: Path | None = None,
-    data_dir: Path | None = None,
-    start=None,
-    end=None,
-    symbols: list[str] | None = None,
-    progress: bool = False,
-) -> BacktestResult:
+@dataclass
+class Prepared:
+    """Everything a run needs before an engine exists: validated inputs, data, instruments and the event stream."""
+
+    settings: Settings
+    data_path: Path
+    enabled: dict[str, SymbolSettings]
+    datas: dict[str, market_data.SymbolData]
+    first: pd.Timestamp
+    last: pd.Timestamp
+    spot_insts: dict
+    perp_insts: dict
+    feeds: dict[str, SymbolFeed]
+    brackets: dict
+    events: list  # nautilus data in engine order
+
+    @property
+    def order(self) -> list[str]:
+        return list(self.enabled)
+
+
+def prepare(settings: Settings, *, config_path: Path | None = None, data_dir: Path | None = None, start=None,
+            end=None, symbols: list[str] | None = None) -> Prepared:
     bt = settings.backtest
     data_path = resolve_data_dir(Path(data_dir) if data_dir else bt.data, config_path)
     start_ts = _parse_day(start, "--start") or _parse_day(bt.start, "backtest.start")
@@ -125,52 +138,78 @@ def run_backtest(
     datas = {s: market_data.load_symbol(data_path, s, start=start_ts, end=end_ts, allow_perp_gaps=True) for s in enabled}
     first = min(d.bars.index[0] for d in datas.values())
     last = max(d.bars.index[-1] for d in datas.values()) + pd.Timedelta(hours=1)
-
-    engine = BacktestEngine(BacktestEngineConfig(trader_id=TraderId("BASISBOT-001"),
-                                                 logging=LoggingConfig(log_level="ERROR", print_config=False)))
     fees = settings.fees
     spot_insts = {s: make_spot(s, fees.spot_taker, fees.spot_maker) for s in enabled}
-    perp_insts = {s: make_perp(s, cfg.leverage, brackets[s], fees.perp_taker, fees.perp_maker) for s, cfg in enabled.items()}
-    feeds = {s: build_feed(datas[s], spot_insts[s], perp_insts[s], bt.predictor) for s in enabled}
+    perp_insts = {s: make_perp(s, cfg.leverage, brackets[s], fees.perp_taker, fees.perp_maker)
+                  for s, cfg in enabled.items()}
+    feeds = {s: build_feed(datas[s], spot_insts[s], perp_insts[s], bt.predictor, bt.intrabar_step) for s in enabled}
+    merged = []
+    for idx, s in enumerate(enabled):
+        merged.extend((ts, prio, idx, obj) for ts, prio, obj in feeds[s].events)
+    merged.sort(key=lambda e: (e[0], e[1], e[2]))
+    return Prepared(settings, data_path, enabled, datas, first, last, spot_insts, perp_insts, feeds, brackets,
+                    [e[3] for e in merged])
 
+
+def build_engine(p: Prepared, *, simulate_perp: bool = True) -> tuple[BacktestEngine, PerpLedger]:
+    """Two venues, instruments and data. `simulate_perp=False` leaves out our funding/margin modules (the bare engine
+    the benchmark compares against)."""
+    bt = p.settings.backtest
+    engine = BacktestEngine(BacktestEngineConfig(trader_id=TraderId("BASISBOT-001"),
+                                                 logging=LoggingConfig(log_level="ERROR", print_config=False)))
     ledger = PerpLedger([
-        PerpSymbol(s, perp_insts[s].id, brackets[s], cfg.leverage, cfg.margin_mode, feeds[s].worst)
-        for s, cfg in enabled.items()
+        PerpSymbol(s, p.perp_insts[s].id, p.brackets[s], cfg.leverage, cfg.margin_mode, p.feeds[s].worst)
+        for s, cfg in p.enabled.items()
     ])
+    spot_modules = [SpotCollateralModule(ledger)] if simulate_perp else []
+    perp_modules = ([FundingModule(ledger, {s: f.settlements for s, f in p.feeds.items()}), PerpMarginModule(ledger)]
+                    if simulate_perp else [])
     engine.add_venue(
         venue=SPOT_VENUE, oms_type=OmsType.NETTING, account_type=AccountType.CASH, base_currency=None,
         starting_balances=[Money(bt.spot_balance_usdt, USDT)], fee_model=MakerTakerFeeModel(),
-        modules=[SpotCollateralModule(ledger)], bar_adaptive_high_low_ordering=False,
+        modules=spot_modules,
     )
     engine.add_venue(
         venue=PERP_VENUE, oms_type=OmsType.NETTING, account_type=AccountType.MARGIN, base_currency=USDT,
         starting_balances=[Money(bt.perp_balance_usdt, USDT)], fee_model=MakerTakerFeeModel(),
-        margin_model=StandardMarginModel(),
-        default_leverage=Decimal(1),
-        modules=[FundingModule(ledger, {s: f.settlements for s, f in feeds.items()}), PerpMarginModule(ledger)],
+        margin_model=StandardMarginModel(), default_leverage=Decimal(1), modules=perp_modules,
     )
-    for s in enabled:
-        engine.add_instrument(spot_insts[s])
-        engine.add_instrument(perp_insts[s])
-    events = []
-    order = list(enabled)
-    for idx, s in enumerate(order):
-        events.extend((ts, prio, idx, obj) for ts, prio, obj in feeds[s].events)
-    events.sort(key=lambda e: (e[0], e[1], e[2]))
-    engine.add_data([e[3] for e in events], sort=True)  # already in order; the stable sort keeps same-ts priority
+    for s in p.enabled:
+        engine.add_instrument(p.spot_insts[s])
+        engine.add_instrument(p.perp_insts[s])
+    engine.add_data(p.events, sort=True)  # already in order; the stable sort keeps same-ts priority
+    return engine, ledger
 
+
+def run_backtest(
+    settings: Settings,
+    *,
+    config_path: Path | None = None,
+    data_dir: Path | None = None,
+    start=None,
+    end=None,
+    symbols: list[str] | None = None,
+    progress: bool = False,
+) -> BacktestResult:
+    p = prepare(settings, config_path=config_path, data_dir=data_dir, start=start, end=end, symbols=symbols)
+    return run_prepared(p, progress=progress)
+
+
+def run_prepared(p: Prepared, *, progress: bool = False) -> BacktestResult:
+    settings, order = p.settings, p.order
+    engine, ledger = build_engine(p)
     strategies = {}
-    for s, cfg in enabled.items():
-        strat = BasisCarryStrategy(strategy_config(settings, s, cfg, str(spot_insts[s].id), str(perp_insts[s].id),
-                                                   str(bar_type(spot_insts[s]))))
+    for s, cfg in p.enabled.items():
+        strat = BasisCarryStrategy(strategy_config(settings, s, cfg, str(p.spot_insts[s].id), str(p.perp_insts[s].id),
+                                                   str(bar_type(p.spot_insts[s]))))
         strategies[s] = strat
         engine.add_strategy(strat)
-    start_ns = int(first.value + 3_600_000_000_000)
     recorder = BacktestRecorder(
-        RecorderConfig(symbols=order, spot_ids=[str(spot_insts[s].id) for s in order],
-                       perp_ids=[str(perp_insts[s].id) for s in order], spot_venue=SPOT_VENUE.value,
-                       perp_venue=PERP_VENUE.value, start_ns=start_ns, end_ns=int(last.value), progress=progress),
-        {s: brackets[s] for s in order},
+        RecorderConfig(symbols=order, spot_ids=[str(p.spot_insts[s].id) for s in order],
+                       perp_ids=[str(p.perp_insts[s].id) for s in order], spot_venue=SPOT_VENUE.value,
+                       perp_venue=PERP_VENUE.value, start_ns=int(p.first.value + 3_600_000_000_000),
+                       end_ns=int(p.last.value), progress=progress),
+        {s: p.brackets[s] for s in order},
     )
     engine.add_actor(recorder)
 
@@ -179,17 +218,23 @@ def run_backtest(
     run_seconds = time.perf_counter() - t0
     if progress:
         sys.stderr.write("\n")
+    last_ts = recorder.equity_rows[-1][0] if recorder.equity_rows else 0
+    if last_ts < p.last.value:
+        engine.dispose()
+        raise RuntimeError(f"the backtest engine stopped early at {pd.Timestamp(last_ts, tz='UTC')} "
+                           f"(expected {p.last}); see the error logged above")
 
-    fills = collect_fills(engine, spot_insts, perp_insts)
+    fills = collect_fills(engine, p.spot_insts, p.perp_insts)
     # value the end state at the prices the venues published (tick-rounded), as the accounts see them
     last_state = {row[1]: row for row in recorder.state_rows}
     final_spot = {s: float(last_state[s][2]) for s in order}
     final_mark = {s: float(last_state[s][3]) for s in order}
+    bt = settings.backtest
     starting = bt.spot_balance_usdt + bt.perp_balance_usdt
-    ending = recorder.equity_rows[-1][-1] if recorder.equity_rows else starting
-    notes = [g for d in datas.values() for g in d.gaps]
-    result = BacktestResult(settings, order, first, last, data_path, ledger, recorder, strategies, feeds, fills,
-                            starting, ending, final_spot, final_mark, len(events), run_seconds, notes)
+    ending = recorder.equity_rows[-1][-1]
+    notes = [g for d in p.datas.values() for g in d.gaps]
+    result = BacktestResult(settings, order, p.first, p.last, p.data_path, ledger, recorder, strategies, p.feeds,
+                            fills, starting, ending, final_spot, final_mark, len(p.events), run_seconds, notes)
     engine.dispose()
     return result
 

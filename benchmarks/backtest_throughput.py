@@ -1,0 +1,66 @@
+"""Backtest throughput: the full carry strategy (with our funding/margin modules and the recorder) against the bare
+engine with an idle strategy, on the same data, in one process. Prints events/s for both and their ratio.
+
+    .venv/bin/python benchmarks/backtest_throughput.py [--config config/basisbot.toml] [--repeat 3]
+
+Target: ratio >= 0.8. Each side is timed around `engine.run()` only; the best of --repeat runs is reported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from nautilus_trader.config import StrategyConfig
+from nautilus_trader.trading.strategy import Strategy
+
+from basisbot.backtest.run import build_engine, prepare, run_prepared
+from basisbot.settings import load_settings
+
+
+class IdleStrategy(Strategy):
+    """Subscribes to what the carry strategy subscribes to, and does nothing with it."""
+
+    def __init__(self, perp_ids, bar_types):
+        super().__init__(StrategyConfig(strategy_id="Idle-000"))
+        self._perp_ids, self._bar_types = perp_ids, bar_types
+
+    def on_start(self) -> None:
+        for p in self._perp_ids:
+            self.subscribe_mark_prices(p)
+            self.subscribe_funding_rates(p)
+        for b in self._bar_types:
+            self.subscribe_bars(b)
+
+
+def bare_run(p) -> float:
+    from basisbot.backtest.feed import bar_type
+
+    engine, _ = build_engine(p, simulate_perp=False)
+    engine.add_strategy(IdleStrategy([i.id for i in p.perp_insts.values()], [bar_type(i) for i in p.spot_insts.values()]))
+    t0 = time.perf_counter()
+    engine.run()
+    dt = time.perf_counter() - t0
+    engine.dispose()
+    return dt
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--config", default="config/basisbot.toml")
+    ap.add_argument("--start")
+    ap.add_argument("--end")
+    ap.add_argument("--repeat", type=int, default=3)
+    a = ap.parse_args()
+    p = prepare(load_settings(a.config), start=a.start, end=a.end)
+    n = len(p.events)
+    bare = min(bare_run(p) for _ in range(a.repeat))
+    full = min(run_prepared(p).run_seconds for _ in range(a.repeat))
+    print(f"events: {n:,} ({', '.join(p.order)}, {p.first.date()} → {p.last.date()})")
+    print(f"bare engine + idle strategy: {n / bare:12,.0f} events/s  ({bare:.2f} s)")
+    print(f"full carry strategy:         {n / full:12,.0f} events/s  ({full:.2f} s)")
+    print(f"ratio full/bare:             {bare / full:12.2f}   (target >= 0.80)")
+
+
+if __name__ == "__main__":
+    main()
