@@ -31,6 +31,7 @@ class IdleStrategy(Strategy):
             self.subscribe_funding_rates(p)
         for b in self._bar_types:
             self.subscribe_bars(b)
+            self.subscribe_trade_ticks(b.instrument_id)
 
 
 def bare_run(p) -> float:

@@ -1,0 +1,51 @@
+"""Error of the causal funding predictors against the settled rates, from the backtest's own feed.
+
+    .venv/bin/python benchmarks/predictor_error.py [--data backtests/data/binance]
+
+For every settlement, the prediction the strategy last saw before it is compared with the rate that settled.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+
+from basisbot import reference
+from basisbot.backtest import market_data
+from basisbot.backtest.feed import build_feed
+from basisbot.backtest.instruments import make_perp, make_spot
+
+
+def predicted_and_settled(data, symbol: str, method: str) -> tuple[np.ndarray, np.ndarray]:
+    spot = make_spot(symbol, 0.001, 0.001)
+    perp = make_perp(symbol, 3, reference.brackets()[symbol], 0.0005, 0.0002)
+    feed = build_feed(data, spot, perp, method, intrabar_step=0.0)
+    pts = feed.predictions["ts_ns"].to_numpy()
+    preds = feed.predictions["predicted_rate"].to_numpy()
+    pred, settled = [], []
+    for sim_ts, _exact, rate in feed.settlements:
+        i = pts.searchsorted(sim_ts, side="left") - 1
+        if i >= 0:
+            pred.append(preds[i])
+            settled.append(rate)
+    return np.array(pred), np.array(settled)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--data", default="backtests/data/binance")
+    a = ap.parse_args()
+    print(f"{'symbol':<9} {'method':<13} {'n':>5} {'MAE':>10} {'RMSE':>10} {'bias':>10} {'sign ok':>8}")
+    for symbol in market_data.available_symbols(a.data):
+        data = market_data.load_symbol(a.data, symbol, allow_perp_gaps=True)
+        for method in ("premium", "last_settled"):
+            pred, settled = predicted_and_settled(data, symbol, method)
+            e = pred - settled
+            sign = np.mean(np.sign(pred) == np.sign(settled))
+            print(f"{symbol:<9} {method:<13} {len(e):>5} {np.abs(e).mean():>10.2e} {np.sqrt((e ** 2).mean()):>10.2e} "
+                  f"{e.mean():>10.2e} {sign:>8.1%}")
+
+
+if __name__ == "__main__":
+    main()
