@@ -11,6 +11,7 @@ other is unwound; after a liquidation of the perp the spot leg is sold at once. 
 
 from __future__ import annotations
 
+import datetime as dt
 import enum
 import math
 from dataclasses import dataclass, field
@@ -58,6 +59,7 @@ class BasisCarryConfig(StrategyConfig, frozen=True):
     leg_timeout_s: float = 10.0
     slippage_band: float = 0.002
     guard_enabled: bool = True
+    guard_sweep_s: int = 60  # periodic backstop to the event-driven guard (0 = off)
     guard: dict = {}
     schedule: dict = {}
 
@@ -147,6 +149,9 @@ class BasisCarryStrategy(Strategy):
         self.msgbus.subscribe(margin_topic(self.symbol), self._on_margin_state)
         self.msgbus.subscribe(liquidation_topic(self.symbol), self._on_liquidated)
         self._driver = NautilusClockDriver(self.clock, self._on_job)
+        if self.config.guard_enabled and self.config.guard_sweep_s > 0:
+            self.clock.set_timer(f"{self.symbol}:guard_sweep", dt.timedelta(seconds=self.config.guard_sweep_s),
+                                 callback=lambda _e: self._run_guard())
 
     def on_stop(self) -> None:
         pass  # legs stay hedged; nothing half-sent is left (in-flight legs finish or are unwound by the venue state)

@@ -265,6 +265,9 @@ def strategy_config(settings: Settings, symbol: str, cfg: SymbolSettings, spot_i
         perp_taker_fee=settings.fees.perp_taker,
         leg_timeout_s=cfg.leg_timeout_s,
         guard_enabled=g.enabled,
+        # the backtest's marks are at least hourly and every one runs the guard: sweep hourly as the backstop
+        guard_sweep_s=max(settings.schedule_for(symbol).guard_sweep_s, 3600) if spot_bar_type else
+        settings.schedule_for(symbol).guard_sweep_s,
         guard={"warn_distance": g.warn_distance, "add_margin_distance": g.add_margin_distance,
                "target_distance": g.target_distance, "reduce_distance": g.reduce_distance,
                "close_distance": g.close_distance, "hysteresis": g.hysteresis},
