@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 import time
 
+import pandas as pd
+
 from nautilus_trader.config import StrategyConfig
 from nautilus_trader.trading.strategy import Strategy
 
@@ -40,7 +42,7 @@ def bare_run(p) -> float:
     engine, _ = build_engine(p, simulate_perp=False)
     engine.add_strategy(IdleStrategy([i.id for i in p.perp_insts.values()], [bar_type(i) for i in p.spot_insts.values()]))
     t0 = time.perf_counter()
-    engine.run()
+    engine.run(end=pd.Timestamp(p.last.value + 60_000_000_000, tz="UTC"))
     dt = time.perf_counter() - t0
     engine.dispose()
     return dt

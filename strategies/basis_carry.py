@@ -17,7 +17,7 @@ import math
 from dataclasses import dataclass, field
 
 from nautilus_trader.config import StrategyConfig
-from nautilus_trader.model.data import Bar, BarType, FundingRateUpdate, MarkPriceUpdate, QuoteTick, TradeTick
+from nautilus_trader.model.data import BarType, FundingRateUpdate, MarkPriceUpdate
 from nautilus_trader.model.enums import OrderSide
 from nautilus_trader.model.identifiers import InstrumentId
 from nautilus_trader.model.objects import Currency
@@ -116,13 +116,15 @@ class BasisCarryStrategy(Strategy):
         self.log_ = StrategyLog()
         # market state
         self.mark: float | None = None
-        self.spot_px: float | None = None
+        self._spot_bar_type: BarType | None = None
         self.predicted_rate: float | None = None
         self.interval_minutes: int = 480
         # position state
         self.phase = Phase.FLAT
         self.settlements_held = 0
         self.margin_state: PerpMarginState | None = None
+        self._lp: float | None = None
+        self._qty: tuple[float, float] | None = None  # (spot, perp) net positions, refreshed on position events
         self.guard_latched = guard.Step.NONE
         self.pair: LegPair | None = None
         self._order_leg: dict = {}
@@ -140,8 +142,9 @@ class BasisCarryStrategy(Strategy):
             self.stop()
             return
         if self.config.spot_bar_type:
-            self.subscribe_bars(BarType.from_str(self.config.spot_bar_type))
-            self.subscribe_trade_ticks(self.spot_id)  # intra-bar prices, when the backtest replays a path
+            # prices are read from the cache when needed (entry sizing, pre-checks): no handler per trade
+            self._spot_bar_type = BarType.from_str(self.config.spot_bar_type)
+            self.subscribe_bars(self._spot_bar_type)
         else:
             self.subscribe_quote_ticks(self.spot_id)
         self.subscribe_mark_prices(self.perp_id)
@@ -157,17 +160,17 @@ class BasisCarryStrategy(Strategy):
         pass  # legs stay hedged; nothing half-sent is left (in-flight legs finish or are unwound by the venue state)
 
     # -- market data ------------------------------------------------------------------------------------------------
-    def on_bar(self, bar: Bar) -> None:
-        if bar.bar_type.instrument_id == self.spot_id:
-            self.spot_px = bar.close.as_double()
-
-    def on_trade_tick(self, tick: TradeTick) -> None:
-        if tick.instrument_id == self.spot_id:
-            self.spot_px = tick.price.as_double()
-
-    def on_quote_tick(self, tick: QuoteTick) -> None:
-        if tick.instrument_id == self.spot_id:
-            self.spot_px = (tick.bid_price.as_double() + tick.ask_price.as_double()) / 2
+    @property
+    def spot_px(self) -> float | None:
+        """Latest spot price: the newer of the last trade and the last bar close (backtest), or the quote mid (live)."""
+        if self._spot_bar_type is None:
+            q = self.cache.quote_tick(self.spot_id)
+            return None if q is None else (q.bid_price.as_double() + q.ask_price.as_double()) / 2
+        tick = self.cache.trade_tick(self.spot_id)
+        bar = self.cache.bar(self._spot_bar_type)
+        if tick is not None and (bar is None or tick.ts_event > bar.ts_event):
+            return tick.price.as_double()
+        return None if bar is None else bar.close.as_double()
 
     def on_funding_rate(self, update: FundingRateUpdate) -> None:
         self.predicted_rate = float(update.rate)
@@ -194,7 +197,7 @@ class BasisCarryStrategy(Strategy):
         )
 
     def _run_carry(self) -> None:
-        if self.mark is None or self.spot_px is None:
+        if self.mark is None:
             return
         if self._busy():
             return
@@ -216,21 +219,32 @@ class BasisCarryStrategy(Strategy):
             if self.phase is Phase.IN_CARRY:
                 self.settlements_held += 1
 
+    def _positions(self) -> tuple[float, float]:
+        if self._qty is None:
+            self._qty = (float(self.portfolio.net_position(self.spot_id)), float(self.portfolio.net_position(self.perp_id)))
+        return self._qty
+
     def spot_qty(self) -> float:
-        return float(self.portfolio.net_position(self.spot_id))
+        return self._positions()[0]
 
     def perp_qty(self) -> float:
-        return float(self.portfolio.net_position(self.perp_id))
+        return self._positions()[1]
+
+    def on_position_event(self, event) -> None:
+        self._qty = None  # re-read from the portfolio on next use
 
     def _enter(self) -> None:
+        spot_px = self.spot_px
+        if spot_px is None:
+            return  # no spot price yet
         notional = self.config.notional_usdt
         if self.config.max_notional_usdt:
             notional = min(notional, self.config.max_notional_usdt)
         spot_qty, perp_qty = carry.leg_quantities(
-            notional, self.spot_px, self.config.hedge_ratio,
+            notional, spot_px, self.config.hedge_ratio,
             self.spot.size_increment.as_double(), self.perp.size_increment.as_double(),
         )
-        problem = self._precheck(spot_qty, perp_qty)
+        problem = self._precheck(spot_qty, perp_qty, spot_px)
         if problem:
             self._decide("skip_entry", problem)
             return
@@ -240,9 +254,9 @@ class BasisCarryStrategy(Strategy):
         self.settlements_held = 0
         self._start_pair("enter", spot=(1, spot_qty), perp=(-1, perp_qty))
 
-    def _precheck(self, spot_qty: float, perp_qty: float) -> str | None:
+    def _precheck(self, spot_qty: float, perp_qty: float, spot_px: float) -> str | None:
         """Both legs must pass instrument limits and balances before either is sent."""
-        for inst, qty, px in ((self.spot, spot_qty, self.spot_px), (self.perp, perp_qty, self.mark)):
+        for inst, qty, px in ((self.spot, spot_qty, spot_px), (self.perp, perp_qty, self.mark)):
             if qty <= 0 or (inst.min_quantity and qty < inst.min_quantity.as_double()):
                 return f"{inst.id}: quantity {qty} below the minimum {inst.min_quantity}"
             if inst.min_notional and qty * px < inst.min_notional.as_double():
@@ -251,7 +265,7 @@ class BasisCarryStrategy(Strategy):
         perp_acct = self.portfolio.account(self.perp_id.venue)
         spot_free = spot_acct.balance_free(USDT).as_double() if spot_acct else 0.0
         perp_free = perp_acct.balance_free(USDT).as_double() if perp_acct else 0.0
-        spot_cost = spot_qty * self.spot_px * (1 + self.config.spot_taker_fee) * 1.01
+        spot_cost = spot_qty * spot_px * (1 + self.config.spot_taker_fee) * 1.01
         if spot_cost > spot_free:
             return f"spot balance {spot_free:.2f} USDT < {spot_cost:.2f} needed"
         perp_margin = perp_qty * self.mark / self.config.leverage * 1.01 + perp_qty * self.mark * self.config.perp_taker_fee
@@ -302,6 +316,7 @@ class BasisCarryStrategy(Strategy):
         return self._order_leg.get(event.client_order_id) if self.pair is not None else None
 
     def on_order_filled(self, event) -> None:
+        self._qty = None
         leg = self._leg_of(event)
         if leg is not None:
             self._execute(self.pair.filled(leg, event.last_qty.as_double(), self.clock.timestamp_ns()))
@@ -391,6 +406,9 @@ class BasisCarryStrategy(Strategy):
     # -- margin and guard -------------------------------------------------------------------------------------------
     def _on_margin_state(self, state: PerpMarginState) -> None:
         prev, self.margin_state = self.margin_state, state
+        # the liquidation price depends on the state, not on the mark: compute it once per state
+        self._lp = (margin.liquidation_price(state.side, state.qty, state.entry_price, state.wallet, self.table)
+                    if state.side != 0 and state.qty > 0 else None)
         if (self._restore_after_reduce and state.side != 0 and prev is not None and state.qty < prev.qty
                 and self.mark is not None and self.thresholds is not None):
             # Binance releases isolated margin pro rata on a reduce, which leaves the liquidation price where it was:
@@ -418,11 +436,14 @@ class BasisCarryStrategy(Strategy):
         st = self.margin_state
         if not self.config.guard_enabled or self.thresholds is None or st is None or st.side == 0 or self.mark is None:
             return
-        if self.phase is not Phase.IN_CARRY:
+        if self.phase is not Phase.IN_CARRY or self._lp is None:
+            return
+        if guard.quiet(self.thresholds, self.guard_latched, margin.distance_to_liquidation(st.side, self.mark, self._lp)):
             return
         decision, self.guard_latched = guard.evaluate(
             self.thresholds, side=st.side, qty=st.qty, entry=st.entry_price, mark=self.mark, wallet=st.wallet,
             table=self.table, free_collateral=st.perp_free + st.spot_free, latched=self.guard_latched,
+            liquidation_price=self._lp,
         )
         if decision.step is guard.Step.NONE:
             return

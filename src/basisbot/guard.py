@@ -74,6 +74,11 @@ def _raw_step(t: Thresholds, d: float) -> Step:
     return Step.NONE
 
 
+def quiet(t: Thresholds, latched: Step, d: float) -> bool:
+    """True when nothing can fire and nothing is latched: the cheap check to run on every mark."""
+    return latched is Step.NONE and d > t.warn_distance
+
+
 def rearm(t: Thresholds, armed: Step, d: float) -> Step:
     """The deepest step still latched after the distance moved to d (steps re-arm past threshold + hysteresis)."""
     while armed > Step.NONE and d > t.threshold(armed) + t.hysteresis:
@@ -92,9 +97,11 @@ def evaluate(
     table: margin.BracketTable,
     free_collateral: float,
     latched: Step = Step.NONE,
+    liquidation_price: float | None = None,
 ) -> tuple[Decision, Step]:
-    """Returns (decision, new latched step). `free_collateral`: what ADD_MARGIN can draw (perp free + spot free)."""
-    lp = margin.liquidation_price(side, qty, entry, wallet, table)
+    """Returns (decision, new latched step). `free_collateral`: what ADD_MARGIN can draw (perp free + spot free).
+    `liquidation_price` may be passed when the caller has it for this exact state (it does not depend on the mark)."""
+    lp = liquidation_price if liquidation_price is not None else margin.liquidation_price(side, qty, entry, wallet, table)
     d = margin.distance_to_liquidation(side, mark, lp)
     latched = rearm(t, latched, d)
     step = _raw_step(t, d)

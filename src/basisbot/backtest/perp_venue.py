@@ -273,6 +273,7 @@ class PerpMarginModule(SimulationModule):
         self.ledger = ledger
         self._marks: dict[str, float] = {}
         self._published: dict[str, tuple] = {}
+        self._lp_cache: dict[str, tuple] = {}
 
     def register_venue(self, exchange) -> None:
         super().register_venue(exchange)
@@ -297,7 +298,6 @@ class PerpMarginModule(SimulationModule):
         spec = self.ledger.by_instrument[mark.instrument_id]
         symbol = spec.symbol
         self._marks[symbol] = mark.value.as_double()
-        self._sync_position(symbol, spec)
         self._check_liquidation(symbol, spec, mark.ts_event)
         book = self.ledger.books[symbol]
         # isolated state does not move with the mark: publish on change only; cross depends on every mark
@@ -343,7 +343,14 @@ class PerpMarginModule(SimulationModule):
         if book.side == 0 or book.opened_ns >= bar_close_ns or book.last_checked_bar == bar_close_ns:
             return  # a position opened at this bar's close did not live through it
         book.last_checked_bar = bar_close_ns
-        lp = self.ledger.liquidation_price(symbol, self._marks)
+        if spec.mode == "isolated":  # depends on the book only: once per change
+            key = (book.side, book.qty, book.entry, book.version, book.wallet)
+            cached = self._lp_cache.get(symbol)
+            if cached is None or cached[0] != key:
+                cached = self._lp_cache[symbol] = (key, self.ledger.liquidation_price(symbol, self._marks))
+            lp = cached[1]
+        else:
+            lp = self.ledger.liquidation_price(symbol, self._marks)
         if lp is None or lp <= 0:
             return
         hi, lo = spec.worst.get(bar_close_ns, (self._marks[symbol], self._marks[symbol]))

@@ -3,12 +3,15 @@ plus a progress bar on stderr. It reads; it never trades."""
 
 from __future__ import annotations
 
+import datetime as dt
 import sys
 import time
 
+import pandas as pd
+
 from nautilus_trader.common.actor import Actor
 from nautilus_trader.config import ActorConfig
-from nautilus_trader.model.data import BarType, FundingRateUpdate, MarkPriceUpdate
+from nautilus_trader.model.data import BarType
 from nautilus_trader.model.identifiers import InstrumentId, Venue
 from nautilus_trader.model.objects import Currency
 
@@ -39,46 +42,45 @@ class BacktestRecorder(Actor):
         self._sym_by_perp = {p: s for p, s in zip(self.perp_ids, self.symbols)}
         self._spot_by_sym = dict(zip(self.symbols, self.spot_ids))
         self._spot_bar = {s: BarType.from_str(f"{i}-1-HOUR-LAST-EXTERNAL") for s, i in self._spot_by_sym.items()}
-        self._sym_by_spot = {i: s for s, i in self._spot_by_sym.items()}
-        self._spot_close: dict[str, float] = {}
         self._perp_by_sym = dict(zip(self.symbols, self.perp_ids))
         self.tables = tables
         self.equity_rows: list[tuple] = []
         self.state_rows: list[tuple] = []
         self._margin: dict[str, PerpMarginState] = {}
-        self._pred: dict[str, float] = {}
-        self._last_symbol = self.symbols[-1]
         self._wall0 = time.monotonic()
         self._last_pct = -1
 
     def on_start(self) -> None:
         for p, s in zip(self.perp_ids, self.symbols):
-            self.subscribe_bars(self._spot_bar[s])
-            self.subscribe_mark_prices(p)
-            self.subscribe_funding_rates(p)
             self.msgbus.subscribe(margin_topic(s), self._on_margin)
+        # Sample once an hour, just after the hour's data (bars, prediction, closing mark) is in the cache: a timer
+        # instead of a handler on every intra-hour mark.
+        first = (self.config.start_ns // HOUR_NS) * HOUR_NS + 1_000
+        self.clock.set_timer("recorder", dt.timedelta(hours=1), start_time=pd.Timestamp(first, tz="UTC"),
+                             callback=self._sample)
 
     def _on_margin(self, st: PerpMarginState) -> None:
         self._margin[st.symbol] = st
 
-    def on_funding_rate(self, update: FundingRateUpdate) -> None:
-        self._pred[self._sym_by_perp[update.instrument_id]] = float(update.rate)
-
-    def on_bar(self, bar) -> None:
-        self._spot_close[self._sym_by_spot[bar.bar_type.instrument_id]] = bar.close.as_double()
-
     def _spot_px(self, symbol: str) -> float | None:
-        return self._spot_close.get(symbol)
+        bar = self.cache.bar(self._spot_bar[symbol])
+        return bar.close.as_double() if bar is not None else None
 
-    def on_mark_price(self, update: MarkPriceUpdate) -> None:
-        ts = update.ts_event
-        if ts % HOUR_NS:
-            return  # intra-hour path marks: the report samples hourly
-        symbol = self._sym_by_perp[update.instrument_id]
-        mark = update.value.as_double()
+    def _sample(self, event) -> None:
+        ts = event.ts_event - 1_000  # the hour this sample closes
+        for symbol, pid in zip(self.symbols, self.perp_ids):
+            mp = self.cache.mark_price(pid)
+            if mp is None or mp.ts_event != ts:
+                continue  # no data for this hour (outside the symbol's range)
+            self._record_symbol(symbol, pid, ts, mp.value.as_double())
+        self._record_equity(ts)
+        self._progress(ts)
+
+    def _record_symbol(self, symbol: str, pid, ts: int, mark: float) -> None:
         spot_px = self._spot_px(symbol)
         spot_qty = float(self.portfolio.net_position(self._spot_by_sym[symbol]))
-        perp_qty = float(self.portfolio.net_position(update.instrument_id))
+        perp_qty = float(self.portfolio.net_position(pid))
+        fr = self.cache.funding_rate(pid)
         st = self._margin.get(symbol)
         lp = dist = wallet = None
         if st is not None and st.side != 0:
@@ -89,11 +91,8 @@ class BacktestRecorder(Actor):
             except ValueError:
                 lp = dist = None
         basis = (mark - spot_px) / spot_px if spot_px else None
-        self.state_rows.append((ts, symbol, spot_px, mark, basis, self._pred.get(symbol), spot_qty, perp_qty,
-                                wallet, lp, dist))
-        if symbol == self._last_symbol:
-            self._record_equity(ts)
-            self._progress(ts)
+        self.state_rows.append((ts, symbol, spot_px, mark, basis, None if fr is None else float(fr.rate), spot_qty,
+                                perp_qty, wallet, lp, dist))
 
     def _record_equity(self, ts: int) -> None:
         spot_acct = self.portfolio.account(Venue(self.config.spot_venue))

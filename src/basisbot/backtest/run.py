@@ -214,7 +214,7 @@ def run_prepared(p: Prepared, *, progress: bool = False) -> BacktestResult:
     engine.add_actor(recorder)
 
     t0 = time.perf_counter()
-    engine.run()
+    engine.run(end=pd.Timestamp(p.last.value + 60_000_000_000, tz="UTC"))  # past the last hour: final sample
     run_seconds = time.perf_counter() - t0
     if progress:
         sys.stderr.write("\n")
