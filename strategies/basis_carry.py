@@ -28,7 +28,9 @@ from basisbot.legs import Instruction, LegPair, PairStatus
 from basisbot.schedule import Job, JobKind, NautilusClockDriver, SettlementCalendar, Windows
 from basisbot.venue_messages import (
     ADJUST_MARGIN_ENDPOINT,
+    JOURNAL_TOPIC,
     AdjustMarginRequest,
+    JournalRecord,
     Liquidated,
     PerpMarginState,
     liquidation_topic,
@@ -131,6 +133,7 @@ class BasisCarryStrategy(Strategy):
         self._liquidation_pending = False
         self._restore_after_reduce = False
         self._guard_event_pending: GuardEvent | None = None
+        self._pair_logged = 0
         self._driver: NautilusClockDriver | None = None
 
     # -- lifecycle --------------------------------------------------------------------------------------------------
@@ -212,10 +215,16 @@ class BasisCarryStrategy(Strategy):
             if self.predicted_rate is not None:
                 self.log_.predictions.append(Prediction(job.settlement_ns, self.predicted_rate, self.interval_minutes,
                                                         self.phase is Phase.IN_CARRY))
+                self._journal("prediction", self.clock.timestamp_ns(), settlement_ns=job.settlement_ns,
+                              predicted_rate=self.predicted_rate, interval_minutes=self.interval_minutes,
+                              position_qty=self.perp_qty(), mark=self.mark)
             if self.phase is Phase.IN_CARRY and carry.decide(self.rules, self._view()) is carry.Action.EXIT:
                 self._exit(reason=f"predicted {self.predicted_rate:.6f} below exit_apr before settlement")
         elif job.kind is JobKind.BOOKING:
             self.calendar.settled(job.settlement_ns)
+            self._journal("booking", self.clock.timestamp_ns(), settlement_ns=job.settlement_ns,
+                          predicted_rate=self.predicted_rate, position_qty=self.perp_qty(),
+                          phase=self.phase.value)
             if self.phase is Phase.IN_CARRY:
                 self.settlements_held += 1
 
@@ -280,9 +289,21 @@ class BasisCarryStrategy(Strategy):
                                            self.config.slippage_band, spot=spot, perp=perp)
         self.pair = pair
         self._order_leg = {}
+        self._pair_logged = 0
         self._execute(instructions)
         if not pair.done():
             self.clock.set_time_alert_ns(f"{self.symbol}:legs:{intent}:{now}", pair.deadline_ns, self._on_pair_deadline)
+
+    def _journal_pair(self) -> None:
+        pair = self.pair
+        if pair is None:
+            return
+        for ts, event, detail in pair.history[self._pair_logged:]:
+            self._journal("leg", ts, pair_id=f"{self.symbol}-{pair.intent}-{pair.started_ns}", intent=pair.intent,
+                          event=event, detail=detail, status=pair.status.value,
+                          targets={n: l.side * l.target for n, l in pair.legs.items()},
+                          filled={n: l.filled for n, l in pair.legs.items()})
+        self._pair_logged = len(pair.history)
 
     def _execute(self, instructions: list[Instruction]) -> None:
         # send back to back: the gap between the legs is what the benchmark measures
@@ -304,6 +325,7 @@ class BasisCarryStrategy(Strategy):
                     order = self.cache.order(oid)
                     if leg == ins.leg and order is not None and order.is_open:
                         self.cancel_order(order)
+        self._journal_pair()
         if self.pair is not None and self.pair.done():
             self._on_pair_done()
 
@@ -452,6 +474,8 @@ class BasisCarryStrategy(Strategy):
                         self.mark, decision.add_margin, decision.reduce_fraction, decision.reason)
         self.log_.guard.append(ev)
         self.log.warning(f"guard {self.symbol}: {decision.step.name} {decision.reason}")
+        self._journal("guard", ts, step=ev.step, distance=ev.distance, liquidation_price=ev.liquidation_price,
+                      mark=ev.mark, add_margin=ev.add_margin, reduce_fraction=ev.reduce_fraction, reason=ev.reason)
         if decision.add_margin > 0:
             self.msgbus.send(ADJUST_MARGIN_ENDPOINT, AdjustMarginRequest(self.symbol, decision.add_margin, True,
                                                                          decision.reason, ts))
@@ -481,5 +505,11 @@ class BasisCarryStrategy(Strategy):
         self._start_pair("reduce", spot=(-1, spot_cut), perp=(1, perp_cut))
 
     def _decide(self, action: str, reason: str) -> None:
-        self.log_.decisions.append((self.clock.timestamp_ns(), action, reason))
+        ts = self.clock.timestamp_ns()
+        self.log_.decisions.append((ts, action, reason))
         self.log.info(f"{self.symbol}: {action}: {reason}")
+        self._journal("decision", ts, action=action, reason=reason, phase=self.phase.value)
+
+    def _journal(self, kind: str, ts: int, **data) -> None:
+        """Publish for the journal (live/paper write it; nothing subscribes in a backtest)."""
+        self.msgbus.publish(JOURNAL_TOPIC, JournalRecord(kind, self.symbol, ts, data))

@@ -67,3 +67,31 @@ class Liquidated:
     price: float
     wallet_lost: float
     ts_ns: int
+
+
+JOURNAL_TOPIC = "basisbot.journal"
+RESTORE_ENDPOINT = "basisbot.journal.restore"
+
+
+@dataclass(frozen=True, slots=True)
+class JournalRecord:
+    """Something the strategy decided or saw that the journal keeps (the strategy publishes, a journal actor writes).
+
+    kind: "decision" (action, reason), "guard" (step, distance, liquidation_price, mark, add_margin, reduce_fraction,
+    reason), "prediction" (settlement_ns, predicted_rate, interval_minutes, position_qty, mark), "leg" (pair_id,
+    intent, event, detail, status), "booking" (settlement_ns, predicted_rate, position_qty).
+    """
+
+    kind: str
+    symbol: str
+    ts_ns: int
+    data: dict
+
+
+@dataclass(frozen=True, slots=True)
+class RestoreRequest:
+    """Sent by a starting strategy on RESTORE_ENDPOINT; the journal calls `reply(dict | None)` with what it kept for the
+    symbol: {"phase", "settlements_held", "pair": {intent, targets, filled, status, history} | None}."""
+
+    symbol: str
+    reply: object
