@@ -25,7 +25,15 @@ from nautilus_trader.trading.strategy import Strategy
 
 from basisbot import carry, guard, margin
 from basisbot.legs import Instruction, LegPair, PairStatus
-from basisbot.schedule import Job, JobKind, NautilusClockDriver, SettlementCalendar, Windows
+from basisbot.schedule import (
+    AsyncIOSchedulerDriver,
+    Job,
+    JobKind,
+    NautilusClockDriver,
+    SettlementCalendar,
+    Windows,
+    guard_sweep_trigger,
+)
 from basisbot.venue_messages import (
     ADJUST_MARGIN_ENDPOINT,
     JOURNAL_TOPIC,
@@ -62,6 +70,7 @@ class BasisCarryConfig(StrategyConfig, frozen=True):
     slippage_band: float = 0.002
     guard_enabled: bool = True
     guard_sweep_s: int = 60  # periodic backstop to the event-driven guard (0 = off)
+    scheduler: str = "clock"  # "clock": nautilus time alerts (backtests); "asyncio": APScheduler on the event loop (live)
     guard: dict = {}
     schedule: dict = {}
 
@@ -134,7 +143,8 @@ class BasisCarryStrategy(Strategy):
         self._restore_after_reduce = False
         self._guard_event_pending: GuardEvent | None = None
         self._pair_logged = 0
-        self._driver: NautilusClockDriver | None = None
+        self._driver: NautilusClockDriver | AsyncIOSchedulerDriver | None = None
+        self._scheduler = None
 
     # -- lifecycle --------------------------------------------------------------------------------------------------
     def on_start(self) -> None:
@@ -154,13 +164,32 @@ class BasisCarryStrategy(Strategy):
         self.subscribe_funding_rates(self.perp_id)
         self.msgbus.subscribe(margin_topic(self.symbol), self._on_margin_state)
         self.msgbus.subscribe(liquidation_topic(self.symbol), self._on_liquidated)
-        self._driver = NautilusClockDriver(self.clock, self._on_job)
-        if self.config.guard_enabled and self.config.guard_sweep_s > 0:
-            self.clock.set_timer(f"{self.symbol}:guard_sweep", dt.timedelta(seconds=self.config.guard_sweep_s),
-                                 callback=lambda _e: self._run_guard())
+        sweep = self.config.guard_enabled and self.config.guard_sweep_s > 0
+        if self.config.scheduler == "asyncio":
+            # live: the settlement jobs run on an APScheduler AsyncIOScheduler bound to the node's event loop
+            import asyncio
+
+            from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+            self._scheduler = AsyncIOScheduler(event_loop=asyncio.get_event_loop(), timezone="UTC")
+            self._scheduler.start()
+            self._driver = AsyncIOSchedulerDriver(self._scheduler, self._on_job)
+            if sweep:
+                self._scheduler.add_job(self._run_guard, trigger=guard_sweep_trigger(
+                    Windows(guard_sweep_s=self.config.guard_sweep_s), self.clock.timestamp_ns()),
+                    id=f"{self.symbol}:guard_sweep", replace_existing=True)
+        else:
+            # backtests: the same jobs as nautilus time alerts, fired in order with the data
+            self._driver = NautilusClockDriver(self.clock, self._on_job)
+            if sweep:
+                self.clock.set_timer(f"{self.symbol}:guard_sweep", dt.timedelta(seconds=self.config.guard_sweep_s),
+                                     callback=lambda _e: self._run_guard())
 
     def on_stop(self) -> None:
-        pass  # legs stay hedged; nothing half-sent is left (in-flight legs finish or are unwound by the venue state)
+        # legs stay hedged; nothing half-sent is left (in-flight legs finish or are unwound by the venue state)
+        if self._scheduler is not None:
+            self._scheduler.shutdown(wait=False)
+            self._scheduler = None
 
     # -- market data ------------------------------------------------------------------------------------------------
     @property
