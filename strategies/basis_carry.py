@@ -98,17 +98,8 @@ class GuardEvent:
 
 
 @dataclass
-class Prediction:
-    settlement_ns: int
-    predicted_rate: float
-    interval_minutes: int
-    in_carry: bool
-
-
-@dataclass
 class StrategyLog:
     guard: list[GuardEvent] = field(default_factory=list)
-    predictions: list[Prediction] = field(default_factory=list)
     decisions: list[tuple[int, str, str]] = field(default_factory=list)  # (ts, action, reason)
 
 
@@ -242,8 +233,6 @@ class BasisCarryStrategy(Strategy):
     def _on_job(self, job: Job) -> None:
         if job.kind is JobKind.DECISION:
             if self.predicted_rate is not None:
-                self.log_.predictions.append(Prediction(job.settlement_ns, self.predicted_rate, self.interval_minutes,
-                                                        self.phase is Phase.IN_CARRY))
                 self._journal("prediction", self.clock.timestamp_ns(), settlement_ns=job.settlement_ns,
                               predicted_rate=self.predicted_rate, interval_minutes=self.interval_minutes,
                               position_qty=self.perp_qty(), mark=self.mark)
