@@ -38,12 +38,15 @@ def build_parser() -> argparse.ArgumentParser:
         _add_config(p)
 
     sim = sub.add_parser("sim", help="serve a local Binance-compatible venue replaying real data")
-    sim.add_argument("--port", type=int, required=True)
-    sim.add_argument("--data", type=Path, required=True)
-    sim.add_argument("--speed", type=float, default=60.0, help="replay seconds per wall second")
-    sim.add_argument("--start", help="replay start, YYYY-MM-DD")
-    sim.add_argument("--api-key")
-    sim.add_argument("--api-secret")
+    sim.add_argument("--port", type=int, required=True, help="listen on 127.0.0.1:PORT (0 = any free port)")
+    sim.add_argument("--data", type=Path, required=True, help="bundled layout or Binance public-dump layout")
+    sim.add_argument("--speed", type=float, default=60.0, help="replay seconds per wall second (default 60)")
+    sim.add_argument("--start", help="replay start, YYYY-MM-DD (default: start of the data)")
+    sim.add_argument("--api-key", help="the one API key accepted (default: generated and printed)")
+    sim.add_argument("--api-secret", help="its HMAC secret")
+    from basisbot.sim.cliargs import add_sim_arguments  # argparse only: keeps start-up quick
+
+    add_sim_arguments(sim)
 
     cfg = sub.add_parser("config", help="configuration tools")
     cfg_sub = cfg.add_subparsers(dest="config_command", required=True, metavar="ACTION")
@@ -90,7 +93,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "backtest":
             return cmd_backtest(args)
         if args.command == "sim":
-            return not_built("sim", 5)
+            from basisbot.sim import main as sim_main
+
+            return sim_main(args)
         if args.command in ("live", "paper", "status", "journal"):
             load_settings(args.config, env_file=args.env_file)  # a bad config is still refused with status 2
             return not_built(args.command, 6)

@@ -1,0 +1,157 @@
+"""Static market facts served by the venue: specs from the real 2021 exchangeInfo capture (basisbot.reference),
+bracket tables, and Binance-style exchangeInfo entries for spot and USDⓈ-M futures."""
+
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import dataclass
+from decimal import ROUND_DOWN, Decimal
+from functools import cache
+
+from basisbot import reference
+from basisbot.margin import BracketTable
+
+SPOT_ORDER_TYPES = ["LIMIT", "LIMIT_MAKER", "MARKET"]
+FUTURES_ORDER_TYPES = ["LIMIT", "MARKET"]
+FUTURES_TIF = ["GTC", "IOC", "GTX"]
+
+
+def f8(x: float) -> str:
+    return f"{x:.8f}"
+
+
+def dec_str(d: Decimal) -> str:
+    s = format(d.normalize(), "f")
+    return s
+
+
+@dataclass(frozen=True)
+class Market:
+    symbol: str
+    base: str
+    quote: str
+    perp: reference.MarketSpec
+    spot: reference.MarketSpec
+    table: BracketTable
+    perp_raw: dict  # the exchangeInfo entry of the capture
+
+    @property
+    def perp_tick(self) -> float:
+        return float(self.perp.tick_size)
+
+    @property
+    def spot_tick(self) -> float:
+        return float(self.spot.tick_size)
+
+    def fmt_perp_price(self, p: float) -> str:
+        return f"{p:.{self.perp.price_precision}f}"
+
+    def fmt_perp_qty(self, q: float) -> str:
+        return f"{q:.{self.perp.size_precision}f}"
+
+    def fmt_spot(self, x: float) -> str:
+        return f8(x)
+
+    def percent_price(self) -> tuple[float, float]:
+        for flt in self.perp_raw.get("filters", []):
+            if flt.get("filterType") == "PERCENT_PRICE":
+                return float(flt["multiplierUp"]), float(flt["multiplierDown"])
+        return 1.15, 0.85
+
+
+def round_step_down(x: float, step: Decimal) -> Decimal:
+    return (Decimal(repr(x)) / step).to_integral_value(rounding=ROUND_DOWN) * step
+
+
+@cache
+def _raw_by_symbol() -> dict[str, dict]:
+    info = json.loads(reference.EXCHANGE_INFO.read_text())
+    return {s["symbol"]: s for s in info["symbols"]}
+
+
+@cache
+def raw_exchange_info() -> dict:
+    return json.loads(reference.EXCHANGE_INFO.read_text())
+
+
+@cache
+def raw_brackets() -> dict[str, dict]:
+    data = json.loads(reference.BRACKETS.read_text())
+    return {e["symbol"]: e for e in data}
+
+
+def build_market(symbol: str) -> Market:
+    specs = reference.perp_specs()
+    if symbol not in specs:
+        raise ValueError(f"{symbol}: no USDⓈ-M perpetual in {reference.EXCHANGE_INFO.name}")
+    tables = reference.brackets()
+    if symbol not in tables:
+        raise ValueError(f"{symbol}: no leverage brackets in {reference.BRACKETS.name}")
+    p = specs[symbol]
+    return Market(symbol=symbol, base=p.base, quote=p.quote, perp=p, spot=reference.spot_spec(symbol),
+                  table=tables[symbol], perp_raw=_raw_by_symbol()[symbol])
+
+
+def spot_symbol_info(m: Market) -> dict:
+    s = m.spot
+    return {
+        "symbol": m.symbol,
+        "status": "TRADING",
+        "baseAsset": m.base,
+        "baseAssetPrecision": 8,
+        "quoteAsset": m.quote,
+        "quotePrecision": 8,
+        "quoteAssetPrecision": 8,
+        "baseCommissionPrecision": 8,
+        "quoteCommissionPrecision": 8,
+        "orderTypes": list(SPOT_ORDER_TYPES),
+        "icebergAllowed": False,
+        "ocoAllowed": False,
+        "otoAllowed": False,
+        "quoteOrderQtyMarketAllowed": True,
+        "allowTrailingStop": False,
+        "cancelReplaceAllowed": False,
+        "amendAllowed": False,
+        "isSpotTradingAllowed": True,
+        "isMarginTradingAllowed": False,
+        "filters": [
+            {"filterType": "PRICE_FILTER", "minPrice": f8(float(s.tick_size)), "maxPrice": "1000000.00000000",
+             "tickSize": f8(float(s.tick_size))},
+            {"filterType": "LOT_SIZE", "minQty": f8(float(s.min_qty)), "maxQty": f8(float(s.max_qty)),
+             "stepSize": f8(float(s.step_size))},
+            {"filterType": "NOTIONAL", "minNotional": f8(float(s.min_notional)), "applyMinToMarket": True,
+             "maxNotional": "9000000.00000000", "applyMaxToMarket": False, "avgPriceMins": 5},
+            {"filterType": "MARKET_LOT_SIZE", "minQty": "0.00000000", "maxQty": f8(float(s.max_qty)),
+             "stepSize": "0.00000000"},
+            {"filterType": "MAX_NUM_ORDERS", "maxNumOrders": 200},
+        ],
+        "permissions": [],
+        "permissionSets": [["SPOT"]],
+        "defaultSelfTradePreventionMode": "EXPIRE_MAKER",
+        "allowedSelfTradePreventionModes": ["NONE", "EXPIRE_TAKER", "EXPIRE_MAKER", "EXPIRE_BOTH"],
+    }
+
+
+def futures_symbol_info(m: Market) -> dict:
+    """The capture's entry, with the order types this venue implements."""
+    entry = copy.deepcopy(m.perp_raw)
+    entry["orderTypes"] = list(FUTURES_ORDER_TYPES)
+    entry["timeInForce"] = list(FUTURES_TIF)
+    entry["status"] = "TRADING"
+    return entry
+
+
+def bracket_entry(symbol: str) -> dict:
+    raw = raw_brackets()[symbol]
+    out = {"symbol": symbol, "notionalCoef": raw.get("notionalCoef", 1.0), "brackets": []}
+    for b in raw["brackets"]:
+        out["brackets"].append({
+            "bracket": b["bracket"],
+            "initialLeverage": b["initialLeverage"],
+            "notionalCap": b["notionalCap"],
+            "notionalFloor": b["notionalFloor"],
+            "maintMarginRatio": b["maintMarginRatio"],
+            "cum": b["cum"],
+        })
+    return out
