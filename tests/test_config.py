@@ -140,7 +140,7 @@ def test_missing_file(tmp_path, capsys):
 
 
 def test_unbuilt_commands_say_so_and_fail(capsys):
-    rc = main(["status", "--config", str(EXAMPLE)])
+    rc = main(["live", "--config", str(EXAMPLE)])
     err = capsys.readouterr().err
     assert rc != 0 and "not built yet" in err
 

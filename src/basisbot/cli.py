@@ -58,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     jr = sub.add_parser("journal", help="list or export the journal")
     _add_config(jr)
     jr.add_argument("--format", choices=("table", "json", "csv"), default="table")
+    jr.add_argument("--out", type=Path, help="json: write to this file; csv: one file per table in this folder")
     return parser
 
 
@@ -96,7 +97,15 @@ def main(argv: list[str] | None = None) -> int:
             from basisbot.sim import main as sim_main
 
             return sim_main(args)
-        if args.command in ("live", "paper", "status", "journal"):
+        if args.command == "status":
+            from basisbot.status import status_main
+
+            return status_main(args)
+        if args.command == "journal":
+            from basisbot.status import journal_main
+
+            return journal_main(args)
+        if args.command in ("live", "paper"):
             load_settings(args.config, env_file=args.env_file)  # a bad config is still refused with status 2
             return not_built(args.command, 6)
     except ConfigError as e:

@@ -264,6 +264,7 @@ def strategy_config(settings: Settings, symbol: str, cfg: SymbolSettings, spot_i
         spot_taker_fee=settings.fees.spot_taker,
         perp_taker_fee=settings.fees.perp_taker,
         leg_timeout_s=cfg.leg_timeout_s,
+        slippage_band=cfg.slippage_band,
         guard_enabled=g.enabled,
         # the backtest's marks are at least hourly and every one runs the guard: sweep hourly as the backstop
         guard_sweep_s=max(settings.schedule_for(symbol).guard_sweep_s, 3600) if spot_bar_type else

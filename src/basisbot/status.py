@@ -1,0 +1,241 @@
+"""`basisbot status` and `basisbot journal`: read-only views of the journal (never blocking the running bot's writer).
+
+- `status_main(args)`: per symbol: legs, hedge ratio (actual vs target), basis, predicted funding and the countdown to
+  the next settlement, accrued funding (expected for the next settlement at the predicted rate on the current
+  position), settled funding, distance to liquidation, phase and the last guard action. Exit 0, also when there is no
+  journal yet (it says so); 2 for a bad config.
+- `journal_main(args)`: `--format table` (the latest rows of each table), `json` (ONE object with lists `orders`,
+  `fills`, `funding`, `guard`, `legs`, `decisions`, `config_changes`, `positions`; to stdout, or to `--out FILE`),
+  `csv` (one `<table>.csv` per table into the folder `--out`).
+
+The journal path is `settings.journal`, relative to the current directory.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sys
+import time
+from pathlib import Path
+
+from basisbot.journal import EXPORT_ORDER, JournalReader, expected_funding
+from basisbot.settings import ConfigError, Settings, load_settings
+
+NS = 1_000_000_000
+EXIT_OK, EXIT_BAD_INPUT = 0, 2
+
+
+def _ts(ns: int | None) -> str:
+    if ns is None:
+        return "-"
+    return dt.datetime.fromtimestamp(ns / NS, tz=dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def _countdown(seconds: float) -> str:
+    s = int(max(seconds, 0))
+    h, rem = divmod(s, 3600)
+    m, sec = divmod(rem, 60)
+    return f"{h}h {m:02d}m" if h else f"{m}m {sec:02d}s"
+
+
+def _num(v: float | None, fmt: str) -> str:
+    return "-" if v is None else format(v, fmt)
+
+
+def no_journal_message(path: Path) -> str:
+    return (f"no journal yet at {path}: the bot has not run in paper or live mode from this directory "
+            "(the journal path is `journal` in the config, relative to the current directory)")
+
+
+def _symbol_block(r: JournalReader, symbol: str, settings: Settings, now_ns: int) -> list[str]:
+    cfg = settings.symbols.get(symbol)
+    phase = r.phase(symbol)
+    title = f"{symbol}  phase: {phase}"
+    if cfg is None:
+        title += "  (not in the config)"
+    elif not cfg.enabled:
+        title += "  (disabled in the config)"
+    lines = [title]
+    pos = r.latest_position(symbol)
+    spot_qty = pos["spot_qty"] if pos else None
+    perp_qty = pos["perp_qty"] if pos else None
+    mark = pos["mark"] if pos else None
+    if pos:
+        lines.append(f"  legs        spot {_num(spot_qty, '+.6g')}  perp {_num(perp_qty, '+.6g')}"
+                     f"  (snapshot {_ts(pos['ts'])})")
+    else:
+        lines.append("  legs        no position snapshot yet")
+    target = cfg.hedge_ratio if cfg else None
+    if spot_qty and perp_qty is not None:
+        actual = abs(perp_qty) / spot_qty
+        lines.append(f"  hedge ratio {actual:.4f} (target {_num(target, '.4f')}"
+                     + (f", drift {actual / target - 1:+.2%})" if target else ")"))
+    else:
+        lines.append(f"  hedge ratio - (target {_num(target, '.4f')})")
+    spot_px = pos["spot_price"] if pos else None
+    if mark and spot_px:
+        lines.append(f"  basis       {mark / spot_px - 1:+.4%} (mark {mark:g} / spot {spot_px:g})")
+    else:
+        lines.append("  basis       - (no mark/spot price in the snapshot yet)")
+
+    pred = r.latest_prediction(symbol)
+    if pred:
+        rate = pred["predicted_rate"]
+        interval = pred["interval_minutes"] or 480
+        nxt = pred["settlement_ts"]
+        projected = False
+        while nxt <= now_ns:  # the prediction's settlement has passed: the next one is an interval later
+            nxt += interval * 60 * NS
+            projected = True
+        apr = rate * (365 * 24 * 60 / interval)
+        lines.append(f"  funding     predicted {rate:+.6f} per {interval // 60 if interval % 60 == 0 else interval}"
+                     f"{'h' if interval % 60 == 0 else 'm'} ({apr:+.2%} APR), next settlement {_ts(nxt)} in "
+                     f"{_countdown((nxt - now_ns) / NS)}" + (" (projected)" if projected else ""))
+        accrued = expected_funding(perp_qty, mark, rate)
+        lines.append(f"  accrued     {_num(accrued, '+.4f')} USDT expected at the next settlement "
+                     "(predicted rate, current position)")
+    else:
+        lines.append("  funding     no prediction yet")
+        lines.append("  accrued     -")
+    total, n, flagged = r.funding_settled(symbol)
+    lines.append(f"  settled     {total:+.4f} USDT over {n} settlement(s)"
+                 + (f", {flagged} flagged (differs from expected)" if flagged else ""))
+    lp = pos["liquidation_price"] if pos else None
+    if lp and mark:
+        # short perp: the liquidation price is above the mark; long: below
+        distance = (lp - mark) / mark if (perp_qty or 0) < 0 else (mark - lp) / mark
+        lines.append(f"  liquidation {distance:.2%} away (liquidation price {lp:g}, mark {mark:g})")
+    else:
+        lines.append("  liquidation -")
+    g = r.latest_guard(symbol)
+    if g:
+        lines.append(f"  guard       last: {g['step']} at {_ts(g['ts'])}, distance {_num(g['distance'], '.2%')}"
+                     + (f": {g['reason']}" if g.get("reason") else ""))
+    else:
+        lines.append("  guard       no action yet")
+    d = r.latest_decision(symbol)
+    if d:
+        lines.append(f"  decision    {d['action']} at {_ts(d['ts'])}: {d['reason']}")
+    return lines
+
+
+def render_status(journal_path: str | Path, settings: Settings, now_ns: int | None = None) -> str:
+    """The status text for every configured symbol (and any other symbol the journal knows)."""
+    path = Path(journal_path)
+    if not path.exists():
+        return no_journal_message(path)
+    now_ns = time.time_ns() if now_ns is None else now_ns
+    with JournalReader(path) as r:
+        known = r.symbols()
+        symbols = [s for s in settings.symbols if settings.symbols[s].enabled or s in known]
+        symbols += [s for s in known if s not in symbols]
+        out = [f"basisbot status: journal {path}, mode {settings.mode}, now {_ts(now_ns)}"]
+        if not symbols:
+            out.append("no symbols configured and nothing journaled yet")
+        for s in symbols:
+            out.append("")
+            out.extend(_symbol_block(r, s, settings, now_ns))
+        changes = r.rows("config_changes", order_by="ts DESC", limit=1)
+        if changes:
+            c = changes[0]
+            out.append("")
+            out.append(f"last config change: {c['status']} at {_ts(c['ts'])} ({c['source']}): {c['message']}")
+    return "\n".join(out)
+
+
+def _load(args) -> Settings | None:
+    try:
+        return load_settings(args.config, env_file=getattr(args, "env_file", ".env"))
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return None
+
+
+def status_main(args) -> int:
+    """`basisbot status --config F [--env-file F]`."""
+    settings = _load(args)
+    if settings is None:
+        return EXIT_BAD_INPUT
+    print(render_status(Path(settings.journal), settings))
+    return EXIT_OK
+
+
+_TABLE_COLUMNS = {
+    "orders": ("ts_last", "symbol", "leg", "side", "qty", "filled_qty", "avg_px", "type", "status", "tags",
+               "client_order_id"),
+    "fills": ("ts", "symbol", "leg", "side", "qty", "price", "fee", "fee_currency", "trade_id"),
+    "funding": ("settlement_ts", "symbol", "predicted_rate", "settled_rate", "position_qty", "mark_price",
+                "expected_payment", "settled_payment", "difference", "flagged"),
+    "guard": ("ts", "symbol", "step", "distance", "liquidation_price", "mark", "add_margin", "reduce_fraction",
+              "reason"),
+    "legs": ("ts", "symbol", "pair_id", "event", "detail", "status"),
+    "decisions": ("ts", "symbol", "action", "phase", "reason"),
+    "config_changes": ("ts", "status", "scope", "source", "message"),
+    "positions": ("ts", "symbol", "spot_qty", "perp_qty", "perp_entry", "isolated_wallet", "liquidation_price",
+                  "mark"),
+}
+
+
+def _cell(col: str, v) -> str:
+    if v is None:
+        return ""
+    if col in ("ts", "ts_last", "settlement_ts"):
+        return _ts(v)
+    if isinstance(v, float):
+        return f"{v:.10g}"
+    s = str(v)
+    return s if len(s) <= 60 else s[:57] + "..."
+
+
+def render_tables(data: dict, limit: int = 20) -> str:
+    out = []
+    for table in EXPORT_ORDER:
+        rows = data.get(table, [])
+        out.append(f"== {table} ({len(rows)} row{'s' if len(rows) != 1 else ''}"
+                   + (f", last {limit} shown" if len(rows) > limit else "") + ")")
+        if not rows:
+            continue
+        cols = _TABLE_COLUMNS[table]
+        cells = [[_cell(c, r.get(c)) for c in cols] for r in rows[-limit:]]
+        widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(cols)]
+        out.append("  ".join(c.ljust(w) for c, w in zip(cols, widths)).rstrip())
+        for row in cells:
+            out.append("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip())
+    return "\n".join(out)
+
+
+def journal_main(args) -> int:
+    """`basisbot journal --config F [--format table|json|csv] [--out PATH]`."""
+    settings = _load(args)
+    if settings is None:
+        return EXIT_BAD_INPUT
+    fmt = getattr(args, "format", "table") or "table"
+    out = getattr(args, "out", None)
+    path = Path(settings.journal)
+    if fmt == "csv" and out is None:
+        print("error: --format csv writes one <table>.csv per table: give the folder with --out DIR", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if not path.exists():
+        print(no_journal_message(path), file=sys.stderr)
+        empty = {t: [] for t in EXPORT_ORDER}
+        if fmt == "json":
+            if out is not None:
+                Path(out).parent.mkdir(parents=True, exist_ok=True)
+                Path(out).write_text(json.dumps(empty) + "\n", encoding="utf-8")
+            else:
+                print(json.dumps(empty))
+        return EXIT_OK
+    with JournalReader(path) as r:
+        if fmt == "json":
+            data = r.export("json", out)
+            if out is None:
+                print(json.dumps(data, default=str))
+            else:
+                print(f"wrote {out}", file=sys.stderr)
+        elif fmt == "csv":
+            r.export("csv", out)
+            print(f"wrote {', '.join(f'{t}.csv' for t in EXPORT_ORDER)} into {out}", file=sys.stderr)
+        else:
+            print(render_tables(r.export("json"), limit=getattr(args, "limit", None) or 20))
+    return EXIT_OK
