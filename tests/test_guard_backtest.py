@@ -117,3 +117,19 @@ def test_margin_from_spot_moves_real_balance(tmp_path):
     final_spot_usdt = float(rows(out / "equity.csv")[-1]["spot_usdt"])
     assert final_spot_usdt == pytest.approx(100_000 + cash - fees - sol["margin_transferred_from_spot"], abs=1e-3)
     assert abs(s["total"]["reconciliation_error"]) < 1e-5
+
+
+@pytest.mark.parametrize("guard", [False, True])
+def test_cross_margin_shares_the_wallet(tmp_path, guard):
+    """Cross mode: the liquidation price comes from the whole perp wallet less the other positions' losses and
+    maintenance; without the guard January 2023 liquidates, with it nothing is, and both reconcile."""
+    cfg = tmp_path / "cross.toml"
+    cfg.write_text(config(guard).replace('margin_mode = "isolated"', 'margin_mode = "cross"')
+                   .replace("end = 2024-01-01", "end = 2023-02-01"))
+    out = tmp_path / "cross"
+    assert main(["backtest", "--config", str(cfg), "--out", str(out), "--quiet"]) == 0
+    s = json.loads((out / "summary.json").read_text())
+    assert (s["total"]["liquidations"] > 0) is (not guard)
+    if guard:
+        assert s["total"]["guard_actions"] > 0
+    assert abs(s["total"]["reconciliation_error"]) < 1e-5
