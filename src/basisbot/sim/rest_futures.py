@@ -9,7 +9,7 @@ from basisbot.sim import errors, marketdata
 from basisbot.sim.markets import bracket_entry, f8
 from basisbot.sim.orders import futures_order_json, futures_trade_json
 from basisbot.sim.prices import HOUR_MS
-from basisbot.sim.routing import API_KEY, SIGNED, Ctx, Routes
+from basisbot.sim.routing import API_KEY, SIGNED, Ctx, Routes, order_history, trade_history
 from basisbot.sim.venue import FUT
 
 if TYPE_CHECKING:
@@ -369,34 +369,14 @@ def futures_routes(sim: SimServer) -> Routes:
     async def all_orders(ctx: Ctx):
         v.sync()
         m = v.market(ctx.get("symbol"))
-        rows = [o for o in v.orders[FUT].values() if o.symbol == m.symbol]
-        oid, start, end = ctx.int("orderId"), ctx.int("startTime"), ctx.int("endTime")
-        if oid is not None:
-            rows = [o for o in rows if o.order_id >= oid]
-        if start is not None:
-            rows = [o for o in rows if o.time >= start]
-        if end is not None:
-            rows = [o for o in rows if o.time <= end]
-        limit = max(1, min(ctx.int("limit", 500) or 500, 1000))
-        rows = rows[:limit] if (oid is not None or start is not None) else rows[-limit:]
+        rows = order_history(ctx, [o for o in v.orders[FUT].values() if o.symbol == m.symbol])
         return [futures_order_json(o, m) for o in rows]
 
     @r.add("GET", "/fapi/v1/userTrades", SIGNED)
     async def user_trades(ctx: Ctx):
         v.sync()
         m = v.market(ctx.get("symbol"))
-        rows = [t for t in v.trades[FUT] if t.symbol == m.symbol]
-        oid, start, end, from_id = ctx.int("orderId"), ctx.int("startTime"), ctx.int("endTime"), ctx.int("fromId")
-        if oid is not None:
-            rows = [t for t in rows if t.order_id == oid]
-        if from_id is not None:
-            rows = [t for t in rows if t.trade_id >= from_id]
-        if start is not None:
-            rows = [t for t in rows if t.time >= start]
-        if end is not None:
-            rows = [t for t in rows if t.time <= end]
-        limit = max(1, min(ctx.int("limit", 500) or 500, 1000))
-        rows = rows[:limit] if (from_id is not None or start is not None) else rows[-limit:]
+        rows = trade_history(ctx, [t for t in v.trades[FUT] if t.symbol == m.symbol])
         return [futures_trade_json(t, m) for t in rows]
 
     # -- listen key --------------------------------------------------------------------------------------------

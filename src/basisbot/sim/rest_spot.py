@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from basisbot.sim import errors, marketdata
 from basisbot.sim.markets import f8
 from basisbot.sim.orders import spot_cancel_json, spot_order_json, spot_order_result, spot_trade_json
-from basisbot.sim.routing import API_KEY, SIGNED, Ctx, Routes
+from basisbot.sim.routing import API_KEY, SIGNED, Ctx, Routes, order_history, trade_history
 from basisbot.sim.venue import SPOT
 
 if TYPE_CHECKING:
@@ -167,34 +167,14 @@ def spot_routes(sim: SimServer) -> Routes:
     async def all_orders(ctx: Ctx):
         v.sync()
         m = v.market(ctx.get("symbol"))
-        rows = [o for o in v.orders[SPOT].values() if o.symbol == m.symbol]
-        start, end, oid = ctx.int("startTime"), ctx.int("endTime"), ctx.int("orderId")
-        if oid is not None:
-            rows = [o for o in rows if o.order_id >= oid]
-        if start is not None:
-            rows = [o for o in rows if o.time >= start]
-        if end is not None:
-            rows = [o for o in rows if o.time <= end]
-        limit = min(ctx.int("limit", 500) or 500, 1000)
-        rows = rows[:limit] if (oid is not None or start is not None) else rows[-limit:]
+        rows = order_history(ctx, [o for o in v.orders[SPOT].values() if o.symbol == m.symbol])
         return [spot_order_json(o) for o in rows]
 
     @r.add("GET", "/api/v3/myTrades", SIGNED)
     async def my_trades(ctx: Ctx):
         v.sync()
         m = v.market(ctx.get("symbol"))
-        rows = [t for t in v.trades[SPOT] if t.symbol == m.symbol]
-        oid, start, end, from_id = ctx.int("orderId"), ctx.int("startTime"), ctx.int("endTime"), ctx.int("fromId")
-        if oid is not None:
-            rows = [t for t in rows if t.order_id == oid]
-        if from_id is not None:
-            rows = [t for t in rows if t.trade_id >= from_id]
-        if start is not None:
-            rows = [t for t in rows if t.time >= start]
-        if end is not None:
-            rows = [t for t in rows if t.time <= end]
-        limit = min(ctx.int("limit", 500) or 500, 1000)
-        rows = rows[:limit] if (from_id is not None or start is not None) else rows[-limit:]
+        rows = trade_history(ctx, [t for t in v.trades[SPOT] if t.symbol == m.symbol])
         return [spot_trade_json(t) for t in rows]
 
     # -- listen keys (legacy spot user stream) -----------------------------------------------------------------

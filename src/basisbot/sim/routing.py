@@ -82,6 +82,41 @@ async def make_ctx(request: web.Request) -> Ctx:
     return Ctx(request, params, raw_query, raw_body, request.headers.get("X-MBX-APIKEY"))
 
 
+def _page(ctx: Ctx, rows: list, from_start: bool) -> list:
+    """Binance's paging: `limit` (default 500, at most 1000) rows, the oldest ones when a lower bound was given."""
+    limit = max(1, min(ctx.int("limit", 500) or 500, 1000))
+    return rows[:limit] if from_start else rows[-limit:]
+
+
+def _in_time_range(ctx: Ctx, rows: list) -> list:
+    start, end = ctx.int("startTime"), ctx.int("endTime")
+    if start is not None:
+        rows = [r for r in rows if r.time >= start]
+    if end is not None:
+        rows = [r for r in rows if r.time <= end]
+    return rows
+
+
+def order_history(ctx: Ctx, rows: list) -> list:
+    """allOrders: orders from `orderId` on, within startTime/endTime, paged."""
+    oid = ctx.int("orderId")
+    if oid is not None:
+        rows = [o for o in rows if o.order_id >= oid]
+    rows = _in_time_range(ctx, rows)
+    return _page(ctx, rows, oid is not None or ctx.int("startTime") is not None)
+
+
+def trade_history(ctx: Ctx, rows: list) -> list:
+    """myTrades / userTrades: one order's trades (`orderId`), from `fromId`, within startTime/endTime, paged."""
+    oid, from_id = ctx.int("orderId"), ctx.int("fromId")
+    if oid is not None:
+        rows = [t for t in rows if t.order_id == oid]
+    if from_id is not None:
+        rows = [t for t in rows if t.trade_id >= from_id]
+    rows = _in_time_range(ctx, rows)
+    return _page(ctx, rows, from_id is not None or ctx.int("startTime") is not None)
+
+
 def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
     return web.Response(text=json.dumps(data, separators=(",", ":")), status=status,
                         content_type="application/json", headers=headers)
