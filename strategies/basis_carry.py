@@ -24,7 +24,7 @@ from nautilus_trader.model.objects import Currency
 from nautilus_trader.trading.strategy import Strategy
 
 from basisbot import carry, guard, margin
-from basisbot.legs import Instruction, LegPair, PairStatus
+from basisbot.legs import Instruction, LegPair, LegStatus, PairStatus
 from basisbot.schedule import (
     AsyncIOSchedulerDriver,
     Job,
@@ -41,12 +41,15 @@ from basisbot.venue_messages import (
     JournalRecord,
     Liquidated,
     PerpMarginState,
+    RESTORE_ENDPOINT,
+    RestoreRequest,
     liquidation_topic,
     margin_topic,
 )
 
 USDT = Currency.from_str("USDT")
 ACTED_ON = frozenset({JobKind.DECISION, JobKind.BOOKING})  # the jobs this strategy has work for
+RESUME_GRACE_S = 6.0  # live restart: an order sent before a stop can reach the exchange until its recvWindow (5 s)
 
 
 class BasisCarryConfig(StrategyConfig, frozen=True):
@@ -136,6 +139,12 @@ class BasisCarryStrategy(Strategy):
         self._pair_logged = 0
         self._driver: NautilusClockDriver | AsyncIOSchedulerDriver | None = None
         self._scheduler = None
+        self._draining = False  # live shutdown: no new pairs
+        # live restart: resume from what the exchange holds (reconciled into the cache) and the journal's last pair
+        self._resume_pending = False
+        self._resume_at_ns = 0
+        self._resume_cancels_ns = 0
+        self._restored: dict | None = None
 
     # -- lifecycle --------------------------------------------------------------------------------------------------
     def on_start(self) -> None:
@@ -164,9 +173,17 @@ class BasisCarryStrategy(Strategy):
 
             self._scheduler = AsyncIOScheduler(event_loop=asyncio.get_event_loop(), timezone="UTC")
             self._scheduler.start()
-            self._driver = AsyncIOSchedulerDriver(self._scheduler, self._on_job)
+            # APScheduler runs plain functions in a thread pool: hand it coroutines so every job runs on the
+            # event loop's thread, like every other handler of this strategy (nautilus objects are not thread-safe)
+            async def on_job(job):
+                self._on_job(job)
+
+            async def sweep_guard():
+                self._run_guard()
+
+            self._driver = AsyncIOSchedulerDriver(self._scheduler, on_job)
             if sweep:
-                self._scheduler.add_job(self._run_guard, trigger=guard_sweep_trigger(
+                self._scheduler.add_job(sweep_guard, trigger=guard_sweep_trigger(
                     Windows(guard_sweep_s=self.config.guard_sweep_s), self.clock.timestamp_ns()),
                     id=f"{self.symbol}:guard_sweep", replace_existing=True)
         else:
@@ -175,6 +192,120 @@ class BasisCarryStrategy(Strategy):
             if sweep:
                 self.clock.set_timer(f"{self.symbol}:guard_sweep", dt.timedelta(seconds=self.config.guard_sweep_s),
                                      callback=lambda _e: self._run_guard())
+        if self._spot_bar_type is None:
+            self._prepare_resume()  # live / paper: the node has reconciled what the exchange holds (backtests: flat)
+
+    def halt_new_pairs(self) -> None:
+        """Live shutdown: open no new pair (entry, rebalance); pairs in flight still complete or unwind."""
+        self._draining = True
+
+    # -- restart (live / paper) -------------------------------------------------------------------------------------
+    def _ask_journal(self) -> dict | None:
+        """The journal's view of this symbol ({phase, settlements_held, pair, position}) or None without a journal."""
+        if RESTORE_ENDPOINT not in self.msgbus.endpoints():
+            return None
+        box: dict = {}
+        self.msgbus.send(RESTORE_ENDPOINT, RestoreRequest(self.symbol, lambda state: box.setdefault("state", state)))
+        return box.get("state")
+
+    def _prepare_resume(self) -> None:
+        self._restored = self._ask_journal()
+        state = self._restored or {}
+        if state.get("settlements_held") is not None:
+            self.settlements_held = int(state["settlements_held"])
+        pair = state.get("pair") or {}
+        if pair and not pair.get("done"):
+            # a pair was in flight when the node stopped: an order it sent may still reach the exchange (until its
+            # recvWindow expires); the execution client reports it when it does. Decide after the pair's timeout.
+            started = int(pair.get("started_ts") or pair.get("ts_last") or 0)
+            self._resume_at_ns = started + int((self.config.leg_timeout_s + RESUME_GRACE_S) * 1e9)
+        self._resume_pending = True
+
+    def _resume(self) -> None:
+        """Derive the phase from the reconciled positions (called on marks until it has run once).
+
+        Both legs held: in carry (an interrupted exit/unwind is completed; drift is the rebalance check's job).
+        Nothing held: flat. One leg held: an interrupted entry is completed with a NEW order for the missing leg when
+        the market is within the slippage band of the held leg's entry price (per `basisbot.legs`: a catch-up that
+        fails unwinds the held leg); otherwise, or after an interrupted exit/reduce, the held leg is unwound. Orders
+        sent before the restart are never sent again: the exchange has them or not, and reconciliation put the ones
+        it has (and their fills) in the cache, claimed by this strategy."""
+        now = self.clock.timestamp_ns()
+        if now < self._resume_at_ns or self.spot_px is None or self.mark is None:
+            return
+        stale = [o for o in self.cache.orders_open(strategy_id=self.id)
+                 if o.instrument_id in (self.spot_id, self.perp_id)]
+        if stale:
+            if not self._resume_cancels_ns:
+                self._resume_cancels_ns = now
+                self._decide("resume", f"cancelling {len(stale)} open order(s) left from before the restart")
+                for o in stale:
+                    self.cancel_order(o)
+            if now - self._resume_cancels_ns < int(self.config.leg_timeout_s * 1e9):
+                return
+        self._resume_pending = False
+        self._qty = None
+        spot, perp = self.spot_qty(), self.perp_qty()
+        spot_lot, perp_lot = self.spot.size_increment.as_double(), self.perp.size_increment.as_double()
+        has_spot = carry.round_down(max(spot, 0.0), spot_lot) > 0
+        has_perp = perp <= -perp_lot / 2
+        pair = (self._restored or {}).get("pair") or {}
+        intent = pair.get("intent") if pair and not pair.get("done") else None
+        held = f"spot {spot:g}, perp {perp:g}" + (f"; journal: {intent} in flight" if intent else "")
+        if perp >= perp_lot / 2:
+            self.phase = Phase.IN_CARRY
+            self._unwind(f"resume: {held}: the perp leg is long, not a carry")
+        elif not has_spot and not has_perp:
+            self.phase = Phase.FLAT
+            self._decide("resume", f"{held}: flat")
+        elif has_spot and has_perp:
+            self.phase = Phase.IN_CARRY
+            self._decide("resume", f"{held}: both legs held, in carry")
+            if intent in ("exit", "unwind"):
+                self._exit(f"resume: completing the interrupted {intent}")
+        elif intent in ("exit", "unwind", "reduce"):
+            self.phase = Phase.IN_CARRY
+            self._unwind(f"resume: {held}: one leg left by the interrupted {intent}")
+        else:
+            leg = "spot" if has_spot else "perp"
+            iid = self.spot_id if has_spot else self.perp_id
+            positions = self.cache.positions_open(instrument_id=iid, strategy_id=None)
+            ref = positions[0].avg_px_open if positions else 0.0
+            px = self.spot_px if has_spot else self.mark
+            moved = abs(px / ref - 1) if ref else float("inf")
+            if moved > self.config.slippage_band:
+                self.phase = Phase.IN_CARRY
+                self._unwind(f"resume: {held}: only the {leg} leg is held and the market moved {moved:.3%} from its "
+                             f"entry (band {self.config.slippage_band:.3%})")
+            else:
+                self._catch_up_after_restart(leg, spot, perp, ref, held)
+
+    def _catch_up_after_restart(self, held: str, spot: float, perp: float, ref: float, why: str) -> None:
+        spot_lot, perp_lot = self.spot.size_increment.as_double(), self.perp.size_increment.as_double()
+        if held == "spot":
+            spot_t, perp_t = spot, carry.round_down(spot * self.config.hedge_ratio, perp_lot)
+        else:
+            spot_t, perp_t = carry.round_down(abs(perp) / self.config.hedge_ratio, spot_lot), abs(perp)
+        missing = "perp" if held == "spot" else "spot"
+        if (perp_t if missing == "perp" else spot_t) <= 0:
+            self.phase = Phase.IN_CARRY
+            self._unwind(f"resume: {why}: the missing leg rounds to zero")
+            return
+        self._decide("resume", f"{why}: completing the entry with the {missing} leg (within the slippage band)")
+        now = self.clock.timestamp_ns()
+        pair, _ = LegPair.start("enter", now, int(self.config.leg_timeout_s * 1e9), ref, self.config.slippage_band,
+                                spot=(1, spot_t), perp=(-1, perp_t))
+        kept = pair.legs[held]
+        kept.filled, kept.status = kept.target, LegStatus.FILLED
+        pair.history.append((now, "resume", f"{held} held {kept.target:g} (reconciled); catch up {missing}"))
+        self.phase = Phase.ENTERING
+        self.pair = pair
+        self._order_leg = {}
+        self._pair_logged = 0
+        target = pair.legs[missing]
+        self._execute([Instruction("send", missing, target.side, target.target, "catch up after restart")])
+        if not pair.done():
+            self.clock.set_time_alert_ns(f"{self.symbol}:legs:resume:{now}", pair.deadline_ns, self._on_pair_deadline)
 
     def on_stop(self) -> None:
         # legs stay hedged; nothing half-sent is left (in-flight legs finish or are unwound by the venue state)
@@ -203,11 +334,13 @@ class BasisCarryStrategy(Strategy):
                                              ACTED_ON)
         for job in jobs:
             self._driver.schedule(job)
+        self._run_carry()  # entry and hedge checks follow the predicted rate (live: every mark-price message)
 
     def on_mark_price(self, update: MarkPriceUpdate) -> None:
         self.mark = update.value.as_double()
-        self._run_guard()
-        self._run_carry()
+        if self._resume_pending:
+            self._resume()
+        self._run_guard()  # risk follows every mark
 
     # -- carry ------------------------------------------------------------------------------------------------------
     def _view(self) -> carry.CarryView:
@@ -220,7 +353,7 @@ class BasisCarryStrategy(Strategy):
         )
 
     def _run_carry(self) -> None:
-        if self.mark is None:
+        if self.mark is None or self._draining or self._resume_pending:
             return
         if self._busy():
             return
@@ -252,7 +385,12 @@ class BasisCarryStrategy(Strategy):
         return self._qty
 
     def spot_qty(self) -> float:
-        return self._positions()[0]
+        q = self._positions()[0]
+        if self._spot_bar_type is None and q > 0:
+            # live: what the spot account holds, on the lot (the position can exceed it by a fraction of a lot:
+            # the exchange takes the buy fee in the base asset, nautilus keeps the position on the size precision)
+            q = carry.round_down(min(q, self._spot_held()), self.spot.size_increment.as_double())
+        return q
 
     def perp_qty(self) -> float:
         return self._positions()[1]
@@ -418,9 +556,26 @@ class BasisCarryStrategy(Strategy):
         if self._busy():
             return
         spot = carry.round_down(max(self.spot_qty(), 0.0), self.spot.size_increment.as_double())
+        if self._spot_bar_type is None:
+            spot = min(spot, self._spot_sellable())
         perp = self.perp_qty()
         self.phase = Phase.EXITING
         self._start_pair(intent, spot=(-1, spot), perp=(1 if perp < 0 else -1, abs(perp)))
+
+    def _spot_held(self) -> float:
+        acct = self.portfolio.account(self.spot_id.venue)
+        total = acct.balance_total(self.spot.base_currency) if acct is not None else None
+        return float("inf") if total is None else total.as_double()
+
+    def _spot_sellable(self) -> float:
+        """Live: the base asset the spot account holds, on the lot. The exchange takes the buy fee in the base asset
+        and nautilus keeps the position on the instrument's size precision, so the position can exceed it by a
+        fraction of a lot; selling the position would be refused."""
+        acct = self.portfolio.account(self.spot_id.venue)
+        free = acct.balance_free(self.spot.base_currency) if acct is not None else None
+        if free is None:
+            return float("inf")
+        return carry.round_down(free.as_double(), self.spot.size_increment.as_double())
 
     def _rebalance_if_drifted(self) -> None:
         if self._busy() or self.calendar.in_blackout(self.clock.timestamp_ns()):

@@ -1,0 +1,366 @@
+"""Assemble and run a nautilus TradingNode for `basisbot live` and `basisbot paper`.
+
+    live:  ccxt.pro market data + ccxt/ccxt.pro execution on the exchange (credentials required)
+    paper: the same live market data + nautilus sandbox execution with the margin/funding modules (no credentials)
+
+One `BasisCarryStrategy` per enabled symbol (config from `basisbot.backtest.run.strategy_config`, spot priced from
+quotes, with `external_order_claims` on both legs so the orders and positions reconciliation rebuilds after a
+restart belong to the strategy again), and the `JournalActor` when `basisbot.journal_actor` is installed.
+
+Start-up: load the exchange's markets (instruments), build the node, connect, reconcile (live), start the trader.
+Stop (SIGINT / SIGTERM, or the `stop` event): strategies stop opening new pairs, pairs in flight are given time to
+complete (their legs fill, catch up or unwind, per `basisbot.legs`; at most the longest leg timeout + 5 s), then the
+node stops. Open carries stay open and hedged; nothing is cancelled or closed on stop. A SIGKILL leaves whatever the
+exchange holds; the next start reconciles it and the strategy resumes from it (see `BasisCarryStrategy.on_start`).
+
+Exit status: 0 after a clean stop, 2 for a bad config or missing credentials (named), 1 when the exchange cannot be
+reached or the node fails to start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import msgspec
+from nautilus_trader.config import (
+    LiveDataEngineConfig,
+    LiveExecEngineConfig,
+    LiveRiskEngineConfig,
+    LoggingConfig,
+    TradingNodeConfig,
+)
+from nautilus_trader.live.node import TradingNode
+from nautilus_trader.model.identifiers import TraderId
+
+from basisbot import reference
+from basisbot.backtest.run import strategy_config
+from basisbot.live.data_client import CcxtMarketDataClient, DataOptions
+from basisbot.live.exec_client import CcxtExecutionClient, ExecOptions
+from basisbot.live.instruments import (
+    PERP_VENUE,
+    SPOT_VENUE,
+    InstrumentError,
+    find_market,
+    perp_from_market,
+    spot_from_market,
+)
+from basisbot.live.venue import SessionOptions, VenueError, VenueSession
+from basisbot.settings import ConfigError, Settings, load_settings
+from strategies.basis_carry import BasisCarryConfig, BasisCarryStrategy
+
+TRADER_ID = "BASISBOT-001"
+
+
+class StartError(Exception):
+    """The node could not start (message says why)."""
+
+
+@dataclass
+class NodeOptions:
+    """Knobs that are not operator config (tests, benchmarks, embedding)."""
+
+    venue_speed: float = 1.0  # replay speed of a replaying venue (the local simulator); 1 against Binance
+    rate_limit: bool = False  # ccxt's client-side throttle (see README: our request volume is tiny)
+    log_level: str = "INFO"
+    log_file: str | None = None
+    log_colors: bool = False
+    reconciliation_lookback_mins: int | None = None
+    start_timeout_s: float = 60.0
+    drain_timeout_s: float | None = None  # default: longest leg timeout + 5 s
+    data: DataOptions | None = None
+    exec: ExecOptions | None = None
+    strategy_class: type = BasisCarryStrategy
+    strategy_overrides: dict = field(default_factory=dict)  # BasisCarryConfig fields for every strategy
+    journal: bool = True  # add the JournalActor when available
+
+
+def credentials_problem(settings: Settings) -> str | None:
+    missing = [var for var, val in ((settings.exchange.api_key_env, settings.api_key),
+                                    (settings.exchange.api_secret_env, settings.api_secret)) if val is None]
+    if not missing:
+        return None
+    return (f"live trading needs API credentials: set {' and '.join(missing)} in the environment or .env "
+            f"(variable names from exchange.api_key_env / exchange.api_secret_env)")
+
+
+def _journal_actor(settings: Settings, instruments: dict[str, tuple[str, str]], brackets: dict[str, list[dict]]):
+    """The journal writer (`basisbot.journal_actor.JournalActor`) on `settings.journal`, or None if not installed."""
+    try:
+        from basisbot.journal_actor import JournalActor, journal_actor_config
+    except ImportError:
+        return None
+    Path(settings.journal).parent.mkdir(parents=True, exist_ok=True)
+    return JournalActor(journal_actor_config(settings, instruments, brackets))
+
+
+class BasisNode:
+    """A TradingNode for one Settings, in `mode` "live" or "paper", on the running event loop."""
+
+    def __init__(self, settings: Settings, mode: str, options: NodeOptions | None = None):
+        if mode not in ("live", "paper"):
+            raise ValueError(f"mode must be 'live' or 'paper', got {mode!r}")
+        self.settings = settings
+        self.mode = mode
+        self.opts = options or NodeOptions()
+        self.session: VenueSession | None = None
+        self.node: TradingNode | None = None
+        self.strategies: dict[str, BasisCarryStrategy] = {}
+        self.data_clients: dict[str, CcxtMarketDataClient] = {}
+        self.exec_clients: dict[str, object] = {}
+        self.journal = None
+        self.ledger = None  # paper: the simulated perp ledger
+        self._run_task: asyncio.Task | None = None
+
+    # -- build ------------------------------------------------------------------------------------------------------
+    async def build(self) -> None:
+        s = self.settings
+        symbols = s.enabled_symbols()
+        if not symbols:
+            raise ConfigError("<config>", ["no enabled symbol to trade (symbols.SYM.enabled)"])
+        live = self.mode == "live"
+        if live:
+            problem = credentials_problem(s)
+            if problem:
+                raise ConfigError("<environment>", [problem])
+        self.session = VenueSession(SessionOptions(
+            exchange_url=s.live.exchange_url,
+            api_key=s.api_key.get_secret_value() if (live and s.api_key) else None,
+            api_secret=s.api_secret.get_secret_value() if (live and s.api_secret) else None,
+            rate_limit=self.opts.rate_limit, venue_speed=self.opts.venue_speed,
+        ))
+        await self.session.start()
+        brackets = reference.brackets()
+        fees = s.fees
+        spot_insts, perp_insts = {}, {}
+        problems = []
+        for sym, cfg in symbols.items():
+            if sym not in brackets:
+                problems.append(f"symbol {sym}: no leverage brackets known")
+                continue
+            try:
+                spot_m = find_market(self.session.spot_markets, cfg.spot_symbol or sym, kind="spot")
+                perp_m = find_market(self.session.perp_markets, sym, kind="perp")
+                spot_insts[sym] = spot_from_market(spot_m, fees.spot_taker, fees.spot_maker)
+                perp_insts[sym] = perp_from_market(perp_m, cfg.leverage, brackets[sym], fees.perp_taker,
+                                                   fees.perp_maker)
+            except InstrumentError as e:
+                problems.append(f"symbol {sym}: {e}")
+        if problems:
+            raise ConfigError(self.session.where(), problems)
+        self.spot_insts, self.perp_insts = spot_insts, perp_insts
+
+        loop = asyncio.get_running_loop()
+        logging = LoggingConfig(log_level=self.opts.log_level, log_colors=self.opts.log_colors,
+                                log_file_name=Path(self.opts.log_file).stem if self.opts.log_file else None,
+                                log_directory=str(Path(self.opts.log_file).parent) if self.opts.log_file else None,
+                                log_level_file=self.opts.log_level if self.opts.log_file else None,
+                                use_pyo3=False)
+        config = TradingNodeConfig(
+            trader_id=TraderId(TRADER_ID),
+            logging=logging,
+            # an exception escaping a handler stops the node (logged, exit status 1) instead of nautilus' os._exit
+            data_engine=LiveDataEngineConfig(graceful_shutdown_on_exception=True),
+            risk_engine=LiveRiskEngineConfig(graceful_shutdown_on_exception=True),
+            exec_engine=LiveExecEngineConfig(
+                graceful_shutdown_on_exception=True,
+                reconciliation=live,
+                reconciliation_lookback_mins=self.opts.reconciliation_lookback_mins,
+                inflight_check_interval_ms=2_000,
+                inflight_check_threshold_ms=5_000,
+                reconciliation_startup_delay_secs=1.0,
+            ),
+            timeout_connection=30.0,
+            timeout_reconciliation=30.0,
+            timeout_portfolio=10.0,
+            timeout_disconnection=5.0,
+            timeout_post_stop=1.0,
+        )
+        self.node = node = TradingNode(config=config, loop=loop)
+        k = node.kernel
+        for sym in symbols:
+            k.cache.add_instrument(spot_insts[sym])
+            k.cache.add_instrument(perp_insts[sym])
+
+        ro = s.live
+        data_opts = self.opts.data or DataOptions(reconnect_max_s=ro.reconnect_max_s, poll_interval_s=ro.poll_interval_s)
+        for venue, kind, insts in ((SPOT_VENUE, "spot", list(spot_insts.values())),
+                                   (PERP_VENUE, "perp", list(perp_insts.values()))):
+            dc = CcxtMarketDataClient(loop, venue=venue, kind=kind, session=self.session, instruments=insts,
+                                      msgbus=k.msgbus, cache=k.cache, clock=k.clock, options=data_opts)
+            k.data_engine.register_client(dc)
+            self.data_clients[kind] = dc
+
+        if live:
+            exec_opts = self.opts.exec or ExecOptions(reconnect_max_s=ro.reconnect_max_s,
+                                                      poll_interval_s=ro.poll_interval_s)
+            exec_opts.margin = {sym: (cfg.leverage, cfg.margin_mode) for sym, cfg in symbols.items()}
+            for venue, kind, insts in ((SPOT_VENUE, "spot", list(spot_insts.values())),
+                                       (PERP_VENUE, "perp", list(perp_insts.values()))):
+                ec = CcxtExecutionClient(loop, venue=venue, kind=kind, session=self.session, instruments=insts,
+                                         msgbus=k.msgbus, cache=k.cache, clock=k.clock, options=exec_opts)
+                k.exec_engine.register_client(ec)
+                self.exec_clients[kind] = ec
+        else:
+            from basisbot.live.paper import PaperQuotes, PaperQuotesConfig, paper_clients
+
+            clients, self.ledger = paper_clients(loop, k, self.session, spot_insts, perp_insts, symbols,
+                                                 s.backtest.spot_balance_usdt, s.backtest.perp_balance_usdt,
+                                                 brackets)
+            for kind, ec in zip(("spot", "perp"), clients):
+                k.exec_engine.register_client(ec)
+                self.exec_clients[kind] = ec
+            node.trader.add_actor(PaperQuotes(PaperQuotesConfig(
+                component_id="PaperQuotes", instrument_ids=[str(i.id) for i in perp_insts.values()])))
+
+        configs = {}
+        for sym, cfg in symbols.items():
+            sc = strategy_config(s, sym, cfg, str(spot_insts[sym].id), str(perp_insts[sym].id), None)
+            extra = {"scheduler": "asyncio"} if "scheduler" in BasisCarryConfig.__struct_fields__ else {}
+            configs[sym] = msgspec.structs.replace(
+                sc, external_order_claims=[spot_insts[sym].id, perp_insts[sym].id],
+                **{**extra, **self.opts.strategy_overrides})
+        if self.opts.journal:
+            self.journal = _journal_actor(s, {sym: (str(spot_insts[sym].id), str(perp_insts[sym].id))
+                                              for sym in symbols},
+                                          {sym: list(configs[sym].brackets) for sym in symbols})
+            if self.journal is not None:
+                node.trader.add_actor(self.journal)
+
+        for sym, sc in configs.items():
+            strat = self.opts.strategy_class(sc)
+            node.trader.add_strategy(strat)
+            self.strategies[sym] = strat
+        node._is_built = True  # clients registered directly (what TradingNodeBuilder does from factories)
+
+    # -- run --------------------------------------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Run the node in the background and wait until the trader runs (connected, reconciled)."""
+        self._run_task = asyncio.create_task(self.node.run_async())
+        deadline = time.monotonic() + self.opts.start_timeout_s
+        while not self.node.trader.is_running:
+            if self._run_task.done():
+                exc = self._run_task.exception()
+                raise StartError(f"the node stopped while starting: {exc!r}")
+            if time.monotonic() > deadline:
+                raise StartError(f"the node did not start within {self.opts.start_timeout_s:.0f}s "
+                                 "(clients not connected or reconciliation not finished: see the log)")
+            await asyncio.sleep(0.05)
+
+    async def drain(self) -> None:
+        """No new pairs; wait for the pairs in flight to finish (filled, caught up or unwound)."""
+        for strat in self.strategies.values():
+            if hasattr(strat, "halt_new_pairs"):
+                strat.halt_new_pairs()
+        timeout = self.opts.drain_timeout_s
+        if timeout is None:
+            timeout = max((st.config.leg_timeout_s for st in self.strategies.values()), default=10.0) + 5.0
+        deadline = time.monotonic() + timeout
+        while any(st._busy() for st in self.strategies.values()):
+            if time.monotonic() > deadline:
+                busy = [s for s, st in self.strategies.items() if st._busy()]
+                print(f"basisbot: stopping with pairs still in flight for {busy} (the exchange holds the result; "
+                      "the next start reconciles it)", file=sys.stderr)
+                break
+            await asyncio.sleep(0.05)
+
+    async def stop(self) -> None:
+        if self.node is not None and self.node.kernel.is_running():
+            with contextlib.suppress(Exception):
+                await self.drain()
+            await self.node.stop_async()
+        if self._run_task is not None:
+            self._run_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._run_task
+        if self.session is not None:
+            await self.session.close()
+
+    def dispose(self) -> None:
+        if self.node is not None:
+            with contextlib.suppress(Exception):
+                self.node.kernel.dispose()
+
+
+async def run_node(settings: Settings, mode: str, options: NodeOptions | None = None,
+                   stop: asyncio.Event | None = None, ready=None) -> int:
+    """Build, start, run until `stop` is set (or SIGINT/SIGTERM), stop cleanly. Returns the exit status."""
+    stop = stop or asyncio.Event()
+    app = BasisNode(settings, mode, options)
+    loop = asyncio.get_running_loop()
+    try:
+        try:
+            await app.build()
+        except ConfigError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        except VenueError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 1
+        for sig in (signal.SIGINT, signal.SIGTERM):  # after the kernel's own handlers: ours drain first
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.add_signal_handler(sig, stop.set)
+        failure: list[str] = []
+
+        def on_shutdown(command) -> None:  # an engine asked the system to stop (unexpected exception)
+            failure.append(str(getattr(command, "reason", command)))
+            stop.set()
+
+        app.node.kernel.msgbus.subscribe("commands.system.shutdown", on_shutdown)
+        try:
+            await app.start()
+        except StartError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 1
+        print(f"basisbot {mode}: running {', '.join(app.strategies)} on {app.session.where()}", flush=True)
+        if ready is not None:
+            ready(app)
+        waiter = asyncio.create_task(stop.wait())
+        await asyncio.wait({waiter, app._run_task}, return_when=asyncio.FIRST_COMPLETED)
+        waiter.cancel()
+        if failure or (app._run_task.done() and not stop.is_set()):
+            print(f"error: the node stopped unexpectedly: {'; '.join(failure) or 'see the log'}", file=sys.stderr)
+            return 1
+        print(f"basisbot {mode}: stopping (open carries stay hedged)", flush=True)
+        return 0
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(Exception):
+                loop.remove_signal_handler(sig)
+        await app.stop()
+        app.dispose()
+
+
+def _main(args, mode: str) -> int:
+    try:
+        settings = load_settings(args.config, env_file=getattr(args, "env_file", ".env"))
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if mode == "live":
+        problem = credentials_problem(settings)
+        if problem:
+            print(f"error: {problem}", file=sys.stderr)
+            return 2
+    try:
+        return asyncio.run(run_node(settings, mode))
+    except KeyboardInterrupt:
+        return 0
+
+
+def live_main(args) -> int:
+    """`basisbot live --config F [--env-file F]`."""
+    return _main(args, "live")
+
+
+def paper_main(args) -> int:
+    """`basisbot paper --config F [--env-file F]`: live market data, simulated fills, no credentials."""
+    return _main(args, "paper")
+
+
+__all__ = ["BasisNode", "NodeOptions", "credentials_problem", "live_main", "paper_main", "run_node"]

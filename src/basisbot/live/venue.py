@@ -1,0 +1,182 @@
+"""One connection to the exchange for the whole node: the stock ccxt.pro `binance` (spot) and `binanceusdm` (USDⓈ-M)
+clients, their markets, and the time base that maps the exchange's timestamps onto the node's clock.
+
+- Credentials come from `Settings.api_key/api_secret` (environment or `.env`, named by `exchange.api_key_env`);
+  paper mode runs without them (public market data only).
+- `live.exchange_url` rewrites every REST and websocket host of both clients (`basisbot.sim.client.use_local_venue`:
+  hosts only, paths kept, https/wss -> http/ws), and ccxt's market-specific error tables are merged back so the
+  clients raise what they would raise against Binance (InsufficientFunds, OrderNotFound...).
+- `VenueTime`: against Binance the exchange's times are UTC and the mapping is the identity. A replaying venue (the
+  local simulator) runs its own clock: its serverTime is far from the wall clock, and it can jump forward. The node
+  then maps venue time to local time linearly (offset, and `speed` replay seconds per wall second, default 1) and
+  re-anchors when a jump is observed, so settlement times, schedule windows and leg timeouts stay consistent with the
+  strategy's (wall) clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass, field
+
+import ccxt
+import ccxt.pro as ccxtpro
+
+from basisbot.sim.client import SPOT_CLIENT_OPTIONS, non_local_urls, restore_error_mapping, use_local_venue
+
+log = logging.getLogger("basisbot.live")
+
+NS = 1_000_000_000
+MS = 1_000_000
+
+
+class VenueError(Exception):
+    """The venue could not be reached or refused what the node needs at start-up (message says what)."""
+
+
+class VenueTime:
+    """venue ms -> local ns. Identity against Binance; linear with re-anchoring against a replaying venue."""
+
+    def __init__(self, *, speed: float = 1.0, follow_jumps: bool = False, tolerance_s: float = 2.0,
+                 clock_ns=time.time_ns):
+        if not speed > 0:
+            raise ValueError(f"speed must be > 0, got {speed}")
+        self.speed = float(speed)
+        self.follow_jumps = follow_jumps
+        self.tolerance_ns = int(tolerance_s * NS)
+        self._clock_ns = clock_ns
+        self._anchor_venue_ns = 0  # venue time at the anchor
+        self._anchor_local_ns = 0  # local time at the anchor
+        self.identity = True
+        self.jumps = 0
+
+    def calibrate(self, venue_ms: int, local_ns: int | None = None) -> None:
+        """Anchor venue time `venue_ms` at local time `local_ns` (now by default)."""
+        self._anchor_venue_ns = int(venue_ms) * MS
+        self._anchor_local_ns = self._clock_ns() if local_ns is None else int(local_ns)
+        self.identity = False
+
+    def to_local(self, venue_ms: int | float | None) -> int:
+        if venue_ms is None:
+            return self._clock_ns()
+        v = int(venue_ms * MS)
+        if self.identity:
+            return v
+        return self._anchor_local_ns + int((v - self._anchor_venue_ns) / self.speed)
+
+    def to_venue_ms(self, local_ns: int) -> int:
+        if self.identity:
+            return local_ns // MS
+        return (self._anchor_venue_ns + int((local_ns - self._anchor_local_ns) * self.speed)) // MS
+
+    def venue_now_ms(self) -> int:
+        return self.to_venue_ms(self._clock_ns())
+
+    def observe(self, venue_ms: int | None) -> bool:
+        """Feed the event time of a fresh venue message; re-anchors (returns True) on a jump of the venue's clock."""
+        if venue_ms is None or self.identity or not self.follow_jumps:
+            return False
+        now = self._clock_ns()
+        predicted_local = self.to_local(venue_ms)
+        # an event is never from the future; a late one (network) only lags: re-anchor on clear jumps either way
+        if abs(predicted_local - now) > self.tolerance_ns:
+            self.calibrate(venue_ms, now)
+            self.jumps += 1
+            log.warning("venue clock jumped: re-anchored venue %s ms at local now (jump #%d)", venue_ms, self.jumps)
+            return True
+        return False
+
+
+@dataclass
+class SessionOptions:
+    exchange_url: str | None = None
+    api_key: str | None = None
+    api_secret: str | None = None
+    rate_limit: bool = True  # ccxt's client-side throttle (keep on against Binance)
+    timeout_ms: int = 10_000
+    venue_speed: float = 1.0  # replay seconds per wall second of a replaying venue (the local simulator)
+    extra_spot_options: dict = field(default_factory=dict)
+    extra_perp_options: dict = field(default_factory=dict)
+
+
+class VenueSession:
+    """The two ccxt.pro clients (shared by the data and execution clients) and the venue time base."""
+
+    def __init__(self, opts: SessionOptions):
+        self.opts = opts
+        creds = {}
+        if opts.api_key and opts.api_secret:
+            creds = {"apiKey": opts.api_key, "secret": opts.api_secret}
+        self.authenticated = bool(creds)
+        common = {"enableRateLimit": opts.rate_limit, "timeout": opts.timeout_ms, **creds}
+        spot_options = {**SPOT_CLIENT_OPTIONS, "defaultType": "spot",
+                        "newOrderRespType": {"market": "FULL", "limit": "FULL"}, **opts.extra_spot_options}
+        perp_options = {"warnOnFetchOpenOrdersWithoutSymbol": False, **opts.extra_perp_options}
+        self.spot = ccxtpro.binance({**common, "options": spot_options})
+        self.perp = ccxtpro.binanceusdm({**common, "options": perp_options})
+        if opts.exchange_url:
+            for ex in (self.spot, self.perp):
+                use_local_venue(ex, opts.exchange_url, restore_errors=True)
+                bad = non_local_urls(ex, opts.exchange_url)
+                if bad:
+                    raise VenueError(f"could not rewrite every host to {opts.exchange_url}: {bad[:3]}")
+        else:
+            restore_error_mapping(self.spot, "spot")
+            restore_error_mapping(self.perp, "linear")
+        self.time = VenueTime(speed=opts.venue_speed, follow_jumps=bool(opts.exchange_url))
+        self.spot_markets: dict = {}
+        self.perp_markets: dict = {}
+        self._closed = False
+
+    async def start(self, *, retries: int = 3) -> None:
+        """Load both clients' markets and calibrate the time base (a few retries on network errors)."""
+        delay = 0.5
+        for attempt in range(retries + 1):
+            try:
+                self.spot_markets = await self.spot.load_markets()
+                self.perp_markets = await self.perp.load_markets()
+                await self.calibrate()
+                return
+            except ccxt.NetworkError as e:
+                if attempt >= retries:
+                    raise VenueError(f"cannot reach the exchange ({self.where()}): {e}") from e
+                log.warning("load markets failed (%s), retrying in %.1fs", e, delay)
+                await asyncio.sleep(delay)
+                delay *= 2
+            except ccxt.BaseError as e:
+                raise VenueError(f"the exchange ({self.where()}) refused: {e}") from e
+
+    async def calibrate(self) -> None:
+        t0 = time.time_ns()
+        server_ms = await self.perp.fetch_time()
+        t1 = time.time_ns()
+        mid = (t0 + t1) // 2
+        if self.opts.exchange_url and (abs(server_ms * MS - mid) > 60 * NS or self.opts.venue_speed != 1.0):
+            self.time.calibrate(server_ms, mid)
+            log.info("replaying venue: venue time %d ms anchored at local %d ns (speed %g)", server_ms, mid,
+                     self.time.speed)
+
+    def where(self) -> str:
+        return self.opts.exchange_url or "api.binance.com / fapi.binance.com"
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        for ex in (self.spot, self.perp):
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(ex.close(), 5)
+
+    # -- symbol helpers -------------------------------------------------------------------------------------------
+    def spot_symbol(self, exchange_id: str) -> str:
+        """Unified ccxt spot symbol ("BTC/USDT") of an exchange id ("BTCUSDT")."""
+        from basisbot.live.instruments import find_market
+
+        return find_market(self.spot_markets, exchange_id, kind="spot")["symbol"]
+
+    def perp_symbol(self, exchange_id: str) -> str:
+        from basisbot.live.instruments import find_market
+
+        return find_market(self.perp_markets, exchange_id, kind="perp")["symbol"]
