@@ -139,10 +139,15 @@ def test_missing_file(tmp_path, capsys):
     assert rc == 2 and "nope.toml" in out and "not found" in out
 
 
-def test_unbuilt_commands_say_so_and_fail(capsys):
+def test_live_without_credentials_is_refused_naming_the_variables(capsys):
     rc = main(["live", "--config", str(EXAMPLE)])
     err = capsys.readouterr().err
-    assert rc != 0 and "not built yet" in err
+    assert rc == 2 and "BASISBOT_API_KEY" in err and "BASISBOT_API_SECRET" in err
+
+
+def test_live_refuses_a_bad_config(tmp_path, capsys):
+    rc = main(["live", "--config", str(write(tmp_path, GOOD.replace("hedge_ratio = 1.0", "hedge_ratio = 3")))])
+    assert rc == 2 and "hedge_ratio" in capsys.readouterr().err
 
 
 def test_entry_point_installed_and_exit_status():

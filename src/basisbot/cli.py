@@ -1,6 +1,6 @@
 """`basisbot` command line: backtest | paper | live | sim | config check | status | journal.
 
-Exit status: 0 success, 2 bad configuration or bad input (nothing was started), 3 not built yet, 1 runtime failure.
+Exit status: 0 success, 2 bad configuration or bad input (nothing was started), 1 runtime failure.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from pathlib import Path
 
 from basisbot.settings import ConfigError, effective_config, load_settings
 
-EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT, EXIT_NOT_BUILT = 0, 1, 2, 3
+EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT = 0, 1, 2
 DEFAULT_CONFIG = Path("config/basisbot.toml")
 
 
@@ -81,11 +81,6 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     return run_backtest_cli(args)
 
 
-def not_built(name: str, issue: int) -> int:
-    print(f"basisbot {name}: not built yet (tracked in issue #{issue}); nothing was started.", file=sys.stderr)
-    return EXIT_NOT_BUILT
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -106,8 +101,9 @@ def main(argv: list[str] | None = None) -> int:
 
             return journal_main(args)
         if args.command in ("live", "paper"):
-            load_settings(args.config, env_file=args.env_file)  # a bad config is still refused with status 2
-            return not_built(args.command, 6)
+            from basisbot.live.node import live_main, paper_main
+
+            return live_main(args) if args.command == "live" else paper_main(args)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
