@@ -7,10 +7,12 @@ a few hours before a +15% rally in the real data; tests move its clock with the 
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
 
 from basisbot import margin
+from basisbot.cli import main
 from basisbot.journal import Journal
 from basisbot.live.node import NodeOptions
 from basisbot.live.testing import RunningNode, node_settings, sim_config, until
@@ -63,7 +65,7 @@ def rally_time(paths, t0: int, side: int, lp: float, lo: float, hi: float) -> in
     raise AssertionError(f"no time with distance in [{lo}, {hi}] before the mark reaches {lp}")
 
 
-def test_full_cycle_entry_settlement_guard_exit(tmp_path):
+def test_full_cycle_entry_settlement_guard_exit(tmp_path, capsys):
     """Entry on both legs; the 08:00 settlement is booked by the strategy, read back from the exchange's income and
     reconciled by the journal; a jump into the rally makes the guard add margin (moving USDT from spot to futures),
     a second jump makes it close; both legs end flat, every client order id once at the venue."""
@@ -131,8 +133,24 @@ def test_full_cycle_entry_settlement_guard_exit(tmp_path):
                 assert len(cids) == len(set(cids)) == 4, cids  # enter x2, close x2, each sent once
                 assert all(c.startswith("O-") for c in cids)
             assert node.rc == 0
+            return cids, venue_fund
 
-    run(scenario())
+    cids, venue_fund = run(scenario())
+
+    # what an operator sees afterwards: `basisbot journal --format json` and `basisbot status` on the same config
+    cfg = str(tmp_path / "basisbot.toml")
+    capsys.readouterr()  # drop the node's log lines
+    assert main(["journal", "--config", cfg, "--env-file", str(tmp_path / "none.env"), "--format", "json"]) == 0
+    journal = json.loads(capsys.readouterr().out)
+    assert {o["client_order_id"] for o in journal["orders"]} >= set(cids)
+    assert {f["leg"] for f in journal["fills"]} == {"spot", "perp"}
+    settled = [f for f in journal["funding"] if f["settled_payment"] is not None]
+    assert settled and settled[0]["settled_payment"] == pytest.approx(venue_fund["payment"], abs=1e-8)
+    assert settled[0]["predicted_rate"] is not None and not settled[0]["flagged"]
+    assert {"add_margin", "close"} <= {g["step"] for g in journal["guard"]}
+    assert main(["status", "--config", cfg, "--env-file", str(tmp_path / "none.env")]) == 0
+    status = capsys.readouterr().out
+    assert SYM in status and "flat" in status.lower()
 
 
 def test_liquidation_by_the_exchange_is_published_and_the_spot_leg_sold(tmp_path):
