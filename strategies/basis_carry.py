@@ -16,6 +16,7 @@ import enum
 import math
 from dataclasses import dataclass, field
 
+import msgspec
 from nautilus_trader.config import StrategyConfig
 from nautilus_trader.model.data import BarType, FundingRateUpdate, MarkPriceUpdate
 from nautilus_trader.model.enums import OrderSide
@@ -50,6 +51,13 @@ from basisbot.venue_messages import (
 USDT = Currency.from_str("USDT")
 ACTED_ON = frozenset({JobKind.DECISION, JobKind.BOOKING})  # the jobs this strategy has work for
 RESUME_GRACE_S = 6.0  # live restart: an order sent before a stop can reach the exchange until its recvWindow (5 s)
+# the parameters a live config reload may change (`apply_config`); the rest (leverage, margin mode, instruments,
+# scheduler) is set up at start and changes only with a restart
+TUNABLE_FIELDS = frozenset({
+    "hedge_ratio", "notional_usdt", "max_notional_usdt", "entry_apr", "exit_apr", "min_hold_intervals",
+    "rebalance_tolerance", "spot_taker_fee", "perp_taker_fee", "leg_timeout_s", "slippage_band", "guard_enabled",
+    "guard", "schedule", "guard_sweep_s",
+})
 
 
 class BasisCarryConfig(StrategyConfig, frozen=True):
@@ -110,14 +118,15 @@ class BasisCarryStrategy(Strategy):
     def __init__(self, config: BasisCarryConfig):
         super().__init__(config)
         c = config
+        # nautilus' `config` is a read-only attribute: the strategy reads its parameters from `cfg`, which a live
+        # config reload replaces at a safe point (`apply_config`); backtests never change it
+        self.cfg: BasisCarryConfig = config
         self.symbol = c.symbol
         self.spot_id = InstrumentId.from_str(c.spot_instrument_id)
         self.perp_id = InstrumentId.from_str(c.perp_instrument_id)
         self.table = margin.parse_brackets([{"symbol": c.symbol, "brackets": c.brackets}], source="strategy config")[c.symbol]
-        self.rules = carry.CarryRules(c.entry_apr, c.exit_apr, c.min_hold_intervals, c.hedge_ratio,
-                                      carry.Fees(c.spot_taker_fee, c.perp_taker_fee))
-        self.thresholds = guard.Thresholds(**c.guard) if c.guard else None
-        self.calendar = SettlementCalendar(c.symbol, Windows(**c.schedule) if c.schedule else Windows())
+        self.calendar = SettlementCalendar(c.symbol, Windows())
+        self._derive()
         self.log_ = StrategyLog()
         # market state
         self.mark: float | None = None
@@ -154,9 +163,9 @@ class BasisCarryStrategy(Strategy):
             self.log.error(f"{self.symbol}: instruments not found ({self.spot_id}, {self.perp_id}); not starting")
             self.stop()
             return
-        if self.config.spot_bar_type:
+        if self.cfg.spot_bar_type:
             # prices are read from the cache when needed (entry sizing, pre-checks): no handler per trade
-            self._spot_bar_type = BarType.from_str(self.config.spot_bar_type)
+            self._spot_bar_type = BarType.from_str(self.cfg.spot_bar_type)
             self.subscribe_bars(self._spot_bar_type)
         else:
             self.subscribe_quote_ticks(self.spot_id)
@@ -164,8 +173,7 @@ class BasisCarryStrategy(Strategy):
         self.subscribe_funding_rates(self.perp_id)
         self.msgbus.subscribe(margin_topic(self.symbol), self._on_margin_state)
         self.msgbus.subscribe(liquidation_topic(self.symbol), self._on_liquidated)
-        sweep = self.config.guard_enabled and self.config.guard_sweep_s > 0
-        if self.config.scheduler == "asyncio":
+        if self.cfg.scheduler == "asyncio":
             # live: the settlement jobs run on an APScheduler AsyncIOScheduler bound to the node's event loop
             import asyncio
 
@@ -178,22 +186,68 @@ class BasisCarryStrategy(Strategy):
             async def on_job(job):
                 self._on_job(job)
 
-            async def sweep_guard():
-                self._run_guard()
-
             self._driver = AsyncIOSchedulerDriver(self._scheduler, on_job)
-            if sweep:
-                self._scheduler.add_job(sweep_guard, trigger=guard_sweep_trigger(
-                    Windows(guard_sweep_s=self.config.guard_sweep_s), self.clock.timestamp_ns()),
-                    id=f"{self.symbol}:guard_sweep", replace_existing=True)
         else:
             # backtests: the same jobs as nautilus time alerts, fired in order with the data
             self._driver = NautilusClockDriver(self.clock, self._on_job)
-            if sweep:
-                self.clock.set_timer(f"{self.symbol}:guard_sweep", dt.timedelta(seconds=self.config.guard_sweep_s),
-                                     callback=lambda _e: self._run_guard())
+        self._set_guard_sweep()
         if self._spot_bar_type is None:
             self._prepare_resume()  # live / paper: the node has reconciled what the exchange holds (backtests: flat)
+
+    def _derive(self) -> None:
+        """Rebuild what derives from `cfg`: carry rules, guard thresholds, settlement windows."""
+        c = self.cfg
+        self.rules = carry.CarryRules(c.entry_apr, c.exit_apr, c.min_hold_intervals, c.hedge_ratio,
+                                      carry.Fees(c.spot_taker_fee, c.perp_taker_fee))
+        self.thresholds = guard.Thresholds(**c.guard) if c.guard else None
+        self.calendar.windows = Windows(**c.schedule) if c.schedule else Windows()
+
+    def apply_config(self, fields: dict) -> dict:
+        """Apply a validated live config change (`basisbot.config_reload.SymbolChange.strategy_fields()`), called by
+        the live node at this symbol's safe point (no leg pair in flight, not in the settlement blackout). Only
+        `TUNABLE_FIELDS` change; a different value of any other field (leverage, margin mode, instruments...) is
+        ignored with a warning (those take effect at a restart). Returns {field: [old, new]} of what changed."""
+        changed, ignored = {}, {}
+        for k, v in fields.items():
+            old = getattr(self.cfg, k, None)
+            if old == v:
+                continue
+            (changed if k in TUNABLE_FIELDS else ignored)[k] = [old, v]
+        if ignored:
+            self.log.warning(f"{self.symbol}: config fields that cannot change while running ignored: "
+                             + ", ".join(f"{k}: {o!r} -> {n!r}" for k, (o, n) in ignored.items()))
+        if not changed:
+            return {}
+        if self._busy():  # the caller checks the safe point; never change a pair's parameters under it
+            raise RuntimeError(f"{self.symbol}: apply_config while a leg pair is in flight")
+        old_sweep = (self.cfg.guard_enabled, self.cfg.guard_sweep_s)
+        self.cfg = msgspec.structs.replace(self.cfg, **{k: n for k, (_, n) in changed.items()})
+        self._derive()
+        if (self.cfg.guard_enabled, self.cfg.guard_sweep_s) != old_sweep and self._driver is not None:
+            self._set_guard_sweep()
+        self._decide("config_applied", ", ".join(f"{k}: {o!r} -> {n!r}" for k, (o, n) in changed.items()))
+        return changed
+
+    def _set_guard_sweep(self) -> None:
+        """(Re)schedule the periodic guard sweep from `cfg` (on start and after a live config change)."""
+        name = f"{self.symbol}:guard_sweep"
+        on = self.cfg.guard_enabled and self.cfg.guard_sweep_s > 0
+        if self._scheduler is not None:
+            if self._scheduler.get_job(name) is not None:
+                self._scheduler.remove_job(name)
+            if on:
+                async def sweep_guard():
+                    self._run_guard()
+
+                self._scheduler.add_job(sweep_guard, trigger=guard_sweep_trigger(
+                    Windows(guard_sweep_s=self.cfg.guard_sweep_s), self.clock.timestamp_ns()),
+                    id=name, replace_existing=True)
+        else:
+            if name in self.clock.timer_names:
+                self.clock.cancel_timer(name)
+            if on:
+                self.clock.set_timer(name, dt.timedelta(seconds=self.cfg.guard_sweep_s),
+                                     callback=lambda _e: self._run_guard())
 
     def halt_new_pairs(self) -> None:
         """Live shutdown: open no new pair (entry, rebalance); pairs in flight still complete or unwind."""
@@ -218,7 +272,7 @@ class BasisCarryStrategy(Strategy):
             # a pair was in flight when the node stopped: an order it sent may still reach the exchange (until its
             # recvWindow expires); the execution client reports it when it does. Decide after the pair's timeout.
             started = int(pair.get("started_ts") or pair.get("ts_last") or 0)
-            self._resume_at_ns = started + int((self.config.leg_timeout_s + RESUME_GRACE_S) * 1e9)
+            self._resume_at_ns = started + int((self.cfg.leg_timeout_s + RESUME_GRACE_S) * 1e9)
         self._resume_pending = True
 
     def _resume(self) -> None:
@@ -241,7 +295,7 @@ class BasisCarryStrategy(Strategy):
                 self._decide("resume", f"cancelling {len(stale)} open order(s) left from before the restart")
                 for o in stale:
                     self.cancel_order(o)
-            if now - self._resume_cancels_ns < int(self.config.leg_timeout_s * 1e9):
+            if now - self._resume_cancels_ns < int(self.cfg.leg_timeout_s * 1e9):
                 return
         self._resume_pending = False
         self._qty = None
@@ -273,19 +327,19 @@ class BasisCarryStrategy(Strategy):
             ref = positions[0].avg_px_open if positions else 0.0
             px = self.spot_px if has_spot else self.mark
             moved = abs(px / ref - 1) if ref else float("inf")
-            if moved > self.config.slippage_band:
+            if moved > self.cfg.slippage_band:
                 self.phase = Phase.IN_CARRY
                 self._unwind(f"resume: {held}: only the {leg} leg is held and the market moved {moved:.3%} from its "
-                             f"entry (band {self.config.slippage_band:.3%})")
+                             f"entry (band {self.cfg.slippage_band:.3%})")
             else:
                 self._catch_up_after_restart(leg, spot, perp, ref, held)
 
     def _catch_up_after_restart(self, held: str, spot: float, perp: float, ref: float, why: str) -> None:
         spot_lot, perp_lot = self.spot.size_increment.as_double(), self.perp.size_increment.as_double()
         if held == "spot":
-            spot_t, perp_t = spot, carry.round_down(spot * self.config.hedge_ratio, perp_lot)
+            spot_t, perp_t = spot, carry.round_down(spot * self.cfg.hedge_ratio, perp_lot)
         else:
-            spot_t, perp_t = carry.round_down(abs(perp) / self.config.hedge_ratio, spot_lot), abs(perp)
+            spot_t, perp_t = carry.round_down(abs(perp) / self.cfg.hedge_ratio, spot_lot), abs(perp)
         missing = "perp" if held == "spot" else "spot"
         if (perp_t if missing == "perp" else spot_t) <= 0:
             self.phase = Phase.IN_CARRY
@@ -293,7 +347,7 @@ class BasisCarryStrategy(Strategy):
             return
         self._decide("resume", f"{why}: completing the entry with the {missing} leg (within the slippage band)")
         now = self.clock.timestamp_ns()
-        pair, _ = LegPair.start("enter", now, int(self.config.leg_timeout_s * 1e9), ref, self.config.slippage_band,
+        pair, _ = LegPair.start("enter", now, int(self.cfg.leg_timeout_s * 1e9), ref, self.cfg.slippage_band,
                                 spot=(1, spot_t), perp=(-1, perp_t))
         kept = pair.legs[held]
         kept.filled, kept.status = kept.target, LegStatus.FILLED
@@ -402,11 +456,11 @@ class BasisCarryStrategy(Strategy):
         spot_px = self.spot_px
         if spot_px is None:
             return  # no spot price yet
-        notional = self.config.notional_usdt
-        if self.config.max_notional_usdt:
-            notional = min(notional, self.config.max_notional_usdt)
+        notional = self.cfg.notional_usdt
+        if self.cfg.max_notional_usdt:
+            notional = min(notional, self.cfg.max_notional_usdt)
         spot_qty, perp_qty = carry.leg_quantities(
-            notional, spot_px, self.config.hedge_ratio,
+            notional, spot_px, self.cfg.hedge_ratio,
             self.spot.size_increment.as_double(), self.perp.size_increment.as_double(),
         )
         problem = self._precheck(spot_qty, perp_qty, spot_px)
@@ -430,10 +484,10 @@ class BasisCarryStrategy(Strategy):
         perp_acct = self.portfolio.account(self.perp_id.venue)
         spot_free = spot_acct.balance_free(USDT).as_double() if spot_acct else 0.0
         perp_free = perp_acct.balance_free(USDT).as_double() if perp_acct else 0.0
-        spot_cost = spot_qty * spot_px * (1 + self.config.spot_taker_fee) * 1.01
+        spot_cost = spot_qty * spot_px * (1 + self.cfg.spot_taker_fee) * 1.01
         if spot_cost > spot_free:
             return f"spot balance {spot_free:.2f} USDT < {spot_cost:.2f} needed"
-        perp_margin = perp_qty * self.mark / self.config.leverage * 1.01 + perp_qty * self.mark * self.config.perp_taker_fee
+        perp_margin = perp_qty * self.mark / self.cfg.leverage * 1.01 + perp_qty * self.mark * self.cfg.perp_taker_fee
         if perp_margin > perp_free:
             return f"perp balance {perp_free:.2f} USDT < {perp_margin:.2f} initial margin needed"
         return None
@@ -441,8 +495,8 @@ class BasisCarryStrategy(Strategy):
     # -- two-leg execution (basisbot.legs decides, this executes) ----------------------------------------------------
     def _start_pair(self, intent: str, spot: tuple[int, float], perp: tuple[int, float]) -> None:
         now = self.clock.timestamp_ns()
-        pair, instructions = LegPair.start(intent, now, int(self.config.leg_timeout_s * 1e9), self.mark or 0.0,
-                                           self.config.slippage_band, spot=spot, perp=perp)
+        pair, instructions = LegPair.start(intent, now, int(self.cfg.leg_timeout_s * 1e9), self.mark or 0.0,
+                                           self.cfg.slippage_band, spot=spot, perp=perp)
         self.pair = pair
         self._order_leg = {}
         self._pair_logged = 0
@@ -487,7 +541,7 @@ class BasisCarryStrategy(Strategy):
 
     def _on_pair_deadline(self, _event) -> None:
         if self.pair is not None and not self.pair.done():
-            self._decide("leg_timeout", f"{self.pair.intent}: legs not filled within {self.config.leg_timeout_s}s")
+            self._decide("leg_timeout", f"{self.pair.intent}: legs not filled within {self.cfg.leg_timeout_s}s")
             self._execute(self.pair.timeout(self.clock.timestamp_ns()))
 
     def _leg_of(self, event) -> str | None:
@@ -587,10 +641,10 @@ class BasisCarryStrategy(Strategy):
         if spot <= 0 or perp >= 0:
             self._unwind("one leg missing")
             return
-        drift = carry.hedge_drift(spot, perp, self.config.hedge_ratio)
-        if abs(drift) <= self.config.rebalance_tolerance:
+        drift = carry.hedge_drift(spot, perp, self.cfg.hedge_ratio)
+        if abs(drift) <= self.cfg.rebalance_tolerance:
             return
-        target = spot * self.config.hedge_ratio
+        target = spot * self.cfg.hedge_ratio
         step = self.perp.size_increment.as_double()
         delta = round((target - abs(perp)) / step) * step
         if abs(delta) < step / 2:
@@ -629,7 +683,7 @@ class BasisCarryStrategy(Strategy):
 
     def _run_guard(self) -> None:
         st = self.margin_state
-        if not self.config.guard_enabled or self.thresholds is None or st is None or st.side == 0 or self.mark is None:
+        if not self.cfg.guard_enabled or self.thresholds is None or st is None or st.side == 0 or self.mark is None:
             return
         if self.phase is not Phase.IN_CARRY or self._lp is None:
             return
@@ -655,7 +709,7 @@ class BasisCarryStrategy(Strategy):
         if decision.step is guard.Step.CLOSE:
             self._exit(reason=f"guard: {decision.reason}")
         elif decision.step is guard.Step.REDUCE and decision.reduce_fraction > 0:
-            self._restore_after_reduce = self.config.margin_mode == "isolated"
+            self._restore_after_reduce = self.cfg.margin_mode == "isolated"
             self._reduce_both(decision.reduce_fraction, decision.reason)
         if self._busy():
             self._guard_event_pending = ev  # quantities after the action are known when its legs complete
@@ -673,7 +727,7 @@ class BasisCarryStrategy(Strategy):
         if remaining_perp <= perp_step / 2:
             self._exit(reason=f"guard reduce to zero: {reason}")
             return
-        spot_cut = carry.round_down(max(spot - remaining_perp / self.config.hedge_ratio, 0.0), spot_step)
+        spot_cut = carry.round_down(max(spot - remaining_perp / self.cfg.hedge_ratio, 0.0), spot_step)
         self._decide("reduce", f"{fraction:.1%}: perp -{perp_cut:g}, spot -{spot_cut:g} ({reason})")
         self._start_pair("reduce", spot=(-1, spot_cut), perp=(1, perp_cut))
 

@@ -89,6 +89,7 @@ def test_invalid_edit_is_refused_with_the_config_check_message(setup, capsys):
     assert "hedge_ratio" in expected and "<= 1.5" in expected
     assert watcher.last_error == expected
     # exactly what `basisbot config check` prints for the same file
+    capsys.readouterr()  # the watcher's own log line, when logging goes to stderr
     assert cli_main(["config", "check", "--config", str(cfg), "--env-file", str(cfg.parent / "none.env")]) == 2
     assert capsys.readouterr().err.strip() == f"error: {expected}"
     # the running config stays, nothing is applied, the refusal is journaled

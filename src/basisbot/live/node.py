@@ -78,6 +78,9 @@ class NodeOptions:
     strategy_class: type = BasisCarryStrategy
     strategy_overrides: dict = field(default_factory=dict)  # BasisCarryConfig fields for every strategy
     journal: bool = True  # add the JournalActor when available
+    config_path: str | None = None  # the operator config file: watched and hot-reloaded while running (None: off)
+    env_file: str | None = None  # the .env file the config was loaded with (watched with it)
+    reload_interval_s: float = 1.0  # config file poll and safe-point check period
 
 
 def credentials_problem(settings: Settings) -> str | None:
@@ -116,6 +119,9 @@ class BasisNode:
         self.journal = None
         self.ledger = None  # paper: the simulated perp ledger
         self._run_task: asyncio.Task | None = None
+        self.watcher = None  # basisbot.config_reload.ConfigWatcher when running from a config file
+        self.pending = None  # basisbot.config_reload.PendingChange
+        self._reload_tasks: list[asyncio.Task] = []
 
     # -- build ------------------------------------------------------------------------------------------------------
     async def build(self) -> None:
@@ -251,6 +257,58 @@ class BasisNode:
                 raise StartError(f"the node did not start within {self.opts.start_timeout_s:.0f}s "
                                  "(clients not connected or reconciliation not finished: see the log)")
             await asyncio.sleep(0.05)
+        self._start_reload()
+
+    # -- config hot reload ------------------------------------------------------------------------------------------
+    def _start_reload(self) -> None:
+        """Watch the config file (`basisbot.config_reload`): valid changes wait in `pending` and are applied per symbol
+        at its safe point by `apply_pending`; both run as tasks on the node's event loop (the journal's thread)."""
+        if not self.opts.config_path:
+            return
+        from nautilus_trader.common.component import Logger
+
+        from basisbot.config_reload import ConfigWatcher, PendingChange
+
+        journal = getattr(self.journal, "journal", None)
+        clock_ns = self.node.kernel.clock.timestamp_ns
+        self._reload_log = log = Logger("ConfigReload")
+        self.pending = PendingChange(self.settings, journal=journal, source=str(self.opts.config_path),
+                                     clock_ns=clock_ns, log=log)
+        self.watcher = ConfigWatcher(self.opts.config_path, self.opts.env_file, self.settings, self.pending.offer,
+                                     journal=journal, interval_s=self.opts.reload_interval_s, clock_ns=clock_ns,
+                                     log=log)
+        self._reload_tasks = [asyncio.create_task(self.watcher.run(), name="basisbot-config-watcher"),
+                              asyncio.create_task(self._apply_loop(), name="basisbot-config-apply")]
+
+    async def _apply_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.opts.reload_interval_s)
+            self.apply_pending()
+
+    def apply_pending(self) -> None:
+        """Hand each strategy its part of an accepted config change once it is at a safe point (not in the settlement
+        blackout, no leg pair in flight)."""
+        if self.pending is None or not self.pending.pending_symbols():
+            return
+        for sym, strat in self.strategies.items():
+            if not strat.is_running:
+                continue
+            try:
+                now = strat.clock.timestamp_ns()
+                ch = self.pending.take(sym, in_blackout=strat.calendar.in_blackout(now),
+                                       leg_in_flight=strat._busy(), ts_ns=now)
+                if ch is not None:
+                    strat.apply_config(ch.strategy_fields())
+            except Exception as e:  # a failed apply must not stop the node; the old parameters stay
+                self._reload_log.error(f"config change for {sym} not applied: {type(e).__name__}: {e}")
+
+    async def _stop_reload(self) -> None:
+        for task in self._reload_tasks:
+            task.cancel()
+        for task in self._reload_tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._reload_tasks = []
 
     async def drain(self) -> None:
         """No new pairs; wait for the pairs in flight to finish (filled, caught up or unwound)."""
@@ -259,7 +317,7 @@ class BasisNode:
                 strat.halt_new_pairs()
         timeout = self.opts.drain_timeout_s
         if timeout is None:
-            timeout = max((st.config.leg_timeout_s for st in self.strategies.values()), default=10.0) + 5.0
+            timeout = max((getattr(st, "cfg", st.config).leg_timeout_s for st in self.strategies.values()), default=10.0) + 5.0
         deadline = time.monotonic() + timeout
         while any(st._busy() for st in self.strategies.values()):
             if time.monotonic() > deadline:
@@ -270,6 +328,7 @@ class BasisNode:
             await asyncio.sleep(0.05)
 
     async def stop(self) -> None:
+        await self._stop_reload()
         if self.node is not None and self.node.kernel.is_running():
             with contextlib.suppress(Exception):
                 await self.drain()
@@ -348,7 +407,9 @@ def _main(args, mode: str) -> int:
             print(f"error: {problem}", file=sys.stderr)
             return 2
     try:
-        return asyncio.run(run_node(settings, mode))
+        env_file = getattr(args, "env_file", ".env")
+        return asyncio.run(run_node(settings, mode, NodeOptions(config_path=str(args.config),
+                                                                 env_file=str(env_file) if env_file else None)))
     except KeyboardInterrupt:
         return 0
 
