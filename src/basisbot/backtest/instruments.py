@@ -35,48 +35,70 @@ def _currency(code: str) -> Currency:
         return cur
 
 
-def make_spot(symbol: str, taker_fee: float, maker_fee: float) -> CurrencyPair:
-    spec = reference.spot_spec(symbol)
+def currency_pair(rules, taker_fee: float, maker_fee: float, ts_ns: int = 0) -> CurrencyPair:
+    """The spot instrument from market rules (`reference.MarketSpec` in backtests, the exchange's filters live), so
+    both worlds build identical instruments."""
+    pp, sp = rules.price_precision, rules.size_precision
     return CurrencyPair(
-        instrument_id=spot_id(symbol),
-        raw_symbol=Symbol(symbol),
-        base_currency=_currency(spec.base),
+        instrument_id=spot_id(rules.symbol),
+        raw_symbol=Symbol(rules.symbol),
+        base_currency=_currency(rules.base),
         quote_currency=USDT,
-        price_precision=spec.price_precision,
-        size_precision=spec.size_precision,
-        price_increment=Price(spec.tick_size, spec.price_precision),
-        size_increment=Quantity(spec.step_size, spec.size_precision),
-        min_quantity=Quantity(spec.min_qty, spec.size_precision),
-        min_notional=Money(spec.min_notional, USDT),
+        price_precision=pp,
+        size_precision=sp,
+        price_increment=Price(rules.tick_size, pp),
+        size_increment=Quantity(rules.step_size, sp),
+        **_limits(rules, pp, sp),
         maker_fee=Decimal(str(maker_fee)),
         taker_fee=Decimal(str(taker_fee)),
-        ts_event=0,
-        ts_init=0,
+        ts_event=ts_ns,
+        ts_init=ts_ns,
     )
 
 
-def make_perp(symbol: str, leverage: int, table: BracketTable, taker_fee: float, maker_fee: float) -> CryptoPerpetual:
-    """margin_init = 1/leverage and margin_maint = the first bracket's rate, used with nautilus' *standard* margin
-    model (notional × rate) — the default leveraged model would divide by leverage a second time."""
-    spec = reference.perp_specs()[symbol]
+def crypto_perpetual(rules, leverage: int, table: BracketTable, taker_fee: float, maker_fee: float,
+                     ts_ns: int = 0) -> CryptoPerpetual:
+    """The USDⓈ-M perpetual from market rules. margin_init = 1/leverage and margin_maint = the first bracket's rate,
+    used with nautilus' *standard* margin model (notional × rate) — the default leveraged model would divide by
+    leverage a second time."""
+    pp, sp = rules.price_precision, rules.size_precision
     return CryptoPerpetual(
-        instrument_id=perp_id(symbol),
-        raw_symbol=Symbol(symbol),
-        base_currency=_currency(spec.base),
+        instrument_id=perp_id(rules.symbol),
+        raw_symbol=Symbol(rules.symbol),
+        base_currency=_currency(rules.base),
         quote_currency=USDT,
         settlement_currency=USDT,
         is_inverse=False,
-        price_precision=spec.price_precision,
-        size_precision=spec.size_precision,
-        price_increment=Price(spec.tick_size, spec.price_precision),
-        size_increment=Quantity(spec.step_size, spec.size_precision),
-        min_quantity=Quantity(spec.min_qty, spec.size_precision),
-        max_quantity=Quantity(spec.max_qty, spec.size_precision),
-        min_notional=Money(spec.min_notional, USDT),
+        price_precision=pp,
+        size_precision=sp,
+        price_increment=Price(rules.tick_size, pp),
+        size_increment=Quantity(rules.step_size, sp),
+        **_limits(rules, pp, sp),
         margin_init=Decimal(1) / Decimal(leverage),
         margin_maint=Decimal(str(table.brackets[0].mmr)),
         maker_fee=Decimal(str(maker_fee)),
         taker_fee=Decimal(str(taker_fee)),
-        ts_event=0,
-        ts_init=0,
+        ts_event=ts_ns,
+        ts_init=ts_ns,
     )
+
+
+def _limits(rules, pp: int, sp: int) -> dict:
+    """Quantity, notional and price limits; the optional ones only when the rules state them."""
+    max_qty, min_notional = rules.max_qty, rules.min_notional
+    min_price, max_price = getattr(rules, "min_price", None), getattr(rules, "max_price", None)
+    return {
+        "min_quantity": Quantity(rules.min_qty, sp),
+        "max_quantity": Quantity(max_qty, sp) if max_qty else None,
+        "min_notional": Money(min_notional, USDT) if min_notional else None,
+        "min_price": Price(min_price, pp) if min_price else None,
+        "max_price": Price(max_price, pp) if max_price else None,
+    }
+
+
+def make_spot(symbol: str, taker_fee: float, maker_fee: float) -> CurrencyPair:
+    return currency_pair(reference.spot_spec(symbol), taker_fee, maker_fee)
+
+
+def make_perp(symbol: str, leverage: int, table: BracketTable, taker_fee: float, maker_fee: float) -> CryptoPerpetual:
+    return crypto_perpetual(reference.perp_specs()[symbol], leverage, table, taker_fee, maker_fee)

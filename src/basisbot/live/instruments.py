@@ -15,12 +15,10 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from nautilus_trader.common.providers import InstrumentProvider
-from nautilus_trader.model.currencies import USDT
-from nautilus_trader.model.identifiers import InstrumentId, Symbol
+from nautilus_trader.model.identifiers import InstrumentId
 from nautilus_trader.model.instruments import CryptoPerpetual, CurrencyPair, Instrument
-from nautilus_trader.model.objects import Money, Price, Quantity
 
-from basisbot.backtest.instruments import PERP_VENUE, SPOT_VENUE, _currency, perp_id, spot_id
+from basisbot.backtest.instruments import PERP_VENUE, SPOT_VENUE, crypto_perpetual, currency_pair, perp_id, spot_id
 from basisbot.margin import BracketTable
 
 __all__ = [
@@ -117,27 +115,7 @@ def spot_from_market(market: dict, taker_fee: float, maker_fee: float, ts_ns: in
     r = market_rules(market)
     if r.quote != "USDT":
         raise InstrumentError(f"{market.get('symbol')}: quote {r.quote} (only USDT pairs are traded)")
-    pp, sp = r.price_precision, r.size_precision
-    return CurrencyPair(
-        instrument_id=spot_id(r.symbol),
-        raw_symbol=Symbol(r.symbol),
-        base_currency=_currency(r.base),
-        quote_currency=USDT,
-        price_precision=pp,
-        size_precision=sp,
-        price_increment=Price(r.tick_size, pp),
-        size_increment=Quantity(r.step_size, sp),
-        max_quantity=Quantity(r.max_qty, sp) if r.max_qty else None,
-        min_quantity=Quantity(r.min_qty, sp),
-        min_notional=Money(r.min_notional, USDT) if r.min_notional else None,
-        max_price=Price(r.max_price, pp) if r.max_price else None,
-        min_price=Price(r.min_price, pp) if r.min_price else None,
-        maker_fee=Decimal(str(maker_fee)),
-        taker_fee=Decimal(str(taker_fee)),
-        ts_event=ts_ns,
-        ts_init=ts_ns,
-        info=None,
-    )
+    return currency_pair(r, taker_fee, maker_fee, ts_ns)
 
 
 def perp_from_market(market: dict, leverage: int, table: BracketTable, taker_fee: float, maker_fee: float,
@@ -147,31 +125,7 @@ def perp_from_market(market: dict, leverage: int, table: BracketTable, taker_fee
     r = market_rules(market)
     if r.quote != "USDT":
         raise InstrumentError(f"{market.get('symbol')}: quote {r.quote} (only USDT-margined perpetuals)")
-    pp, sp = r.price_precision, r.size_precision
-    return CryptoPerpetual(
-        instrument_id=perp_id(r.symbol),
-        raw_symbol=Symbol(r.symbol),
-        base_currency=_currency(r.base),
-        quote_currency=USDT,
-        settlement_currency=USDT,
-        is_inverse=False,
-        price_precision=pp,
-        size_precision=sp,
-        price_increment=Price(r.tick_size, pp),
-        size_increment=Quantity(r.step_size, sp),
-        max_quantity=Quantity(r.max_qty, sp) if r.max_qty else None,
-        min_quantity=Quantity(r.min_qty, sp),
-        min_notional=Money(r.min_notional, USDT) if r.min_notional else None,
-        max_price=Price(r.max_price, pp) if r.max_price else None,
-        min_price=Price(r.min_price, pp) if r.min_price else None,
-        margin_init=Decimal(1) / Decimal(leverage),
-        margin_maint=Decimal(str(table.brackets[0].mmr)),
-        maker_fee=Decimal(str(maker_fee)),
-        taker_fee=Decimal(str(taker_fee)),
-        ts_event=ts_ns,
-        ts_init=ts_ns,
-        info=None,
-    )
+    return crypto_perpetual(r, leverage, table, taker_fee, maker_fee, ts_ns)
 
 
 def find_market(markets: dict, exchange_id: str, *, kind: str) -> dict:
