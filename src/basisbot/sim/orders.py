@@ -103,7 +103,19 @@ def spot_order_result(o: Order, resp_type: str = "FULL", fills: list[Trade] | No
     if resp_type == "ACK":
         return ack
     out = dict(ack)
-    out.update({
+    out.update(_spot_order_state(o))
+    out["workingTime"] = o.working_time or o.time
+    out["selfTradePreventionMode"] = "EXPIRE_MAKER"
+    if resp_type == "FULL":
+        out["fills"] = [{"price": f8(t.price), "qty": f8(t.qty), "commission": f8(t.commission),
+                         "commissionAsset": t.commission_asset, "tradeId": t.trade_id}
+                        for t in (fills if fills is not None else o.trades)]
+    return out
+
+
+def _spot_order_state(o: Order) -> dict:
+    """The order-state fields that spot's order and cancel responses share, in Binance's order."""
+    return {
         "price": f8(o.price),
         "origQty": f8(o.orig_qty),
         "executedQty": f8(o.executed_qty),
@@ -113,14 +125,7 @@ def spot_order_result(o: Order, resp_type: str = "FULL", fills: list[Trade] | No
         "timeInForce": o.tif,
         "type": o.type,
         "side": o.side,
-        "workingTime": o.working_time or o.time,
-        "selfTradePreventionMode": "EXPIRE_MAKER",
-    })
-    if resp_type == "FULL":
-        out["fills"] = [{"price": f8(t.price), "qty": f8(t.qty), "commission": f8(t.commission),
-                         "commissionAsset": t.commission_asset, "tradeId": t.trade_id}
-                        for t in (fills if fills is not None else o.trades)]
-    return out
+    }
 
 
 def spot_cancel_json(o: Order, cancel_client_id: str) -> dict:
@@ -131,15 +136,7 @@ def spot_cancel_json(o: Order, cancel_client_id: str) -> dict:
         "orderListId": -1,
         "clientOrderId": cancel_client_id,
         "transactTime": o.update_time,
-        "price": f8(o.price),
-        "origQty": f8(o.orig_qty),
-        "executedQty": f8(o.executed_qty),
-        "origQuoteOrderQty": f8(o.quote_order_qty),
-        "cummulativeQuoteQty": f8(o.cum_quote),
-        "status": o.status,
-        "timeInForce": o.tif,
-        "type": o.type,
-        "side": o.side,
+        **_spot_order_state(o),
         "selfTradePreventionMode": "EXPIRE_MAKER",
     }
 

@@ -476,16 +476,23 @@ class Venue:
             fee_asset = m.quote
         tr = Trade(SPOT, next(self._trade_ids[SPOT]), o.order_id, o.symbol, o.side, price, qty, cost, fee, fee_asset,
                    t, maker)
+        self._book_fill(SPOT, o, tr, t)
+        self.spot.update_time = t
+        self._emit_order(o, "TRADE", t, tr)
+
+    def _book_fill(self, venue: str, o, tr, t: int) -> bool:
+        """Record a trade on its order (either venue): executed quantity, status, out of the book once filled.
+        Returns True when the order is now filled."""
         o.trades.append(tr)
-        self.trades[SPOT].append(tr)
-        o.executed_qty = round(o.executed_qty + qty, 12)
-        o.cum_quote += cost
+        self.trades[venue].append(tr)
+        o.executed_qty = round(o.executed_qty + tr.qty, 12)
+        o.cum_quote += tr.quote_qty
         o.update_time = t
         o.status = "FILLED" if o.remaining <= 1e-12 else "PARTIALLY_FILLED"
         if o.status == "FILLED":
-            self.open_orders[SPOT].pop(o.order_id, None)
-        self.spot.update_time = t
-        self._emit_order(o, "TRADE", t, tr)
+            self.open_orders[venue].pop(o.order_id, None)
+            return True
+        return False
 
     def spot_cancel(self, p: dict) -> tuple[Order, str]:
         t = self.sync()
@@ -601,14 +608,7 @@ class Venue:
             o.reserved = max(0.0, o.reserved * (1 - qty / before_remaining))
         tr = Trade(FUT, next(self._trade_ids[FUT]), o.order_id, o.symbol, o.side, price, qty, cost, fee, "USDT",
                    t, maker, realized)
-        o.trades.append(tr)
-        self.trades[FUT].append(tr)
-        o.executed_qty = round(o.executed_qty + qty, 12)
-        o.cum_quote += cost
-        o.update_time = t
-        o.status = "FILLED" if o.remaining <= 1e-12 else "PARTIALLY_FILLED"
-        if o.status == "FILLED":
-            self.open_orders[FUT].pop(o.order_id, None)
+        if self._book_fill(FUT, o, tr, t):
             o.reserved = 0.0
         self._emit_order(o, "TRADE", t, tr)
         self.emit(FUT, self.fut.account_update("ORDER", [o.symbol], self.marks(t), t, 0.0))
