@@ -73,14 +73,11 @@ class BacktestResult:
 def resolve_data_dir(path: Path, config_path: Path | None) -> Path:
     """Relative paths: the current directory first, then the config file's folder."""
     tried = [path]
-    if path.is_absolute() or path.exists():
-        if path.exists():
-            return path
-    elif config_path is not None:
-        alt = config_path.parent / path
-        tried.append(alt)
-        if alt.exists():
-            return alt
+    if not path.is_absolute() and config_path is not None:
+        tried.append(config_path.parent / path)
+    for candidate in tried:
+        if candidate.exists():
+            return candidate
     raise BacktestInputError(f"data folder not found: tried {', '.join(str(p) for p in tried)}")
 
 
