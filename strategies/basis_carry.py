@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
-import math
 from dataclasses import dataclass, field
+from decimal import Decimal
 
 import msgspec
 from nautilus_trader.config import StrategyConfig
@@ -25,7 +25,9 @@ from nautilus_trader.model.objects import Currency
 from nautilus_trader.trading.strategy import Strategy
 
 from basisbot import carry, guard, margin
-from basisbot.legs import Instruction, LegPair, LegStatus, PairStatus
+from basisbot.hedge_monitor import HedgeMonitor
+from basisbot.legs import Instruction, LegPair, LegStatus, PairStatus, retry_delay_s
+from basisbot.quantities import ZERO, exact, round_down, round_up
 from basisbot.schedule import (
     AsyncIOSchedulerDriver,
     Job,
@@ -142,7 +144,10 @@ class BasisCarryStrategy(Strategy):
         self.guard_latched = guard.Step.NONE
         self.pair: LegPair | None = None
         self._order_leg: dict = {}
-        self._liquidation_pending = False
+        self._pair_seq = 0
+        self._halted: str | None = None  # escalation: why new pairs are halted for this symbol
+        self._stuck_count = 0
+        self._stuck_retry_ns = 0
         self._restore_after_reduce = False
         self._guard_event_pending: GuardEvent | None = None
         self._pair_logged = 0
@@ -163,6 +168,9 @@ class BasisCarryStrategy(Strategy):
             self.log.error(f"{self.symbol}: instruments not found ({self.spot_id}, {self.perp_id}); not starting")
             self.stop()
             return
+        self._spot_lot = self.spot.size_increment.as_decimal()
+        self._perp_lot = self.perp.size_increment.as_decimal()
+        self._hedge = HedgeMonitor(self.symbol, self._perp_lot, exact(self.cfg.hedge_ratio))
         if self.cfg.spot_bar_type:
             # prices are read from the cache when needed (entry sizing, pre-checks): no handler per trade
             self._spot_bar_type = BarType.from_str(self.cfg.spot_bar_type)
@@ -300,13 +308,12 @@ class BasisCarryStrategy(Strategy):
         self._resume_pending = False
         self._qty = None
         spot, perp = self.spot_qty(), self.perp_qty()
-        spot_lot, perp_lot = self.spot.size_increment.as_double(), self.perp.size_increment.as_double()
-        has_spot = carry.round_down(max(spot, 0.0), spot_lot) > 0
-        has_perp = perp <= -perp_lot / 2
+        has_spot = spot > 0 and spot * exact(self.cfg.hedge_ratio) >= self._perp_lot
+        has_perp = perp <= -self._perp_lot
         pair = (self._restored or {}).get("pair") or {}
         intent = pair.get("intent") if pair and not pair.get("done") else None
         held = f"spot {spot:g}, perp {perp:g}" + (f"; journal: {intent} in flight" if intent else "")
-        if perp >= perp_lot / 2:
+        if perp >= self._perp_lot:
             self.phase = Phase.IN_CARRY
             self._unwind(f"resume: {held}: the perp leg is long, not a carry")
         elif not has_spot and not has_perp:
@@ -326,7 +333,7 @@ class BasisCarryStrategy(Strategy):
             positions = self.cache.positions_open(instrument_id=iid, strategy_id=None)
             ref = positions[0].avg_px_open if positions else 0.0
             px = self.spot_px if has_spot else self.mark
-            moved = abs(px / ref - 1) if ref else float("inf")
+            moved = abs(px / ref - 1) if ref else float("inf")  # prices: floats are fine
             if moved > self.cfg.slippage_band:
                 self.phase = Phase.IN_CARRY
                 self._unwind(f"resume: {held}: only the {leg} leg is held and the market moved {moved:.3%} from its "
@@ -334,12 +341,8 @@ class BasisCarryStrategy(Strategy):
             else:
                 self._catch_up_after_restart(leg, spot, perp, ref, held)
 
-    def _catch_up_after_restart(self, held: str, spot: float, perp: float, ref: float, why: str) -> None:
-        spot_lot, perp_lot = self.spot.size_increment.as_double(), self.perp.size_increment.as_double()
-        if held == "spot":
-            spot_t, perp_t = spot, carry.round_down(spot * self.cfg.hedge_ratio, perp_lot)
-        else:
-            spot_t, perp_t = carry.round_down(abs(perp) / self.cfg.hedge_ratio, spot_lot), abs(perp)
+    def _catch_up_after_restart(self, held: str, spot: Decimal, perp: Decimal, ref: float, why: str) -> None:
+        spot_t, perp_t = carry.hedge_quantities(held, spot, perp, self.cfg.hedge_ratio, self._spot_lot, self._perp_lot)
         missing = "perp" if held == "spot" else "spot"
         if (perp_t if missing == "perp" else spot_t) <= 0:
             self.phase = Phase.IN_CARRY
@@ -347,19 +350,14 @@ class BasisCarryStrategy(Strategy):
             return
         self._decide("resume", f"{why}: completing the entry with the {missing} leg (within the slippage band)")
         now = self.clock.timestamp_ns()
-        pair, _ = LegPair.start("enter", now, int(self.cfg.leg_timeout_s * 1e9), ref, self.cfg.slippage_band,
+        pair, _ = LegPair.start("enter", now, self._cancel_after_ns, ref, self.cfg.slippage_band,
                                 spot=(1, spot_t), perp=(-1, perp_t))
         kept = pair.legs[held]
         kept.filled, kept.status = kept.target, LegStatus.FILLED
-        pair.history.append((now, "resume", f"{held} held {kept.target:g} (reconciled); catch up {missing}"))
+        pair.history.append((now, "resume", f"{held} held {kept.target} (reconciled); catch up {missing}"))
         self.phase = Phase.ENTERING
-        self.pair = pair
-        self._order_leg = {}
-        self._pair_logged = 0
         target = pair.legs[missing]
-        self._execute([Instruction("send", missing, target.side, target.target, "catch up after restart")])
-        if not pair.done():
-            self.clock.set_time_alert_ns(f"{self.symbol}:legs:resume:{now}", pair.deadline_ns, self._on_pair_deadline)
+        self._run_pair(pair, [Instruction("send", missing, target.side, target.target, "catch up after restart")])
 
     def on_stop(self) -> None:
         # legs stay hedged; nothing half-sent is left (in-flight legs finish or are unwound by the venue state)
@@ -395,6 +393,8 @@ class BasisCarryStrategy(Strategy):
         if self._resume_pending:
             self._resume()
         self._run_guard()  # risk follows every mark
+        if self.pair is None and self._qty is None:
+            self._check_hedge()  # positions changed since the last look: no leg may stay alone
 
     # -- carry ------------------------------------------------------------------------------------------------------
     def _view(self) -> carry.CarryView:
@@ -410,6 +410,9 @@ class BasisCarryStrategy(Strategy):
         if self.mark is None or self._draining or self._resume_pending:
             return
         if self._busy():
+            return
+        if self._halted is not None:  # escalated: no new pairs; only the hedge check closes what is left
+            self._check_hedge()
             return
         if self.phase is Phase.FLAT:
             if carry.decide(self.rules, self._view()) is carry.Action.ENTER:
@@ -433,20 +436,21 @@ class BasisCarryStrategy(Strategy):
             if self.phase is Phase.IN_CARRY:
                 self.settlements_held += 1
 
-    def _positions(self) -> tuple[float, float]:
+    def _positions(self) -> tuple[Decimal, Decimal]:
         if self._qty is None:
-            self._qty = (float(self.portfolio.net_position(self.spot_id)), float(self.portfolio.net_position(self.perp_id)))
+            self._qty = (exact(self.portfolio.net_position(self.spot_id)), exact(self.portfolio.net_position(self.perp_id)))
         return self._qty
 
-    def spot_qty(self) -> float:
+    def spot_qty(self) -> Decimal:
+        """The spot leg: the position, capped at what the spot account holds, on the lot (the exchange may take the
+        buy fee in the base asset, so the account can hold a fraction of a lot less than the fills added up)."""
         q = self._positions()[0]
-        if self._spot_bar_type is None and q > 0:
-            # live: what the spot account holds, on the lot (the position can exceed it by a fraction of a lot:
-            # the exchange takes the buy fee in the base asset, nautilus keeps the position on the size precision)
-            q = carry.round_down(min(q, self._spot_held()), self.spot.size_increment.as_double())
+        if q > 0:
+            held = self._spot_held()
+            q = round_down(q if held is None else min(q, held), self._spot_lot)
         return q
 
-    def perp_qty(self) -> float:
+    def perp_qty(self) -> Decimal:
         return self._positions()[1]
 
     def on_position_event(self, event) -> None:
@@ -459,10 +463,8 @@ class BasisCarryStrategy(Strategy):
         notional = self.cfg.notional_usdt
         if self.cfg.max_notional_usdt:
             notional = min(notional, self.cfg.max_notional_usdt)
-        spot_qty, perp_qty = carry.leg_quantities(
-            notional, spot_px, self.cfg.hedge_ratio,
-            self.spot.size_increment.as_double(), self.perp.size_increment.as_double(),
-        )
+        spot_qty, perp_qty = carry.leg_quantities(notional, spot_px, self.cfg.hedge_ratio, self._spot_lot,
+                                                  self._perp_lot)
         problem = self._precheck(spot_qty, perp_qty, spot_px)
         if problem:
             self._decide("skip_entry", problem)
@@ -473,36 +475,57 @@ class BasisCarryStrategy(Strategy):
         self.settlements_held = 0
         self._start_pair("enter", spot=(1, spot_qty), perp=(-1, perp_qty))
 
-    def _precheck(self, spot_qty: float, perp_qty: float, spot_px: float) -> str | None:
+    def _below_minimum(self, inst, qty: Decimal, px: float | None) -> str | None:
+        if qty <= 0 or (inst.min_quantity and qty < inst.min_quantity.as_decimal()):
+            return f"{inst.id}: quantity {qty} below the minimum {inst.min_quantity}"
+        if inst.min_notional and px and float(qty) * px < inst.min_notional.as_double():
+            return f"{inst.id}: notional {float(qty) * px:.2f} below the minimum {inst.min_notional}"
+        return None
+
+    def _precheck(self, spot_qty: Decimal, perp_qty: Decimal, spot_px: float) -> str | None:
         """Both legs must pass instrument limits and balances before either is sent."""
         for inst, qty, px in ((self.spot, spot_qty, spot_px), (self.perp, perp_qty, self.mark)):
-            if qty <= 0 or (inst.min_quantity and qty < inst.min_quantity.as_double()):
-                return f"{inst.id}: quantity {qty} below the minimum {inst.min_quantity}"
-            if inst.min_notional and qty * px < inst.min_notional.as_double():
-                return f"{inst.id}: notional {qty * px:.2f} below the minimum {inst.min_notional}"
+            problem = self._below_minimum(inst, qty, px)
+            if problem:
+                return problem
         spot_acct = self.portfolio.account(self.spot_id.venue)
         perp_acct = self.portfolio.account(self.perp_id.venue)
         spot_free = spot_acct.balance_free(USDT).as_double() if spot_acct else 0.0
         perp_free = perp_acct.balance_free(USDT).as_double() if perp_acct else 0.0
-        spot_cost = spot_qty * spot_px * (1 + self.cfg.spot_taker_fee) * 1.01
+        spot_cost, perp_margin = carry.entry_costs(float(spot_qty), spot_px, self.cfg.spot_taker_fee, float(perp_qty),
+                                                   self.mark, self.cfg.leverage, self.cfg.perp_taker_fee)
         if spot_cost > spot_free:
             return f"spot balance {spot_free:.2f} USDT < {spot_cost:.2f} needed"
-        perp_margin = perp_qty * self.mark / self.cfg.leverage * 1.01 + perp_qty * self.mark * self.cfg.perp_taker_fee
         if perp_margin > perp_free:
             return f"perp balance {perp_free:.2f} USDT < {perp_margin:.2f} initial margin needed"
         return None
 
     # -- two-leg execution (basisbot.legs decides, this executes) ----------------------------------------------------
-    def _start_pair(self, intent: str, spot: tuple[int, float], perp: tuple[int, float]) -> None:
-        now = self.clock.timestamp_ns()
-        pair, instructions = LegPair.start(intent, now, int(self.cfg.leg_timeout_s * 1e9), self.mark or 0.0,
+    # A pair's orders are cancelled at half the leg timeout and taken as lost at three quarters of it, so that the
+    # unwind of a lone leg is on its way within `leg_timeout_s` whatever the venue does (never answers included).
+    @property
+    def _cancel_after_ns(self) -> int:
+        return int(self.cfg.leg_timeout_s * 0.5e9)
+
+    @property
+    def _expire_after_ns(self) -> int:
+        return int(self.cfg.leg_timeout_s * 0.75e9)
+
+    def _start_pair(self, intent: str, spot: tuple[int, Decimal], perp: tuple[int, Decimal]) -> None:
+        pair, instructions = LegPair.start(intent, self.clock.timestamp_ns(), self._cancel_after_ns, self.mark or 0.0,
                                            self.cfg.slippage_band, spot=spot, perp=perp)
+        self._run_pair(pair, instructions)
+
+    def _run_pair(self, pair: LegPair, instructions: list[Instruction]) -> None:
         self.pair = pair
         self._order_leg = {}
         self._pair_logged = 0
+        self._pair_seq += 1
+        name = f"{self.symbol}:legs:{pair.intent}:{self._pair_seq}"
+        self.clock.set_time_alert_ns(name + ":cancel", pair.deadline_ns, lambda _e, p=pair: self._on_pair_deadline(p))
+        self.clock.set_time_alert_ns(name + ":lost", pair.started_ns + self._expire_after_ns,
+                                     lambda _e, p=pair: self._on_pair_expired(p))
         self._execute(instructions)
-        if not pair.done():
-            self.clock.set_time_alert_ns(f"{self.symbol}:legs:{intent}:{now}", pair.deadline_ns, self._on_pair_deadline)
 
     def _journal_pair(self) -> None:
         pair = self.pair
@@ -511,38 +534,80 @@ class BasisCarryStrategy(Strategy):
         for ts, event, detail in pair.history[self._pair_logged:]:
             self._journal("leg", ts, pair_id=f"{self.symbol}-{pair.intent}-{pair.started_ns}", intent=pair.intent,
                           event=event, detail=detail, status=pair.status.value,
-                          targets={n: l.side * l.target for n, l in pair.legs.items()},
-                          filled={n: l.filled for n, l in pair.legs.items()})
+                          targets={n: float(l.side * l.target) for n, l in pair.legs.items()},
+                          filled={n: float(l.filled) for n, l in pair.legs.items()})
         self._pair_logged = len(pair.history)
 
     def _execute(self, instructions: list[Instruction]) -> None:
+        pair = self.pair
+        queue = list(instructions)
         # send back to back: the gap between the legs is what the benchmark measures
-        for ins in instructions:
+        while queue and self.pair is pair and pair is not None:
+            ins = queue.pop(0)
             if ins.kind == "send":
-                inst, iid = (self.spot, self.spot_id) if ins.leg == "spot" else (self.perp, self.perp_id)
-                qty = carry.round_down(ins.qty, inst.size_increment.as_double())
-                if qty <= 0:
+                if ins.attempt > 0:  # a retry: later, with backoff, never in a hot loop
+                    delay = retry_delay_s(ins.attempt, self.cfg.leg_timeout_s)
+                    self._pair_seq += 1
+                    self.clock.set_time_alert_ns(
+                        f"{self.symbol}:retry:{self._pair_seq}", self.clock.timestamp_ns() + int(delay * 1e9),
+                        lambda _e, p=pair, i=ins: self._send_later(p, i))
                     continue
-                side = OrderSide.BUY if ins.side > 0 else OrderSide.SELL
-                reduce_only = ins.leg == "perp" and self.pair.intent != "enter" or "unwind" in ins.reason
-                order = self.order_factory.market(iid, side, inst.make_qty(qty),
-                                                  reduce_only=reduce_only and ins.leg == "perp",
-                                                  tags=[self.pair.intent.upper()])
-                self._order_leg[order.client_order_id] = ins.leg
-                self.submit_order(order)
+                queue += self._send(pair, ins)
             elif ins.kind == "cancel":
                 for oid, leg in self._order_leg.items():
                     order = self.cache.order(oid)
                     if leg == ins.leg and order is not None and order.is_open:
                         self.cancel_order(order)
-        self._journal_pair()
-        if self.pair is not None and self.pair.done():
-            self._on_pair_done()
+        if self.pair is pair and pair is not None:
+            self._journal_pair()
+            if pair.done():
+                self._on_pair_done()
 
-    def _on_pair_deadline(self, _event) -> None:
-        if self.pair is not None and not self.pair.done():
-            self._decide("leg_timeout", f"{self.pair.intent}: legs not filled within {self.cfg.leg_timeout_s}s")
-            self._execute(self.pair.timeout(self.clock.timestamp_ns()))
+    def _send_later(self, pair: LegPair, ins: Instruction) -> None:
+        if self.pair is pair and not pair.done():
+            self._execute([Instruction(ins.kind, ins.leg, ins.side, ins.qty, ins.reason)])
+
+    def _send(self, pair: LegPair, ins: Instruction) -> list[Instruction]:
+        """Submit one leg's order for what can actually trade: on the lot, a spot sale capped at what the account
+        holds, a reduce-only perp order capped at the position, nothing below the venue's minimums (dust)."""
+        spot = ins.leg == "spot"
+        inst, iid = (self.spot, self.spot_id) if spot else (self.perp, self.perp_id)
+        asked = exact(ins.qty)
+        qty = round_down(asked, self._spot_lot if spot else self._perp_lot)
+        reduce_only = not spot and (pair.intent != "enter" or "unwind" in ins.reason)
+        why = ""
+        if spot and ins.side < 0:
+            held = self._spot_sellable()
+            if held is not None and qty > held:
+                qty, why = held, f"(the spot account holds {held})"
+        if reduce_only:
+            pos = abs(self.perp_qty())
+            if qty > pos:
+                qty, why = pos, f"(the perp position is {pos})"
+        if qty > 0:
+            small = self._below_minimum(inst, qty, self.spot_px if spot else self.mark)
+            if small and (reduce_only or (spot and ins.side < 0)):
+                qty, why = ZERO, f"(dust: {small})"
+        follow = pair.sent(ins.leg, qty, self.clock.timestamp_ns(), why) if qty < asked else []
+        if qty <= 0:
+            return follow
+        side = OrderSide.BUY if ins.side > 0 else OrderSide.SELL
+        order = self.order_factory.market(iid, side, inst.make_qty(qty), reduce_only=reduce_only,
+                                          tags=[pair.intent.upper()])
+        self._order_leg[order.client_order_id] = ins.leg
+        self.submit_order(order)
+        return follow
+
+    def _on_pair_deadline(self, pair: LegPair) -> None:
+        if self.pair is pair and not pair.done():
+            self._decide("leg_timeout", f"{pair.intent}: legs not filled within {self._cancel_after_ns / 1e9:g}s: cancel")
+            self._execute(pair.timeout(self.clock.timestamp_ns()))
+
+    def _on_pair_expired(self, pair: LegPair) -> None:
+        if self.pair is pair and not pair.done():
+            self._decide("leg_lost", f"{pair.intent}: no final answer within {self._expire_after_ns / 1e9:g}s: "
+                                     "orders taken as lost, the hedge is restored from the positions")
+            self._execute(pair.expire(self.clock.timestamp_ns()))
 
     def _leg_of(self, event) -> str | None:
         return self._order_leg.get(event.client_order_id) if self.pair is not None else None
@@ -551,7 +616,7 @@ class BasisCarryStrategy(Strategy):
         self._qty = None
         leg = self._leg_of(event)
         if leg is not None:
-            self._execute(self.pair.filled(leg, event.last_qty.as_double(), self.clock.timestamp_ns()))
+            self._execute(self.pair.filled(leg, event.last_qty.as_decimal(), self.clock.timestamp_ns()))
 
     def _on_leg_failed(self, event, what: str) -> None:
         leg = self._leg_of(event)
@@ -575,24 +640,62 @@ class BasisCarryStrategy(Strategy):
         self._on_leg_failed(event, "expired")
 
     def _on_pair_done(self) -> None:
-        pair = self.pair
+        pair, self.pair = self.pair, None
+        self._qty = None
+        now = self.clock.timestamp_ns()
         if pair.status is PairStatus.STUCK:
-            self.log.error(f"{self.symbol}: {pair.intent} could not complete: {pair.history[-1]}")
-        if pair.intent == "enter":
-            self.phase = Phase.IN_CARRY if pair.status is PairStatus.COMPLETE else Phase.FLAT
-        elif pair.intent == "reduce":
-            self.phase = Phase.IN_CARRY
+            self._escalate(f"{pair.intent} could not complete: {pair.history[-1][2]}", now)
+        lone = self._lone_leg()
+        spot, perp = self.spot_qty(), self.perp_qty()
+        if lone is None:
+            self.phase = Phase.FLAT if perp == 0 and spot < self._spot_lot else Phase.IN_CARRY
+            if self.phase is Phase.FLAT or pair.status is PairStatus.COMPLETE:
+                self._clear_escalation(now)
         else:
-            flat = self.spot_qty() < self.spot.size_increment.as_double() and self.perp_qty() == 0
-            self.phase = Phase.FLAT if flat else Phase.IN_CARRY
-        self.pair = None
+            self.phase = Phase.IN_CARRY
         if self._guard_event_pending is not None:
-            self._guard_event_pending.spot_qty_after = self.spot_qty()
-            self._guard_event_pending.perp_qty_after = self.perp_qty()
+            self._guard_event_pending.spot_qty_after = float(spot)
+            self._guard_event_pending.perp_qty_after = float(perp)
             self._guard_event_pending = None
-        if self._liquidation_pending:
-            self._liquidation_pending = False
-            self._unwind("perp leg liquidated")
+        self._check_hedge()
+
+    # -- the one-leg invariant --------------------------------------------------------------------------------------
+    def _lone_leg(self) -> str | None:
+        return self._hedge.lone_leg(self.spot_qty(), self.perp_qty())
+
+    def _check_hedge(self) -> None:
+        """Whatever happened (liquidation, rejected or lost order, reconciliation surprise), a leg held alone is closed
+        at once: outside any pair in flight, in every phase, blackout or not. After an escalation the attempts go on
+        at a bounded rate."""
+        if self._busy() or self._resume_pending or self.spot is None:
+            return
+        lone = self._lone_leg()
+        if lone is None:
+            return
+        now = self.clock.timestamp_ns()
+        if now < self._stuck_retry_ns:
+            return
+        self.phase = Phase.IN_CARRY
+        self._unwind(f"one leg alone: {lone} {self.spot_qty() if lone == 'spot' else self.perp_qty()}")
+
+    def _escalate(self, reason: str, now: int) -> None:
+        """A leg that cannot be closed: logged, journaled (alerts follow the journal), new pairs halted for this
+        symbol, and further closing attempts spaced out (doubling, at most every 5 minutes) instead of spinning."""
+        self._stuck_count += 1
+        wait_s = min(self.cfg.leg_timeout_s * 2 ** self._stuck_count, 300.0)
+        self._stuck_retry_ns = now + int(wait_s * 1e9)
+        self._halted = reason
+        self.log.error(f"{self.symbol}: ESCALATION: {reason}; new pairs halted, next attempt in {wait_s:g}s")
+        self._decide("escalate", f"{reason}; new pairs halted; next attempt in {wait_s:g}s")
+        self.clock.set_time_alert_ns(f"{self.symbol}:stuck:{self._stuck_count}:{now}", self._stuck_retry_ns,
+                                     lambda _e: self._check_hedge())
+
+    def _clear_escalation(self, now: int) -> None:
+        if self._halted is not None:
+            self._decide("escalation_cleared", f"hedge restored after: {self._halted}")
+        self._halted = None
+        self._stuck_count = 0
+        self._stuck_retry_ns = 0
 
     def _busy(self) -> bool:
         return self.pair is not None and not self.pair.done()
@@ -609,48 +712,48 @@ class BasisCarryStrategy(Strategy):
     def _close_both(self, intent: str) -> None:
         if self._busy():
             return
-        spot = carry.round_down(max(self.spot_qty(), 0.0), self.spot.size_increment.as_double())
-        if self._spot_bar_type is None:
-            spot = min(spot, self._spot_sellable())
+        spot = max(self.spot_qty(), ZERO)
+        sellable = self._spot_sellable()
+        if sellable is not None:
+            spot = min(spot, sellable)
         perp = self.perp_qty()
         self.phase = Phase.EXITING
         self._start_pair(intent, spot=(-1, spot), perp=(1 if perp < 0 else -1, abs(perp)))
 
-    def _spot_held(self) -> float:
+    def _spot_held(self) -> Decimal | None:
         acct = self.portfolio.account(self.spot_id.venue)
         total = acct.balance_total(self.spot.base_currency) if acct is not None else None
-        return float("inf") if total is None else total.as_double()
+        return None if total is None else total.as_decimal()
 
-    def _spot_sellable(self) -> float:
-        """Live: the base asset the spot account holds, on the lot. The exchange takes the buy fee in the base asset
-        and nautilus keeps the position on the instrument's size precision, so the position can exceed it by a
-        fraction of a lot; selling the position would be refused."""
+    def _spot_sellable(self) -> Decimal | None:
+        """The base asset the spot account has free, on the lot: what a sale can actually deliver."""
         acct = self.portfolio.account(self.spot_id.venue)
         free = acct.balance_free(self.spot.base_currency) if acct is not None else None
         if free is None:
-            return float("inf")
-        return carry.round_down(free.as_double(), self.spot.size_increment.as_double())
+            return None
+        return round_down(free.as_decimal(), self._spot_lot)
 
     def _rebalance_if_drifted(self) -> None:
         if self._busy() or self.calendar.in_blackout(self.clock.timestamp_ns()):
             return  # no perp-leg rebalancing around settlements
         spot, perp = self.spot_qty(), self.perp_qty()
+        if self._lone_leg() is not None:
+            self._check_hedge()
+            return
         if spot <= 0 and perp == 0:
             self.phase = Phase.FLAT
             return
         if spot <= 0 or perp >= 0:
             self._unwind("one leg missing")
             return
-        drift = carry.hedge_drift(spot, perp, self.cfg.hedge_ratio)
+        drift = carry.hedge_drift(float(spot), float(perp), self.cfg.hedge_ratio)
         if abs(drift) <= self.cfg.rebalance_tolerance:
             return
-        target = spot * self.cfg.hedge_ratio
-        step = self.perp.size_increment.as_double()
-        delta = round((target - abs(perp)) / step) * step
-        if abs(delta) < step / 2:
+        delta = carry.rebalance_delta(spot, perp, self.cfg.hedge_ratio, self._perp_lot)
+        if delta == 0 or self._halted is not None:
             return
-        self._decide("rebalance", f"hedge drift {drift:+.2%}, perp {perp} → {-target:.6f}")
-        self._start_pair("rebalance", spot=(1, 0.0), perp=(-1 if delta > 0 else 1, abs(delta)))
+        self._decide("rebalance", f"hedge drift {drift:+.2%}, perp {perp} by {-delta:+}")
+        self._start_pair("rebalance", spot=(1, ZERO), perp=(-1 if delta > 0 else 1, abs(delta)))
 
     # -- margin and guard -------------------------------------------------------------------------------------------
     def _on_margin_state(self, state: PerpMarginState) -> None:
@@ -675,27 +778,41 @@ class BasisCarryStrategy(Strategy):
     def _on_liquidated(self, event: Liquidated) -> None:
         self._decide("liquidated", f"perp {event.side * event.qty} at {event.price:.2f}, wallet lost {event.wallet_lost:.2f}")
         self.guard_latched = guard.Step.NONE
-        # the perp leg is gone: sell the spot leg at once, never hold it naked
+        self._qty = None
+        # the perp leg is gone: sell the spot leg at once, never hold it naked. A pair in flight is abandoned (its
+        # open orders cancelled): its perp orders can no longer do anything useful.
         if self._busy():
-            self._liquidation_pending = True
-        else:
-            self._unwind("perp leg liquidated")
+            pair = self.pair
+            for oid in list(self._order_leg):
+                order = self.cache.order(oid)
+                if order is not None and order.is_open:
+                    self.cancel_order(order)
+            pair.history.append((self.clock.timestamp_ns(), "abandoned", "perp leg liquidated"))
+            self._journal_pair()
+            self.pair = None
+        self._check_hedge()
 
     def _run_guard(self) -> None:
         st = self.margin_state
         if not self.cfg.guard_enabled or self.thresholds is None or st is None or st.side == 0 or self.mark is None:
             return
-        if self.phase is not Phase.IN_CARRY or self._lp is None:
+        if self._lp is None:  # the guard runs in every phase that holds a perp (entering and exiting included)
             return
         if guard.quiet(self.thresholds, self.guard_latched, margin.distance_to_liquidation(st.side, self.mark, self._lp)):
             return
-        decision, self.guard_latched = guard.evaluate(
+        decision, latched = guard.evaluate(
             self.thresholds, side=st.side, qty=st.qty, entry=st.entry_price, mark=self.mark, wallet=st.wallet,
             table=self.table, free_collateral=st.perp_free + st.spot_free, latched=self.guard_latched,
             liquidation_price=self._lp,
         )
         if decision.step is guard.Step.NONE:
+            self.guard_latched = latched
             return
+        if self._busy() and decision.step >= guard.Step.REDUCE and decision.add_margin <= 0:
+            # a pair is in flight and decides the position: the step fires again on the first mark after it settles
+            self.guard_latched = min(latched, guard.Step(decision.step - 1))
+            return
+        self.guard_latched = latched
         ts = self.clock.timestamp_ns()
         ev = GuardEvent(ts, self.symbol, decision.step.name.lower(), decision.distance, decision.liquidation_price,
                         self.mark, decision.add_margin, decision.reduce_fraction, decision.reason)
@@ -714,21 +831,18 @@ class BasisCarryStrategy(Strategy):
         if self._busy():
             self._guard_event_pending = ev  # quantities after the action are known when its legs complete
         else:
-            ev.spot_qty_after, ev.perp_qty_after = self.spot_qty(), self.perp_qty()
+            ev.spot_qty_after, ev.perp_qty_after = float(self.spot_qty()), float(self.perp_qty())
 
     def _reduce_both(self, fraction: float, reason: str) -> None:
         """Reduce both legs by `fraction`, keeping the hedge ratio (perp rounded up to its lot, spot to match)."""
         if self._busy():
             return
-        spot, perp = self.spot_qty(), self.perp_qty()
-        perp_step, spot_step = self.perp.size_increment.as_double(), self.spot.size_increment.as_double()
-        perp_cut = min(abs(perp), max(perp_step, math.ceil(abs(perp) * fraction / perp_step - 1e-9) * perp_step))
-        remaining_perp = abs(perp) - perp_cut
-        if remaining_perp <= perp_step / 2:
+        spot_cut, perp_cut, rest = carry.reduce_quantities(self.spot_qty(), self.perp_qty(), fraction,
+                                                           self.cfg.hedge_ratio, self._spot_lot, self._perp_lot)
+        if rest == 0:
             self._exit(reason=f"guard reduce to zero: {reason}")
             return
-        spot_cut = carry.round_down(max(spot - remaining_perp / self.cfg.hedge_ratio, 0.0), spot_step)
-        self._decide("reduce", f"{fraction:.1%}: perp -{perp_cut:g}, spot -{spot_cut:g} ({reason})")
+        self._decide("reduce", f"{fraction:.1%}: perp -{perp_cut}, spot -{spot_cut} ({reason})")
         self._start_pair("reduce", spot=(-1, spot_cut), perp=(1, perp_cut))
 
     def _decide(self, action: str, reason: str) -> None:

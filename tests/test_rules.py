@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -73,7 +75,7 @@ def test_always_in_thresholds():
 
 def test_leg_quantities_on_lot_steps_and_hedge_drift():
     spot, perp = carry.leg_quantities(20_000, 16_529.67, 1.0, 0.00001, 0.001)
-    assert spot == 1.20994 and perp == 1.21
+    assert spot == Decimal("1.20994") and perp == Decimal("1.21")
     assert abs(carry.hedge_drift(spot, -perp, 1.0)) < 0.001
     assert carry.hedge_drift(1.0, -0.9, 1.0) == pytest.approx(-0.1)
 

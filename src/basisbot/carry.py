@@ -12,6 +12,9 @@ from __future__ import annotations
 import enum
 import math
 from dataclasses import dataclass
+from decimal import Decimal
+
+from basisbot import quantities as q
 
 HOURS_PER_YEAR = 24 * 365
 NS_PER_HOUR = 3_600_000_000_000
@@ -178,19 +181,53 @@ def hedge_drift(spot_qty: float, perp_qty: float, hedge_ratio: float) -> float:
     """Relative drift of |perp| / spot from the target ratio; 0 = on target. spot_qty must be > 0."""
     if spot_qty <= 0:
         raise ValueError(f"spot_qty must be > 0, got {spot_qty}")
-    return abs(perp_qty) / (spot_qty * hedge_ratio) - 1.0
+    return abs(float(perp_qty)) / (float(spot_qty) * float(hedge_ratio)) - 1.0  # a ratio for analytics
 
 
-def round_down(qty: float, step: float) -> float:
-    """Round a quantity down to the lot step (never rounds up into more exposure than asked)."""
-    n = math.floor(qty / step + 1e-9)
-    return round(n * step, 12)
-
-
-def leg_quantities(notional_usdt: float, spot_price: float, hedge_ratio: float, spot_step: float, perp_step: float) -> tuple[float, float]:
-    """Spot and perp base quantities for a carry of `notional_usdt` on the spot leg, both on their lot steps, the perp
-    rounded to the nearest step of hedge_ratio × spot (the coarser perp step decides the achievable ratio)."""
-    spot_qty = round_down(notional_usdt / spot_price, spot_step)
-    perp_qty = round(round(spot_qty * hedge_ratio / perp_step) * perp_step, 12)
+def leg_quantities(notional_usdt: float, spot_price: float, hedge_ratio, spot_step, perp_step) -> tuple[Decimal, Decimal]:
+    """Spot and perp base quantities (exact, on their lot steps) for a carry of `notional_usdt` on the spot leg: spot
+    rounded down, the perp to the nearest step of hedge_ratio × spot (the coarser perp step decides the ratio)."""
+    if not spot_price > 0:
+        raise ValueError(f"spot_price must be > 0, got {spot_price}")
+    spot_qty = q.round_down(q.exact(notional_usdt / spot_price), spot_step)
+    perp_qty = q.round_nearest(spot_qty * q.exact(hedge_ratio), perp_step)
     return spot_qty, perp_qty
 
+
+def hedge_quantities(held: str, spot, perp, hedge_ratio, spot_step, perp_step) -> tuple[Decimal, Decimal]:
+    """The (spot, |perp|) pair that hedges the leg `held` ("spot" or "perp") as it stands, the missing leg rounded
+    down to its lot."""
+    ratio = q.exact(hedge_ratio)
+    spot, perp = q.exact(spot), abs(q.exact(perp))
+    if held == "spot":
+        return spot, q.round_down(spot * ratio, perp_step)
+    return q.round_down(perp / ratio, spot_step), perp
+
+
+def reduce_quantities(spot, perp, fraction: float, hedge_ratio, spot_step, perp_step) -> tuple[Decimal, Decimal, Decimal]:
+    """Cut both legs by `fraction` keeping the hedge ratio: the perp cut rounded UP to its lot (at least one lot, at
+    most the position), the spot cut so that spot × ratio matches what the perp keeps. Returns (spot_cut, perp_cut,
+    perp_remaining); perp_remaining 0 means the reduce is a full close."""
+    spot, perp = max(q.exact(spot), q.ZERO), abs(q.exact(perp))
+    step = q.exact(perp_step)
+    perp_cut = min(perp, max(step, q.round_up(perp * q.exact(fraction), step)))
+    rest = perp - perp_cut
+    if rest < step:
+        return q.round_down(spot, spot_step), perp, q.ZERO
+    spot_cut = q.round_down(max(spot - rest / q.exact(hedge_ratio), q.ZERO), spot_step)
+    return spot_cut, perp_cut, rest
+
+
+def rebalance_delta(spot, perp, hedge_ratio, perp_step) -> Decimal:
+    """Signed perp quantity to add to the short (> 0: sell more) to bring |perp| to hedge_ratio × spot, on the lot."""
+    target = q.exact(spot) * q.exact(hedge_ratio)
+    return q.round_nearest(target - abs(q.exact(perp)), perp_step)
+
+
+def entry_costs(spot_qty: float, spot_px: float, spot_fee: float, perp_qty: float, mark: float, leverage: float,
+                perp_fee: float, buffer: float = 0.01) -> tuple[float, float]:
+    """USDT each leg needs before it is sent: spot cost with its fee, perp initial margin (notional / leverage) with
+    the opening fee; both with `buffer` for the price moving between the check and the fill."""
+    spot_cost = spot_qty * spot_px * (1 + spot_fee) * (1 + buffer)
+    perp_margin = perp_qty * mark / leverage * (1 + buffer) + perp_qty * mark * perp_fee
+    return spot_cost, perp_margin
