@@ -16,6 +16,7 @@ from basisbot.backtest.dump_writer import export_binance_dump
 from basisbot.backtest.feed import build_feed
 from basisbot.backtest.instruments import make_perp, make_spot
 from basisbot.cli import main
+from tests.invariants import assert_backtest_invariants
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "backtests" / "data" / "binance"
@@ -47,6 +48,7 @@ def run(tmp: Path, name: str, *, sym="BTCUSDT", start="2022-01-01", end="2024-01
     out = tmp / name
     rc = main(["backtest", "--config", str(cfg), "--out", str(out), "--quiet", *(extra or [])])
     assert rc == 0
+    assert_backtest_invariants(out)
     return out
 
 
@@ -160,6 +162,7 @@ def test_three_symbols_reconcile_through_luna_and_ftx(tmp_path):
     out = tmp_path / "three"
     assert main(["backtest", "--config", str(cfg), "--out", str(out), "--quiet", "--data", str(DATA),
                  "--start", "2022-05-01", "--end", "2022-12-01"]) == 0
+    assert_backtest_invariants(out)
     s = json.loads((out / "summary.json").read_text())
     assert set(s["symbols"]) == {"BTCUSDT", "ETHUSDT", "SOLUSDT"}
     assert abs(s["total"]["reconciliation_error"]) < 1e-5  # 8-decimal money rounding only

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from basisbot.cli import main
+from tests.invariants import assert_backtest_invariants
 
 from .test_backtest import DATA
 
@@ -50,6 +51,7 @@ def runs(tmp_path_factory) -> dict[bool, Path]:
         cfg.write_text(config(guard))
         out[guard] = tmp / f"out{guard}"
         assert main(["backtest", "--config", str(cfg), "--out", str(out[guard]), "--quiet"]) == 0
+        assert_backtest_invariants(out[guard])
     return out
 
 
@@ -106,6 +108,7 @@ def test_margin_from_spot_moves_real_balance(tmp_path):
                    .replace("start = 2023-01-01", "start = 2023-10-01"))
     out = tmp_path / "sol"
     assert main(["backtest", "--config", str(cfg), "--out", str(out), "--quiet", "--symbols", "SOLUSDT"]) == 0
+    assert_backtest_invariants(out)
     s = json.loads((out / "summary.json").read_text())
     sol = s["symbols"]["SOLUSDT"]
     assert sol["liquidations"] == 0
@@ -128,6 +131,7 @@ def test_cross_margin_shares_the_wallet(tmp_path, guard):
                    .replace("end = 2024-01-01", "end = 2023-02-01"))
     out = tmp_path / "cross"
     assert main(["backtest", "--config", str(cfg), "--out", str(out), "--quiet"]) == 0
+    assert_backtest_invariants(out)
     s = json.loads((out / "summary.json").read_text())
     assert (s["total"]["liquidations"] > 0) is (not guard)
     if guard:

@@ -13,6 +13,7 @@ import pytest
 
 from basisbot.backtest.report import MAX_POINTS, downsample, fmt_num, write_report
 from basisbot.cli import main
+from tests.invariants import assert_backtest_invariants
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "backtests" / "data" / "binance"
@@ -42,6 +43,7 @@ def _run(tmp: Path, name: str, *, lev: int, entry: float, exit: float, guard: st
     cfg.write_text(CONFIG.format(data=DATA.as_posix(), lev=lev, entry=entry, exit=exit, guard=guard))
     out = tmp / name
     assert main(["backtest", "--config", str(cfg), "--out", str(out), "--quiet"]) == 0
+    assert_backtest_invariants(out)
     return out
 
 

@@ -16,6 +16,8 @@ from nautilus_trader.model.identifiers import InstrumentId, Venue
 from nautilus_trader.model.objects import Currency
 
 from basisbot import margin
+from basisbot.hedge_monitor import HedgeMonitor
+from basisbot.quantities import ZERO
 from basisbot.venue_messages import PerpMarginState, margin_topic
 
 USDT = Currency.from_str("USDT")
@@ -30,6 +32,8 @@ class RecorderConfig(ActorConfig, frozen=True):
     perp_venue: str
     start_ns: int
     end_ns: int
+    hedge_ratios: list[str] = []  # per symbol, exact (decimal strings)
+    perp_steps: list[str] = []  # perp lot step per symbol (decimal strings)
     progress: bool = True
 
 
@@ -47,17 +51,38 @@ class BacktestRecorder(Actor):
         self.equity_rows: list[tuple] = []
         self.state_rows: list[tuple] = []
         self._margin: dict[str, PerpMarginState] = {}
+        # the one-leg invariant, observed from the positions the venues' fills made (not from the strategy's view)
+        self.hedge = {s: HedgeMonitor(s, step, ratio) for s, step, ratio
+                      in zip(self.symbols, config.perp_steps or ["1"] * len(self.symbols),
+                             config.hedge_ratios or ["1"] * len(self.symbols))}
+        self._leg_of = {i: (s, "spot") for s, i in zip(self.symbols, self.spot_ids)}
+        self._leg_of.update({i: (s, "perp") for s, i in zip(self.symbols, self.perp_ids)})
+        self._legs = {s: {"spot": ZERO, "perp": ZERO} for s in self.symbols}
         self._wall0 = time.monotonic()
         self._last_pct = -1
 
     def on_start(self) -> None:
         for p, s in zip(self.perp_ids, self.symbols):
             self.msgbus.subscribe(margin_topic(s), self._on_margin)
+        self.msgbus.subscribe("events.position.*", self._on_position)
         # Sample once an hour, just after the hour's data (bars, prediction, closing mark) is in the cache: a timer
         # instead of a handler on every intra-hour mark.
         first = (self.config.start_ns // HOUR_NS) * HOUR_NS + 1_000
         self.clock.set_timer("recorder", dt.timedelta(hours=1), start_time=pd.Timestamp(first, tz="UTC"),
                              callback=self._sample)
+
+    def _on_position(self, event) -> None:
+        key = self._leg_of.get(event.instrument_id)
+        if key is None:
+            return
+        symbol, leg = key
+        legs = self._legs[symbol]
+        legs[leg] = event.quantity.as_decimal() * (-1 if event.signed_qty < 0 else 1)  # exact, signed
+        self.hedge[symbol].observe(event.ts_event, legs["spot"], legs["perp"])
+
+    def finish(self, ts_ns: int) -> None:
+        for mon in self.hedge.values():
+            mon.finish(ts_ns)
 
     def _on_margin(self, st: PerpMarginState) -> None:
         self._margin[st.symbol] = st

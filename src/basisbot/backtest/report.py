@@ -622,6 +622,14 @@ def _compute_symbol_stats(d: _Data, sym: str) -> dict:
             "pays_pos": sum(1 for v in pays if v > 0), "pays_neg": sum(1 for v in pays if v < 0)}
 
 
+def _unhedged_cell(seconds, limit) -> str:
+    """The one-leg invariant: longest stretch with one leg alone, red when past the leg timeout."""
+    if seconds is None:
+        return "<td></td>"
+    bad = limit is not None and seconds > limit
+    return _tdt(f"{fmt_num(seconds, 1)}" + (f" > {fmt_num(limit, 1)}" if bad else ""), "n neg" if bad else "n")
+
+
 def _summary_section(d: _Data) -> str:
     s = d.summary
     syms = s.get("symbols") or {}
@@ -636,6 +644,7 @@ def _summary_section(d: _Data) -> str:
     recon = tot.get("reconciliation_error")
     stats = {sym: _symbol_stats(d, sym) for sym in d.symbols}
     nyears = sum(st["notional_years"] for st in stats.values())
+    leg_timeout = {sym: v.get("leg_timeout_s") for sym, v in syms.items() if v.get("leg_timeout_s") is not None}
     cards = [
         _card("net PnL (USDT)", fmt_num(net), f"{_pct(ret, 3)} of starting equity" if ret is not None else "",
               neg=net is not None and net < 0),
@@ -660,7 +669,7 @@ def _summary_section(d: _Data) -> str:
     pnl_head = ["symbol", "funding", "spot PnL", "perp PnL", "fees", "liquidation loss", "net PnL"]
     act_head = ["symbol", "settlements held / in data", "liquidations", "guard actions", "entries / exits",
                 "margin added (USDT)", "time in market", "avg short notional", "funding APR", "predictor MAE (bp)",
-                "sign hit", "final spot / perp qty"]
+                "sign hit", "final spot / perp qty", "longest one-legged (s)"]
     pnl_rows, act_rows = [], []
 
     def pnl_cells(v):
@@ -687,7 +696,7 @@ def _summary_section(d: _Data) -> str:
             + _tdt(_pct(st["time_in_market"], 1), "n") + _td(st["avg_notional"], 0) + _tdt(_pct(apr), "n")
             + _td(None if mae is None else mae * 1e4, 3) + _tdt(_pct(st["hit"], 1), "n")
             + _tdt(f"{fmt_num(v.get('final_spot_qty'), 6)} / {fmt_num(v.get('final_perp_qty'), 6)}", "n")
-            + "</tr>")
+            + _unhedged_cell(v.get("max_unhedged_s"), leg_timeout.get(sym)) + "</tr>")
     tot_apr = tot.get("funding_pnl", 0) / nyears if nyears > 0 else None
     pnl_rows.append(f"<tr class='total'><td>total</td>{pnl_cells(tot)}</tr>")
     act_rows.append(
@@ -695,7 +704,8 @@ def _summary_section(d: _Data) -> str:
         + _tdt(tot.get("liquidations", 0), "n neg" if tot.get("liquidations") else "n")
         + _tdt(tot.get("guard_actions", 0), "n") + _tdt(f"{tot.get('entries', 0)} / {tot.get('exits', 0)}", "n")
         + _td(sum((v.get("margin_added") or 0) for v in syms.values())) + "<td></td><td></td>"
-        + _tdt(_pct(tot_apr), "n") + "<td></td><td></td><td></td></tr>")
+        + _tdt(_pct(tot_apr), "n") + "<td></td><td></td><td></td>"
+        + _unhedged_cell(tot.get("max_unhedged_s"), max(leg_timeout.values(), default=None)) + "</tr>")
     pnl_table = _table(pnl_head, pnl_rows, numeric=set(range(1, len(pnl_head))), cls="pnl")
     act_table = _table(act_head, act_rows, numeric=set(range(1, len(act_head))))
     return (f'<section id="summary"><h2>Summary</h2><div class="cards">{"".join(cards)}</div>'

@@ -88,6 +88,10 @@ def symbol_summary(result, symbol: str) -> dict:
         "final_spot_qty": _r(spot_qty, 8),
         "final_perp_qty": _r(perp_qty, 8),
         "predictor_mae": _r(float(err.mean()), 9) if len(err) else None,
+        # the one-leg invariant: the longest stretch with one leg held alone (observed from the fills' positions)
+        "max_unhedged_s": _r(result.recorder.hedge[symbol].max_unhedged_s, 3),
+        "unhedged_stretches": len(result.recorder.hedge[symbol].stretches),
+        "leg_timeout_s": result.settings.symbols[symbol].leg_timeout_s,
         "settlements_in_data": len(result.feeds[symbol].settlements),
     }
 
@@ -98,6 +102,7 @@ def build_summary(result) -> dict:
     total = {k: _r(sum(v[k] for v in symbols.values())) for k in MONEY_KEYS}
     for k in ("liquidations", "guard_actions", "settlements", "entries", "exits"):
         total[k] = sum(v[k] for v in symbols.values())
+    total["max_unhedged_s"] = max((v["max_unhedged_s"] for v in symbols.values()), default=0.0)
     change = result.ending_equity - result.starting_equity
     total.update({
         "starting_equity": _r(result.starting_equity),

@@ -205,7 +205,9 @@ def run_prepared(p: Prepared, *, progress: bool = False) -> BacktestResult:
         RecorderConfig(symbols=order, spot_ids=[str(p.spot_insts[s].id) for s in order],
                        perp_ids=[str(p.perp_insts[s].id) for s in order], spot_venue=SPOT_VENUE.value,
                        perp_venue=PERP_VENUE.value, start_ns=int(p.first.value + 3_600_000_000_000),
-                       end_ns=int(p.last.value), progress=progress),
+                       end_ns=int(p.last.value), progress=progress,
+                       hedge_ratios=[str(p.enabled[s].hedge_ratio) for s in order],
+                       perp_steps=[str(p.perp_insts[s].size_increment.as_decimal()) for s in order]),
         {s: p.brackets[s] for s in order},
     )
     engine.add_actor(recorder)
@@ -213,6 +215,7 @@ def run_prepared(p: Prepared, *, progress: bool = False) -> BacktestResult:
     t0 = time.perf_counter()
     engine.run(end=pd.Timestamp(p.last.value + 60_000_000_000, tz="UTC"))  # past the last hour: final sample
     run_seconds = time.perf_counter() - t0
+    recorder.finish(int(p.last.value))
     if progress:
         sys.stderr.write("\n")
     last_ts = recorder.equity_rows[-1][0] if recorder.equity_rows else 0
