@@ -425,13 +425,13 @@ class BasisCarryStrategy(Strategy):
             if self.predicted_rate is not None:
                 self._journal("prediction", self.clock.timestamp_ns(), settlement_ns=job.settlement_ns,
                               predicted_rate=self.predicted_rate, interval_minutes=self.interval_minutes,
-                              position_qty=self.perp_qty(), mark=self.mark)
+                              position_qty=float(self.perp_qty()), mark=self.mark)
             if self.phase is Phase.IN_CARRY and carry.decide(self.rules, self._view()) is carry.Action.EXIT:
                 self._exit(reason=f"predicted {self.predicted_rate:.6f} below exit_apr before settlement")
         elif job.kind is JobKind.BOOKING:
             self.calendar.settled(job.settlement_ns)
             self._journal("booking", self.clock.timestamp_ns(), settlement_ns=job.settlement_ns,
-                          predicted_rate=self.predicted_rate, position_qty=self.perp_qty(),
+                          predicted_rate=self.predicted_rate, position_qty=float(self.perp_qty()),
                           phase=self.phase.value)
             if self.phase is Phase.IN_CARRY:
                 self.settlements_held += 1

@@ -82,9 +82,9 @@ def test_full_cycle_entry_settlement_guard_exit(tmp_path, capsys):
                 assert pos["positionAmt"] == pytest.approx(-0.052) and pos["marginType"] == "ISOLATED"
                 assert pos["leverage"] == 10
                 # strategy and venue agree on both legs (spot: bought on its finer lot, fee taken in BTC)
-                assert strat.perp_qty() == pytest.approx(-0.052)
-                assert strat.spot_qty() == pytest.approx(st["spot"]["BTC"]["free"], abs=1e-5)  # nautilus: lot precision
-                assert strat.spot_qty() == pytest.approx(0.052, rel=0.005)
+                assert float(strat.perp_qty()) == pytest.approx(-0.052)
+                assert float(strat.spot_qty()) == pytest.approx(st["spot"]["BTC"]["free"], abs=1e-5)  # nautilus: lot precision
+                assert float(strat.spot_qty()) == pytest.approx(0.052, rel=0.005)
 
                 # the settlement: venue pays, the strategy books it, the client reads the income, the journal
                 # reconciles prediction vs settled
@@ -180,7 +180,7 @@ def test_liquidation_by_the_exchange_is_published_and_the_spot_leg_sold(tmp_path
                 assert liq.wallet_lost == pytest.approx(venue_liq["isolatedWalletLost"], rel=1e-3)
                 await until(lambda: strat.phase is Phase.FLAT, 15, what="spot sold")
                 assert any(a == "liquidated" for _, a, _ in strat.log_.decisions)
-                assert strat.perp_qty() == 0
+                assert float(strat.perp_qty()) == 0
                 st = await state(sim)
                 assert _position(st) is None and st["spot"]["BTC"]["free"] < 1e-4
             assert node.rc == 0

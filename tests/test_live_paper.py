@@ -34,7 +34,7 @@ def test_paper_trades_on_live_data_without_credentials(tmp_path):
                 # fills at the venue's live touch: spot at its ask, perp at its bid
                 spot_fill = next(o for o in node.app.node.kernel.cache.orders() if o.instrument_id == strat.spot_id)
                 assert spot_fill.avg_px == pytest.approx(st["prices"][SYM]["spotAsk"], rel=2e-3)
-                assert strat.perp_qty() == pytest.approx(-0.052)
+                assert float(strat.perp_qty()) == pytest.approx(-0.052)
                 ms = strat.margin_state  # isolated wallet from the paper margin module
                 assert ms.side == -1 and ms.wallet == pytest.approx(0.052 * ms.entry_price / 5, rel=1e-6)
                 acct = node.app.node.kernel.portfolio.account(strat.spot_id.venue)
