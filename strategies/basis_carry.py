@@ -194,7 +194,8 @@ class BasisCarryStrategy(Strategy):
             async def on_job(job):
                 self._on_job(job)
 
-            self._driver = AsyncIOSchedulerDriver(self._scheduler, on_job)
+            self._driver = AsyncIOSchedulerDriver(self._scheduler, on_job, asyncio.get_event_loop(),
+                                                  self.clock.timestamp_ns)
         else:
             # backtests: the same jobs as nautilus time alerts, fired in order with the data
             self._driver = NautilusClockDriver(self.clock, self._on_job)
@@ -522,9 +523,9 @@ class BasisCarryStrategy(Strategy):
         self._pair_logged = 0
         self._pair_seq += 1
         name = f"{self.symbol}:legs:{pair.intent}:{self._pair_seq}"
-        self.clock.set_time_alert_ns(name + ":cancel", pair.deadline_ns, lambda _e, p=pair: self._on_pair_deadline(p))
-        self.clock.set_time_alert_ns(name + ":lost", pair.started_ns + self._expire_after_ns,
-                                     lambda _e, p=pair: self._on_pair_expired(p))
+        self._driver.call_at(name + ":cancel", pair.deadline_ns, lambda p=pair: self._on_pair_deadline(p))
+        self._driver.call_at(name + ":lost", pair.started_ns + self._expire_after_ns,
+                             lambda p=pair: self._on_pair_expired(p))
         self._execute(instructions)
 
     def _journal_pair(self) -> None:
@@ -548,9 +549,9 @@ class BasisCarryStrategy(Strategy):
                 if ins.attempt > 0:  # a retry: later, with backoff, never in a hot loop
                     delay = retry_delay_s(ins.attempt, self.cfg.leg_timeout_s)
                     self._pair_seq += 1
-                    self.clock.set_time_alert_ns(
+                    self._driver.call_at(
                         f"{self.symbol}:retry:{self._pair_seq}", self.clock.timestamp_ns() + int(delay * 1e9),
-                        lambda _e, p=pair, i=ins: self._send_later(p, i))
+                        lambda p=pair, i=ins: self._send_later(p, i))
                     continue
                 queue += self._send(pair, ins)
             elif ins.kind == "cancel":
@@ -687,8 +688,7 @@ class BasisCarryStrategy(Strategy):
         self._halted = reason
         self.log.error(f"{self.symbol}: ESCALATION: {reason}; new pairs halted, next attempt in {wait_s:g}s")
         self._decide("escalate", f"{reason}; new pairs halted; next attempt in {wait_s:g}s")
-        self.clock.set_time_alert_ns(f"{self.symbol}:stuck:{self._stuck_count}:{now}", self._stuck_retry_ns,
-                                     lambda _e: self._check_hedge())
+        self._driver.call_at(f"{self.symbol}:stuck:{self._stuck_count}:{now}", self._stuck_retry_ns, self._check_hedge)
 
     def _clear_escalation(self, now: int) -> None:
         if self._halted is not None:

@@ -155,14 +155,26 @@ class NautilusClockDriver:
 
         self._clock.set_time_alert_ns(job.name, job.fire_ns, fire)
 
+    def call_at(self, name: str, fire_ns: int, fn: Callable[[], None]) -> None:
+        """One-off callback at `fire_ns` (leg timeouts, delayed retries), in order with the data."""
+        self._clock.set_time_alert_ns(name, max(fire_ns, self._clock.timestamp_ns()), lambda _event: fn())
+
 
 class AsyncIOSchedulerDriver:
     """Runs the same jobs on an APScheduler `AsyncIOScheduler` bound to the live node's event loop."""
 
-    def __init__(self, scheduler, handler: Callable[[Job], None]):
+    def __init__(self, scheduler, handler: Callable[[Job], None], loop=None, now_ns: Callable[[], int] | None = None):
         self._scheduler = scheduler
         self._handler = handler
+        self._loop = loop
+        self._now_ns = now_ns
 
     def schedule(self, job: Job) -> None:
         self._scheduler.add_job(self._handler, trigger=job.trigger, args=[job], id=job.name, replace_existing=True,
                                 misfire_grace_time=30)
+
+    def call_at(self, name: str, fire_ns: int, fn: Callable[[], None]) -> None:
+        """One-off callback at `fire_ns` on the event loop's thread (nautilus' live clock fires its alerts on a
+        thread of its own, where nothing of the strategy or the journal may run)."""
+        delay = max(0.0, (fire_ns - self._now_ns()) / NS) if self._now_ns is not None else 0.0
+        self._loop.call_later(delay, fn)
