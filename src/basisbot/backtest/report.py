@@ -414,6 +414,7 @@ class _Data:
         self.trades = _read_csv(folder, "trades.csv")
         self.guard = _read_csv(folder, "guard.csv")
         self.liquidations = _read_csv(folder, "liquidations.csv")
+        self.baseline = _read_csv(folder, "baseline_funding.csv")
         self.decisions = _read_csv(folder, "decisions.csv")
         self.symbols = list((self.summary.get("symbols") or {}).keys())
         for rows in (self.state, self.funding, self.predictions, self.trades, self.guard, self.liquidations):
@@ -658,6 +659,10 @@ def _summary_section(d: _Data) -> str:
         _card("liquidations", str(tot.get("liquidations", 0)), f"loss {fmt_num(tot.get('liquidation_loss'))} USDT",
               neg=bool(tot.get("liquidations"))),
         _card("guard actions", str(tot.get("guard_actions", 0)), f"{tot.get('settlements', 0)} settlements held"),
+        _card("vs always-in", f"{fmt_num(tot.get('always_in_funding'))}",
+              f"funding held throughout; capture {_pct(tot.get('capture'), 1)} of positive funding; "
+              f"net APR {_pct(tot.get('net_apr'))} vs {_pct(tot.get('always_in_apr'))} on "
+              f"{fmt_num(tot.get('capital_usdt'), 0)} USDT deployed"),
     ]
     ok = recon is not None and abs(recon) < 0.01
     recon_html = (f'<p class="note">Reconciliation: equity change {esc(fmt_num(tot.get("equity_change")))} USDT vs '
@@ -753,6 +758,7 @@ def _pnl_section(d: _Data) -> str:
         start = next((v for v in eq if v is not None), 0.0)
     valid = [x for x in t if x is not None]
     fund = _cum_at(valid, *_events(d.funding, "payment"))
+    always = _cum_at(valid, *_events(d.baseline, "payment")) if d.baseline else None
     fees = _cum_at(valid, *_events(d.trades, "fee_usdt"))
     liq = _cum_at(valid, *_events(d.liquidations, "insurance_loss"))
     net, price, ts = [], [], []
@@ -772,6 +778,9 @@ def _pnl_section(d: _Data) -> str:
         Series(f"spot + perp price PnL ({last(price)})", ts, price, COLORS["price"], width=1.3),
         Series(f"− fees ({last([-v for v in fees])})", ts, [-v for v in fees], COLORS["fees"], step=True, width=1.6),
     ]
+    if always is not None:
+        series.append(Series(f"always-in funding, same size ({last(always)})", ts, always, COLORS["funding"],
+                             step=True, width=1.2, dash="4 3"))
     if any(liq):
         series.append(Series(f"− liquidation loss ({last([-v for v in liq])})", ts, [-v for v in liq], COLORS["liq"],
                              step=True, width=1.6))
@@ -782,7 +791,8 @@ def _pnl_section(d: _Data) -> str:
                       "liquidations.csv (each counted from the first hourly snapshot after it); spot + perp price PnL "
                       "is the rest of the equity change (mark-to-market of both legs, including a liquidated leg's "
                       "loss at the liquidation "
-                      "price). Final values in the legend.")
+                      "price). Dashed: the funding a position of the same size held from the first to the last "
+                      "hour would have received (baseline_funding.csv). Final values in the legend.")
             + "</section>")
 
 

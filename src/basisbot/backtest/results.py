@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from basisbot import baselines
 from basisbot.schedule import ns_to_dt
 
 MONEY_KEYS = ("funding_pnl", "fees", "spot_pnl", "perp_pnl", "liquidation_loss", "net_pnl")
@@ -69,6 +70,8 @@ def symbol_summary(result, symbol: str) -> dict:
     err = (pvs["predicted_rate"] - pvs["settled_rate"]).abs() if len(pvs) else pd.Series(dtype=float)
     decisions = Counter(a for _, a, _ in strat.log_.decisions)
     net = spot_pnl + perp_pnl + funding_pnl - fees - liq_loss
+    base = baselines.summarise(baseline_rows(result, symbol), funding_pnl, net, *_size(result, symbol),
+                               (result.end - result.start).total_seconds())
     return {
         "_net_raw": net,
         "funding_pnl": _r(funding_pnl),
@@ -93,7 +96,31 @@ def symbol_summary(result, symbol: str) -> dict:
         "unhedged_stretches": len(result.recorder.hedge[symbol].stretches),
         "leg_timeout_s": result.settings.symbols[symbol].leg_timeout_s,
         "settlements_in_data": len(result.feeds[symbol].settlements),
+        "always_in_funding": _r(base["always_in_funding"]),
+        "positive_funding": _r(base["positive_funding"]),
+        "capture": None if base["capture"] is None else _r(base["capture"], 4),
+        "capital_usdt": _r(base["capital_usdt"]),
+        "net_apr": None if base["net_apr"] is None else _r(base["net_apr"], 6),
+        "always_in_apr": None if base["always_in_apr"] is None else _r(base["always_in_apr"], 6),
     }
+
+
+def _size(result, symbol: str) -> tuple[float, float, float]:
+    cfg = result.settings.symbols[symbol]
+    notional = min(cfg.notional_usdt, cfg.max_notional_usdt or cfg.notional_usdt)
+    return notional, cfg.hedge_ratio, cfg.leverage
+
+
+def baseline_rows(result, symbol: str) -> list[baselines.BaselineRow]:
+    """Always-in: the strategy's size, short from the first hour to the last, paid at each settlement."""
+    rows = [r for r in result.recorder.state_rows if r[1] == symbol and r[2] is not None]
+    if not rows:
+        return []
+    notional, ratio, _ = _size(result, symbol)
+    qty = notional / rows[0][2] * ratio
+    marks = {r[0]: r[3] for r in rows}
+    settlements = [(exact_ts, rate) for _sim, exact_ts, rate in result.feeds[symbol].settlements]
+    return baselines.always_in_rows(settlements, marks, qty, rows[0][0], rows[-1][0] + baselines.HOUR_NS)
 
 
 def build_summary(result) -> dict:
@@ -103,6 +130,13 @@ def build_summary(result) -> dict:
     for k in ("liquidations", "guard_actions", "settlements", "entries", "exits"):
         total[k] = sum(v[k] for v in symbols.values())
     total["max_unhedged_s"] = max((v["max_unhedged_s"] for v in symbols.values()), default=0.0)
+    for k in ("always_in_funding", "positive_funding", "capital_usdt"):
+        total[k] = _r(sum(v[k] for v in symbols.values()))
+    total["capture"] = _r(total["funding_pnl"] / total["positive_funding"], 4) if total["positive_funding"] > 0 else None
+    years = (result.end - result.start).total_seconds() / baselines.YEAR_S
+    total["net_apr"] = _r(total["net_pnl"] / total["capital_usdt"] / years, 6) if total["capital_usdt"] and years else None
+    total["always_in_apr"] = (_r(total["always_in_funding"] / total["capital_usdt"] / years, 6)
+                              if total["capital_usdt"] and years else None)
     change = result.ending_equity - result.starting_equity
     total.update({
         "starting_equity": _r(result.starting_equity),
@@ -136,6 +170,9 @@ def write_results(result, out: Path) -> dict:
     _write_csv(out / "funding.csv", ["ts", "symbol", "rate", "mark_price", "position_qty", "payment"],
                ((iso(r.ts_ns), r.symbol, repr(r.rate), repr(r.mark_price), repr(r.position_qty), repr(r.payment))
                 for r in result.ledger.funding))
+    _write_csv(out / "baseline_funding.csv", ["ts", "symbol", "rate", "mark_price", "position_qty", "payment"],
+               ((iso(r.ts_ns), s, repr(r.rate), repr(r.mark), repr(r.qty), repr(r.payment))
+                for s in result.symbols for r in baseline_rows(result, s)))
     _write_csv(out / "trades.csv", ["ts", "symbol", "leg", "side", "qty", "price", "fee_usdt", "fee_currency", "tag",
                                     "client_order_id"],
                ((iso(f.ts_ns), f.symbol, f.leg, f.side, f.qty, f.price, _r(f.fee_usdt, 8), f.fee_currency, f.tag,
