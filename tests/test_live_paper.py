@@ -1,5 +1,6 @@
-"""Paper mode: the venue's live market data, simulated fills (nautilus sandbox + the margin/funding modules), no
-credentials; nothing reaches the venue's accounts."""
+"""Paper mode: the venue's live market data, simulated fills (nautilus sandbox + the margin/funding modules); the
+credentials only read the leverage brackets (a signed endpoint) on a short-lived client, the node's session stays
+public and nothing reaches the venue's accounts."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import asyncio
 import pytest
 
 from basisbot.journal import Journal
-from basisbot.live.node import NodeOptions
+from basisbot.live.node import NodeOptions, run_node
 from basisbot.live.testing import RunningNode, node_settings, sim_config, until
 from basisbot.sim import SimServer
 from basisbot.sim.testing import state
@@ -18,16 +19,18 @@ SYM = "BTCUSDT"
 T_SETTLE = 1646035200001  # 2022-02-28 08:00:00.001Z
 
 
-def test_paper_trades_on_live_data_without_credentials(tmp_path):
+def test_paper_trades_on_live_data_with_a_public_session(tmp_path):
     async def scenario():
         async with SimServer(sim_config(start="2022-02-28T07:59:45Z")) as sim:
-            settings = node_settings(tmp_path, sim.url, credentials=False, mode="paper",
+            settings = node_settings(tmp_path, sim.url, mode="paper",
                                      symbols={SYM: {"notional_usdt": 2000.0, "leverage": 5, "entry_apr": -1000.0,
                                                     "exit_apr": -2000.0}},
                                      backtest={"spot_balance_usdt": 20000.0, "perp_balance_usdt": 10000.0})
-            settings = settings.model_copy(update={"api_key": None, "api_secret": None})
             async with RunningNode(settings, "paper", NodeOptions(log_level="ERROR")) as node:
                 assert not node.app.session.authenticated
+                # brackets from the venue's leverageBracket answer, as the strategy and the paper ledger use them
+                assert node.app.brackets[SYM] == sim.venue.markets[SYM].table
+                assert node.app.ledger.symbols[SYM].table == node.app.brackets[SYM]
                 strat = node.strategy(SYM)
                 await until(lambda: strat.phase is Phase.IN_CARRY, 10, what="paper entry")
                 st = await state(sim)
@@ -59,3 +62,18 @@ def test_paper_trades_on_live_data_without_credentials(tmp_path):
             assert node.rc == 0
 
     asyncio.run(asyncio.wait_for(scenario(), 55))
+
+
+def test_paper_without_credentials_says_what_to_set(tmp_path, capsys):
+    """The brackets come from the exchange's signed leverageBracket endpoint, never from bundled files: without a key
+    paper refuses to start (exit 2) and names the variables to set."""
+    async def scenario():
+        async with SimServer(sim_config(start="2022-02-28T07:59:45Z")) as sim:
+            settings = node_settings(tmp_path, sim.url, credentials=False, mode="paper",
+                                     symbols={SYM: {"notional_usdt": 2000.0, "leverage": 5}})
+            settings = settings.model_copy(update={"api_key": None, "api_secret": None})
+            return await run_node(settings, "paper", NodeOptions(log_level="ERROR"))
+
+    assert asyncio.run(asyncio.wait_for(scenario(), 30)) == 2
+    err = capsys.readouterr().err
+    assert "leverageBracket" in err and "BASISBOT_API_KEY" in err and "read-only" in err

@@ -179,9 +179,20 @@ def test_loader_missing_field():
 
 def test_loader_wrong_type():
     data = raw_brackets()
-    data[0]["brackets"][1]["notionalCap"] = "800000"
+    data[0]["brackets"][1]["notionalCap"] = "800k"
     msg = _parse_error(data)
-    assert "src.json" in msg and "BTCUSDT" in msg and "brackets[1].notionalCap" in msg and "'800000'" in msg
+    assert "src.json" in msg and "BTCUSDT" in msg and "brackets[1].notionalCap" in msg and "'800k'" in msg
+    data[0]["brackets"][1]["notionalCap"] = [800000]
+    assert "brackets[1].notionalCap" in _parse_error(data)
+
+
+def test_loader_accepts_decimal_strings():
+    """Binance answers and ccxt snapshots carry numbers as JSON numbers or decimal strings: both parse the same."""
+    data = raw_brackets()
+    for b in data[0]["brackets"]:
+        for key in b:
+            b[key] = str(b[key])
+    assert parse_brackets(data)["BTCUSDT"] == BTC
 
 
 def test_loader_bool_is_not_a_number():

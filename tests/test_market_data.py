@@ -24,7 +24,7 @@ from basisbot.backtest.market_data import (
 )
 
 BUNDLED = Path(__file__).resolve().parents[1] / "backtests" / "data" / "binance"
-SYMBOLS = ["BTCUSDT", "ETHUSDT", "SOLUSDT"]
+SYMBOLS = ["AVAXUSDT", "BTCUSDT", "ETHUSDT", "SOLUSDT"]
 H = pd.Timedelta(hours=1)
 
 

@@ -31,6 +31,10 @@ def build_parser() -> argparse.ArgumentParser:
     bt.add_argument("--start", help="first day, YYYY-MM-DD (UTC)")
     bt.add_argument("--end", help="end day (exclusive), YYYY-MM-DD (UTC)")
     bt.add_argument("--symbols", help="comma-separated subset of the config's symbols, e.g. BTCUSDT,ETHUSDT")
+    bt.add_argument("--brackets", type=Path, help="leverage brackets JSON (Binance GET /fapi/v1/leverageBracket "
+                    "answer or ccxt fetch_leverage_tiers); overrides backtest.brackets, wins over the bundled ones")
+    bt.add_argument("--exchange-info", type=Path, help="Binance GET /fapi/v1/exchangeInfo JSON: market rules for "
+                    "symbols the bundled 2021 capture lacks; overrides backtest.exchange_info")
     bt.add_argument("--quiet", action="store_true", help="no progress bar or summary table")
 
     for name, text in (("live", "trade on the exchange"), ("paper", "live market data, simulated fills")):

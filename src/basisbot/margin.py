@@ -1,7 +1,7 @@
 """Margin money math for Binance USDⓈ-M perpetuals (one-way mode).
 
-Pure functions on floats: no I/O except :func:`load_brackets`, no exchange or
-framework imports.  Every formula below follows Binance's published
+Pure functions on floats: no I/O, no exchange or framework imports (the bracket
+tables and their loaders are in :mod:`basisbot.brackets`).  Every formula below follows Binance's published
 definitions (see ``backtests/data/SOURCES.md``).
 
 Notation
@@ -33,14 +33,19 @@ Definitions
 
 from __future__ import annotations
 
-import json
 import math
-import numbers
-from bisect import bisect_right
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from os import PathLike
-from typing import Any
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+# The bracket table and its parsers live in basisbot.brackets; re-exported here for existing callers.
+from basisbot.brackets import (
+    Bracket,
+    BracketError,
+    BracketTable,
+    _require_finite,
+    load_brackets,
+    parse_brackets,
+)
 
 __all__ = [
     "Bracket",
@@ -64,263 +69,15 @@ __all__ = [
     "wallet_for_distance",
 ]
 
-# Python attribute name -> field name in Binance's GET /fapi/v1/leverageBracket.
-_JSON_FIELDS: dict[str, str] = {
-    "bracket": "bracket",
-    "initial_leverage": "initialLeverage",
-    "notional_floor": "notionalFloor",
-    "notional_cap": "notionalCap",
-    "mmr": "maintMarginRatio",
-    "cum": "cum",
-}
-
 #: Default absolute tolerance on the fraction returned by
 #: :func:`reduce_fraction_for_distance` (bisection stops when the bracket is
 #: narrower than this).
 REDUCE_FRACTION_TOL = 1e-9
 
 
-class BracketError(ValueError):
-    """A leverage-bracket table is malformed.
-
-    The message names the source (file path or ``"<memory>"``), the symbol, the
-    bracket index and JSON field, and the offending value.
-    """
-
-
-# --------------------------------------------------------------------------
-# Brackets
-# --------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Bracket:
-    """One maintenance-margin tier: applies to ``notional_floor <= N < notional_cap``."""
-
-    bracket: int
-    initial_leverage: int
-    notional_floor: float
-    notional_cap: float
-    mmr: float
-    cum: float
-
-    def maintenance_margin(self, notional: float) -> float:
-        """``notional * mmr - cum`` using this bracket's line (no range check)."""
-        return notional * self.mmr - self.cum
-
-
-def _bracket_error(source: str, symbol: object, where: str, problem: str, value: object) -> BracketError:
-    return BracketError(f"{source}: symbol {symbol!r}, {where}: {problem} (got {value!r})")
-
-
-def _where(index: int, attr: str) -> str:
-    return f"brackets[{index}].{_JSON_FIELDS[attr]}"
-
-
-def _check_brackets(symbol: str, brackets: Sequence[Bracket], source: str) -> None:
-    """Validate the invariants of a bracket list; raise :class:`BracketError`.
-
-    Checks: non-empty; numeric fields of the right type and finite (the last
-    cap may be ``inf``); ``0 < mmr < 1``; ``cum >= 0``; ``initial_leverage
-    >= 1``; ``cap > floor``; first floor == 0 and first cum == 0 (else
-    ``MM(N) < 0`` for small ``N``); contiguous (``cap[i] == floor[i+1]``, which
-    with ``cap > floor`` makes the list sorted); bracket numbers increasing.
-    """
-    if not isinstance(symbol, str) or not symbol:
-        raise _bracket_error(source, symbol, "symbol", "must be a non-empty string", symbol)
-    if len(brackets) == 0:
-        raise _bracket_error(source, symbol, "brackets", "must be a non-empty list", list(brackets))
-
-    for i, b in enumerate(brackets):
-        if not isinstance(b, Bracket):
-            raise _bracket_error(source, symbol, f"brackets[{i}]", "must be a Bracket", b)
-
-        def fail(attr: str, problem: str, index: int = i, bracket: Bracket = b) -> BracketError:
-            return _bracket_error(source, symbol, _where(index, attr), problem, getattr(bracket, attr))
-
-        for attr in _JSON_FIELDS:
-            value = getattr(b, attr)
-            integral = attr in ("bracket", "initial_leverage")
-            if isinstance(value, bool) or not isinstance(value, numbers.Integral if integral else numbers.Real):
-                raise fail(attr, "must be an integer" if integral else "must be a number")
-        for attr in ("notional_floor", "mmr", "cum"):
-            if not math.isfinite(getattr(b, attr)):
-                raise fail(attr, "must be finite")
-        is_last = i == len(brackets) - 1
-        if math.isnan(b.notional_cap) or (b.notional_cap == math.inf and not is_last):
-            raise fail("notional_cap", "must be finite (only the last may be inf)")
-        if not 0.0 < b.mmr < 1.0:
-            raise fail("mmr", "must be in (0, 1)")
-        if b.cum < 0.0:
-            raise fail("cum", "must be >= 0")
-        if b.initial_leverage < 1:
-            raise fail("initial_leverage", "must be >= 1")
-        if not b.notional_cap > b.notional_floor:
-            raise fail("notional_cap", f"must be > notionalFloor {b.notional_floor!r}")
-
-        if i == 0:
-            if b.notional_floor != 0.0:
-                raise fail("notional_floor", "the first bracket must start at 0")
-            if b.cum != 0.0:
-                raise fail("cum", "the first bracket must have cum 0 (else maintenance margin < 0)")
-            continue
-        prev = brackets[i - 1]
-        if b.notional_floor != prev.notional_cap:
-            raise fail("notional_floor", f"must equal the previous notionalCap {prev.notional_cap!r} (gap/overlap)")
-        if b.bracket <= prev.bracket:
-            raise fail("bracket", f"must be > the previous bracket number {prev.bracket!r}")
-
-
-@dataclass(frozen=True)
-class BracketTable:
-    """The maintenance-margin brackets of one symbol, validated on construction.
-
-    ``brackets`` must be contiguous and sorted (see :func:`_check_brackets`);
-    a list is accepted and stored as a tuple.  Invalid input raises
-    :class:`BracketError`.
-    """
-
-    symbol: str
-    brackets: tuple[Bracket, ...]
-    _floors: tuple[float, ...] = field(init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        brackets = tuple(self.brackets)
-        _check_brackets(self.symbol, brackets, "<BracketTable>")
-        # Store plain Python numbers (e.g. numpy float32 would degrade the arithmetic).
-        brackets = tuple(
-            Bracket(
-                int(b.bracket),
-                int(b.initial_leverage),
-                float(b.notional_floor),
-                float(b.notional_cap),
-                float(b.mmr),
-                float(b.cum),
-            )
-            for b in brackets
-        )
-        object.__setattr__(self, "brackets", brackets)
-        object.__setattr__(self, "_floors", tuple(b.notional_floor for b in brackets))
-
-    def index_for_notional(self, notional: float) -> int:
-        """Index (0-based) of the bracket with ``floor <= notional < cap``.
-
-        A notional at or beyond the last cap maps to the last bracket.
-        Raises ``ValueError`` for a negative or non-finite notional.
-        """
-        notional = _require_finite("notional", notional)
-        if notional < 0:
-            raise ValueError(f"notional must be >= 0, got {notional!r}")
-        return bisect_right(self._floors, notional) - 1
-
-    def for_notional(self, notional: float) -> Bracket:
-        """The bracket with ``floor <= notional < cap`` (last bracket beyond the last cap)."""
-        return self.brackets[self.index_for_notional(notional)]
-
-    def max_leverage(self, notional: float) -> int:
-        """Maximum initial leverage Binance allows for a position of this notional."""
-        return self.for_notional(notional).initial_leverage
-
-    def maintenance_margin(self, notional: float) -> float:
-        """``MM(N) = N * mmr - cum`` with the bracket of ``N``."""
-        return self.for_notional(notional).maintenance_margin(notional)
-
-
-_NUMBER_FIELDS = ("notionalFloor", "notionalCap", "maintMarginRatio", "cum")
-_INT_FIELDS = ("bracket", "initialLeverage")
-
-
-def _parse_bracket(raw: object, symbol: object, index: int, source: str) -> Bracket:
-    if not isinstance(raw, Mapping):
-        raise _bracket_error(source, symbol, f"brackets[{index}]", "must be an object", raw)
-    values: dict[str, Any] = {}
-    for key in _INT_FIELDS + _NUMBER_FIELDS:
-        where = f"brackets[{index}].{key}"
-        if key not in raw:
-            raise _bracket_error(source, symbol, where, "missing field", None)
-        value = raw[key]
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise _bracket_error(source, symbol, where, "must be a number", value)
-        if key in _INT_FIELDS:
-            if isinstance(value, float) and not value.is_integer():
-                raise _bracket_error(source, symbol, where, "must be an integer", value)
-            values[key] = int(value)
-        else:
-            values[key] = float(value)
-    return Bracket(
-        bracket=values["bracket"],
-        initial_leverage=values["initialLeverage"],
-        notional_floor=values["notionalFloor"],
-        notional_cap=values["notionalCap"],
-        mmr=values["maintMarginRatio"],
-        cum=values["cum"],
-    )
-
-
-def _is_list_like(value: object) -> bool:
-    """A JSON array as Python sees it: list or tuple (not a string)."""
-    return isinstance(value, (list, tuple))
-
-
-def parse_brackets(obj: object, source: str = "<memory>") -> dict[str, BracketTable]:
-    """Parse the JSON shape of Binance ``GET /fapi/v1/leverageBracket``.
-
-    ``obj`` is a list of ``{"symbol": str, "brackets": [{bracket,
-    initialLeverage, notionalFloor, notionalCap, maintMarginRatio, cum}, ...]}``
-    (a single such object is also accepted; tuples work as lists).  Extra keys (e.g.
-    ``notionalCoef``) are ignored.  Numbers must be JSON numbers, not strings.
-    Returns ``{symbol: BracketTable}``; any problem raises :class:`BracketError`
-    naming ``source``, the symbol, the field and the bad value.
-    """
-    entries = [obj] if isinstance(obj, Mapping) else obj
-    if not _is_list_like(entries):
-        raise _bracket_error(source, None, "top level", "must be a list of {symbol, brackets} objects", obj)
-    tables: dict[str, BracketTable] = {}
-    for n, entry in enumerate(entries):
-        if not isinstance(entry, Mapping):
-            raise _bracket_error(source, None, f"entry [{n}]", "must be an object", entry)
-        symbol = entry.get("symbol")
-        if not isinstance(symbol, str) or not symbol:
-            raise _bracket_error(source, symbol, f"entry [{n}].symbol", "must be a non-empty string", symbol)
-        if symbol in tables:
-            raise _bracket_error(source, symbol, f"entry [{n}].symbol", "duplicate symbol", symbol)
-        raw_brackets = entry.get("brackets")
-        if not _is_list_like(raw_brackets):
-            raise _bracket_error(source, symbol, "brackets", "must be a list", raw_brackets)
-        brackets = tuple(_parse_bracket(raw, symbol, i, source) for i, raw in enumerate(raw_brackets))
-        _check_brackets(symbol, brackets, source)  # here, so the error names the file
-        tables[symbol] = BracketTable(symbol=symbol, brackets=brackets)
-    return tables
-
-
-def load_brackets(path: str | PathLike[str]) -> dict[str, BracketTable]:
-    """Load a ``leverageBracket`` JSON file; see :func:`parse_brackets`.
-
-    Invalid JSON or content raises :class:`BracketError` naming the file;
-    I/O errors (missing file, permissions) propagate as ``OSError``.
-    """
-    source = str(path)
-    with open(path, encoding="utf-8") as fh:
-        text = fh.read()
-    try:
-        obj = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise BracketError(f"{source}: invalid JSON: {exc}") from exc
-    return parse_brackets(obj, source=source)
-
-
 # --------------------------------------------------------------------------
 # Argument validation
 # --------------------------------------------------------------------------
-
-
-def _require_finite(name: str, value: float) -> float:
-    """``value`` as a Python float; ``ValueError`` unless it is a finite real number."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise ValueError(f"{name} must be a real number, got {value!r}")
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be finite, got {value!r}")
-    return float(value)
 
 
 def _require_positive(name: str, value: float) -> float:

@@ -1,23 +1,39 @@
-"""Venue reference data bundled with the project: Binance USDⓈ-M exchangeInfo capture and leverage brackets.
+"""Venue reference data for backtests and offline config checks: Binance USDⓈ-M market rules (exchangeInfo) and
+leverage brackets, bundled snapshots plus the operator's own files.
 
-Used to validate operator config offline (unknown symbol, leverage above the bracket) and to build backtest
-instruments and the local venue's markets. Live mode reads the same facts from the exchange instead.
+Where the facts come from (see README.md "Where venue facts come from"):
 
-The capture has only the futures side; spot market rules are derived from it (see `spot_spec`), which is
-documented in README.md and backtests/data/SOURCES.md.
+- Leverage brackets: `leverage_brackets_all.json` (every USDT-margined perpetual listed in 2024-10, 318 symbols)
+  overlaid by `leverage_brackets.json` (the newer 2026 tables of BTCUSDT, ETHUSDT, SOLUSDT: they win where both
+  have a symbol, so the quick-start results stay those of the 2026 tables). An operator's snapshot
+  (`backtest.brackets` / `--brackets`, Binance's `GET /fapi/v1/leverageBracket` answer or ccxt's
+  `fetch_leverage_tiers` JSON) wins over both for the symbols it lists.
+- Market rules (tick, lot step, limits): the real exchangeInfo capture of 2021-07-21 (117 USDT perpetuals),
+  overlaid by an operator's own `GET /fapi/v1/exchangeInfo` file (`backtest.exchange_info` / `--exchange-info`)
+  for the symbols it lists. The capture has only the futures side; spot rules are derived from the perp's (see
+  `spot_spec`), as documented in README.md and backtests/data/SOURCES.md.
+
+Live and paper never read these files: they take brackets and market rules from the exchange (`basisbot.live`).
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from functools import cache
 from pathlib import Path
 
+from basisbot.brackets import BracketError, BracketTable, load_brackets
+
 DATA_DIR = Path(__file__).resolve().parents[2] / "backtests" / "data" / "binance"
 EXCHANGE_INFO = DATA_DIR / "fapi_v1_exchangeInfo_2021-07-21.json"
-BRACKETS = DATA_DIR / "leverage_brackets.json"
+BRACKETS = DATA_DIR / "leverage_brackets.json"  # 2026: BTCUSDT, ETHUSDT, SOLUSDT
+BRACKETS_ALL = DATA_DIR / "leverage_brackets_all.json"  # 2024-10: every USDT-margined perpetual then listed
+
+
+class VenueDataError(ValueError):
+    """A venue reference file (bundled or the operator's) is missing or malformed; the message names it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +59,72 @@ class MarketSpec:
         return max(0, -self.step_size.normalize().as_tuple().exponent)
 
 
+# ---------------------------------------------------------------------------------------------------------------------
+# Market rules
+
+
+def _dec(value, source: str, symbol: str, where: str) -> Decimal:
+    try:
+        d = Decimal(str(value))
+    except (InvalidOperation, ValueError):
+        raise VenueDataError(f"{source}: symbol {symbol!r}, {where}: must be a decimal number (got {value!r})") from None
+    if not d.is_finite() or d < 0:
+        raise VenueDataError(f"{source}: symbol {symbol!r}, {where}: must be a finite number >= 0 (got {value!r})")
+    return d.normalize()
+
+
+def parse_exchange_info(obj: object, source: str = "<memory>") -> dict[str, MarketSpec]:
+    """USDT-margined perpetuals of a Binance `GET /fapi/v1/exchangeInfo` answer -> {symbol: MarketSpec}.
+
+    Other contracts (dated, coin-margined) are skipped; a perpetual without the filters the rules need raises
+    `VenueDataError` naming the source, symbol and field."""
+    if not isinstance(obj, dict) or not isinstance(obj.get("symbols"), list):
+        raise VenueDataError(f"{source}: not a Binance GET /fapi/v1/exchangeInfo answer (expected an object with a "
+                             f"'symbols' list, got {type(obj).__name__}"
+                             + (f" with keys {sorted(obj)[:6]}" if isinstance(obj, dict) else "") + ")")
+    out = {}
+    for n, s in enumerate(obj["symbols"]):
+        if not isinstance(s, dict):
+            raise VenueDataError(f"{source}: symbols[{n}]: must be an object (got {s!r})")
+        if s.get("contractType") != "PERPETUAL" or s.get("quoteAsset") != "USDT":
+            continue
+        sym = s.get("symbol")
+        missing = [k for k in ("symbol", "baseAsset", "quoteAsset", "filters") if k not in s]
+        if missing:
+            raise VenueDataError(f"{source}: symbols[{n}] ({sym!r}): missing field(s) {missing}")
+        f = {flt.get("filterType"): flt for flt in s["filters"] if isinstance(flt, dict)}
+        for ft, keys in (("PRICE_FILTER", ("tickSize",)), ("LOT_SIZE", ("stepSize", "minQty", "maxQty"))):
+            for k in keys:
+                if k not in f.get(ft, {}):
+                    raise VenueDataError(f"{source}: symbol {sym!r}, filters {ft}.{k}: missing")
+        out[sym] = MarketSpec(
+            symbol=sym,
+            base=s["baseAsset"],
+            quote=s["quoteAsset"],
+            tick_size=_dec(f["PRICE_FILTER"]["tickSize"], source, sym, "PRICE_FILTER.tickSize"),
+            step_size=_dec(f["LOT_SIZE"]["stepSize"], source, sym, "LOT_SIZE.stepSize"),
+            min_qty=_dec(f["LOT_SIZE"]["minQty"], source, sym, "LOT_SIZE.minQty"),
+            max_qty=_dec(f["LOT_SIZE"]["maxQty"], source, sym, "LOT_SIZE.maxQty"),
+            min_notional=Decimal(str(f.get("MIN_NOTIONAL", {}).get("notional", "5"))),
+            liquidation_fee=Decimal(str(s.get("liquidationFee", "0"))),
+        )
+        for name in ("tick_size", "step_size"):
+            if getattr(out[sym], name) <= 0:
+                raise VenueDataError(f"{source}: symbol {sym!r}, {name}: must be > 0 (got {getattr(out[sym], name)})")
+    return out
+
+
+def _read_json(path: Path, what: str):
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as e:
+        raise VenueDataError(f"{path}: cannot read the {what} file: {e.strerror or e}") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise VenueDataError(f"{path}: invalid JSON: {e}") from None
+
+
 @cache
 def _exchange_info() -> dict:
     return json.loads(EXCHANGE_INFO.read_text())
@@ -50,31 +132,32 @@ def _exchange_info() -> dict:
 
 @cache
 def perp_specs() -> dict[str, MarketSpec]:
-    out = {}
-    for s in _exchange_info()["symbols"]:
-        if s.get("contractType") != "PERPETUAL" or s.get("quoteAsset") != "USDT":
-            continue
-        f = {flt["filterType"]: flt for flt in s["filters"]}
-        out[s["symbol"]] = MarketSpec(
-            symbol=s["symbol"],
-            base=s["baseAsset"],
-            quote=s["quoteAsset"],
-            tick_size=Decimal(f["PRICE_FILTER"]["tickSize"]).normalize(),
-            step_size=Decimal(f["LOT_SIZE"]["stepSize"]).normalize(),
-            min_qty=Decimal(f["LOT_SIZE"]["minQty"]).normalize(),
-            max_qty=Decimal(f["LOT_SIZE"]["maxQty"]).normalize(),
-            min_notional=Decimal(f.get("MIN_NOTIONAL", {}).get("notional", "5")),
-            liquidation_fee=Decimal(s.get("liquidationFee", "0")),
-        )
-    return out
+    """Market rules of the bundled 2021 capture."""
+    return parse_exchange_info(_exchange_info(), str(EXCHANGE_INFO))
 
 
-def spot_spec(symbol: str) -> MarketSpec:
+@cache
+def _user_specs(path: Path, mtime_ns: int) -> dict[str, MarketSpec]:
+    return parse_exchange_info(_read_json(path, "exchangeInfo"), str(path))
+
+
+def market_specs(exchange_info: Path | None = None) -> dict[str, MarketSpec]:
+    """Perp market rules: the bundled capture, overlaid by the operator's exchangeInfo file (it wins per symbol)."""
+    if exchange_info is None:
+        return perp_specs()
+    path = Path(exchange_info)
+    try:
+        mtime = path.stat().st_mtime_ns
+    except OSError as e:
+        raise VenueDataError(f"{path}: cannot read the exchangeInfo file: {e.strerror or e}") from None
+    return {**perp_specs(), **_user_specs(path, mtime)}
+
+
+def spot_rules(p: MarketSpec) -> MarketSpec:
     """Spot rules derived from the perp's: same tick, a lot step 100x finer, Binance's 5 USDT minimum notional."""
-    p = perp_specs()[symbol]
     step = (p.step_size / 100).normalize()
     return MarketSpec(
-        symbol=symbol,
+        symbol=p.symbol,
         base=p.base,
         quote=p.quote,
         tick_size=p.tick_size,
@@ -85,6 +168,11 @@ def spot_spec(symbol: str) -> MarketSpec:
     )
 
 
+def spot_spec(symbol: str) -> MarketSpec:
+    """Spot rules of a symbol of the bundled capture (see `spot_rules`)."""
+    return spot_rules(perp_specs()[symbol])
+
+
 def perp_symbols() -> frozenset[str]:
     return frozenset(perp_specs())
 
@@ -93,8 +181,50 @@ def spot_symbols() -> frozenset[str]:
     return frozenset(perp_specs())
 
 
-@cache
-def brackets():
-    from basisbot.margin import load_brackets
+def missing_rules_message(symbol: str, exchange_info: Path | None) -> str:
+    """What to do when a symbol has no market rules (the bundled capture predates its listing)."""
+    where = f"the bundled exchangeInfo capture ({EXCHANGE_INFO.name}, {len(perp_specs())} USDT perpetuals)"
+    if exchange_info is not None:
+        where += f" nor in {exchange_info}"
+    return (f"symbol {symbol}: no market rules (tick size, lot step) in {where}. Save Binance's exchangeInfo "
+            f"(curl -s https://fapi.binance.com/fapi/v1/exchangeInfo > exchangeInfo.json) and point to it with "
+            f"backtest.exchange_info = \"exchangeInfo.json\" in the config or --exchange-info exchangeInfo.json")
 
-    return load_brackets(BRACKETS)
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Leverage brackets
+
+
+@cache
+def brackets() -> dict[str, BracketTable]:
+    """Bundled brackets of every symbol: the all-symbols snapshot, overlaid by the newer BTC/ETH/SOL tables."""
+    return {**load_brackets(BRACKETS_ALL), **load_brackets(BRACKETS)}
+
+
+@cache
+def _user_brackets(path: Path, mtime_ns: int) -> dict[str, BracketTable]:
+    try:
+        return load_brackets(path)
+    except BracketError as e:
+        raise VenueDataError(str(e)) from None
+
+
+def bracket_tables(user_file: Path | None = None) -> dict[str, BracketTable]:
+    """Bundled brackets (`brackets`), overlaid by the operator's snapshot (it wins for the symbols it lists)."""
+    if user_file is None:
+        return brackets()
+    path = Path(user_file)
+    try:
+        mtime = path.stat().st_mtime_ns
+    except OSError as e:
+        raise VenueDataError(f"{path}: cannot read the leverage brackets file: {e.strerror or e}") from None
+    return {**brackets(), **_user_brackets(path, mtime)}
+
+
+def missing_brackets_message(symbol: str, user_file: Path | None) -> str:
+    where = f"the bundled snapshots ({BRACKETS_ALL.name}, {BRACKETS.name}; {len(brackets())} symbols)"
+    if user_file is not None:
+        where += f" nor in {user_file}"
+    return (f"symbol {symbol}: no leverage brackets in {where}. Save the exchange's brackets (Binance's signed "
+            f"GET /fapi/v1/leverageBracket, or ccxt: json.dump(exchange.fetch_leverage_tiers(), f)) and point to "
+            f"the file with backtest.brackets = \"brackets.json\" in the config or --brackets brackets.json")

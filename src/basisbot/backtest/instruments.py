@@ -1,4 +1,4 @@
-"""Nautilus instruments for the two backtest venues, from the bundled venue reference data."""
+"""Nautilus instruments for the two backtest venues, from venue reference data (bundled or the operator's files)."""
 
 from __future__ import annotations
 
@@ -96,9 +96,15 @@ def _limits(rules, pp: int, sp: int) -> dict:
     }
 
 
-def make_spot(symbol: str, taker_fee: float, maker_fee: float) -> CurrencyPair:
-    return currency_pair(reference.spot_spec(symbol), taker_fee, maker_fee)
+def make_spot(symbol: str, taker_fee: float, maker_fee: float, rules: reference.MarketSpec | None = None
+              ) -> CurrencyPair:
+    """The spot instrument; `rules` are the perp's market rules (bundled capture by default), spot's derived."""
+    perp_rules = rules if rules is not None else reference.perp_specs()[symbol]
+    return currency_pair(reference.spot_rules(perp_rules), taker_fee, maker_fee)
 
 
-def make_perp(symbol: str, leverage: int, table: BracketTable, taker_fee: float, maker_fee: float) -> CryptoPerpetual:
-    return crypto_perpetual(reference.perp_specs()[symbol], leverage, table, taker_fee, maker_fee)
+def make_perp(symbol: str, leverage: int, table: BracketTable, taker_fee: float, maker_fee: float,
+              rules: reference.MarketSpec | None = None) -> CryptoPerpetual:
+    """The perp instrument from `rules` (the bundled capture's by default)."""
+    return crypto_perpetual(rules if rules is not None else reference.perp_specs()[symbol], leverage, table,
+                            taker_fee, maker_fee)

@@ -27,7 +27,8 @@ from basisbot.backtest.feed import SymbolFeed, bar_type, build_feed
 from basisbot.backtest.instruments import PERP_VENUE, SPOT_VENUE, make_perp, make_spot
 from basisbot.backtest.perp_venue import FundingModule, PerpLedger, PerpMarginModule, PerpSymbol, SpotCollateralModule
 from basisbot.backtest.recorder import BacktestRecorder, RecorderConfig
-from basisbot.settings import ConfigError, Settings, SymbolSettings
+from basisbot.brackets import BracketTable, bracket_rows
+from basisbot.settings import ConfigError, Settings, SymbolSettings, venue_reference
 from strategies.basis_carry import BasisCarryConfig, BasisCarryStrategy
 
 
@@ -111,6 +112,22 @@ class Prepared:
         return list(self.enabled)
 
 
+def venue_facts(settings: Settings, config_path: Path | None, enabled) -> tuple[dict, dict]:
+    """(bracket tables, perp market rules) for the run: the bundled snapshots overlaid by the operator's
+    `backtest.brackets` / `backtest.exchange_info` files; an enabled symbol missing from either is refused with
+    what to supply."""
+    tables, specs, problems = venue_reference(settings, str(config_path or "<config>"), config_path)
+    if problems:
+        raise BacktestInputError("; ".join(problems))
+    bt = settings.backtest
+    for s in enabled:
+        if s not in tables:
+            raise BacktestInputError(reference.missing_brackets_message(s, bt.brackets))
+        if s not in specs:
+            raise BacktestInputError(reference.missing_rules_message(s, bt.exchange_info))
+    return tables, specs
+
+
 def prepare(settings: Settings, *, config_path: Path | None = None, data_dir: Path | None = None, start=None,
             end=None, symbols: list[str] | None = None) -> Prepared:
     bt = settings.backtest
@@ -127,17 +144,14 @@ def prepare(settings: Settings, *, config_path: Path | None = None, data_dir: Pa
         enabled = {s: settings.symbols[s] for s in symbols}
     if not enabled:
         raise BacktestInputError("no enabled symbol to backtest")
-    brackets = reference.brackets()
-    for s in enabled:
-        if s not in brackets:
-            raise BacktestInputError(f"symbol {s}: no leverage brackets bundled (have {sorted(brackets)})")
+    brackets, specs = venue_facts(settings, config_path, enabled)
 
     datas = {s: market_data.load_symbol(data_path, s, start=start_ts, end=end_ts, allow_perp_gaps=True) for s in enabled}
     first = min(d.bars.index[0] for d in datas.values())
     last = max(d.bars.index[-1] for d in datas.values()) + pd.Timedelta(hours=1)
     fees = settings.fees
-    spot_insts = {s: make_spot(s, fees.spot_taker, fees.spot_maker) for s in enabled}
-    perp_insts = {s: make_perp(s, cfg.leverage, brackets[s], fees.perp_taker, fees.perp_maker)
+    spot_insts = {s: make_spot(s, fees.spot_taker, fees.spot_maker, specs[s]) for s in enabled}
+    perp_insts = {s: make_perp(s, cfg.leverage, brackets[s], fees.perp_taker, fees.perp_maker, specs[s])
                   for s, cfg in enabled.items()}
     feeds = {s: build_feed(datas[s], spot_insts[s], perp_insts[s], bt.predictor, bt.intrabar_step) for s in enabled}
     merged = []
@@ -198,7 +212,7 @@ def run_prepared(p: Prepared, *, progress: bool = False) -> BacktestResult:
     strategies = {}
     for s, cfg in p.enabled.items():
         strat = BasisCarryStrategy(strategy_config(settings, s, cfg, str(p.spot_insts[s].id), str(p.perp_insts[s].id),
-                                                   str(bar_type(p.spot_insts[s]))))
+                                                   str(bar_type(p.spot_insts[s])), table=p.brackets[s]))
         strategies[s] = strat
         engine.add_strategy(strat)
     recorder = BacktestRecorder(
@@ -240,8 +254,10 @@ def run_prepared(p: Prepared, *, progress: bool = False) -> BacktestResult:
 
 
 def strategy_config(settings: Settings, symbol: str, cfg: SymbolSettings, spot_id: str, perp_id: str,
-                    spot_bar_type: str | None) -> BasisCarryConfig:
-    table = reference.brackets()[symbol]
+                    spot_bar_type: str | None, *, table: BracketTable | None = None) -> BasisCarryConfig:
+    """`table`: the perp's leverage brackets (a backtest's resolved table, the exchange's live); the bundled
+    snapshot's when not given."""
+    table = table if table is not None else reference.brackets()[symbol]
     g = cfg.guard
     return BasisCarryConfig(
         strategy_id=f"BasisCarry-{symbol}",
@@ -249,8 +265,7 @@ def strategy_config(settings: Settings, symbol: str, cfg: SymbolSettings, spot_i
         symbol=symbol,
         spot_instrument_id=spot_id,
         perp_instrument_id=perp_id,
-        brackets=[{"bracket": b.bracket, "initialLeverage": b.initial_leverage, "notionalFloor": b.notional_floor,
-                   "notionalCap": b.notional_cap, "maintMarginRatio": b.mmr, "cum": b.cum} for b in table.brackets],
+        brackets=bracket_rows(table),
         spot_bar_type=spot_bar_type,
         hedge_ratio=cfg.hedge_ratio,
         notional_usdt=cfg.notional_usdt,
@@ -302,7 +317,9 @@ def run_backtest_cli(args) -> int:
     from basisbot.settings import load_settings
 
     try:
-        settings = load_settings(args.config, env_file=args.env_file)
+        settings = load_settings(args.config, env_file=args.env_file,
+                                 backtest_files={"brackets": getattr(args, "brackets", None),
+                                                 "exchange_info": getattr(args, "exchange_info", None)})
         symbols = [s.strip() for s in args.symbols.split(",") if s.strip()] if args.symbols else None
         result = run_backtest(settings, config_path=args.config, data_dir=args.data, start=args.start, end=args.end,
                               symbols=symbols, progress=not args.quiet)

@@ -7,7 +7,9 @@ One `BasisCarryStrategy` per enabled symbol (config from `basisbot.backtest.run.
 quotes, with `external_order_claims` on both legs so the orders and positions reconciliation rebuilds after a
 restart belong to the strategy again), and the `JournalActor` when `basisbot.journal_actor` is installed.
 
-Start-up: load the exchange's markets (instruments), build the node, connect, reconcile (live), start the trader.
+Start-up: load the exchange's markets (instruments) and leverage brackets (ccxt `fetch_leverage_tiers`; signed, so
+paper needs credentials too, a read-only key is enough), check leverage against them, build the node, connect,
+reconcile (live), start the trader. Venue facts never come from the bundled snapshots (those are for backtests).
 Stop (SIGINT / SIGTERM, or the `stop` event): strategies stop opening new pairs, pairs in flight are given time to
 complete (their legs fill, catch up or unwind, per `basisbot.legs`; at most the longest leg timeout + 5 s), then the
 node stops. Open carries stay open and hedged; nothing is cancelled or closed on stop. A SIGKILL leaves whatever the
@@ -38,7 +40,6 @@ from nautilus_trader.config import (
 from nautilus_trader.live.node import TradingNode
 from nautilus_trader.model.identifiers import TraderId
 
-from basisbot import reference
 from basisbot.backtest.run import strategy_config
 from basisbot.live.data_client import CcxtMarketDataClient, DataOptions
 from basisbot.live.exec_client import CcxtExecutionClient, ExecOptions
@@ -50,8 +51,8 @@ from basisbot.live.instruments import (
     perp_from_market,
     spot_from_market,
 )
-from basisbot.live.venue import SessionOptions, VenueError, VenueSession
-from basisbot.settings import ConfigError, Settings, load_settings
+from basisbot.live.venue import CredentialsNeeded, MissingTiers, SessionOptions, VenueError, VenueSession
+from basisbot.settings import ConfigError, Settings, leverage_problems, load_settings
 from strategies.basis_carry import BasisCarryConfig, BasisCarryStrategy
 
 TRADER_ID = "BASISBOT-001"
@@ -118,6 +119,7 @@ class BasisNode:
         self.exec_clients: dict[str, object] = {}
         self.journal = None
         self.ledger = None  # paper: the simulated perp ledger
+        self.brackets: dict = {}  # symbol -> BracketTable, read from the exchange at build
         self._run_task: asyncio.Task | None = None
         self.watcher = None  # basisbot.config_reload.ConfigWatcher when running from a config file
         self.pending = None  # basisbot.config_reload.PendingChange
@@ -141,24 +143,24 @@ class BasisNode:
             rate_limit=self.opts.rate_limit, venue_speed=self.opts.venue_speed,
         ))
         await self.session.start()
-        brackets = reference.brackets()
         fees = s.fees
-        spot_insts, perp_insts = {}, {}
+        spot_markets, perp_markets = {}, {}
         problems = []
-        for sym, cfg in symbols.items():
-            if sym not in brackets:
-                problems.append(f"symbol {sym}: no leverage brackets known")
-                continue
+        for sym, cfg in symbols.items():  # market rules: the exchange's markets (ccxt load_markets)
             try:
-                spot_m = find_market(self.session.spot_markets, cfg.spot_symbol or sym, kind="spot")
-                perp_m = find_market(self.session.perp_markets, sym, kind="perp")
-                spot_insts[sym] = spot_from_market(spot_m, fees.spot_taker, fees.spot_maker)
-                perp_insts[sym] = perp_from_market(perp_m, cfg.leverage, brackets[sym], fees.perp_taker,
-                                                   fees.perp_maker)
+                spot_markets[sym] = find_market(self.session.spot_markets, cfg.spot_symbol or sym, kind="spot")
+                perp_markets[sym] = find_market(self.session.perp_markets, sym, kind="perp")
             except InstrumentError as e:
                 problems.append(f"symbol {sym}: {e}")
         if problems:
             raise ConfigError(self.session.where(), problems)
+        brackets = self.brackets = await self._venue_brackets(list(symbols))
+        problems = leverage_problems(s, brackets, self.session.where(), "the exchange", symbols)
+        if problems:
+            raise ConfigError(self.session.where(), problems)
+        spot_insts = {sym: spot_from_market(spot_markets[sym], fees.spot_taker, fees.spot_maker) for sym in symbols}
+        perp_insts = {sym: perp_from_market(perp_markets[sym], cfg.leverage, brackets[sym], fees.perp_taker,
+                                            fees.perp_maker) for sym, cfg in symbols.items()}
         self.spot_insts, self.perp_insts = spot_insts, perp_insts
 
         loop = asyncio.get_running_loop()
@@ -226,7 +228,8 @@ class BasisNode:
 
         configs = {}
         for sym, cfg in symbols.items():
-            sc = strategy_config(s, sym, cfg, str(spot_insts[sym].id), str(perp_insts[sym].id), None)
+            sc = strategy_config(s, sym, cfg, str(spot_insts[sym].id), str(perp_insts[sym].id), None,
+                                 table=brackets[sym])
             extra = {"scheduler": "asyncio"} if "scheduler" in BasisCarryConfig.__struct_fields__ else {}
             configs[sym] = msgspec.structs.replace(
                 sc, external_order_claims=[spot_insts[sym].id, perp_insts[sym].id],
@@ -243,6 +246,22 @@ class BasisNode:
             node.trader.add_strategy(strat)
             self.strategies[sym] = strat
         node._is_built = True  # clients registered directly (what TradingNodeBuilder does from factories)
+
+    async def _venue_brackets(self, symbols: list[str]) -> dict:
+        """The exchange's leverage brackets of the configured perps (never the bundled snapshots). Paper mode reads
+        them with the configured credentials on a short-lived client (a read-only key is enough)."""
+        s = self.settings
+        try:
+            return await self.session.leverage_tiers(
+                symbols, api_key=s.api_key.get_secret_value() if s.api_key else None,
+                api_secret=s.api_secret.get_secret_value() if s.api_secret else None)
+        except CredentialsNeeded as e:
+            raise ConfigError("<environment>", [
+                f"{self.mode} mode: {e}: set {s.exchange.api_key_env} and {s.exchange.api_secret_env} in the "
+                f"environment or .env" + (" (a read-only key is enough: paper never trades with it)"
+                                          if self.mode == "paper" else "")]) from None
+        except MissingTiers as e:
+            raise ConfigError(self.session.where(), [f"symbol {sym}: {e}" for sym in e.symbols]) from None
 
     # -- run --------------------------------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -397,7 +416,8 @@ async def run_node(settings: Settings, mode: str, options: NodeOptions | None = 
 
 def _main(args, mode: str) -> int:
     try:
-        settings = load_settings(args.config, env_file=getattr(args, "env_file", ".env"))
+        # venue facts (symbols, brackets) are checked against the exchange at start, not the bundled snapshots
+        settings = load_settings(args.config, env_file=getattr(args, "env_file", ".env"), check_venue=False)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

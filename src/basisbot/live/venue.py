@@ -36,6 +36,19 @@ class VenueError(Exception):
     """The venue could not be reached or refused what the node needs at start-up (message says what)."""
 
 
+class CredentialsNeeded(Exception):
+    """Reading what the node needs from the exchange requires API credentials (message says what)."""
+
+
+class MissingTiers(Exception):
+    """The exchange gave no leverage brackets for some configured perps."""
+
+    def __init__(self, symbols: list[str], where: str):
+        self.symbols = symbols
+        super().__init__(f"the exchange ({where}) gave no leverage brackets for {', '.join(symbols)} "
+                         "(GET /fapi/v1/leverageBracket): not a USDⓈ-M perpetual it trades for this account")
+
+
 class VenueTime:
     """venue ms -> local ns. Identity against Binance; linear with re-anchoring against a replaying venue."""
 
@@ -160,6 +173,62 @@ class VenueSession:
 
     def where(self) -> str:
         return self.opts.exchange_url or "api.binance.com / fapi.binance.com"
+
+    def _perp_client(self, api_key: str | None, api_secret: str | None):
+        """An authenticated USDⓈ-M client: the session's own, or (paper: the session stays public) a short-lived one
+        with `api_key` (read-only is enough) and the session's host rewriting and markets."""
+        if self.authenticated:
+            return self.perp, False
+        if not (api_key and api_secret):
+            return None, False
+        tmp = ccxtpro.binanceusdm({"enableRateLimit": self.opts.rate_limit, "timeout": self.opts.timeout_ms,
+                                   "apiKey": api_key, "secret": api_secret,
+                                   "options": {"warnOnFetchOpenOrdersWithoutSymbol": False,
+                                               **self.opts.extra_perp_options}})
+        if self.opts.exchange_url:
+            use_local_venue(tmp, self.opts.exchange_url, restore_errors=True)
+            bad = non_local_urls(tmp, self.opts.exchange_url)
+            if bad:
+                raise VenueError(f"could not rewrite every host to {self.opts.exchange_url}: {bad[:3]}")
+        if self.perp.markets:
+            tmp.set_markets(self.perp.markets, self.perp.currencies)
+        return tmp, True
+
+    async def leverage_tiers(self, exchange_ids: list[str], *, api_key: str | None = None,
+                             api_secret: str | None = None) -> dict:
+        """The exchange's leverage brackets of these perps (ccxt `fetch_leverage_tiers`, Binance's signed
+        `GET /fapi/v1/leverageBracket`) as {exchange id: BracketTable}.
+
+        Raises `CredentialsNeeded` without credentials, `MissingTiers` naming the symbols the exchange gave none
+        for, and `VenueError` when the exchange cannot be reached or answers something unusable."""
+        from basisbot.brackets import BracketError, parse_ccxt_tiers
+        from basisbot.live.instruments import find_market
+
+        unified = {find_market(self.perp_markets, i, kind="perp")["symbol"]: i for i in exchange_ids}
+        client, temporary = self._perp_client(api_key, api_secret)
+        if client is None:
+            raise CredentialsNeeded("the leverage brackets are read from the exchange (GET /fapi/v1/leverageBracket "
+                                    "is a signed endpoint)")
+        source = f"{self.where()} fetch_leverage_tiers"
+        try:
+            tiers = await client.fetch_leverage_tiers(list(unified))
+        except ccxt.AuthenticationError as e:
+            raise VenueError(f"the exchange ({self.where()}) refused the credentials reading leverage brackets: "
+                             f"{e}") from e
+        except ccxt.BaseError as e:
+            raise VenueError(f"cannot read leverage brackets from the exchange ({self.where()}): {e}") from e
+        finally:
+            if temporary:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(client.close(), 5)
+        tiers = tiers if isinstance(tiers, dict) else {}
+        missing = [i for u, i in unified.items() if not tiers.get(u)]
+        if missing:
+            raise MissingTiers(missing, self.where())
+        try:
+            return parse_ccxt_tiers({u: tiers[u] for u in unified}, source, ids=unified)
+        except BracketError as e:
+            raise VenueError(f"unusable leverage brackets from the exchange: {e}") from e
 
     async def close(self) -> None:
         if self._closed:

@@ -10,6 +10,10 @@ def add_sim_arguments(p: argparse.ArgumentParser) -> None:
     --api-secret)."""
     p.add_argument("--symbols", help="comma-separated subset, e.g. BTCUSDT,ETHUSDT (default: all with data)")
     p.add_argument("--paused", action="store_true", help="start with the replay clock paused")
+    p.add_argument("--exchange-info", help="Binance GET /fapi/v1/exchangeInfo JSON: market rules of symbols the "
+                   "bundled 2021 capture lacks (wins over it)")
+    p.add_argument("--brackets", help="leverage brackets JSON (Binance leverageBracket answer or ccxt "
+                   "fetch_leverage_tiers); wins over the bundled snapshots")
     p.add_argument("--spot-usdt", type=float, default=100_000.0, help="initial spot USDT (default 100000)")
     p.add_argument("--futures-usdt", type=float, default=50_000.0, help="initial USDⓈ-M USDT (default 50000)")
     p.add_argument("--spot-fee", type=float, default=0.001)

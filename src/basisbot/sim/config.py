@@ -15,7 +15,9 @@ class SimConfig:
     host: str = "127.0.0.1"
     speed: float = 60.0                # replay seconds per wall second
     start: str | None = None           # replay start (UTC date/datetime); None: first bar of the data
-    symbols: list[str] | None = None   # None: every symbol with data and a perp spec
+    symbols: list[str] | None = None   # None: every symbol with data
+    exchange_info: Path | None = None  # operator's GET /fapi/v1/exchangeInfo JSON (wins over the bundled capture)
+    brackets: Path | None = None       # operator's leverage brackets JSON (wins over the bundled snapshots)
     paused: bool = False               # start with the replay clock paused
     tick_s: float = 0.05               # wall seconds between engine steps / market stream pushes
 

@@ -1,5 +1,6 @@
-"""Static market facts served by the venue: specs from the real 2021 exchangeInfo capture (basisbot.reference),
-bracket tables, and Binance-style exchangeInfo entries for spot and USDⓈ-M futures."""
+"""Static market facts served by the venue: specs from the real 2021 exchangeInfo capture (basisbot.reference) or
+an operator's exchangeInfo file (`--exchange-info`), bracket tables of every symbol (the bundled all-symbols snapshot,
+or `--brackets`), and Binance-style exchangeInfo and leverageBracket entries for spot and USDⓈ-M futures."""
 
 from __future__ import annotations
 
@@ -8,9 +9,10 @@ import json
 from dataclasses import dataclass
 from decimal import ROUND_DOWN, Decimal
 from functools import cache
+from pathlib import Path
 
 from basisbot import reference
-from basisbot.margin import BracketTable
+from basisbot.brackets import BracketTable, bracket_rows
 
 SPOT_ORDER_TYPES = ["LIMIT", "LIMIT_MAKER", "MARKET"]
 FUTURES_ORDER_TYPES = ["LIMIT", "MARKET"]
@@ -65,9 +67,9 @@ def round_step_down(x: float, step: Decimal) -> Decimal:
 
 
 @cache
-def _raw_by_symbol() -> dict[str, dict]:
-    info = json.loads(reference.EXCHANGE_INFO.read_text())
-    return {s["symbol"]: s for s in info["symbols"]}
+def _raw_by_symbol(path: Path | None = None) -> dict[str, dict]:
+    info = json.loads((path or reference.EXCHANGE_INFO).read_text())
+    return {s["symbol"]: s for s in info["symbols"] if isinstance(s, dict) and "symbol" in s}
 
 
 @cache
@@ -75,22 +77,23 @@ def raw_exchange_info() -> dict:
     return json.loads(reference.EXCHANGE_INFO.read_text())
 
 
-@cache
-def raw_brackets() -> dict[str, dict]:
-    data = json.loads(reference.BRACKETS.read_text())
-    return {e["symbol"]: e for e in data}
-
-
-def build_market(symbol: str) -> Market:
-    specs = reference.perp_specs()
+def build_market(symbol: str, *, exchange_info: Path | None = None, brackets: Path | None = None) -> Market:
+    """A market of the venue: rules from the bundled capture (or `exchange_info`, which wins per symbol), brackets
+    from the bundled snapshots (or `brackets`, which wins per symbol). Raises ValueError saying what to supply."""
+    try:
+        specs = reference.market_specs(exchange_info)
+        tables = reference.bracket_tables(brackets)
+    except reference.VenueDataError as e:
+        raise ValueError(str(e)) from None
     if symbol not in specs:
-        raise ValueError(f"{symbol}: no USDⓈ-M perpetual in {reference.EXCHANGE_INFO.name}")
-    tables = reference.brackets()
+        raise ValueError(reference.missing_rules_message(symbol, exchange_info))
     if symbol not in tables:
-        raise ValueError(f"{symbol}: no leverage brackets in {reference.BRACKETS.name}")
+        raise ValueError(reference.missing_brackets_message(symbol, brackets))
     p = specs[symbol]
-    return Market(symbol=symbol, base=p.base, quote=p.quote, perp=p, spot=reference.spot_spec(symbol),
-                  table=tables[symbol], perp_raw=_raw_by_symbol()[symbol])
+    raw = (_raw_by_symbol(Path(exchange_info)) if exchange_info is not None else {}).get(symbol) \
+        or _raw_by_symbol()[symbol]
+    return Market(symbol=symbol, base=p.base, quote=p.quote, perp=p, spot=reference.spot_rules(p),
+                  table=tables[symbol], perp_raw=raw)
 
 
 def spot_symbol_info(m: Market) -> dict:
@@ -142,16 +145,6 @@ def futures_symbol_info(m: Market) -> dict:
     return entry
 
 
-def bracket_entry(symbol: str) -> dict:
-    raw = raw_brackets()[symbol]
-    out = {"symbol": symbol, "notionalCoef": raw.get("notionalCoef", 1.0), "brackets": []}
-    for b in raw["brackets"]:
-        out["brackets"].append({
-            "bracket": b["bracket"],
-            "initialLeverage": b["initialLeverage"],
-            "notionalCap": b["notionalCap"],
-            "notionalFloor": b["notionalFloor"],
-            "maintMarginRatio": b["maintMarginRatio"],
-            "cum": b["cum"],
-        })
-    return out
+def bracket_entry(m: Market) -> dict:
+    """The market's `GET /fapi/v1/leverageBracket` entry (Binance's shape, from its bracket table)."""
+    return {"symbol": m.symbol, "notionalCoef": 1.0, "brackets": bracket_rows(m.table)}

@@ -111,7 +111,7 @@ def futures_routes(sim: SimServer) -> Routes:
     @r.add("GET", "/fapi/v1/leverageBracket", SIGNED)
     async def leverage_bracket(ctx: Ctx):
         names, single = syms(ctx)
-        out = [bracket_entry(s) for s in names]
+        out = [bracket_entry(v.markets[s]) for s in names]
         return out[0] if single else out
 
     def position_row(s: str, version: int, t: int) -> dict:

@@ -76,7 +76,8 @@ class SimServer:
         missing = [s for s in symbols if s not in have]
         if missing:
             raise DataError(f"{data_dir}: no data for {', '.join(missing)}; available: {', '.join(have)}")
-        self.markets = {s: build_market(s) for s in symbols}
+        self.markets = {s: build_market(s, exchange_info=cfg.exchange_info, brackets=cfg.brackets)
+                        for s in symbols}
         self.paths = {s: load_paths(data_dir, s) for s in symbols}
         first = max(p.first_open for p in self.paths.values())
         last = min(p.end_ms for p in self.paths.values())
@@ -284,6 +285,8 @@ def config_from_args(args: argparse.Namespace) -> tuple[SimConfig, dict]:
         default_margin_type=g("margin_type", "CROSSED"),
         duplicate_client_id=g("duplicate_client_id", "any"),
         predicted_rate=g("predicted_rate", "interpolate"),
+        exchange_info=Path(g("exchange_info")) if g("exchange_info") else None,
+        brackets=Path(g("brackets")) if g("brackets") else None,
     )
     faults: dict = {}
     if g("fault_delay_ms"):
