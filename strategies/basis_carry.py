@@ -57,6 +57,7 @@ RESUME_GRACE_S = 6.0  # live restart: an order sent before a stop can reach the 
 # scheduler) is set up at start and changes only with a restart
 TUNABLE_FIELDS = frozenset({
     "hedge_ratio", "notional_usdt", "max_notional_usdt", "entry_apr", "exit_apr", "min_hold_intervals",
+    "horizon_hours", "persistence", "spread",
     "rebalance_tolerance", "spot_taker_fee", "perp_taker_fee", "leg_timeout_s", "slippage_band", "guard_enabled",
     "guard", "schedule", "guard_sweep_s",
 })
@@ -76,6 +77,10 @@ class BasisCarryConfig(StrategyConfig, frozen=True):
     entry_apr: float = 0.10
     exit_apr: float = 0.02
     min_hold_intervals: int = 3
+    horizon_hours: float = 720.0
+    persistence: float = 0.7
+    persistence_halflife: float = 21.0
+    spread: float = 0.0002
     rebalance_tolerance: float = 0.02
     spot_taker_fee: float = 0.001
     perp_taker_fee: float = 0.0005
@@ -134,6 +139,8 @@ class BasisCarryStrategy(Strategy):
         self.mark: float | None = None
         self._spot_bar_type: BarType | None = None
         self.predicted_rate: float | None = None
+        self.memory = carry.FundingMemory(config.persistence_halflife)  # the settled level (causal)
+        self._rate_at_decision: tuple[float, float] | None = None
         self.interval_minutes: int = 480
         # position state
         self.phase = Phase.FLAT
@@ -207,7 +214,8 @@ class BasisCarryStrategy(Strategy):
         """Rebuild what derives from `cfg`: carry rules, guard thresholds, settlement windows."""
         c = self.cfg
         self.rules = carry.CarryRules(c.entry_apr, c.exit_apr, c.min_hold_intervals, c.hedge_ratio,
-                                      carry.Fees(c.spot_taker_fee, c.perp_taker_fee))
+                                      carry.Fees(c.spot_taker_fee, c.perp_taker_fee), c.horizon_hours,
+                                      c.persistence, c.spread)
         self.thresholds = guard.Thresholds(**c.guard) if c.guard else None
         self.calendar.windows = Windows(**c.schedule) if c.schedule else Windows()
 
@@ -405,6 +413,7 @@ class BasisCarryStrategy(Strategy):
             in_carry=self.phase is Phase.IN_CARRY,
             settlements_held=self.settlements_held,
             in_blackout=self.calendar.in_blackout(self.clock.timestamp_ns()),
+            persistent_hourly=self.memory.hourly,
         )
 
     def _run_carry(self) -> None:
@@ -424,6 +433,7 @@ class BasisCarryStrategy(Strategy):
     def _on_job(self, job: Job) -> None:
         if job.kind is JobKind.DECISION:
             if self.predicted_rate is not None:
+                self._rate_at_decision = (self.predicted_rate, self.interval_minutes / 60)
                 self._journal("prediction", self.clock.timestamp_ns(), settlement_ns=job.settlement_ns,
                               predicted_rate=self.predicted_rate, interval_minutes=self.interval_minutes,
                               position_qty=float(self.perp_qty()), mark=self.mark)
@@ -431,6 +441,9 @@ class BasisCarryStrategy(Strategy):
                 self._exit(reason=f"predicted {self.predicted_rate:.6f} below exit_apr before settlement")
         elif job.kind is JobKind.BOOKING:
             self.calendar.settled(job.settlement_ns)
+            if self._rate_at_decision is not None:  # the last prediction before the settlement, now settled
+                self.memory.observe(*self._rate_at_decision)
+                self._rate_at_decision = None
             self._journal("booking", self.clock.timestamp_ns(), settlement_ns=job.settlement_ns,
                           predicted_rate=self.predicted_rate, position_qty=float(self.perp_qty()),
                           phase=self.phase.value)

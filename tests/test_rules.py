@@ -57,14 +57,39 @@ def view(rate, in_carry=False, held=0, blackout=False, hours=8):
     return carry.CarryView(rate, hours, in_carry, held, blackout)
 
 
-def test_entry_needs_apr_net_of_fees_and_hysteresis_between_thresholds():
-    # fees: 0.3% round trip over the 3×8h minimum hold = 109.5% APR of drag
-    assert carry.decide(RULES, view(0.0006)) is carry.Action.NONE  # 65.7% gross
-    assert carry.decide(RULES, view(0.0015)) is carry.Action.ENTER  # 164.25% - 109.5% > 10%
+def test_entry_needs_apr_net_of_the_round_trip_over_the_horizon_and_hysteresis():
+    # round trip: 2 × (0.1% + 0.05% + 2 × 0.02% spread) = 0.38% of notional, over a 720 h horizon = 4.62% APR
+    cost_apr = carry.round_trip_cost(RULES) * carry.HOURS_PER_YEAR / RULES.horizon_hours
+    assert cost_apr == pytest.approx(0.0038 * 8760 / 720)
+    rate_for = lambda apr: (apr + cost_apr) * 8 / 8760  # noqa: E731  per-8h rate whose net APR is `apr`
+    assert carry.decide(RULES, view(rate_for(0.099))) is carry.Action.NONE
+    assert carry.decide(RULES, view(rate_for(0.101))) is carry.Action.ENTER
     # in carry between the thresholds: hold; below exit after the minimum hold: exit
     assert carry.decide(RULES, view(0.00005, True, 5)) is carry.Action.HOLD  # 5.5% APR
     assert carry.decide(RULES, view(0.00001, True, 5)) is carry.Action.EXIT
     assert carry.decide(RULES, view(-0.001, True, 2)) is carry.Action.HOLD  # minimum hold not served
+
+
+def test_persistent_level_outweighs_one_print():
+    """One spike does not start a carry, one dip does not end one: the settled level weighs `persistence`."""
+    calm = 0.00002 / 8  # the settled level: 2.2% APR
+    spike = carry.CarryView(0.0003, 8, False, 0, False, persistent_hourly=calm)  # 32.9% APR on its own
+    assert carry.decide(RULES, view(0.0003)) is carry.Action.ENTER
+    assert carry.decide(RULES, spike) is carry.Action.NONE
+    paying = 0.0002 / 8  # 21.9% APR settled for weeks
+    dip = carry.CarryView(-0.0002, 8, True, 10, False, persistent_hourly=paying)
+    assert carry.decide(RULES, view(-0.0002, True, 10)) is carry.Action.EXIT
+    assert carry.decide(RULES, dip) is carry.Action.HOLD
+
+
+def test_funding_memory_is_a_per_hour_average_with_a_half_life():
+    m = carry.FundingMemory(halflife=1.0)
+    m.observe(0.0008, 8)  # 1e-4 per hour
+    assert m.hourly == pytest.approx(1e-4)
+    m.observe(0.0, 1)  # an hourly settlement of 0 halves the level after one half-life
+    assert m.hourly == pytest.approx(0.5e-4)
+    m.observe(float("nan"), 8)
+    assert m.hourly == pytest.approx(0.5e-4) and m.count == 2
 
 
 def test_always_in_thresholds():

@@ -118,20 +118,6 @@ class Fees:
     spot_taker: float
     perp_taker: float
 
-    def round_trip(self) -> float:
-        """Fraction of notional paid to enter and exit both legs with market orders."""
-        return 2 * (self.spot_taker + self.perp_taker)
-
-
-def fee_drag_apr(fees: Fees, hold_intervals: int, interval_hours: float) -> float:
-    """Round-trip fees spread over the expected hold (at least one interval), as an APR."""
-    hold_hours = max(hold_intervals, 1) * interval_hours
-    return 2 * (fees.spot_taker + fees.perp_taker) * HOURS_PER_YEAR / hold_hours
-
-
-def expected_carry_apr(predicted_rate: float, interval_hours: float, hedge_ratio: float = 1.0) -> float:
-    """Funding APR earned on the spot notional: the short perp is hedge_ratio × spot quantity."""
-    return annualise(predicted_rate, interval_hours) * hedge_ratio
 
 
 class Action(enum.Enum):
@@ -143,11 +129,20 @@ class Action(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class CarryRules:
+    """Entry: the expected carry APR, net of the round trip's fees and spread spread over `horizon_hours` (the
+    holding period the carry is expected to last), above `entry_apr`. Exit (pre-settlement, after the minimum hold):
+    the expected carry APR below `exit_apr`. The expected rate blends the current prediction with the persistent
+    level of the recent settlements (`persistence` is the weight of the latter), so one low print does not end a
+    carry that has paid for weeks, and one spike does not start one."""
+
     entry_apr: float
     exit_apr: float
     min_hold_intervals: int
     hedge_ratio: float
     fees: Fees
+    horizon_hours: float = 720.0
+    persistence: float = 0.7
+    spread: float = 0.0002  # per leg and side, fraction of notional: what crossing the spread costs on top of fees
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,18 +154,55 @@ class CarryView:
     in_carry: bool
     settlements_held: int
     in_blackout: bool
+    persistent_hourly: float | None = None  # FundingMemory.hourly: the settled level, per hour
+
+
+class FundingMemory:
+    """The persistent funding level, causal: an exponential average of the rates settled so far (per hour, so that
+    intervals of 1h to 8h mix), with a half-life of `halflife` settlements. Fed the last prediction before each
+    settlement (live: the exchange's; backtest: the predictor's), which the settlement then confirms."""
+
+    def __init__(self, halflife: float = 21.0):
+        if not halflife > 0:
+            raise ValueError(f"halflife must be > 0, got {halflife}")
+        self.alpha = 1 - 0.5 ** (1 / halflife)
+        self.hourly: float | None = None
+        self.count = 0
+
+    def observe(self, rate: float, interval_hours: float) -> None:
+        if rate is None or not math.isfinite(rate) or not interval_hours > 0:
+            return
+        x = rate / interval_hours
+        self.hourly = x if self.hourly is None else self.hourly + self.alpha * (x - self.hourly)
+        self.count += 1
+
+
+def expected_hourly(rules: CarryRules, view: CarryView) -> float | None:
+    if view.predicted_rate is None:
+        return view.persistent_hourly
+    now = view.predicted_rate / view.interval_hours
+    if view.persistent_hourly is None:
+        return now
+    return (1 - rules.persistence) * now + rules.persistence * view.persistent_hourly
+
+
+def round_trip_cost(rules: CarryRules) -> float:
+    """Fraction of the spot notional paid to enter and leave both legs: taker fees and the spread, both ways."""
+    return 2 * (rules.fees.spot_taker + rules.fees.perp_taker * rules.hedge_ratio + 2 * rules.spread)
 
 
 def decide(rules: CarryRules, view: CarryView) -> Action:
-    """Entry above entry_apr (net of round-trip fees over the minimum hold), exit below exit_apr once the minimum
-    hold is served; between the two thresholds the current state is kept (hysteresis). No entries in a blackout."""
-    if view.predicted_rate is None:
+    """Entry when the expected carry APR net of the round trip amortised over the horizon beats `entry_apr`; exit
+    below `exit_apr` once the minimum hold is served; between the two the current state is kept (hysteresis). No
+    entries in a blackout."""
+    hourly = expected_hourly(rules, view)
+    if hourly is None:
         return Action.HOLD if view.in_carry else Action.NONE
-    gross = expected_carry_apr(view.predicted_rate, view.interval_hours, rules.hedge_ratio)
+    gross = hourly * HOURS_PER_YEAR * rules.hedge_ratio
     if not view.in_carry:
         if view.in_blackout:
             return Action.NONE
-        net = gross - fee_drag_apr(rules.fees, rules.min_hold_intervals, view.interval_hours)
+        net = gross - round_trip_cost(rules) * HOURS_PER_YEAR / max(rules.horizon_hours, 1.0)
         return Action.ENTER if net > rules.entry_apr else Action.NONE
     if view.settlements_held < rules.min_hold_intervals:
         return Action.HOLD

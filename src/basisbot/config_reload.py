@@ -167,6 +167,8 @@ def strategy_fields(settings: Settings, symbol: str) -> dict[str, Any]:
         "hedge_ratio": cfg.hedge_ratio, "notional_usdt": cfg.notional_usdt, "max_notional_usdt": cfg.max_notional_usdt,
         "leverage": cfg.leverage, "margin_mode": cfg.margin_mode, "entry_apr": cfg.entry_apr, "exit_apr": cfg.exit_apr,
         "min_hold_intervals": cfg.min_hold_intervals, "rebalance_tolerance": cfg.rebalance_tolerance,
+        "horizon_hours": cfg.horizon_hours, "persistence": cfg.persistence, "spread": cfg.spread,
+        "persistence_halflife": cfg.persistence_halflife,
         "spot_taker_fee": settings.fees.spot_taker, "perp_taker_fee": settings.fees.perp_taker,
         "leg_timeout_s": cfg.leg_timeout_s, "slippage_band": cfg.slippage_band, "guard_enabled": g.enabled,
         "guard": {"warn_distance": g.warn_distance, "add_margin_distance": g.add_margin_distance,

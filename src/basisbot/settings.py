@@ -105,6 +105,12 @@ class SymbolSettings(_Model):
     entry_apr: float = Field(0.10, ge=-10_000, le=10_000, description="enter when expected carry APR is above")
     exit_apr: float = Field(0.02, ge=-10_000, le=10_000, description="exit when expected carry APR is below")
     min_hold_intervals: int = Field(3, ge=0, le=1000, description="minimum hold, in funding settlements")
+    horizon_hours: float = Field(720.0, ge=1, le=100_000,
+                                 description="expected holding period over which the entry's round trip is amortised")
+    persistence: float = Field(0.7, ge=0, le=1, description="weight of the settled level vs the current prediction")
+    persistence_halflife: float = Field(21.0, gt=0, le=10_000,
+                                        description="half-life of the settled level, in settlements")
+    spread: float = Field(0.0002, ge=0, le=0.05, description="spread cost per leg and side, fraction of notional")
     rebalance_tolerance: float = Field(0.02, gt=0, le=0.5, description="rebalance when |hedge drift| exceeds this")
     slippage_band: float = Field(0.002, gt=0, le=0.05, description="catch-up band for a lagging leg")
     leg_timeout_s: float = Field(10.0, gt=0, le=600, description="longest a leg may stay unhedged")
