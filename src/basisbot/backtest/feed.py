@@ -18,7 +18,7 @@ at or before T: nothing from the future enters. The settled rate only ever enter
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 
 import numpy as np
@@ -31,6 +31,7 @@ from nautilus_trader.model.objects import Price, Quantity
 
 from basisbot.backtest.market_data import SymbolData
 from basisbot.carry import FundingPredictor, premium
+from basisbot.data_quality import Flag, PrintFilter
 
 HOUR_NS = 3_600_000_000_000
 # ordering of events sharing one timestamp
@@ -83,6 +84,7 @@ class SymbolFeed:
     predictions: pd.DataFrame  # ts, predicted_rate, interval_minutes, next_funding_ns (what the strategy saw)
     spot_gaps: int
     perp_gaps: int
+    flags: list = field(default_factory=list)  # data_quality.Flag: prints kept out of the prediction
 
 
 def _settlement_sim_ts(exact_ns: int) -> int:
@@ -143,6 +145,9 @@ def build_feed(data: SymbolData, spot, perp, predictor_method: str = "premium", 
     settlements = [(_settlement_sim_ts(int(t)), int(t), float(r)) for t, r in zip(f_ns, f_rate)]
 
     predictor = FundingPredictor(predictor_method, default_interval_hours=float(f_int[0]) if len(f_int) else 8.0)
+    spot_filter, perp_filter = PrintFilter("spot"), PrintFilter("perp")
+    flags: list[Flag] = []
+    held: tuple[int, float] | None = None  # (ts, premium) of a suspect hour, counted if the next hour confirms it
     pred_rows = []
     si = 0  # next settlement index
     n_settle = len(settlements)
@@ -188,7 +193,18 @@ def build_feed(data: SymbolData, spot, perp, predictor_method: str = "premium", 
                 Price(cols["perp_low"][k], pp), Price(p_close, pp),
                 Quantity(cols["perp_volume"][k], psz), t, t)))
         if not (math.isnan(s_close) or math.isnan(p_close)):
-            predictor.on_premium(premium(cols["perp_close"][k], s_close))
+            # a bad print (spot or perp inconsistent with the mark and its recent basis) never enters the prediction
+            m_close = cols["mark_close"][k]
+            (fs, cs), (fp, cp) = spot_filter.check(t, s_close, m_close), perp_filter.check(t, p_close, m_close)
+            if held is not None and (cs or cp):  # the suspect print before was the market moving: it counts
+                predictor.on_premium(held[1])
+                flags[:] = [f for f in flags if f.ts_ns != held[0]]
+            held = None
+            if fs or fp:
+                flags.extend(f for f in (fs, fp) if f)
+                held = (t, premium(p_close, s_close))
+            else:
+                predictor.on_premium(premium(p_close, s_close))
         pred = predictor.predict()
         nxt, interval_min = next_info(si)
         if pred is not None:
@@ -201,7 +217,7 @@ def build_feed(data: SymbolData, spot, perp, predictor_method: str = "premium", 
         si = _emit_settlement(settlements, si, f_int, predictor, perp, events, pred_rows, next_info)
 
     predictions = pd.DataFrame(pred_rows, columns=["ts_ns", "predicted_rate", "interval_minutes", "next_funding_ns"])
-    return SymbolFeed(data.symbol, events, settlements, worst, predictions, spot_gaps, perp_gaps)
+    return SymbolFeed(data.symbol, events, settlements, worst, predictions, spot_gaps, perp_gaps, flags)
 
 
 def _emit_settlement(settlements, si, f_int, predictor, perp, events, pred_rows, next_info) -> int:

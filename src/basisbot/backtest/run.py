@@ -247,6 +247,8 @@ def run_prepared(p: Prepared, *, progress: bool = False) -> BacktestResult:
     starting = bt.spot_balance_usdt + bt.perp_balance_usdt
     ending = recorder.equity_rows[-1][-1]
     notes = [g for d in p.datas.values() for g in d.gaps]
+    notes += [f"{f.what} print of {sym} at {pd.Timestamp(f.ts_ns, tz='UTC')} flagged ({f.price:g} vs mark {f.mark:g}: "
+              f"{f.reason}); kept out of the funding prediction" for sym, feed in p.feeds.items() for f in feed.flags]
     result = BacktestResult(settings, order, p.first, p.last, p.data_path, ledger, recorder, strategies, p.feeds,
                             fills, starting, ending, final_spot, final_mark, len(p.events), run_seconds, notes)
     engine.dispose()
