@@ -2,10 +2,13 @@
 
 Concurrency model
 -----------------
-- **One writer.** A `Journal` object owns the only read-write connection. In a live/paper node it belongs to the
-  `JournalActor` (see `basisbot.journal_actor`) and is used from the node's event-loop thread only; the connection is
-  opened with sqlite3's default ``check_same_thread=True``, so a write from another thread fails loudly instead of
-  interleaving. Every write is one small transaction committed at once (WAL + ``synchronous=NORMAL`` by default: a
+- **One writer, one thread.** A `Journal` object owns the only read-write connection, and every write runs on ONE
+  thread: the thread that created it, or the event loop's thread once `bind_loop(loop)` was called (a live/paper node:
+  the `JournalActor` binds it to the node's loop). A write asked from any other thread (a nautilus live-clock
+  callback runs on a Rust/tokio thread, APScheduler runs plain jobs in a thread pool, executor callbacks...) is handed
+  to the loop with ``call_soon_threadsafe`` and runs there, in order with the other writes; it is never lost to
+  sqlite3's ``SQLite objects created in a thread can only be used in that same thread``. Without a bound loop such a
+  write raises `JournalThreadError` (naming the thread) instead of touching the connection. Every write is one small transaction committed at once (WAL + ``synchronous=NORMAL`` by default: a
   commit is an append to the -wal file, no fsync; a crash of the process loses nothing committed, a power cut may lose
   the last commits. Pass ``synchronous="FULL"`` to fsync each commit).
 - **Readers never block the writer.** `basisbot status`, `basisbot journal` and any other process open the file with
@@ -37,6 +40,7 @@ import csv
 import io
 import json
 import sqlite3
+import threading
 import time
 from collections import deque
 from collections.abc import Iterable, Mapping
@@ -124,6 +128,10 @@ _STATUS_RANK = {
 }
 TERMINAL_STATUSES = frozenset(s for s, r in _STATUS_RANK.items() if r == 4)
 DONE_PAIR_STATUSES = frozenset({"complete", "flat", "stuck"})
+
+
+class JournalThreadError(RuntimeError):
+    """A journal write from a thread that does not own the journal, with no event loop to hand it to."""
 
 
 def expected_funding(position_qty: float | None, mark: float | None, rate: float | None) -> float | None:
@@ -334,7 +342,9 @@ class Journal(JournalReader):
     def __init__(self, path: str | Path, *, synchronous: str = "NORMAL", settlement_match_s: float = 60.0):
         p = Path(path)
         p.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(str(p), timeout=5.0)
+        # check_same_thread=False: ownership is enforced by `_timed` (one owner thread, others handed to its loop),
+        # so the owner may be the event loop's thread even when the object was created elsewhere
+        conn = sqlite3.connect(str(p), timeout=5.0, check_same_thread=False)
         db = sqlite_utils.Database(conn)
         db.enable_wal()
         if synchronous.upper() not in ("OFF", "NORMAL", "FULL", "EXTRA"):
@@ -346,7 +356,19 @@ class Journal(JournalReader):
         self._sql: dict[tuple, str] = {}
         self.latency = [0, 0, 0]  # writes, total ns, max ns
         self._recent: deque[int] = deque(maxlen=10_000)  # latest write durations, ns
+        self._owner = threading.get_ident()  # the one thread that writes
+        self._loop = None  # event loop that off-thread writes are handed to (bind_loop)
+        self.handed_over = 0  # writes asked from another thread and run on the owner's loop
         self._create()
+
+    def bind_loop(self, loop) -> None:
+        """Make `loop`'s thread the journal's writer thread (call from that thread, e.g. in an actor's on_start):
+        writes asked from any other thread are scheduled on `loop` instead of touching the connection."""
+        self._loop = loop
+        self._owner = threading.get_ident()
+
+    def on_owner_thread(self) -> bool:
+        return threading.get_ident() == self._owner
 
     def _create(self) -> None:
         for name, spec in TABLES.items():
@@ -382,6 +404,15 @@ class Journal(JournalReader):
         self.db.conn.execute(self._upsert_sql(table, cols, merge), [row[c] for c in cols])
 
     def _timed(self, fn, *args):
+        if threading.get_ident() != self._owner:
+            loop = self._loop
+            if loop is None or loop.is_closed():
+                raise JournalThreadError(
+                    f"journal write {getattr(fn, '__name__', fn)} from thread {threading.current_thread().name!r}, "
+                    "which does not own the journal (no event loop bound to hand it to)")
+            self.handed_over += 1
+            loop.call_soon_threadsafe(self._timed, fn, *args)
+            return None
         t0 = time.perf_counter_ns()
         with self.db.conn:  # one transaction, committed on exit
             result = fn(*args)
