@@ -28,6 +28,11 @@ never duplicates a row):
 | config_changes | (ts, source, status, scope) | hot-reload outcomes: applied / refused / deferred (restart only) |
 | positions | (symbol, ts) | throttled position snapshots (legs, perp entry, isolated wallet, liquidation price, mark) |
 | decisions | (symbol, ts, action, reason) | the strategy's decisions |
+| marks | symbol | the latest mark (and spot mid) per symbol, at most one write per second: what `status` shows |
+| venue_clock | id (one row) | a replaying venue's time base: venue ms at local ns, replay speed (absent against Binance) |
+
+An order sent before a stop that never reached the exchange is marked ``not_at_venue`` at the next start's
+reconciliation (terminal), instead of staying ``submitted``.
 
 Timestamps are UNIX nanoseconds (``ts`` columns) as nautilus gives them. Funding: ``expected_payment`` is
 ``-position_qty × mark_price × rate`` with the settled rate once known, the predicted rate before; ``difference`` is
@@ -116,15 +121,26 @@ TABLES: dict[str, dict[str, Any]] = {
         "pk": ("symbol", "ts", "action", "reason"),
         "indexes": [],
     },
+    "marks": {
+        "columns": {"symbol": str, "ts": int, "mark": float, "spot_price": float, "source": str},
+        "pk": ("symbol",),
+        "indexes": [],
+    },
+    "venue_clock": {
+        "columns": {"id": int, "ts": int, "venue_ms": int, "local_ns": int, "speed": float},
+        "pk": ("id",),
+        "indexes": [],
+    },
 }
-EXPORT_ORDER = ("orders", "fills", "funding", "guard", "legs", "decisions", "config_changes", "positions")
+EXPORT_ORDER = ("orders", "fills", "funding", "guard", "legs", "decisions", "config_changes", "positions", "marks",
+                "venue_clock")
 JSON_COLUMNS = {"legs": ("targets", "filled"), "config_changes": ("diff",)}
 
 # order status only moves forward, so a replayed or late "accepted" never overwrites "filled"
 _STATUS_RANK = {
     "initialized": 0, "denied": 4, "emulated": 0, "released": 0, "submitted": 1, "accepted": 2, "triggered": 2,
     "pending_update": 2, "pending_cancel": 2, "partially_filled": 3,
-    "filled": 4, "canceled": 4, "rejected": 4, "expired": 4,
+    "filled": 4, "canceled": 4, "rejected": 4, "expired": 4, "not_at_venue": 4,
 }
 TERMINAL_STATUSES = frozenset(s for s, r in _STATUS_RANK.items() if r == 4)
 DONE_PAIR_STATUSES = frozenset({"complete", "flat", "stuck"})
@@ -225,7 +241,7 @@ class JournalReader:
             "targets": final["targets"] or {},
             "filled": final["filled"] or {},
             "history": [(r["ts"], r["event"], r["detail"]) for r in rows],
-            "started_ts": rows[0]["ts"],
+            "started_ts": _pair_start(final["pair_id"], rows[0]["ts"]),
             "ts_last": final["ts"],
             "done": final["status"] in DONE_PAIR_STATUSES,
             "completed": final["status"] == "complete",
@@ -271,10 +287,31 @@ class JournalReader:
         return {
             "phase": self.phase(symbol),
             "settlements_held": self.settlements_held(symbol),
+            # started_ts / ts_last: a restart waits out the pair's leg timeout + recvWindow grace FROM ITS START
             "pair": None if pair is None else {k: pair[k] for k in (
-                "pair_id", "intent", "status", "targets", "filled", "history", "done", "completed")},
+                "pair_id", "intent", "status", "targets", "filled", "history", "done", "completed", "started_ts",
+                "ts_last")},
             "position": position,
         }
+
+    def latest_mark(self, symbol: str) -> dict | None:
+        return self.one("marks", "symbol = ?", [symbol], order_by="ts DESC")
+
+    def venue_clock(self) -> dict | None:
+        return self.one("venue_clock", "id = 1", [], order_by="ts DESC")
+
+    def unresolved_orders(self, before_ns: int | None = None) -> list[dict]:
+        """Orders whose last known status says they may not have reached the venue (initialized / submitted), last
+        touched before `before_ns` (e.g. the start of this run)."""
+        where = "status IN ('initialized', 'submitted')"
+        params: list = []
+        if before_ns is not None:
+            where += " AND ts_last < ?"
+            params.append(before_ns)
+        return self.rows("orders", where, params, order_by="ts_last")
+
+    def fills_of(self, symbol: str) -> list[dict]:
+        return self.rows("fills", "symbol = ?", [symbol], order_by="ts, rowid")
 
     def latest_position(self, symbol: str) -> dict | None:
         return self.one("positions", "symbol = ?", [symbol], order_by="ts DESC")
@@ -328,9 +365,15 @@ class JournalReader:
         return texts
 
 
+def _pair_start(pair_id: str, first_ts: int) -> int:
+    """A pair's start: the strategy names pairs SYMBOL-intent-<start ns>; else the first leg row's time."""
+    tail = str(pair_id).rsplit("-", 1)[-1]
+    return int(tail) if tail.isdigit() and len(tail) >= 15 else first_ts
+
+
 def _export_order(table: str) -> str:
-    return {"orders": "ts_created, rowid", "funding": "settlement_ts, symbol", "config_changes": "ts, rowid"}.get(
-        table, "ts, rowid")
+    return {"orders": "ts_created, rowid", "funding": "settlement_ts, symbol", "config_changes": "ts, rowid",
+            "marks": "symbol", "venue_clock": "id"}.get(table, "ts, rowid")
 
 
 class Journal(JournalReader):
@@ -618,8 +661,20 @@ class Journal(JournalReader):
         self._timed(self._upsert, "config_changes", {"ts": ts, "source": str(source), "status": status,
                                                     "scope": scope, "diff": _dumps(diff), "message": message})
 
+    def record_mark(self, symbol: str, ts: int, *, mark: float, spot_price: float | None = None,
+                    source: str = "stream") -> None:
+        """The latest mark (one row per symbol, replaced)."""
+        self._timed(self._upsert, "marks", {"symbol": symbol, "ts": ts, "mark": mark, "spot_price": spot_price,
+                                            "source": source})
+
+    def record_venue_clock(self, ts: int, *, venue_ms: int, local_ns: int, speed: float) -> None:
+        """A replaying venue's time base (venue ms at local ns, replay speed): one row, replaced at each anchoring."""
+        self._timed(self._upsert, "venue_clock", {"id": 1, "ts": ts, "venue_ms": int(venue_ms),
+                                                  "local_ns": int(local_ns), "speed": float(speed)})
+
     def record(self, rec) -> None:
-        """Write a `basisbot.venue_messages.JournalRecord` (kind decision | guard | prediction | leg | booking)."""
+        """Write a `basisbot.venue_messages.JournalRecord` (kind decision | guard | prediction | leg | booking |
+        order_resolution | venue_clock)."""
         d, s, ts = rec.data, rec.symbol, rec.ts_ns
         if rec.kind == "decision":
             self.record_decision(s, ts, action=d.get("action", ""), reason=d.get("reason", ""), phase=d.get("phase"))
@@ -639,6 +694,10 @@ class Journal(JournalReader):
         elif rec.kind == "booking":
             self.record_booking(s, int(d["settlement_ns"]), ts=ts, phase=d.get("phase"),
                                 position_qty=d.get("position_qty"), predicted_rate=d.get("predicted_rate"))
+        elif rec.kind == "order_resolution":  # restart: what the venue says of an order left "submitted"
+            self.record_order(d["client_order_id"], ts=ts, status=d["status"], reason=d.get("reason"))
+        elif rec.kind == "venue_clock":
+            self.record_venue_clock(ts, venue_ms=d["venue_ms"], local_ns=d["local_ns"], speed=d["speed"])
         else:
             raise ValueError(f"unknown journal record kind {rec.kind!r}")
 

@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -94,6 +95,7 @@ class JournalActorConfig(ActorConfig, frozen=True):
     settlement_match_s: float = 60.0  # exchange income stamped within this of T belongs to settlement T
     capture_settlement_marks: bool = True
     synchronous: str = "NORMAL"  # SQLite synchronous: NORMAL (no fsync per commit) or FULL
+    mark_interval_s: float = 1.0  # latest mark per symbol (`marks`, what `status` shows): at most once per this (wall)
 
 
 _STATUS = {
@@ -117,6 +119,7 @@ class _SymbolState:
     last_key: tuple | None = None
     last_snapshot_ns: int = 0
     pending_settlements: list[int] = field(default_factory=list)  # announced settlements T not yet captured
+    mark_written: float = -1e18  # monotonic time of the last `marks` write
 
 
 def classify_instrument(instrument_id: InstrumentId | str) -> tuple[str, str]:
@@ -421,6 +424,11 @@ class JournalActor(Actor):
                     symbol, t_settle, position_qty=st.perp_qty, mark=mark))
         st.mark = update.value.as_double()
         st.mark_ts = ts
+        wall = time.monotonic()
+        if wall - st.mark_written >= self.config.mark_interval_s:
+            st.mark_written = wall
+            self._guarded(f"mark {symbol}", lambda: self.journal.record_mark(
+                symbol, ts, mark=st.mark, spot_price=self._spot_price(symbol)))
         if ts - st.last_snapshot_ns >= self.config.snapshot_interval_s * NS:
             self._guarded(f"position snapshot {symbol}", self._snapshot, symbol, ts, True)
 

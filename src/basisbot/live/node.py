@@ -63,6 +63,7 @@ from basisbot.live.instruments import (
 )
 from basisbot.live.venue import SessionOptions, VenueError, VenueSession, read_venue_clock
 from basisbot.settings import ConfigError, Settings, load_settings
+from basisbot.venue_messages import JOURNAL_TOPIC, JournalRecord
 from strategies.basis_carry import BasisCarryConfig, BasisCarryStrategy
 
 TRADER_ID = "BASISBOT-001"
@@ -356,6 +357,7 @@ class BasisNode:
     # -- run --------------------------------------------------------------------------------------------------------
     async def start(self) -> None:
         """Run the node in the background and wait until the trader runs (connected, reconciled)."""
+        self._started_ns = time.time_ns()
         self._run_task = asyncio.create_task(self.node.run_async())
         deadline = time.monotonic() + self.opts.start_timeout_s
         while not self.node.trader.is_running:
@@ -367,6 +369,30 @@ class BasisNode:
                                  "(clients not connected or reconciliation not finished: see the log)")
             await asyncio.sleep(0.05)
         self._start_reload()
+        self._start_issue10_tasks()
+
+    # -- issue 10: venue clock in the journal, unresolved orders at restart ------------------------------------------
+    def _start_issue10_tasks(self) -> None:
+        from nautilus_trader.common.component import Logger
+
+        k = self.node.kernel
+        log = Logger("BasisNode")
+        self._issue10_tasks: list[asyncio.Task] = []
+        vt = self.session.time
+        if self.journal is not None and not vt.identity:
+            def publish_clock(venue_ms: int, local_ns: int, speed: float) -> None:
+                k.msgbus.publish(JOURNAL_TOPIC, JournalRecord("venue_clock", "*", k.clock.timestamp_ns(), {
+                    "venue_ms": venue_ms, "local_ns": local_ns, "speed": speed}))
+
+            publish_clock(vt._anchor_venue_ns // 1_000_000, vt._anchor_local_ns, vt.speed)
+            vt.on_anchor = publish_clock
+        if self.journal is not None and self.mode == "live":
+            from basisbot.live.journal_orders import resolve_unresolved_orders
+
+            recv = (self.opts.exec.recv_window_ms / 1000) if self.opts.exec else 5.0
+            self._issue10_tasks.append(asyncio.create_task(resolve_unresolved_orders(
+                self.settings.journal, self.exec_clients, k.msgbus, k.clock, started_ns=self._started_ns,
+                recv_window_s=recv, log=log), name="basisbot-journal-orders"))
 
     # -- config hot reload ------------------------------------------------------------------------------------------
     def _start_reload(self) -> None:
@@ -439,6 +465,8 @@ class BasisNode:
 
     async def stop(self) -> None:
         await self._stop_reload()
+        for task in getattr(self, "_issue10_tasks", []):
+            task.cancel()
         if self.node is not None and self.node.kernel.is_running():
             with contextlib.suppress(Exception):
                 await self.drain()
