@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import sys
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,7 @@ FAULTS = ["ws_drop", "accepted_timeout", "first_leg_rejected", "second_leg_rejec
 def _matrix():
     spec = importlib.util.spec_from_file_location("fault_matrix", ROOT / "benchmarks" / "fault_matrix.py")
     mod = importlib.util.module_from_spec(spec)
+    sys.modules["fault_matrix"] = mod  # dataclasses look their module up there
     spec.loader.exec_module(mod)
     return mod
 
