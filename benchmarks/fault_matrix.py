@@ -52,7 +52,8 @@ VENUE_START = "2022-03-01T07:40:00Z"
 LEG_TIMEOUT_S = 3.0
 POLL_S = 0.25
 NOTIONAL = {"BTCUSDT": 3000.0, "ETHUSDT": 3000.0, "SOLUSDT": 3000.0}
-ORDERS_PER_MIN_MAX = 40  # per symbol and minute; a storm is thousands
+ORDERS_PER_MIN_MAX = 40
+START_TIMEOUT_S = 180.0  # node start-up (imports, markets, reconciliation); minutes on a loaded 2-core machine  # per symbol and minute; a storm is thousands
 
 
 def free_port() -> int:
@@ -310,7 +311,7 @@ async def run_fault(fault: Fault, symbols: list[str], seed: int, workdir: Path) 
         node = Proc("node", node_args, env, work / "node.log")
         nodes.append(node)
         await node.start()
-        if await node.wait_line(r"basisbot live: running", 120) is None:
+        if await node.wait_line(r"basisbot live: running", START_TIMEOUT_S) is None:
             raise RuntimeError("node did not start")
         await watch.post("/admin/clock", {"resume": True})
         # -- the phase ------------------------------------------------------------------------------------------------
@@ -362,7 +363,7 @@ async def run_fault(fault: Fault, symbols: list[str], seed: int, workdir: Path) 
                 node = Proc("node", node_args, env, work / "node.log")
                 nodes.append(node)
                 await node.start()
-                if await node.wait_line(r"basisbot live: running", 120) is None:
+                if await node.wait_line(r"basisbot live: running", START_TIMEOUT_S) is None:
                     notes.append("node did not restart")
         elif fault.kind == "arm":
             t_fault = t_phase
