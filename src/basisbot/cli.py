@@ -40,6 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
     for name, text in (("live", "trade on the exchange"), ("paper", "live market data, simulated fills")):
         p = sub.add_parser(name, help=text)
         _add_config(p)
+        p.add_argument("--venue-speed", type=float, default=None,
+                       help="replay speed of a replaying venue (overrides [live] venue_speed; default: asked from "
+                            "the local venue, else 1)")
 
     sim = sub.add_parser("sim", help="serve a local Binance-compatible venue replaying real data")
     sim.add_argument("--port", type=int, required=True, help="listen on 127.0.0.1:PORT (0 = any free port)")

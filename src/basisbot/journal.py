@@ -2,10 +2,13 @@
 
 Concurrency model
 -----------------
-- **One writer.** A `Journal` object owns the only read-write connection. In a live/paper node it belongs to the
-  `JournalActor` (see `basisbot.journal_actor`) and is used from the node's event-loop thread only; the connection is
-  opened with sqlite3's default ``check_same_thread=True``, so a write from another thread fails loudly instead of
-  interleaving. Every write is one small transaction committed at once (WAL + ``synchronous=NORMAL`` by default: a
+- **One writer, one thread.** A `Journal` object owns the only read-write connection, and every write runs on ONE
+  thread: the thread that created it, or the event loop's thread once `bind_loop(loop)` was called (a live/paper node:
+  the `JournalActor` binds it to the node's loop). A write asked from any other thread (a nautilus live-clock
+  callback runs on a Rust/tokio thread, APScheduler runs plain jobs in a thread pool, executor callbacks...) is handed
+  to the loop with ``call_soon_threadsafe`` and runs there, in order with the other writes; it is never lost to
+  sqlite3's ``SQLite objects created in a thread can only be used in that same thread``. Without a bound loop such a
+  write raises `JournalThreadError` (naming the thread) instead of touching the connection. Every write is one small transaction committed at once (WAL + ``synchronous=NORMAL`` by default: a
   commit is an append to the -wal file, no fsync; a crash of the process loses nothing committed, a power cut may lose
   the last commits. Pass ``synchronous="FULL"`` to fsync each commit).
 - **Readers never block the writer.** `basisbot status`, `basisbot journal` and any other process open the file with
@@ -25,6 +28,11 @@ never duplicates a row):
 | config_changes | (ts, source, status, scope) | hot-reload outcomes: applied / refused / deferred (restart only) |
 | positions | (symbol, ts) | throttled position snapshots (legs, perp entry, isolated wallet, liquidation price, mark) |
 | decisions | (symbol, ts, action, reason) | the strategy's decisions |
+| marks | symbol | the latest mark (and spot mid) per symbol, at most one write per second: what `status` shows |
+| venue_clock | id (one row) | a replaying venue's time base: venue ms at local ns, replay speed (absent against Binance) |
+
+An order sent before a stop that never reached the exchange is marked ``not_at_venue`` at the next start's
+reconciliation (terminal), instead of staying ``submitted``.
 
 Timestamps are UNIX nanoseconds (``ts`` columns) as nautilus gives them. Funding: ``expected_payment`` is
 ``-position_qty × mark_price × rate`` with the settled rate once known, the predicted rate before; ``difference`` is
@@ -37,6 +45,7 @@ import csv
 import io
 import json
 import sqlite3
+import threading
 import time
 from collections import deque
 from collections.abc import Iterable, Mapping
@@ -112,18 +121,33 @@ TABLES: dict[str, dict[str, Any]] = {
         "pk": ("symbol", "ts", "action", "reason"),
         "indexes": [],
     },
+    "marks": {
+        "columns": {"symbol": str, "ts": int, "mark": float, "spot_price": float, "source": str},
+        "pk": ("symbol",),
+        "indexes": [],
+    },
+    "venue_clock": {
+        "columns": {"id": int, "ts": int, "venue_ms": int, "local_ns": int, "speed": float},
+        "pk": ("id",),
+        "indexes": [],
+    },
 }
-EXPORT_ORDER = ("orders", "fills", "funding", "guard", "legs", "decisions", "config_changes", "positions")
+EXPORT_ORDER = ("orders", "fills", "funding", "guard", "legs", "decisions", "config_changes", "positions", "marks",
+                "venue_clock")
 JSON_COLUMNS = {"legs": ("targets", "filled"), "config_changes": ("diff",)}
 
 # order status only moves forward, so a replayed or late "accepted" never overwrites "filled"
 _STATUS_RANK = {
     "initialized": 0, "denied": 4, "emulated": 0, "released": 0, "submitted": 1, "accepted": 2, "triggered": 2,
     "pending_update": 2, "pending_cancel": 2, "partially_filled": 3,
-    "filled": 4, "canceled": 4, "rejected": 4, "expired": 4,
+    "filled": 4, "canceled": 4, "rejected": 4, "expired": 4, "not_at_venue": 4,
 }
 TERMINAL_STATUSES = frozenset(s for s, r in _STATUS_RANK.items() if r == 4)
 DONE_PAIR_STATUSES = frozenset({"complete", "flat", "stuck"})
+
+
+class JournalThreadError(RuntimeError):
+    """A journal write from a thread that does not own the journal, with no event loop to hand it to."""
 
 
 def expected_funding(position_qty: float | None, mark: float | None, rate: float | None) -> float | None:
@@ -217,7 +241,7 @@ class JournalReader:
             "targets": final["targets"] or {},
             "filled": final["filled"] or {},
             "history": [(r["ts"], r["event"], r["detail"]) for r in rows],
-            "started_ts": rows[0]["ts"],
+            "started_ts": _pair_start(final["pair_id"], rows[0]["ts"]),
             "ts_last": final["ts"],
             "done": final["status"] in DONE_PAIR_STATUSES,
             "completed": final["status"] == "complete",
@@ -263,10 +287,31 @@ class JournalReader:
         return {
             "phase": self.phase(symbol),
             "settlements_held": self.settlements_held(symbol),
+            # started_ts / ts_last: a restart waits out the pair's leg timeout + recvWindow grace FROM ITS START
             "pair": None if pair is None else {k: pair[k] for k in (
-                "pair_id", "intent", "status", "targets", "filled", "history", "done", "completed")},
+                "pair_id", "intent", "status", "targets", "filled", "history", "done", "completed", "started_ts",
+                "ts_last")},
             "position": position,
         }
+
+    def latest_mark(self, symbol: str) -> dict | None:
+        return self.one("marks", "symbol = ?", [symbol], order_by="ts DESC")
+
+    def venue_clock(self) -> dict | None:
+        return self.one("venue_clock", "id = 1", [], order_by="ts DESC")
+
+    def unresolved_orders(self, before_ns: int | None = None) -> list[dict]:
+        """Orders whose last known status says they may not have reached the venue (initialized / submitted), last
+        touched before `before_ns` (e.g. the start of this run)."""
+        where = "status IN ('initialized', 'submitted')"
+        params: list = []
+        if before_ns is not None:
+            where += " AND ts_last < ?"
+            params.append(before_ns)
+        return self.rows("orders", where, params, order_by="ts_last")
+
+    def fills_of(self, symbol: str) -> list[dict]:
+        return self.rows("fills", "symbol = ?", [symbol], order_by="ts, rowid")
 
     def latest_position(self, symbol: str) -> dict | None:
         return self.one("positions", "symbol = ?", [symbol], order_by="ts DESC")
@@ -320,9 +365,15 @@ class JournalReader:
         return texts
 
 
+def _pair_start(pair_id: str, first_ts: int) -> int:
+    """A pair's start: the strategy names pairs SYMBOL-intent-<start ns>; else the first leg row's time."""
+    tail = str(pair_id).rsplit("-", 1)[-1]
+    return int(tail) if tail.isdigit() and len(tail) >= 15 else first_ts
+
+
 def _export_order(table: str) -> str:
-    return {"orders": "ts_created, rowid", "funding": "settlement_ts, symbol", "config_changes": "ts, rowid"}.get(
-        table, "ts, rowid")
+    return {"orders": "ts_created, rowid", "funding": "settlement_ts, symbol", "config_changes": "ts, rowid",
+            "marks": "symbol", "venue_clock": "id"}.get(table, "ts, rowid")
 
 
 class Journal(JournalReader):
@@ -334,7 +385,9 @@ class Journal(JournalReader):
     def __init__(self, path: str | Path, *, synchronous: str = "NORMAL", settlement_match_s: float = 60.0):
         p = Path(path)
         p.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(str(p), timeout=5.0)
+        # check_same_thread=False: ownership is enforced by `_timed` (one owner thread, others handed to its loop),
+        # so the owner may be the event loop's thread even when the object was created elsewhere
+        conn = sqlite3.connect(str(p), timeout=5.0, check_same_thread=False)
         db = sqlite_utils.Database(conn)
         db.enable_wal()
         if synchronous.upper() not in ("OFF", "NORMAL", "FULL", "EXTRA"):
@@ -346,7 +399,19 @@ class Journal(JournalReader):
         self._sql: dict[tuple, str] = {}
         self.latency = [0, 0, 0]  # writes, total ns, max ns
         self._recent: deque[int] = deque(maxlen=10_000)  # latest write durations, ns
+        self._owner = threading.get_ident()  # the one thread that writes
+        self._loop = None  # event loop that off-thread writes are handed to (bind_loop)
+        self.handed_over = 0  # writes asked from another thread and run on the owner's loop
         self._create()
+
+    def bind_loop(self, loop) -> None:
+        """Make `loop`'s thread the journal's writer thread (call from that thread, e.g. in an actor's on_start):
+        writes asked from any other thread are scheduled on `loop` instead of touching the connection."""
+        self._loop = loop
+        self._owner = threading.get_ident()
+
+    def on_owner_thread(self) -> bool:
+        return threading.get_ident() == self._owner
 
     def _create(self) -> None:
         for name, spec in TABLES.items():
@@ -382,6 +447,15 @@ class Journal(JournalReader):
         self.db.conn.execute(self._upsert_sql(table, cols, merge), [row[c] for c in cols])
 
     def _timed(self, fn, *args):
+        if threading.get_ident() != self._owner:
+            loop = self._loop
+            if loop is None or loop.is_closed():
+                raise JournalThreadError(
+                    f"journal write {getattr(fn, '__name__', fn)} from thread {threading.current_thread().name!r}, "
+                    "which does not own the journal (no event loop bound to hand it to)")
+            self.handed_over += 1
+            loop.call_soon_threadsafe(self._timed, fn, *args)
+            return None
         t0 = time.perf_counter_ns()
         with self.db.conn:  # one transaction, committed on exit
             result = fn(*args)
@@ -587,8 +661,20 @@ class Journal(JournalReader):
         self._timed(self._upsert, "config_changes", {"ts": ts, "source": str(source), "status": status,
                                                     "scope": scope, "diff": _dumps(diff), "message": message})
 
+    def record_mark(self, symbol: str, ts: int, *, mark: float, spot_price: float | None = None,
+                    source: str = "stream") -> None:
+        """The latest mark (one row per symbol, replaced)."""
+        self._timed(self._upsert, "marks", {"symbol": symbol, "ts": ts, "mark": mark, "spot_price": spot_price,
+                                            "source": source})
+
+    def record_venue_clock(self, ts: int, *, venue_ms: int, local_ns: int, speed: float) -> None:
+        """A replaying venue's time base (venue ms at local ns, replay speed): one row, replaced at each anchoring."""
+        self._timed(self._upsert, "venue_clock", {"id": 1, "ts": ts, "venue_ms": int(venue_ms),
+                                                  "local_ns": int(local_ns), "speed": float(speed)})
+
     def record(self, rec) -> None:
-        """Write a `basisbot.venue_messages.JournalRecord` (kind decision | guard | prediction | leg | booking)."""
+        """Write a `basisbot.venue_messages.JournalRecord` (kind decision | guard | prediction | leg | booking |
+        order_resolution | venue_clock)."""
         d, s, ts = rec.data, rec.symbol, rec.ts_ns
         if rec.kind == "decision":
             self.record_decision(s, ts, action=d.get("action", ""), reason=d.get("reason", ""), phase=d.get("phase"))
@@ -608,6 +694,10 @@ class Journal(JournalReader):
         elif rec.kind == "booking":
             self.record_booking(s, int(d["settlement_ns"]), ts=ts, phase=d.get("phase"),
                                 position_qty=d.get("position_qty"), predicted_rate=d.get("predicted_rate"))
+        elif rec.kind == "order_resolution":  # restart: what the venue says of an order left "submitted"
+            self.record_order(d["client_order_id"], ts=ts, status=d["status"], reason=d.get("reason"))
+        elif rec.kind == "venue_clock":
+            self.record_venue_clock(ts, venue_ms=d["venue_ms"], local_ns=d["local_ns"], speed=d["speed"])
         else:
             raise ValueError(f"unknown journal record kind {rec.kind!r}")
 

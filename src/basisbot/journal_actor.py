@@ -16,6 +16,10 @@ transaction, ~0.1 ms; see `Journal.latency_stats()`):
 - `FUNDING_SETTLED_TOPIC` `FundingSettled` (published by the live execution client after it reads the exchange's
   funding income) → reconciled against the predicted row: expected = -position_qty × mark × settled rate, a difference
   above both tolerances (`funding_abs_tol` USDT and `funding_rel_tol` relative) is flagged and logged as a warning;
+- Threads: every handler runs on the node's event-loop thread. `on_start` binds the journal to that loop
+  (`Journal.bind_loop`); a message delivered on another thread (a strategy handler run by a nautilus live-clock
+  time alert is on a Rust/tokio thread, an APScheduler job in its thread pool, an executor callback...) is handed to
+  the loop with ``call_soon_threadsafe`` and handled there, in order: no journal write ever runs off the loop.
 - `RESTORE_ENDPOINT` `RestoreRequest` → `req.reply({"phase", "settlements_held", "pair", "position"})` (or None when
   the journal knows nothing of the symbol). Actors start before strategies, so the endpoint is there when a strategy's
   `on_start` asks.
@@ -23,7 +27,10 @@ transaction, ~0.1 ms; see `Journal.latency_stats()`):
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -88,6 +95,7 @@ class JournalActorConfig(ActorConfig, frozen=True):
     settlement_match_s: float = 60.0  # exchange income stamped within this of T belongs to settlement T
     capture_settlement_marks: bool = True
     synchronous: str = "NORMAL"  # SQLite synchronous: NORMAL (no fsync per commit) or FULL
+    mark_interval_s: float = 1.0  # latest mark per symbol (`marks`, what `status` shows): at most once per this (wall)
 
 
 _STATUS = {
@@ -111,6 +119,7 @@ class _SymbolState:
     last_key: tuple | None = None
     last_snapshot_ns: int = 0
     pending_settlements: list[int] = field(default_factory=list)  # announced settlements T not yet captured
+    mark_written: float = -1e18  # monotonic time of the last `marks` write
 
 
 def classify_instrument(instrument_id: InstrumentId | str) -> tuple[str, str]:
@@ -150,9 +159,33 @@ class JournalActor(Actor):
         self._tables: dict[str, margin.BracketTable] = {}
         self.errors = 0
         self.flagged: list[dict] = []  # settlements flagged since start (also in the journal)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: int | None = None
+        self.handed_over = 0  # messages delivered on another thread and handled on the loop
+
+    def _off_loop(self, handler, msg) -> bool:
+        """True when this call is not on the loop's thread: `handler(msg)` is then scheduled on the loop."""
+        if self._loop_thread is None or threading.get_ident() == self._loop_thread:
+            return False
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return False  # nothing to hand it to: the journal raises JournalThreadError, logged by _guarded
+        self.handed_over += 1
+        try:
+            loop.call_soon_threadsafe(handler, msg)
+        except RuntimeError:  # the loop closed meanwhile
+            return False
+        return True
 
     # -- lifecycle --------------------------------------------------------------------------------------------------
     def on_start(self) -> None:
+        try:  # a live/paper node starts actors on its event loop: that thread is the journal's writer
+            self._loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._loop = None  # backtests and plain tests: no loop, the caller's thread writes
+        if self._loop is not None:
+            self._loop_thread = threading.get_ident()
+            self.journal.bind_loop(self._loop)
         bus = self.msgbus
         bus.subscribe(JOURNAL_TOPIC, self._on_record)
         bus.subscribe("events.order.*", self._on_order_event)
@@ -242,6 +275,8 @@ class JournalActor(Actor):
 
     # -- journal records --------------------------------------------------------------------------------------------
     def _on_record(self, rec: JournalRecord) -> None:
+        if self._off_loop(self._on_record, rec):
+            return
         self._guarded(f"{rec.kind} record", self.journal.record, rec)
         if rec.kind == "prediction" and self.config.capture_settlement_marks:
             pending = self._st(rec.symbol).pending_settlements
@@ -279,6 +314,8 @@ class JournalActor(Actor):
         return fields
 
     def _on_order_event(self, event) -> None:
+        if self._off_loop(self._on_order_event, event):
+            return
         self._guarded(f"{type(event).__name__} {event.client_order_id}", self._write_order_event, event)
 
     def _write_order_event(self, event) -> None:
@@ -303,6 +340,8 @@ class JournalActor(Actor):
 
     # -- positions --------------------------------------------------------------------------------------------------
     def _on_position_event(self, event) -> None:
+        if self._off_loop(self._on_position_event, event):
+            return
         signed = getattr(event, "signed_qty", None)
         if signed is None:
             return
@@ -316,6 +355,8 @@ class JournalActor(Actor):
         self._guarded(f"position snapshot {symbol}", self._snapshot, symbol, event.ts_event, False)
 
     def _on_margin_state(self, state) -> None:
+        if self._off_loop(self._on_margin_state, state):
+            return
         if not isinstance(state, PerpMarginState):
             return
         st = self._st(state.symbol)
@@ -366,6 +407,8 @@ class JournalActor(Actor):
 
     # -- marks and settlements --------------------------------------------------------------------------------------
     def on_mark_price(self, update: MarkPriceUpdate) -> None:
+        if self._off_loop(self.on_mark_price, update):
+            return
         symbol = self._perp_symbol.get(update.instrument_id)
         if symbol is None:
             return
@@ -381,10 +424,17 @@ class JournalActor(Actor):
                     symbol, t_settle, position_qty=st.perp_qty, mark=mark))
         st.mark = update.value.as_double()
         st.mark_ts = ts
+        wall = time.monotonic()
+        if wall - st.mark_written >= self.config.mark_interval_s:
+            st.mark_written = wall
+            self._guarded(f"mark {symbol}", lambda: self.journal.record_mark(
+                symbol, ts, mark=st.mark, spot_price=self._spot_price(symbol)))
         if ts - st.last_snapshot_ns >= self.config.snapshot_interval_s * NS:
             self._guarded(f"position snapshot {symbol}", self._snapshot, symbol, ts, True)
 
     def _on_funding_settled(self, msg) -> None:
+        if self._off_loop(self._on_funding_settled, msg):
+            return
         if not isinstance(msg, FundingSettled):
             return
         st = self._st(msg.symbol)
@@ -414,6 +464,8 @@ class JournalActor(Actor):
         return self.journal.restore_state(symbol)
 
     def _on_restore(self, req: RestoreRequest) -> None:
+        if self._off_loop(self._on_restore, req):
+            return
         try:
             state = self.journal.restore_state(req.symbol)
         except Exception as e:

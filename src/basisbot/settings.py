@@ -154,6 +154,10 @@ class LiveSettings(_Model):
     exchange_url: str | None = Field(None, description="rewrite every ccxt REST/ws host to this (local venue)")
     reconnect_max_s: float = Field(30.0, gt=0, le=600)
     poll_interval_s: float = Field(5.0, gt=0, le=600)
+    venue_speed: float | None = Field(
+        None, gt=0, le=100_000,
+        description="replay seconds per wall second of a replaying venue (basisbot sim); unset: asked from the "
+                    "venue (GET /sim/clock) when exchange_url is set, else 1")
 
     @field_validator("exchange_url")
     @classmethod

@@ -9,6 +9,11 @@
   `csv` (one `<table>.csv` per table into the folder `--out`).
 
 The journal path is `settings.journal`, relative to the current directory.
+
+Data functions (no printing; other views may use them): `venue_clock_view`, `fresh_prices`, `pnl_split`. Against a
+replaying venue (the journal's `venue_clock`), times are shown in venue time with the wall countdown beside; the mark
+and basis come from the latest mark record (`marks`, at most a second old while the bot runs), not from the last
+position snapshot.
 """
 
 from __future__ import annotations
@@ -48,6 +53,60 @@ def no_journal_message(path: Path) -> str:
             "(the journal path is `journal` in the config, relative to the current directory)")
 
 
+# -- data functions (issue 10) ---------------------------------------------------------------------------------------
+def venue_clock_view(r: JournalReader, now_ns: int) -> dict | None:
+    """{"speed", "venue_now_ns", "to_venue_ns": f(local ns) -> venue ns} from the journal's venue time base, or None
+    (against Binance: wall time is venue time)."""
+    c = r.venue_clock() if r._has("venue_clock") else None
+    if not c or not c.get("speed"):
+        return None
+    speed, v0, l0 = float(c["speed"]), int(c["venue_ms"]) * 1_000_000, int(c["local_ns"])
+
+    def to_venue(local_ns: int) -> int:
+        return v0 + int((local_ns - l0) * speed)
+
+    return {"speed": speed, "venue_now_ns": to_venue(now_ns), "to_venue_ns": to_venue}
+
+
+def fresh_prices(r: JournalReader, symbol: str) -> dict:
+    """The newest mark and spot price known: the latest mark record, else the latest position snapshot.
+    {"mark", "spot_price", "ts", "source": "mark" | "snapshot" | None}."""
+    m = r.latest_mark(symbol) if r._has("marks") else None
+    pos = r.latest_position(symbol)
+    if m and (not pos or m["ts"] >= (pos["ts"] or 0)):
+        spot = m["spot_price"] if m["spot_price"] is not None else (pos or {}).get("spot_price")
+        return {"mark": m["mark"], "spot_price": spot, "ts": m["ts"], "source": "mark"}
+    if pos:
+        return {"mark": pos["mark"], "spot_price": pos["spot_price"], "ts": pos["ts"], "source": "snapshot"}
+    return {"mark": None, "spot_price": None, "ts": None, "source": None}
+
+
+def pnl_split(r: JournalReader, symbol: str, mark: float | None, spot_price: float | None) -> dict:
+    """PnL in USDT from the journal's fills and settled funding, marked to `mark` (perp) and `spot_price` (spot):
+    {"funding", "spot", "perp", "fees", "net"}; a leg with fills but no price to mark it is None (and so is net).
+    spot/perp: sum over fills of side × qty × (price now - fill price), realised and open alike; fees: each fill's fee
+    in USDT (a fee taken in the base asset at its fill price)."""
+    funding, _, _ = r.funding_settled(symbol)
+    legs = {"spot": 0.0, "perp": 0.0}
+    seen = {"spot": False, "perp": False}
+    fees = 0.0
+    for f in r.fills_of(symbol):
+        leg = f["leg"] if f["leg"] in legs else "spot"
+        sign = 1.0 if str(f["side"]).upper() == "BUY" else -1.0
+        px_now = mark if leg == "perp" else spot_price
+        seen[leg] = True
+        if px_now is None or legs[leg] is None:
+            legs[leg] = None
+        else:
+            legs[leg] += sign * f["qty"] * (px_now - f["price"])
+        fee = f["fee"] or 0.0
+        cur = (f["fee_currency"] or "").upper()
+        fees += fee if cur in ("USDT", "") else fee * f["price"]
+    net = None if any(v is None for v in legs.values()) else funding + legs["spot"] + legs["perp"] - fees
+    return {"funding": funding, "spot": legs["spot"] if seen["spot"] else 0.0,
+            "perp": legs["perp"] if seen["perp"] else 0.0, "fees": fees, "net": net}
+
+
 def _symbol_block(r: JournalReader, symbol: str, settings: Settings, now_ns: int) -> list[str]:
     cfg = settings.symbols.get(symbol)
     phase = r.phase(symbol)
@@ -73,11 +132,17 @@ def _symbol_block(r: JournalReader, symbol: str, settings: Settings, now_ns: int
                      + (f", drift {actual / target - 1:+.2%})" if target else ")"))
     else:
         lines.append(f"  hedge ratio - (target {_num(target, '.4f')})")
-    spot_px = pos["spot_price"] if pos else None
+    fresh = fresh_prices(r, symbol)
+    mark, spot_px = fresh["mark"], fresh["spot_price"]
+    vclock = venue_clock_view(r, now_ns)
+    shown = (lambda ns: _ts(vclock["to_venue_ns"](ns))) if vclock else _ts
     if mark and spot_px:
-        lines.append(f"  basis       {mark / spot_px - 1:+.4%} (mark {mark:g} / spot {spot_px:g})")
+        age = f", {max(now_ns - fresh['ts'], 0) / NS:.0f}s old" if fresh["ts"] else ""
+        lines.append(f"  basis       {mark / spot_px - 1:+.4%} (mark {mark:g} / spot {spot_px:g}; "
+                     f"{'latest mark' if fresh['source'] == 'mark' else 'position snapshot'} {shown(fresh['ts'])}"
+                     f"{age})")
     else:
-        lines.append("  basis       - (no mark/spot price in the snapshot yet)")
+        lines.append("  basis       - (no mark/spot price recorded yet)")
 
     pred = r.latest_prediction(symbol)
     if pred:
@@ -89,9 +154,18 @@ def _symbol_block(r: JournalReader, symbol: str, settings: Settings, now_ns: int
             nxt += interval * 60 * NS
             projected = True
         apr = rate * (365 * 24 * 60 / interval)
+        if vclock:  # settlement times are on the node's clock; the interval is in venue time
+            nxt = pred["settlement_ts"]
+            while nxt <= now_ns:
+                nxt += int(interval * 60 * NS / vclock["speed"])
+            left = (nxt - now_ns) / NS
+            when = (f"{_ts(vclock['to_venue_ns'](nxt))} venue time in {_countdown(left * vclock['speed'])} "
+                    f"({_countdown(left)} wall at {vclock['speed']:g}x)")
+        else:
+            when = f"{_ts(nxt)} in {_countdown((nxt - now_ns) / NS)}"
         lines.append(f"  funding     predicted {rate:+.6f} per {interval // 60 if interval % 60 == 0 else interval}"
-                     f"{'h' if interval % 60 == 0 else 'm'} ({apr:+.2%} APR), next settlement {_ts(nxt)} in "
-                     f"{_countdown((nxt - now_ns) / NS)}" + (" (projected)" if projected else ""))
+                     f"{'h' if interval % 60 == 0 else 'm'} ({apr:+.2%} APR), next settlement {when}"
+                     + (" (projected)" if projected else ""))
         accrued = expected_funding(perp_qty, mark, rate)
         lines.append(f"  accrued     {_num(accrued, '+.4f')} USDT expected at the next settlement "
                      "(predicted rate, current position)")
@@ -101,6 +175,9 @@ def _symbol_block(r: JournalReader, symbol: str, settings: Settings, now_ns: int
     total, n, flagged = r.funding_settled(symbol)
     lines.append(f"  settled     {total:+.4f} USDT over {n} settlement(s)"
                  + (f", {flagged} flagged (differs from expected)" if flagged else ""))
+    pnl = pnl_split(r, symbol, mark, spot_px)
+    lines.append(f"  pnl         funding {pnl['funding']:+.4f}  spot {_num(pnl['spot'], '+.4f')}  perp "
+                 f"{_num(pnl['perp'], '+.4f')}  fees {-pnl['fees']:+.4f}  net {_num(pnl['net'], '+.4f')} USDT")
     lp = pos["liquidation_price"] if pos else None
     if lp and mark:
         # short perp: the liquidation price is above the mark; long: below
@@ -131,6 +208,9 @@ def render_status(journal_path: str | Path, settings: Settings, now_ns: int | No
         symbols = [s for s in settings.symbols if settings.symbols[s].enabled or s in known]
         symbols += [s for s in known if s not in symbols]
         out = [f"basisbot status: journal {path}, mode {settings.mode}, now {_ts(now_ns)}"]
+        vclock = venue_clock_view(r, now_ns)
+        if vclock and (abs(vclock["venue_now_ns"] - now_ns) > 60 * NS or vclock["speed"] != 1.0):
+            out[0] += f"; venue time {_ts(vclock['venue_now_ns'])} (replaying at {vclock['speed']:g}x)"
         if not symbols:
             out.append("no symbols configured and nothing journaled yet")
         for s in symbols:
@@ -174,6 +254,8 @@ _TABLE_COLUMNS = {
     "config_changes": ("ts", "status", "scope", "source", "message"),
     "positions": ("ts", "symbol", "spot_qty", "perp_qty", "perp_entry", "isolated_wallet", "liquidation_price",
                   "mark"),
+    "marks": ("ts", "symbol", "mark", "spot_price", "source"),
+    "venue_clock": ("ts", "venue_ms", "local_ns", "speed"),
 }
 
 

@@ -80,12 +80,15 @@ class _Feed:
     reconnects: int = 0
     messages: int = 0
     polled: int = 0
+    polling_since: float | None = None  # monotonic: REST polling took over from a silent stream
+    polls_while_silent: int = 0
 
 
 @dataclass
 class _FundingView:
     rate: Decimal | None = None
     next_ms: int | None = None
+    next_ns: int | None = None  # next_ms on the node's clock, mapped ONCE per settlement (stable across re-anchors)
     interval_min: int | None = None
 
 
@@ -214,6 +217,11 @@ class CcxtMarketDataClient(LiveMarketDataClient):
                 if feed.down_since is not None:
                     self._log.info(f"{feed.kind} stream {feed.symbol} back after {now - feed.down_since:.1f}s")
                     feed.down_since = None
+                if feed.polling_since is not None:
+                    self._log.info(f"{feed.kind} stream {feed.symbol} recovered: REST polling stops (it covered "
+                                   f"{now - feed.polling_since:.1f}s with {feed.polls_while_silent} poll(s))")
+                    feed.polling_since = None
+                    feed.polls_while_silent = 0
                 delay = self.opts.reconnect_initial_s
             except asyncio.CancelledError:
                 raise
@@ -279,8 +287,11 @@ class CcxtMarketDataClient(LiveMarketDataClient):
                 self._interval_task = self.create_task(self._refresh_intervals(), log_msg="funding intervals")
         interval = self._intervals.get(self._instruments[iid].raw_symbol.value, DEFAULT_INTERVAL_MIN)
         # published with every mark-price message, changed or not: the strategy's entry and hedge checks run on it
+        if next_ms != view.next_ms or view.next_ns is None:
+            # one settlement, one local time: a re-anchored venue clock must not announce "another" settlement
+            view.next_ns = self.session.time.to_local(next_ms) if next_ms else None
         view.rate, view.next_ms, view.interval_min = rate, next_ms, interval
-        next_ns = self.session.time.to_local(next_ms) if next_ms else None
+        next_ns = view.next_ns
         self._handle_data(FundingRateUpdate(iid, rate, ts, now, interval=interval, next_funding_ns=next_ns))
 
     async def _refresh_intervals(self) -> None:
@@ -311,10 +322,16 @@ class CcxtMarketDataClient(LiveMarketDataClient):
             for feed in list(self._feeds.values()):
                 if now - feed.last_wall < period:
                     continue
+                if feed.polling_since is None:
+                    silent = now - (feed.last_stream_wall or feed.last_wall)
+                    feed.polling_since = now
+                    self._log.warning(f"{feed.kind} stream {feed.symbol} silent for {silent:.1f}s: REST polling "
+                                      f"takes over (every {period:g}s) until the stream recovers")
                 try:
                     await self._poll_once(feed)
                     feed.last_wall = time.monotonic()
                     feed.polled += 1
+                    feed.polls_while_silent += 1
                 except asyncio.CancelledError:
                     raise
                 except Exception as e:

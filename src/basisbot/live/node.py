@@ -15,16 +15,27 @@ complete (their legs fill, catch up or unwind, per `basisbot.legs`; at most the 
 node stops. Open carries stay open and hedged; nothing is cancelled or closed on stop. A SIGKILL leaves whatever the
 exchange holds; the next start reconciles it and the strategy resumes from it (see `BasisCarryStrategy.on_start`).
 
+Hard deadline (issue 10): a stop is bounded in every state. `basisbot live/paper` arm a watchdog thread when the stop
+begins (drain timeout + `stop_margin_s`); if the node has not stopped by then (a strategy stuck in a loop, a hung
+venue call), it prints what was left per symbol and exits with status 1. A second SIGINT/SIGTERM exits at once.
+
+Replaying venues (issue 10): the venue's replay speed comes from `--venue-speed`, `[live] venue_speed` or the local
+venue itself (GET /sim/clock); the schedule windows (decision, blackout, booking, guard sweep) are venue seconds, so
+they are divided by the speed: at 60x the decision 600 s before a settlement falls 10 wall seconds before it, where it
+falls at 1x in venue time. Leg timeouts stay wall seconds (they bound network round trips).
+
 Exit status: 0 after a clean stop, 2 for a bad config or missing credentials (named), 1 when the exchange cannot be
-reached or the node fails to start.
+reached, the node fails to start, or the stop hit the hard deadline.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,8 +62,16 @@ from basisbot.live.instruments import (
     perp_from_market,
     spot_from_market,
 )
-from basisbot.live.venue import CredentialsNeeded, MissingTiers, SessionOptions, VenueError, VenueSession
+from basisbot.live.venue import (
+    CredentialsNeeded,
+    MissingTiers,
+    SessionOptions,
+    VenueError,
+    VenueSession,
+    read_venue_clock,
+)
 from basisbot.settings import ConfigError, Settings, leverage_problems, load_settings
+from basisbot.venue_messages import JOURNAL_TOPIC, JournalRecord
 from strategies.basis_carry import BasisCarryConfig, BasisCarryStrategy
 
 TRADER_ID = "BASISBOT-001"
@@ -66,7 +85,8 @@ class StartError(Exception):
 class NodeOptions:
     """Knobs that are not operator config (tests, benchmarks, embedding)."""
 
-    venue_speed: float = 1.0  # replay speed of a replaying venue (the local simulator); 1 against Binance
+    venue_speed: float | None = None  # replay speed of a replaying venue; None: [live] venue_speed, else asked from
+    # the local venue (GET /sim/clock) when live.exchange_url is set, else 1 (Binance)
     rate_limit: bool = False  # ccxt's client-side throttle (see README: our request volume is tiny)
     log_level: str = "INFO"
     log_file: str | None = None
@@ -82,6 +102,8 @@ class NodeOptions:
     config_path: str | None = None  # the operator config file: watched and hot-reloaded while running (None: off)
     env_file: str | None = None  # the .env file the config was loaded with (watched with it)
     reload_interval_s: float = 1.0  # config file poll and safe-point check period
+    exit_on_deadline: bool = False  # the CLI: a stop that outlives drain timeout + stop_margin_s ends the process (1)
+    stop_margin_s: float = 15.0  # node stop after the drain: disconnect (5 s) + post-stop (1 s) + session close
 
 
 def credentials_problem(settings: Settings) -> str | None:
@@ -91,6 +113,95 @@ def credentials_problem(settings: Settings) -> str | None:
         return None
     return (f"live trading needs API credentials: set {' and '.join(missing)} in the environment or .env "
             f"(variable names from exchange.api_key_env / exchange.api_secret_env)")
+
+
+# -- replaying venues: venue seconds -> wall seconds (issue 10) ---------------------------------------------------------
+SCHEDULE_SECONDS = ("decision_before_s", "blackout_before_s", "blackout_after_s", "booking_after_s", "guard_sweep_s")
+
+
+def scale_schedule_fields(fields: dict, speed: float) -> dict:
+    """Strategy fields with the schedule windows (venue seconds) turned into wall seconds at replay `speed`;
+    the guard sweep is kept at 1 s or more. Identity at speed 1."""
+    if speed == 1.0:
+        return fields
+    out = dict(fields)
+    if isinstance(out.get("schedule"), dict):
+        out["schedule"] = {k: (max(v / speed, 1.0) if k == "guard_sweep_s" else v / speed)
+                           if k in SCHEDULE_SECONDS and isinstance(v, (int, float)) else v
+                           for k, v in out["schedule"].items()}
+    if isinstance(out.get("guard_sweep_s"), (int, float)) and out["guard_sweep_s"] > 0:
+        out["guard_sweep_s"] = max(int(round(out["guard_sweep_s"] / speed)), 1)
+    return out
+
+
+async def resolve_venue_speed(settings: Settings, requested: float | None) -> tuple[float, str]:
+    """(speed, where it came from): the CLI/option, else `[live] venue_speed`, else the local venue's GET /sim/clock
+    when `live.exchange_url` is set, else 1."""
+    if requested is not None:
+        return float(requested), "--venue-speed"
+    if settings.live.venue_speed is not None:
+        return float(settings.live.venue_speed), "[live] venue_speed"
+    if settings.live.exchange_url:
+        clock = await read_venue_clock(settings.live.exchange_url)
+        if clock is not None:
+            return float(clock["speed"]), f"{settings.live.exchange_url}/sim/clock"
+    return 1.0, "default (real time)"
+
+
+# -- shutdown watchdog (issue 10) ----------------------------------------------------------------------------------------
+def _left_in_flight(app) -> list[str]:
+    """Per symbol, what a stop leaves behind (read from another thread: plain attribute reads only)."""
+    out = []
+    for sym, st in list(getattr(app, "strategies", {}).items()):
+        pair = getattr(st, "pair", None)
+        busy = False
+        try:
+            busy = bool(st._busy())
+        except Exception:  # pragma: no cover
+            pass
+        if busy and pair is not None:
+            legs = ", ".join(f"{n} {getattr(leg, 'filled', '?')}/{getattr(leg, 'target', '?')}"
+                             for n, leg in getattr(pair, "legs", {}).items())
+            out.append(f"{sym}: {pair.intent} pair in flight ({pair.status.value}; {legs})")
+        else:
+            phase = getattr(getattr(st, "phase", None), "value", "?")
+            out.append(f"{sym}: {phase}")
+    return out
+
+
+class StopWatchdog:
+    """A thread that ends the process if the stop outlives its deadline (the event loop may be the thing stuck)."""
+
+    def __init__(self, app, deadline_s: float, exit_fn=os._exit):
+        self.app = app
+        self.deadline_s = deadline_s
+        self._exit = exit_fn
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="basisbot-stop-watchdog", daemon=True)
+        self.started_at = time.monotonic()
+
+    def start(self) -> StopWatchdog:
+        self._thread.start()
+        return self
+
+    def disarm(self) -> None:
+        self._done.set()
+
+    def fire_now(self, why: str) -> None:
+        self._force(why)
+
+    def _run(self) -> None:
+        if self._done.wait(self.deadline_s):
+            return
+        self._force(f"the node did not stop within {self.deadline_s:.0f}s of the stop request")
+
+    def _force(self, why: str) -> None:
+        try:
+            left = _left_in_flight(self.app)
+            print(f"basisbot: {why}; exiting now (status 1). Left: {'; '.join(left) or 'nothing known'}. "
+                  "The exchange holds the result; the next start reconciles it.", file=sys.stderr, flush=True)
+        finally:
+            self._exit(1)
 
 
 def _journal_actor(settings: Settings, instruments: dict[str, tuple[str, str]], brackets: dict[str, list[dict]]):
@@ -124,6 +235,9 @@ class BasisNode:
         self.watcher = None  # basisbot.config_reload.ConfigWatcher when running from a config file
         self.pending = None  # basisbot.config_reload.PendingChange
         self._reload_tasks: list[asyncio.Task] = []
+        self.venue_speed: float = 1.0
+        self.left_in_flight: list[str] = []  # symbols whose pair was still in flight when the drain timed out
+        self.venue_speed_source = "default (real time)"
 
     # -- build ------------------------------------------------------------------------------------------------------
     async def build(self) -> None:
@@ -136,11 +250,12 @@ class BasisNode:
             problem = credentials_problem(s)
             if problem:
                 raise ConfigError("<environment>", [problem])
+        self.venue_speed, self.venue_speed_source = await resolve_venue_speed(s, self.opts.venue_speed)
         self.session = VenueSession(SessionOptions(
             exchange_url=s.live.exchange_url,
             api_key=s.api_key.get_secret_value() if (live and s.api_key) else None,
             api_secret=s.api_secret.get_secret_value() if (live and s.api_secret) else None,
-            rate_limit=self.opts.rate_limit, venue_speed=self.opts.venue_speed,
+            rate_limit=self.opts.rate_limit, venue_speed=self.venue_speed,
         ))
         await self.session.start()
         fees = s.fees
@@ -231,9 +346,11 @@ class BasisNode:
             sc = strategy_config(s, sym, cfg, str(spot_insts[sym].id), str(perp_insts[sym].id), None,
                                  table=brackets[sym])
             extra = {"scheduler": "asyncio"} if "scheduler" in BasisCarryConfig.__struct_fields__ else {}
+            timing = scale_schedule_fields({"schedule": sc.schedule, "guard_sweep_s": sc.guard_sweep_s},
+                                           self.venue_speed)
             configs[sym] = msgspec.structs.replace(
                 sc, external_order_claims=[spot_insts[sym].id, perp_insts[sym].id],
-                **{**extra, **self.opts.strategy_overrides})
+                **{**extra, **timing, **self.opts.strategy_overrides})
         if self.opts.journal:
             self.journal = _journal_actor(s, {sym: (str(spot_insts[sym].id), str(perp_insts[sym].id))
                                               for sym in symbols},
@@ -266,6 +383,7 @@ class BasisNode:
     # -- run --------------------------------------------------------------------------------------------------------
     async def start(self) -> None:
         """Run the node in the background and wait until the trader runs (connected, reconciled)."""
+        self._started_ns = time.time_ns()
         self._run_task = asyncio.create_task(self.node.run_async())
         deadline = time.monotonic() + self.opts.start_timeout_s
         while not self.node.trader.is_running:
@@ -277,6 +395,30 @@ class BasisNode:
                                  "(clients not connected or reconciliation not finished: see the log)")
             await asyncio.sleep(0.05)
         self._start_reload()
+        self._start_issue10_tasks()
+
+    # -- issue 10: venue clock in the journal, unresolved orders at restart ------------------------------------------
+    def _start_issue10_tasks(self) -> None:
+        from nautilus_trader.common.component import Logger
+
+        k = self.node.kernel
+        log = Logger("BasisNode")
+        self._issue10_tasks: list[asyncio.Task] = []
+        vt = self.session.time
+        if self.journal is not None and not vt.identity:
+            def publish_clock(venue_ms: int, local_ns: int, speed: float) -> None:
+                k.msgbus.publish(JOURNAL_TOPIC, JournalRecord("venue_clock", "*", k.clock.timestamp_ns(), {
+                    "venue_ms": venue_ms, "local_ns": local_ns, "speed": speed}))
+
+            publish_clock(vt._anchor_venue_ns // 1_000_000, vt._anchor_local_ns, vt.speed)
+            vt.on_anchor = publish_clock
+        if self.journal is not None and self.mode == "live":
+            from basisbot.live.journal_orders import resolve_unresolved_orders
+
+            recv = (self.opts.exec.recv_window_ms / 1000) if self.opts.exec else 5.0
+            self._issue10_tasks.append(asyncio.create_task(resolve_unresolved_orders(
+                self.settings.journal, self.exec_clients, k.msgbus, k.clock, started_ns=self._started_ns,
+                recv_window_s=recv, log=log), name="basisbot-journal-orders"))
 
     # -- config hot reload ------------------------------------------------------------------------------------------
     def _start_reload(self) -> None:
@@ -317,7 +459,7 @@ class BasisNode:
                 ch = self.pending.take(sym, in_blackout=strat.calendar.in_blackout(now),
                                        leg_in_flight=strat._busy(), ts_ns=now)
                 if ch is not None:
-                    strat.apply_config(ch.strategy_fields())
+                    strat.apply_config(scale_schedule_fields(ch.strategy_fields(), self.venue_speed))
             except Exception as e:  # a failed apply must not stop the node; the old parameters stay
                 self._reload_log.error(f"config change for {sym} not applied: {type(e).__name__}: {e}")
 
@@ -341,6 +483,7 @@ class BasisNode:
         while any(st._busy() for st in self.strategies.values()):
             if time.monotonic() > deadline:
                 busy = [s for s, st in self.strategies.items() if st._busy()]
+                self.left_in_flight = busy
                 print(f"basisbot: stopping with pairs still in flight for {busy} (the exchange holds the result; "
                       "the next start reconciles it)", file=sys.stderr)
                 break
@@ -348,6 +491,8 @@ class BasisNode:
 
     async def stop(self) -> None:
         await self._stop_reload()
+        for task in getattr(self, "_issue10_tasks", []):
+            task.cancel()
         if self.node is not None and self.node.kernel.is_running():
             with contextlib.suppress(Exception):
                 await self.drain()
@@ -370,19 +515,67 @@ async def run_node(settings: Settings, mode: str, options: NodeOptions | None = 
     """Build, start, run until `stop` is set (or SIGINT/SIGTERM), stop cleanly. Returns the exit status."""
     stop = stop or asyncio.Event()
     app = BasisNode(settings, mode, options)
+    opts = app.opts
     loop = asyncio.get_running_loop()
-    try:
+    watchdog: list[StopWatchdog] = []
+    signals: list[int] = []
+
+    def stop_deadline_s() -> float:
+        drain = opts.drain_timeout_s
+        if drain is None:
+            drain = max((getattr(st, "cfg", st.config).leg_timeout_s for st in app.strategies.values()),
+                        default=10.0) + 5.0
+        return drain + opts.stop_margin_s
+
+    def arm_watchdog() -> None:
+        if opts.exit_on_deadline and not watchdog:
+            watchdog.append(StopWatchdog(app, stop_deadline_s()).start())
+
+    def on_signal_in_main_thread(signum, _frame) -> None:
+        # a plain Python handler runs in the main thread between bytecodes even when the event loop is stuck in a
+        # handler: it arms the watchdog; the loop's handler (same signal, via the wakeup fd) sets `stop`
+        signals.append(signum)
+        arm_watchdog()
+        if len(signals) > 1:  # a second SIGINT/SIGTERM: no more waiting
+            watchdog[0].fire_now(f"second {signal.Signals(signum).name}")
+
+    def install_signal_handlers() -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.add_signal_handler(sig, stop.set)
+            if opts.exit_on_deadline and threading.current_thread() is threading.main_thread():
+                with contextlib.suppress(ValueError, OSError):
+                    signal.signal(sig, on_signal_in_main_thread)
+
+    async def until_stopped(aw) -> bool:
+        """Await `aw` unless a stop request comes first (True: `aw` finished)."""
+        task = asyncio.ensure_future(aw)
+        waiter = asyncio.create_task(stop.wait())
+        await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        waiter.cancel()
+        if task.done():
+            task.result()
+            return True
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+        return False
+
+    async def body() -> int:
         try:
-            await app.build()
+            if not await until_stopped(app.build()):
+                print(f"basisbot {mode}: stopped while starting", flush=True)
+                return 0
         except ConfigError as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
         except VenueError as e:
             print(f"error: {e}", file=sys.stderr)
             return 1
-        for sig in (signal.SIGINT, signal.SIGTERM):  # after the kernel's own handlers: ours drain first
-            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-                loop.add_signal_handler(sig, stop.set)
+        install_signal_handlers()  # again: after the kernel's own handlers, ours drain first
+        if app.venue_speed != 1.0:
+            print(f"basisbot {mode}: venue replays at {app.venue_speed:g}x ({app.venue_speed_source}); schedule "
+                  "windows scaled to wall time", flush=True)
         failure: list[str] = []
 
         def on_shutdown(command) -> None:  # an engine asked the system to stop (unexpected exception)
@@ -391,7 +584,9 @@ async def run_node(settings: Settings, mode: str, options: NodeOptions | None = 
 
         app.node.kernel.msgbus.subscribe("commands.system.shutdown", on_shutdown)
         try:
-            await app.start()
+            if not await until_stopped(app.start()):
+                print(f"basisbot {mode}: stopped while starting", flush=True)
+                return 0
         except StartError as e:
             print(f"error: {e}", file=sys.stderr)
             return 1
@@ -406,12 +601,27 @@ async def run_node(settings: Settings, mode: str, options: NodeOptions | None = 
             return 1
         print(f"basisbot {mode}: stopping (open carries stay hedged)", flush=True)
         return 0
+
+    install_signal_handlers()  # a stop request while building or starting is honoured too
+    try:
+        rc = await body()
     finally:
+        arm_watchdog()  # bounded from here on, whatever the path
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(Exception):
                 loop.remove_signal_handler(sig)
+        if opts.exit_on_deadline:  # a signal during the stop itself: handled (second one = exit now)
+            install_signal_handlers()
         await app.stop()
         app.dispose()
+        for w in watchdog:
+            w.disarm()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(Exception):
+                loop.remove_signal_handler(sig)
+    if rc == 0 and app.left_in_flight:
+        rc = 1  # stopped with a pair still in flight: the next start must reconcile it
+    return rc
 
 
 def _main(args, mode: str) -> int:
@@ -429,7 +639,9 @@ def _main(args, mode: str) -> int:
     try:
         env_file = getattr(args, "env_file", ".env")
         return asyncio.run(run_node(settings, mode, NodeOptions(config_path=str(args.config),
-                                                                 env_file=str(env_file) if env_file else None)))
+                                                                 env_file=str(env_file) if env_file else None,
+                                                                 venue_speed=getattr(args, "venue_speed", None),
+                                                                 exit_on_deadline=True)))
     except KeyboardInterrupt:
         return 0
 

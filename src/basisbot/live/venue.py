@@ -10,7 +10,8 @@ clients, their markets, and the time base that maps the exchange's timestamps on
   local simulator) runs its own clock: its serverTime is far from the wall clock, and it can jump forward. The node
   then maps venue time to local time linearly (offset, and `speed` replay seconds per wall second, default 1) and
   re-anchors when a jump is observed, so settlement times, schedule windows and leg timeouts stay consistent with the
-  strategy's (wall) clock.
+  strategy's (wall) clock. The speed comes from `[live] venue_speed`, `--venue-speed`, or the local venue itself
+  (`read_venue_clock`: GET /sim/clock, answered by `basisbot sim` only).
 """
 
 from __future__ import annotations
@@ -64,12 +65,18 @@ class VenueTime:
         self._anchor_local_ns = 0  # local time at the anchor
         self.identity = True
         self.jumps = 0
+        self.on_anchor = None  # called with (venue_ms, local_ns, speed) after each (re-)anchoring
 
     def calibrate(self, venue_ms: int, local_ns: int | None = None) -> None:
         """Anchor venue time `venue_ms` at local time `local_ns` (now by default)."""
         self._anchor_venue_ns = int(venue_ms) * MS
         self._anchor_local_ns = self._clock_ns() if local_ns is None else int(local_ns)
         self.identity = False
+        if self.on_anchor is not None:
+            try:
+                self.on_anchor(int(venue_ms), self._anchor_local_ns, self.speed)
+            except Exception:  # pragma: no cover - a listener's failure never breaks the time base
+                log.exception("venue time anchor listener failed")
 
     def to_local(self, venue_ms: int | float | None) -> int:
         if venue_ms is None:
@@ -100,6 +107,24 @@ class VenueTime:
             log.warning("venue clock jumped: re-anchored venue %s ms at local now (jump #%d)", venue_ms, self.jumps)
             return True
         return False
+
+
+async def read_venue_clock(url: str, timeout_s: float = 2.0) -> dict | None:
+    """The local venue's replay clock (`basisbot sim`'s GET /sim/clock: {"time": venue ms, "speed", "paused",
+    "wall_ms"}), or None when the venue does not serve it (Binance, another venue) or cannot be reached."""
+    import aiohttp
+
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout_s)) as http:
+            async with http.get(url.rstrip("/") + "/sim/clock") as resp:
+                if resp.status != 200:
+                    return None
+                body = await resp.json(content_type=None)
+    except (aiohttp.ClientError, asyncio.TimeoutError, ValueError, OSError):
+        return None
+    if not isinstance(body, dict) or not isinstance(body.get("speed"), (int, float)) or not body["speed"] > 0:
+        return None
+    return body
 
 
 @dataclass

@@ -19,10 +19,34 @@ JSON accepted by ``POST /admin/faults`` (every key optional, several at once all
                                                        stop / resume the markPrice streams (REST keeps working)
     {"drop_ws": true}                                  abort every websocket connection now
     {"clear": true}                                    remove every pending fault
+
+Issue 10 (the fault matrix) adds:
+
+    "symbol": "BTCUSDT" inside reject_next_order / partial_fill_next / timeout_next_order
+                                                       only orders on that symbol take the fault (default: any)
+    {"timeout_next_order": {"venue": "futures", "count": 1, "mode": "drop", "delay_ms": 15000}}
+                                                       the venue BOOKS the next order (it executes), then "drop"
+                                                       closes the connection without an answer, or "delay" answers
+                                                       after delay_ms (past the client's timeout): the client sees a
+                                                       network error / timeout for an order the venue accepted
+    {"bad_print": {"symbol": "BTCUSDT", "factor": 0.9, "count": 1, "stream": "mark"}}
+                                                       the next `count` stream messages of that symbol ("mark":
+                                                       markPrice p; "book": bookTicker b/a, spot and futures) carry
+                                                       the price × factor (streams only: REST and fills keep the
+                                                       true price)
+    {"expire_listen_keys": true}                       every listen key expires now (listenKeyExpired is sent)
+    {"clock_skew": {"ms": 10000, "duration_s": 5}}     the venue's wall clock runs `ms` ahead for duration_s (0:
+                                                       until cleared): signed requests fall outside recvWindow
+                                                       (-1021) while it lasts
+    {"outage": {"duration_s": 5}}                      a venue restart: every websocket dropped, listen keys
+                                                       forgotten, REST connections closed unanswered and
+                                                       websocket upgrades refused for duration_s (the accounts,
+                                                       orders and positions survive, as on the exchange)
 """
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -46,13 +70,29 @@ class FailRule:
 
 
 @dataclass
+class TimeoutRule:
+    symbol: str | None
+    mode: str  # "drop" | "delay"
+    delay_ms: int
+
+
+@dataclass
 class FaultState:
     delay_ms: int = 0
     fail_rules: deque = field(default_factory=deque)
+    # per venue: deque of (symbol or None, item)
     reject_next: dict = field(default_factory=lambda: {"spot": deque(), "futures": deque()})
     partial_next: dict = field(default_factory=lambda: {"spot": deque(), "futures": deque()})
+    timeout_next: dict = field(default_factory=lambda: {"spot": deque(), "futures": deque()})
     freeze_mark: set = field(default_factory=set)  # symbols, or {"*"}
-    injected: dict = field(default_factory=lambda: {"failed": 0, "rejected": 0, "partial": 0, "ws_dropped": 0})
+    bad_prints: dict = field(default_factory=dict)  # (symbol, stream) -> [remaining, factor]
+    skew_ms: int = 0
+    skew_until: float | None = None  # monotonic; None: until cleared
+    outage_until: float = 0.0  # monotonic
+    injected: dict = field(default_factory=lambda: {"failed": 0, "rejected": 0, "partial": 0, "ws_dropped": 0,
+                                                    "timed_out": 0, "bad_prints": 0, "keys_expired": 0,
+                                                    "skewed": 0, "outage_refused": 0})
+    wall: object = time.monotonic
 
     # -- configuration ---------------------------------------------------------------------------------------------
     def apply(self, spec: dict) -> dict:
@@ -60,7 +100,8 @@ class FaultState:
         if not isinstance(spec, dict):
             raise ValueError("fault spec must be a JSON object")
         unknown = set(spec) - {"delay_ms", "fail_next", "reject_next_order", "partial_fill_next", "freeze_mark",
-                               "drop_ws", "clear"}
+                               "drop_ws", "clear", "timeout_next_order", "bad_print", "expire_listen_keys",
+                               "clock_skew", "outage", "drop_mode"}
         if unknown:
             raise ValueError(f"unknown fault(s): {sorted(unknown)}")
         actions = {}
@@ -91,16 +132,57 @@ class FaultState:
             default = spot_insufficient() if venue == "spot" else margin_insufficient()
             code = int(r.get("code", default.code))
             msg = str(r.get("msg", default.msg if code == default.code else "Order rejected."))
+            sym = _symbol(r)
             for _ in range(int(r.get("count", 1))):
-                self.reject_next[venue].append(BinanceError(code, msg, int(r.get("status", 400))))
+                self.reject_next[venue].append((sym, BinanceError(code, msg, int(r.get("status", 400)))))
         if "partial_fill_next" in spec:
             r = spec["partial_fill_next"]
             venue = _venue(r.get("venue", "spot"))
             frac = float(r.get("fraction", 0.5))
             if not 0.0 <= frac < 1.0:
                 raise ValueError("partial_fill_next.fraction must be in [0, 1)")
+            sym = _symbol(r)
             for _ in range(int(r.get("count", 1))):
-                self.partial_next[venue].append(frac)
+                self.partial_next[venue].append((sym, frac))
+        if "timeout_next_order" in spec:
+            r = spec["timeout_next_order"]
+            venue = _venue(r.get("venue", "futures"))
+            mode = str(r.get("mode", "drop"))
+            if mode not in ("drop", "delay"):
+                raise ValueError("timeout_next_order.mode must be 'drop' or 'delay'")
+            delay = int(r.get("delay_ms", 15_000))
+            if not 0 <= delay <= 120_000:
+                raise ValueError("timeout_next_order.delay_ms must be in [0, 120000]")
+            for _ in range(int(r.get("count", 1))):
+                self.timeout_next[venue].append((_symbol(r), TimeoutRule(_symbol(r), mode, delay)))
+        if "bad_print" in spec:
+            r = spec["bad_print"]
+            sym = _symbol(r)
+            if sym is None:
+                raise ValueError("bad_print.symbol is required")
+            stream = str(r.get("stream", "mark"))
+            if stream not in ("mark", "book"):
+                raise ValueError("bad_print.stream must be 'mark' or 'book'")
+            factor = float(r.get("factor", 0.9))
+            if not 0 < factor < 10 or factor == 1.0:
+                raise ValueError("bad_print.factor must be in (0, 10) and not 1")
+            self.bad_prints[(sym, stream)] = [int(r.get("count", 1)), factor]
+        if "clock_skew" in spec:
+            r = spec["clock_skew"]
+            if isinstance(r, (int, float)):
+                r = {"ms": r}
+            self.skew_ms = int(r.get("ms", 0))
+            dur = float(r.get("duration_s", 0))
+            self.skew_until = self.wall() + dur if dur > 0 else None
+        if "outage" in spec:
+            r = spec["outage"]
+            dur = float(r.get("duration_s", 5) if isinstance(r, dict) else r)
+            if not 0 < dur <= 600:
+                raise ValueError("outage.duration_s must be in (0, 600]")
+            self.outage_until = self.wall() + dur
+            actions["outage"] = dur
+        if spec.get("expire_listen_keys"):
+            actions["expire_listen_keys"] = True
         if "freeze_mark" in spec:
             fm = spec["freeze_mark"]
             if fm is True:
@@ -116,9 +198,12 @@ class FaultState:
     def clear(self) -> None:
         self.delay_ms = 0
         self.fail_rules.clear()
-        for q in (*self.reject_next.values(), *self.partial_next.values()):
+        for q in (*self.reject_next.values(), *self.partial_next.values(), *self.timeout_next.values()):
             q.clear()
         self.freeze_mark = set()
+        self.bad_prints.clear()
+        self.skew_ms, self.skew_until = 0, None
+        self.outage_until = 0.0
 
     # -- use -------------------------------------------------------------------------------------------------------
     def take_failure(self, path: str) -> FailRule | None:
@@ -131,19 +216,50 @@ class FaultState:
                 return rule
         return None
 
-    def take_reject(self, venue: str) -> BinanceError | None:
-        q = self.reject_next[venue]
-        if q:
-            self.injected["rejected"] += 1
-            return q.popleft()
+    @staticmethod
+    def _take(q: deque, symbol: str | None):
+        for i, (sym, item) in enumerate(q):
+            if sym is None or symbol is None or sym == symbol:
+                del q[i]
+                return item
         return None
 
-    def take_partial(self, venue: str) -> float | None:
-        q = self.partial_next[venue]
-        if q:
+    def take_reject(self, venue: str, symbol: str | None = None) -> BinanceError | None:
+        item = self._take(self.reject_next[venue], symbol)
+        if item is not None:
+            self.injected["rejected"] += 1
+        return item
+
+    def take_partial(self, venue: str, symbol: str | None = None) -> float | None:
+        item = self._take(self.partial_next[venue], symbol)
+        if item is not None:
             self.injected["partial"] += 1
-            return q.popleft()
-        return None
+        return item
+
+    def take_timeout(self, venue: str, symbol: str | None = None) -> TimeoutRule | None:
+        item = self._take(self.timeout_next[venue], symbol)
+        if item is not None:
+            self.injected["timed_out"] += 1
+        return item
+
+    def take_bad_print(self, symbol: str, stream: str) -> float | None:
+        """The factor to apply to this stream message of `symbol`, or None."""
+        rule = self.bad_prints.get((symbol, stream))
+        if rule is None:
+            return None
+        rule[0] -= 1
+        if rule[0] <= 0:
+            del self.bad_prints[(symbol, stream)]
+        self.injected["bad_prints"] += 1
+        return rule[1]
+
+    def clock_skew_ms(self) -> int:
+        if self.skew_ms and self.skew_until is not None and self.wall() >= self.skew_until:
+            self.skew_ms, self.skew_until = 0, None
+        return self.skew_ms
+
+    def in_outage(self) -> bool:
+        return self.wall() < self.outage_until
 
     def mark_frozen(self, symbol: str) -> bool:
         return "*" in self.freeze_mark or symbol in self.freeze_mark
@@ -153,11 +269,23 @@ class FaultState:
             "delay_ms": self.delay_ms,
             "fail_next": [{"remaining": r.remaining, "status": r.status, "path_prefix": r.path_prefix,
                            "body": r.body} for r in self.fail_rules],
-            "reject_next_order": {v: [{"code": e.code, "msg": e.msg} for e in q] for v, q in self.reject_next.items()},
-            "partial_fill_next": {v: list(q) for v, q in self.partial_next.items()},
+            "reject_next_order": {v: [{"code": e.code, "msg": e.msg, "symbol": s} for s, e in q]
+                                  for v, q in self.reject_next.items()},
+            "partial_fill_next": {v: [{"fraction": f, "symbol": s} for s, f in q] for v, q in self.partial_next.items()},
+            "timeout_next_order": {v: [{"mode": r.mode, "delay_ms": r.delay_ms, "symbol": s} for s, r in q]
+                                   for v, q in self.timeout_next.items()},
+            "bad_print": [{"symbol": k[0], "stream": k[1], "remaining": v[0], "factor": v[1]}
+                          for k, v in self.bad_prints.items()],
+            "clock_skew_ms": self.clock_skew_ms(),
+            "outage_s": max(0.0, self.outage_until - self.wall()),
             "freeze_mark": sorted(self.freeze_mark),
             "injected": dict(self.injected),
         }
+
+
+def _symbol(r: dict) -> str | None:
+    sym = r.get("symbol")
+    return str(sym).upper() if sym else None
 
 
 def _venue(v: str) -> str:

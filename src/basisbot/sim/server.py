@@ -14,7 +14,12 @@ Admin endpoints (no auth, the server only listens on 127.0.0.1):
   (everything in between happens: fills, funding, liquidations), ``{"pause": true}``, ``{"resume": true}``,
   ``{"speed": 600}``;
 * ``POST /admin/faults`` JSON (see ``faults.py``), ``DELETE /admin/faults`` clears;
-* ``POST /admin/deposit`` JSON ``{"account": "spot"|"futures", "asset": "USDT", "amount": 1000}``.
+* ``POST /admin/deposit`` JSON ``{"account": "spot"|"futures", "asset": "USDT", "amount": 1000}`` (a negative
+  amount withdraws);
+* ``GET /admin/orders?since=ms``: every order the venue holds (open or not, with its trades) per venue, and
+  ``GET /admin/funding?since=ms``: every funding payment booked;
+* ``GET /sim/clock``: ``{"time": replay ms, "speed", "paused", "wall_ms"}`` - how a live node learns the replay speed
+  (no auth; Binance has no such path, so a node against Binance gets a 404 and keeps 1x).
 """
 
 from __future__ import annotations
@@ -88,7 +93,9 @@ class SimServer:
         self.clock = ReplayClock(start, last, cfg.speed, paused=cfg.paused)
         self.faults = FaultState()
         self.venue = Venue(cfg, self.markets, self.paths, self.clock, self.faults)
-        self.auth = Auth(cfg.api_key, cfg.api_secret, cfg.recv_window_default_ms)
+        faults = self.faults
+        self.auth = Auth(cfg.api_key, cfg.api_secret, cfg.recv_window_default_ms,
+                         wall_ms=lambda: int(time.time() * 1000) + faults.clock_skew_ms())
         self.listen_keys = ListenKeys(cfg.listen_key_ttl_s)
         self.hub = Hub(self)
         self.routes = Routes()
@@ -146,11 +153,18 @@ class SimServer:
     # -- HTTP --------------------------------------------------------------------------------------------------
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
         path = request.path
-        if Hub.is_ws_path(path) and request.headers.get("Upgrade", "").lower() == "websocket":
-            return await self.hub.handle(request)
         if path.startswith("/admin/"):
             return await self._admin(request)
+        if path == "/sim/clock" and request.method == "GET":
+            return json_response(self.sim_clock())
         faults = self.faults
+        if faults.in_outage():  # a venue restart: nothing answers
+            faults.injected["outage_refused"] += 1
+            if request.transport is not None:
+                request.transport.close()
+            return web.Response(status=503, text="venue restarting")
+        if Hub.is_ws_path(path) and request.headers.get("Upgrade", "").lower() == "websocket":
+            return await self.hub.handle(request)
         if faults.delay_ms:
             await asyncio.sleep(faults.delay_ms / 1000)
         rule = faults.take_failure(path)
@@ -171,6 +185,13 @@ class SimServer:
             elif route.security == API_KEY:
                 self.auth.check_api_key(ctx.api_key)
             data = await route.handler(ctx)
+            timeout = self._order_timeout_fault(request, ctx, data)
+            if timeout is not None:  # the order is booked; the client never hears so in time
+                if timeout.mode == "drop":
+                    if request.transport is not None:
+                        request.transport.close()
+                    return web.Response(status=504, text="dropped")
+                await asyncio.sleep(timeout.delay_ms / 1000)
         except BinanceError as e:
             return json_response(e.body(), e.status, {**headers, **e.headers})
         except Exception:
@@ -178,6 +199,21 @@ class SimServer:
             return json_response({"code": -1000, "msg": "An unknown error occured while processing the request."},
                                  500, headers)
         return json_response(data, 200, headers)
+
+    def _order_timeout_fault(self, request: web.Request, ctx, data):
+        """The `timeout_next_order` rule for a successful order placement, if one applies."""
+        if request.method != "POST" or request.path not in ("/api/v3/order", "/fapi/v1/order"):
+            return None
+        if not isinstance(data, dict) or "orderId" not in data:
+            return None
+        venue = "spot" if request.path.startswith("/api") else "futures"
+        return self.faults.take_timeout(venue, str(data.get("symbol") or ctx.get("symbol") or "").upper() or None)
+
+    def sim_clock(self) -> dict:
+        t = self.venue.sync()
+        c = self.clock.state()
+        return {"time": t, "speed": c["speed"], "paused": c["paused"], "finished": c["finished"],
+                "wall_ms": int(time.time() * 1000)}
 
     def _weight_headers(self) -> dict[str, str]:
         now = time.monotonic()
@@ -197,9 +233,18 @@ class SimServer:
                 return json_response(self.admin_clock(body))
             if path == "/admin/faults" and request.method == "POST":
                 actions = self.faults.apply(body)
-                if actions.get("drop_ws"):
+                if actions.get("drop_ws") or actions.get("outage"):
                     self.hub.drop_all(str(body.get("drop_mode", "abort")))
+                if actions.get("expire_listen_keys") or actions.get("outage"):
+                    self.faults.injected["keys_expired"] += self.hub.expire_all_listen_keys(self.venue.sync())
                 return json_response(self.faults.state())
+            if path == "/admin/orders" and request.method == "GET":
+                return json_response(self.venue.all_orders(int(request.query.get("since", 0) or 0)))
+            if path == "/admin/funding" and request.method == "GET":
+                since = int(request.query.get("since", 0) or 0)
+                return json_response([f for f in self.venue.funding_log if f["time"] >= since])
+            if path == "/admin/clock" and request.method == "GET":
+                return json_response(self.sim_clock())
             if path == "/admin/faults" and request.method == "DELETE":
                 self.faults.clear()
                 return json_response(self.faults.state())

@@ -368,7 +368,7 @@ class Venue:
             raise errors.invalid_order_type() if otype else errors.mandatory("type")
         cid = _client_id(p.get("newClientOrderId"))
         self._check_duplicate(SPOT, cid)
-        rejected = self.faults.take_reject(SPOT)
+        rejected = self.faults.take_reject(SPOT, m.symbol)
         if rejected is not None:
             raise rejected
         if not self.paths[m.symbol].spot_is_open(t):
@@ -429,7 +429,7 @@ class Venue:
                 raise errors.spot_insufficient()
         o = Order(SPOT, next(self._order_ids[SPOT]), cid, m.symbol, side, otype, tif, qty, price, t, t,
                   quote_order_qty=quote_qty, working_time=t)
-        o.partial_fraction = self.faults.take_partial(SPOT)
+        o.partial_fraction = self.faults.take_partial(SPOT, m.symbol)
         if otype != "MARKET":
             if side == "BUY":
                 o.reserved = qty * price
@@ -529,7 +529,7 @@ class Venue:
             raise BinanceError(-4061, "Order's position side does not match user's setting.", 400)
         cid = _client_id(p.get("newClientOrderId"))
         self._check_duplicate(FUT, cid)
-        rejected = self.faults.take_reject(FUT)
+        rejected = self.faults.take_reject(FUT, sym)
         if rejected is not None:
             raise rejected
         reduce_only = _bool(p.get("reduceOnly"))
@@ -586,7 +586,7 @@ class Venue:
             return o
         o = Order(FUT, next(self._order_ids[FUT]), cid, sym, side, otype, tif, qty, price, t, t,
                   reduce_only=reduce_only, working_time=t)
-        o.partial_fraction = self.faults.take_partial(FUT)
+        o.partial_fraction = self.faults.take_partial(FUT, sym)
         o.reserved = 0.0 if marketable else im
         self._register(o)
         self._emit_order(o, "NEW", t)
@@ -752,6 +752,19 @@ class Venue:
     # ------------------------------------------------------------------------------------------------------------
     # state for admin
     # ------------------------------------------------------------------------------------------------------------
+    def all_orders(self, since_ms: int = 0) -> dict:
+        """Admin: every order the venue holds (open or not) per venue, updated at or after `since_ms`, with its fills."""
+        out = {}
+        for v in (SPOT, FUT):
+            out[v] = [{"orderId": o.order_id, "clientOrderId": o.client_order_id, "symbol": o.symbol, "side": o.side,
+                       "type": o.type, "origQty": o.orig_qty, "executedQty": o.executed_qty, "status": o.status,
+                       "time": o.time, "updateTime": o.update_time, "reduceOnly": getattr(o, "reduce_only", False),
+                       "trades": [{"id": tr.trade_id, "qty": tr.qty, "price": tr.price, "commission": tr.commission,
+                                   "commissionAsset": tr.commission_asset, "time": tr.time}
+                                  for tr in o.trades]}
+                      for o in self.orders[v].values() if o.update_time >= since_ms]
+        return out
+
     def state(self) -> dict:
         t = self.sync()
         marks = self.marks(t)

@@ -388,6 +388,10 @@ class Hub:
             if not syms:
                 return []
             ups = [marketdata.mark_price_update(v.paths[s], v.markets[s], t, mode) for s in syms]
+            for u in ups:
+                factor = self.sim.faults.take_bad_print(u["s"], "mark") if self.sim.faults.bad_prints else None
+                if factor is not None:
+                    u["p"] = marketdata.f8(float(u["p"]) * factor)
             return [ups] if sym == "*" else ups
         if kind == "bookTicker":
             futures = family == FUT
@@ -404,7 +408,12 @@ class Hub:
                     continue
                 last[s] = (q.bid, q.ask)
                 self._book_ids += 1
-                out.append(marketdata.book_ticker_ws(q, v.markets[s], t, futures, self._book_ids))
+                msg = marketdata.book_ticker_ws(q, v.markets[s], t, futures, self._book_ids)
+                factor = self.sim.faults.take_bad_print(s, "book") if self.sim.faults.bad_prints else None
+                if factor is not None:
+                    msg["b"], msg["a"] = (marketdata.f8(float(msg["b"]) * factor),
+                                          marketdata.f8(float(msg["a"]) * factor))
+                out.append(msg)
             return out
         if kind == "kline":
             if sym not in v.markets:
@@ -432,6 +441,14 @@ class Hub:
             if key in conn.listen_keys:
                 conn.send({"e": "listenKeyExpired", "E": t, "listenKey": key}, stream=key)
                 conn.listen_keys.discard(key)
+
+    def expire_all_listen_keys(self, t: int) -> int:
+        """Fault: every listen key expires now (listenKeyExpired to its subscribers). Returns how many."""
+        keys = list(self.keys.keys)
+        for key in keys:
+            self.keys.keys.pop(key, None)
+            self._expire(key, t)
+        return len(keys)
 
     async def close_listen_key(self, key: str) -> None:
         for conn in list(self.conns):

@@ -1,0 +1,557 @@
+"""The fault matrix (issue 10): `basisbot sim` and `basisbot live` as real processes on 127.0.0.1, one fault per venue
++ node pair (all symbols in it), each fault injected at a seeded random moment of its phase, judged from the VENUE's
+side (its admin API polled every 0.25 s), not from the bot's journal.
+
+    .venv/bin/python benchmarks/fault_matrix.py --symbols BTCUSDT,ETHUSDT,SOLUSDT --seed 1 [--faults a,b] [--parallel 3]
+
+Phases (config forces each one):
+- entry:   entry_apr -1000 / exit_apr -2000: the node enters at once; order faults are armed before it starts (the
+           first orders take them), timed faults at a seeded moment around the entry;
+- holding: once the venue shows both legs of every symbol;
+- exit:    after the entry the config file is rewritten (hot reload: entry_apr 1000, exit_apr 999, min hold 0): the
+           strategy exits at the next pre-settlement decision; the fault comes when the node logs the exit;
+- guard:   leverage 5 with a reduce threshold above the distance to liquidation: the guard reduces both legs right
+           after the entry; the fault comes when the node logs the guard action.
+
+Per symbol, from the venue: the longest one-legged stretch (polled: one leg held and not the other, or the hedge off by
+more than 25%), client order ids at the venue unique, the most orders in any 60 s (no storm), venue orders and funding
+payments the journal lacks (none), journal rows the venue cannot explain (none). A cell passes when all hold and the
+node stopped on SIGTERM in time. Exit status 0 only if every cell passes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import re
+import signal
+import socket
+import sqlite3
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+
+ROOT = Path(__file__).resolve().parents[1]
+PY = str(ROOT / ".venv" / "bin" / "python") if (ROOT / ".venv" / "bin" / "python").exists() else sys.executable
+DATA = ROOT / "backtests" / "data" / "binance"
+KEY, SECRET = "fmkey" + "a" * 59, "fmsecret" + "b" * 56
+
+SPEED = 60.0
+# the venue starts PAUSED 20 venue minutes before a settlement and resumes when the node runs (start-up takes 5-20 wall
+# seconds on a loaded machine): the decision (T - 600 s) falls 10 wall s after the resume, the blackout
+# (T - 300 s .. T + 60 s) 15..21 s, the settlement 20 s, its booking (T + 60 s) 21 s.
+SETTLEMENT = "2022-03-01T08:00:00Z"
+VENUE_START = "2022-03-01T07:40:00Z"
+LEG_TIMEOUT_S = 3.0
+POLL_S = 0.25
+NOTIONAL = {"BTCUSDT": 3000.0, "ETHUSDT": 3000.0, "SOLUSDT": 3000.0}
+ORDERS_PER_MIN_MAX = 40
+START_TIMEOUT_S = 180.0  # node start-up (imports, markets, reconciliation); minutes on a loaded 2-core machine  # per symbol and minute; a storm is thousands
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# faults
+# ----------------------------------------------------------------------------------------------------------------------
+@dataclass
+class Fault:
+    name: str
+    phase: str  # entry | holding | exit | guard
+    # what to do: "arm" (POST /admin/faults before the node starts, per symbol where it applies), "inject" (POST at the
+    # seeded moment), "kill" (SIGKILL the node at the seeded moment, restart), "withdraw"
+    kind: str
+    spec: object = None  # dict, or callable(symbol) -> dict for per-symbol faults
+    per_symbol: bool = False
+    window_s: tuple[float, float] = (0.0, 1.0)  # seeded moment: uniform in this range after the phase begins
+    clear_after_s: float | None = None  # DELETE /admin/faults this long after injection (None: never)
+    hold_s: float = 12.0  # observe this long after the injection
+    extra_limit_s: float = 0.0  # allowed one-legged stretch beyond the leg timeout + grace
+
+
+FAULTS: dict[str, Fault] = {f.name: f for f in [
+    Fault("ws_drop", "holding", "inject", {"drop_ws": True}),
+    Fault("burst_429", "entry", "inject", {"fail_next": {"count": 6, "status": 429}}, window_s=(-0.5, 0.5)),
+    Fault("burst_5xx", "entry", "inject", {"fail_next": {"count": 6, "status": 503}}, window_s=(-0.5, 0.5)),
+    Fault("accepted_timeout", "entry", "arm",
+          lambda s: {"timeout_next_order": {"venue": "futures", "symbol": s, "mode": "drop"}}, per_symbol=True),
+    Fault("first_leg_rejected", "entry", "arm",
+          lambda s: {"reject_next_order": {"venue": "spot", "symbol": s, "count": 1}}, per_symbol=True),
+    Fault("second_leg_rejected_once", "entry", "arm",
+          lambda s: {"reject_next_order": {"venue": "futures", "symbol": s, "count": 1}}, per_symbol=True),
+    Fault("second_leg_rejected_twice", "entry", "arm",
+          lambda s: {"reject_next_order": {"venue": "futures", "symbol": s, "count": 2}}, per_symbol=True),
+    Fault("second_leg_rejected_always", "entry", "arm",
+          lambda s: {"reject_next_order": {"venue": "futures", "symbol": s, "count": 10_000}}, per_symbol=True,
+          hold_s=15.0),
+    Fault("partial_fill", "entry", "arm",
+          lambda s: {"partial_fill_next": {"venue": "futures", "symbol": s, "fraction": 0.5}}, per_symbol=True),
+    Fault("freeze_mark_60s", "holding", "inject", {"freeze_mark": True}, clear_after_s=60.0, hold_s=66.0),
+    Fault("bad_print", "holding", "inject",
+          lambda s: {"bad_print": {"symbol": s, "factor": 1.3, "count": 1, "stream": "mark"}}, per_symbol=True),
+    Fault("listen_key_expired", "holding", "inject", {"expire_listen_keys": True}),
+    Fault("clock_skew", "entry", "inject", {"clock_skew": {"ms": 15_000, "duration_s": 4.0}}, window_s=(-0.5, 0.5)),
+    Fault("insufficient_balance", "entry", "withdraw", None),
+    Fault("kill9_entry", "entry", "kill", None, window_s=(0.0, 0.05), extra_limit_s=40.0, hold_s=25.0),
+    Fault("kill9_exit", "exit", "kill", None, window_s=(0.0, 0.05), extra_limit_s=40.0, hold_s=25.0),
+    Fault("kill9_guard", "guard", "kill", None, window_s=(0.0, 0.05), extra_limit_s=40.0, hold_s=25.0),
+    Fault("venue_restart", "holding", "inject", {"outage": {"duration_s": 5.0}}, extra_limit_s=5.0, hold_s=15.0),
+]}
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# processes
+# ----------------------------------------------------------------------------------------------------------------------
+def _toml(symbols: list[str], url: str, journal: Path, phase: str, exit_now: bool = False) -> str:
+    lines = [f'mode = "live"', f'journal = "{journal}"', "", "[live]", f'exchange_url = "{url}"',
+             "poll_interval_s = 2.0", "reconnect_max_s = 2.0", ""]
+    for s in symbols:
+        lev, guard = 2, {"enabled": False}
+        if phase == "guard":
+            lev = 5
+            guard = {"enabled": True, "warn_distance": 0.40, "add_margin_distance": 0.35, "reduce_distance": 0.30,
+                     "close_distance": 0.03, "target_distance": 0.31, "hysteresis": 0.05, "transfer_from_spot": True}
+        entry, exit_, hold = (-1000.0, -2000.0, 3)
+        if exit_now:
+            entry, exit_, hold = (1000.0, 999.0, 0)
+        lines += [f"[symbols.{s}]", f"notional_usdt = {NOTIONAL.get(s, 3000.0)}", f"leverage = {lev}",
+                  'margin_mode = "isolated"', f"entry_apr = {entry}", f"exit_apr = {exit_}",
+                  f"min_hold_intervals = {hold}", f"leg_timeout_s = {LEG_TIMEOUT_S}", "slippage_band = 0.01", "",
+                  f"[symbols.{s}.guard]"]
+        lines += [f"{k} = {json.dumps(v)}" for k, v in guard.items()]
+        lines.append("")
+    return "\n".join(lines) + "\n"
+
+
+class Proc:
+    def __init__(self, name: str, args: list[str], env: dict, log: Path):
+        self.name, self.args, self.env, self.log_path = name, args, env, log
+        self.proc: asyncio.subprocess.Process | None = None
+        self.lines: list[tuple[float, str]] = []
+        self._reader: asyncio.Task | None = None
+
+    async def start(self) -> None:
+        self.proc = await asyncio.create_subprocess_exec(*self.args, cwd=str(ROOT), env=self.env,
+                                                         stdout=asyncio.subprocess.PIPE,
+                                                         stderr=asyncio.subprocess.STDOUT)
+        self._reader = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        with open(self.log_path, "a", encoding="utf-8") as f:
+            while True:
+                line = await self.proc.stdout.readline()
+                if not line:
+                    return
+                text = line.decode(errors="replace").rstrip()
+                self.lines.append((time.monotonic(), text))
+                f.write(text + "\n")
+
+    async def wait_line(self, pattern: str, timeout: float, since: int = 0) -> tuple[int, str] | None:
+        rx = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        i = since
+        while time.monotonic() < deadline:
+            while i < len(self.lines):
+                if rx.search(self.lines[i][1]):
+                    return i, self.lines[i][1]
+                i += 1
+            if self.proc.returncode is not None:
+                return None
+            await asyncio.sleep(0.02)
+        return None
+
+    def signal(self, sig) -> None:
+        if self.proc is not None and self.proc.returncode is None:
+            os.kill(self.proc.pid, sig)
+
+    async def wait(self, timeout: float) -> int | None:
+        try:
+            rc = await asyncio.wait_for(self.proc.wait(), timeout)
+        except asyncio.TimeoutError:
+            return None
+        if self._reader is not None:
+            await asyncio.wait({self._reader}, timeout=2)
+        return rc
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# the venue's side
+# ----------------------------------------------------------------------------------------------------------------------
+class VenueWatch:
+    """Polls the venue's admin state every POLL_S: legs per symbol, one-legged stretches."""
+
+    def __init__(self, url: str, symbols: list[str], min_notional: float = 5.0):
+        self.url, self.symbols, self.min_notional = url, symbols, min_notional
+        self.http: aiohttp.ClientSession | None = None
+        self.samples = 0
+        self.failed = 0
+        self._since: dict[str, float | None] = {s: None for s in symbols}
+        self.longest: dict[str, float] = {s: 0.0 for s in symbols}
+        self.legs: dict[str, tuple[float, float]] = {}
+        self._task: asyncio.Task | None = None
+        self.paused = False  # while the venue itself is down (outage): keep the open stretch, do not sample
+
+    async def get(self, path: str):
+        async with self.http.get(self.url + path, timeout=aiohttp.ClientTimeout(total=5)) as r:
+            return await r.json()
+
+    async def post(self, path: str, body: dict):
+        async with self.http.post(self.url + path, json=body, timeout=aiohttp.ClientTimeout(total=5)) as r:
+            return await r.json()
+
+    def start(self) -> None:
+        self.http = aiohttp.ClientSession()
+        self._task = asyncio.create_task(self._loop())
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        now = time.monotonic()
+        for s, t0 in self._since.items():
+            if t0 is not None:
+                self.longest[s] = max(self.longest[s], now - t0)
+        if self.http:
+            await self.http.close()
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                st = await self.get("/admin/state")
+                self._sample(st, time.monotonic())
+                self.samples += 1
+            except Exception:  # noqa: BLE001 - an outage fault or the venue busy: count it, keep polling
+                self.failed += 1
+            await asyncio.sleep(POLL_S)
+
+    def _sample(self, st: dict, now: float) -> None:
+        perp = {p["symbol"]: float(p["positionAmt"]) for p in st["futures"]["positions"]}
+        for s in self.symbols:
+            base = s[:-4]
+            bal = st["spot"].get(base) or {"free": 0.0, "locked": 0.0}
+            spot = float(bal["free"]) + float(bal["locked"])
+            px = st["prices"][s]["mark"]
+            p = perp.get(s, 0.0)
+            self.legs[s] = (spot, p)
+            spot_on = spot * px >= self.min_notional
+            perp_on = abs(p) * px >= self.min_notional
+            unhedged = spot_on != perp_on
+            if spot_on and perp_on:
+                big = max(spot, abs(p))
+                unhedged = abs(spot - abs(p)) / big > 0.25 or p > 0
+            if unhedged:
+                if self._since[s] is None:
+                    self._since[s] = now
+            elif self._since[s] is not None:
+                self.longest[s] = max(self.longest[s], now - self._since[s])
+                self._since[s] = None
+
+    def both_legs(self) -> bool:
+        return all(s in self.legs and self.legs[s][0] > 0 and self.legs[s][1] < 0 for s in self.symbols)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# one cell group: one fault, every symbol
+# ----------------------------------------------------------------------------------------------------------------------
+@dataclass
+class CellResult:
+    fault: str
+    symbol: str
+    passed: bool
+    figures: dict = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+
+async def run_fault(fault: Fault, symbols: list[str], seed: int, workdir: Path) -> list[CellResult]:
+    rng = random.Random(f"{seed}:{fault.name}")
+    work = workdir / fault.name
+    work.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BASISBOT_")}
+    env.update(BASISBOT_API_KEY=KEY, BASISBOT_API_SECRET=SECRET, PYTHONUNBUFFERED="1")
+    venue = Proc("venue", [PY, "-m", "basisbot.cli", "sim", "--port", str(port), "--data", str(DATA),
+                           "--start", VENUE_START, "--speed", str(SPEED), "--api-key", KEY, "--api-secret", SECRET,
+                           "--symbols", ",".join(symbols), "--paused"], env, work / "venue.log")
+    journal = work / "journal.sqlite"
+    cfg = work / "basisbot.toml"
+    cfg.write_text(_toml(symbols, url, journal, fault.phase), encoding="utf-8")
+    node_args = [PY, "-m", "basisbot.cli", "live", "--config", str(cfg), "--env-file", "/nonexistent"]
+    notes: list[str] = []
+    t_cell = time.monotonic()
+    await venue.start()
+    if await venue.wait_line(r"listening on", 60) is None:
+        venue.signal(signal.SIGKILL)
+        return [CellResult(fault.name, s, False, problems=["venue did not start"]) for s in symbols]
+    watch = VenueWatch(url, symbols)
+    watch.start()
+    nodes: list[Proc] = []
+    stop_s = None
+    rc = None
+    try:
+        # -- arm / withdraw before the node starts ------------------------------------------------------------------
+        if fault.kind == "arm":
+            for s in symbols:
+                await watch.post("/admin/faults", fault.spec(s))
+        if fault.kind == "withdraw":  # the spot account cannot pay for the spot leg of any symbol
+            st = await watch.get("/admin/state")
+            free = float(st["spot"]["USDT"]["free"])
+            await watch.post("/admin/deposit", {"account": "spot", "asset": "USDT", "amount": -(free - 500.0)})
+        node = Proc("node", node_args, env, work / "node.log")
+        nodes.append(node)
+        await node.start()
+        if await node.wait_line(r"basisbot live: running", START_TIMEOUT_S) is None:
+            raise RuntimeError("node did not start")
+        await watch.post("/admin/clock", {"resume": True})
+        # -- the phase ------------------------------------------------------------------------------------------------
+        t_phase = None
+        if fault.phase == "entry":
+            hit = await node.wait_line(r": enter: ", 30)
+            t_phase = time.monotonic() if hit else None
+            if hit is None and fault.kind != "withdraw":
+                notes.append("no entry seen")
+        elif fault.phase == "holding":
+            for _ in range(int(30 / 0.1)):
+                if watch.both_legs():
+                    break
+                await asyncio.sleep(0.1)
+            t_phase = time.monotonic()
+        elif fault.phase == "exit":
+            for _ in range(int(30 / 0.1)):
+                if watch.both_legs():
+                    break
+                await asyncio.sleep(0.1)
+            cfg.write_text(_toml(symbols, url, journal, fault.phase, exit_now=True), encoding="utf-8")
+            hit = await node.wait_line(r": exit: ", 45)
+            t_phase = time.monotonic() if hit else None
+            if hit is None:
+                notes.append("no exit seen")
+        elif fault.phase == "guard":
+            hit = await node.wait_line(r"guard \w+: REDUCE|: reduce: ", 45)
+            t_phase = time.monotonic() if hit else None
+            if hit is None:
+                notes.append("no guard action seen")
+        # -- the fault at its seeded moment ---------------------------------------------------------------------------
+        lo, hi = fault.window_s
+        delay = rng.uniform(lo, hi)
+        t_fault = None
+        if t_phase is not None and fault.kind in ("inject", "kill"):
+            await asyncio.sleep(max(0.0, t_phase + delay - time.monotonic()))
+            t_fault = time.monotonic()
+            if fault.kind == "inject":
+                if fault.per_symbol:
+                    for s in symbols:
+                        await watch.post("/admin/faults", fault.spec(s))
+                else:
+                    await watch.post("/admin/faults", fault.spec)
+                if "outage" in (fault.spec or {}):
+                    pass
+            else:  # kill -9 then restart
+                node.signal(signal.SIGKILL)
+                await node.wait(10)
+                node = Proc("node", node_args, env, work / "node.log")
+                nodes.append(node)
+                await node.start()
+                if await node.wait_line(r"basisbot live: running", START_TIMEOUT_S) is None:
+                    notes.append("node did not restart")
+        elif fault.kind == "arm":
+            t_fault = t_phase
+        if fault.clear_after_s is not None and t_fault is not None:
+            await asyncio.sleep(max(0.0, t_fault + fault.clear_after_s - time.monotonic()))
+            await watch.post("/admin/faults", {"clear": True})
+        # -- observe, then make sure a settlement has passed ----------------------------------------------------------
+        await asyncio.sleep(max(0.0, (t_fault or time.monotonic()) + fault.hold_s - time.monotonic()))
+        if fault.name == "second_leg_rejected_always":
+            await watch.post("/admin/faults", {"clear": True})
+        # cells end after the settlement and its booking (venue T + 120 s) so funding is judged too
+        settle_ms = _ms(SETTLEMENT) + 120_000
+        for _ in range(600):
+            c = await watch.get("/sim/clock")
+            if c["time"] >= settle_ms:
+                break
+            await asyncio.sleep(0.25)
+        await asyncio.sleep(4.0)  # the node reads the income history ~3 s after the settlement
+        # -- SIGTERM: bounded stop -------------------------------------------------------------------------------------
+        t0 = time.monotonic()
+        node.signal(signal.SIGTERM)
+        rc = await node.wait(60)
+        stop_s = time.monotonic() - t0
+        if rc is None:
+            node.signal(signal.SIGKILL)
+            await node.wait(5)
+            notes.append("node ignored SIGTERM for 60 s")
+    except Exception as e:  # noqa: BLE001 - the cell fails with the reason
+        notes.append(f"{type(e).__name__}: {e}")
+        for n in nodes:
+            n.signal(signal.SIGKILL)
+    finally:
+        await asyncio.sleep(0.3)
+        await watch.stop()
+        try:
+            async with aiohttp.ClientSession() as http:
+                async with http.get(url + "/admin/orders") as r:
+                    venue_orders = await r.json()
+                async with http.get(url + "/admin/funding") as r:
+                    venue_funding = await r.json()
+        except Exception as e:  # noqa: BLE001
+            venue_orders, venue_funding = {"spot": [], "futures": []}, []
+            notes.append(f"venue state unavailable: {e}")
+        venue.signal(signal.SIGTERM)
+        await venue.wait(10)
+    restart_s = sum(1 for n in nodes) - 1
+    return judge(fault, symbols, watch, venue_orders, venue_funding, journal, rc, stop_s, notes,
+                 time.monotonic() - t_cell, restart_s)
+
+
+def _ms(iso: str) -> int:
+    import datetime as dt
+
+    return int(dt.datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp() * 1000)
+
+
+def judge(fault: Fault, symbols, watch: VenueWatch, venue_orders: dict, venue_funding: list, journal: Path,
+          rc, stop_s, notes, cell_s: float, restarts: int) -> list[CellResult]:
+    j_orders, j_fills, j_funding = {}, set(), []
+    if journal.exists():
+        con = sqlite3.connect(f"file:{journal}?mode=ro", uri=True)
+        con.row_factory = sqlite3.Row
+        j_orders = {r["client_order_id"]: dict(r) for r in con.execute("SELECT * FROM orders")}
+        j_fills = {(r["symbol"], str(r["trade_id"])) for r in con.execute("SELECT symbol, trade_id FROM fills")}
+        j_funding = [dict(r) for r in con.execute("SELECT * FROM funding")]
+        con.close()
+    limit = LEG_TIMEOUT_S + 6.0 + 3.0 + fault.extra_limit_s
+    out = []
+    for s in symbols:
+        problems = list(notes)
+        orders = [o for v in ("spot", "futures") for o in venue_orders.get(v, []) if o["symbol"] == s]
+        cids = [o["clientOrderId"] for o in orders]
+        dup = len(cids) - len(set(cids))
+        times = sorted(o["time"] for o in orders)  # venue ms: a minute of wall is SPEED minutes of venue time
+        win = 60_000 * SPEED
+        per_min = max((sum(1 for t in times if t0 <= t < t0 + win) for t0 in times), default=0)
+        lacks = [c for c in cids if c not in j_orders]
+        venue_trades = {str(t["id"]) for o in orders for t in o["trades"]}
+        sym_orders = {c: o for c, o in j_orders.items() if o.get("symbol") == s}
+        unexplained = []
+        for c, o in sym_orders.items():
+            at_venue = c in cids
+            st = o.get("status")
+            if st in ("accepted", "filled", "partially_filled", "canceled", "expired") and not at_venue:
+                unexplained.append(f"{c} {st} not at venue")
+            if st in ("not_at_venue",) and at_venue:
+                unexplained.append(f"{c} not_at_venue but the venue has it")
+            if st in ("submitted", "initialized"):
+                unexplained.append(f"{c} left {st}")
+        for sym, tid in j_fills:
+            if sym == s and tid not in venue_trades:
+                unexplained.append(f"fill {tid} not at venue")
+        paid = [f for f in venue_funding if f["symbol"] == s]
+        j_paid = [f["settled_payment"] for f in j_funding if f["symbol"] == s and f["settled_payment"] is not None]
+        funding_lacks = [f for f in paid if not any(abs(f["payment"] - x) < 1e-6 for x in j_paid)]
+        longest = watch.longest[s]
+        if longest > limit:
+            problems.append(f"one-legged {longest:.1f}s > {limit:.0f}s")
+        if dup:
+            problems.append(f"{dup} duplicate client id(s)")
+        if per_min > ORDERS_PER_MIN_MAX:
+            problems.append(f"{per_min} orders/min")
+        if lacks:
+            problems.append(f"journal lacks {len(lacks)} venue order(s)")
+        if funding_lacks:
+            problems.append(f"journal lacks {len(funding_lacks)} funding payment(s)")
+        if unexplained:
+            problems.append(f"{len(unexplained)} journal row(s) unexplained: {unexplained[:3]}")
+        if rc not in (0,):
+            problems.append(f"SIGTERM exit {rc} after {stop_s if stop_s is None else round(stop_s, 1)}s")
+        out.append(CellResult(fault.name, s, not problems, {
+            "one_legged_s": round(longest, 2), "orders": len(orders), "max_orders_per_min": per_min,
+            "funding_paid": len(paid), "funding_journaled": len(paid) - len(funding_lacks),
+            "stop_s": None if stop_s is None else round(stop_s, 1), "exit": rc, "cell_s": round(cell_s, 1),
+            "restarts": restarts, "polls": watch.samples}, problems))
+    return out
+
+
+def print_matrix(results: list[CellResult], symbols: list[str]) -> None:
+    by = {(r.fault, r.symbol): r for r in results}
+    faults = list(dict.fromkeys(r.fault for r in results))
+    w = max(len(f) for f in faults) + 2
+    print("fault".ljust(w) + "".join(s.ljust(40) for s in symbols) + "worst one-legged")
+    for f in faults:
+        row = f.ljust(w)
+        worst = 0.0
+        for s in symbols:
+            r = by.get((f, s))
+            if r is None:
+                row += "-".ljust(40)
+                continue
+            g = r.figures
+            worst = max(worst, g.get("one_legged_s", 0.0))
+            cell = (f"{'PASS' if r.passed else 'FAIL'} 1leg {g.get('one_legged_s')}s ord {g.get('orders')} "
+                    f"/min {g.get('max_orders_per_min')} fund {g.get('funding_journaled')}/{g.get('funding_paid')}")
+            row += cell.ljust(40)
+        print(row + f"{worst:.2f}s")
+    for r in results:
+        if not r.passed:
+            print(f"  {r.fault} {r.symbol}: {'; '.join(r.problems)}")
+
+
+async def main_async(args) -> int:
+    symbols = [s.strip().upper() for s in args.symbols.split(",") if s.strip()]
+    names = [f.strip() for f in args.faults.split(",")] if args.faults else list(FAULTS)
+    unknown = [n for n in names if n not in FAULTS]
+    if unknown:
+        print(f"error: unknown fault(s) {unknown}; known: {', '.join(FAULTS)}", file=sys.stderr)
+        return 2
+    workdir = Path(args.workdir or tempfile.mkdtemp(prefix="fault_matrix_"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    t0 = time.monotonic()
+    sem = asyncio.Semaphore(args.parallel)
+    results: list[CellResult] = []
+
+    async def one(name: str):
+        async with sem:
+            t = time.monotonic()
+            res = await run_fault(FAULTS[name], symbols, args.seed, workdir)
+            print(f"  {name}: {'pass' if all(r.passed for r in res) else 'FAIL'} ({time.monotonic() - t:.0f}s)",
+                  flush=True)
+            results.extend(res)
+
+    await asyncio.gather(*(one(n) for n in names))
+    order = {n: i for i, n in enumerate(names)}
+    results.sort(key=lambda r: (order[r.fault], symbols.index(r.symbol)))
+    print(f"\nfault matrix: seed {args.seed}, symbols {','.join(symbols)}, {len(names)} faults, "
+          f"{time.monotonic() - t0:.0f}s wall (parallel {args.parallel}); logs in {workdir}")
+    print_matrix(results, symbols)
+    if args.json:
+        Path(args.json).write_text(json.dumps([r.__dict__ for r in results], indent=1), encoding="utf-8")
+    return 0 if all(r.passed for r in results) else 1
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--symbols", default="BTCUSDT,ETHUSDT,SOLUSDT")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--faults", help=f"comma-separated subset of: {', '.join(FAULTS)}")
+    p.add_argument("--parallel", type=int, default=3, help="fault cells run at once (each: one venue + one node)")
+    p.add_argument("--workdir", help="where configs, journals and logs go (default: a temp folder)")
+    p.add_argument("--json", help="also write the results as JSON here")
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    return asyncio.run(main_async(parse_args(argv)))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,64 @@
+"""A smoke subset of the fault matrix (`benchmarks/fault_matrix.py`, issue 10): one seed, one symbol, five faults
+(including the double perp rejection and a kill -9 during the entry), each with `basisbot sim` and `basisbot live` as
+real processes, judged from the venue's side. The cells run two at a time (one venue + node pair each); each test
+checks one cell."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SYMBOL = "BTCUSDT"
+SEED = 1
+FAULTS = ["ws_drop", "accepted_timeout", "first_leg_rejected", "second_leg_rejected_twice", "kill9_entry"]
+
+
+def _matrix():
+    spec = importlib.util.spec_from_file_location("fault_matrix", ROOT / "benchmarks" / "fault_matrix.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["fault_matrix"] = mod  # dataclasses look their module up there
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.fixture(scope="module")
+def cells(tmp_path_factory):
+    fm = _matrix()
+    work = tmp_path_factory.mktemp("fault_matrix")
+
+    sem = asyncio.Semaphore(2)  # two venue + node pairs at a time (2 cores)
+
+    async def one(name):
+        async with sem:
+            return await fm.run_fault(fm.FAULTS[name], [SYMBOL], SEED, work)
+
+    async def run():
+        res = await asyncio.gather(*(one(name) for name in FAULTS))
+        return {r[0].fault: r[0] for r in res}
+
+    return asyncio.run(run())
+
+
+def _check(cell):
+    assert cell.passed, f"{cell.fault} {cell.symbol}: {'; '.join(cell.problems)} ({cell.figures})"
+    assert cell.figures["exit"] == 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fault", ["ws_drop", "accepted_timeout", "first_leg_rejected", "kill9_entry"])
+def test_fault_cell(cells, fault):
+    _check(cells[fault])
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=False, reason="needs the strategy fix of issue 10 (lead): after the second perp rejection "
+                                        "the spot leg must be sold with what the account holds (fee taken in BTC) "
+                                        "with retries backed off and capped; until then the unwind is denied in a "
+                                        "hot loop and the spot leg stays alone")
+def test_fault_cell_second_leg_rejected_twice(cells):
+    _check(cells["second_leg_rejected_twice"])
