@@ -25,6 +25,7 @@ never duplicates a row):
 | config_changes | (ts, source, status, scope) | hot-reload outcomes: applied / refused / deferred (restart only) |
 | positions | (symbol, ts) | throttled position snapshots (legs, perp entry, isolated wallet, liquidation price, mark) |
 | decisions | (symbol, ts, action, reason) | the strategy's decisions |
+| alerts | (ts, channel, event, status) | alert channel problems (`basisbot.ops`): undelivered alerts, at most one row per channel per coalescing window |
 
 Timestamps are UNIX nanoseconds (``ts`` columns) as nautilus gives them. Funding: ``expected_payment`` is
 ``-position_qty × mark_price × rate`` with the settled rate once known, the predicted rate before; ``difference`` is
@@ -112,8 +113,14 @@ TABLES: dict[str, dict[str, Any]] = {
         "pk": ("symbol", "ts", "action", "reason"),
         "indexes": [],
     },
+    "alerts": {
+        "columns": {"ts": int, "symbol": str, "event": str, "severity": str, "channel": str, "status": str,
+                    "title": str, "message": str},
+        "pk": ("ts", "channel", "event", "status"),
+        "indexes": [],
+    },
 }
-EXPORT_ORDER = ("orders", "fills", "funding", "guard", "legs", "decisions", "config_changes", "positions")
+EXPORT_ORDER = ("orders", "fills", "funding", "guard", "legs", "decisions", "config_changes", "positions", "alerts")
 JSON_COLUMNS = {"legs": ("targets", "filled"), "config_changes": ("diff",)}
 
 # order status only moves forward, so a replayed or late "accepted" never overwrites "filled"
@@ -587,8 +594,15 @@ class Journal(JournalReader):
         self._timed(self._upsert, "config_changes", {"ts": ts, "source": str(source), "status": status,
                                                     "scope": scope, "diff": _dumps(diff), "message": message})
 
+    def record_alert(self, ts: int, *, event: str, severity: str, channel: str, status: str, title: str = "",
+                     message: str = "", symbol: str | None = None) -> None:
+        self._timed(self._upsert, "alerts", {"ts": ts, "symbol": symbol, "event": event, "severity": severity,
+                                             "channel": channel, "status": status, "title": title,
+                                             "message": message})
+
     def record(self, rec) -> None:
-        """Write a `basisbot.venue_messages.JournalRecord` (kind decision | guard | prediction | leg | booking)."""
+        """Write a `basisbot.venue_messages.JournalRecord` (kind decision | guard | prediction | leg | booking |
+        alert)."""
         d, s, ts = rec.data, rec.symbol, rec.ts_ns
         if rec.kind == "decision":
             self.record_decision(s, ts, action=d.get("action", ""), reason=d.get("reason", ""), phase=d.get("phase"))
@@ -608,6 +622,10 @@ class Journal(JournalReader):
         elif rec.kind == "booking":
             self.record_booking(s, int(d["settlement_ns"]), ts=ts, phase=d.get("phase"),
                                 position_qty=d.get("position_qty"), predicted_rate=d.get("predicted_rate"))
+        elif rec.kind == "alert":
+            self.record_alert(ts, symbol=s or None, event=d.get("event", ""), severity=d.get("severity", ""),
+                              channel=d.get("channel", ""), status=d.get("status", ""), title=d.get("title", ""),
+                              message=d.get("message", ""))
         else:
             raise ValueError(f"unknown journal record kind {rec.kind!r}")
 
