@@ -81,6 +81,7 @@ class NodeOptions:
     config_path: str | None = None  # the operator config file: watched and hot-reloaded while running (None: off)
     env_file: str | None = None  # the .env file the config was loaded with (watched with it)
     reload_interval_s: float = 1.0  # config file poll and safe-point check period
+    ops: bool = True  # alerts, metrics and status page (basisbot.ops) per [alerts] and [live] metrics_port
 
 
 def credentials_problem(settings: Settings) -> str | None:
@@ -122,6 +123,7 @@ class BasisNode:
         self.watcher = None  # basisbot.config_reload.ConfigWatcher when running from a config file
         self.pending = None  # basisbot.config_reload.PendingChange
         self._reload_tasks: list[asyncio.Task] = []
+        self.ops = None  # basisbot.ops.service.OpsService
 
     # -- build ------------------------------------------------------------------------------------------------------
     async def build(self) -> None:
@@ -238,6 +240,16 @@ class BasisNode:
             if self.journal is not None:
                 node.trader.add_actor(self.journal)
 
+        # -- ops (basisbot.ops): alerts, metrics, status page; its actor listens to the same bus as the journal --
+        if self.opts.ops:
+            from basisbot.ops.service import OpsService
+
+            self.ops = OpsService(s, self.mode, {sym: (str(spot_insts[sym].id), str(perp_insts[sym].id))
+                                                 for sym in symbols},
+                                  {sym: list(configs[sym].brackets) for sym in symbols}, env_file=self.opts.env_file)
+            node.trader.add_actor(self.ops.actor)
+        # -- end ops --
+
         for sym, sc in configs.items():
             strat = self.opts.strategy_class(sc)
             node.trader.add_strategy(strat)
@@ -257,6 +269,8 @@ class BasisNode:
                 raise StartError(f"the node did not start within {self.opts.start_timeout_s:.0f}s "
                                  "(clients not connected or reconciliation not finished: see the log)")
             await asyncio.sleep(0.05)
+        if self.ops is not None:  # ops: alert workers, HTTP server, 1 s tick
+            self.ops.start(self)
         self._start_reload()
 
     # -- config hot reload ------------------------------------------------------------------------------------------
@@ -333,6 +347,8 @@ class BasisNode:
             with contextlib.suppress(Exception):
                 await self.drain()
             await self.node.stop_async()
+        if self.ops is not None:  # ops: after the node, so what the drain did is still alerted
+            await self.ops.stop()
         if self._run_task is not None:
             self._run_task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
