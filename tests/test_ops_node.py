@@ -72,7 +72,7 @@ class Receiver:
 
 
 def carry_symbol() -> dict:
-    return {"notional_usdt": 2000.0, "leverage": 10, "entry_apr": -1000.0, "exit_apr": -2000.0,
+    return {"notional_usdt": 2000.0, "leverage": 5, "entry_apr": -1000.0, "exit_apr": -2000.0,
             "min_hold_intervals": 0, "leg_timeout_s": 5.0}
 
 
@@ -111,7 +111,7 @@ async def run_scenario(tmp: Path, alert_url: str, *, metrics_port: int | None, b
                     'timeout_s = 2\n')
         settings = load_settings(cfg, env_file=None).model_copy(
             update={"api_key": SecretStr(KEY), "api_secret": SecretStr(SECRET)})
-        opts = NodeOptions(log_level="WARNING", log_file=str(tmp / "logs" / "node"), config_path=str(cfg),
+        opts = NodeOptions(log_level="WARNING", config_path=str(cfg),
                            env_file=None, reload_interval_s=0.2)
         fills: list[tuple[float, str]] = []
         async with RunningNode(settings, "live", opts) as node:
@@ -146,8 +146,6 @@ async def run_scenario(tmp: Path, alert_url: str, *, metrics_port: int | None, b
             out["emitted"] = list(ops.rules.emitted)
         assert node.rc == 0
     out["journal"] = trading_view(settings.journal)
-    logs = list((tmp / "logs").glob("*"))
-    out["log"] = "\n".join(p.read_text(errors="replace") for p in logs if p.is_file())
     return out
 
 
@@ -199,7 +197,7 @@ def test_live_on_sim_alerts_metrics_and_status_page(tmp_path):
         assert m, f"{series} missing"
     assert re.search(rf'^basisbot_position_qty{{leg="perp",symbol="{SYM}"}} -0.052$', text, re.M)
     dist = float(re.search(rf'^basisbot_liquidation_distance_ratio{{symbol="{SYM}"}} (\S+)$', text, re.M).group(1))
-    assert 0.05 < dist < 0.2  # 10x short: about 9-10% to liquidation
+    assert 0.1 < dist < 0.3  # 5x short: about 19% to liquidation (no guard action)
     assert re.search(rf'^basisbot_orders_total{{leg="spot",symbol="{SYM}"}} 1.0$', text, re.M)
     assert re.search(rf'^basisbot_fill_latency_seconds_count{{leg="perp",symbol="{SYM}"}} 1.0$', text, re.M)
     assert re.search(rf'^basisbot_leg_gap_seconds_count{{symbol="{SYM}"}} 1.0$', text, re.M)
@@ -230,12 +228,13 @@ def test_live_on_sim_alerts_metrics_and_status_page(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_dead_alert_channel_changes_nothing_in_trading(tmp_path):
+def test_a_dead_alert_channel_changes_nothing_in_trading(tmp_path, capfd):
     rx = Receiver()
     dead = free_port()  # nothing listens: connection refused
     try:
         good = asyncio.run(asyncio.wait_for(run_scenario(
             tmp_path / "good", f"json://127.0.0.1:{rx.port}/hook", metrics_port=None), 120))
+        capfd.readouterr()  # the good run's log lines
         bad = asyncio.run(asyncio.wait_for(run_scenario(
             tmp_path / "dead", f"json://127.0.0.1:{dead}/hook", metrics_port=None), 120))
     finally:
@@ -246,10 +245,17 @@ def test_a_dead_alert_channel_changes_nothing_in_trading(tmp_path):
         assert b[key] == g[key], key
     assert [a for a in b["decisions"] if a != "config_applied"] == [a for a in g["decisions"] if a != "config_applied"]
     # both alerts were tried and failed; one warning (log and journal) for the coalescing window
+    # every alert (the entry, the refused reload) was tried and failed; one warning, in
+    # the log and in the journal, for the coalescing window
+    emitted = [a.event for a in bad["emitted"]]
+    assert {"entry", "config_refused"} <= set(emitted)
+    assert emitted == [a.event for a in good["emitted"]]
     stats = next(iter(bad["stats"].values()))
-    assert stats.failed == 2 and stats.sent == 0 and stats.warnings == 1
-    warnings = [ln for ln in bad["log"].splitlines() if "alert channel" in ln]
+    assert stats.failed == len(emitted) >= 2 and stats.sent == 0 and stats.warnings == 1
+    log = capfd.readouterr().out  # the node's log (stdout)
+    warnings = [ln for ln in log.splitlines() if "alert channel" in ln]
     assert len(warnings) == 1, warnings
-    assert f"json://127.0.0.1:{dead}/hook" in warnings[0] and "entered carry" in warnings[0]
-    assert len(b["alerts"]) == 1 and b["alerts"][0]["status"] == "failed" and b["alerts"][0]["event"] == "entry"
-    assert g["alerts"] == []
+    assert f"json://127.0.0.1:{dead}/hook" in warnings[0] and "not delivered" in warnings[0]
+    assert len(b["alerts"]) == 1 and b["alerts"][0]["status"] == "failed"
+    assert b["alerts"][0]["event"] == emitted[0]
+    assert g["alerts"] == [] and len(rx.got) == len(emitted)

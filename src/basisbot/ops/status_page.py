@@ -43,10 +43,8 @@ def _ts(ns: int | None) -> str:
     return dt.datetime.fromtimestamp(ns / NS, tz=dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
-def _hm(ns: int | None) -> str:
-    if not ns:
-        return "-"
-    return dt.datetime.fromtimestamp(ns / NS, tz=dt.timezone.utc).strftime("%H:%M")
+def _md_hm(ns: int) -> str:
+    return dt.datetime.fromtimestamp(ns / NS, tz=dt.timezone.utc).strftime("%m-%d %H:%MZ")
 
 
 def _num(v, fmt: str = ",.2f", signed_class: bool = False) -> str:
@@ -101,8 +99,8 @@ def sparkline(points: list[tuple[int, float]], *, x_range: tuple[int, int], colo
             f'{zero}{path}'
             f'<text x="{pl + w + 4}" y="{pt + 9}" font-size="10" fill="#667">{_e(fmt(hi))}</text>'
             f'<text x="{pl + w + 4}" y="{pt + h}" font-size="10" fill="#667">{_e(fmt(lo))}</text>'
-            f'<text x="{pl}" y="{height - 3}" font-size="10" fill="#667">{_e(_hm(x0))}</text>'
-            f'<text x="{pl + w}" y="{height - 3}" font-size="10" fill="#667" text-anchor="end">{_e(_hm(x1))}</text>'
+            f'<text x="{pl}" y="{height - 3}" font-size="10" fill="#667">{_e(_md_hm(x0))}</text>'
+            f'<text x="{pl + w}" y="{height - 3}" font-size="10" fill="#667" text-anchor="end">{_e(_md_hm(x1))}</text>'
             f'</svg>')
 
 
