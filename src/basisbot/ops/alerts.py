@@ -194,7 +194,7 @@ class _Channel:
             if self._deliver(self.pending.popleft()):
                 return 0.0  # asked to stop while backing off
         now = self.clock()
-        waits = [1.0]
+        waits = [60.0]  # nothing due: the worker wakes on the next alert anyway
         if self.pending:
             waits.append(self.limiter.wait_s(now))
         nd = self.coalescer.next_due()
