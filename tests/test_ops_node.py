@@ -259,3 +259,37 @@ def test_a_dead_alert_channel_changes_nothing_in_trading(tmp_path, capfd):
     assert len(b["alerts"]) == 1 and b["alerts"][0]["status"] == "failed"
     assert b["alerts"][0]["event"] == emitted[0]
     assert g["alerts"] == [] and len(rx.got) == len(emitted)
+
+
+@pytest.mark.slow
+def test_paper_mode_serves_metrics_and_the_status_page(tmp_path):
+    """Paper mode (no credentials, simulated fills): the same server, the page lists the symbol in carry."""
+    port = free_port()
+
+    async def scenario():
+        async with SimServer(sim_config(start=START)) as sim:
+            settings = node_settings(tmp_path, sim.url, credentials=False, mode="paper",
+                                     symbols={SYM: carry_symbol(), "ETHUSDT": {**carry_symbol(), "entry_apr": 1000.0,
+                                                                             "exit_apr": 900.0}},
+                                     live={"metrics_port": port},
+                                     backtest={"spot_balance_usdt": 20000.0, "perp_balance_usdt": 10000.0})
+            settings = settings.model_copy(update={"api_key": None, "api_secret": None})
+            async with RunningNode(settings, "paper", NodeOptions(log_level="ERROR")) as node:
+                await until(lambda: node.strategy(SYM).phase is Phase.IN_CARRY, 15, what="paper entry")
+                await asyncio.sleep(1.5)
+                base = f"http://127.0.0.1:{port}"
+                metrics = await asyncio.to_thread(http_get, base + "/metrics")
+                page = await asyncio.to_thread(http_get, base + "/")
+                data = await asyncio.to_thread(http_get, base + "/status.json")
+            assert node.rc == 0
+            return metrics, page, data
+
+    (mcode, metrics), (pcode, page), (dcode, data) = asyncio.run(asyncio.wait_for(scenario(), 90))
+    assert mcode == pcode == dcode == 200
+    assert 'basisbot_up{mode="paper"} 1.0' in metrics
+    assert re.search(rf'^basisbot_position_qty{{leg="perp",symbol="{SYM}"}} -0.052$', metrics, re.M)
+    assert re.search(rf'^basisbot_liquidation_distance_ratio{{symbol="{SYM}"}} 0\.\d+$', metrics, re.M)
+    assert "mode paper" in page and 'data-phase="in_carry"' in page and "ETHUSDT" in page
+    by_sym = {s["symbol"]: s for s in json.loads(data)["symbols"]}
+    assert by_sym[SYM]["phase"] == "in_carry" and 0.1 < by_sym[SYM]["distance"] < 0.3
+    assert by_sym["ETHUSDT"]["phase"] == "flat"
