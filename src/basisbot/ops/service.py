@@ -24,7 +24,6 @@ from pathlib import Path
 
 from basisbot.journal import JournalReader
 from basisbot.ops.actor import OpsActor, OpsActorConfig
-from basisbot.ops.alert_channels import build_channels
 from basisbot.ops.alert_events import AlertRules, Outages, summary_due
 from basisbot.ops.alerts import Alert, AlertDispatcher
 from basisbot.ops.metrics import OpsMetrics
@@ -50,7 +49,11 @@ class OpsService:
         self.refresh_s = refresh_s
         self.log = _log("Ops")
         a = settings.alerts
-        channels = build_channels(a.urls, a.timeout_s, env_file)  # ConfigError: named entry / variable
+        channels = []
+        if a.urls:  # apprise loads its hundred plugins on import: only when alerts are configured
+            from basisbot.ops.alert_channels import build_channels
+
+            channels = build_channels(a.urls, a.timeout_s, env_file)  # ConfigError: named entry / variable
         self.metrics = OpsMetrics()
         self.dispatcher: AlertDispatcher | None = None
         if channels:
