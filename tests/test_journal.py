@@ -106,7 +106,7 @@ def test_round_trip_and_replay_is_idempotent(tmp_path):
     first = j.export("json")
     counts = {t: len(first[t]) for t in EXPORT_ORDER}
     assert counts == {"orders": 2, "fills": 2, "funding": 1, "guard": 1, "legs": 4, "decisions": 1,
-                      "config_changes": 1, "positions": 1, "marks": 0, "venue_clock": 0}
+                      "config_changes": 1, "positions": 1, "marks": 0, "venue_clock": 0, "alerts": 0}
     _replay(j)  # a restart replaying the same events
     assert j.export("json") == first
     # the same trade id on two instruments is two fills; the order status only moved forward

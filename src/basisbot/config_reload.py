@@ -12,7 +12,7 @@ half-written), it re-validates with `basisbot.settings.load_settings`, exactly a
   settlement blackout, no leg pair in flight); `PendingChange.take` journals it (status ``applied``).
 
 What cannot change while running is **accepted for the next restart only** (journaled once as ``deferred``, logged
-as a warning, and *not* applied): `mode`, `journal`, `exchange.*`, `live.*`, the credentials, and per symbol
+as a warning, and *not* applied): `mode`, `journal`, `exchange.*`, `live.*`, `alerts.*`, the credentials, and per symbol
 `enabled`, `spot_symbol`, `leverage`, `margin_mode`, plus adding or removing a symbol (new instruments, subscriptions
 and exchange-side leverage/margin settings are set up at start). `backtest.*` has no effect live (reported as
 ``ignored``). The rest of the change is applied live; if the mix of new live values and the kept restart-only values
@@ -52,7 +52,7 @@ from basisbot.settings import (
 )
 
 RESTART_ONLY_SYMBOL_KEYS = ("enabled", "spot_symbol", "leverage", "margin_mode")
-RESTART_ONLY_SECTIONS = ("mode", "journal", "exchange", "live")
+RESTART_ONLY_SECTIONS = ("mode", "journal", "exchange", "live", "alerts")
 IGNORED_SECTIONS = ("backtest",)
 
 _log = logging.getLogger("basisbot.config_reload")

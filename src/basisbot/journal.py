@@ -33,6 +33,7 @@ never duplicates a row):
 
 An order sent before a stop that never reached the exchange is marked ``not_at_venue`` at the next start's
 reconciliation (terminal), instead of staying ``submitted``.
+| alerts | (ts, channel, event, status) | alert channel problems (`basisbot.ops`): undelivered alerts, at most one row per channel per coalescing window |
 
 Timestamps are UNIX nanoseconds (``ts`` columns) as nautilus gives them. Funding: ``expected_payment`` is
 ``-position_qty × mark_price × rate`` with the settled rate once known, the predicted rate before; ``difference`` is
@@ -131,9 +132,15 @@ TABLES: dict[str, dict[str, Any]] = {
         "pk": ("id",),
         "indexes": [],
     },
+    "alerts": {
+        "columns": {"ts": int, "symbol": str, "event": str, "severity": str, "channel": str, "status": str,
+                    "title": str, "message": str},
+        "pk": ("ts", "channel", "event", "status"),
+        "indexes": [],
+    },
 }
 EXPORT_ORDER = ("orders", "fills", "funding", "guard", "legs", "decisions", "config_changes", "positions", "marks",
-                "venue_clock")
+                "venue_clock", "alerts")
 JSON_COLUMNS = {"legs": ("targets", "filled"), "config_changes": ("diff",)}
 
 # order status only moves forward, so a replayed or late "accepted" never overwrites "filled"
@@ -672,9 +679,15 @@ class Journal(JournalReader):
         self._timed(self._upsert, "venue_clock", {"id": 1, "ts": ts, "venue_ms": int(venue_ms),
                                                   "local_ns": int(local_ns), "speed": float(speed)})
 
+    def record_alert(self, ts: int, *, event: str, severity: str, channel: str, status: str, title: str = "",
+                     message: str = "", symbol: str | None = None) -> None:
+        self._timed(self._upsert, "alerts", {"ts": ts, "symbol": symbol, "event": event, "severity": severity,
+                                             "channel": channel, "status": status, "title": title,
+                                             "message": message})
+
     def record(self, rec) -> None:
         """Write a `basisbot.venue_messages.JournalRecord` (kind decision | guard | prediction | leg | booking |
-        order_resolution | venue_clock)."""
+        order_resolution | venue_clock | alert)."""
         d, s, ts = rec.data, rec.symbol, rec.ts_ns
         if rec.kind == "decision":
             self.record_decision(s, ts, action=d.get("action", ""), reason=d.get("reason", ""), phase=d.get("phase"))
@@ -698,6 +711,10 @@ class Journal(JournalReader):
             self.record_order(d["client_order_id"], ts=ts, status=d["status"], reason=d.get("reason"))
         elif rec.kind == "venue_clock":
             self.record_venue_clock(ts, venue_ms=d["venue_ms"], local_ns=d["local_ns"], speed=d["speed"])
+        elif rec.kind == "alert":
+            self.record_alert(ts, symbol=s or None, event=d.get("event", ""), severity=d.get("severity", ""),
+                              channel=d.get("channel", ""), status=d.get("status", ""), title=d.get("title", ""),
+                              message=d.get("message", ""))
         else:
             raise ValueError(f"unknown journal record kind {rec.kind!r}")
 

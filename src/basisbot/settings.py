@@ -158,6 +158,11 @@ class LiveSettings(_Model):
         None, gt=0, le=100_000,
         description="replay seconds per wall second of a replaying venue (basisbot sim); unset: asked from the "
                     "venue (GET /sim/clock) when exchange_url is set, else 1")
+    # the operator's HTTP surface (basisbot.ops): /metrics, /healthz and the status page; off unless a port is set
+    metrics_port: int | None = Field(None, ge=0, le=65535, description="0 = any free port (logged)")
+    metrics_host: str = Field("127.0.0.1", min_length=1, description="bind address of the metrics/status server")
+    status_token_env: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+                                         description="env variable holding a token required by /metrics and the page")
 
     @field_validator("exchange_url")
     @classmethod
@@ -165,6 +170,80 @@ class LiveSettings(_Model):
         if v is not None and not re.match(r"^https?://[^/\s]+", v):
             raise ValueError(f"must be an http(s) URL like http://127.0.0.1:8080, got {v!r}")
         return v.rstrip("/") if v else v
+
+
+SEVERITIES = ("info", "warning", "error", "critical")
+# alert events and their default severity ("off": not sent unless [alerts.levels] turns it on)
+ALERT_EVENTS: dict[str, str] = {
+    "entry": "info", "exit": "info",
+    "guard_warn": "off", "guard_add_margin": "warning", "guard_reduce": "error", "guard_close": "critical",
+    "liquidation": "critical",
+    "leg_unwind": "error", "leg_timeout": "warning", "leg_stuck": "critical",
+    "funding_mismatch": "warning",
+    "venue_disconnect": "error", "venue_recovered": "info",
+    "config_refused": "warning",
+    "daily_summary": "info",
+}
+ALERT_URL_ENV = re.compile(r"^env:([A-Za-z_][A-Za-z0-9_]*)$")
+
+
+class AlertSettings(_Model):
+    """Alerts through apprise (basisbot.ops). A URL is either an apprise URL or ``env:VAR``: the URL is read from the
+    environment variable VAR (or .env) at start, so tokens stay out of the TOML and are never logged."""
+
+    urls: list[str] = Field(default_factory=list, description="apprise URLs or env:VAR references")
+    min_severity: Literal["info", "warning", "error", "critical"] = "info"
+    levels: dict[str, Literal["off", "info", "warning", "error", "critical"]] = Field(
+        default_factory=dict, description="per-event severity override (event names: ALERT_EVENTS)")
+    funding_diff_usdt: float = Field(1.0, ge=0, description="alert when booked funding differs from the prediction "
+                                                            "by more than this (and funding_diff_rel)")
+    funding_diff_rel: float = Field(0.2, ge=0, description="... and by more than this fraction of the prediction")
+    disconnect_after_s: float = Field(30.0, gt=0, le=86_400, description="alert when a venue stream is down longer")
+    daily_summary_utc: str | None = Field("08:05", description="HH:MM UTC of the daily summary; empty = none")
+    coalesce_s: float = Field(300.0, ge=0, le=86_400, description="repeats of one alert within this are coalesced")
+    max_per_minute: int = Field(20, ge=1, le=6000, description="per channel rate limit")
+    timeout_s: float = Field(5.0, gt=0, le=120, description="connect and read timeout of one send")
+    retries: int = Field(3, ge=0, le=10, description="retries of a failed send (exponential backoff)")
+    backoff_s: float = Field(1.0, ge=0, le=600, description="first retry delay; doubles per retry")
+
+    @field_validator("urls")
+    @classmethod
+    def _urls(cls, v: list[str]) -> list[str]:
+        for i, u in enumerate(v):
+            if u.startswith("env:"):
+                if not ALERT_URL_ENV.match(u):
+                    raise ValueError(f"urls[{i}]: {u!r} must be env:VARIABLE_NAME")
+            elif "://" not in u:
+                raise ValueError(f"urls[{i}]: not an apprise URL (schema://...) nor env:VARIABLE_NAME")
+        return v
+
+    @field_validator("levels")
+    @classmethod
+    def _levels(cls, v: dict[str, str]) -> dict[str, str]:
+        unknown = sorted(set(v) - set(ALERT_EVENTS))
+        if unknown:
+            raise ValueError(f"unknown alert event(s) {unknown} (known: {', '.join(ALERT_EVENTS)})")
+        return v
+
+    @field_validator("daily_summary_utc")
+    @classmethod
+    def _hhmm(cls, v: str | None) -> str | None:
+        if v in (None, ""):
+            return None
+        m = re.fullmatch(r"(\d{1,2}):(\d{2})", v)
+        if not m or int(m.group(1)) > 23 or int(m.group(2)) > 59:
+            raise ValueError(f"{v!r} must be HH:MM (UTC), e.g. '08:05'")
+        return v
+
+    def level(self, event: str) -> str:
+        return self.levels.get(event, ALERT_EVENTS[event])
+
+
+def mask_alert_url(url: str) -> str:
+    """What logs and `config check` show of an alert URL: env references as they are, literal URLs as schema://***."""
+    if url.startswith("env:"):
+        return url
+    return url.split("://", 1)[0] + "://***"
 
 
 class BacktestSettings(_Model):
@@ -220,6 +299,7 @@ class Settings(BaseSettings):
     journal: Path = Field(Path("var/basisbot.sqlite"), description="SQLite journal path")
     exchange: ExchangeSettings = ExchangeSettings()
     live: LiveSettings = LiveSettings()
+    alerts: AlertSettings = AlertSettings()
     schedule: ScheduleSettings = ScheduleSettings()
     fees: FeeSettings = FeeSettings()
     backtest: BacktestSettings = BacktestSettings()
@@ -373,6 +453,8 @@ def _format_errors(
         shown = "<missing>" if err["type"] == "missing" else repr(value)
         if isinstance(value, dict):
             shown = "{...}"
+        if path.startswith("alerts.urls"):  # alert URLs may hold tokens: never echo them
+            shown = repr([mask_alert_url(str(u)) for u in value]) if isinstance(value, list) else "<masked>"
         msg = err["msg"].removeprefix("Value error, ")
         hint = _allowed_hint(err)
         sym = f"symbol {symbol}, " if symbol else ""
@@ -540,5 +622,7 @@ def effective_config(settings: Settings, path: str | Path | None, env_file: str 
         if source == "default":
             # a value inside a table the file set only partly is still a default
             source = next((s for k, s in prov.items() if key.startswith(k + ".")), "default")
+        if key == "alerts.urls":
+            value = [mask_alert_url(u) for u in value]
         rows.append((key, repr(value) if isinstance(value, str) else str(value), source))
     return rows

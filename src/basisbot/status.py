@@ -3,9 +3,10 @@
 - `status_main(args)`: per symbol: legs, hedge ratio (actual vs target), basis, predicted funding and the countdown to
   the next settlement, accrued funding (expected for the next settlement at the predicted rate on the current
   position), settled funding, distance to liquidation, phase and the last guard action. Exit 0, also when there is no
-  journal yet (it says so); 2 for a bad config.
+  journal yet (it says so); 2 for a bad config. The same as data: `symbol_status`, `status_data` (with the PnL split,
+  the last day's funding / liquidation-distance series and recent guard actions and decisions: the status page).
 - `journal_main(args)`: `--format table` (the latest rows of each table), `json` (ONE object with lists `orders`,
-  `fills`, `funding`, `guard`, `legs`, `decisions`, `config_changes`, `positions`; to stdout, or to `--out FILE`),
+  `fills`, `funding`, `guard`, `legs`, `decisions`, `config_changes`, `positions`, `alerts`; to stdout, or to `--out FILE`),
   `csv` (one `<table>.csv` per table into the folder `--out`).
 
 The journal path is `settings.journal`, relative to the current directory.
@@ -105,6 +106,97 @@ def pnl_split(r: JournalReader, symbol: str, mark: float | None, spot_price: flo
     net = None if any(v is None for v in legs.values()) else funding + legs["spot"] + legs["perp"] - fees
     return {"funding": funding, "spot": legs["spot"] if seen["spot"] else 0.0,
             "perp": legs["perp"] if seen["perp"] else 0.0, "fees": fees, "net": net}
+
+
+def symbol_status(r: JournalReader, symbol: str, settings: Settings, now_ns: int) -> dict:
+    """What `basisbot status` and the status page show for one symbol, as data (None where unknown):
+    {symbol, configured, enabled, phase, position (latest snapshot row), spot_qty, perp_qty, mark, spot_price,
+    hedge_ratio, target_hedge_ratio, basis, prediction: {rate, interval_minutes, apr, next_settlement_ns, projected}
+    | None, accrued, settled: {total, count, flagged}, liquidation_price, distance, last_guard, last_decision}."""
+    cfg = settings.symbols.get(symbol)
+    pos = r.latest_position(symbol)
+    spot_qty = pos["spot_qty"] if pos else None
+    perp_qty = pos["perp_qty"] if pos else None
+    fresh = fresh_prices(r, symbol)  # the latest mark record, else the last position snapshot
+    mark, spot_px = fresh["mark"], fresh["spot_price"]
+    out = {"symbol": symbol, "configured": cfg is not None, "enabled": bool(cfg and cfg.enabled),
+           "phase": r.phase(symbol), "position": pos, "spot_qty": spot_qty, "perp_qty": perp_qty, "mark": mark,
+           "spot_price": spot_px, "target_hedge_ratio": cfg.hedge_ratio if cfg else None,
+           "hedge_ratio": abs(perp_qty) / spot_qty if (spot_qty and perp_qty is not None) else None,
+           "basis": mark / spot_px - 1 if (mark and spot_px) else None, "prediction": None, "accrued": None}
+    pred = r.latest_prediction(symbol)
+    if pred:
+        rate = pred["predicted_rate"]
+        interval = pred["interval_minutes"] or 480
+        nxt = pred["settlement_ts"]
+        projected = False
+        while nxt <= now_ns:  # the prediction's settlement has passed: the next one is an interval later
+            nxt += interval * 60 * NS
+            projected = True
+        out["prediction"] = {"rate": rate, "interval_minutes": interval, "apr": rate * (365 * 24 * 60 / interval),
+                             "next_settlement_ns": nxt, "projected": projected}
+        out["accrued"] = expected_funding(perp_qty, mark, rate)
+    total, n, flagged = r.funding_settled(symbol)
+    out["settled"] = {"total": total, "count": n, "flagged": flagged}
+    lp = pos["liquidation_price"] if pos else None
+    out["liquidation_price"] = lp
+    # short perp: the liquidation price is above the mark; long: below
+    out["distance"] = ((lp - mark) / mark if (perp_qty or 0) < 0 else (mark - lp) / mark) if (lp and mark) else None
+    out["last_guard"] = r.latest_guard(symbol)
+    out["last_decision"] = r.latest_decision(symbol)
+    return out
+
+
+def status_symbols(r: JournalReader, settings: Settings) -> list[str]:
+    """Every enabled configured symbol, then any other symbol the journal knows."""
+    known = r.symbols()
+    symbols = [s for s in settings.symbols if settings.symbols[s].enabled or s in known]
+    return symbols + [s for s in known if s not in symbols]
+
+
+def symbol_history(r: JournalReader, symbol: str, since_ns: int) -> dict:
+    """Series since `since_ns` for charts: {"distance": [(ts, distance)] from the position snapshots,
+    "funding": [(settlement_ts, rate)] (settled rate where known, else predicted)}."""
+    dist = []
+    for p in r.rows("positions", "symbol = ? AND ts >= ?", [symbol, since_ns], order_by="ts"):
+        lp, mark, q = p["liquidation_price"], p["mark"], p["perp_qty"]
+        if lp and mark and q:
+            dist.append((p["ts"], (lp - mark) / mark if q < 0 else (mark - lp) / mark))
+    funding = []
+    for f in r.rows("funding", "symbol = ? AND settlement_ts >= ?", [symbol, since_ns], order_by="settlement_ts"):
+        rate = f["settled_rate"] if f["settled_rate"] is not None else f["predicted_rate"]
+        if rate is not None:
+            funding.append((f["settlement_ts"], rate))
+    return {"distance": dist, "funding": funding}
+
+
+def status_data(journal_path: str | Path, settings: Settings, now_ns: int | None = None, *,
+                history_s: float = 86_400, recent: int = 8) -> dict:
+    """Everything the status page shows: {"journal", "exists", "mode", "now_ns", "symbols": [symbol_status + "pnl",
+    "history", "guard" (recent actions), "decisions" (recent)], "last_config_change"}."""
+    from basisbot.pnl_split import pnl_split
+
+    path = Path(journal_path)
+    now_ns = time.time_ns() if now_ns is None else now_ns
+    data = {"journal": str(path), "exists": path.exists(), "mode": settings.mode, "now_ns": now_ns, "symbols": [],
+            "last_config_change": None}
+    if not path.exists():
+        data["symbols"] = [{"symbol": s, "phase": "flat", "configured": True, "enabled": True, "distance": None,
+                            "no_journal": True} for s, c in settings.symbols.items() if c.enabled]
+        return data
+    since = now_ns - int(history_s * NS)
+    with JournalReader(path) as r:
+        for s in status_symbols(r, settings):
+            st = symbol_status(r, s, settings, now_ns)
+            st["pnl"] = pnl_split(r.rows("fills", "symbol = ?", [s], order_by="ts"), st["spot_price"], st["mark"],
+                                  st["settled"]["total"])
+            st["history"] = symbol_history(r, s, since)
+            st["guard"] = r.rows("guard", "symbol = ?", [s], order_by="ts DESC, rowid DESC", limit=recent)
+            st["decisions"] = r.rows("decisions", "symbol = ?", [s], order_by="ts DESC, rowid DESC", limit=recent)
+            data["symbols"].append(st)
+        changes = r.rows("config_changes", order_by="ts DESC", limit=1)
+        data["last_config_change"] = changes[0] if changes else None
+    return data
 
 
 def _symbol_block(r: JournalReader, symbol: str, settings: Settings, now_ns: int) -> list[str]:
@@ -256,6 +348,7 @@ _TABLE_COLUMNS = {
                   "mark"),
     "marks": ("ts", "symbol", "mark", "spot_price", "source"),
     "venue_clock": ("ts", "venue_ms", "local_ns", "speed"),
+    "alerts": ("ts", "symbol", "event", "severity", "channel", "status", "title", "message"),
 }
 
 

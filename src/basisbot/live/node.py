@@ -104,6 +104,7 @@ class NodeOptions:
     reload_interval_s: float = 1.0  # config file poll and safe-point check period
     exit_on_deadline: bool = False  # the CLI: a stop that outlives drain timeout + stop_margin_s ends the process (1)
     stop_margin_s: float = 15.0  # node stop after the drain: disconnect (5 s) + post-stop (1 s) + session close
+    ops: bool = True  # alerts, metrics and status page (basisbot.ops) per [alerts] and [live] metrics_port
 
 
 def credentials_problem(settings: Settings) -> str | None:
@@ -238,6 +239,7 @@ class BasisNode:
         self.venue_speed: float = 1.0
         self.left_in_flight: list[str] = []  # symbols whose pair was still in flight when the drain timed out
         self.venue_speed_source = "default (real time)"
+        self.ops = None  # basisbot.ops.service.OpsService
 
     # -- build ------------------------------------------------------------------------------------------------------
     async def build(self) -> None:
@@ -358,6 +360,16 @@ class BasisNode:
             if self.journal is not None:
                 node.trader.add_actor(self.journal)
 
+        # -- ops (basisbot.ops): alerts, metrics, status page; its actor listens to the same bus as the journal --
+        if self.opts.ops:
+            from basisbot.ops.service import OpsService
+
+            self.ops = OpsService(s, self.mode, {sym: (str(spot_insts[sym].id), str(perp_insts[sym].id))
+                                                 for sym in symbols},
+                                  {sym: list(configs[sym].brackets) for sym in symbols}, env_file=self.opts.env_file)
+            node.trader.add_actor(self.ops.actor)
+        # -- end ops --
+
         for sym, sc in configs.items():
             strat = self.opts.strategy_class(sc)
             node.trader.add_strategy(strat)
@@ -394,6 +406,8 @@ class BasisNode:
                 raise StartError(f"the node did not start within {self.opts.start_timeout_s:.0f}s "
                                  "(clients not connected or reconciliation not finished: see the log)")
             await asyncio.sleep(0.05)
+        if self.ops is not None:  # ops: alert workers, HTTP server, 1 s tick
+            self.ops.start(self)
         self._start_reload()
         self._start_issue10_tasks()
 
@@ -497,6 +511,8 @@ class BasisNode:
             with contextlib.suppress(Exception):
                 await self.drain()
             await self.node.stop_async()
+        if self.ops is not None:  # ops: after the node, so what the drain did is still alerted
+            await self.ops.stop()
         if self._run_task is not None:
             self._run_task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):

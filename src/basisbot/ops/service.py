@@ -1,0 +1,250 @@
+"""The operator's surface of a live/paper node, assembled from the settings: alerts, metrics, status page.
+
+    ops = OpsService(settings, mode, instruments, brackets, env_file=...)   # at build: ConfigError on bad alert URLs
+    node.trader.add_actor(ops.actor)                                       # the bus listener
+    ops.start(app)                                                         # after the trader runs
+    await ops.stop()                                                       # before the node stops
+
+`start` starts the alert workers (threads), the HTTP server (thread, when `[live] metrics_port` is set) and a 1 s tick
+on the event loop that samples what nobody publishes: venue stream outages and reconnects (the data clients'
+`feed_stats()`, the execution clients' user-stream state), the journal's write latency, the countdown to the next
+settlement, refused config reloads (new `refused` rows in the journal) and the daily summary. Undelivered alerts are
+journaled (`alerts` table, through the journal's own writer on the event loop) at most once per channel per
+coalescing window, like the warning logged for them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import os
+import time
+from pathlib import Path
+
+from basisbot.journal import JournalReader
+from basisbot.ops.actor import OpsActor, OpsActorConfig
+from basisbot.ops.alert_events import AlertRules, Outages, summary_due
+from basisbot.ops.alerts import Alert, AlertDispatcher
+from basisbot.ops.metrics import OpsMetrics
+from basisbot.settings import ConfigError, Settings
+from basisbot.venue_messages import JOURNAL_TOPIC, JournalRecord
+
+TICK_S = 1.0
+CONFIG_POLL_S = 5.0
+
+
+def _log(name: str):
+    from nautilus_trader.common.component import Logger
+
+    return Logger(name)
+
+
+class OpsService:
+    def __init__(self, settings: Settings, mode: str, instruments: dict[str, tuple[str, str]],
+                 brackets: dict[str, list[dict]] | None = None, *, env_file: str | Path | None = None,
+                 refresh_s: int = 10):
+        self.settings = settings
+        self.mode = mode
+        self.refresh_s = refresh_s
+        self.log = _log("Ops")
+        a = settings.alerts
+        channels = []
+        if a.urls:  # apprise loads its hundred plugins on import: only when alerts are configured
+            from basisbot.ops.alert_channels import build_channels
+
+            channels = build_channels(a.urls, a.timeout_s, env_file)  # ConfigError: named entry / variable
+        self.metrics = OpsMetrics()
+        self.dispatcher: AlertDispatcher | None = None
+        if channels:
+            self.dispatcher = AlertDispatcher(
+                [(c.label, c) for c in channels], coalesce_s=a.coalesce_s, max_per_minute=a.max_per_minute,
+                retries=a.retries, backoff_s=a.backoff_s, min_severity=a.min_severity, warn=self._warn,
+                on_failure=self._on_failure)
+        self.rules = AlertRules(a, self._submit, mode)
+        self.actor = OpsActor(OpsActorConfig(component_id="OpsActor",
+                                             instruments={s: [str(x), str(y)] for s, (x, y) in instruments.items()},
+                                             brackets=dict(brackets or {})), self.metrics, self.rules)
+        ls = settings.live
+        self.token = None
+        if ls.status_token_env:
+            self.token = os.environ.get(ls.status_token_env)
+            if not self.token and env_file and Path(env_file).is_file():
+                from dotenv import dotenv_values
+
+                self.token = dotenv_values(env_file).get(ls.status_token_env)
+            if not self.token:
+                raise ConfigError("<environment>", [f"live.status_token_env = {ls.status_token_env!r}: the variable "
+                                                    "is not set (unset status_token_env to serve without a token)"])
+        self.server = None
+        self.outages = Outages(a.disconnect_after_s)
+        self._app = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task | None = None
+        self._config_seen_ns = time.time_ns()
+        self._summary_day: dt.date | None = None
+        self._alert_totals: dict[str, tuple[int, int]] = {}
+
+    # -- alerts -------------------------------------------------------------------------------------------------------
+    def _submit(self, alert: Alert) -> None:
+        if self.dispatcher is not None:
+            self.dispatcher.submit(alert)
+
+    def _warn(self, msg: str) -> None:
+        self.log.warning(msg)
+
+    def _on_failure(self, channel: str, alert: Alert, error: str, count: int) -> None:
+        """From a worker thread: journal it on the event loop (the journal's one writer lives there)."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        rec = JournalRecord("alert", alert.symbol or "", time.time_ns(), {
+            "event": alert.event, "severity": alert.severity, "channel": channel, "status": "failed",
+            "title": alert.title, "message": f"{error}" + (f" ({count} failure(s) in this window)" if count > 1 else "")})
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(self._publish, rec)
+
+    def _publish(self, rec: JournalRecord) -> None:
+        app = self._app
+        if app is not None and app.node is not None:
+            with contextlib.suppress(Exception):
+                app.node.kernel.msgbus.publish(JOURNAL_TOPIC, rec)
+
+    # -- views --------------------------------------------------------------------------------------------------------
+    def health(self) -> tuple[bool, dict]:
+        app = self._app
+        running = bool(app is not None and app.node is not None and app.node.trader.is_running)
+        return running, {"mode": self.mode, "trader": "running" if running else "stopped",
+                         "symbols": sorted(getattr(app, "strategies", {}) or {})}
+
+    def status_data(self) -> dict:
+        from basisbot.status import status_data
+
+        return status_data(self.settings.journal, self.settings)
+
+    def page(self) -> str:
+        from basisbot.ops.status_page import render_page
+
+        ok, info = self.health()
+        return render_page(self.status_data(), refresh_s=self.refresh_s,
+                           node={"mode": self.mode, "trader": info["trader"]})
+
+    def metrics_body(self) -> tuple[bytes, str]:
+        return self.metrics.exposition(), self.metrics.content_type
+
+    # -- lifecycle ----------------------------------------------------------------------------------------------------
+    def start(self, app) -> None:
+        """After the trader runs: alert workers, HTTP server, the tick. A port already in use is logged, not fatal."""
+        self._app = app
+        self._loop = asyncio.get_running_loop()
+        self.metrics.up.labels(self.mode).set(1)
+        now = dt.datetime.now(dt.timezone.utc)
+        if summary_due(now, self.settings.alerts.daily_summary_utc, None):
+            self._summary_day = now.date()  # started after today's time: the first summary is tomorrow's
+        if self.dispatcher is not None:
+            self.dispatcher.start()
+            self.log.info(f"alerts: {len(self.dispatcher.channels)} channel(s): "
+                          f"{', '.join(c.label for c in self.dispatcher.channels)}; "
+                          f"min severity {self.settings.alerts.min_severity}")
+        ls = self.settings.live
+        if ls.metrics_port is not None:
+            from basisbot.ops.server import OpsServer
+
+            srv = OpsServer(ls.metrics_host, ls.metrics_port, metrics=self.metrics_body, page=self.page,
+                            data=self.status_data, health=self.health, token=self.token, on_error=self.log.error)
+            try:
+                srv.start()
+                self.server = srv
+                self.log.info(f"ops server on {srv.url}: /metrics, /healthz, /status"
+                              + (" (token required)" if self.token else ""))
+            except OSError as e:
+                self.log.error(f"ops server not started on {ls.metrics_host}:{ls.metrics_port}: {e}")
+        self._task = asyncio.create_task(self._tick_loop(), name="basisbot-ops-tick")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+            self._task = None
+        self.metrics.up.labels(self.mode).set(0)
+        if self.server is not None:
+            await asyncio.to_thread(self.server.stop)
+            self.server = None
+        if self.dispatcher is not None:
+            await asyncio.to_thread(self.dispatcher.stop)
+
+    # -- the tick -----------------------------------------------------------------------------------------------------
+    async def _tick_loop(self) -> None:
+        last_config = 0.0
+        while True:
+            await asyncio.sleep(TICK_S)
+            try:
+                self.tick()
+                mono = time.monotonic()
+                if mono - last_config >= CONFIG_POLL_S:
+                    last_config = mono
+                    await asyncio.to_thread(self.poll_config_refusals)
+                await self._maybe_summary()
+            except Exception as e:  # the tick must never die, nor disturb the node
+                self.log.error(f"ops tick: {type(e).__name__}: {e}")
+
+    def streams(self) -> list[tuple[str, bool, int]]:
+        """(stream name, down, reconnects) of every venue stream the node's clients hold."""
+        out = []
+        app = self._app
+        for kind, dc in (getattr(app, "data_clients", None) or {}).items():
+            with contextlib.suppress(Exception):
+                for name, st in dict(dc.feed_stats()).items():
+                    out.append((f"{kind} market data {name}", bool(st.get("down")), int(st.get("reconnects", 0))))
+        for kind, ec in (getattr(app, "exec_clients", None) or {}).items():
+            down = getattr(ec, "_stream_down", None)
+            if isinstance(down, dict):
+                total = int(getattr(ec, "stream_reconnects", 0) or 0)
+                for name, since in dict(down).items():
+                    out.append((f"{kind} user stream {name}", since is not None, 0))
+                out.append((f"{kind} user streams", False, total))
+        return out
+
+    def tick(self) -> None:
+        now = time.monotonic()
+        self.metrics.tick(time.time_ns())
+        for name, down, reconnects in self.streams():
+            self.metrics.reconnects_total(name, reconnects)
+            self.metrics.stream_down.labels(name).set(1 if down else 0)
+            for event, stream, seconds in self.outages.observe(name, down, now):
+                self.rules.outage(event, stream, seconds)
+        journal = getattr(getattr(self._app, "journal", None), "journal", None)
+        if journal is not None:
+            self.metrics.journal_stats(journal.latency_stats())
+        if self.dispatcher is not None:
+            for label, st in self.dispatcher.stats().items():
+                sent, failed = self._alert_totals.get(label, (0, 0))
+                if st.sent > sent:
+                    self.metrics.alerts_sent.labels(label).inc(st.sent - sent)
+                if st.failed > failed:
+                    self.metrics.alerts_failed.labels(label).inc(st.failed - failed)
+                self._alert_totals[label] = (st.sent, st.failed)
+
+    def poll_config_refusals(self) -> None:
+        path = Path(self.settings.journal)
+        if not path.exists():
+            return
+        with JournalReader(path) as r:
+            rows = r.rows("config_changes", "status = 'refused' AND ts > ?", [self._config_seen_ns], order_by="ts")
+        for row in rows:
+            self._config_seen_ns = max(self._config_seen_ns, row["ts"])
+            self.rules.config_refused(row["ts"], row["source"], row["message"] or "")
+
+    async def _maybe_summary(self) -> None:
+        now = dt.datetime.now(dt.timezone.utc)
+        if not summary_due(now, self.settings.alerts.daily_summary_utc, self._summary_day):
+            return
+        self._summary_day = now.date()
+        from basisbot.status import render_status
+
+        text = await asyncio.to_thread(render_status, self.settings.journal, self.settings)
+        self.rules.daily_summary(text, now.date())
+
+
+__all__ = ["OpsService"]
