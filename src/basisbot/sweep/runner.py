@@ -23,6 +23,7 @@ from basisbot.sweep.progress import Progress
 from basisbot.sweep.results import done_row, write_point
 
 LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+AUTH_ENV = "RAY_AUTH_MODE"
 
 
 class SweepRuntimeError(RuntimeError):
@@ -54,6 +55,7 @@ class RayPool:
         self.node_ip: str | None = None
         self._tmp: str | None = None
         self._task = None
+        self._auth_mode: str | None = None
 
     def __enter__(self) -> RayPool:
         return self
@@ -64,7 +66,10 @@ class RayPool:
     def start(self) -> None:
         if self.ray is not None:
             return
-        ray = _import_ray(loopback=self.address is None)
+        host = (self.address or "").rpartition(":")[0].removeprefix("ray://")
+        # a local Ray, or a driver joining a head on this machine's loopback, lives on 127.0.0.1
+        ray = _import_ray(loopback=self.address is None or host in ("127.0.0.1", "localhost"))
+        self._auth_mode = os.environ.get(AUTH_ENV)
         try:
             if self.address is None:
                 # own temp dir: never picks up (or disturbs) another local cluster; address="local" starts a new one
@@ -109,6 +114,11 @@ class RayPool:
         if self.ray is not None:
             self.ray.shutdown()
             self.ray = None
+            # ray.init turns token auth on for a local cluster by setting RAY_AUTH_MODE in this process: undo
+            if self._auth_mode is None:
+                os.environ.pop(AUTH_ENV, None)
+            else:
+                os.environ[AUTH_ENV] = self._auth_mode
         self._cleanup_tmp()
 
     def _cleanup_tmp(self) -> None:
