@@ -1,4 +1,4 @@
-"""`basisbot` command line: backtest | paper | live | sim | config check | status | journal.
+"""`basisbot` command line: backtest | sweep | paper | live | sim | config check | status | journal.
 
 Exit status: 0 success, 2 bad configuration or bad input (nothing was started), 1 runtime failure.
 """
@@ -55,6 +55,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_sim_arguments(sim)
 
+    sw = sub.add_parser("sweep", help="many backtests (grid, Optuna search, walk-forward) as Ray tasks")
+    _add_config(sw)
+    from basisbot.sweep.cliargs import add_arguments as add_sweep_arguments  # argparse only: keeps start-up quick
+
+    add_sweep_arguments(sw)
+
     cfg = sub.add_parser("config", help="configuration tools")
     cfg_sub = cfg.add_subparsers(dest="config_command", required=True, metavar="ACTION")
     chk = cfg_sub.add_parser("check", help="validate and print the effective config with where each value came from")
@@ -95,6 +101,10 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_config_check(args)
         if args.command == "backtest":
             return cmd_backtest(args)
+        if args.command == "sweep":
+            from basisbot.sweep.command import sweep_main
+
+            return sweep_main(args)
         if args.command == "sim":
             from basisbot.sim import main as sim_main
 
