@@ -156,7 +156,7 @@ def test_public_dump_layout_gives_the_same_run(tmp_path):
     assert sa["symbols"] == sb["symbols"] and sa["total"] == sb["total"]
 
 
-def test_three_symbols_reconcile_through_luna_and_ftx(tmp_path):
+def test_four_symbols_reconcile_through_luna_and_ftx(tmp_path):
     cfg = tmp_path / "three.toml"
     cfg.write_text((REPO / "config" / "basisbot.toml").read_text())
     out = tmp_path / "three"
@@ -164,7 +164,7 @@ def test_three_symbols_reconcile_through_luna_and_ftx(tmp_path):
                  "--start", "2022-05-01", "--end", "2022-12-01"]) == 0
     assert_backtest_invariants(out)
     s = json.loads((out / "summary.json").read_text())
-    assert set(s["symbols"]) == {"BTCUSDT", "ETHUSDT", "SOLUSDT"}
+    assert set(s["symbols"]) == {"BTCUSDT", "ETHUSDT", "SOLUSDT", "AVAXUSDT"}
     assert abs(s["total"]["reconciliation_error"]) < 1e-5  # 8-decimal money rounding only
     assert s["total"]["net_pnl"] == pytest.approx(sum(v["net_pnl"] for v in s["symbols"].values()), abs=1e-5)
 
