@@ -8,14 +8,16 @@ import asyncio
 import json
 
 import pytest
+from pydantic import SecretStr
 
 from basisbot import reference
 from basisbot.brackets import parse_brackets
 from basisbot.journal import Journal
 from basisbot.live.node import NodeOptions, run_node
-from basisbot.live.testing import RunningNode, node_settings, sim_config, until
+from basisbot.live.testing import RunningNode, node_settings, sim_config, until, write_config
+from basisbot.settings import load_settings
 from basisbot.sim import SimServer
-from basisbot.sim.testing import DATA, state
+from basisbot.sim.testing import DATA, KEY, SECRET, state
 from strategies.basis_carry import Phase
 
 AVAX, BTC = "AVAXUSDT", "BTCUSDT"
@@ -93,3 +95,31 @@ def test_live_refuses_leverage_the_venues_bracket_does_not_allow(tmp_path, capsy
     assert asyncio.run(asyncio.wait_for(scenario(), 30)) == 2
     err = capsys.readouterr().err
     assert "symbols.BTCUSDT.leverage" in err and f"at most {allowed}x" in err and "brackets: the exchange" in err
+
+
+def test_config_reload_is_checked_against_the_venues_brackets(tmp_path):
+    """120x BTC: at 40,000 USDT both tables allow it; an edit to 60,000 USDT is within the bundled 2026 table (150x)
+    but above the venue's 2024 one (100x from 50,000): the running node refuses it, naming the exchange's limit."""
+    start, edited = 40_000.0, 60_000.0
+    venue_table = parse_brackets(BTC_2024)[BTC]
+    assert venue_table.max_leverage(start) >= 120 > venue_table.max_leverage(edited)
+    assert reference.brackets()[BTC].max_leverage(edited) >= 120
+    btc = {"leverage": 120, "entry_apr": 1000.0, "exit_apr": 0.0}  # never enters: a change applies at once
+
+    async def scenario():
+        async with SimServer(venue_config(tmp_path)) as sim:
+            path = write_config(tmp_path, sim.url, symbols={BTC: {**btc, "notional_usdt": start}})
+            settings = load_settings(path, env_file=None).model_copy(
+                update={"api_key": SecretStr(KEY), "api_secret": SecretStr(SECRET)})
+            opts = NodeOptions(log_level="ERROR", config_path=str(path), env_file=None, reload_interval_s=0.2)
+            async with RunningNode(settings, "live", opts) as node:
+                write_config(tmp_path, sim.url, symbols={BTC: {**btc, "notional_usdt": edited}})
+                load_settings(path, env_file=None)  # `config check` (bundled 2026 table) accepts the edit
+                await until(lambda: node.app.watcher.last_error, 10, what="refusal")
+                err = node.app.watcher.last_error
+                assert "symbols.BTCUSDT.leverage" in err and "brackets: the exchange" in err
+                assert f"at most {venue_table.max_leverage(edited)}x" in err
+                assert node.strategy(BTC).cfg.notional_usdt == start
+            assert node.rc == 0
+
+    asyncio.run(asyncio.wait_for(scenario(), 40))

@@ -123,9 +123,15 @@ def diff_settings(old: Settings, new: Settings) -> dict[str, dict]:
     return {"symbols": symbols, "restart_only": restart, "ignored": ignored}
 
 
-def effective_settings(old: Settings, new: Settings, label: str = "<reload>") -> Settings:
+VenueCheck = Callable[[Settings, str], list]
+
+
+def effective_settings(old: Settings, new: Settings, label: str = "<reload>",
+                       venue_check: VenueCheck | None = None) -> Settings:
     """`new` with everything that only changes on a restart kept at its running (`old`) value, validated as a whole
-    (field rules and venue checks). Raises ConfigError when that combination is invalid."""
+    (field rules and venue checks: `venue_check(settings, label)` -> problems, e.g. against the exchange's brackets a
+    live node read at start; the bundled snapshots' checks when None). Raises ConfigError when that combination is
+    invalid."""
     d_old, d_new = old.model_dump(), new.model_dump()
     for section in RESTART_ONLY_SECTIONS:
         d_new[section] = d_old[section]
@@ -146,7 +152,7 @@ def effective_settings(old: Settings, new: Settings, label: str = "<reload>") ->
     except ValidationError as e:
         raise ConfigError(label, _format_errors(e, label, {})
                           + ["(checked with the running values of the keys that only change on a restart)"]) from None
-    problems = _venue_checks(eff, label)
+    problems = venue_check(eff, label) if venue_check is not None else _venue_checks(eff, label)
     if problems:
         raise ConfigError(label, problems + ["(checked with the running values of the keys that only change on a "
                                              "restart)"])
@@ -249,7 +255,8 @@ class ConfigWatcher:
 
     def __init__(self, path: str | Path, env_file: str | Path | None, current: Settings,
                  on_change: Callable[[Settings, dict], None], *, journal=None, interval_s: float = 1.0,
-                 settle_polls: int = 1, clock_ns: Callable[[], int] = time.time_ns, log=None):
+                 settle_polls: int = 1, clock_ns: Callable[[], int] = time.time_ns, log=None,
+                 venue_check: VenueCheck | None = None):
         self.path = Path(path)
         self.env_file = Path(env_file) if env_file else None
         self.current = current
@@ -259,6 +266,7 @@ class ConfigWatcher:
         self.settle_polls = settle_polls
         self.clock_ns = clock_ns
         self.log = log or _log
+        self.venue_check = venue_check  # None: the bundled snapshots (as `config check`)
         self.last_error: str | None = None
         self._deferred: dict[str, list] = {}
         self._seen = self._digest()
@@ -312,12 +320,12 @@ class ConfigWatcher:
 
     def _evaluate(self) -> str:
         try:
-            new = load_settings(self.path, env_file=self.env_file)
+            new = load_settings(self.path, env_file=self.env_file, check_venue=self.venue_check is None)
         except ConfigError as e:
             return self._refuse(e)
         diff = diff_settings(self.current, new)
         try:
-            eff = effective_settings(self.current, new, str(self.path))
+            eff = effective_settings(self.current, new, str(self.path), self.venue_check)
         except ConfigError as e:
             return self._refuse(e)
         self.last_error = None

@@ -11,7 +11,7 @@ Where the facts come from (see README.md "Where venue facts come from"):
 - Market rules (tick, lot step, limits): the real exchangeInfo capture of 2021-07-21 (117 USDT perpetuals),
   overlaid by an operator's own `GET /fapi/v1/exchangeInfo` file (`backtest.exchange_info` / `--exchange-info`)
   for the symbols it lists. The capture has only the futures side; spot rules are derived from the perp's (see
-  `spot_spec`), as documented in README.md and backtests/data/SOURCES.md.
+  `spot_rules`), as documented in README.md and backtests/data/SOURCES.md.
 
 Live and paper never read these files: they take brackets and market rules from the exchange (`basisbot.live`).
 """
@@ -166,19 +166,6 @@ def spot_rules(p: MarketSpec) -> MarketSpec:
         max_qty=Decimal(9_000_000),
         min_notional=Decimal(5),
     )
-
-
-def spot_spec(symbol: str) -> MarketSpec:
-    """Spot rules of a symbol of the bundled capture (see `spot_rules`)."""
-    return spot_rules(perp_specs()[symbol])
-
-
-def perp_symbols() -> frozenset[str]:
-    return frozenset(perp_specs())
-
-
-def spot_symbols() -> frozenset[str]:
-    return frozenset(perp_specs())
 
 
 def missing_rules_message(symbol: str, exchange_info: Path | None) -> str:

@@ -88,7 +88,8 @@ class _Feed:
 class _FundingView:
     rate: Decimal | None = None
     next_ms: int | None = None
-    next_ns: int | None = None  # next_ms on the node's clock, mapped ONCE per settlement (stable across re-anchors)
+    next_ns: int | None = None  # next_ms on the node's clock, mapped once per settlement and time base
+    anchor: int = -1  # VenueTime.jumps when next_ns was mapped
     interval_min: int | None = None
 
 
@@ -287,9 +288,11 @@ class CcxtMarketDataClient(LiveMarketDataClient):
                 self._interval_task = self.create_task(self._refresh_intervals(), log_msg="funding intervals")
         interval = self._intervals.get(self._instruments[iid].raw_symbol.value, DEFAULT_INTERVAL_MIN)
         # published with every mark-price message, changed or not: the strategy's entry and hedge checks run on it
-        if next_ms != view.next_ms or view.next_ns is None:
-            # one settlement, one local time: a re-anchored venue clock must not announce "another" settlement
+        anchor = self.session.time.jumps
+        if next_ms != view.next_ms or view.next_ns is None or anchor != view.anchor:
+            # one settlement, one local time per time base (a jump of the venue's clock re-maps it)
             view.next_ns = self.session.time.to_local(next_ms) if next_ms else None
+            view.anchor = anchor
         view.rate, view.next_ms, view.interval_min = rate, next_ms, interval
         next_ns = view.next_ns
         self._handle_data(FundingRateUpdate(iid, rate, ts, now, interval=interval, next_funding_ns=next_ns))

@@ -376,6 +376,10 @@ class BasisNode:
             self.strategies[sym] = strat
         node._is_built = True  # clients registered directly (what TradingNodeBuilder does from factories)
 
+    def _reload_venue_check(self, settings: Settings, label: str) -> list[str]:
+        """A reloaded config is checked against the exchange's brackets read at start (not the bundled snapshots)."""
+        return leverage_problems(settings, self.brackets, label, "the exchange")
+
     async def _venue_brackets(self, symbols: list[str]) -> dict:
         """The exchange's leverage brackets of the configured perps (never the bundled snapshots). Paper mode reads
         them with the configured credentials on a short-lived client (a read-only key is enough)."""
@@ -459,7 +463,7 @@ class BasisNode:
                                      clock_ns=clock_ns, log=log)
         self.watcher = ConfigWatcher(self.opts.config_path, self.opts.env_file, self.settings, self.pending.offer,
                                      journal=journal, interval_s=self.opts.reload_interval_s, clock_ns=clock_ns,
-                                     log=log)
+                                     log=log, venue_check=self._reload_venue_check)
         self._reload_tasks = [asyncio.create_task(self.watcher.run(), name="basisbot-config-watcher"),
                               asyncio.create_task(self._apply_loop(), name="basisbot-config-apply")]
 
