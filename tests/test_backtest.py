@@ -104,6 +104,18 @@ def test_summary_contract_and_reconciliation(btc_always_in):
         assert (btc_always_in / f).stat().st_size > 0
 
 
+def test_always_in_baseline_is_the_funding_of_holding_throughout(btc_always_in):
+    """The baseline comes from the settlements and marks, not from a second run; for a run that is always in (and
+    never liquidated) it equals the run's own funding up to the lot rounding of the position."""
+    v = json.loads((btc_always_in / "summary.json").read_text())["symbols"]["BTCUSDT"]
+    assert v["liquidations"] == 0
+    assert v["always_in_funding"] == pytest.approx(v["funding_pnl"], rel=5e-3)
+    assert v["positive_funding"] > v["always_in_funding"] > 0
+    assert v["capture"] == pytest.approx(v["funding_pnl"] / v["positive_funding"], rel=1e-3)
+    rows = read_csv(btc_always_in / "baseline_funding.csv")
+    assert len(rows) >= v["settlements"] and all(float(r["position_qty"]) < 0 for r in rows)
+
+
 def test_predictions_are_causal():
     """The feed built from data cut at T predicts exactly what the full feed predicted up to T."""
     full = market_data.load_symbol(DATA, "SOLUSDT", start="2022-11-01", end="2022-12-01", allow_perp_gaps=True)

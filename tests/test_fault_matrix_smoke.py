@@ -50,15 +50,6 @@ def _check(cell):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("fault", ["ws_drop", "accepted_timeout", "first_leg_rejected", "kill9_entry"])
+@pytest.mark.parametrize("fault", FAULTS)
 def test_fault_cell(cells, fault):
     _check(cells[fault])
-
-
-@pytest.mark.slow
-@pytest.mark.xfail(strict=False, reason="needs the strategy fix of issue 10 (lead): after the second perp rejection "
-                                        "the spot leg must be sold with what the account holds (fee taken in BTC) "
-                                        "with retries backed off and capped; until then the unwind is denied in a "
-                                        "hot loop and the spot leg stays alone")
-def test_fault_cell_second_leg_rejected_twice(cells):
-    _check(cells["second_leg_rejected_twice"])

@@ -152,3 +152,26 @@ def test_floats_are_never_compared_with_a_tolerance():
         LegPair.start("enter", 0, 10, 1.0, 0.002, spot=(1, "-1"), perp=(-1, "1"))
     with pytest.raises(ValueError):
         exact(float("nan"))
+
+
+# -- restart plan --------------------------------------------------------------------------------------------------
+from basisbot.resume import plan_resume  # noqa: E402
+
+
+@pytest.mark.parametrize("spot,perp,intent,price,action,phase", [
+    ("0", "0", None, 100.0, "none", "flat"),
+    ("1.000", "-1.000", None, 100.0, "none", "in_carry"),
+    ("1.000", "-1.000", "exit", 100.0, "exit", "in_carry"),
+    ("1.000", "0", "exit", 100.0, "unwind", "in_carry"),
+    ("1.000", "0", "enter", 100.1, "catch_up", "entering"),  # within the 0.2% band of the entry at 100
+    ("1.000", "0", "enter", 101.0, "unwind", "in_carry"),  # moved 1%: unwind the spot leg
+    ("0", "-1.000", None, 100.0, "catch_up", "entering"),
+    ("0", "1.000", None, 100.0, "unwind", "in_carry"),  # a long perp is not a carry
+    ("0.0004", "0", "enter", 100.0, "none", "flat"),  # dust below a perp lot is not a leg
+])
+def test_resume_plan(spot, perp, intent, price, action, phase):
+    plan = plan_resume(spot, perp, hedge_ratio=1.0, spot_lot="0.00001", perp_lot="0.001", intent=intent,
+                       entry_price=100.0, price=price, slippage_band=0.002)
+    assert (plan.action, plan.phase) == (action, phase), plan
+    if action == "catch_up":
+        assert plan.spot == Decimal("1.000") and plan.perp == Decimal("1.000")

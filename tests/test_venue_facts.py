@@ -19,6 +19,7 @@ from basisbot.backtest.run import prepare
 from basisbot.brackets import BracketError, bracket_rows, load_brackets, parse_brackets, unified_to_id
 from basisbot.carry import funding_payment
 from basisbot.cli import main
+from tests.invariants import assert_backtest_invariants
 from basisbot.settings import load_settings
 from basisbot.sim.testing import run_scenario
 
@@ -200,6 +201,8 @@ def test_avax_from_public_dump_at_2x_liquidated_with_exact_funding(tmp_path):
     cfg = write_config(tmp_path, "avax", sym="AVAXUSDT", lev=2, data=dump)
     out = tmp_path / "avax"
     assert backtest(cfg, out) == 0
+    summary = assert_backtest_invariants(out)  # max_unhedged_s <= leg_timeout_s, liquidation included
+    assert summary["symbols"]["AVAXUSDT"]["liquidations"] >= 1
     liqs = read_csv(out / "liquidations.csv")
     assert liqs
     first = liqs[0]

@@ -159,6 +159,16 @@ class NautilusClockDriver:
         """One-off callback at `fire_ns` (leg timeouts, delayed retries), in order with the data."""
         self._clock.set_time_alert_ns(name, max(fire_ns, self._clock.timestamp_ns()), lambda _event: fn())
 
+    def every(self, name: str, seconds: float, fn: Callable[[], None] | None) -> None:
+        """(Re)start a periodic callback; `fn=None` stops it."""
+        if name in self._clock.timer_names:
+            self._clock.cancel_timer(name)
+        if fn is not None and seconds > 0:
+            self._clock.set_timer(name, dt.timedelta(seconds=seconds), callback=lambda _event: fn())
+
+    def shutdown(self) -> None:
+        pass
+
 
 class AsyncIOSchedulerDriver:
     """Runs the same jobs on an APScheduler `AsyncIOScheduler` bound to the live node's event loop."""
@@ -178,3 +188,39 @@ class AsyncIOSchedulerDriver:
         thread of its own, where nothing of the strategy or the journal may run)."""
         delay = max(0.0, (fire_ns - self._now_ns()) / NS) if self._now_ns is not None else 0.0
         self._loop.call_later(delay, fn)
+
+    def every(self, name: str, seconds: float, fn: Callable[[], None] | None) -> None:
+        """(Re)start a periodic callback on the event loop; `fn=None` stops it."""
+        if self._scheduler.get_job(name) is not None:
+            self._scheduler.remove_job(name)
+        if fn is not None and seconds > 0:
+            async def run():
+                fn()
+
+            self._scheduler.add_job(run, trigger=IntervalTrigger(seconds=seconds, start_date=ns_to_dt(self._now_ns()),
+                                                                 timezone=UTC), id=name, replace_existing=True)
+
+    def shutdown(self) -> None:
+        self._scheduler.shutdown(wait=False)
+
+
+def make_driver(kind: str, clock, handler: Callable[[Job], None]):
+    """The driver of the world a strategy runs in: "clock" (backtests: nautilus time alerts, in order with the data)
+    or "asyncio" (live: APScheduler's AsyncIOScheduler on the node's event loop; jobs run as coroutines on the loop's
+    thread, as APScheduler would otherwise run plain functions in a thread pool, where nothing of nautilus may run)."""
+    if kind == "clock":
+        return NautilusClockDriver(clock, handler)
+    if kind != "asyncio":
+        raise ValueError(f"unknown scheduler {kind!r}: allowed 'clock', 'asyncio'")
+    import asyncio
+
+    from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+    loop = asyncio.get_event_loop()
+    scheduler = AsyncIOScheduler(event_loop=loop, timezone="UTC")
+    scheduler.start()
+
+    async def on_job(job):
+        handler(job)
+
+    return AsyncIOSchedulerDriver(scheduler, on_job, loop, clock.timestamp_ns)
