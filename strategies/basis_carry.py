@@ -80,6 +80,7 @@ class BasisCarryStrategy(TwoLegStrategy):
         if getattr(self, "guard", None) is None:
             self.guard = GuardState(self.thresholds, self.table, c.margin_mode == "isolated")
         self.guard.thresholds = self.thresholds
+        self._hedge_checked = None  # the hedge ratio or tolerance may have changed: check the drift again
         self.calendar.windows = Windows(**c.schedule) if c.schedule else Windows()
 
     def apply_config(self, fields: dict) -> dict:
@@ -239,6 +240,8 @@ class BasisCarryStrategy(TwoLegStrategy):
     def _rebalance_if_drifted(self) -> None:
         if self._busy() or self.calendar.in_blackout(self.clock.timestamp_ns()):
             return  # no perp-leg rebalancing around settlements
+        if self._qty is not None and self._hedge_checked is self._qty:
+            return  # the positions have not changed since they were found on target
         spot, perp = self.spot_qty(), self.perp_qty()
         if self._lone_leg() is not None:
             self._check_hedge()
@@ -250,10 +253,11 @@ class BasisCarryStrategy(TwoLegStrategy):
             self._unwind("one leg missing")
             return
         drift = carry.hedge_drift(float(spot), float(perp), self.cfg.hedge_ratio)
-        if abs(drift) <= self.cfg.rebalance_tolerance:
-            return
         delta = carry.rebalance_delta(spot, perp, self.cfg.hedge_ratio, self._perp_lot)
-        if delta == 0 or self._halted is not None:
+        if abs(drift) <= self.cfg.rebalance_tolerance or delta == 0:
+            self._hedge_checked = self._qty
+            return
+        if self._halted is not None:
             return
         self._decide("rebalance", f"hedge drift {drift:+.2%}, perp {perp} by {-delta:+}")
         self._start_pair("rebalance", spot=(1, ZERO), perp=(-1 if delta > 0 else 1, abs(delta)))

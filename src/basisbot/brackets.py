@@ -99,6 +99,10 @@ def _ccxt_where(index: int, attr: str) -> str:
 
 def _require_finite(name: str, value: float) -> float:
     """``value`` as a Python float; ``ValueError`` unless it is a finite real number."""
+    if type(value) is float:  # the hot path (every mark): no ABC check
+        if value - value == 0.0:  # finite (inf - inf and nan - nan are nan)
+            return value
+        raise ValueError(f"{name} must be finite, got {value!r}")
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise ValueError(f"{name} must be a real number, got {value!r}")
     if not math.isfinite(value):

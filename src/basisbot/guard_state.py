@@ -43,7 +43,8 @@ class GuardState:
         st, t = self.state, self.thresholds
         if t is None or st is None or st.side == 0 or self.lp is None:
             return None
-        if guard.quiet(t, self.latched, margin.distance_to_liquidation(st.side, mark, self.lp)):
+        # the quiet check runs on every mark: the distance inline (side, mark and lp are floats this class made)
+        if self.latched is guard.Step.NONE and st.side * (mark - self.lp) / mark > t.warn_distance:
             return None
         decision, latched = guard.evaluate(
             t, side=st.side, qty=st.qty, entry=st.entry_price, mark=mark, wallet=st.wallet, table=self.table,

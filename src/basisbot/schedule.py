@@ -59,25 +59,24 @@ class Job:
     symbol: str
     kind: JobKind
     settlement_ns: int
-    trigger: DateTrigger
     fire_ns: int
     name: str
 
+    @property
+    def trigger(self) -> DateTrigger:
+        """The APScheduler trigger of this job (made when a live driver asks: backtests fire on the clock)."""
+        return DateTrigger(run_date=ns_to_dt(self.fire_ns), timezone=UTC)
+
 
 def jobs_for_settlement(symbol: str, settlement_ns: int, w: Windows) -> list[Job]:
-    t = ns_to_dt(settlement_ns)
     offsets = (
         (JobKind.DECISION, -w.decision_before_s),
         (JobKind.BLACKOUT_START, -w.blackout_before_s),
         (JobKind.BLACKOUT_END, w.blackout_after_s),
         (JobKind.BOOKING, w.booking_after_s),
     )
-    jobs = []
-    for kind, offset in offsets:
-        trigger = DateTrigger(run_date=t + dt.timedelta(seconds=offset), timezone=UTC)
-        jobs.append(Job(symbol, kind, settlement_ns, trigger, dt_to_ns(trigger.run_date),
-                        f"{symbol}:{kind.value}:{settlement_ns}"))
-    return jobs
+    return [Job(symbol, kind, settlement_ns, settlement_ns + int(offset * NS), f"{symbol}:{kind.value}:{settlement_ns}")
+            for kind, offset in offsets]
 
 
 def guard_sweep_trigger(w: Windows, start_ns: int) -> IntervalTrigger:

@@ -51,6 +51,7 @@ class BacktestRecorder(Actor):
         self.equity_rows: list[tuple] = []
         self.state_rows: list[tuple] = []
         self._margin: dict[str, PerpMarginState] = {}
+        self._lp: dict[str, tuple] = {}  # symbol -> (margin state, its liquidation price)
         # the one-leg invariant, observed from the positions the venues' fills made (not from the strategy's view)
         self.hedge = {s: HedgeMonitor(s, step, ratio) for s, step, ratio
                       in zip(self.symbols, config.perp_steps or ["1"] * len(self.symbols),
@@ -110,11 +111,16 @@ class BacktestRecorder(Actor):
         lp = dist = wallet = None
         if st is not None and st.side != 0:
             wallet = st.wallet
-            try:
-                lp = margin.liquidation_price(st.side, st.qty, st.entry_price, st.wallet, self.tables[symbol])
-                dist = margin.distance_to_liquidation(st.side, mark, lp)
-            except ValueError:
-                lp = dist = None
+            cached = self._lp.get(symbol)
+            if cached is not None and cached[0] is st:
+                lp = cached[1]  # the liquidation price depends on the margin state only
+            else:
+                try:
+                    lp = margin.liquidation_price(st.side, st.qty, st.entry_price, st.wallet, self.tables[symbol])
+                except ValueError:
+                    lp = None
+                self._lp[symbol] = (st, lp)
+            dist = margin.distance_to_liquidation(st.side, mark, lp) if lp is not None else None
         basis = (mark - spot_px) / spot_px if spot_px else None
         self.state_rows.append((ts, symbol, spot_px, mark, basis, None if fr is None else float(fr.rate), spot_qty,
                                 perp_qty, wallet, lp, dist))
