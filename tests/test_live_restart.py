@@ -103,9 +103,9 @@ def test_sigkill_mid_entry_then_restart_resumes_hedged_without_resending(tmp_pat
             env = subprocess_env()
             bot = Bot(cfg, env)
             await bot.start()
-            await bot.wait_for(r"basisbot live: running BTCUSDT", 20)
+            await bot.wait_for(r"basisbot live: running BTCUSDT", 90)
             await admin(sim, "/admin/faults", {"fail_next": {"count": 1, "status": 503, "path_prefix": "/fapi/v1/order"}})
-            await bot.wait_for(r"BTCUSDT: enter:", 20)
+            await bot.wait_for(r"BTCUSDT: enter:", 60)
             line = await bot.wait_for(r"O-[\w-]+: outcome unknown", 5)
             first_perp_cid = re.search(r"(O-[\w-]+): outcome unknown", line).group(1)
             await asyncio.sleep(0.3)
@@ -117,7 +117,7 @@ def test_sigkill_mid_entry_then_restart_resumes_hedged_without_resending(tmp_pat
 
             bot2 = Bot(cfg, env)
             await bot2.start()
-            await bot2.wait_for(r"basisbot live: running BTCUSDT", 20)
+            await bot2.wait_for(r"basisbot live: running BTCUSDT", 90)
             await bot2.wait_for(r"resume: .*completing the entry with the perp leg", 20)
             for _ in range(100):  # hedged at the venue
                 st = await state(sim)
@@ -134,7 +134,7 @@ def test_sigkill_mid_entry_then_restart_resumes_hedged_without_resending(tmp_pat
 
             bot3 = Bot(cfg, env)  # in carry: reconciliation finds both legs, the strategy sends nothing
             await bot3.start()
-            await bot3.wait_for(r"basisbot live: running BTCUSDT", 20)
+            await bot3.wait_for(r"basisbot live: running BTCUSDT", 90)
             await bot3.wait_for(r"resume: .*both legs held, in carry", 10)
             await asyncio.sleep(1.0)
             bot3.kill(signal.SIGINT)

@@ -54,10 +54,10 @@ def test_live_trades_avax_with_brackets_from_the_venue(tmp_path):
                 await until(lambda: strat.phase is Phase.IN_CARRY, 10, what="AVAX entry")
                 st = await state(sim)
                 pos = next(p for p in st["futures"]["positions"] if p["symbol"] == AVAX)
-                assert pos["positionAmt"] < 0 and strat.perp_qty() == pytest.approx(pos["positionAmt"])
+                assert pos["positionAmt"] < 0 and float(strat.perp_qty()) == pytest.approx(pos["positionAmt"])
                 assert st["spot"]["AVAX"]["free"] > 0
-                assert strat.spot_qty() == pytest.approx(st["spot"]["AVAX"]["free"], abs=0.01)  # lot: 0.01 AVAX
-                assert strat.spot_qty() == pytest.approx(-pos["positionAmt"], rel=0.02)
+                assert float(strat.spot_qty()) == pytest.approx(st["spot"]["AVAX"]["free"], abs=0.01)  # lot: 0.01 AVAX
+                assert float(strat.spot_qty()) == pytest.approx(-pos["positionAmt"], rel=0.02)
 
                 await until(lambda: strat.settlements_held >= 1, 25, what="AVAX booking")
                 await until(lambda: [f for f in node.perp_exec.funding_published if f.symbol == AVAX], 10,

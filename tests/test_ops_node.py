@@ -263,17 +263,16 @@ def test_a_dead_alert_channel_changes_nothing_in_trading(tmp_path, capfd):
 
 @pytest.mark.slow
 def test_paper_mode_serves_metrics_and_the_status_page(tmp_path):
-    """Paper mode (no credentials, simulated fills): the same server, the page lists the symbol in carry."""
+    """Paper mode (simulated fills; a read-only key only reads the brackets): the same server, the page lists the symbol in carry."""
     port = free_port()
 
     async def scenario():
         async with SimServer(sim_config(start=START)) as sim:
-            settings = node_settings(tmp_path, sim.url, credentials=False, mode="paper",
+            settings = node_settings(tmp_path, sim.url, credentials=True, mode="paper",  # brackets need a read-only key
                                      symbols={SYM: carry_symbol(), "ETHUSDT": {**carry_symbol(), "entry_apr": 1000.0,
                                                                              "exit_apr": 900.0}},
                                      live={"metrics_port": port},
                                      backtest={"spot_balance_usdt": 20000.0, "perp_balance_usdt": 10000.0})
-            settings = settings.model_copy(update={"api_key": None, "api_secret": None})
             async with RunningNode(settings, "paper", NodeOptions(log_level="ERROR")) as node:
                 await until(lambda: node.strategy(SYM).phase is Phase.IN_CARRY, 15, what="paper entry")
                 await asyncio.sleep(1.5)

@@ -37,8 +37,8 @@ def refusal(settings, path: Path) -> str:
 def test_star_applies_to_every_symbol_and_sym_to_one(settings):
     s = apply_point(settings, {"symbols.*.entry_apr": 0.2, "symbols.ETHUSDT.leverage": 2,
                                "symbols.*.guard.warn_distance": 0.2}, "t")
-    assert {k: v.entry_apr for k, v in s.symbols.items()} == {"BTCUSDT": 0.2, "ETHUSDT": 0.2, "SOLUSDT": 0.2}
-    assert {k: v.leverage for k, v in s.symbols.items()} == {"BTCUSDT": 3, "ETHUSDT": 2, "SOLUSDT": 3}
+    assert {k: v.entry_apr for k, v in s.symbols.items()} == {s: 0.2 for s in settings.symbols}
+    assert {k: v.leverage for k, v in s.symbols.items()} == {s: (2 if s == "ETHUSDT" else 3) for s in settings.symbols}
     assert all(v.guard.warn_distance == 0.2 for v in s.symbols.values())
     # everything else is the config's
     assert s.symbols["BTCUSDT"].max_notional_usdt == 40000 and s.backtest == settings.backtest
@@ -78,8 +78,9 @@ def test_symbol_not_in_config_is_refused(tmp_path, settings):
 
 def test_combinations_are_checked_with_the_config_rules(tmp_path, settings):
     # each value is fine alone; exit above entry is not, and 20x is more than BTC's bracket allows at 2M
-    msg = refusal(settings, grid_file(tmp_path, '"symbols.*.exit_apr" = [0.0, 0.09]\n'))
-    assert "1 of 2 grid points" in msg and "exit_apr (0.09) must be <= entry_apr (0.08)" in msg
+    msg = refusal(settings, grid_file(tmp_path, '"symbols.*.exit_apr" = [-0.05, 0.09]\n'))
+    entry = settings.symbols["BTCUSDT"].entry_apr
+    assert "1 of 2 grid points" in msg and f"exit_apr (0.09) must be <= entry_apr ({entry})" in msg
     msg = refusal(settings, grid_file(tmp_path, '"symbols.BTCUSDT.leverage" = [3, 75]\n'
                                                 '"symbols.BTCUSDT.max_notional_usdt" = [40000, 5000000]\n'))
     assert "symbols.BTCUSDT.leverage' = 75: the venue allows at most" in msg
