@@ -120,7 +120,8 @@ def _intrabar(events, instrument, t_open, path, size, mark_shift, pp, ids, emit_
             events.append((t, PRIO_MARK, MarkPriceUpdate(iid, Price(px + mark_shift, pp), t, t)))
 
 
-def build_feed(data: SymbolData, spot, perp, predictor_method: str = "premium", intrabar_step: float = 0.0) -> SymbolFeed:
+def build_feed(data: SymbolData, spot, perp, predictor_method: str = "premium", intrabar_step: float = 0.0,
+               print_filter: bool = True) -> SymbolFeed:
     bars = data.bars
     close_ns = (bars.index.asi8.astype(np.int64) * (1 if bars.index.unit == "ns" else _unit_mult(bars.index))
                 + HOUR_NS)
@@ -195,16 +196,19 @@ def build_feed(data: SymbolData, spot, perp, predictor_method: str = "premium", 
         if not (math.isnan(s_close) or math.isnan(p_close)):
             # a bad print (spot or perp inconsistent with the mark and its recent basis) never enters the prediction
             m_close = cols["mark_close"][k]
-            (fs, cs), (fp, cp) = spot_filter.check(t, s_close, m_close), perp_filter.check(t, p_close, m_close)
+            if print_filter:
+                (fs, cs), (fp, cp) = spot_filter.check(t, s_close, m_close), perp_filter.check(t, p_close, m_close)
+            else:  # benchmarks only: every print counts
+                (fs, cs), (fp, cp) = (None, False), (None, False)
             if held is not None and (cs or cp):  # the suspect print before was the market moving: it counts
                 predictor.on_premium(held[1])
                 flags[:] = [f for f in flags if f.ts_ns != held[0]]
             held = None
             if fs or fp:
                 flags.extend(f for f in (fs, fp) if f)
-                held = (t, premium(p_close, s_close))
+                held = (t, premium(m_close if m_close > 0 else p_close, s_close))
             else:
-                predictor.on_premium(premium(p_close, s_close))
+                predictor.on_premium(premium(m_close if m_close > 0 else p_close, s_close))
         pred = predictor.predict()
         nxt, interval_min = next_info(si)
         if pred is not None:
