@@ -58,7 +58,7 @@ class FundingPredictor:
     """Causal predictor of the rate that will settle at the next settlement.
 
     Methods (`method`):
-    - "premium": Binance's own formula applied to the average premium (perp vs spot close) of the hours observed
+    - "premium": Binance's own formula applied to the average premium (mark, else perp close, vs spot close) of the hours observed
       so far in the current funding interval; before the first hour of a new interval is seen, the previous
       interval's average is used.
     - "last_settled": the most recent settled rate (persistence).
