@@ -18,11 +18,20 @@ from basisbot.guard_state import GuardState
 from basisbot.legs import PairStatus
 from basisbot.quantities import ZERO
 from basisbot.schedule import Job, JobKind, SettlementCalendar, Windows
-from basisbot.venue_messages import ADJUST_MARGIN_ENDPOINT, AdjustMarginRequest, Liquidated, PerpMarginState
+from basisbot.portfolio import Bid, VolEstimator
+from basisbot.venue_messages import (
+    ADJUST_MARGIN_ENDPOINT,
+    PORTFOLIO_ENDPOINT,
+    AdjustMarginRequest,
+    BudgetRequest,
+    Liquidated,
+    PerpMarginState,
+)
 from strategies.two_leg import USDT, GuardEvent, Phase, StrategyLog, TwoLegConfig, TwoLegStrategy
 
 __all__ = ["BasisCarryConfig", "BasisCarryStrategy", "GuardEvent", "Phase", "StrategyLog", "TUNABLE_FIELDS"]
 
+HOUR_NS = 3_600_000_000_000
 ACTED_ON = frozenset({JobKind.DECISION, JobKind.BOOKING})  # the jobs this strategy has work for
 # the parameters a live config reload may change (`apply_config`); the rest (leverage, margin mode, instruments,
 # scheduler) is set up at start and changes only with a restart
@@ -68,6 +77,10 @@ class BasisCarryStrategy(TwoLegStrategy):
         self.memory = carry.FundingMemory(config.persistence_halflife)  # the settled level (causal)
         self._rate_at_decision: tuple[float, float] | None = None
         self.margin_state: PerpMarginState | None = None
+        self.vol = VolEstimator()  # recent daily volatility of the mark, for the capital budget
+        self._vol_hour = -1
+        self._scale = 1.0  # notional scale from the capital budget (compounding)
+        self._budget_said: bool | None = None
         self._guard_event_pending: GuardEvent | None = None
 
     def _derive(self) -> None:
@@ -111,6 +124,10 @@ class BasisCarryStrategy(TwoLegStrategy):
 
     def on_funding_rate(self, update: FundingRateUpdate) -> None:
         self.predicted_rate = float(update.rate)
+        hour = update.ts_event // HOUR_NS
+        if self.mark is not None and hour != self._vol_hour:
+            self._vol_hour = hour
+            self.vol.on_price(self.mark)
         if update.interval:
             self.interval_minutes = int(update.interval)
         jobs = self.calendar.on_funding_info(update.next_funding_ns, update.interval, self.clock.timestamp_ns(),
@@ -146,7 +163,7 @@ class BasisCarryStrategy(TwoLegStrategy):
             self._check_hedge()
             return
         if self.phase is Phase.FLAT:
-            if carry.decide(self.rules, self._view()) is carry.Action.ENTER:
+            if carry.decide(self.rules, self._view()) is carry.Action.ENTER and self._budget_allows(held=False):
                 self._enter()
         elif self.phase is Phase.IN_CARRY:
             self._rebalance_if_drifted()
@@ -160,6 +177,8 @@ class BasisCarryStrategy(TwoLegStrategy):
                               position_qty=float(self.perp_qty()), mark=self.mark)
             if self.phase is Phase.IN_CARRY and carry.decide(self.rules, self._view()) is carry.Action.EXIT:
                 self._exit(reason=f"predicted {self.predicted_rate:.6f} below exit_apr before settlement")
+            elif self.phase is Phase.IN_CARRY and not self._budget_allows(held=True):
+                self._exit(reason="re-ranked out of the capital budget")
         elif job.kind is JobKind.BOOKING:
             self.calendar.settled(job.settlement_ns)
             if self._rate_at_decision is not None:  # the last prediction before the settlement, now settled
@@ -171,11 +190,30 @@ class BasisCarryStrategy(TwoLegStrategy):
             if self.phase is Phase.IN_CARRY:
                 self.settlements_held += 1
 
+    def _budget_allows(self, held: bool) -> bool:
+        """With a capital budget ([portfolio]), whether this symbol's carry ranks among those the capital holds now."""
+        if PORTFOLIO_ENDPOINT not in self.msgbus.endpoints():
+            return True
+        apr = carry.expected_net_apr(self.rules, self._view())
+        if apr is None:
+            return held
+        t = self.thresholds.target_distance if self.thresholds else 0.15
+        bid = Bid(self.symbol, apr, self.cfg.notional_usdt, self.cfg.hedge_ratio, self.cfg.leverage, t,
+                  self.vol.daily, held, str(self.perp_id))
+        box: dict = {}
+        self.msgbus.send(PORTFOLIO_ENDPOINT, BudgetRequest(bid, lambda ok, scale: box.update(ok=ok, scale=scale)))
+        ok, self._scale = box.get("ok", True), box.get("scale", 1.0)
+        if ok != self._budget_said:
+            self._budget_said = ok
+            self._decide("budget", f"{'in' if ok else 'out of'} the capital budget (expected net {apr:+.2%} APR, "
+                                   f"daily vol {self.vol.daily:.2%})")
+        return ok
+
     def _enter(self) -> None:
         spot_px = self.spot_px
         if spot_px is None:
             return  # no spot price yet
-        notional = self.cfg.notional_usdt
+        notional = self.cfg.notional_usdt * self._scale
         if self.cfg.max_notional_usdt:
             notional = min(notional, self.cfg.max_notional_usdt)
         spot_qty, perp_qty = carry.leg_quantities(notional, spot_px, self.cfg.hedge_ratio, self._spot_lot,

@@ -32,11 +32,19 @@ def test_ranks_by_carry_per_capital_and_respects_budget_and_count():
     assert [s for s, ok in out.items() if ok] == ["CALM"]
 
 
+def test_a_newcomer_waits_until_what_is_held_has_left():
+    held, better = bid("HELD", 0.02, held=True), bid("NEW", 0.30)
+    out = allocate([held, better], Budget(capital_usdt=14_000))
+    assert out == {"HELD": False, "NEW": False}  # HELD is told to go; NEW waits for its capital
+    assert allocate([bid("HELD", 0.02), better], Budget(capital_usdt=14_000)) == {"HELD": False, "NEW": True}
+
+
 def test_hysteresis_keeps_what_is_held_against_a_slightly_better_challenger():
     held, challenger = bid("HELD", 0.10, held=True), bid("NEW", 0.11)
     assert allocate([held, challenger], Budget(capital_usdt=14_000, hysteresis=0.25)) == {"HELD": True, "NEW": False}
+    # a much better one: HELD is told to go, NEW enters once HELD's capital is free
     assert allocate([held, bid("NEW", 0.20)], Budget(capital_usdt=14_000, hysteresis=0.25)) == {"HELD": False,
-                                                                                             "NEW": True}
+                                                                                             "NEW": False}
 
 
 def test_daily_vol_from_hourly_marks():
@@ -46,3 +54,37 @@ def test_daily_vol_from_hourly_marks():
         price *= math.exp(0.01 if k % 2 else -0.01)  # 1% hourly moves
         v.on_price(price)
     assert abs(v.daily - 0.01 * math.sqrt(24)) < 1e-6
+
+
+# -- in a backtest ---------------------------------------------------------------------------------------------------
+from pathlib import Path  # noqa: E402
+import csv  # noqa: E402
+
+from basisbot.cli import main  # noqa: E402
+from tests.invariants import assert_backtest_invariants  # noqa: E402
+
+DATA = Path(__file__).resolve().parents[1] / "backtests" / "data" / "binance"
+
+
+@pytest.mark.slow
+def test_budget_holds_at_most_max_symbols_and_the_capital(tmp_path):
+    text = (f'[backtest]\ndata = "{DATA}"\nstart = "2023-01-01"\nend = "2023-05-01"\n'
+            "[portfolio]\ncapital_usdt = 30000\nmax_symbols = 2\n")
+    for s in ("BTCUSDT", "ETHUSDT", "SOLUSDT", "AVAXUSDT"):
+        text += f"[symbols.{s}]\nnotional_usdt = 10000\nleverage = 3\n"
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(text)
+    out = tmp_path / "o"
+    assert main(["backtest", "--config", str(cfg), "--out", str(out), "--quiet"]) == 0
+    assert_backtest_invariants(out)
+    with (out / "state.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    held: dict[str, set] = {}
+    for r in rows:
+        if float(r["perp_qty"] or 0) < 0:
+            held.setdefault(r["ts"], set()).add(r["symbol"])
+    assert held, "the budget must let some carry in"
+    assert max(len(v) for v in held.values()) <= 2  # never more than max_symbols at once
+    with (out / "decisions.csv").open() as fh:
+        budget = [r for r in csv.DictReader(fh) if r["action"] == "budget"]
+    assert any("out of the capital budget" in r["reason"] for r in budget)

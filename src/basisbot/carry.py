@@ -190,6 +190,15 @@ def round_trip_cost(rules: CarryRules) -> float:
     return 2 * (rules.fees.spot_taker + rules.fees.perp_taker * rules.hedge_ratio + 2 * rules.spread)
 
 
+def expected_net_apr(rules: CarryRules, view: CarryView) -> float | None:
+    """The expected carry APR on the spot notional, less the round trip amortised over the horizon (a bid's worth)."""
+    hourly = expected_hourly(rules, view)
+    if hourly is None:
+        return None
+    return (hourly * HOURS_PER_YEAR * rules.hedge_ratio
+            - round_trip_cost(rules) * HOURS_PER_YEAR / max(rules.horizon_hours, 1.0))
+
+
 def decide(rules: CarryRules, view: CarryView) -> Action:
     """Entry when the expected carry APR net of the round trip amortised over the horizon beats `entry_apr`; exit
     below `exit_apr` once the minimum hold is served; between the two the current state is kept (hysteresis). No

@@ -27,6 +27,7 @@ class Bid:
     target_distance: float
     daily_vol: float  # recent daily volatility of the mark (fraction)
     held: bool
+    instrument: str = ""  # the perp's instrument id: the budget checks what is actually held
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,21 +52,34 @@ def score(b: Bid, budget: Budget) -> float:
 
 
 def allocate(bids: list[Bid], budget: Budget) -> dict[str, bool]:
-    """{symbol: allowed to hold}. Only carries expected to earn (score > 0) are held; held symbols keep their capital
-    first among equals (hysteresis); the rest fill the budget in score order."""
+    """{symbol: allowed to hold}. The ideal book: carries expected to earn (score > 0) in score order while the capital
+    and `max_symbols` allow, held symbols first among equals (hysteresis). A held symbol outside it is told to go (it
+    exits at its next decision); a newcomer is let in only when it is in the ideal book AND the capital and count left
+    by everything still held allow it, so the book never holds more than the budget while it turns over."""
     ranked = sorted(bids, key=lambda b: (-score(b, budget), b.symbol))
-    left = budget.capital_usdt
-    count = 0
-    out = {b.symbol: False for b in bids}
+    ideal: set[str] = set()
+    left, count = budget.capital_usdt, 0
     for b in ranked:
-        if score(b, budget) <= 0 or not math.isfinite(score(b, budget)):
+        sc = score(b, budget)
+        if not (sc > 0 and math.isfinite(sc)):
             continue
         need = capital_needed(b, budget)
         if need > left or (budget.max_symbols is not None and count >= budget.max_symbols):
             continue
-        out[b.symbol] = True
+        ideal.add(b.symbol)
         left -= need
         count += 1
+    out = {b.symbol: b.held and b.symbol in ideal for b in bids}
+    left = budget.capital_usdt - sum(capital_needed(b, budget) for b in bids if b.held)
+    count = sum(1 for b in bids if b.held)
+    for b in ranked:
+        if b.held or b.symbol not in ideal:
+            continue
+        need = capital_needed(b, budget)
+        if need <= left and (budget.max_symbols is None or count < budget.max_symbols):
+            out[b.symbol] = True
+            left -= need
+            count += 1
     return out
 
 

@@ -246,6 +246,16 @@ def mask_alert_url(url: str) -> str:
     return url.split("://", 1)[0] + "://***"
 
 
+class PortfolioSettings(_Model):
+    """A capital budget across symbols (optional; without `capital_usdt` each symbol keeps its own notional)."""
+
+    capital_usdt: float | None = Field(None, gt=0, description="capital shared by the carries (spot + perp margin)")
+    max_symbols: int | None = Field(None, ge=1, le=1000, description="most carries held at once")
+    hysteresis: float = Field(0.25, ge=0, le=10, description="a held carry keeps its place unless beaten by this "
+                                                               "much (relative)")
+    compounding: bool = Field(False, description="size entries from current equity (notional x equity / start)")
+
+
 class BacktestSettings(_Model):
     data: Path = Field(Path("backtests/data/binance"), description="bundled layout or Binance public-dump layout")
     brackets: Path | None = Field(None, description="leverage brackets snapshot (Binance leverageBracket or ccxt "
@@ -303,6 +313,7 @@ class Settings(BaseSettings):
     schedule: ScheduleSettings = ScheduleSettings()
     fees: FeeSettings = FeeSettings()
     backtest: BacktestSettings = BacktestSettings()
+    portfolio: PortfolioSettings = PortfolioSettings()
     symbols: dict[str, SymbolSettings] = Field(default_factory=dict)
     api_key: SecretStr | None = None
     api_secret: SecretStr | None = None

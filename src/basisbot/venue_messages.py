@@ -95,3 +95,16 @@ class RestoreRequest:
 
     symbol: str
     reply: object
+
+
+PORTFOLIO_ENDPOINT = "basisbot.portfolio.bid"
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetRequest:
+    """Sent by a strategy on PORTFOLIO_ENDPOINT (when a capital budget is configured) with its current bid
+    (`basisbot.portfolio.Bid`); the budget calls `reply(allowed: bool, scale: float)`: whether the symbol may hold
+    its carry now, and the notional scale (1, or the equity growth with compounding)."""
+
+    bid: object
+    reply: object

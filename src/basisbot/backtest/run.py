@@ -28,6 +28,7 @@ from basisbot.backtest.instruments import PERP_VENUE, SPOT_VENUE, make_perp, mak
 from basisbot.backtest.perp_venue import FundingModule, PerpLedger, PerpMarginModule, PerpSymbol, SpotCollateralModule
 from basisbot.backtest.recorder import BacktestRecorder, RecorderConfig
 from basisbot.brackets import BracketTable, bracket_rows
+from basisbot.portfolio_actor import PortfolioBudgetActor, PortfolioBudgetConfig
 from basisbot.settings import ConfigError, Settings, SymbolSettings, venue_reference
 from strategies.basis_carry import BasisCarryConfig, BasisCarryStrategy
 
@@ -225,6 +226,12 @@ def run_prepared(p: Prepared, *, progress: bool = False) -> BacktestResult:
         {s: p.brackets[s] for s in order},
     )
     engine.add_actor(recorder)
+    pf = settings.portfolio
+    if pf.capital_usdt:
+        budget = PortfolioBudgetActor(PortfolioBudgetConfig(
+            capital_usdt=pf.capital_usdt, max_symbols=pf.max_symbols, hysteresis=pf.hysteresis,
+            compounding=pf.compounding, venues=[SPOT_VENUE.value, PERP_VENUE.value]))
+        engine.add_actor(budget)
 
     t0 = time.perf_counter()
     engine.run(end=pd.Timestamp(p.last.value + 60_000_000_000, tz="UTC"))  # past the last hour: final sample
