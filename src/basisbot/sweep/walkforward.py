@@ -89,7 +89,7 @@ def run_walkforward(base: Settings, grid: Grid, scope: RunScope, out: Path, pool
         row["train.folder"] = f"train/{tr['folder']}" if tr is not None else ""
         row["test.folder"] = f"test/{te['folder']}"
         table.append(row)
-    frame = pd.DataFrame(table)
+    frame = pd.DataFrame(table, dtype=object)  # key columns keep their values (no NaN-forced floats)
     frame.to_csv(out / "walkforward.csv", index=False)
     (out / "walkforward.json").write_text(json.dumps({
         "train": str(train), "test": str(test), "objective": objective, "direction": direction,
