@@ -73,7 +73,7 @@ def sweep_main(args) -> int:
             for window in (train, test):
                 _plan_all(settings, grid, grid_points, scope.with_window(window.start, window.end))
         else:
-            points = _plan_all(settings, grid, grid_points, scope)
+            _plan_all(settings, grid, grid_points, scope)
     except (BacktestInputError, DataError) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -5,7 +5,6 @@ net PnL (rows: the first key, columns: the second)."""
 from __future__ import annotations
 
 import html
-import json
 import math
 from pathlib import Path
 
@@ -149,7 +148,3 @@ def write_sweep_page(out: Path, frame: pd.DataFrame, keys: list[str], *, title: 
     target = out / "sweep.html"
     target.write_text(page(title, subtitle, sections), encoding="utf-8")
     return target
-
-
-def jsonable_frame(frame: pd.DataFrame) -> list[dict]:
-    return json.loads(frame.to_json(orient="records"))

@@ -190,6 +190,7 @@ class Executor:
 
     @property
     def free_slots(self) -> int:
+        self.pool.start()  # asked only when there is a point to run: Ray starts then, not before
         return self.pool.capacity - len(self.inflight)
 
     def submit(self, p: PlannedPoint) -> None:

@@ -79,7 +79,8 @@ def run_walkforward(base: Settings, grid: Grid, scope: RunScope, out: Path, pool
         for k in grid.keys:
             row[k] = tr[k] if tr is not None else None
         row[f"train.{objective}"] = tr.get(objective) if tr is not None else None
-        row["train.net_pnl"] = tr.get("total.net_pnl") if tr is not None else None
+        if objective != "total.net_pnl":
+            row["train.total.net_pnl"] = tr.get("total.net_pnl") if tr is not None else None
         for m in METRICS:
             row[f"test.{m}"] = te.get(f"total.{m}")
         if objective not in (f"total.{m}" for m in METRICS):
@@ -89,7 +90,7 @@ def run_walkforward(base: Settings, grid: Grid, scope: RunScope, out: Path, pool
         row["train.folder"] = f"train/{tr['folder']}" if tr is not None else ""
         row["test.folder"] = f"test/{te['folder']}"
         table.append(row)
-    frame = pd.DataFrame(table)
+    frame = pd.DataFrame(table, dtype=object)  # key columns keep their values (no NaN-forced floats)
     frame.to_csv(out / "walkforward.csv", index=False)
     (out / "walkforward.json").write_text(json.dumps({
         "train": str(train), "test": str(test), "objective": objective, "direction": direction,

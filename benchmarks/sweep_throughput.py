@@ -1,0 +1,94 @@
+"""Sweep throughput: points per minute with 1 and 2 workers on an embedded Ray, and the per-point overhead against a
+single `basisbot backtest` of the same point.
+
+    .venv/bin/python benchmarks/sweep_throughput.py [--points 6] [--symbol BTCUSDT] [--start 2023-01-01] [--end 2024-01-01]
+
+Prints: the single backtest's wall time (a fresh `basisbot backtest --quiet` process: start, imports, data, engine,
+results and report); Ray's start-up (once per command); for each worker count the sweep's wall time after start-up,
+points per minute, and seconds per point with one worker against the single backtest (the overhead per point:
+a fresh worker process and its imports, the object-store round trips, the point's folder)."""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+CONFIG = """
+[backtest]
+data = "{data}"
+start = {start}
+end = {end}
+[symbols.{symbol}]
+notional_usdt = 20000
+leverage = {leverage}
+entry_apr = {entry}
+exit_apr = 0.0
+min_hold_intervals = 90
+"""
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--points", type=int, default=6)
+    ap.add_argument("--symbol", default="BTCUSDT")
+    ap.add_argument("--start", default="2023-01-01")
+    ap.add_argument("--end", default="2024-01-01")
+    args = ap.parse_args()
+
+    from basisbot.settings import load_settings
+    from basisbot.sweep.plan import RunScope, plan_point
+    from basisbot.sweep.runner import RayPool, run_points
+
+    tmp = Path(tempfile.mkdtemp(prefix="sweep-bench-"))
+    try:
+        data = REPO / "backtests" / "data" / "binance"
+        cfg = tmp / "base.toml"
+        cfg.write_text(CONFIG.format(data=data, start=args.start, end=args.end, symbol=args.symbol, leverage=3,
+                                     entry=0.05))
+        settings = load_settings(cfg, env_file=None)
+        values = [{"symbols.*.entry_apr": round(0.01 * (i + 1), 4), "symbols.*.leverage": 2 + i % 2}
+                  for i in range(args.points)]
+        scope = RunScope(cfg)
+        points = [plan_point(settings, v, i, scope) for i, v in enumerate(values)]
+
+        single_cfg = tmp / "single.toml"
+        single_cfg.write_text(CONFIG.format(data=data, start=args.start, end=args.end, symbol=args.symbol,
+                                            leverage=values[0]["symbols.*.leverage"],
+                                            entry=values[0]["symbols.*.entry_apr"]))
+        t = time.perf_counter()
+        subprocess.run([str(Path(sys.executable).parent / "basisbot"), "backtest", "--config", str(single_cfg),
+                        "--env-file", str(tmp / "none.env"), "--out", str(tmp / "single"), "--quiet"], check=True)
+        single = time.perf_counter() - t
+        print(f"{args.symbol} {args.start}..{args.end}, {args.points} points")
+        print(f"single `basisbot backtest` (fresh process): {single:.1f} s")
+
+        per_point_1 = None
+        for workers in (1, 2):
+            out = tmp / f"w{workers}"
+            with RayPool(workers=workers) as pool:
+                t = time.perf_counter()
+                pool.start()
+                started = time.perf_counter() - t
+                t = time.perf_counter()
+                rows = run_points(points, out, pool, progress=False)
+                wall = time.perf_counter() - t
+            assert all(r["status"] == "ok" for r in rows), [r["error"] for r in rows]
+            per_point = wall / len(points)
+            per_point_1 = per_point_1 or per_point
+            print(f"{workers} worker(s): Ray start {started:.1f} s, {len(points)} points in {wall:.1f} s -> "
+                  f"{60 / per_point:.1f} points/min ({per_point:.1f} s/point)")
+        print(f"per-point overhead with 1 worker vs the single backtest: {per_point_1 - single:+.1f} s "
+              f"({per_point_1:.1f} s vs {single:.1f} s)")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
