@@ -12,7 +12,7 @@ import argparse
 import numpy as np
 
 from basisbot import reference
-from basisbot.backtest import market_data
+from basisbot.data import market_data
 from basisbot.backtest.feed import build_feed
 from basisbot.backtest.instruments import make_perp, make_spot
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from basisbot import margin, reference
-from basisbot.backtest.market_data import load_symbol
+from basisbot.data.market_data import load_symbol
 from basisbot.carry import funding_payment
 from basisbot.sim import errors
 from basisbot.sim.auth import Auth, sign

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from basisbot import margin, reference
-from basisbot.backtest.dump_writer import export_binance_dump
+from basisbot.data.dump_writer import export_binance_dump
 from basisbot.backtest.run import prepare
 from basisbot.brackets import BracketError, bracket_rows, load_brackets, parse_brackets, unified_to_id
 from basisbot.carry import funding_payment

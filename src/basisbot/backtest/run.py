@@ -22,7 +22,7 @@ from nautilus_trader.model.identifiers import TraderId
 from nautilus_trader.model.objects import Money
 
 from basisbot import reference
-from basisbot.backtest import market_data
+from basisbot.data import market_data
 from basisbot.backtest.feed import SymbolFeed, bar_type, build_feed
 from basisbot.backtest.instruments import PERP_VENUE, SPOT_VENUE, make_perp, make_spot
 from basisbot.backtest.perp_venue import FundingModule, PerpLedger, PerpMarginModule, PerpSymbol, SpotCollateralModule

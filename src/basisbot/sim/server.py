@@ -38,7 +38,7 @@ from pathlib import Path
 import pandas as pd
 from aiohttp import web
 
-from basisbot.backtest.market_data import DataError, available_symbols
+from basisbot.data.market_data import DataError, available_symbols
 from basisbot.sim.auth import Auth
 from basisbot.sim.cliargs import add_sim_arguments
 from basisbot.sim.clock import ReplayClock

@@ -45,7 +45,7 @@ def serve_loaded_data(loaded: dict[LoadKey, object]):
     """While active, `market_data.load_symbol` answers from `loaded` for the exact same arguments (folder, symbol,
     window, gap policy) and reads the files otherwise (counted as a miss). Used only in a sweep worker, a process
     that runs this one backtest and exits (max_calls=1)."""
-    from basisbot.backtest import market_data
+    from basisbot.data import market_data
 
     real = market_data.load_symbol
     served = DataServed()

@@ -1,4 +1,4 @@
-"""Write canonical :class:`~basisbot.backtest.market_data.SymbolData` in Binance's public-dump layout.
+"""Write canonical :class:`~basisbot.data.market_data.SymbolData` in Binance's public-dump layout.
 
 Used by tests and demos to show that the same backtest on a folder in the data.binance.vision
 layout gives identical results. Files written (one per calendar month, UTC)::
@@ -33,15 +33,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from basisbot.backtest.market_data import (
-    FUNDING_HEADER,
-    HOUR_NS,
-    KLINE_HEADER,
-    SymbolData,
-    _ns,
-    dump_paths,
-    load_symbol,
-)
+from basisbot.data.discovery import dump_paths
+from basisbot.data.market_data import load_symbol
+from basisbot.data.symbol_data import FUNDING_HEADER, HOUR_NS, KLINE_HEADER, SymbolData, _ns
 
 __all__ = ["export_binance_dump", "write_binance_dump"]
 
