@@ -14,7 +14,7 @@ import numpy as np
 from basisbot import reference
 from basisbot.data import market_data
 from basisbot.backtest.feed import build_feed
-from basisbot.backtest.instruments import make_perp, make_spot
+from basisbot.nautilus.instruments import make_perp, make_spot
 
 
 def predicted_and_settled(data, symbol: str, method: str) -> tuple[np.ndarray, np.ndarray]:

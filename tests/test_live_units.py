@@ -19,7 +19,7 @@ from basisbot.live.instruments import (
     spot_from_market,
 )
 from basisbot.live.node import credentials_problem
-from basisbot.live.testing import write_config
+from tests.helpers.live_node import write_config
 from basisbot.live.venue import MS, NS, VenueTime
 from basisbot.settings import load_settings
 

@@ -20,7 +20,7 @@ from basisbot.brackets import BracketError, bracket_rows, load_brackets, parse_b
 from basisbot.carry import funding_payment
 from basisbot.cli import main
 from basisbot.settings import load_settings
-from basisbot.sim.testing import run_scenario
+from tests.helpers.sim_venue import run_scenario
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "backtests" / "data" / "binance"

@@ -87,7 +87,7 @@ from nautilus_trader.model.identifiers import (
 from nautilus_trader.model.instruments import Instrument
 from nautilus_trader.model.objects import AccountBalance, MarginBalance, Money, Price, Quantity
 
-from basisbot.backtest.instruments import _currency
+from basisbot.nautilus.instruments import currency
 from basisbot.live.instruments import StaticInstrumentProvider
 from basisbot.live.messages import FUNDING_SETTLED_TOPIC, FundingSettled
 from basisbot.live.venue import NS, VenueSession
@@ -520,7 +520,7 @@ class CcxtExecutionClient(LiveExecutionClient):
         fee = t.get("fee") or {}
         cost = fee.get("cost")
         code = fee.get("currency") or "USDT"
-        commission = Money(float(cost or 0.0), _currency(code))
+        commission = Money(float(cost or 0.0), currency(code))
         liq = {"maker": LiquiditySide.MAKER, "taker": LiquiditySide.TAKER}.get(t.get("takerOrMaker"),
                                                                                LiquiditySide.TAKER)
         track.filled += qty
@@ -766,7 +766,7 @@ class CcxtExecutionClient(LiveExecutionClient):
         for code, (free, used) in self._balances.items():
             if free + used <= 0 and code != "USDT":
                 continue
-            cur = _currency(code)
+            cur = currency(code)
             free = max(free, 0.0)
             balances.append(AccountBalance(Money(free + used, cur), Money(used, cur), Money(free, cur)))
         if not balances:
@@ -1098,7 +1098,7 @@ class CcxtExecutionClient(LiveExecutionClient):
             order_side=OrderSide.BUY if t.get("side") == "buy" else OrderSide.SELL,
             last_qty=Quantity(float(t["amount"]), inst.size_precision),
             last_px=Price(float(t["price"]), inst.price_precision),
-            commission=Money(float(fee.get("cost") or 0.0), _currency(fee.get("currency") or "USDT")),
+            commission=Money(float(fee.get("cost") or 0.0), currency(fee.get("currency") or "USDT")),
             liquidity_side=LiquiditySide.MAKER if t.get("takerOrMaker") == "maker" else LiquiditySide.TAKER,
             client_order_id=ClientOrderId(str(cid)) if cid else None,
             report_id=UUID4(),

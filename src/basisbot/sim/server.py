@@ -380,7 +380,7 @@ def main(args: argparse.Namespace) -> int:
                   flush=True)
             if not getattr(args, "api_key", None):
                 print(f"  api key:    {cfg.api_key}\n  api secret: {cfg.api_secret}", flush=True)
-            print("  point ccxt at it with basisbot.sim.client.use_local_venue(exchange, url); Ctrl-C stops",
+            print("  point ccxt at it with basisbot.exchange.ccxt_setup.use_local_venue(exchange, url); Ctrl-C stops",
                   flush=True)
             await stop.wait()
         finally:
