@@ -13,10 +13,10 @@ from basisbot.sim.routing import API_KEY, SIGNED, Ctx, Routes, order_history, tr
 from basisbot.sim.venue import FUT
 
 if TYPE_CHECKING:
-    from basisbot.sim.server import SimServer
+    from basisbot.sim.host import VenueHost
 
 
-def futures_routes(sim: SimServer) -> Routes:
+def futures_routes(sim: VenueHost) -> Routes:
     r = Routes()
     v = sim.venue
 

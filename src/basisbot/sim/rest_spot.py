@@ -11,10 +11,10 @@ from basisbot.sim.routing import API_KEY, SIGNED, Ctx, Routes, order_history, tr
 from basisbot.sim.venue import SPOT
 
 if TYPE_CHECKING:
-    from basisbot.sim.server import SimServer
+    from basisbot.sim.host import VenueHost
 
 
-def _symbols_param(ctx: Ctx, sim: SimServer) -> list[str] | None:
+def _symbols_param(ctx: Ctx, sim: VenueHost) -> list[str] | None:
     import json
 
     one = ctx.get("symbol")
@@ -30,7 +30,7 @@ def _symbols_param(ctx: Ctx, sim: SimServer) -> list[str] | None:
     return None
 
 
-def spot_routes(sim: SimServer) -> Routes:
+def spot_routes(sim: VenueHost) -> Routes:
     r = Routes()
     v = sim.venue
 

@@ -51,7 +51,8 @@ from basisbot.sim.rest_futures import futures_routes
 from basisbot.sim.rest_spot import spot_routes
 from basisbot.sim.routing import API_KEY, SIGNED, Routes, json_response, make_ctx
 from basisbot.sim.venue import Venue
-from basisbot.sim.ws import Hub, ListenKeys
+from basisbot.sim.listen_keys import ListenKeys
+from basisbot.sim.ws import Hub
 
 log = logging.getLogger("basisbot.sim")
 
