@@ -10,7 +10,8 @@ from nautilus_trader.model.instruments import CryptoPerpetual, CurrencyPair
 from pydantic import SecretStr
 
 from basisbot import reference
-from basisbot.live.exec_client import CcxtExecutionClient, _is_duplicate
+from basisbot.live.exec_client import CcxtExecutionClient
+from basisbot.live.exec_orders import _is_duplicate
 from basisbot.live.instruments import (
     InstrumentError,
     find_market,
