@@ -55,6 +55,8 @@ from typing import Any
 
 import sqlite_utils
 
+from basisbot.carry import funding_payment
+
 NS = 1_000_000_000
 
 TABLES: dict[str, dict[str, Any]] = {
@@ -158,10 +160,10 @@ class JournalThreadError(RuntimeError):
 
 
 def expected_funding(position_qty: float | None, mark: float | None, rate: float | None) -> float | None:
-    """Funding received by a position: -qty × mark × rate (positive = received; a short receives a positive rate)."""
+    """`carry.funding_payment` of a journal row whose position, mark or rate may be unknown (then None)."""
     if position_qty is None or mark is None or rate is None:
         return None
-    return -position_qty * mark * rate
+    return funding_payment(position_qty, mark, rate)
 
 
 def funding_mismatch(expected: float | None, settled: float | None, abs_tol: float, rel_tol: float) -> bool:
@@ -728,28 +730,3 @@ class Journal(JournalReader):
 
         return {"writes": n, "mean_us": (total / n / 1000) if n else 0.0, "p50_us": pct(0.5), "p99_us": pct(0.99),
                 "max_us": mx / 1000}
-
-
-def measure_write_latency(path: str | Path, n: int = 2000, synchronous: str = "NORMAL") -> dict:
-    """Time `n` rounds of typical writes (decision, order, fill, position snapshot, leg, prediction: 6 committed
-    transactions per round) on a fresh journal at `path`; returns `Journal.latency_stats()`."""
-    from basisbot.venue_messages import JournalRecord
-
-    j = Journal(path, synchronous=synchronous)
-    try:
-        for i in range(n):
-            j.record(JournalRecord("decision", "BTCUSDT", i, {"action": "enter", "reason": f"r{i}", "phase": "flat"}))
-            j.record_order(f"O-{i}", ts=i, status="submitted", symbol="BTCUSDT", leg="perp", side="SELL", qty=1.0,
-                           type="MARKET", tags=["ENTER"])
-            j.record_fill(trade_id=f"T-{i}", instrument_id="BTCUSDT-PERP.BINANCE_PERP", client_order_id=f"O-{i}",
-                          symbol="BTCUSDT", leg="perp", side="SELL", qty=1.0, price=100.0, fee=0.05,
-                          fee_currency="USDT", ts=i)
-            j.record_position("BTCUSDT", i, spot_qty=1.0, perp_qty=-1.0, mark=100.0)
-            j.record(JournalRecord("leg", "BTCUSDT", i, {
-                "pair_id": f"p{i // 4}", "intent": "enter", "event": "fill", "detail": f"d{i}", "status": "working",
-                "targets": {"spot": 1.0, "perp": -1.0}, "filled": {"spot": 1.0, "perp": 0.0}}))
-            j.record_prediction("BTCUSDT", 10**18 + i * 10**12, ts=i, predicted_rate=1e-4, interval_minutes=480,
-                                position_qty=-1.0, mark=100.0)
-        return j.latency_stats()
-    finally:
-        j.close()

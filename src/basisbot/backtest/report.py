@@ -4,7 +4,7 @@ Everything is read back from the result files written next to the report (summar
 equity.csv, state.csv, funding.csv, predictions.csv, trades.csv, guard.csv, liquidations.csv, decisions.csv are
 read from the same folder), so a report can be rebuilt from a results folder alone:
 
-    write_report(None, json.loads((out / "summary.json").read_text()), out / "report.html")
+    write_report(json.loads((out / "summary.json").read_text()), out / "report.html")
 
 The page has no external resources (no scripts, stylesheets, fonts or images from the network): the charts are
 inline SVG drawn here, with every guard action and liquidation as a vertical marker carrying an SVG <title>
@@ -999,8 +999,8 @@ def build_html(folder: Path, summary: dict) -> str:
               "self-contained (no external resources).</p></main></body></html>\n")
 
 
-def write_report(result, summary: dict, path: Path) -> None:
-    """Write `path` (report.html) from `summary` and the CSV files in `path`'s folder. `result` is unused (kept for
-    the call site): the report depends only on the results folder."""
+def write_report(summary: dict, path: Path) -> None:
+    """Write `path` (report.html) from `summary` and the CSV files in `path`'s folder: the report depends only on
+    the results folder."""
     path = Path(path)
     path.write_text(build_html(path.parent, summary), encoding="utf-8")

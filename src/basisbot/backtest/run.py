@@ -294,7 +294,7 @@ def run_backtest_cli(args) -> int:
         return 2
     out = Path(args.out)
     summary = write_results(result, out)
-    write_report(result, summary, out / "report.html")
+    write_report(summary, out / "report.html")
     if not args.quiet:
         print_summary(result, summary, out)
     return 0

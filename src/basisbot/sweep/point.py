@@ -91,7 +91,7 @@ def run_point(task: PointTask, loaded: dict[LoadKey, object]) -> dict:
         with tempfile.TemporaryDirectory(prefix="basisbot-point-") as tmp:
             out = Path(tmp)
             summary = write_results(result, out)
-            write_report(result, summary, out / "report.html")
+            write_report(summary, out / "report.html")
             files = {str(f.relative_to(out)): f.read_bytes() for f in sorted(out.rglob("*")) if f.is_file()}
         return {"status": "ok", "point_id": task.point_id, "summary": summary, "files": files,
                 "seconds": time.perf_counter() - t_imported, "import_seconds": t_imported - t0,
