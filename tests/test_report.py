@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from basisbot.backtest.report import MAX_POINTS, downsample, fmt_num, write_report
+from basisbot.backtest.report import write_report
+from basisbot.backtest.report_charts import MAX_POINTS, downsample
+from basisbot.backtest.report_format import fmt_num
 from basisbot.cli import main
 from tests.invariants import assert_backtest_invariants
 
@@ -219,7 +221,7 @@ def test_downsample_bounds_points_and_keeps_spikes():
 
 
 def test_long_tables_are_capped_with_a_note(flat_run, tmp_path):
-    from basisbot.backtest.report import MAX_DECISION_ROWS, MAX_TRADE_ROWS
+    from basisbot.backtest.report_sections import MAX_DECISION_ROWS, MAX_TRADE_ROWS
 
     copy = tmp_path / "copy"
     shutil.copytree(flat_run, copy)
