@@ -8,7 +8,7 @@ from basisbot.sim import errors, marketdata
 from basisbot.sim.markets import f8
 from basisbot.sim.orders import spot_cancel_json, spot_order_json, spot_order_result, spot_trade_json
 from basisbot.sim.routing import API_KEY, SIGNED, Ctx, Routes, order_history, trade_history
-from basisbot.sim.venue import SPOT
+from basisbot.sim.venue_orders import SPOT
 
 if TYPE_CHECKING:
     from basisbot.sim.host import VenueHost
