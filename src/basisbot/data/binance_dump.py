@@ -9,47 +9,47 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from basisbot.data.csv_table import _parse_table
-from basisbot.data.discovery import _unknown_symbol, dump_paths
-from basisbot.data.dump_files import _MonthFile, _monthly_files
+from basisbot.data.csv_table import parse_table
+from basisbot.data.discovery import dump_paths, unknown_symbol
+from basisbot.data.dump_files import MonthFile, monthly_files
 from basisbot.data.symbol_data import (
-    _fmt_ts,
-    _MINUTE_NS,
-    _month_floor_ns,
-    _next_month_ns,
-    _OHLC,
     DataError,
+    fmt_ts,
     FUNDING_HEADER,
     HOUR_NS,
     KLINE_HEADER,
+    MINUTE_NS,
+    month_floor_ns,
+    next_month_ns,
+    OHLC,
     SymbolData,
 )
 from basisbot.data.validation import (
-    _assemble,
-    _check_funding_values,
-    _check_klines,
-    _check_order,
-    _first_failure,
-    _Funding,
-    _Klines,
-    _merge_funding,
-    _merge_klines,
-    _range_mask,
-    _row_error,
-    _Series,
+    assemble,
+    check_funding_values,
+    check_klines,
+    check_order,
+    first_failure,
+    FundingRows,
+    Klines,
+    merge_funding,
+    merge_klines,
+    range_mask,
+    row_error,
+    Series,
 )
 
 
-def _read_kline_file(mf: _MonthFile, kind: str) -> _Klines:
+def _read_kline_file(mf: MonthFile, kind: str) -> Klines:
     label = mf.label
-    t = _parse_table(mf.read(), label, KLINE_HEADER, required=7)
+    t = parse_table(mf.read(), label, KLINE_HEADER, required=7)
     rows = t.rows
     opens = t.epochs(0, "open_time")
     closes = t.epochs(6, "close_time")
-    values = {n: t.floats(j, n, opens) for j, n in enumerate(_OHLC, start=1)}
+    values = {n: t.floats(j, n, opens) for j, n in enumerate(OHLC, start=1)}
     if kind != "mark":  # mark-price klines carry no volume ("ignore" fields)
         values["volume"] = t.floats(5, "volume", opens)
-    month_end = _next_month_ns(mf.month_ns)
+    month_end = next_month_ns(mf.month_ns)
     span = closes - opens
     checks: list[tuple[np.ndarray, Callable[[int], str]]] = [
         (opens % HOUR_NS != 0, lambda i: "open_time is not on the hour (not a 1h kline file?)"),
@@ -60,16 +60,16 @@ def _read_kline_file(mf: _MonthFile, kind: str) -> _Klines:
          lambda i: f"open_time outside the month {pd.Timestamp(mf.month_ns, tz='UTC'):%Y-%m} "
                    "the file is named after"),
     ]
-    _first_failure(label, rows, opens, checks)
-    _check_order(label, opens, rows)
-    k = _Klines(label, opens, values, rows)
-    _check_klines(k, check_open=kind != "mark", check_volume=kind != "mark")
+    first_failure(label, rows, opens, checks)
+    check_order(label, opens, rows)
+    k = Klines(label, opens, values, rows)
+    check_klines(k, check_open=kind != "mark", check_volume=kind != "mark")
     return k
 
 
-def _read_dump_funding(mf: _MonthFile) -> _Funding:
+def _read_dump_funding(mf: MonthFile) -> FundingRows:
     label = mf.label
-    t = _parse_table(mf.read(), label, FUNDING_HEADER, required=0)
+    t = parse_table(mf.read(), label, FUNDING_HEADER, required=0)
     rows, names = t.rows, t.names
     cols = {n: i for i, n in enumerate(FUNDING_HEADER)}  # no header: Binance's column order
     if names is not None:
@@ -84,22 +84,22 @@ def _read_dump_funding(mf: _MonthFile) -> _Funding:
     bad = (iv_cells != "").to_numpy() & ~np.isfinite(interval)
     if bad.any():
         i = int(np.argmax(bad))
-        raise _row_error(label, int(rows[i]), int(ts[i]),
+        raise row_error(label, int(rows[i]), int(ts[i]),
                          f"funding_interval_hours {iv_cells.iloc[i]!r} is not a number")
-    lo, hi = mf.month_ns - _MINUTE_NS, _next_month_ns(mf.month_ns) + _MINUTE_NS
-    _first_failure(label, rows, ts, [(
+    lo, hi = mf.month_ns - MINUTE_NS, next_month_ns(mf.month_ns) + MINUTE_NS
+    first_failure(label, rows, ts, [(
         (ts < lo) | (ts >= hi),
         lambda i: f"calc_time outside the month {pd.Timestamp(mf.month_ns, tz='UTC'):%Y-%m} "
                   "the file is named after",
     )])
-    f = _Funding(label, ts, rate, interval, rows)
-    _check_funding_values(f)
+    f = FundingRows(label, ts, rate, interval, rows)
+    check_funding_values(f)
     return f
 
 
-def _months_in_range(files: dict[int, _MonthFile], start_ns: int | None,
-                     end_ns: int | None, pad_before: bool = False) -> list[_MonthFile]:
-    lo = None if start_ns is None else _month_floor_ns(start_ns)
+def _months_in_range(files: dict[int, MonthFile], start_ns: int | None,
+                     end_ns: int | None, pad_before: bool = False) -> list[MonthFile]:
+    lo = None if start_ns is None else month_floor_ns(start_ns)
     if lo is not None and pad_before:
         ts = pd.Timestamp(lo, tz="UTC") - pd.DateOffset(months=1)
         lo = ts.value
@@ -113,45 +113,45 @@ def _months_in_range(files: dict[int, _MonthFile], start_ns: int | None,
     return out
 
 
-def _load_dump(root: Path, symbol: str, start_ns: int | None, end_ns: int | None,
+def load_dump(root: Path, symbol: str, start_ns: int | None, end_ns: int | None,
                allow_perp_gaps: bool) -> SymbolData:
     dirs = dump_paths(root, symbol)
-    files = {kind: _monthly_files(folder, symbol, kind) for kind, folder in dirs.items()}
+    files = {kind: monthly_files(folder, symbol, kind) for kind, folder in dirs.items()}
     if not all(files.values()):
-        _unknown_symbol(root, symbol, {f"{kind} ({dirs[kind]})": bool(files[kind]) for kind in dirs})
+        unknown_symbol(root, symbol, {f"{kind} ({dirs[kind]})": bool(files[kind]) for kind in dirs})
 
     def locator(kind: str) -> Callable[[int], str]:
         def locate(ns: int) -> str:
-            mf = files[kind].get(_month_floor_ns(ns))
+            mf = files[kind].get(month_floor_ns(ns))
             return mf.label if mf else "no file"
         return locate
 
-    series: dict[str, _Series] = {}
+    series: dict[str, Series] = {}
     for kind in ("spot", "perp", "mark"):
         parts = []
         for mf in _months_in_range(files[kind], start_ns, end_ns):
             k = _read_kline_file(mf, kind)
-            keep = _range_mask(k.times, start_ns, end_ns)
-            parts.append(_Klines(k.label, k.times[keep], {n: v[keep] for n, v in k.values.items()},
+            keep = range_mask(k.times, start_ns, end_ns)
+            parts.append(Klines(k.label, k.times[keep], {n: v[keep] for n, v in k.values.items()},
                                  k.rows[keep]))
-        times, values = _merge_klines(kind, parts)
-        series[kind] = _Series(kind, times, values, locator(kind))
+        times, values = merge_klines(kind, parts)
+        series[kind] = Series(kind, times, values, locator(kind))
 
     def month_check(first: int, last: int) -> None:
-        m = _month_floor_ns(first)
+        m = month_floor_ns(first)
         while m <= last:
             for kind in ("spot", "perp", "mark"):
                 if m not in files[kind]:
                     stem = f"{symbol}-1h-{pd.Timestamp(m, tz='UTC'):%Y-%m}"
                     raise DataError(
                         f"{symbol}: no {kind} kline file for {pd.Timestamp(m, tz='UTC'):%Y-%m} although "
-                        f"the bars span {_fmt_ts(first)} to {_fmt_ts(last)}: expected "
+                        f"the bars span {fmt_ts(first)} to {fmt_ts(last)}: expected "
                         f"{dirs[kind] / (stem + '.zip')} (or .csv)"
                     )
-            m = _next_month_ns(m)
+            m = next_month_ns(m)
 
     fparts = [_read_dump_funding(mf) for mf in _months_in_range(files["funding"], start_ns, end_ns,
                                                                  pad_before=True)]
-    funding = _merge_funding(fparts)
-    return _assemble(symbol, str(root), series, funding, str(dirs["funding"]), start_ns, end_ns,
+    funding = merge_funding(fparts)
+    return assemble(symbol, str(root), series, funding, str(dirs["funding"]), start_ns, end_ns,
                      allow_perp_gaps, month_check)

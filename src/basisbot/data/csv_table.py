@@ -9,12 +9,12 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from basisbot.data.symbol_data import _US_THRESHOLD, DataError
-from basisbot.data.validation import _is_number, _row_error
+from basisbot.data.symbol_data import DataError, US_THRESHOLD
+from basisbot.data.validation import is_number, row_error
 
 
 @dataclass
-class _Table:
+class Table:
     """A parsed CSV: cells (columns 0..n-1, numeric where pandas could infer it), the 1-based line
     number of each row, the header names (None if there is none) and the raw lines, so that
     error messages quote the text exactly as it is in the file."""
@@ -37,7 +37,7 @@ class _Table:
         bad = ~np.isfinite(vals)
         if bad.any():
             i = int(np.argmax(bad))
-            raise _row_error(self.label, int(self.rows[i]), None if times is None else int(times[i]),
+            raise row_error(self.label, int(self.rows[i]), None if times is None else int(times[i]),
                              f"{name} {self.raw(j).iloc[i]!r} is not a finite number")
         return vals
 
@@ -53,17 +53,17 @@ class _Table:
             raw = pd.to_numeric(text.where(~bad, "0")).to_numpy(dtype=np.int64)
         if bad.any():
             i = int(np.argmax(bad))
-            raise _row_error(self.label, int(self.rows[i]), None,
+            raise row_error(self.label, int(self.rows[i]), None,
                              f"{name} {self.raw(j).iloc[i]!r} is not an integer epoch timestamp")
         too_big = raw >= 10**17
         if too_big.any():
             i = int(np.argmax(too_big))
-            raise _row_error(self.label, int(self.rows[i]), None,
+            raise row_error(self.label, int(self.rows[i]), None,
                              f"{name} {raw[i]} is too large for milliseconds or microseconds")
-        return np.where(raw >= _US_THRESHOLD, raw * 1_000, raw * 1_000_000)
+        return np.where(raw >= US_THRESHOLD, raw * 1_000, raw * 1_000_000)
 
 
-def _parse_table(data: bytes, label: str, header: tuple[str, ...], required: int) -> _Table:
+def parse_table(data: bytes, label: str, header: tuple[str, ...], required: int) -> Table:
     """Parse a CSV without trusting it.
 
     A header is detected by the first field of the first line not being a number; its first
@@ -76,7 +76,7 @@ def _parse_table(data: bytes, label: str, header: tuple[str, ...], required: int
     all_lines = text.splitlines()
     numbered = [(i, ln) for i, ln in enumerate(all_lines, start=1) if ln.strip()]
     names: tuple[str, ...] | None = None
-    if numbered and not _is_number(numbered[0][1].split(",", 1)[0].strip()):
+    if numbered and not is_number(numbered[0][1].split(",", 1)[0].strip()):
         line_no, head = numbered.pop(0)
         names = tuple(n.strip().lower() for n in head.split(","))
         if len(names) != len(header) or names[:required] != header[:required]:
@@ -88,17 +88,17 @@ def _parse_table(data: bytes, label: str, header: tuple[str, ...], required: int
     lines = [ln for _, ln in numbered]
     if not lines:
         empty = pd.DataFrame({j: pd.Series(dtype=object) for j in range(len(header))})
-        return _Table(label, empty, rows, names, lines)
+        return Table(label, empty, rows, names, lines)
     # count fields ourselves, so the message names the line as numbered in the file
     counts = np.fromiter((ln.count(",") + 1 for ln in lines), dtype=np.int64, count=len(lines))
     bad = counts != len(header)
     if bad.any():
         i = int(np.argmax(bad))
-        raise _row_error(label, int(rows[i]), None,
+        raise row_error(label, int(rows[i]), None,
                          f"{counts[i]} fields, expected {len(header)} ({','.join(header)})")
     try:
         df = pd.read_csv(io.StringIO("\n".join(lines)), header=None, na_filter=False,
                          names=range(len(header)), index_col=False, quoting=3)  # 3 = QUOTE_NONE
     except (pd.errors.ParserError, ValueError) as exc:
         raise DataError(f"{label}: not a valid CSV with {len(header)} columns: {exc}") from None
-    return _Table(label, df, rows, names, lines)
+    return Table(label, df, rows, names, lines)

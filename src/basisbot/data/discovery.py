@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 from typing import Literal
 
-from basisbot.data.dump_files import _monthly_files
+from basisbot.data.dump_files import monthly_files
 from basisbot.data.symbol_data import DataError
 
 
@@ -55,7 +55,7 @@ def detect_layout(data_dir: str | Path) -> Literal["bundled", "binance_dump"]:
     )
 
 
-def _bundled_inventory(root: Path) -> tuple[dict[str, list[Path]], dict[str, list[Path]]]:
+def bundled_inventory(root: Path) -> tuple[dict[str, list[Path]], dict[str, list[Path]]]:
     bars: dict[str, list[Path]] = {}
     funding: dict[str, list[Path]] = {}
     for p in sorted(root.iterdir()):
@@ -83,7 +83,7 @@ def _dump_symbols(root: Path) -> dict[str, set[str]]:
                 if not (d.is_dir() and _SYMBOL_RE.match(d.name)):
                     continue
                 folder = d / sub if sub else d
-                if folder.is_dir() and _monthly_files(folder, d.name, kind):
+                if folder.is_dir() and monthly_files(folder, d.name, kind):
                     syms.add(d.name)
         out[kind] = syms
     return out
@@ -93,13 +93,13 @@ def available_symbols(data_dir: str | Path) -> list[str]:
     """Symbols that have every dataset needed by :func:`load_symbol`, sorted."""
     root = Path(data_dir)
     if detect_layout(root) == "bundled":
-        bars, funding = _bundled_inventory(root)
+        bars, funding = bundled_inventory(root)
         return sorted(set(bars) & set(funding))
     per_kind = _dump_symbols(root)
     return sorted(set.intersection(*per_kind.values()))
 
 
-def _unknown_symbol(root: Path, symbol: str, have: dict[str, bool]) -> None:
+def unknown_symbol(root: Path, symbol: str, have: dict[str, bool]) -> None:
     avail = available_symbols(root)
     if any(have.values()):
         lacking = [k for k, ok in have.items() if not ok]

@@ -27,7 +27,7 @@ def _zip_member(path: Path) -> tuple[str, bytes]:
 
 
 @dataclass
-class _MonthFile:
+class MonthFile:
     month_ns: int
     path: Path        # the file that is read
     other: Path | None  # the zip when the CSV was preferred
@@ -51,7 +51,7 @@ class _MonthFile:
         return data
 
 
-def _monthly_files(folder: Path, symbol: str, kind: str) -> dict[int, _MonthFile]:
+def monthly_files(folder: Path, symbol: str, kind: str) -> dict[int, MonthFile]:
     stem_re = (
         re.compile(rf"^{re.escape(symbol)}-fundingRate-(\d{{4}})-(\d{{2}})\.(csv|zip)$")
         if kind == "funding"
@@ -69,10 +69,10 @@ def _monthly_files(folder: Path, symbol: str, kind: str) -> dict[int, _MonthFile
             continue
         key = pd.Timestamp(year=year, month=month, day=1, tz="UTC").value
         found.setdefault(key, {})[m.group(3)] = p
-    out: dict[int, _MonthFile] = {}
+    out: dict[int, MonthFile] = {}
     for key, by_ext in found.items():
         if "csv" in by_ext:
-            out[key] = _MonthFile(key, by_ext["csv"], by_ext.get("zip"))
+            out[key] = MonthFile(key, by_ext["csv"], by_ext.get("zip"))
         else:
-            out[key] = _MonthFile(key, by_ext["zip"], None)
+            out[key] = MonthFile(key, by_ext["zip"], None)
     return out

@@ -84,10 +84,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from basisbot.data.binance_dump import _load_dump
-from basisbot.data.bundled import _load_bundled
+from basisbot.data.binance_dump import load_dump
+from basisbot.data.bundled import load_bundled
 from basisbot.data.discovery import available_symbols, detect_layout, dump_paths
-from basisbot.data.symbol_data import _to_utc, BAR_COLUMNS, DataError, FUNDING_COLUMNS, SymbolData
+from basisbot.data.symbol_data import BAR_COLUMNS, DataError, FUNDING_COLUMNS, SymbolData, to_utc
 
 
 __all__ = [
@@ -114,12 +114,12 @@ def load_symbol(data_dir: str | Path, symbol: str,
     """
     root = Path(data_dir).resolve()
     layout = detect_layout(root)
-    start_ts, end_ts = _to_utc(start, "start"), _to_utc(end, "end")
+    start_ts, end_ts = to_utc(start, "start"), to_utc(end, "end")
     if start_ts is not None and end_ts is not None and end_ts <= start_ts:
         raise DataError(f"end {end_ts} is not after start {start_ts}")
     start_ns = None if start_ts is None else start_ts.value
     end_ns = None if end_ts is None else end_ts.value
     symbol = symbol.strip().upper()
     if layout == "bundled":
-        return _load_bundled(root, symbol, start_ns, end_ns, allow_perp_gaps)
-    return _load_dump(root, symbol, start_ns, end_ns, allow_perp_gaps)
+        return load_bundled(root, symbol, start_ns, end_ns, allow_perp_gaps)
+    return load_dump(root, symbol, start_ns, end_ns, allow_perp_gaps)

@@ -31,19 +31,19 @@ FUNDING_HEADER: tuple[str, ...] = ("calc_time", "funding_interval_hours", "last_
 HOUR_NS = 3_600_000_000_000
 
 
-_MINUTE_NS = 60_000_000_000
+MINUTE_NS = 60_000_000_000
 
 
-_US_THRESHOLD = 10**14          # >= this: microseconds, below: milliseconds
+US_THRESHOLD = 10**14          # >= this: microseconds, below: milliseconds
 
 
-_MAX_FUNDING_GAP_NS = 8 * HOUR_NS + _MINUTE_NS
+MAX_FUNDING_GAP_NS = 8 * HOUR_NS + MINUTE_NS
 
 
-_MIN_FUNDING_GAP_NS = 30 * _MINUTE_NS
+MIN_FUNDING_GAP_NS = 30 * MINUTE_NS
 
 
-_OHLC = ("open", "high", "low", "close")
+OHLC = ("open", "high", "low", "close")
 
 
 class DataError(ValueError):
@@ -71,7 +71,7 @@ class SymbolData:
     source: str
 
 
-def _to_utc(value, what: str) -> pd.Timestamp | None:
+def to_utc(value, what: str) -> pd.Timestamp | None:
     if value is None:
         return None
     try:
@@ -83,26 +83,26 @@ def _to_utc(value, what: str) -> pd.Timestamp | None:
     return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
 
 
-def _ns(index: pd.DatetimeIndex) -> np.ndarray:
+def index_ns(index: pd.DatetimeIndex) -> np.ndarray:
     """int64 nanoseconds since the epoch of a tz-aware (or naive = UTC) DatetimeIndex."""
     if index.tz is not None:
         index = index.tz_convert("UTC").tz_localize(None)
     return np.asarray(index.astype("datetime64[ns]")).view(np.int64)
 
 
-def _fmt_ts(ns: int) -> str:
+def fmt_ts(ns: int) -> str:
     ts = pd.Timestamp(int(ns), tz="UTC")
     if ts.second == 0 and ts.microsecond == 0 and ts.nanosecond == 0:
         return ts.strftime("%Y-%m-%d %H:%M")
     return ts.strftime("%Y-%m-%d %H:%M:%S.%f").rstrip("0").rstrip(".")
 
 
-def _month_floor_ns(ns: int) -> int:
+def month_floor_ns(ns: int) -> int:
     ts = pd.Timestamp(int(ns), tz="UTC")
     return pd.Timestamp(year=ts.year, month=ts.month, day=1, tz="UTC").value
 
 
-def _next_month_ns(month_ns: int) -> int:
+def next_month_ns(month_ns: int) -> int:
     ts = pd.Timestamp(int(month_ns), tz="UTC")
     y, m = (ts.year + 1, 1) if ts.month == 12 else (ts.year, ts.month + 1)
     return pd.Timestamp(year=y, month=m, day=1, tz="UTC").value

@@ -1,5 +1,5 @@
 """Validation shared by both layouts: candle and funding value checks, ordering, merging files, the hourly
-bar grid with its gaps (`_assemble`), and settlement coverage of the bars (`_finish_funding`).
+bar grid with its gaps (`assemble`), and settlement coverage of the bars (`_finish_funding`).
 Every failure is a `DataError` naming the file, the 1-based row and, where it helps, the time."""
 
 from __future__ import annotations
@@ -11,13 +11,13 @@ import numpy as np
 import pandas as pd
 
 from basisbot.data.symbol_data import (
-    _fmt_ts,
-    _MAX_FUNDING_GAP_NS,
-    _MIN_FUNDING_GAP_NS,
-    _OHLC,
     BAR_COLUMNS,
     DataError,
+    fmt_ts,
     HOUR_NS,
+    MAX_FUNDING_GAP_NS,
+    MIN_FUNDING_GAP_NS,
+    OHLC,
     SymbolData,
 )
 
@@ -44,16 +44,16 @@ def _describe_missing(kind: str, hours_ns: np.ndarray, locate: Callable[[int], s
                 seg_end += HOUR_NS
             n = (seg_end - seg_start) // HOUR_NS + 1
             if n == 1:
-                notes.append(f"{kind}: {_fmt_ts(seg_start)} missing ({where})")
+                notes.append(f"{kind}: {fmt_ts(seg_start)} missing ({where})")
             else:
                 notes.append(
-                    f"{kind}: {_fmt_ts(seg_start)} to {_fmt_ts(seg_end)} missing, {n} hours ({where})"
+                    f"{kind}: {fmt_ts(seg_start)} to {fmt_ts(seg_end)} missing, {n} hours ({where})"
                 )
             seg_start = seg_end + HOUR_NS
     return notes
 
 
-def _is_number(text: str) -> bool:
+def is_number(text: str) -> bool:
     try:
         float(text)
     except ValueError:
@@ -61,12 +61,12 @@ def _is_number(text: str) -> bool:
     return True
 
 
-def _row_error(label: str, row: int, ts_ns: int | None, what: str) -> DataError:
-    when = f" ({_fmt_ts(ts_ns)} UTC)" if ts_ns is not None else ""
+def row_error(label: str, row: int, ts_ns: int | None, what: str) -> DataError:
+    when = f" ({fmt_ts(ts_ns)} UTC)" if ts_ns is not None else ""
     return DataError(f"{label}, row {row}{when}: {what}")
 
 
-def _first_failure(label: str, rows: np.ndarray, times: np.ndarray | None,
+def first_failure(label: str, rows: np.ndarray, times: np.ndarray | None,
                    checks: list[tuple[np.ndarray, Callable[[int], str]]]) -> None:
     """Raise for the earliest row failing any check (with a count of all failing rows)."""
     any_bad = np.zeros(len(rows), dtype=bool)
@@ -82,11 +82,11 @@ def _first_failure(label: str, rows: np.ndarray, times: np.ndarray | None,
     i, describe = first
     more = int(any_bad.sum()) - 1
     extra = f" (and {more} more bad row{'s' if more != 1 else ''} in this file)" if more else ""
-    raise _row_error(label, int(rows[i]), None if times is None else int(times[i]), describe(i) + extra)
+    raise row_error(label, int(rows[i]), None if times is None else int(times[i]), describe(i) + extra)
 
 
 @dataclass
-class _Klines:
+class Klines:
     """Valid candles of one dataset from one file: hour open times (ns) and OHLCV."""
 
     label: str
@@ -95,8 +95,8 @@ class _Klines:
     rows: np.ndarray
 
 
-def _check_klines(k: _Klines, *, check_open: bool, check_volume: bool) -> None:
-    o, h, lo, c = (k.values[n] for n in _OHLC)
+def check_klines(k: Klines, *, check_open: bool, check_volume: bool) -> None:
+    o, h, lo, c = (k.values[n] for n in OHLC)
 
     def rng(i: int) -> str:
         return f"[low {float(lo[i])!r}, high {float(h[i])!r}]"
@@ -113,10 +113,10 @@ def _check_klines(k: _Klines, *, check_open: bool, check_volume: bool) -> None:
     if check_volume:
         v = k.values["volume"]
         checks.append((v < 0, lambda i: f"negative volume {float(v[i])!r}"))
-    _first_failure(k.label, k.rows, k.times, checks)
+    first_failure(k.label, k.rows, k.times, checks)
 
 
-def _check_order(label: str, times: np.ndarray, rows: np.ndarray, what: str = "open_time") -> None:
+def check_order(label: str, times: np.ndarray, rows: np.ndarray, what: str = "open_time") -> None:
     if len(times) < 2:
         return
     d = np.diff(times)
@@ -124,12 +124,12 @@ def _check_order(label: str, times: np.ndarray, rows: np.ndarray, what: str = "o
     if bad.any():
         i = int(np.argmax(bad)) + 1
         kind = "duplicate" if d[i - 1] == 0 else "out of order"
-        raise _row_error(label, int(rows[i]), int(times[i]),
-                         f"{kind} {what}: not after row {int(rows[i - 1])} ({_fmt_ts(int(times[i - 1]))})")
+        raise row_error(label, int(rows[i]), int(times[i]),
+                         f"{kind} {what}: not after row {int(rows[i - 1])} ({fmt_ts(int(times[i - 1]))})")
 
 
 @dataclass
-class _Funding:
+class FundingRows:
     label: str
     ts: np.ndarray          # ns
     rate: np.ndarray
@@ -141,21 +141,21 @@ class _Funding:
         return self.row_labels[i] if self.row_labels is not None else self.label
 
 
-def _check_funding_values(f: _Funding) -> None:
-    _check_order(f.label, f.ts, f.rows, "settlement time")
+def check_funding_values(f: FundingRows) -> None:
+    check_order(f.label, f.ts, f.rows, "settlement time")
     checks: list[tuple[np.ndarray, Callable[[int], str]]] = [
         (~np.isfinite(f.rate), lambda i: f"funding rate {float(f.rate[i])!r} is not finite"),
     ]
     given = ~np.isnan(f.interval)
     checks.append((given & ~(np.isfinite(f.interval) & (f.interval > 0)),
                    lambda i: f"funding interval {float(f.interval[i])!r} h is not a positive number"))
-    _first_failure(f.label, f.rows, f.ts, checks)
+    first_failure(f.label, f.rows, f.ts, checks)
 
 
-def _merge_funding(parts: list[_Funding]) -> _Funding:
+def merge_funding(parts: list[FundingRows]) -> FundingRows:
     parts = [p for p in parts if len(p.ts)]
     if not parts:
-        return _Funding("", np.zeros(0, np.int64), np.zeros(0), np.zeros(0), np.zeros(0, np.int64))
+        return FundingRows("", np.zeros(0, np.int64), np.zeros(0), np.zeros(0), np.zeros(0, np.int64))
     parts.sort(key=lambda p: int(p.ts[0]))
     ts = np.concatenate([p.ts for p in parts])
     rate = np.concatenate([p.rate for p in parts])
@@ -163,20 +163,20 @@ def _merge_funding(parts: list[_Funding]) -> _Funding:
     rows = np.concatenate([p.rows for p in parts])
     labels = np.concatenate([np.full(len(p.ts), i) for i, p in enumerate(parts)])
     d = np.diff(ts)
-    bad = d < _MIN_FUNDING_GAP_NS
+    bad = d < MIN_FUNDING_GAP_NS
     if bad.any():
         i = int(np.argmax(bad)) + 1
-        prev = f"{parts[labels[i - 1]].label}, row {int(rows[i - 1])} ({_fmt_ts(int(ts[i - 1]))})"
+        prev = f"{parts[labels[i - 1]].label}, row {int(rows[i - 1])} ({fmt_ts(int(ts[i - 1]))})"
         if d[i - 1] <= 0:
             what = f"settlement time not after {prev}"
         else:
             what = (f"settlement only {d[i - 1] / 6e10:.1f} min after {prev}: duplicate settlement?")
-        raise _row_error(parts[labels[i]].label, int(rows[i]), int(ts[i]), what)
-    return _Funding(", ".join(p.label for p in parts), ts, rate, interval, rows,
+        raise row_error(parts[labels[i]].label, int(rows[i]), int(ts[i]), what)
+    return FundingRows(", ".join(p.label for p in parts), ts, rate, interval, rows,
                     [parts[j].label for j in labels])
 
 
-def _finish_funding(f: _Funding, start_ns: int | None, end_ns: int | None,
+def _finish_funding(f: FundingRows, start_ns: int | None, end_ns: int | None,
                     grid_start: int, grid_end: int, files: str) -> pd.DataFrame:
     """Fill interval_hours, filter to [start, end), and check settlement coverage of the bars."""
     ts, rate, interval = f.ts, f.rate, f.interval.copy()
@@ -196,19 +196,19 @@ def _finish_funding(f: _Funding, start_ns: int | None, end_ns: int | None,
     inside = keep & (ts >= grid_start) & (ts <= grid_end)
     points = np.concatenate(([grid_start], ts[inside], [grid_end]))
     d = np.diff(points)
-    bad = d > _MAX_FUNDING_GAP_NS
+    bad = d > MAX_FUNDING_GAP_NS
     if bad.any():
         j = int(np.argmax(bad))
         lo, hi = int(points[j]), int(points[j + 1])
         idx = np.flatnonzero(inside)
         if j < len(idx):  # the stretch ends at a settlement: name its file and row
             k = int(idx[j])
-            raise _row_error(f.label_of(k), int(f.rows[k]), int(ts[k]),
+            raise row_error(f.label_of(k), int(f.rows[k]), int(ts[k]),
                              f"no funding settlement for {(hi - lo) / HOUR_NS:.1f} h before this one "
-                             f"(since {_fmt_ts(lo)}); Binance settles at least every 8 h: "
+                             f"(since {fmt_ts(lo)}); Binance settles at least every 8 h: "
                              "settlements are missing")
         raise DataError(
-            f"funding ({files}): no settlement between {_fmt_ts(lo)} and {_fmt_ts(hi)} UTC "
+            f"funding ({files}): no settlement between {fmt_ts(lo)} and {fmt_ts(hi)} UTC "
             f"({(hi - lo) / HOUR_NS:.1f} h) although the bars cover that period; Binance settles at "
             "least every 8 h: funding data is missing"
         )
@@ -222,7 +222,7 @@ def _finish_funding(f: _Funding, start_ns: int | None, end_ns: int | None,
 
 
 @dataclass
-class _Series:
+class Series:
     """One dataset (spot / perp / mark) over the requested range: present hours and values."""
 
     kind: str
@@ -231,14 +231,14 @@ class _Series:
     locate: Callable[[int], str]
 
 
-def _assemble(symbol: str, source: str, series: dict[str, _Series], funding: _Funding,
+def assemble(symbol: str, source: str, series: dict[str, Series], funding: FundingRows,
               funding_files: str, start_ns: int | None, end_ns: int | None,
               allow_perp_gaps: bool, month_check: Callable[[int, int], None] | None) -> SymbolData:
     perp, mark, spot = series["perp"], series["mark"], series["spot"]
     anchor = np.concatenate((perp.times, mark.times))
     if len(anchor) == 0:
-        rng = f"[{'-' if start_ns is None else _fmt_ts(start_ns)}, " \
-              f"{'-' if end_ns is None else _fmt_ts(end_ns)})"
+        rng = f"[{'-' if start_ns is None else fmt_ts(start_ns)}, " \
+              f"{'-' if end_ns is None else fmt_ts(end_ns)})"
         raise DataError(f"{symbol} in {source}: no perp or mark bars in the requested range {rng}")
     first, last = int(anchor.min()), int(anchor.max())
     if month_check is not None:
@@ -285,7 +285,7 @@ def _assemble(symbol: str, source: str, series: dict[str, _Series], funding: _Fu
     return SymbolData(symbol=symbol, bars=bars, funding=fund, gaps=tuple(gaps), source=source)
 
 
-def _range_mask(times: np.ndarray, start_ns: int | None, end_ns: int | None) -> np.ndarray:
+def range_mask(times: np.ndarray, start_ns: int | None, end_ns: int | None) -> np.ndarray:
     keep = np.ones(len(times), dtype=bool)
     if start_ns is not None:
         keep &= times >= start_ns
@@ -294,7 +294,7 @@ def _range_mask(times: np.ndarray, start_ns: int | None, end_ns: int | None) -> 
     return keep
 
 
-def _merge_klines(kind: str, parts: list[_Klines]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+def merge_klines(kind: str, parts: list[Klines]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     parts = [p for p in parts if len(p.times)]
     if not parts:
         names = ("close", "high", "low") if kind == "mark" else ("open", "high", "low", "close", "volume")
@@ -303,7 +303,7 @@ def _merge_klines(kind: str, parts: list[_Klines]) -> tuple[np.ndarray, dict[str
     for a, b in zip(parts, parts[1:]):
         if b.times[0] <= a.times[-1]:
             i = int(np.argmax(np.isin(b.times, a.times))) if np.isin(b.times, a.times).any() else 0
-            raise _row_error(b.label, int(b.rows[i]), int(b.times[i]),
+            raise row_error(b.label, int(b.rows[i]), int(b.times[i]),
                              f"{kind} hour also present in {a.label} (overlapping files)")
     times = np.concatenate([p.times for p in parts])
     values = {n: np.concatenate([p.values[n] for p in parts]) for n in parts[0].values}
