@@ -11,7 +11,7 @@ from pydantic import SecretStr
 
 from basisbot import reference
 from basisbot.live.exec_client import CcxtExecutionClient
-from basisbot.live.exec_orders import _is_duplicate
+from basisbot.live.exec_orders import is_duplicate_order
 from basisbot.live.instruments import (
     InstrumentError,
     find_market,
@@ -114,9 +114,9 @@ def test_positions_from_user_stream_and_rest_shapes():
 
 
 def test_duplicate_refusals_are_recognised():
-    assert _is_duplicate(Exception('binance {"code":-2010,"msg":"Duplicate order sent."}'))
-    assert _is_duplicate(Exception('binanceusdm {"code":-4116,"msg":"ClientOrderId is duplicated."}'))
-    assert not _is_duplicate(Exception('binance {"code":-2010,"msg":"Account has insufficient balance"}'))
+    assert is_duplicate_order(Exception('binance {"code":-2010,"msg":"Duplicate order sent."}'))
+    assert is_duplicate_order(Exception('binanceusdm {"code":-4116,"msg":"ClientOrderId is duplicated."}'))
+    assert not is_duplicate_order(Exception('binance {"code":-2010,"msg":"Account has insufficient balance"}'))
 
 
 def test_credentials_problem_names_the_configured_variables(tmp_path, monkeypatch):

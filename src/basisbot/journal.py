@@ -54,12 +54,12 @@ import sqlite_utils
 
 from basisbot.journal_reader import JournalReader
 from basisbot.journal_schema import (
-    _dumps,
-    _STATUS_RANK,
-    EXPORT_ORDER,
+    dumps_json,
     expected_funding,
+    EXPORT_ORDER,
     funding_mismatch,
     NS,
+    STATUS_RANK,
     TABLES,
 )
 
@@ -173,7 +173,7 @@ class Journal(JournalReader):
     def _order(self, client_order_id: str, ts: int, status: str | None, fields: Mapping[str, Any]) -> None:
         cur = self.db.conn.execute("SELECT status FROM orders WHERE client_order_id = ?", [client_order_id]).fetchone()
         if status is not None and cur is not None and cur[0] is not None:
-            if _STATUS_RANK.get(status, 0) < _STATUS_RANK.get(cur[0], 0):
+            if STATUS_RANK.get(status, 0) < STATUS_RANK.get(cur[0], 0):
                 status = cur[0]
         row: dict[str, Any] = {"client_order_id": client_order_id, "ts_created": ts, "ts_last": ts}
         if status is not None:
@@ -205,7 +205,7 @@ class Journal(JournalReader):
         qty, status = (cur if cur is not None else (None, None))
         full = qty is None or filled >= qty - 1e-12
         new_status = "filled" if full else "partially_filled"
-        if status is not None and _STATUS_RANK.get(new_status, 0) < _STATUS_RANK.get(status, 0):
+        if status is not None and STATUS_RANK.get(new_status, 0) < STATUS_RANK.get(status, 0):
             new_status = status  # e.g. canceled after a partial fill stays canceled
         self._order(oid, row["ts"], new_status, {
             "symbol": row["symbol"], "leg": row["leg"], "side": row["side"], "instrument_id": row["instrument_id"],
@@ -336,7 +336,7 @@ class Journal(JournalReader):
                    targets: Mapping | None = None, filled: Mapping | None = None) -> None:
         self._timed(self._upsert, "legs", {
             "pair_id": pair_id, "ts": ts, "symbol": symbol, "intent": intent, "event": event, "detail": detail or "",
-            "status": status, "targets": _dumps(targets), "filled": _dumps(filled)})
+            "status": status, "targets": dumps_json(targets), "filled": dumps_json(filled)})
 
     def record_decision(self, symbol: str, ts: int, *, action: str, reason: str, phase: str | None = None) -> None:
         self._timed(self._upsert, "decisions", {"ts": ts, "symbol": symbol, "action": action, "reason": reason or "",
@@ -355,7 +355,7 @@ class Journal(JournalReader):
                              scope: str = "*") -> None:
         """status: applied | refused | deferred (accepted for the next restart only)."""
         self._timed(self._upsert, "config_changes", {"ts": ts, "source": str(source), "status": status,
-                                                    "scope": scope, "diff": _dumps(diff), "message": message})
+                                                    "scope": scope, "diff": dumps_json(diff), "message": message})
 
     def record_mark(self, symbol: str, ts: int, *, mark: float, spot_price: float | None = None,
                     source: str = "stream") -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import sqlite_utils
 
-from basisbot.journal_schema import _dumps, DONE_PAIR_STATUSES, EXPORT_ORDER, JSON_COLUMNS, TABLES
+from basisbot.journal_schema import DONE_PAIR_STATUSES, dumps_json, EXPORT_ORDER, JSON_COLUMNS, TABLES
 
 
 class JournalReader:
@@ -198,7 +198,7 @@ class JournalReader:
                                extrasaction="ignore")
             w.writeheader()
             for r in rows:
-                w.writerow({k: (_dumps(v) if isinstance(v, (dict, list)) else v) for k, v in r.items()})
+                w.writerow({k: (dumps_json(v) if isinstance(v, (dict, list)) else v) for k, v in r.items()})
             texts[table] = buf.getvalue()
         if out is not None:
             folder = Path(out)

@@ -104,14 +104,14 @@ JSON_COLUMNS = {"legs": ("targets", "filled"), "config_changes": ("diff",)}
 
 
 # order status only moves forward, so a replayed or late "accepted" never overwrites "filled"
-_STATUS_RANK = {
+STATUS_RANK = {
     "initialized": 0, "denied": 4, "emulated": 0, "released": 0, "submitted": 1, "accepted": 2, "triggered": 2,
     "pending_update": 2, "pending_cancel": 2, "partially_filled": 3,
     "filled": 4, "canceled": 4, "rejected": 4, "expired": 4, "not_at_venue": 4,
 }
 
 
-TERMINAL_STATUSES = frozenset(s for s, r in _STATUS_RANK.items() if r == 4)
+TERMINAL_STATUSES = frozenset(s for s, r in STATUS_RANK.items() if r == 4)
 
 
 DONE_PAIR_STATUSES = frozenset({"complete", "flat", "stuck"})
@@ -133,7 +133,7 @@ def funding_mismatch(expected: float | None, settled: float | None, abs_tol: flo
     return diff > abs_tol and diff > rel_tol * abs(expected)
 
 
-def _dumps(value: Any) -> str | None:
+def dumps_json(value: Any) -> str | None:
     if value is None:
         return None
     return json.dumps(value, sort_keys=True, default=str)

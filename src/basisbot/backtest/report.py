@@ -21,28 +21,28 @@ from __future__ import annotations
 from pathlib import Path
 
 from basisbot.backtest.report_charts import reset_clip_ids
-from basisbot.backtest.report_data import _Data
+from basisbot.backtest.report_data import ReportData
 from basisbot.backtest.report_format import esc
 from basisbot.backtest.report_sections import (
-    _decisions_section,
-    _equity_section,
-    _header,
-    _nav,
-    _pnl_section,
-    _risk_section,
-    _summary_section,
-    _symbol_section,
-    _trades_section,
     CSS,
+    decisions_section,
+    equity_section,
+    page_header,
+    page_nav,
+    pnl_section,
+    risk_section,
+    summary_section,
+    symbol_section,
+    trades_section,
 )
 
 
 def build_html(folder: Path, summary: dict) -> str:
     reset_clip_ids()
-    d = _Data(Path(folder), summary)
-    body = [_header(d), _nav(d), _summary_section(d), _equity_section(d), _pnl_section(d), _risk_section(d)]
-    body += [_symbol_section(d, s) for s in d.symbols]
-    body += [_trades_section(d), _decisions_section(d)]
+    d = ReportData(Path(folder), summary)
+    body = [page_header(d), page_nav(d), summary_section(d), equity_section(d), pnl_section(d), risk_section(d)]
+    body += [symbol_section(d, s) for s in d.symbols]
+    body += [trades_section(d), decisions_section(d)]
     period = (summary or {}).get("period") or {}
     title = f"basisbot backtest {period.get('start', '')[:10]} → {period.get('end', '')[:10]}"
     return ("<!doctype html>\n<html lang='en'><head><meta charset='utf-8'>"

@@ -9,7 +9,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
 
-from basisbot.backtest.report_format import _none, _utc, esc
+from basisbot.backtest.report_format import esc, none_note, utc_datetime
 
 
 MAX_POINTS = 2000          # per line in a chart
@@ -138,13 +138,13 @@ def _time_ticks(t0: float, t1: float, target: int = 9) -> list[tuple[float, str]
             fmt = "%m-%d %H:%M" if step < 86400 else "%Y-%m-%d"
             out, t = [], first
             while t <= t1:
-                out.append((t, _utc(t).strftime(fmt)))
+                out.append((t, utc_datetime(t).strftime(fmt)))
                 t += step
             return out
     for months in (1, 2, 3, 6, 12, 24, 60):
         if span / (months * 30.4 * 86400) <= target:
             break
-    d = _utc(t0)
+    d = utc_datetime(t0)
     m = d.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
     if m.timestamp() < t0:
         m = _add_months(m, 1)
@@ -177,7 +177,7 @@ def svg_chart(series: list[Series], *, x_range: tuple[float, float] | None = Non
     intervals (position open)."""
     pts = [(x, y) for s in series for x, y in zip(s.xs, s.ys) if y is not None and x is not None]
     if not pts:
-        return _none("no data for this chart")
+        return none_note("no data for this chart")
     xs_all = [p[0] for p in pts]
     x0, x1 = x_range if x_range else (min(xs_all), max(xs_all))
     x0, x1 = min(x0, min(xs_all)), max(x1, max(xs_all))
@@ -281,7 +281,7 @@ def svg_chart(series: list[Series], *, x_range: tuple[float, float] | None = Non
             for x, y in zip(dx, dy):
                 if y is None:
                     continue
-                tip = f"{_utc(x):%Y-%m-%d %H:%M} UTC  {s.name}: {label(y)}"
+                tip = f"{utc_datetime(x):%Y-%m-%d %H:%M} UTC  {s.name}: {label(y)}"
                 out.append(f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="2.2" fill="{s.color}">'
                            f'<title>{esc(tip)}</title></circle>')
     out.append("</g>")
@@ -302,7 +302,7 @@ def svg_chart(series: list[Series], *, x_range: tuple[float, float] | None = Non
     return "".join(out)
 
 
-def _figure(title: str, svg: str, note: str = "") -> str:
+def figure(title: str, svg: str, note: str = "") -> str:
     n = f'<p class="note">{esc(note)}</p>' if note else ""
     return f'<figure><h3>{esc(title)}</h3>{n}{svg}</figure>'
 

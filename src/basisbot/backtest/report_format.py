@@ -13,7 +13,7 @@ def esc(x) -> str:
     return html.escape("" if x is None else str(x), quote=True)
 
 
-def _read_csv(folder: Path, name: str) -> list[dict]:
+def read_csv_rows(folder: Path, name: str) -> list[dict]:
     p = folder / name
     if not p.exists():
         return []
@@ -21,7 +21,7 @@ def _read_csv(folder: Path, name: str) -> list[dict]:
         return list(csv.DictReader(fh))
 
 
-def _f(s) -> float | None:
+def to_float(s) -> float | None:
     """CSV cell -> float; empty / unparsable / NaN -> None."""
     if s is None:
         return None
@@ -32,7 +32,7 @@ def _f(s) -> float | None:
     return v if math.isfinite(v) else None
 
 
-def _ts(s: str) -> float | None:
+def parse_ts(s: str) -> float | None:
     """ISO 8601 (…Z or +00:00) -> epoch seconds."""
     if not s:
         return None
@@ -45,7 +45,7 @@ def _ts(s: str) -> float | None:
     return t.timestamp()
 
 
-def _utc(t: float) -> datetime:
+def utc_datetime(t: float) -> datetime:
     return datetime.fromtimestamp(t, tz=timezone.utc)
 
 
@@ -59,39 +59,39 @@ def fmt_num(v, d: int = 2) -> str:
     return f"{v:,.{d}f}"
 
 
-def _td(v, d: int = 2, signed_color: bool = False) -> str:
+def td(v, d: int = 2, signed_color: bool = False) -> str:
     cls = "n"
     if signed_color and v is not None and round(float(v), d) < 0:
         cls += " neg"
     return f'<td class="{cls}">{esc(fmt_num(v, d))}</td>'
 
 
-def _tdt(s, cls: str = "") -> str:
+def tdt(s, cls: str = "") -> str:
     return f'<td class="{cls}">{esc(s)}</td>' if cls else f"<td>{esc(s)}</td>"
 
 
-def _table(head: list[str], rows: list[str], numeric: set[int] = frozenset(), cls: str = "") -> str:
-    """`rows` are pre-rendered <tr> strings (their cells escaped by _td/_tdt)."""
+def html_table(head: list[str], rows: list[str], numeric: set[int] = frozenset(), cls: str = "") -> str:
+    """`rows` are pre-rendered <tr> strings (their cells escaped by td/tdt)."""
     th = "".join(f'<th class="n">{esc(h)}</th>' if i in numeric else f"<th>{esc(h)}</th>" for i, h in enumerate(head))
     return (f'<div class="scroll"><table class="{esc(cls)}"><thead><tr>{th}</tr></thead>'
             f'<tbody>{"".join(rows)}</tbody></table></div>')
 
 
-def _none(text: str) -> str:
+def none_note(text: str) -> str:
     return f'<p class="none">{esc(text)}</p>'
 
 
-def _pct(v, d: int = 2) -> str:
+def pct(v, d: int = 2) -> str:
     return "–" if v is None else f"{fmt_num(100 * v, d)}%"
 
 
-def _fmt_when(s) -> str:
-    t = _ts(s or "")
-    return "?" if t is None else _utc(t).strftime("%Y-%m-%d %H:%M UTC")
+def fmt_when(s) -> str:
+    t = parse_ts(s or "")
+    return "?" if t is None else utc_datetime(t).strftime("%Y-%m-%d %H:%M UTC")
 
 
-def _side(s) -> str:
-    v = _f(s)
+def side_label(s) -> str:
+    v = to_float(s)
     if v is None:
         return str(s or "")
     return "short" if v < 0 else "long"

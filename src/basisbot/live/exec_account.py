@@ -17,7 +17,7 @@ from basisbot.nautilus.instruments import currency
 
 
 @dataclass
-class _Position:
+class PerpPosition:
     side: int = 0
     qty: float = 0.0
     entry: float = 0.0
@@ -59,7 +59,7 @@ class AccountState:
                     for xid in self._exchange_ids.values():
                         if xid not in seen:
                             prev = self._positions.get(xid)
-                            self._set_position(xid, _Position(mode=prev.mode if prev else "isolated"))
+                            self._set_position(xid, PerpPosition(mode=prev.mode if prev else "isolated"))
             except ccxt.BaseError as e:
                 self._log.warning(f"account refresh failed: {type(e).__name__}: {e}")
                 return
@@ -130,7 +130,7 @@ class AccountState:
             entry[0] += delta
         self._publish_spot_balances(self._clock.timestamp_ns())
 
-    def _set_position(self, xid: str, pos: _Position) -> None:
+    def _set_position(self, xid: str, pos: PerpPosition) -> None:
         prev = self._positions.get(xid)
         if prev is not None and prev.side != 0:
             self._last_open[xid] = prev
@@ -141,7 +141,7 @@ class AccountState:
         return self._exchange_ids[iid] if iid is not None else None
 
     @staticmethod
-    def _norm_position(p: dict, prev: _Position | None) -> _Position:
+    def _norm_position(p: dict, prev: PerpPosition | None) -> PerpPosition:
         info = p.get("info") or {}
         amt = info.get("pa", info.get("positionAmt"))
         if amt is None:
@@ -154,5 +154,5 @@ class AccountState:
         mt = str(info.get("mt") or info.get("marginType") or p.get("marginMode") or
                  (prev.mode if prev else "isolated")).lower()
         mode = "isolated" if mt.startswith("iso") else "cross"
-        return _Position(1 if amt > 0 else -1 if amt < 0 else 0, abs(amt), entry if amt else 0.0,
+        return PerpPosition(1 if amt > 0 else -1 if amt < 0 else 0, abs(amt), entry if amt else 0.0,
                          wallet if amt else 0.0, mode, int(p.get("timestamp") or 0))

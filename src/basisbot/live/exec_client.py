@@ -32,10 +32,10 @@ from nautilus_trader.model.enums import AccountType, OmsType
 from nautilus_trader.model.identifiers import AccountId, ClientId, Venue
 from nautilus_trader.model.instruments import Instrument
 
-from basisbot.live.exec_account import _Position, AccountState
+from basisbot.live.exec_account import AccountState, PerpPosition
 from basisbot.live.exec_funding import FundingIncome
 from basisbot.live.exec_margin import MarginOperations
-from basisbot.live.exec_orders import _Track, OrderCommands
+from basisbot.live.exec_orders import OrderCommands, OrderTrack
 from basisbot.live.exec_reports import ReconciliationReports
 from basisbot.live.exec_user_streams import UserStreams
 from basisbot.live.instruments import StaticInstrumentProvider
@@ -90,7 +90,7 @@ class CcxtExecutionClient(OrderCommands, UserStreams, AccountState, MarginOperat
         self._symbols = {i.id: to_symbol(i.raw_symbol.value) for i in instruments}  # unified ccxt symbols
         self._by_symbol = {s: iid for iid, s in self._symbols.items()}
         self._exchange_ids = {i.id: i.raw_symbol.value for i in instruments}
-        self._tracks: dict[str, _Track] = {}
+        self._tracks: dict[str, OrderTrack] = {}
         self._by_venue_id: dict[str, str] = {}
         self._running = False
         self._tasks_bg: list[asyncio.Task] = []
@@ -103,8 +103,8 @@ class CcxtExecutionClient(OrderCommands, UserStreams, AccountState, MarginOperat
         self._stream_down: dict[str, float | None] = {}
         self.stream_reconnects = 0
         # perp state
-        self._positions: dict[str, _Position] = {}  # exchange id -> position
-        self._last_open: dict[str, _Position] = {}  # exchange id -> last position seen open (liquidation report)
+        self._positions: dict[str, PerpPosition] = {}  # exchange id -> position
+        self._last_open: dict[str, PerpPosition] = {}  # exchange id -> last position seen open (liquidation report)
         self._available = 0.0
         self._cross_wallet = 0.0
         self._published: dict[str, tuple] = {}

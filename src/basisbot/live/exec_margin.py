@@ -15,7 +15,7 @@ import math
 import ccxt
 from nautilus_trader.model.currencies import USDT
 
-from basisbot.live.exec_account import _Position
+from basisbot.live.exec_account import PerpPosition
 from basisbot.margin import perp_shortfall, split_margin_request
 from basisbot.venue_messages import (
     AdjustMarginRequest,
@@ -60,7 +60,7 @@ class MarginOperations:
         return b.as_double() if b is not None else 0.0
 
     def _publish_margin(self, xid: str, force: bool = False) -> None:
-        pos = self._positions.get(xid) or _Position()
+        pos = self._positions.get(xid) or PerpPosition()
         perp_free, spot_free = max(self._available, 0.0), self._spot_free_usdt()
         wallet = pos.wallet
         if pos.mode == "cross" and pos.side != 0:
@@ -127,7 +127,7 @@ class MarginOperations:
             return
         self._liquidations_seen.add(vid)
         xid = self._xid_of(o.get("symbol"))
-        pos = self._positions.get(xid) or _Position()
+        pos = self._positions.get(xid) or PerpPosition()
         if pos.side == 0:
             pos = self._last_open.get(xid) or pos  # the exchange's position update may have come first
         qty = float(o.get("filled") or o.get("amount") or 0.0)

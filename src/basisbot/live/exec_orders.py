@@ -34,7 +34,7 @@ from nautilus_trader.model.objects import Money, Price, Quantity
 from basisbot.nautilus.instruments import currency
 
 
-_STATUS = {
+ORDER_STATUS = {
     "open": OrderStatus.ACCEPTED,
     "closed": OrderStatus.FILLED,
     "canceled": OrderStatus.CANCELED,
@@ -43,12 +43,12 @@ _STATUS = {
 }
 
 
-_TIF = {"GTC": TimeInForce.GTC, "IOC": TimeInForce.IOC, "FOK": TimeInForce.FOK, "GTX": TimeInForce.GTC,
+TIME_IN_FORCE = {"GTC": TimeInForce.GTC, "IOC": TimeInForce.IOC, "FOK": TimeInForce.FOK, "GTX": TimeInForce.GTC,
         "GTD": TimeInForce.GTD}
 
 
 @dataclass
-class _Track:
+class OrderTrack:
     """What this client knows about one order it sent (or adopted from the cache)."""
 
     cid: str
@@ -78,7 +78,7 @@ def _dec(v) -> Decimal:
     return Decimal(repr(v)) if isinstance(v, float) else Decimal(str(v))
 
 
-def _is_duplicate(e: Exception) -> bool:
+def is_duplicate_order(e: Exception) -> bool:
     s = str(e)
     return "Duplicate order sent" in s or '"code":-4116' in s or "ClientOrderId is duplicated" in s
 
@@ -95,7 +95,7 @@ class OrderCommands:
             return
         iid = order.instrument_id
         symbol = self._symbols.get(iid)
-        track = _Track(cid, iid, order.strategy_id, order.side, order.order_type, order.quantity.as_decimal(),
+        track = OrderTrack(cid, iid, order.strategy_id, order.side, order.order_type, order.quantity.as_decimal(),
                        symbol or "")
         self._tracks[cid] = track
         ts = self._clock.timestamp_ns()
@@ -134,7 +134,7 @@ class OrderCommands:
             await self._resolve_unknown(track)
             return
         except ccxt.BaseError as e:
-            if _is_duplicate(e):
+            if is_duplicate_order(e):
                 self._log.warning(f"{cid}: exchange says duplicate; adopting the existing order")
                 track.outcome_unknown = True
                 await self._resolve_unknown(track)
@@ -143,7 +143,7 @@ class OrderCommands:
             return
         await self._apply_order(track, resp)
 
-    async def _resolve_unknown(self, track: _Track) -> None:
+    async def _resolve_unknown(self, track: OrderTrack) -> None:
         """Find out whether an order whose send failed ambiguously exists; never send it again."""
         deadline = track.sent_at + self.opts.recv_window_ms / 1000 + self.opts.lookup_margin_s
         delay = 0.2
@@ -164,7 +164,7 @@ class OrderCommands:
             await asyncio.sleep(delay)
             delay = min(delay * 2, 2.0)
 
-    def _reject(self, track: _Track, reason: str) -> None:
+    def _reject(self, track: OrderTrack, reason: str) -> None:
         if track.terminal:
             return
         track.terminal = True
@@ -222,12 +222,12 @@ class OrderCommands:
         if track is not None:
             await self._sync_track(track)
 
-    def _adopt(self, cid: str) -> _Track | None:
+    def _adopt(self, cid: str) -> OrderTrack | None:
         """A track for an order of ours the cache knows (sent before a restart, reconciled)."""
         order = self._cache.order(ClientOrderId(cid))
         if order is None or order.instrument_id not in self._symbols:
             return None
-        t = _Track(cid, order.instrument_id, order.strategy_id, order.side, order.order_type,
+        t = OrderTrack(cid, order.instrument_id, order.strategy_id, order.side, order.order_type,
                    order.quantity.as_decimal(), self._symbols[order.instrument_id])
         t.venue_order_id = order.venue_order_id.value if order.venue_order_id else None
         t.accepted = order.status not in (OrderStatus.INITIALIZED, OrderStatus.SUBMITTED)
@@ -239,7 +239,7 @@ class OrderCommands:
             self._by_venue_id[t.venue_order_id] = cid
         return t
 
-    def _track_for(self, cid: str | None, venue_order_id: str | None) -> _Track | None:
+    def _track_for(self, cid: str | None, venue_order_id: str | None) -> OrderTrack | None:
         if cid and cid in self._tracks:
             return self._tracks[cid]
         if venue_order_id and venue_order_id in self._by_venue_id:
@@ -252,7 +252,7 @@ class OrderCommands:
                 return self._adopt(known.value)
         return None
 
-    def _ensure_accepted(self, track: _Track, venue_order_id: str | None, ts_ms=None) -> None:
+    def _ensure_accepted(self, track: OrderTrack, venue_order_id: str | None, ts_ms=None) -> None:
         if venue_order_id and not track.venue_order_id:
             track.venue_order_id = str(venue_order_id)
             self._by_venue_id[track.venue_order_id] = track.cid
@@ -261,7 +261,7 @@ class OrderCommands:
             self.generate_order_accepted(track.strategy_id, track.instrument_id, ClientOrderId(track.cid),
                                          VenueOrderId(track.venue_order_id), self._ts(ts_ms))
 
-    async def _apply_order(self, track: _Track, o: dict) -> None:
+    async def _apply_order(self, track: OrderTrack, o: dict) -> None:
         """An order snapshot (REST response, fetch, or user stream): accept, fill, close, in that order."""
         status = o.get("status")
         if status == "rejected":
@@ -282,7 +282,7 @@ class OrderCommands:
         else:
             self._maybe_close(track)
 
-    def _maybe_close(self, track: _Track, ts_ms=None) -> None:
+    def _maybe_close(self, track: OrderTrack, ts_ms=None) -> None:
         if track.terminal or track.pending_terminal is None or track.filled < track.venue_filled:
             return
         track.terminal = True
@@ -294,7 +294,7 @@ class OrderCommands:
             self.generate_order_expired(track.strategy_id, track.instrument_id, ClientOrderId(track.cid), vid,
                                         self._ts(ts_ms))
 
-    def _apply_trade(self, track: _Track, t: dict) -> None:
+    def _apply_trade(self, track: OrderTrack, t: dict) -> None:
         tid = str(t.get("id"))
         if tid in track.trade_ids or track.terminal and track.filled >= track.quantity:
             return
@@ -343,13 +343,13 @@ class OrderCommands:
             self._maybe_close(track)
         self._schedule_refresh()
 
-    async def _trades_fallback(self, track: _Track) -> None:
+    async def _trades_fallback(self, track: OrderTrack) -> None:
         await asyncio.sleep(self.opts.trades_fallback_s)
         if track.filled < track.venue_filled:
             await self._fetch_trades(track)
         self._maybe_close(track)
 
-    async def _fetch_trades(self, track: _Track) -> None:
+    async def _fetch_trades(self, track: OrderTrack) -> None:
         if not track.venue_order_id:
             return
         async with track.lock:
@@ -362,7 +362,7 @@ class OrderCommands:
                 if str(t.get("order")) == track.venue_order_id:
                     self._apply_trade(track, t)
 
-    async def _sync_track(self, track: _Track) -> None:
+    async def _sync_track(self, track: OrderTrack) -> None:
         """REST truth for one order: its state, then its trades."""
         try:
             if track.venue_order_id:

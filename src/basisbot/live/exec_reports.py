@@ -21,7 +21,7 @@ from nautilus_trader.model.enums import LiquiditySide, OrderSide, OrderStatus, O
 from nautilus_trader.model.identifiers import ClientOrderId, InstrumentId, TradeId, VenueOrderId
 from nautilus_trader.model.objects import Money, Price, Quantity
 
-from basisbot.live.exec_orders import _STATUS, _TIF
+from basisbot.live.exec_orders import ORDER_STATUS, TIME_IN_FORCE
 from basisbot.nautilus.instruments import currency
 
 
@@ -38,11 +38,11 @@ class ReconciliationReports:
         if amount <= 0:
             return None
         filled = float(o.get("filled") or 0.0)
-        status = _STATUS.get(o.get("status"), OrderStatus.ACCEPTED)
+        status = ORDER_STATUS.get(o.get("status"), OrderStatus.ACCEPTED)
         if status == OrderStatus.ACCEPTED and filled > 0:
             status = OrderStatus.PARTIALLY_FILLED
         otype = OrderType.LIMIT if str(o.get("type") or "").lower().startswith("limit") else OrderType.MARKET
-        tif = _TIF.get(str(o.get("timeInForce") or "GTC").upper(), TimeInForce.GTC)
+        tif = TIME_IN_FORCE.get(str(o.get("timeInForce") or "GTC").upper(), TimeInForce.GTC)
         if otype == OrderType.MARKET and tif not in (TimeInForce.GTC, TimeInForce.IOC, TimeInForce.FOK):
             tif = TimeInForce.GTC
         price = o.get("price") if otype == OrderType.LIMIT else None
