@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from basisbot.live.node import NodeOptions
-from basisbot.live.testing import RunningNode, node_settings, sim_config, until
+from tests.helpers.live_node import RunningNode, node_settings, sim_config, until
 from basisbot.sim import SimServer
 from strategies.basis_carry import BasisCarryStrategy, Phase
 

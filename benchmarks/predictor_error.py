@@ -18,9 +18,9 @@ import argparse
 import numpy as np
 
 from basisbot import carry, reference
-from basisbot.backtest import market_data
+from basisbot.data import market_data
 from basisbot.backtest.feed import build_feed
-from basisbot.backtest.instruments import make_perp, make_spot
+from basisbot.nautilus.instruments import make_perp, make_spot
 
 
 def predicted_and_settled(data, symbol: str, method: str, print_filter: bool = True) -> tuple[np.ndarray, np.ndarray]:

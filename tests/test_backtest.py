@@ -11,10 +11,10 @@ import pandas as pd
 import pytest
 
 from basisbot import margin, reference
-from basisbot.backtest import market_data
-from basisbot.backtest.dump_writer import export_binance_dump
+from basisbot.data import market_data
+from basisbot.data.dump_writer import export_binance_dump
 from basisbot.backtest.feed import build_feed
-from basisbot.backtest.instruments import make_perp, make_spot
+from basisbot.nautilus.instruments import make_perp, make_spot
 from basisbot.cli import main
 from tests.invariants import assert_backtest_invariants
 

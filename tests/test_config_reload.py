@@ -13,10 +13,10 @@ from basisbot.config_reload import (
     PendingChange,
     diff_settings,
     safe_to_apply,
-    strategy_fields,
     symbol_view,
 )
 from basisbot.journal import Journal
+from basisbot.strategy_fields import settings_fields
 from basisbot.settings import ConfigError, load_settings
 
 BASE = """mode = "paper"
@@ -199,7 +199,7 @@ def test_symbol_view_and_diff_follow_the_effective_schedule(tmp_path):
     assert symbol_view(old, "ETHUSDT")["schedule.blackout_before_s"] == 120
     # the global change reaches BTCUSDT only: ETHUSDT has its own schedule
     assert diff_settings(old, new)["symbols"] == {"BTCUSDT": {"schedule.blackout_before_s": [300, 240]}}
-    assert strategy_fields(new, "BTCUSDT")["schedule"]["blackout_before_s"] == 240
+    assert settings_fields(new, "BTCUSDT")["schedule"]["blackout_before_s"] == 240
 
 
 def test_run_polls_on_the_event_loop(tmp_path):
@@ -222,3 +222,27 @@ def test_run_polls_on_the_event_loop(tmp_path):
 
     asyncio.run(scenario())
     assert seen[0]["symbols"] == {"BTCUSDT": {"exit_apr": [0.0, 0.01]}}
+
+
+def test_one_settings_mapping_for_backtest_live_and_reload(tmp_path):
+    """The backtest's / live node's strategy config and a reload's fields come from the one field table; what a
+    running strategy accepts is derived from it (leverage, margin mode and the settled level's half-life are not)."""
+    from basisbot import reference
+    from basisbot.nautilus.strategy_config import strategy_config
+    from basisbot.strategy_fields import SETTINGS_FIELDS, TUNABLE_FIELDS
+    from strategies import basis_carry
+
+    cfg = tmp_path / "b.toml"
+    cfg.write_text(BASE)
+    s = load_settings(cfg, env_file=None)
+    fields = settings_fields(s, "BTCUSDT")
+    live = strategy_config(s, "BTCUSDT", "BTCUSDT.BINANCE_SPOT", "BTCUSDT-PERP.BINANCE_PERP", None,
+                           table=reference.brackets()["BTCUSDT"])
+    assert {k: getattr(live, k) for k in fields} == fields
+    assert set(fields) <= set(basis_carry.BasisCarryConfig.__struct_fields__)
+    assert TUNABLE_FIELDS == set(fields) - {"leverage", "margin_mode", "persistence_halflife"}
+    assert TUNABLE_FIELDS == getattr(basis_carry, "TUNABLE_FIELDS", TUNABLE_FIELDS)  # the strategy's copy, while it has one
+    assert len({f.name for f in SETTINGS_FIELDS}) == len(SETTINGS_FIELDS)
+    bars = strategy_config(s, "BTCUSDT", "BTCUSDT.BINANCE_SPOT", "BTCUSDT-PERP.BINANCE_PERP",
+                           "BTCUSDT.BINANCE_SPOT-1-HOUR-LAST-EXTERNAL", table=reference.brackets()["BTCUSDT"])
+    assert bars.guard_sweep_s == max(fields["guard_sweep_s"], 3600) and live.guard_sweep_s == fields["guard_sweep_s"]

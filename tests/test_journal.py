@@ -31,7 +31,7 @@ from nautilus_trader.test_kit.stubs.execution import TestExecStubs
 from nautilus_trader.trading.strategy import Strategy
 
 from basisbot import reference
-from basisbot.backtest.instruments import PERP_VENUE, SPOT_VENUE, make_perp, make_spot
+from basisbot.nautilus.instruments import PERP_VENUE, SPOT_VENUE, make_perp, make_spot
 from basisbot.journal import EXPORT_ORDER, Journal, JournalReader, expected_funding, funding_mismatch
 from basisbot.journal_actor import (
     FUNDING_SETTLED_TOPIC,

@@ -9,9 +9,9 @@ import pytest
 
 from basisbot.journal import Journal
 from basisbot.live.node import NodeOptions
-from basisbot.live.testing import RunningNode, node_settings, sim_config, until
+from tests.helpers.live_node import RunningNode, node_settings, sim_config, until
 from basisbot.sim import SimServer
-from basisbot.sim.testing import admin, state
+from tests.helpers.sim_venue import admin, state
 from strategies.basis_carry import Phase
 
 SYM = "BTCUSDT"

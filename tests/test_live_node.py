@@ -15,10 +15,10 @@ from basisbot import margin
 from basisbot.cli import main
 from basisbot.journal import Journal
 from basisbot.live.node import NodeOptions
-from basisbot.live.testing import RunningNode, node_settings, sim_config, until
+from tests.helpers.live_node import RunningNode, node_settings, sim_config, until
 from basisbot.sim import SimServer
 from basisbot.sim.prices import load_paths
-from basisbot.sim.testing import DATA, admin, state
+from tests.helpers.sim_venue import DATA, admin, state
 from strategies.basis_carry import Phase
 
 SYM = "BTCUSDT"

@@ -11,15 +11,15 @@ import pytest
 from pydantic import SecretStr
 
 from basisbot import reference
-from basisbot.backtest.run import strategy_config
+from basisbot.nautilus.strategy_config import strategy_config
 from basisbot.config_reload import PendingChange, diff_settings, effective_settings
 from basisbot.journal import Journal
 from basisbot.legs import LegPair
 from basisbot.live.node import NodeOptions
-from basisbot.live.testing import RunningNode, sim_config, until, write_config
+from tests.helpers.live_node import RunningNode, sim_config, until, write_config
 from basisbot.settings import ConfigError, load_settings
 from basisbot.sim import SimServer
-from basisbot.sim.testing import KEY, SECRET
+from tests.helpers.sim_venue import KEY, SECRET
 from strategies.basis_carry import ACTED_ON, BasisCarryStrategy, Phase
 
 SYM = "BTCUSDT"
@@ -109,7 +109,8 @@ def test_change_waits_for_the_safe_point(tmp_path):
     settlement blackout; applied (rules rebuilt) once both are over. Restart-only fields are never applied."""
     path = write_config(tmp_path, "http://127.0.0.1:1", symbols={SYM: symbol()})
     settings = load_settings(path, env_file=None)
-    sc = strategy_config(settings, SYM, settings.symbols[SYM], "BTCUSDT.BINANCE", "BTCUSDT-PERP.BINANCE", None)
+    sc = strategy_config(settings, SYM, "BTCUSDT.BINANCE", "BTCUSDT-PERP.BINANCE", None,
+                         table=reference.brackets()[SYM])
     strat = BasisCarryStrategy(sc)
     decided = []
     strat._decide = lambda action, reason: decided.append((action, reason))  # not registered: no clock / msgbus
@@ -152,7 +153,8 @@ def test_change_waits_for_the_safe_point(tmp_path):
 def test_apply_config_ignores_fields_that_cannot_change_live(tmp_path):
     path = write_config(tmp_path, "http://127.0.0.1:1", symbols={SYM: symbol()})
     settings = load_settings(path, env_file=None)
-    sc = strategy_config(settings, SYM, settings.symbols[SYM], "BTCUSDT.BINANCE", "BTCUSDT-PERP.BINANCE", None)
+    sc = strategy_config(settings, SYM, "BTCUSDT.BINANCE", "BTCUSDT-PERP.BINANCE", None,
+                         table=reference.brackets()[SYM])
     strat = BasisCarryStrategy(sc)
     strat._decide = lambda action, reason: None
     changed = strat.apply_config({"leverage": 20, "margin_mode": "cross", "spot_instrument_id": "X.Y",

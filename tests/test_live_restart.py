@@ -16,10 +16,10 @@ from pathlib import Path
 import ccxt.pro as ccxtpro
 import pytest
 
-from basisbot.live.testing import sim_config, subprocess_env, write_config
+from tests.helpers.live_node import sim_config, subprocess_env, write_config
 from basisbot.sim import SimServer
-from basisbot.sim.client import SPOT_CLIENT_OPTIONS, use_local_venue
-from basisbot.sim.testing import KEY, SECRET, admin, state
+from basisbot.exchange.ccxt_setup import SPOT_CLIENT_OPTIONS, use_local_venue
+from tests.helpers.sim_venue import KEY, SECRET, admin, state
 
 ROOT = Path(__file__).resolve().parents[1]
 SYM = "BTCUSDT"

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from basisbot.live.testing import sim_config, subprocess_env, write_config
+from tests.helpers.live_node import sim_config, subprocess_env, write_config
 from basisbot.sim import SimServer
 
 ROOT = Path(__file__).resolve().parents[1]

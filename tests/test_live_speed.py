@@ -15,10 +15,10 @@ import pandas as pd
 import pytest
 
 from basisbot.journal import JournalReader
-from basisbot.live.testing import RunningNode, node_settings, sim_config, until
+from tests.helpers.live_node import RunningNode, node_settings, sim_config, until
 from basisbot.live.node import NodeOptions
 from basisbot.sim import SimServer
-from basisbot.sim.testing import state
+from tests.helpers.sim_venue import state
 
 SYM = "SOLUSDT"
 T1 = pd.Timestamp("2022-11-10T06:00:00Z").value

@@ -14,10 +14,10 @@ from basisbot import reference
 from basisbot.brackets import parse_brackets
 from basisbot.journal import Journal
 from basisbot.live.node import NodeOptions, run_node
-from basisbot.live.testing import RunningNode, node_settings, sim_config, until, write_config
 from basisbot.settings import load_settings
 from basisbot.sim import SimServer
-from basisbot.sim.testing import DATA, KEY, SECRET, state
+from tests.helpers.live_node import RunningNode, node_settings, sim_config, until, write_config
+from tests.helpers.sim_venue import DATA, KEY, SECRET, state
 from strategies.basis_carry import Phase
 
 AVAX, BTC = "AVAXUSDT", "BTCUSDT"

@@ -10,7 +10,8 @@ from nautilus_trader.model.instruments import CryptoPerpetual, CurrencyPair
 from pydantic import SecretStr
 
 from basisbot import reference
-from basisbot.live.exec_client import CcxtExecutionClient, _is_duplicate
+from basisbot.live.exec_client import CcxtExecutionClient
+from basisbot.live.exec_orders import is_duplicate_order
 from basisbot.live.instruments import (
     InstrumentError,
     find_market,
@@ -19,7 +20,7 @@ from basisbot.live.instruments import (
     spot_from_market,
 )
 from basisbot.live.node import credentials_problem
-from basisbot.live.testing import write_config
+from tests.helpers.live_node import write_config
 from basisbot.live.venue import MS, NS, VenueTime
 from basisbot.settings import load_settings
 
@@ -113,9 +114,9 @@ def test_positions_from_user_stream_and_rest_shapes():
 
 
 def test_duplicate_refusals_are_recognised():
-    assert _is_duplicate(Exception('binance {"code":-2010,"msg":"Duplicate order sent."}'))
-    assert _is_duplicate(Exception('binanceusdm {"code":-4116,"msg":"ClientOrderId is duplicated."}'))
-    assert not _is_duplicate(Exception('binance {"code":-2010,"msg":"Account has insufficient balance"}'))
+    assert is_duplicate_order(Exception('binance {"code":-2010,"msg":"Duplicate order sent."}'))
+    assert is_duplicate_order(Exception('binanceusdm {"code":-4116,"msg":"ClientOrderId is duplicated."}'))
+    assert not is_duplicate_order(Exception('binance {"code":-2010,"msg":"Account has insufficient balance"}'))
 
 
 def test_credentials_problem_names_the_configured_variables(tmp_path, monkeypatch):

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
+from basisbot import margin
 from basisbot.margin import (
     Bracket,
     BracketError,
@@ -644,3 +645,26 @@ def test_prop_cross_margin_ratio_is_one_at_cross_liquidation_price(a, b, wallet_
     assume(lp > 1e-3 * pos.entry)
     at_lp = CrossPosition(pos.side, pos.qty, pos.entry, lp, pos.table)
     assert cross_margin_ratio(wallet, [at_lp, other]) == pytest.approx(1.0, rel=1e-9)
+
+
+def test_margin_request_funded_from_perp_first_then_spot():
+    """The one perp-then-spot split the backtest's margin module and the live client both use."""
+    iso = margin.split_margin_request(100.0, 60.0, 1000.0, isolated=True, spot_allowed=True)
+    assert (iso.from_perp, iso.from_spot, iso.added) == (60.0, 40.0, 100.0)
+    assert margin.split_margin_request(100.0, 60.0, 1000.0, isolated=True, spot_allowed=False).added == 60.0
+    assert margin.split_margin_request(100.0, 160.0, 1000.0, isolated=True, spot_allowed=True).from_spot == 0.0
+    cross = margin.split_margin_request(100.0, 60.0, 30.0, isolated=False, spot_allowed=True)
+    assert (cross.from_perp, cross.from_spot, cross.added) == (0.0, 30.0, 30.0)  # a cross wallet backs it already
+    live = margin.split_margin_request(100.01, 60.004, 1000.0, isolated=True, spot_allowed=True, cents=True)
+    assert (live.from_spot, live.added) == (40.0, 100.0) and live.from_perp == pytest.approx(60.0)
+
+
+@given(amount=st.floats(0.01, 1e6), perp_free=st.floats(0.0, 1e6), spot_free=st.floats(0.0, 1e6),
+       isolated=st.booleans(), spot_allowed=st.booleans(), cents=st.booleans())
+def test_prop_margin_request_never_moves_more_than_is_there(amount, perp_free, spot_free, isolated, spot_allowed, cents):
+    t = margin.split_margin_request(amount, perp_free, spot_free, isolated=isolated, spot_allowed=spot_allowed,
+                                    cents=cents)
+    assert 0.0 <= t.from_spot <= spot_free and 0.0 <= t.from_perp <= perp_free + 1e-9
+    assert t.added <= amount + 1e-9 and (spot_allowed or t.from_spot == 0.0) and (isolated or t.from_perp == 0.0)
+    if cents:
+        assert round(t.from_spot * 100) == pytest.approx(t.from_spot * 100, abs=1e-6)

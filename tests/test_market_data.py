@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from basisbot.backtest.dump_writer import export_binance_dump, write_binance_dump
-from basisbot.backtest.market_data import (
+from basisbot.data.dump_writer import export_binance_dump, write_binance_dump
+from basisbot.data.market_data import (
     BAR_COLUMNS,
     DataError,
     SymbolData,

@@ -28,10 +28,10 @@ from pydantic import SecretStr
 
 from basisbot.journal import JournalReader
 from basisbot.live.node import NodeOptions
-from basisbot.live.testing import RunningNode, node_settings, sim_config, until
+from tests.helpers.live_node import RunningNode, node_settings, sim_config, until
 from basisbot.settings import load_settings
 from basisbot.sim import SimServer
-from basisbot.sim.testing import KEY, SECRET
+from tests.helpers.sim_venue import KEY, SECRET
 from strategies.basis_carry import Phase
 
 SYM = "BTCUSDT"

@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from basisbot.backtest.report import MAX_POINTS, downsample, fmt_num, write_report
+from basisbot.backtest.report import write_report
+from basisbot.backtest.report_charts import MAX_POINTS, downsample
+from basisbot.backtest.report_format import fmt_num
 from basisbot.cli import main
 from tests.invariants import assert_backtest_invariants
 
@@ -134,7 +136,7 @@ def test_report_depends_only_on_the_folder(liq_run, tmp_path):
     copy = tmp_path / "copy"
     shutil.copytree(liq_run, copy)
     (copy / "report.html").unlink()
-    write_report(None, _summary(copy), copy / "report.html")
+    write_report(_summary(copy), copy / "report.html")
     assert _html(copy).replace(str(copy), "<folder>") == _html(liq_run).replace(str(liq_run), "<folder>")
 
 
@@ -177,7 +179,7 @@ def test_no_trades_renders_none_notes(flat_run):
 
 def test_empty_folder_does_not_crash(tmp_path):
     summary = {"symbols": {"BTCUSDT": {}}, "total": {}, "period": {}, "data": "x", "run": {}, "data_notes": []}
-    write_report(None, summary, tmp_path / "report.html")
+    write_report(summary, tmp_path / "report.html")
     doc = _html(tmp_path)
     assert_self_contained(doc)
     assert "none: equity.csv is empty" in doc and "none: no trades in this run" in doc
@@ -195,7 +197,7 @@ def test_text_is_html_escaped(flat_run, tmp_path):
     s = _summary(copy)
     s["data_notes"] = [evil]
     s["data"] = "<b>data</b>"
-    write_report(None, s, copy / "report.html")
+    write_report(s, copy / "report.html")
     doc = _html(copy)
     assert "<script" not in doc and "<b>data</b>" not in doc
     assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in doc
@@ -219,7 +221,7 @@ def test_downsample_bounds_points_and_keeps_spikes():
 
 
 def test_long_tables_are_capped_with_a_note(flat_run, tmp_path):
-    from basisbot.backtest.report import MAX_DECISION_ROWS, MAX_TRADE_ROWS
+    from basisbot.backtest.report_sections import MAX_DECISION_ROWS, MAX_TRADE_ROWS
 
     copy = tmp_path / "copy"
     shutil.copytree(flat_run, copy)
@@ -235,7 +237,7 @@ def test_long_tables_are_capped_with_a_note(flat_run, tmp_path):
         w.writerow(["ts", "symbol", "action", "reason"])
         for i in range(n_dec):
             w.writerow(["2023-01-02T00:00:00.000Z", "BTCUSDT", "enter", f"reason-{i:05d}"])
-    write_report(None, _summary(copy), copy / "report.html")
+    write_report(_summary(copy), copy / "report.html")
     doc = _html(copy)
     assert f"Showing the first {MAX_TRADE_ROWS} of {n_trades} fills" in doc
     assert f"O-{MAX_TRADE_ROWS - 1:05d}" in doc and f"O-{MAX_TRADE_ROWS:05d}" not in doc

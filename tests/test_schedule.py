@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from basisbot import carry
-from basisbot.backtest import market_data
+from basisbot.data import market_data
 from basisbot.schedule import (
     NS,
     JobKind,

@@ -13,7 +13,7 @@ import urllib.request
 import pytest
 
 from basisbot.sim import SimServer
-from basisbot.sim.testing import DATA, config
+from tests.helpers.sim_venue import DATA, config
 
 SCRIPT = """
 import argparse, sys

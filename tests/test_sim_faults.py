@@ -8,7 +8,7 @@ import time
 import ccxt
 import pytest
 
-from basisbot.sim.testing import BTC_PERP, BTC_SPOT, admin, run_scenario
+from tests.helpers.sim_venue import BTC_PERP, BTC_SPOT, admin, run_scenario
 
 
 def test_429_is_ddos_protection_then_requests_flow_again():

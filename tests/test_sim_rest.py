@@ -6,8 +6,8 @@ import ccxt
 import ccxt.pro as ccxtpro
 import pytest
 
-from basisbot.sim.client import non_local_urls, use_local_venue
-from basisbot.sim.testing import BTC_PERP, BTC_SPOT, KEY, SECRET, admin, make_clients, run_scenario, state
+from basisbot.exchange.ccxt_setup import non_local_urls, use_local_venue
+from tests.helpers.sim_venue import BTC_PERP, BTC_SPOT, KEY, SECRET, admin, make_clients, run_scenario, state
 
 
 async def sim_pause(sim):

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from basisbot import margin, reference
-from basisbot.backtest.market_data import load_symbol
+from basisbot.data.market_data import load_symbol
 from basisbot.carry import funding_payment
 from basisbot.sim import errors
 from basisbot.sim.auth import Auth, sign
@@ -19,7 +19,7 @@ from basisbot.sim.errors import BinanceError
 from basisbot.sim.faults import FaultState
 from basisbot.sim.markets import build_market
 from basisbot.sim.prices import HOUR_MS, load_paths
-from basisbot.sim.testing import DATA, KEY, SECRET
+from tests.helpers.sim_venue import DATA, KEY, SECRET
 from basisbot.sim.venue import Venue
 
 

@@ -11,7 +11,7 @@ import pytest
 from basisbot import margin, reference
 from basisbot.carry import funding_payment
 from basisbot.sim.prices import load_paths
-from basisbot.sim.testing import BTC_PERP, BTC_SPOT, DATA, admin, run_scenario, state
+from tests.helpers.sim_venue import BTC_PERP, BTC_SPOT, DATA, admin, run_scenario, state
 
 
 def test_watch_mark_price_has_predicted_rate_and_next_funding_time():

@@ -14,14 +14,14 @@ import pandas as pd
 import pytest
 
 from basisbot import margin, reference
-from basisbot.backtest.dump_writer import export_binance_dump
+from basisbot.data.dump_writer import export_binance_dump
 from basisbot.backtest.run import prepare
 from basisbot.brackets import BracketError, bracket_rows, load_brackets, parse_brackets, unified_to_id
 from basisbot.carry import funding_payment
 from basisbot.cli import main
 from tests.invariants import assert_backtest_invariants
 from basisbot.settings import load_settings
-from basisbot.sim.testing import run_scenario
+from tests.helpers.sim_venue import run_scenario
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "backtests" / "data" / "binance"

@@ -42,6 +42,7 @@ from typing import Any
 
 from pydantic import SecretStr, ValidationError
 
+from basisbot.strategy_fields import settings_fields
 from basisbot.settings import (
     SECRET_FIELDS,
     ConfigError,
@@ -163,27 +164,6 @@ def describe(changes: Mapping[str, list]) -> str:
     return ", ".join(f"{k}: {v[0]!r} → {v[1]!r}" for k, v in changes.items())
 
 
-def strategy_fields(settings: Settings, symbol: str) -> dict[str, Any]:
-    """The `BasisCarryConfig` field values for `symbol` under `settings` (the same mapping as the backtest runner,
-    plus `slippage_band`), for a strategy that rebuilds its rules from a new config."""
-    cfg = settings.symbols[symbol]
-    g = cfg.guard
-    sch = settings.schedule_for(symbol)
-    return {
-        "hedge_ratio": cfg.hedge_ratio, "notional_usdt": cfg.notional_usdt, "max_notional_usdt": cfg.max_notional_usdt,
-        "leverage": cfg.leverage, "margin_mode": cfg.margin_mode, "entry_apr": cfg.entry_apr, "exit_apr": cfg.exit_apr,
-        "min_hold_intervals": cfg.min_hold_intervals, "rebalance_tolerance": cfg.rebalance_tolerance,
-        "horizon_hours": cfg.horizon_hours, "persistence": cfg.persistence, "spread": cfg.spread,
-        "persistence_halflife": cfg.persistence_halflife,
-        "spot_taker_fee": settings.fees.spot_taker, "perp_taker_fee": settings.fees.perp_taker,
-        "leg_timeout_s": cfg.leg_timeout_s, "slippage_band": cfg.slippage_band, "guard_enabled": g.enabled,
-        "guard": {"warn_distance": g.warn_distance, "add_margin_distance": g.add_margin_distance,
-                  "target_distance": g.target_distance, "reduce_distance": g.reduce_distance,
-                  "close_distance": g.close_distance, "hysteresis": g.hysteresis},
-        "schedule": sch.model_dump(), "guard_sweep_s": sch.guard_sweep_s,
-    }
-
-
 @dataclass(frozen=True)
 class SymbolChange:
     """One symbol's part of an accepted change, handed out at that symbol's safe point."""
@@ -199,7 +179,7 @@ class SymbolChange:
         return self.settings.symbols[self.symbol]
 
     def strategy_fields(self) -> dict[str, Any]:
-        return strategy_fields(self.settings, self.symbol)
+        return settings_fields(self.settings, self.symbol)
 
 
 class PendingChange:

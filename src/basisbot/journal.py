@@ -42,345 +42,34 @@ Timestamps are UNIX nanoseconds (``ts`` columns) as nautilus gives them. Funding
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import sqlite3
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import sqlite_utils
 
-NS = 1_000_000_000
+from basisbot.journal_reader import JournalReader
+from basisbot.journal_schema import (
+    dumps_json,
+    expected_funding,
+    EXPORT_ORDER,
+    funding_mismatch,
+    NS,
+    STATUS_RANK,
+    TABLES,
+)
 
-TABLES: dict[str, dict[str, Any]] = {
-    "orders": {
-        "columns": {
-            "client_order_id": str, "venue_order_id": str, "symbol": str, "leg": str, "side": str, "qty": float,
-            "price": float, "type": str, "status": str, "tags": str, "ts_created": int, "ts_last": int,
-            "instrument_id": str, "strategy_id": str, "filled_qty": float, "avg_px": float, "reason": str,
-        },
-        "pk": ("client_order_id",),
-        "indexes": [("symbol", "ts_last")],
-    },
-    "fills": {
-        "columns": {
-            "trade_id": str, "instrument_id": str, "venue": str, "client_order_id": str, "venue_order_id": str,
-            "symbol": str, "leg": str, "side": str, "qty": float, "price": float, "fee": float, "fee_currency": str,
-            "liquidity": str, "ts": int,
-        },
-        "pk": ("instrument_id", "trade_id"),
-        "indexes": [("client_order_id",), ("symbol", "ts")],
-    },
-    "funding": {
-        "columns": {
-            "symbol": str, "settlement_ts": int, "predicted_rate": float, "interval_minutes": int,
-            "predicted_ts": int, "position_qty": float, "mark_price": float, "captured_at_settlement": int,
-            "expected_payment": float, "booked_ts": int, "booked_phase": str, "booked_position_qty": float,
-            "settled_rate": float, "settled_payment": float, "settled_ts": int, "source": str,
-            "difference": float, "flagged": int, "note": str,
-        },
-        "pk": ("symbol", "settlement_ts"),
-        "indexes": [],
-    },
-    "guard": {
-        "columns": {
-            "ts": int, "symbol": str, "step": str, "distance": float, "liquidation_price": float, "mark": float,
-            "add_margin": float, "reduce_fraction": float, "reason": str,
-        },
-        "pk": ("symbol", "ts", "step"),
-        "indexes": [],
-    },
-    "legs": {
-        "columns": {
-            "pair_id": str, "ts": int, "symbol": str, "intent": str, "event": str, "detail": str, "status": str,
-            "targets": str, "filled": str,
-        },
-        "pk": ("pair_id", "ts", "event", "detail"),
-        "indexes": [("symbol", "ts")],
-    },
-    "config_changes": {
-        "columns": {"ts": int, "source": str, "status": str, "scope": str, "diff": str, "message": str},
-        "pk": ("ts", "source", "status", "scope"),
-        "indexes": [],
-    },
-    "positions": {
-        "columns": {
-            "ts": int, "symbol": str, "spot_qty": float, "perp_qty": float, "perp_entry": float,
-            "isolated_wallet": float, "liquidation_price": float, "mark": float, "spot_price": float,
-            "margin_mode": str,
-        },
-        "pk": ("symbol", "ts"),
-        "indexes": [],
-    },
-    "decisions": {
-        "columns": {"ts": int, "symbol": str, "action": str, "reason": str, "phase": str},
-        "pk": ("symbol", "ts", "action", "reason"),
-        "indexes": [],
-    },
-    "marks": {
-        "columns": {"symbol": str, "ts": int, "mark": float, "spot_price": float, "source": str},
-        "pk": ("symbol",),
-        "indexes": [],
-    },
-    "venue_clock": {
-        "columns": {"id": int, "ts": int, "venue_ms": int, "local_ns": int, "speed": float},
-        "pk": ("id",),
-        "indexes": [],
-    },
-    "alerts": {
-        "columns": {"ts": int, "symbol": str, "event": str, "severity": str, "channel": str, "status": str,
-                    "title": str, "message": str},
-        "pk": ("ts", "channel", "event", "status"),
-        "indexes": [],
-    },
-}
-EXPORT_ORDER = ("orders", "fills", "funding", "guard", "legs", "decisions", "config_changes", "positions", "marks",
-                "venue_clock", "alerts")
-JSON_COLUMNS = {"legs": ("targets", "filled"), "config_changes": ("diff",)}
 
-# order status only moves forward, so a replayed or late "accepted" never overwrites "filled"
-_STATUS_RANK = {
-    "initialized": 0, "denied": 4, "emulated": 0, "released": 0, "submitted": 1, "accepted": 2, "triggered": 2,
-    "pending_update": 2, "pending_cancel": 2, "partially_filled": 3,
-    "filled": 4, "canceled": 4, "rejected": 4, "expired": 4, "not_at_venue": 4,
-}
-TERMINAL_STATUSES = frozenset(s for s, r in _STATUS_RANK.items() if r == 4)
-DONE_PAIR_STATUSES = frozenset({"complete", "flat", "stuck"})
+__all__ = ["EXPORT_ORDER", "TABLES", "Journal", "JournalReader", "JournalThreadError", "expected_funding",
+           "funding_mismatch"]
 
 
 class JournalThreadError(RuntimeError):
     """A journal write from a thread that does not own the journal, with no event loop to hand it to."""
-
-
-def expected_funding(position_qty: float | None, mark: float | None, rate: float | None) -> float | None:
-    """Funding received by a position: -qty × mark × rate (positive = received; a short receives a positive rate)."""
-    if position_qty is None or mark is None or rate is None:
-        return None
-    return -position_qty * mark * rate
-
-
-def funding_mismatch(expected: float | None, settled: float | None, abs_tol: float, rel_tol: float) -> bool:
-    """A settled payment is flagged when it differs from the expected one by more than BOTH tolerances
-    (`abs_tol` USDT and `rel_tol` × |expected|), i.e. by more than the larger of the two."""
-    if expected is None or settled is None:
-        return False
-    diff = abs(settled - expected)
-    return diff > abs_tol and diff > rel_tol * abs(expected)
-
-
-def _dumps(value: Any) -> str | None:
-    if value is None:
-        return None
-    return json.dumps(value, sort_keys=True, default=str)
-
-
-class JournalReader:
-    """Queries on a journal. `JournalReader(path)` opens it read-only (``mode=ro``), never blocking the writer."""
-
-    def __init__(self, path: str | Path | None = None, *, db: sqlite_utils.Database | None = None):
-        if db is None:
-            if path is None:
-                raise ValueError("JournalReader needs a path or a database")
-            p = Path(path)
-            if not p.exists():
-                raise FileNotFoundError(f"no journal at {p}")
-            conn = sqlite3.connect(p.resolve().as_uri() + "?mode=ro", uri=True, timeout=5.0)
-            conn.execute("PRAGMA query_only = 1")
-            db = sqlite_utils.Database(conn)
-        self.db = db
-        self.path = Path(path) if path is not None else None
-
-    def close(self) -> None:
-        self.db.conn.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    # -- generic ----------------------------------------------------------------------------------------------------
-    def _has(self, table: str) -> bool:
-        return self.db[table].exists()
-
-    def rows(self, table: str, where: str | None = None, params: Iterable | Mapping | None = None,
-             order_by: str | None = None, limit: int | None = None) -> list[dict]:
-        if not self._has(table):
-            return []
-        rows = list(self.db[table].rows_where(where, params or [], order_by=order_by or "rowid", limit=limit))
-        for col in JSON_COLUMNS.get(table, ()):
-            for r in rows:
-                if r.get(col) is not None:
-                    r[col] = json.loads(r[col])
-        return rows
-
-    def one(self, table: str, where: str, params: Iterable | Mapping, order_by: str) -> dict | None:
-        rows = self.rows(table, where, params, order_by=order_by, limit=1)
-        return rows[0] if rows else None
-
-    def symbols(self) -> list[str]:
-        """Every symbol the journal knows about."""
-        found: set[str] = set()
-        for t in ("funding", "legs", "positions", "decisions", "guard", "orders"):
-            if self._has(t):
-                found.update(r[0] for r in self.db.execute(f"SELECT DISTINCT symbol FROM {t} WHERE symbol IS NOT NULL"))
-        return sorted(found)
-
-    # -- queries used by the restart logic and status ----------------------------------------------------------------
-    def latest_pair(self, symbol: str) -> dict | None:
-        """The last leg pair of `symbol`: {pair_id, intent, status, targets, filled, history, started_ts, ts_last,
-        done, completed}, or None. `done` = no order of the pair can still be in flight (complete, flat or stuck);
-        `completed` = both legs traded their targets."""
-        last = self.one("legs", "symbol = ?", [symbol], order_by="ts DESC, rowid DESC")
-        if last is None:
-            return None
-        rows = self.rows("legs", "pair_id = ?", [last["pair_id"]], order_by="ts, rowid")
-        final = rows[-1]
-        return {
-            "pair_id": final["pair_id"],
-            "intent": final["intent"],
-            "status": final["status"],
-            "targets": final["targets"] or {},
-            "filled": final["filled"] or {},
-            "history": [(r["ts"], r["event"], r["detail"]) for r in rows],
-            "started_ts": _pair_start(final["pair_id"], rows[0]["ts"]),
-            "ts_last": final["ts"],
-            "done": final["status"] in DONE_PAIR_STATUSES,
-            "completed": final["status"] == "complete",
-        }
-
-    def phase(self, symbol: str) -> str:
-        """flat | entering | in_carry | exiting, as the strategy would have it, from the last leg pair:
-        an unfinished pair is entering (enter) or exiting (exit, unwind) or in_carry (reduce, rebalance); a finished
-        enter is in_carry when complete, else flat; a finished exit/unwind is flat when complete, in_carry when stuck
-        (exposure left); reduce/rebalance leave the carry on. No pair: flat."""
-        pair = self.latest_pair(symbol)
-        if pair is None:
-            return "flat"
-        intent, status = pair["intent"], pair["status"]
-        if not pair["done"]:
-            return {"enter": "entering", "exit": "exiting", "unwind": "exiting"}.get(intent, "in_carry")
-        if intent == "enter":
-            return "in_carry" if status == "complete" else "flat"
-        if intent in ("exit", "unwind"):
-            return "flat" if status == "complete" else "in_carry"
-        return "in_carry"
-
-    def settlements_held(self, symbol: str) -> int:
-        """Settlements booked while in carry since the last entry started (the strategy's `settlements_held`)."""
-        if not self._has("funding"):
-            return 0
-        enter = self.one("legs", "symbol = ? AND intent = 'enter'", [symbol], order_by="ts DESC, rowid DESC")
-        if enter is None:
-            return 0
-        since = self.one("legs", "pair_id = ?", [enter["pair_id"]], order_by="ts, rowid")["ts"]
-        row = self.db.execute(
-            "SELECT COUNT(*) FROM funding WHERE symbol = ? AND booked_phase = 'in_carry' AND booked_ts > ?",
-            [symbol, since]).fetchone()
-        return int(row[0])
-
-    def restore_state(self, symbol: str) -> dict | None:
-        """What a restarting strategy needs: {phase, settlements_held, pair, position}, or None if the journal has
-        nothing for the symbol."""
-        pair = self.latest_pair(symbol)
-        position = self.latest_position(symbol)
-        if pair is None and position is None and symbol not in self.symbols():
-            return None
-        return {
-            "phase": self.phase(symbol),
-            "settlements_held": self.settlements_held(symbol),
-            # started_ts / ts_last: a restart waits out the pair's leg timeout + recvWindow grace FROM ITS START
-            "pair": None if pair is None else {k: pair[k] for k in (
-                "pair_id", "intent", "status", "targets", "filled", "history", "done", "completed", "started_ts",
-                "ts_last")},
-            "position": position,
-        }
-
-    def latest_mark(self, symbol: str) -> dict | None:
-        return self.one("marks", "symbol = ?", [symbol], order_by="ts DESC")
-
-    def venue_clock(self) -> dict | None:
-        return self.one("venue_clock", "id = 1", [], order_by="ts DESC")
-
-    def unresolved_orders(self, before_ns: int | None = None) -> list[dict]:
-        """Orders whose last known status says they may not have reached the venue (initialized / submitted), last
-        touched before `before_ns` (e.g. the start of this run)."""
-        where = "status IN ('initialized', 'submitted')"
-        params: list = []
-        if before_ns is not None:
-            where += " AND ts_last < ?"
-            params.append(before_ns)
-        return self.rows("orders", where, params, order_by="ts_last")
-
-    def fills_of(self, symbol: str) -> list[dict]:
-        return self.rows("fills", "symbol = ?", [symbol], order_by="ts, rowid")
-
-    def latest_position(self, symbol: str) -> dict | None:
-        return self.one("positions", "symbol = ?", [symbol], order_by="ts DESC")
-
-    def latest_prediction(self, symbol: str) -> dict | None:
-        return self.one("funding", "symbol = ? AND predicted_rate IS NOT NULL", [symbol], order_by="settlement_ts DESC")
-
-    def latest_guard(self, symbol: str) -> dict | None:
-        return self.one("guard", "symbol = ?", [symbol], order_by="ts DESC, rowid DESC")
-
-    def latest_decision(self, symbol: str) -> dict | None:
-        return self.one("decisions", "symbol = ?", [symbol], order_by="ts DESC, rowid DESC")
-
-    def funding_settled(self, symbol: str) -> tuple[float, int, int]:
-        """(sum of settled payments, settlements settled, settlements flagged)."""
-        if not self._has("funding"):
-            return 0.0, 0, 0
-        total, n, flagged = self.db.execute(
-            "SELECT COALESCE(SUM(settled_payment), 0), COUNT(settled_payment), COALESCE(SUM(flagged), 0) "
-            "FROM funding WHERE symbol = ?", [symbol]).fetchone()
-        return float(total), int(n), int(flagged)
-
-    # -- export -----------------------------------------------------------------------------------------------------
-    def export(self, format: str = "json", out: str | Path | None = None) -> dict:
-        """json: one object {orders: [...], fills: [...], funding: [...], guard: [...], legs, decisions,
-        config_changes, positions} (written to `out` as a file when given). csv: {table: csv text}, and one
-        `<table>.csv` per table written into the folder `out` when given."""
-        data = {t: self.rows(t, order_by=_export_order(t)) for t in EXPORT_ORDER}
-        if format == "json":
-            if out is not None:
-                p = Path(out)
-                p.parent.mkdir(parents=True, exist_ok=True)
-                p.write_text(json.dumps(data, indent=1, default=str) + "\n", encoding="utf-8")
-            return data
-        if format != "csv":
-            raise ValueError(f"format must be 'json' or 'csv', not {format!r}")
-        texts = {}
-        for table, rows in data.items():
-            buf = io.StringIO()
-            w = csv.DictWriter(buf, fieldnames=list(TABLES[table]["columns"]), lineterminator="\n",
-                               extrasaction="ignore")
-            w.writeheader()
-            for r in rows:
-                w.writerow({k: (_dumps(v) if isinstance(v, (dict, list)) else v) for k, v in r.items()})
-            texts[table] = buf.getvalue()
-        if out is not None:
-            folder = Path(out)
-            folder.mkdir(parents=True, exist_ok=True)
-            for table, text in texts.items():
-                (folder / f"{table}.csv").write_text(text, encoding="utf-8")
-        return texts
-
-
-def _pair_start(pair_id: str, first_ts: int) -> int:
-    """A pair's start: the strategy names pairs SYMBOL-intent-<start ns>; else the first leg row's time."""
-    tail = str(pair_id).rsplit("-", 1)[-1]
-    return int(tail) if tail.isdigit() and len(tail) >= 15 else first_ts
-
-
-def _export_order(table: str) -> str:
-    return {"orders": "ts_created, rowid", "funding": "settlement_ts, symbol", "config_changes": "ts, rowid",
-            "marks": "symbol", "venue_clock": "id"}.get(table, "ts, rowid")
 
 
 class Journal(JournalReader):
@@ -484,7 +173,7 @@ class Journal(JournalReader):
     def _order(self, client_order_id: str, ts: int, status: str | None, fields: Mapping[str, Any]) -> None:
         cur = self.db.conn.execute("SELECT status FROM orders WHERE client_order_id = ?", [client_order_id]).fetchone()
         if status is not None and cur is not None and cur[0] is not None:
-            if _STATUS_RANK.get(status, 0) < _STATUS_RANK.get(cur[0], 0):
+            if STATUS_RANK.get(status, 0) < STATUS_RANK.get(cur[0], 0):
                 status = cur[0]
         row: dict[str, Any] = {"client_order_id": client_order_id, "ts_created": ts, "ts_last": ts}
         if status is not None:
@@ -516,7 +205,7 @@ class Journal(JournalReader):
         qty, status = (cur if cur is not None else (None, None))
         full = qty is None or filled >= qty - 1e-12
         new_status = "filled" if full else "partially_filled"
-        if status is not None and _STATUS_RANK.get(new_status, 0) < _STATUS_RANK.get(status, 0):
+        if status is not None and STATUS_RANK.get(new_status, 0) < STATUS_RANK.get(status, 0):
             new_status = status  # e.g. canceled after a partial fill stays canceled
         self._order(oid, row["ts"], new_status, {
             "symbol": row["symbol"], "leg": row["leg"], "side": row["side"], "instrument_id": row["instrument_id"],
@@ -647,7 +336,7 @@ class Journal(JournalReader):
                    targets: Mapping | None = None, filled: Mapping | None = None) -> None:
         self._timed(self._upsert, "legs", {
             "pair_id": pair_id, "ts": ts, "symbol": symbol, "intent": intent, "event": event, "detail": detail or "",
-            "status": status, "targets": _dumps(targets), "filled": _dumps(filled)})
+            "status": status, "targets": dumps_json(targets), "filled": dumps_json(filled)})
 
     def record_decision(self, symbol: str, ts: int, *, action: str, reason: str, phase: str | None = None) -> None:
         self._timed(self._upsert, "decisions", {"ts": ts, "symbol": symbol, "action": action, "reason": reason or "",
@@ -666,7 +355,7 @@ class Journal(JournalReader):
                              scope: str = "*") -> None:
         """status: applied | refused | deferred (accepted for the next restart only)."""
         self._timed(self._upsert, "config_changes", {"ts": ts, "source": str(source), "status": status,
-                                                    "scope": scope, "diff": _dumps(diff), "message": message})
+                                                    "scope": scope, "diff": dumps_json(diff), "message": message})
 
     def record_mark(self, symbol: str, ts: int, *, mark: float, spot_price: float | None = None,
                     source: str = "stream") -> None:
@@ -728,28 +417,3 @@ class Journal(JournalReader):
 
         return {"writes": n, "mean_us": (total / n / 1000) if n else 0.0, "p50_us": pct(0.5), "p99_us": pct(0.99),
                 "max_us": mx / 1000}
-
-
-def measure_write_latency(path: str | Path, n: int = 2000, synchronous: str = "NORMAL") -> dict:
-    """Time `n` rounds of typical writes (decision, order, fill, position snapshot, leg, prediction: 6 committed
-    transactions per round) on a fresh journal at `path`; returns `Journal.latency_stats()`."""
-    from basisbot.venue_messages import JournalRecord
-
-    j = Journal(path, synchronous=synchronous)
-    try:
-        for i in range(n):
-            j.record(JournalRecord("decision", "BTCUSDT", i, {"action": "enter", "reason": f"r{i}", "phase": "flat"}))
-            j.record_order(f"O-{i}", ts=i, status="submitted", symbol="BTCUSDT", leg="perp", side="SELL", qty=1.0,
-                           type="MARKET", tags=["ENTER"])
-            j.record_fill(trade_id=f"T-{i}", instrument_id="BTCUSDT-PERP.BINANCE_PERP", client_order_id=f"O-{i}",
-                          symbol="BTCUSDT", leg="perp", side="SELL", qty=1.0, price=100.0, fee=0.05,
-                          fee_currency="USDT", ts=i)
-            j.record_position("BTCUSDT", i, spot_qty=1.0, perp_qty=-1.0, mark=100.0)
-            j.record(JournalRecord("leg", "BTCUSDT", i, {
-                "pair_id": f"p{i // 4}", "intent": "enter", "event": "fill", "detail": f"d{i}", "status": "working",
-                "targets": {"spot": 1.0, "perp": -1.0}, "filled": {"spot": 1.0, "perp": 0.0}}))
-            j.record_prediction("BTCUSDT", 10**18 + i * 10**12, ts=i, predicted_rate=1e-4, interval_minutes=480,
-                                position_qty=-1.0, mark=100.0)
-        return j.latency_stats()
-    finally:
-        j.close()

@@ -37,7 +37,7 @@ from pathlib import Path
 from nautilus_trader.common.actor import Actor
 from nautilus_trader.config import ActorConfig
 from nautilus_trader.model.data import MarkPriceUpdate
-from nautilus_trader.model.enums import PriceType, liquidity_side_to_str, order_side_to_str, order_type_to_str
+from nautilus_trader.model.enums import liquidity_side_to_str, order_side_to_str, order_type_to_str, PriceType
 from nautilus_trader.model.events import (
     OrderAccepted,
     OrderCanceled,
@@ -58,7 +58,8 @@ from nautilus_trader.model.identifiers import InstrumentId
 
 from basisbot import margin
 from basisbot.journal import Journal
-from basisbot.venue_messages import JOURNAL_TOPIC, RESTORE_ENDPOINT, JournalRecord, PerpMarginState, RestoreRequest
+from basisbot.venue_messages import JOURNAL_TOPIC, JournalRecord, PerpMarginState, RESTORE_ENDPOINT, RestoreRequest
+
 
 FUNDING_SETTLED_TOPIC = "basisbot.funding.settled"
 MARGIN_TOPICS = "basisbot.margin.*"

@@ -439,6 +439,40 @@ def _bisect_smallest_true(predicate: Callable[[float], bool], lo: float, hi: flo
 
 
 @dataclass(frozen=True)
+class MarginTopUp:
+    """Where a request to add margin is funded from."""
+
+    from_perp: float  # free perp balance moved into the isolated wallet
+    from_spot: float  # moved from the spot account to the perp wallet
+    added: float  # what reaches the position: its isolated wallet (cross: the shared wallet, i.e. `from_spot`)
+
+
+def perp_shortfall(amount: float, perp_free: float, isolated: bool) -> float:
+    """What the perp wallet lacks for adding `amount` of margin: an isolated wallet is funded from the free perp
+    balance first; a cross position is already backed by the whole wallet, so a cross top-up is all shortfall."""
+    return amount - perp_free if isolated else amount
+
+
+def split_margin_request(amount: float, perp_free: float, spot_free: float, *, isolated: bool,
+                         spot_allowed: bool, cents: bool = False) -> MarginTopUp:
+    """Fund `amount` of added margin: the free perp balance first (isolated), the shortfall from spot when allowed.
+    `cents`: amounts moved are whole USDT cents rounded down (the exchange's transfer and add-margin precision)."""
+    shortfall = perp_shortfall(amount, perp_free, isolated)
+    from_spot = 0.0
+    if shortfall > 0 and spot_allowed:
+        from_spot = min(shortfall, spot_free)
+        if cents:
+            from_spot = math.floor(from_spot * 100) / 100
+    if not isolated:
+        return MarginTopUp(0.0, from_spot, from_spot)
+    if cents:
+        added = math.floor(min(amount, perp_free + from_spot) * 100) / 100
+        return MarginTopUp(max(0.0, added - from_spot), from_spot, added)
+    from_perp = min(amount, perp_free)
+    return MarginTopUp(from_perp, from_spot, from_perp + from_spot)
+
+
+@dataclass(frozen=True)
 class CrossPosition:
     """One position sharing a cross-margin wallet, valued at ``mark``."""
 

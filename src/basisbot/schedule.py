@@ -49,10 +49,6 @@ class Windows:
     booking_after_s: int = 60
     guard_sweep_s: int = 60
 
-    @classmethod
-    def from_settings(cls, s) -> Windows:
-        return cls(s.decision_before_s, s.blackout_before_s, s.blackout_after_s, s.booking_after_s, s.guard_sweep_s)
-
 
 @dataclass(frozen=True, slots=True)
 class Job:
@@ -130,9 +126,6 @@ class SettlementCalendar:
             if t is not None and t - w.blackout_before_s * NS <= now_ns < t + w.blackout_after_s * NS:
                 return True
         return False
-
-    def seconds_to_next(self, now_ns: int) -> float | None:
-        return None if self.next_ns is None else (self.next_ns - now_ns) / NS
 
 
 class NautilusClockDriver:

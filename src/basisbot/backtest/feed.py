@@ -29,7 +29,7 @@ from nautilus_trader.model.identifiers import TradeId
 from nautilus_trader.model.instruments import Instrument
 from nautilus_trader.model.objects import Price, Quantity
 
-from basisbot.backtest.market_data import SymbolData
+from basisbot.data.market_data import SymbolData
 from basisbot.carry import FundingPredictor, premium
 from basisbot.data_quality import Flag, PrintFilter
 

@@ -3,7 +3,6 @@ modules of `perp_venue`, one `BasisCarryStrategy` per enabled symbol, and the re
 
 from __future__ import annotations
 
-import datetime as dt
 import sys
 import time
 from dataclasses import dataclass, field
@@ -22,15 +21,15 @@ from nautilus_trader.model.identifiers import TraderId
 from nautilus_trader.model.objects import Money
 
 from basisbot import reference
-from basisbot.backtest import market_data
+from basisbot.data import market_data
 from basisbot.backtest.feed import SymbolFeed, bar_type, build_feed
-from basisbot.backtest.instruments import PERP_VENUE, SPOT_VENUE, make_perp, make_spot
-from basisbot.backtest.perp_venue import FundingModule, PerpLedger, PerpMarginModule, PerpSymbol, SpotCollateralModule
+from basisbot.nautilus.instruments import PERP_VENUE, SPOT_VENUE, make_perp, make_spot
+from basisbot.nautilus.strategy_config import strategy_config
+from basisbot.nautilus.perp_venue import FundingModule, PerpLedger, PerpMarginModule, PerpSymbol, SpotCollateralModule
 from basisbot.backtest.recorder import BacktestRecorder, RecorderConfig
-from basisbot.brackets import BracketTable, bracket_rows
 from basisbot.portfolio_actor import PortfolioBudgetActor, PortfolioBudgetConfig
 from basisbot.settings import ConfigError, Settings, SymbolSettings, venue_reference
-from strategies.basis_carry import BasisCarryConfig, BasisCarryStrategy
+from strategies.basis_carry import BasisCarryStrategy
 
 
 class BacktestInputError(Exception):
@@ -212,7 +211,7 @@ def run_prepared(p: Prepared, *, progress: bool = False) -> BacktestResult:
     engine, ledger = build_engine(p)
     strategies = {}
     for s, cfg in p.enabled.items():
-        strat = BasisCarryStrategy(strategy_config(settings, s, cfg, str(p.spot_insts[s].id), str(p.perp_insts[s].id),
+        strat = BasisCarryStrategy(strategy_config(settings, s, str(p.spot_insts[s].id), str(p.perp_insts[s].id),
                                                    str(bar_type(p.spot_insts[s])), table=p.brackets[s]))
         strategies[s] = strat
         engine.add_strategy(strat)
@@ -262,48 +261,6 @@ def run_prepared(p: Prepared, *, progress: bool = False) -> BacktestResult:
     return result
 
 
-def strategy_config(settings: Settings, symbol: str, cfg: SymbolSettings, spot_id: str, perp_id: str,
-                    spot_bar_type: str | None, *, table: BracketTable | None = None) -> BasisCarryConfig:
-    """`table`: the perp's leverage brackets (a backtest's resolved table, the exchange's live); the bundled
-    snapshot's when not given."""
-    table = table if table is not None else reference.brackets()[symbol]
-    g = cfg.guard
-    return BasisCarryConfig(
-        strategy_id=f"BasisCarry-{symbol}",
-        order_id_tag=symbol[:-4][:10],
-        symbol=symbol,
-        spot_instrument_id=spot_id,
-        perp_instrument_id=perp_id,
-        brackets=bracket_rows(table),
-        spot_bar_type=spot_bar_type,
-        hedge_ratio=cfg.hedge_ratio,
-        notional_usdt=cfg.notional_usdt,
-        max_notional_usdt=cfg.max_notional_usdt,
-        leverage=cfg.leverage,
-        margin_mode=cfg.margin_mode,
-        entry_apr=cfg.entry_apr,
-        exit_apr=cfg.exit_apr,
-        min_hold_intervals=cfg.min_hold_intervals,
-        horizon_hours=cfg.horizon_hours,
-        persistence=cfg.persistence,
-        persistence_halflife=cfg.persistence_halflife,
-        spread=cfg.spread,
-        rebalance_tolerance=cfg.rebalance_tolerance,
-        spot_taker_fee=settings.fees.spot_taker,
-        perp_taker_fee=settings.fees.perp_taker,
-        leg_timeout_s=cfg.leg_timeout_s,
-        slippage_band=cfg.slippage_band,
-        guard_enabled=g.enabled,
-        # the backtest's marks are at least hourly and every one runs the guard: sweep hourly as the backstop
-        guard_sweep_s=max(settings.schedule_for(symbol).guard_sweep_s, 3600) if spot_bar_type else
-        settings.schedule_for(symbol).guard_sweep_s,
-        guard={"warn_distance": g.warn_distance, "add_margin_distance": g.add_margin_distance,
-               "target_distance": g.target_distance, "reduce_distance": g.reduce_distance,
-               "close_distance": g.close_distance, "hysteresis": g.hysteresis},
-        schedule=settings.schedule_for(symbol).model_dump(),
-    )
-
-
 def collect_fills(engine: BacktestEngine, spot_insts: dict, perp_insts: dict) -> list[FillRow]:
     by_id = {inst.id: (s, "spot") for s, inst in spot_insts.items()}
     by_id.update({inst.id: (s, "perp") for s, inst in perp_insts.items()})
@@ -344,7 +301,7 @@ def run_backtest_cli(args) -> int:
         return 2
     out = Path(args.out)
     summary = write_results(result, out)
-    write_report(result, summary, out / "report.html")
+    write_report(summary, out / "report.html")
     if not args.quiet:
         print_summary(result, summary, out)
     return 0

@@ -1,6 +1,6 @@
 """Nautilus instruments from the exchange's own markets (ccxt `load_markets` of `binance` spot and `binanceusdm`).
 
-Same identifiers as the backtest (`basisbot.backtest.instruments`): spot `BTCUSDT.BINANCE_SPOT` (CurrencyPair),
+Same identifiers as the backtest (`basisbot.nautilus.instruments`): spot `BTCUSDT.BINANCE_SPOT` (CurrencyPair),
 perp `BTCUSDT-PERP.BINANCE_PERP` (CryptoPerpetual). Precisions and increments come from the exchange's filters
 (`PRICE_FILTER.tickSize`, `LOT_SIZE.stepSize/minQty/maxQty`, `NOTIONAL`/`MIN_NOTIONAL`), read from the raw
 exchangeInfo entry ccxt keeps in `market["info"]` (exact decimal strings), falling back to ccxt's unified
@@ -18,7 +18,7 @@ from nautilus_trader.common.providers import InstrumentProvider
 from nautilus_trader.model.identifiers import InstrumentId
 from nautilus_trader.model.instruments import CryptoPerpetual, CurrencyPair, Instrument
 
-from basisbot.backtest.instruments import PERP_VENUE, SPOT_VENUE, crypto_perpetual, currency_pair, perp_id, spot_id
+from basisbot.nautilus.instruments import PERP_VENUE, SPOT_VENUE, crypto_perpetual, currency_pair, perp_id, spot_id
 from basisbot.margin import BracketTable
 
 __all__ = [

@@ -3,7 +3,7 @@
     live:  ccxt.pro market data + ccxt/ccxt.pro execution on the exchange (credentials required)
     paper: the same live market data + nautilus sandbox execution with the margin/funding modules (no credentials)
 
-One `BasisCarryStrategy` per enabled symbol (config from `basisbot.backtest.run.strategy_config`, spot priced from
+One `BasisCarryStrategy` per enabled symbol (config from `basisbot.nautilus.strategy_config`, spot priced from
 quotes, with `external_order_claims` on both legs so the orders and positions reconciliation rebuilds after a
 restart belong to the strategy again), and the `JournalActor` when `basisbot.journal_actor` is installed.
 
@@ -51,7 +51,7 @@ from nautilus_trader.config import (
 from nautilus_trader.live.node import TradingNode
 from nautilus_trader.model.identifiers import TraderId
 
-from basisbot.backtest.run import strategy_config
+from basisbot.nautilus.strategy_config import strategy_config
 from basisbot.live.data_client import CcxtMarketDataClient, DataOptions
 from basisbot.live.exec_client import CcxtExecutionClient, ExecOptions
 from basisbot.live.instruments import (
@@ -344,9 +344,8 @@ class BasisNode:
                 component_id="PaperQuotes", instrument_ids=[str(i.id) for i in perp_insts.values()])))
 
         configs = {}
-        for sym, cfg in symbols.items():
-            sc = strategy_config(s, sym, cfg, str(spot_insts[sym].id), str(perp_insts[sym].id), None,
-                                 table=brackets[sym])
+        for sym in symbols:
+            sc = strategy_config(s, sym, str(spot_insts[sym].id), str(perp_insts[sym].id), None, table=brackets[sym])
             extra = {"scheduler": "asyncio"} if "scheduler" in BasisCarryConfig.__struct_fields__ else {}
             timing = scale_schedule_fields({"schedule": sc.schedule, "guard_sweep_s": sc.guard_sweep_s},
                                            self.venue_speed)

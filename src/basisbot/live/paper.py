@@ -32,7 +32,7 @@ from nautilus_trader.model.data import FundingRateUpdate
 from nautilus_trader.model.identifiers import InstrumentId
 from nautilus_trader.model.objects import Money
 
-from basisbot.backtest.perp_venue import (
+from basisbot.nautilus.perp_venue import (
     USDT,
     FundingRow,
     PerpLedger,

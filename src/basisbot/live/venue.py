@@ -3,7 +3,7 @@ clients, their markets, and the time base that maps the exchange's timestamps on
 
 - Credentials come from `Settings.api_key/api_secret` (environment or `.env`, named by `exchange.api_key_env`);
   paper mode runs without them (public market data only).
-- `live.exchange_url` rewrites every REST and websocket host of both clients (`basisbot.sim.client.use_local_venue`:
+- `live.exchange_url` rewrites every REST and websocket host of both clients (`basisbot.exchange.ccxt_setup.use_local_venue`:
   hosts only, paths kept, https/wss -> http/ws), and ccxt's market-specific error tables are merged back so the
   clients raise what they would raise against Binance (InsufficientFunds, OrderNotFound...).
 - `VenueTime`: against Binance the exchange's times are UTC and the mapping is the identity. A replaying venue (the
@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import ccxt
 import ccxt.pro as ccxtpro
 
-from basisbot.sim.client import SPOT_CLIENT_OPTIONS, non_local_urls, restore_error_mapping, use_local_venue
+from basisbot.exchange.ccxt_setup import SPOT_CLIENT_OPTIONS, non_local_urls, restore_error_mapping, use_local_venue
 
 log = logging.getLogger("basisbot.live")
 

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from basisbot.backtest.market_data import SymbolData, load_symbol
+from basisbot.data.market_data import SymbolData, load_symbol
 
 HOUR_MS = 3_600_000
 _OFFSETS = np.array([0, HOUR_MS // 3, 2 * HOUR_MS // 3, HOUR_MS - 1], dtype=np.int64)

@@ -10,13 +10,13 @@ from basisbot.sim.markets import bracket_entry, f8
 from basisbot.sim.orders import futures_order_json, futures_trade_json
 from basisbot.sim.prices import HOUR_MS
 from basisbot.sim.routing import API_KEY, SIGNED, Ctx, Routes, order_history, trade_history
-from basisbot.sim.venue import FUT
+from basisbot.sim.venue_orders import FUT
 
 if TYPE_CHECKING:
-    from basisbot.sim.server import SimServer
+    from basisbot.sim.host import VenueHost
 
 
-def futures_routes(sim: SimServer) -> Routes:
+def futures_routes(sim: VenueHost) -> Routes:
     r = Routes()
     v = sim.venue
 

@@ -8,13 +8,13 @@ from basisbot.sim import errors, marketdata
 from basisbot.sim.markets import f8
 from basisbot.sim.orders import spot_cancel_json, spot_order_json, spot_order_result, spot_trade_json
 from basisbot.sim.routing import API_KEY, SIGNED, Ctx, Routes, order_history, trade_history
-from basisbot.sim.venue import SPOT
+from basisbot.sim.venue_orders import SPOT
 
 if TYPE_CHECKING:
-    from basisbot.sim.server import SimServer
+    from basisbot.sim.host import VenueHost
 
 
-def _symbols_param(ctx: Ctx, sim: SimServer) -> list[str] | None:
+def _symbols_param(ctx: Ctx, sim: VenueHost) -> list[str] | None:
     import json
 
     one = ctx.get("symbol")
@@ -30,7 +30,7 @@ def _symbols_param(ctx: Ctx, sim: SimServer) -> list[str] | None:
     return None
 
 
-def spot_routes(sim: SimServer) -> Routes:
+def spot_routes(sim: VenueHost) -> Routes:
     r = Routes()
     v = sim.venue
 

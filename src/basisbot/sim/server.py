@@ -38,7 +38,7 @@ from pathlib import Path
 import pandas as pd
 from aiohttp import web
 
-from basisbot.backtest.market_data import DataError, available_symbols
+from basisbot.data.market_data import DataError, available_symbols
 from basisbot.sim.auth import Auth
 from basisbot.sim.cliargs import add_sim_arguments
 from basisbot.sim.clock import ReplayClock
@@ -51,7 +51,8 @@ from basisbot.sim.rest_futures import futures_routes
 from basisbot.sim.rest_spot import spot_routes
 from basisbot.sim.routing import API_KEY, SIGNED, Routes, json_response, make_ctx
 from basisbot.sim.venue import Venue
-from basisbot.sim.ws import Hub, ListenKeys
+from basisbot.sim.listen_keys import ListenKeys
+from basisbot.sim.ws import Hub
 
 log = logging.getLogger("basisbot.sim")
 
@@ -380,7 +381,7 @@ def main(args: argparse.Namespace) -> int:
                   flush=True)
             if not getattr(args, "api_key", None):
                 print(f"  api key:    {cfg.api_key}\n  api secret: {cfg.api_secret}", flush=True)
-            print("  point ccxt at it with basisbot.sim.client.use_local_venue(exchange, url); Ctrl-C stops",
+            print("  point ccxt at it with basisbot.exchange.ccxt_setup.use_local_venue(exchange, url); Ctrl-C stops",
                   flush=True)
             await stop.wait()
         finally:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from basisbot.backtest.market_data import DataError
+from basisbot.data.market_data import DataError
 from basisbot.backtest.run import BacktestInputError
 from basisbot.settings import ConfigError, Settings, load_settings
 from basisbot.sweep.grid import Grid, PointErrors, read_grid, validate_grid

@@ -45,7 +45,7 @@ def serve_loaded_data(loaded: dict[LoadKey, object]):
     """While active, `market_data.load_symbol` answers from `loaded` for the exact same arguments (folder, symbol,
     window, gap policy) and reads the files otherwise (counted as a miss). Used only in a sweep worker, a process
     that runs this one backtest and exits (max_calls=1)."""
-    from basisbot.backtest import market_data
+    from basisbot.data import market_data
 
     real = market_data.load_symbol
     served = DataServed()
@@ -91,7 +91,7 @@ def run_point(task: PointTask, loaded: dict[LoadKey, object]) -> dict:
         with tempfile.TemporaryDirectory(prefix="basisbot-point-") as tmp:
             out = Path(tmp)
             summary = write_results(result, out)
-            write_report(result, summary, out / "report.html")
+            write_report(summary, out / "report.html")
             files = {str(f.relative_to(out)): f.read_bytes() for f in sorted(out.rglob("*")) if f.is_file()}
         return {"status": "ok", "point_id": task.point_id, "summary": summary, "files": files,
                 "seconds": time.perf_counter() - t_imported, "import_seconds": t_imported - t0,

@@ -138,7 +138,7 @@ class SharedData:
 
     @classmethod
     def load(cls, pool: RayPool, points: list[PlannedPoint]) -> SharedData:
-        from basisbot.backtest import market_data
+        from basisbot.data import market_data
 
         groups: dict[tuple, set[str]] = defaultdict(set)
         for p in points:

@@ -1,4 +1,5 @@
-"""Nautilus instruments for the two backtest venues, from venue reference data (bundled or the operator's files)."""
+"""Nautilus instruments and venue ids shared by backtest, live and paper: spot CurrencyPair and USDⓈ-M CryptoPerpetual
+built from venue market rules (bundled snapshots, the operator's files, or the exchange's markets live)."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ def perp_id(symbol: str) -> InstrumentId:
     return InstrumentId(Symbol(f"{symbol}-PERP"), PERP_VENUE)
 
 
-def _currency(code: str) -> Currency:
+def currency(code: str) -> Currency:
     try:
         return Currency.from_str(code)
     except Exception:  # an asset nautilus does not list: register it as a crypto currency with 8 decimals
@@ -42,7 +43,7 @@ def currency_pair(rules, taker_fee: float, maker_fee: float, ts_ns: int = 0) -> 
     return CurrencyPair(
         instrument_id=spot_id(rules.symbol),
         raw_symbol=Symbol(rules.symbol),
-        base_currency=_currency(rules.base),
+        base_currency=currency(rules.base),
         quote_currency=USDT,
         price_precision=pp,
         size_precision=sp,
@@ -65,7 +66,7 @@ def crypto_perpetual(rules, leverage: int, table: BracketTable, taker_fee: float
     return CryptoPerpetual(
         instrument_id=perp_id(rules.symbol),
         raw_symbol=Symbol(rules.symbol),
-        base_currency=_currency(rules.base),
+        base_currency=currency(rules.base),
         quote_currency=USDT,
         settlement_currency=USDT,
         is_inverse=False,

@@ -14,9 +14,9 @@ import aiohttp
 import ccxt.pro as ccxtpro
 
 from basisbot.sim import SimConfig, SimServer
-from basisbot.sim.client import SPOT_CLIENT_OPTIONS, non_local_urls, use_local_venue
+from basisbot.exchange.ccxt_setup import SPOT_CLIENT_OPTIONS, non_local_urls, use_local_venue
 
-DATA = Path(__file__).resolve().parents[3] / "backtests" / "data" / "binance"
+DATA = Path(__file__).resolve().parents[2] / "backtests" / "data" / "binance"
 KEY = "simkey" + "a" * 58
 SECRET = "simsecret" + "b" * 55
 BTC_SPOT, BTC_PERP = "BTC/USDT", "BTC/USDT:USDT"

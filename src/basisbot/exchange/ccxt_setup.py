@@ -1,4 +1,5 @@
-"""Pointing the stock ccxt / ccxt.pro ``binance`` and ``binanceusdm`` clients at the local venue.
+"""ccxt client setup shared by the live node and the tests: the stock ccxt / ccxt.pro ``binance`` and ``binanceusdm``
+clients' options (``SPOT_CLIENT_OPTIONS``), and pointing them at another venue such as the local one (``basisbot sim``).
 
 Only the hosts in ``exchange.urls['api']`` change (paths are kept, ``https``/``wss`` become ``http``/``ws``)::
 

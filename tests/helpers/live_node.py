@@ -6,7 +6,7 @@
             await until(lambda: run.strategy("BTCUSDT").phase is Phase.IN_CARRY)
 
 Everything stays on 127.0.0.1; the venue runs at real speed (1 replay second per wall second) unless told otherwise,
-and tests move its clock with the admin endpoints (`basisbot.sim.testing.admin`).
+and tests move its clock with the admin endpoints (`tests.helpers.sim_venue.admin`).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from pydantic import SecretStr
 
 from basisbot.live.node import BasisNode, NodeOptions, run_node
 from basisbot.settings import Settings, load_settings
-from basisbot.sim.testing import KEY, SECRET, config as _sim_config
+from tests.helpers.sim_venue import KEY, SECRET, config as _sim_config
 
 
 def sim_config(**overrides):

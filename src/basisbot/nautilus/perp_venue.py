@@ -415,15 +415,17 @@ class PerpMarginModule(SimulationModule):
         if book is None or spec is None or book.side == 0 or req.amount <= 0:
             self._reply(req, 0.0, 0.0, False, "no open position or non-positive amount")
             return
-        from_perp = min(req.amount, max(0.0, self.ledger.perp_unallocated() - 1e-9)) if spec.mode == "isolated" else 0.0
-        rest = req.amount - from_perp
-        from_spot = 0.0
-        if rest > 0 and req.from_spot and self.ledger.spot_exchange is not None:
-            from_spot = min(rest, max(0.0, self.ledger.spot_free() - 1e-9))
-            if from_spot > 0:
-                self.ledger.spot_exchange.adjust_account(Money(-from_spot, USDT))
-                self.exchange.adjust_account(Money(from_spot, USDT))
-        if spec.mode == "isolated":
+        isolated = spec.mode == "isolated"
+        spot_allowed = req.from_spot and self.ledger.spot_exchange is not None
+        top_up = margin.split_margin_request(
+            req.amount, max(0.0, self.ledger.perp_unallocated() - 1e-9) if isolated else 0.0,
+            max(0.0, self.ledger.spot_free() - 1e-9) if spot_allowed else 0.0,
+            isolated=isolated, spot_allowed=spot_allowed)
+        from_perp, from_spot = top_up.from_perp, top_up.from_spot
+        if from_spot > 0:
+            self.ledger.spot_exchange.adjust_account(Money(-from_spot, USDT))
+            self.exchange.adjust_account(Money(from_spot, USDT))
+        if isolated:
             book.wallet += from_perp + from_spot
         book.version += 1
         self.ledger.transfers.append(

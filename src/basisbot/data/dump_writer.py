@@ -1,4 +1,4 @@
-"""Write canonical :class:`~basisbot.backtest.market_data.SymbolData` in Binance's public-dump layout.
+"""Write canonical :class:`~basisbot.data.market_data.SymbolData` in Binance's public-dump layout.
 
 Used by tests and demos to show that the same backtest on a folder in the data.binance.vision
 layout gives identical results. Files written (one per calendar month, UTC)::
@@ -33,15 +33,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from basisbot.backtest.market_data import (
-    FUNDING_HEADER,
-    HOUR_NS,
-    KLINE_HEADER,
-    SymbolData,
-    _ns,
-    dump_paths,
-    load_symbol,
-)
+from basisbot.data.discovery import dump_paths
+from basisbot.data.market_data import load_symbol
+from basisbot.data.symbol_data import FUNDING_HEADER, HOUR_NS, index_ns, KLINE_HEADER, SymbolData
+
 
 __all__ = ["export_binance_dump", "write_binance_dump"]
 
@@ -97,7 +92,7 @@ def write_binance_dump(symbol_data: SymbolData, out_dir: str | Path, *, zipped: 
         raise ValueError(f"{sym}: mark_close has NaN; the canonical form requires a complete mark price")
     dirs = dump_paths(out_dir, sym)
     written: list[Path] = []
-    open_ns = _ns(bars.index)
+    open_ns = index_ns(bars.index)
     months = _months(bars.index)
     for period in months.unique():
         in_month = np.asarray(months == period)
@@ -124,7 +119,7 @@ def write_binance_dump(symbol_data: SymbolData, out_dir: str | Path, *, zipped: 
     funding = symbol_data.funding
     if len(funding):
         ts = pd.DatetimeIndex(funding["ts"])
-        ts_ns = _ns(ts)
+        ts_ns = index_ns(ts)
         if (ts_ns % 1_000_000).any():
             raise ValueError(f"{sym}: funding times finer than a millisecond cannot be written as calc_time")
         fmonths = _months(ts)

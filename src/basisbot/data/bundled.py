@@ -1,0 +1,144 @@
+"""The bundled layout: `SYM_1h_*.parquet` (spot, perp, mark at the bar's close) and `SYM_funding_*.csv`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from basisbot.data.csv_table import parse_table
+from basisbot.data.discovery import bundled_inventory, unknown_symbol
+from basisbot.data.symbol_data import DataError, HOUR_NS, index_ns, SymbolData
+from basisbot.data.validation import (
+    assemble,
+    check_funding_values,
+    check_klines,
+    check_order,
+    first_failure,
+    FundingRows,
+    Klines,
+    merge_funding,
+    merge_klines,
+    range_mask,
+    row_error,
+    Series,
+)
+
+
+def _read_bundled_funding(path: Path) -> FundingRows:
+    label = f"file {path}"
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise DataError(f"{label}: cannot read: {exc}") from None
+    t = parse_table(data, label, ("datetime", "funding_rate"), required=2)
+    rows = t.rows
+    if t.names is None:
+        raise DataError(f"{label}, row 1: expected the header 'datetime,funding_rate'")
+    cells = t.raw(0)
+    parsed = pd.to_datetime(cells, format="ISO8601", utc=True, errors="coerce")
+    bad = parsed.isna().to_numpy()
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise row_error(label, int(rows[i]), None, f"datetime {cells.iloc[i]!r} is not a date/time")
+    ts = index_ns(pd.DatetimeIndex(parsed))
+    rate = t.floats(1, "funding_rate", ts)
+    f = FundingRows(label, ts, rate, np.full(len(ts), np.nan), rows)
+    check_funding_values(f)
+    return f
+
+
+_BUNDLED_COLS = {
+    "spot": {n: f"{n}_spot_binance" for n in ("open", "high", "low", "close", "volume")},
+    "perp": {n: f"{n}_perp_binance" for n in ("open", "high", "low", "close", "volume")},
+    "mark": {"close": "mark_price_binance"},
+}
+
+
+def _read_bundled_bars(path: Path, start_ns: int | None, end_ns: int | None) -> dict[str, Klines]:
+    label = f"file {path}"
+    try:
+        df = pd.read_parquet(path)
+    except Exception as exc:  # pyarrow raises several unrelated types
+        raise DataError(f"{label}: cannot read parquet: {exc}") from None
+    if isinstance(df.index, pd.DatetimeIndex):
+        idx = df.index
+    elif "timestamp" in df.columns:
+        idx = pd.DatetimeIndex(pd.to_datetime(df["timestamp"], errors="coerce"))
+    else:
+        raise DataError(f"{label}: no DatetimeIndex and no 'timestamp' column")
+    if idx.hasnans:
+        i = int(np.argmax(idx.isna()))
+        raise row_error(label, i + 1, None, "timestamp is empty")
+    idx = idx.tz_localize("UTC") if idx.tz is None else idx.tz_convert("UTC")
+    times_all = index_ns(idx)
+    needed = [c for cols in _BUNDLED_COLS.values() for c in cols.values()]
+    absent = [c for c in needed if c not in df.columns]
+    if absent:
+        raise DataError(f"{label}: missing columns {absent}")
+    rows_all = np.arange(1, len(df) + 1, dtype=np.int64)
+    check_order(label, times_all, rows_all, "timestamp")
+    keep = range_mask(times_all, start_ns, end_ns)
+    times, rows = times_all[keep], rows_all[keep]
+    first_failure(label, rows, times, [
+        (times % HOUR_NS != 0, lambda i: "timestamp is not on the hour (not hourly bars?)"),
+    ])
+    out: dict[str, Klines] = {}
+    for kind, mapping in _BUNDLED_COLS.items():
+        vals = {n: df[c].to_numpy(dtype=np.float64, na_value=np.nan)[keep] for n, c in mapping.items()}
+        nan = np.column_stack([np.isnan(v) for v in vals.values()])
+        partial = nan.any(axis=1) & ~nan.all(axis=1)
+        infinite = np.column_stack([np.isinf(v) for v in vals.values()]).any(axis=1)
+        def empty_cols(i: int, vals=vals, mapping=mapping) -> str:
+            return ", ".join(mapping[n] for n, v in vals.items() if np.isnan(v[i]))
+
+        first_failure(label, rows, times, [
+            (partial, lambda i, k=kind, f=empty_cols: f"{k} columns partly empty ({f(i)})"),
+            (infinite, lambda i, k=kind: f"{k} value is infinite"),
+        ])
+        present = ~nan.all(axis=1)  # an all-NaN row is a missing hour (reported by assemble)
+        k = Klines(label, times[present], {n: v[present] for n, v in vals.items()}, rows[present])
+        if kind == "mark":
+            mc = k.values["close"]
+            first_failure(label, k.rows, k.times, [
+                (mc <= 0, lambda i: f"non-positive mark price {float(mc[i])!r}"),
+            ])
+            k.values["high"] = np.full(len(mc), np.nan)
+            k.values["low"] = np.full(len(mc), np.nan)
+        else:
+            k.label = f"{label} ({kind})"
+            check_klines(k, check_open=True, check_volume=True)
+            k.label = label
+        out[kind] = k
+    return out
+
+
+def load_bundled(root: Path, symbol: str, start_ns: int | None, end_ns: int | None,
+                  allow_perp_gaps: bool) -> SymbolData:
+    bars_files, funding_files = bundled_inventory(root)
+    if symbol not in bars_files or symbol not in funding_files:
+        unknown_symbol(root, symbol, {"bars (SYM_1h_*.parquet)": symbol in bars_files,
+                                       "funding (SYM_funding_*.csv)": symbol in funding_files})
+    per_kind: dict[str, list[Klines]] = {"spot": [], "perp": [], "mark": []}
+    spans: list[tuple[int, int, str]] = []
+    for path in bars_files[symbol]:
+        parts = _read_bundled_bars(path, start_ns, end_ns)
+        for kind, k in parts.items():
+            per_kind[kind].append(k)
+        allt = np.concatenate([k.times for k in parts.values()])
+        if len(allt):
+            spans.append((int(allt.min()), int(allt.max()), f"file {path}"))
+
+    def locate(ns: int) -> str:
+        hits = [lab for lo, hi, lab in spans if lo <= ns <= hi]
+        return ", ".join(hits or [lab for _, _, lab in spans])
+
+    series = {}
+    for kind, parts in per_kind.items():
+        times, values = merge_klines(kind, parts)
+        series[kind] = Series(kind, times, values, locate)
+    funding = merge_funding([_read_bundled_funding(p) for p in funding_files[symbol]])
+    files = ", ".join(str(p) for p in funding_files[symbol])
+    return assemble(symbol, str(root), series, funding, files, start_ns, end_ns,
+                     allow_perp_gaps, None)

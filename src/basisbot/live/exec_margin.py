@@ -1,0 +1,158 @@
+"""Live execution, perp margin operations: at connect, margin mode (isolated by default) and leverage per symbol from
+the config. The `ADJUST_MARGIN_ENDPOINT` handler adds isolated margin (`add_margin`) from the free futures balance,
+first moving the shortfall from spot (`transfer` spot -> future) when allowed; `MarginAdjusted` is published on
+`margin_topic(symbol) + ".adjusted"`. `PerpMarginState` is published on `margin_topic(symbol)` whenever the exchange's
+position (positionAmt, entryPrice, isolatedWallet, margin type) or the free balances change, and `Liquidated` on
+`liquidation_topic(symbol)` when the exchange's liquidation order (`autoclose-...`) shows up; the liquidation fill
+reaches nautilus as an order status report (claimed by the strategy via external_order_claims).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+
+import ccxt
+from nautilus_trader.model.currencies import USDT
+
+from basisbot.live.exec_account import PerpPosition
+from basisbot.margin import perp_shortfall, split_margin_request
+from basisbot.venue_messages import (
+    AdjustMarginRequest,
+    Liquidated,
+    liquidation_topic,
+    margin_topic,
+    MarginAdjusted,
+    PerpMarginState,
+)
+
+
+class MarginOperations:
+    """Perp margin: margin mode and leverage at connect, `PerpMarginState` publication, the strategy's
+    `AdjustMarginRequest`s (perp wallet first, then a transfer from spot), and the exchange's liquidations."""
+
+    async def _setup_margin(self) -> None:
+        for iid, sym in self._symbols.items():
+            xid = self._exchange_ids[iid]
+            lev, mode = self.opts.margin.get(xid, (None, "isolated"))
+            try:
+                await self.ex.set_margin_mode(mode, sym)
+                self._log.info(f"{xid}: margin mode {mode}")
+            except ccxt.BaseError as e:
+                msg = str(e)
+                if "-4046" in msg or "No need to change margin type" in msg:
+                    pass  # already so
+                elif "-4048" in msg or "-4047" in msg:
+                    self._log.warning(f"{xid}: margin mode not changed to {mode} (open position or orders): {msg}")
+                else:
+                    raise
+            if lev:
+                await self.ex.set_leverage(int(lev), sym)
+                self._log.info(f"{xid}: leverage {lev}x")
+
+    def _spot_free_usdt(self) -> float:
+        from basisbot.live.instruments import SPOT_VENUE
+
+        acct = self._cache.account_for_venue(SPOT_VENUE)
+        if acct is None:
+            return 0.0
+        b = acct.balance_free(USDT)
+        return b.as_double() if b is not None else 0.0
+
+    def _publish_margin(self, xid: str, force: bool = False) -> None:
+        pos = self._positions.get(xid) or PerpPosition()
+        perp_free, spot_free = max(self._available, 0.0), self._spot_free_usdt()
+        wallet = pos.wallet
+        if pos.mode == "cross" and pos.side != 0:
+            # cross: the position is backed by the cross wallet (less what other cross positions need: one carry
+            # symbol per cross account is assumed here; several would need their losses and maintenance subtracted)
+            wallet = self._cross_wallet
+        key = (pos.side, round(pos.qty, 12), round(pos.entry, 8), round(wallet, 6), pos.mode,
+               round(perp_free, 2), round(spot_free, 2))
+        if not force and self._published.get(xid) == key:
+            return
+        self._published[xid] = key
+        state = PerpMarginState(symbol=xid, mode=pos.mode, side=pos.side, qty=pos.qty, entry_price=pos.entry,
+                                wallet=wallet, perp_free=perp_free, spot_free=spot_free,
+                                ts_ns=self._clock.timestamp_ns())
+        self._msgbus.publish(margin_topic(xid), state)
+
+    def _on_adjust_margin_request(self, req: AdjustMarginRequest) -> None:
+        self.create_task(self._adjust_margin(req), log_msg=f"adjust margin {req.symbol}")
+
+    async def _adjust_margin(self, req: AdjustMarginRequest) -> None:
+        lock = self._margin_locks.setdefault(req.symbol, asyncio.Lock())
+        async with lock:
+            iid = next((i for i, x in self._exchange_ids.items() if x == req.symbol), None)
+            pos = self._positions.get(req.symbol)
+            if iid is None or pos is None or pos.side == 0 or req.amount <= 0:
+                self._reply(req, 0.0, 0.0, False, "no open position or non-positive amount")
+                return
+            amount = math.ceil(req.amount * 100) / 100  # USDT cents, rounded up: reach the target distance
+            moved_spot = 0.0
+            try:
+                bal = await self.ex.fetch_balance()
+                avail = float((bal.get("USDT") or {}).get("free") or 0.0)
+                isolated = pos.mode == "isolated"
+                spot_allowed = req.from_spot and self.opts.allow_transfer_from_spot
+                spot_free = 0.0
+                if perp_shortfall(amount, avail, isolated) > 0 and spot_allowed:
+                    spot_bal = await self.session.spot.fetch_balance()
+                    spot_free = float((spot_bal.get("USDT") or {}).get("free") or 0.0)
+                top_up = split_margin_request(amount, avail, spot_free, isolated=isolated, spot_allowed=spot_allowed,
+                                              cents=True)
+                moved_spot = top_up.from_spot
+                if moved_spot > 0:
+                    await self.ex.transfer("USDT", moved_spot, "spot", "linear")  # MAIN -> UMFUTURE
+                    self._log.info(f"{req.symbol}: moved {moved_spot:.2f} USDT spot -> futures ({req.reason})")
+                if isolated and top_up.added > 0:
+                    await self.ex.add_margin(self._symbols[iid], top_up.added)
+                from_perp, moved = top_up.from_perp, top_up.added  # cross: the wallet backs the position directly
+            except ccxt.BaseError as e:
+                self._log.error(f"{req.symbol}: margin request {amount:.2f} failed: {type(e).__name__}: {e}")
+                self._reply(req, 0.0, moved_spot, False, f"{type(e).__name__}: {e}")
+                await self._refresh(publish=True)
+                return
+            self._reply(req, from_perp, moved_spot, moved > 0, f"added {moved:.2f} of {req.amount:.2f} USDT")
+            await self._refresh(publish=True)
+
+    def _reply(self, req: AdjustMarginRequest, from_perp: float, from_spot: float, ok: bool, msg: str) -> None:
+        reply = MarginAdjusted(req.symbol, req.amount, from_perp, from_spot, ok, msg, self._clock.timestamp_ns())
+        self.margin_replies.append(reply)
+        self._msgbus.publish(margin_topic(req.symbol) + ".adjusted", reply)
+
+    def _on_liquidation_order(self, o: dict) -> None:
+        vid = str(o.get("id"))
+        if vid in self._liquidations_seen or o.get("status") not in ("closed", "filled"):
+            return
+        self._liquidations_seen.add(vid)
+        xid = self._xid_of(o.get("symbol"))
+        pos = self._positions.get(xid) or PerpPosition()
+        if pos.side == 0:
+            pos = self._last_open.get(xid) or pos  # the exchange's position update may have come first
+        qty = float(o.get("filled") or o.get("amount") or 0.0)
+        price = float(o.get("average") or o.get("price") or 0.0)
+        side = pos.side or (-1 if o.get("side") == "buy" else 1)
+        self._log.error(f"{xid}: LIQUIDATED by the exchange: {side * qty:+g} at {price}, isolated wallet "
+                        f"{pos.wallet:.2f} lost")
+        self._send_external_report(o)
+        liq = Liquidated(xid, side, qty, price, pos.wallet, self._ts(o.get("timestamp")))
+        self.liquidations.append(liq)
+        self._msgbus.publish(liquidation_topic(xid), liq)
+        self._schedule_refresh()
+
+    async def _catch_up_liquidations(self) -> None:
+        since = self.session.time.venue_now_ms() - 3_600_000
+        for sym in self._symbols.values():
+            try:
+                orders = await self.ex.fetch_orders(sym, since)
+            except ccxt.BaseError:
+                continue
+            for o in orders:
+                if str(o.get("clientOrderId") or "").startswith(("autoclose-", "adl_autoclose")):
+                    self._on_liquidation_order(o)
+
+    def _send_external_report(self, o: dict) -> None:
+        report = self._order_report(o)
+        if report is not None:
+            self._send_order_status_report(report)
