@@ -18,6 +18,7 @@ from basisbot.guard_state import GuardState
 from basisbot.legs import PairStatus
 from basisbot.quantities import ZERO
 from basisbot.schedule import Job, JobKind, SettlementCalendar, Windows
+from basisbot.strategy_fields import TUNABLE_FIELDS
 from basisbot.portfolio import Bid, VolEstimator
 from basisbot.venue_messages import (
     ADJUST_MARGIN_ENDPOINT,
@@ -33,14 +34,6 @@ __all__ = ["BasisCarryConfig", "BasisCarryStrategy", "GuardEvent", "Phase", "Str
 
 HOUR_NS = 3_600_000_000_000
 ACTED_ON = frozenset({JobKind.DECISION, JobKind.BOOKING})  # the jobs this strategy has work for
-# the parameters a live config reload may change (`apply_config`); the rest (leverage, margin mode, instruments,
-# scheduler) is set up at start and changes only with a restart
-TUNABLE_FIELDS = frozenset({
-    "hedge_ratio", "notional_usdt", "max_notional_usdt", "entry_apr", "exit_apr", "min_hold_intervals",
-    "horizon_hours", "persistence", "spread",
-    "rebalance_tolerance", "spot_taker_fee", "perp_taker_fee", "leg_timeout_s", "slippage_band", "guard_enabled",
-    "guard", "schedule", "guard_sweep_s",
-})
 
 
 class BasisCarryConfig(TwoLegConfig, frozen=True):

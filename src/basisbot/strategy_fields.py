@@ -60,7 +60,6 @@ SETTINGS_FIELDS: tuple[SettingsField, ...] = (
     SettingsField("guard_sweep_s", lambda s, sym: s.schedule_for(sym).guard_sweep_s, True),
 )
 
-# TODO(lead): strategies/basis_carry.py imports TUNABLE_FIELDS from here instead of keeping its own copy
 TUNABLE_FIELDS: frozenset[str] = frozenset(f.name for f in SETTINGS_FIELDS if f.tunable)
 
 

@@ -359,6 +359,14 @@ class BasisNode:
             if self.journal is not None:
                 node.trader.add_actor(self.journal)
 
+        if s.portfolio.capital_usdt:  # the capital budget across symbols ([portfolio]), as in backtests
+            from basisbot.portfolio_actor import PortfolioBudgetActor, PortfolioBudgetConfig
+
+            pf = s.portfolio
+            node.trader.add_actor(PortfolioBudgetActor(PortfolioBudgetConfig(
+                capital_usdt=pf.capital_usdt, max_symbols=pf.max_symbols, hysteresis=pf.hysteresis,
+                compounding=pf.compounding, venues=[SPOT_VENUE.value, PERP_VENUE.value])))
+
         # -- ops (basisbot.ops): alerts, metrics, status page; its actor listens to the same bus as the journal --
         if self.opts.ops:
             from basisbot.ops.service import OpsService
