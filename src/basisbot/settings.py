@@ -267,6 +267,8 @@ class BacktestSettings(_Model):
     spot_balance_usdt: float = Field(100_000.0, gt=0)
     perp_balance_usdt: float = Field(50_000.0, gt=0)
     predictor: Literal["premium", "last_settled"] = "premium"
+    premium_source: Literal["mark", "perp"] = Field(
+        "mark", description="premium of the mark (default) or of the perp close over spot, for the premium predictor")
     intrabar_step: float = Field(0.01, ge=0, le=0.2, description="max price step of the intra-hour path; 0 = bar closes only")
 
     @model_validator(mode="after")

@@ -121,7 +121,7 @@ def _intrabar(events, instrument, t_open, path, size, mark_shift, pp, ids, emit_
 
 
 def build_feed(data: SymbolData, spot, perp, predictor_method: str = "premium", intrabar_step: float = 0.0,
-               print_filter: bool = True) -> SymbolFeed:
+               print_filter: bool = True, premium_source: str = "mark") -> SymbolFeed:
     bars = data.bars
     close_ns = (bars.index.asi8.astype(np.int64) * (1 if bars.index.unit == "ns" else _unit_mult(bars.index))
                 + HOUR_NS)
@@ -148,6 +148,7 @@ def build_feed(data: SymbolData, spot, perp, predictor_method: str = "premium", 
     predictor = FundingPredictor(predictor_method, default_interval_hours=float(f_int[0]) if len(f_int) else 8.0)
     spot_filter, perp_filter = PrintFilter("spot"), PrintFilter("perp")
     flags: list[Flag] = []
+    use_mark = premium_source == "mark"
     held: tuple[int, float] | None = None  # (ts, premium) of a suspect hour, counted if the next hour confirms it
     pred_rows = []
     si = 0  # next settlement index
@@ -206,9 +207,9 @@ def build_feed(data: SymbolData, spot, perp, predictor_method: str = "premium", 
             held = None
             if fs or fp:
                 flags.extend(f for f in (fs, fp) if f)
-                held = (t, premium(m_close if m_close > 0 else p_close, s_close))
+                held = (t, premium(m_close if (use_mark and m_close > 0) else p_close, s_close))
             else:
-                predictor.on_premium(premium(m_close if m_close > 0 else p_close, s_close))
+                predictor.on_premium(premium(m_close if (use_mark and m_close > 0) else p_close, s_close))
         pred = predictor.predict()
         nxt, interval_min = next_info(si)
         if pred is not None:

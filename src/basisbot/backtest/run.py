@@ -153,7 +153,8 @@ def prepare(settings: Settings, *, config_path: Path | None = None, data_dir: Pa
     spot_insts = {s: make_spot(s, fees.spot_taker, fees.spot_maker, specs[s]) for s in enabled}
     perp_insts = {s: make_perp(s, cfg.leverage, brackets[s], fees.perp_taker, fees.perp_maker, specs[s])
                   for s, cfg in enabled.items()}
-    feeds = {s: build_feed(datas[s], spot_insts[s], perp_insts[s], bt.predictor, bt.intrabar_step) for s in enabled}
+    feeds = {s: build_feed(datas[s], spot_insts[s], perp_insts[s], bt.predictor, bt.intrabar_step,
+                           premium_source=bt.premium_source) for s in enabled}
     merged = []
     for idx, s in enumerate(enabled):
         merged.extend((ts, prio, idx, obj) for ts, prio, obj in feeds[s].events)
