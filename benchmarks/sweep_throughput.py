@@ -40,6 +40,7 @@ def main() -> None:
     ap.add_argument("--symbol", default="BTCUSDT")
     ap.add_argument("--start", default="2023-01-01")
     ap.add_argument("--end", default="2024-01-01")
+    ap.add_argument("--workers", default="1,2", help="worker counts to measure, e.g. 1,2")
     args = ap.parse_args()
 
     from basisbot.settings import load_settings
@@ -70,7 +71,7 @@ def main() -> None:
         print(f"single `basisbot backtest` (fresh process): {single:.1f} s")
 
         per_point_1 = None
-        for workers in (1, 2):
+        for workers in (int(w) for w in args.workers.split(",")):
             out = tmp / f"w{workers}"
             with RayPool(workers=workers) as pool:
                 t = time.perf_counter()
@@ -84,8 +85,8 @@ def main() -> None:
             per_point_1 = per_point_1 or per_point
             print(f"{workers} worker(s): Ray start {started:.1f} s, {len(points)} points in {wall:.1f} s -> "
                   f"{60 / per_point:.1f} points/min ({per_point:.1f} s/point)")
-        print(f"per-point overhead with 1 worker vs the single backtest: {per_point_1 - single:+.1f} s "
-              f"({per_point_1:.1f} s vs {single:.1f} s)")
+        print(f"per-point time with {args.workers.split(',')[0]} worker(s) vs the single backtest: "
+              f"{per_point_1 - single:+.1f} s ({per_point_1:.1f} s vs {single:.1f} s)")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

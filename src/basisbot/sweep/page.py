@@ -102,12 +102,12 @@ def heatmap_svg(frame: pd.DataFrame, kx: str, ky: str, metric: str = "total.net_
     except TypeError:
         pass
     cell_w, cell_h, left, top = 96, 34, 150, 40
-    w, h = left + cell_w * len(xs) + 20, top + cell_h * len(ys) + 50
+    w, h = max(left + cell_w * len(xs) + 20, 760), top + cell_h * len(ys) + 50  # wide enough for the captions
     vals = [float(v) for v in ok[metric] if _isnum(v)]
     lo, hi = (min(vals), max(vals)) if vals else (0.0, 0.0)
     parts = [f'<svg class="heat" xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" '
              f'viewBox="0 0 {w} {h}">',
-             f'<text x="{left}" y="14" font-weight="bold">{esc(metric)} by {esc(kx)} (columns) and {esc(ky)} (rows)'
+             f'<text x="8" y="14" font-weight="bold">{esc(metric)} by {esc(kx)} (columns) and {esc(ky)} (rows)'
              '</text>']
     for i, x in enumerate(xs):
         parts.append(f'<text x="{left + cell_w * i + cell_w / 2}" y="{top - 6}" text-anchor="middle">{esc(x)}</text>')
@@ -127,7 +127,7 @@ def heatmap_svg(frame: pd.DataFrame, kx: str, ky: str, metric: str = "total.net_
                          f'{esc(y)}: {esc(label)}</title></rect>'
                          f'<text x="{cx + cell_w / 2 - 1}" y="{cy + cell_h / 2 + 3}" text-anchor="middle">'
                          f'{esc(label)}</text></a>')
-    parts.append(f'<text x="{left}" y="{h - 12}" fill="#666">green: profit, red: loss (USDT), '
+    parts.append(f'<text x="8" y="{h - 12}" fill="#666">green: profit, red: loss (USDT), '
                  f'range {lo:,.2f} .. {hi:,.2f}</text></svg>')
     return "".join(parts)
 
