@@ -28,7 +28,9 @@ def test_annualise_uses_the_symbols_own_interval(hours, apr):
 
 
 def test_basis_uses_mark_and_binance_funding_formula():
-    assert carry.basis(101.0, 100.0) == pytest.approx(0.01)
+    assert carry.premium(101.0, 100.0) == pytest.approx(0.01)
+    with pytest.raises(ValueError):
+        carry.premium(1.0, 0.0)
     assert carry.binance_funding_from_premium(0.0, 8) == pytest.approx(0.0001)  # interest only, clamped in
     assert carry.binance_funding_from_premium(0.002, 8) == pytest.approx(0.0015)  # interest - premium clamped at -0.05%
     assert carry.binance_funding_from_premium(-0.001, 8) == pytest.approx(-0.0005)

@@ -36,15 +36,11 @@ def annualise(rate_per_interval: float, interval_hours: float) -> float:
     return rate_per_interval * HOURS_PER_YEAR / interval_hours
 
 
-def basis(mark_price: float, spot_price: float) -> float:
-    """(mark - spot) / spot; uses the perp MARK price, never the last trade."""
+def premium(perp_price: float, spot_price: float) -> float:
+    """(perp - spot) / spot: the premium of the perpetual (its mark, or a trade price) over spot, the index proxy;
+    positive = contango. Risk and basis use the MARK price, never the last trade."""
     if not spot_price > 0:
         raise ValueError(f"spot_price must be > 0, got {spot_price}")
-    return (mark_price - spot_price) / spot_price
-
-
-def premium(perp_price: float, spot_price: float) -> float:
-    """Premium of the perpetual over spot (the index proxy), as Binance's premium index measures it."""
     return (perp_price - spot_price) / spot_price
 
 

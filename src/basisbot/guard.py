@@ -38,11 +38,6 @@ class Thresholds:
     close_distance: float
     hysteresis: float = 0.01
 
-    @classmethod
-    def from_settings(cls, g) -> Thresholds:
-        return cls(g.warn_distance, g.add_margin_distance, g.target_distance, g.reduce_distance, g.close_distance,
-                   g.hysteresis)
-
     def threshold(self, step: Step) -> float:
         return {
             Step.WARN: self.warn_distance,
