@@ -61,7 +61,6 @@ def decisions(out: Path) -> list[tuple[str, str]]:
         return [(r["ts"], r["action"]) for r in csv.DictReader(fh)]
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("column,factor", [("close_spot_binance", 1.015), ("close_perp_binance", 0.985)])
 def test_one_bad_print_changes_no_decision(tmp_path, column, factor):
     clean = run(tmp_path, "clean", DATA)

@@ -49,7 +49,6 @@ def _check(cell):
     assert cell.figures["exit"] == 0
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("fault", FAULTS)
 def test_fault_cell(cells, fault):
     _check(cells[fault])

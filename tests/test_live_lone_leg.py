@@ -27,7 +27,6 @@ def one_legged(st: dict) -> bool:
     return spot >= 0.001 and perp < 0.001
 
 
-@pytest.mark.slow
 def test_perp_rejected_twice_spot_sold_within_leg_timeout(tmp_path):
     async def scenario():
         async with SimServer(sim_config(start="2022-03-01T09:00:00Z", speed=60.0)) as sim:

@@ -71,7 +71,6 @@ async def _run(tmp_path, mode: str) -> tuple[int, float, str]:
         return rc, time.monotonic() - t0, "".join(out) + rest.decode(errors="replace")
 
 
-@pytest.mark.slow
 def test_sigterm_with_a_pair_that_never_completes_stops_after_the_drain(tmp_path):
     rc, took, out = asyncio.run(_run(tmp_path, "busy"))
     assert rc == 1, out[-2000:]
@@ -79,7 +78,6 @@ def test_sigterm_with_a_pair_that_never_completes_stops_after_the_drain(tmp_path
     assert "pairs still in flight for ['BTCUSDT']" in out
 
 
-@pytest.mark.slow
 def test_sigterm_with_a_stuck_event_loop_exits_at_the_hard_deadline(tmp_path):
     rc, took, out = asyncio.run(_run(tmp_path, "hang"))
     assert rc == 1, out[-2000:]

@@ -66,7 +66,6 @@ from tests.invariants import assert_backtest_invariants  # noqa: E402
 DATA = Path(__file__).resolve().parents[1] / "backtests" / "data" / "binance"
 
 
-@pytest.mark.slow
 def test_budget_holds_at_most_max_symbols_and_the_capital(tmp_path):
     text = (f'[backtest]\ndata = "{DATA}"\nstart = "2023-01-01"\nend = "2023-05-01"\n'
             "[portfolio]\ncapital_usdt = 30000\nmax_symbols = 2\n")

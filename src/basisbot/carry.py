@@ -135,7 +135,7 @@ class CarryRules:
     min_hold_intervals: int
     hedge_ratio: float
     fees: Fees
-    horizon_hours: float = 720.0
+    horizon_hours: float = 2160.0
     persistence: float = 0.7
     spread: float = 0.0002  # per leg and side, fraction of notional: what crossing the spread costs on top of fees
 

@@ -102,11 +102,11 @@ class SymbolSettings(_Model):
     max_notional_usdt: float | None = Field(None, gt=0, description="cap on the spot leg notional, USDT")
     leverage: int = Field(3, ge=1, le=125)
     margin_mode: Literal["isolated", "cross"] = "isolated"
-    entry_apr: float = Field(0.03, ge=-10_000, le=10_000,
+    entry_apr: float = Field(0.0, ge=-10_000, le=10_000,
                              description="enter when the expected carry APR net of the round trip over horizon_hours is above")
-    exit_apr: float = Field(-0.05, ge=-10_000, le=10_000, description="exit when the expected carry APR is below")
+    exit_apr: float = Field(-0.10, ge=-10_000, le=10_000, description="exit when the expected carry APR is below")
     min_hold_intervals: int = Field(3, ge=0, le=1000, description="minimum hold, in funding settlements")
-    horizon_hours: float = Field(720.0, ge=1, le=100_000,
+    horizon_hours: float = Field(2160.0, ge=1, le=100_000,
                                  description="expected holding period over which the entry's round trip is amortised")
     persistence: float = Field(0.7, ge=0, le=1, description="weight of the settled level vs the current prediction")
     persistence_halflife: float = Field(21.0, gt=0, le=10_000,
