@@ -108,7 +108,10 @@ def pnl_split(r: JournalReader, symbol: str, mark: float | None, spot_price: flo
             "perp": legs["perp"] if seen["perp"] else 0.0, "fees": fees, "net": net}
 
 
-def symbol_status(r: JournalReader, symbol: str, settings: Settings, now_ns: int) -> dict:
+_ASK = object()  # symbol_status: read the venue clock from the journal
+
+
+def symbol_status(r: JournalReader, symbol: str, settings: Settings, now_ns: int, vclock=_ASK) -> dict:
     """What `basisbot status` and the status page show for one symbol, as data (None where unknown):
     {symbol, configured, enabled, phase, position (latest snapshot row), spot_qty, perp_qty, mark, spot_price,
     hedge_ratio, target_hedge_ratio, basis, prediction: {rate, interval_minutes, apr, next_settlement_ns, projected}
@@ -124,15 +127,20 @@ def symbol_status(r: JournalReader, symbol: str, settings: Settings, now_ns: int
            "spot_price": spot_px, "target_hedge_ratio": cfg.hedge_ratio if cfg else None,
            "hedge_ratio": abs(perp_qty) / spot_qty if (spot_qty and perp_qty is not None) else None,
            "basis": mark / spot_px - 1 if (mark and spot_px) else None, "prediction": None, "accrued": None}
+    out["fresh"] = fresh  # where mark and spot price come from: {mark, spot_price, ts, source}
+    if vclock is _ASK:
+        vclock = venue_clock_view(r, now_ns)
+    out["venue_speed"] = vclock["speed"] if vclock else None
     pred = r.latest_prediction(symbol)
     if pred:
         rate = pred["predicted_rate"]
         interval = pred["interval_minutes"] or 480
+        # settlement times are on the node's clock; against a replaying venue the interval is in venue time
+        step = int(interval * 60 * NS / vclock["speed"]) if vclock else interval * 60 * NS
         nxt = pred["settlement_ts"]
-        projected = False
+        projected = nxt <= now_ns
         while nxt <= now_ns:  # the prediction's settlement has passed: the next one is an interval later
-            nxt += interval * 60 * NS
-            projected = True
+            nxt += step
         out["prediction"] = {"rate": rate, "interval_minutes": interval, "apr": rate * (365 * 24 * 60 / interval),
                              "next_settlement_ns": nxt, "projected": projected}
         out["accrued"] = expected_funding(perp_qty, mark, rate)
@@ -199,91 +207,72 @@ def status_data(journal_path: str | Path, settings: Settings, now_ns: int | None
     return data
 
 
-def _symbol_block(r: JournalReader, symbol: str, settings: Settings, now_ns: int) -> list[str]:
-    cfg = settings.symbols.get(symbol)
-    phase = r.phase(symbol)
-    title = f"{symbol}  phase: {phase}"
-    if cfg is None:
+def _symbol_block(r: JournalReader, symbol: str, settings: Settings, now_ns: int,
+                  vclock: dict | None) -> list[str]:
+    st = symbol_status(r, symbol, settings, now_ns, vclock)
+    title = f"{symbol}  phase: {st['phase']}"
+    if not st["configured"]:
         title += "  (not in the config)"
-    elif not cfg.enabled:
+    elif not st["enabled"]:
         title += "  (disabled in the config)"
     lines = [title]
-    pos = r.latest_position(symbol)
-    spot_qty = pos["spot_qty"] if pos else None
-    perp_qty = pos["perp_qty"] if pos else None
-    mark = pos["mark"] if pos else None
+    pos, spot_qty, perp_qty = st["position"], st["spot_qty"], st["perp_qty"]
     if pos:
         lines.append(f"  legs        spot {_num(spot_qty, '+.6g')}  perp {_num(perp_qty, '+.6g')}"
                      f"  (snapshot {_ts(pos['ts'])})")
     else:
         lines.append("  legs        no position snapshot yet")
-    target = cfg.hedge_ratio if cfg else None
-    if spot_qty and perp_qty is not None:
-        actual = abs(perp_qty) / spot_qty
+    target, actual = st["target_hedge_ratio"], st["hedge_ratio"]
+    if actual is not None:
         lines.append(f"  hedge ratio {actual:.4f} (target {_num(target, '.4f')}"
                      + (f", drift {actual / target - 1:+.2%})" if target else ")"))
     else:
         lines.append(f"  hedge ratio - (target {_num(target, '.4f')})")
-    fresh = fresh_prices(r, symbol)
-    mark, spot_px = fresh["mark"], fresh["spot_price"]
-    vclock = venue_clock_view(r, now_ns)
+    fresh = st["fresh"]
+    mark, spot_px = st["mark"], st["spot_price"]
     shown = (lambda ns: _ts(vclock["to_venue_ns"](ns))) if vclock else _ts
-    if mark and spot_px:
+    if st["basis"] is not None:
         age = f", {max(now_ns - fresh['ts'], 0) / NS:.0f}s old" if fresh["ts"] else ""
-        lines.append(f"  basis       {mark / spot_px - 1:+.4%} (mark {mark:g} / spot {spot_px:g}; "
+        lines.append(f"  basis       {st['basis']:+.4%} (mark {mark:g} / spot {spot_px:g}; "
                      f"{'latest mark' if fresh['source'] == 'mark' else 'position snapshot'} {shown(fresh['ts'])}"
                      f"{age})")
     else:
         lines.append("  basis       - (no mark/spot price recorded yet)")
-
-    pred = r.latest_prediction(symbol)
-    if pred:
-        rate = pred["predicted_rate"]
-        interval = pred["interval_minutes"] or 480
-        nxt = pred["settlement_ts"]
-        projected = False
-        while nxt <= now_ns:  # the prediction's settlement has passed: the next one is an interval later
-            nxt += interval * 60 * NS
-            projected = True
-        apr = rate * (365 * 24 * 60 / interval)
-        if vclock:  # settlement times are on the node's clock; the interval is in venue time
-            nxt = pred["settlement_ts"]
-            while nxt <= now_ns:
-                nxt += int(interval * 60 * NS / vclock["speed"])
+    p = st["prediction"]
+    if p:
+        interval, nxt = p["interval_minutes"], p["next_settlement_ns"]
+        if vclock:
             left = (nxt - now_ns) / NS
             when = (f"{_ts(vclock['to_venue_ns'](nxt))} venue time in {_countdown(left * vclock['speed'])} "
                     f"({_countdown(left)} wall at {vclock['speed']:g}x)")
         else:
             when = f"{_ts(nxt)} in {_countdown((nxt - now_ns) / NS)}"
-        lines.append(f"  funding     predicted {rate:+.6f} per {interval // 60 if interval % 60 == 0 else interval}"
-                     f"{'h' if interval % 60 == 0 else 'm'} ({apr:+.2%} APR), next settlement {when}"
-                     + (" (projected)" if projected else ""))
-        accrued = expected_funding(perp_qty, mark, rate)
-        lines.append(f"  accrued     {_num(accrued, '+.4f')} USDT expected at the next settlement "
+        lines.append(f"  funding     predicted {p['rate']:+.6f} per {interval // 60 if interval % 60 == 0 else interval}"
+                     f"{'h' if interval % 60 == 0 else 'm'} ({p['apr']:+.2%} APR), next settlement {when}"
+                     + (" (projected)" if p["projected"] else ""))
+        lines.append(f"  accrued     {_num(st['accrued'], '+.4f')} USDT expected at the next settlement "
                      "(predicted rate, current position)")
     else:
         lines.append("  funding     no prediction yet")
         lines.append("  accrued     -")
-    total, n, flagged = r.funding_settled(symbol)
-    lines.append(f"  settled     {total:+.4f} USDT over {n} settlement(s)"
-                 + (f", {flagged} flagged (differs from expected)" if flagged else ""))
+    sd = st["settled"]
+    lines.append(f"  settled     {sd['total']:+.4f} USDT over {sd['count']} settlement(s)"
+                 + (f", {sd['flagged']} flagged (differs from expected)" if sd["flagged"] else ""))
     pnl = pnl_split(r, symbol, mark, spot_px)
     lines.append(f"  pnl         funding {pnl['funding']:+.4f}  spot {_num(pnl['spot'], '+.4f')}  perp "
                  f"{_num(pnl['perp'], '+.4f')}  fees {-pnl['fees']:+.4f}  net {_num(pnl['net'], '+.4f')} USDT")
-    lp = pos["liquidation_price"] if pos else None
-    if lp and mark:
-        # short perp: the liquidation price is above the mark; long: below
-        distance = (lp - mark) / mark if (perp_qty or 0) < 0 else (mark - lp) / mark
-        lines.append(f"  liquidation {distance:.2%} away (liquidation price {lp:g}, mark {mark:g})")
+    if st["distance"] is not None:
+        lines.append(f"  liquidation {st['distance']:.2%} away (liquidation price {st['liquidation_price']:g}, "
+                     f"mark {mark:g})")
     else:
         lines.append("  liquidation -")
-    g = r.latest_guard(symbol)
+    g = st["last_guard"]
     if g:
         lines.append(f"  guard       last: {g['step']} at {_ts(g['ts'])}, distance {_num(g['distance'], '.2%')}"
                      + (f": {g['reason']}" if g.get("reason") else ""))
     else:
         lines.append("  guard       no action yet")
-    d = r.latest_decision(symbol)
+    d = st["last_decision"]
     if d:
         lines.append(f"  decision    {d['action']} at {_ts(d['ts'])}: {d['reason']}")
     return lines
@@ -296,9 +285,7 @@ def render_status(journal_path: str | Path, settings: Settings, now_ns: int | No
         return no_journal_message(path)
     now_ns = time.time_ns() if now_ns is None else now_ns
     with JournalReader(path) as r:
-        known = r.symbols()
-        symbols = [s for s in settings.symbols if settings.symbols[s].enabled or s in known]
-        symbols += [s for s in known if s not in symbols]
+        symbols = status_symbols(r, settings)
         out = [f"basisbot status: journal {path}, mode {settings.mode}, now {_ts(now_ns)}"]
         vclock = venue_clock_view(r, now_ns)
         if vclock and (abs(vclock["venue_now_ns"] - now_ns) > 60 * NS or vclock["speed"] != 1.0):
@@ -307,7 +294,7 @@ def render_status(journal_path: str | Path, settings: Settings, now_ns: int | No
             out.append("no symbols configured and nothing journaled yet")
         for s in symbols:
             out.append("")
-            out.extend(_symbol_block(r, s, settings, now_ns))
+            out.extend(_symbol_block(r, s, settings, now_ns, vclock))
         changes = r.rows("config_changes", order_by="ts DESC", limit=1)
         if changes:
             c = changes[0]
