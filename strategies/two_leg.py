@@ -29,7 +29,7 @@ from nautilus_trader.model.objects import Currency
 from nautilus_trader.trading.strategy import Strategy
 
 from basisbot import resume
-from basisbot.hedge_monitor import HedgeMonitor
+from basisbot.hedge_monitor import lone_leg
 from basisbot.legs import Instruction, LegPair, LegStatus, retry_delay_s
 from basisbot.quantities import ZERO, exact, round_down
 from basisbot.schedule import make_driver
@@ -127,7 +127,6 @@ class TwoLegStrategy(Strategy):
             return
         self._spot_lot = self.spot.size_increment.as_decimal()
         self._perp_lot = self.perp.size_increment.as_decimal()
-        self._hedge = HedgeMonitor(self.symbol, self._perp_lot, exact(self.cfg.hedge_ratio))
         if self.cfg.spot_bar_type:
             # prices are read from the cache when needed (entry sizing, pre-checks): no handler per trade
             self._spot_bar_type = BarType.from_str(self.cfg.spot_bar_type)
@@ -418,7 +417,7 @@ class TwoLegStrategy(Strategy):
         self._on_leg_failed(event, "expired")
 
     def _lone_leg(self) -> str | None:
-        return self._hedge.lone_leg(self.spot_qty(), self.perp_qty())
+        return lone_leg(self.spot_qty(), self.perp_qty(), self._perp_lot, self.cfg.hedge_ratio)  # cfg: reloadable
 
     def _check_hedge(self) -> None:
         """Whatever happened (liquidation, rejected or lost order, reconciliation surprise), a leg held alone is closed

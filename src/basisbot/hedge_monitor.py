@@ -18,6 +18,19 @@ from basisbot.quantities import exact
 NS = 1_000_000_000
 
 
+def lone_leg(spot_qty, perp_qty, perp_step, hedge_ratio) -> str | None:
+    """"spot" or "perp" when exactly one leg is held (at least one perp lot, the spot counted as the perp it hedges),
+    else None."""
+    step = exact(perp_step)
+    spot = exact(spot_qty) * exact(hedge_ratio) >= step
+    perp = abs(exact(perp_qty)) >= step
+    if spot and not perp:
+        return "spot"
+    if perp and not spot:
+        return "perp"
+    return None
+
+
 @dataclass
 class Stretch:
     start_ns: int
@@ -42,14 +55,7 @@ class HedgeMonitor:
         self.hedge_ratio = exact(self.hedge_ratio)
 
     def lone_leg(self, spot_qty, perp_qty) -> str | None:
-        """"spot" or "perp" when exactly one leg is held, else None."""
-        spot = exact(spot_qty) * self.hedge_ratio >= self.perp_step
-        perp = abs(exact(perp_qty)) >= self.perp_step
-        if spot and not perp:
-            return "spot"
-        if perp and not spot:
-            return "perp"
-        return None
+        return lone_leg(spot_qty, perp_qty, self.perp_step, self.hedge_ratio)
 
     def observe(self, ts_ns: int, spot_qty, perp_qty) -> None:
         self.last_ns = max(self.last_ns, ts_ns)
@@ -67,6 +73,3 @@ class HedgeMonitor:
     @property
     def max_unhedged_s(self) -> float:
         return max((s.seconds(self.last_ns) for s in self.stretches), default=0.0)
-
-    def worst(self) -> Stretch | None:
-        return max(self.stretches, key=lambda s: s.seconds(self.last_ns), default=None)

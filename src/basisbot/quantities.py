@@ -70,8 +70,3 @@ def round_up(qty, step) -> Decimal:
 
 def round_nearest(qty, step) -> Decimal:
     return from_lots(lots_nearest(qty, step), step)
-
-
-def at_least_one_lot(qty, step) -> bool:
-    """True when |qty| holds at least one whole lot (below that it cannot be traded: dust)."""
-    return abs(exact(qty)) >= _step(step)
