@@ -141,16 +141,22 @@ def _user_specs(path: Path, mtime_ns: int) -> dict[str, MarketSpec]:
     return parse_exchange_info(_read_json(path, "exchangeInfo"), str(path))
 
 
-def market_specs(exchange_info: Path | None = None) -> dict[str, MarketSpec]:
-    """Perp market rules: the bundled capture, overlaid by the operator's exchangeInfo file (it wins per symbol)."""
-    if exchange_info is None:
-        return perp_specs()
-    path = Path(exchange_info)
+def _overlay(bundled: dict, user_file: Path | None, load, what: str) -> dict:
+    """The bundled table, overlaid by the operator's file (it wins for the symbols it lists). The file's cache is
+    keyed by its modification time, so an edited file is read again."""
+    if user_file is None:
+        return bundled
+    path = Path(user_file)
     try:
         mtime = path.stat().st_mtime_ns
     except OSError as e:
-        raise VenueDataError(f"{path}: cannot read the exchangeInfo file: {e.strerror or e}") from None
-    return {**perp_specs(), **_user_specs(path, mtime)}
+        raise VenueDataError(f"{path}: cannot read the {what} file: {e.strerror or e}") from None
+    return {**bundled, **load(path, mtime)}
+
+
+def market_specs(exchange_info: Path | None = None) -> dict[str, MarketSpec]:
+    """Perp market rules: the bundled capture, overlaid by the operator's exchangeInfo file (it wins per symbol)."""
+    return _overlay(perp_specs(), exchange_info, _user_specs, "exchangeInfo")
 
 
 def spot_rules(p: MarketSpec) -> MarketSpec:
@@ -198,14 +204,7 @@ def _user_brackets(path: Path, mtime_ns: int) -> dict[str, BracketTable]:
 
 def bracket_tables(user_file: Path | None = None) -> dict[str, BracketTable]:
     """Bundled brackets (`brackets`), overlaid by the operator's snapshot (it wins for the symbols it lists)."""
-    if user_file is None:
-        return brackets()
-    path = Path(user_file)
-    try:
-        mtime = path.stat().st_mtime_ns
-    except OSError as e:
-        raise VenueDataError(f"{path}: cannot read the leverage brackets file: {e.strerror or e}") from None
-    return {**brackets(), **_user_brackets(path, mtime)}
+    return _overlay(brackets(), user_file, _user_brackets, "leverage brackets")
 
 
 def missing_brackets_message(symbol: str, user_file: Path | None) -> str:
