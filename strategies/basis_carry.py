@@ -75,6 +75,8 @@ class BasisCarryStrategy(TwoLegStrategy):
         self._scale = 1.0  # notional scale from the capital budget (compounding)
         self._budget_said: bool | None = None
         self._guard_event_pending: GuardEvent | None = None
+        self._failed_entries = 0  # entries in a row that did not complete
+        self._entry_after_ns = 0  # no new entry before (backoff after failed entries)
 
     def _derive(self) -> None:
         """Rebuild what derives from `cfg`: carry rules, guard thresholds, settlement windows."""
@@ -156,6 +158,8 @@ class BasisCarryStrategy(TwoLegStrategy):
             self._check_hedge()
             return
         if self.phase is Phase.FLAT:
+            if self.clock.timestamp_ns() < self._entry_after_ns:
+                return
             if carry.decide(self.rules, self._view()) is carry.Action.ENTER and self._budget_allows(held=False):
                 self._enter()
         elif self.phase is Phase.IN_CARRY:
@@ -245,6 +249,15 @@ class BasisCarryStrategy(TwoLegStrategy):
         now = self.clock.timestamp_ns()
         if pair.status is PairStatus.STUCK:
             self._escalate(f"{pair.intent} could not complete: {pair.history[-1][2]}", now)
+        if pair.intent == "enter":
+            # an entry that did not complete is not retried at once: each failure in a row doubles the wait (from
+            # the leg timeout, at most an hour), so a venue that keeps refusing a leg meets no order storm
+            self._failed_entries = 0 if pair.status is PairStatus.COMPLETE else self._failed_entries + 1
+            if self._failed_entries:
+                wait_s = min(self.cfg.leg_timeout_s * 2 ** (self._failed_entries - 1), 3600.0)
+                self._entry_after_ns = now + int(wait_s * 1e9)
+                self._decide("entry_backoff", f"entry failed {self._failed_entries} time(s) in a row: next entry "
+                                              f"in {wait_s:g}s at the earliest")
         lone = self._lone_leg()
         spot, perp = self.spot_qty(), self.perp_qty()
         if lone is None:
