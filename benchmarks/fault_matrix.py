@@ -121,7 +121,7 @@ def _toml(symbols: list[str], url: str, journal: Path, phase: str, exit_now: boo
         if phase == "guard":
             lev = 5
             guard = {"enabled": True, "warn_distance": 0.40, "add_margin_distance": 0.35, "reduce_distance": 0.30,
-                     "close_distance": 0.03, "target_distance": 0.31, "hysteresis": 0.05, "transfer_from_spot": True}
+                     "close_distance": 0.03, "target_distance": 0.36, "hysteresis": 0.05, "transfer_from_spot": True}
         entry, exit_, hold = (-1000.0, -2000.0, 3)
         if exit_now:
             entry, exit_, hold = (1000.0, 999.0, 0)
@@ -355,8 +355,6 @@ async def run_fault(fault: Fault, symbols: list[str], seed: int, workdir: Path) 
                         await watch.post("/admin/faults", fault.spec(s))
                 else:
                     await watch.post("/admin/faults", fault.spec)
-                if "outage" in (fault.spec or {}):
-                    pass
             else:  # kill -9 then restart
                 node.signal(signal.SIGKILL)
                 await node.wait(10)

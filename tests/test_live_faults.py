@@ -72,6 +72,32 @@ def test_dropped_websockets_around_a_settlement_are_recovered_and_the_settlement
     run(scenario())
 
 
+def test_income_read_failing_at_the_settlement_is_read_again_within_seconds(tmp_path):
+    """An error burst on the income endpoint right at the settlement (every read of it refused, three times): the
+    payment is booked seconds later by the backoff re-read (1, 2, 4 s), not at the next slow check (60 s), and once."""
+
+    async def scenario():
+        async with SimServer(sim_config(start=START)) as sim:
+            settings = node_settings(tmp_path, sim.url, symbols={SYM: carry_symbol()})
+            async with RunningNode(settings, "live", NodeOptions(log_level="ERROR")) as node:
+                strat = node.strategy(SYM)
+                await until(lambda: strat.phase is Phase.IN_CARRY, 10, what="entry")
+                now = (await state(sim))["time"]
+                await asyncio.sleep(max(0.0, (T_SETTLE - 1500 - now) / 1000))
+                await admin(sim, "/admin/faults", {"fail_next": {"count": 3, "status": 503,
+                                                                 "path_prefix": "/fapi/v1/income"}})
+                await until(lambda: node.perp_exec.funding_published, 30, what="funding income after the burst")
+                # well before the slow periodic check (funding_poll_s = 60 s) would have read it
+                assert (await state(sim))["time"] - T_SETTLE < 30_000
+                fs = node.perp_exec.funding_published[0]
+                venue_fund = next(f for f in (await state(sim))["funding"] if f["time"] == T_SETTLE)
+                assert fs.payment == pytest.approx(venue_fund["payment"], abs=1e-8)
+                assert len(node.perp_exec.funding_published) == 1  # booked once
+            assert node.rc == 0
+
+    run(scenario())
+
+
 def test_frozen_mark_stream_is_served_by_rest_polling(tmp_path):
     async def scenario():
         async with SimServer(sim_config(start="2022-02-28T09:00:00Z")) as sim:

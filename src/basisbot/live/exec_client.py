@@ -115,6 +115,8 @@ class CcxtExecutionClient(OrderCommands, UserStreams, AccountState, MarginOperat
         self._book_lock = asyncio.Lock()
         self._next_funding_ms: dict[str, int] = {}
         self._funding_timers: dict[str, asyncio.TimerHandle] = {}
+        self._funding_retry: asyncio.TimerHandle | None = None  # a failed income read, read again (backoff)
+        self._funding_retry_s = 0.0
         self._pre_settlement_qty: dict[str, float] = {}
         self._liquidations_seen: set[str] = set()
         self.funding_published: list = []
@@ -151,7 +153,7 @@ class CcxtExecutionClient(OrderCommands, UserStreams, AccountState, MarginOperat
         if self.kind == "perp":
             with contextlib.suppress(Exception):
                 self._msgbus.deregister(ADJUST_MARGIN_ENDPOINT, self._on_adjust_margin_request)
-        for h in list(self._funding_timers.values()) + ([self._refresh_handle] if self._refresh_handle else []):
+        for h in list(self._funding_timers.values()) + [h for h in (self._refresh_handle, self._funding_retry) if h]:
             h.cancel()
         for t in self._tasks_bg:
             t.cancel()

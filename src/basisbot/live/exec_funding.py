@@ -58,16 +58,36 @@ class FundingIncome:
 
     async def _book_funding(self) -> None:
         async with self._book_lock:  # stream, timers, resyncs and the poll loop may all ask at once
+            incomplete = []
             for iid, sym in self._symbols.items():
-                await self._book_funding_symbol(self._exchange_ids[iid], sym)
+                if not await self._book_funding_symbol(self._exchange_ids[iid], sym):
+                    incomplete.append(self._exchange_ids[iid])
+        self._retry_funding(incomplete)
 
-    async def _book_funding_symbol(self, xid: str, sym: str) -> None:
+    def _retry_funding(self, incomplete: list[str]) -> None:
+        """A failed or unpriced income read is read again soon (1 s, doubling, at most every `funding_poll_s`), not
+        only at the slow periodic check: a burst of exchange errors around a settlement must not leave its payment
+        unbooked for minutes."""
+        if not incomplete:
+            self._funding_retry_s = 0.0
+            return
+        if not self._running or (self._funding_retry is not None and not self._funding_retry.cancelled()
+                                 and self._funding_retry.when() > self._loop.time()):
+            return
+        self._funding_retry_s = min(max(1.0, 2 * self._funding_retry_s), self.opts.funding_poll_s)
+        self._log.info(f"funding income of {', '.join(incomplete)} read again in {self._funding_retry_s:.0f} s")
+        self._funding_retry = self._loop.call_later(
+            self._funding_retry_s, lambda: self.create_task(self._book_funding(), log_msg="funding booking retry"))
+
+    async def _book_funding_symbol(self, xid: str, sym: str) -> bool:
+        """Publishes the new payments of one symbol; False when the read failed or a payment could not be priced yet
+        (the caller reads again)."""
         since = self._funding_since.get(xid, self._funding_since_ms)
         try:
             rows = await self.ex.fetch_funding_history(sym, since)
         except ccxt.BaseError as e:
             self._log.warning(f"{xid}: funding history query failed: {type(e).__name__}: {e}")
-            return
+            return False
         pending: list[int] = []
         newest = since
         for row in rows:
@@ -103,3 +123,4 @@ class FundingIncome:
             self._msgbus.publish(FUNDING_SETTLED_TOPIC, msg)
         # read on from the newest entry (the exchange pages from startTime), or from the first one still unpriced
         self._funding_since[xid] = min(pending) if pending else newest
+        return not pending
