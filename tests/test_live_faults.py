@@ -160,6 +160,37 @@ def test_ambiguous_send_is_looked_up_not_resent(tmp_path):
     run(scenario())
 
 
+def test_timestamp_outside_recv_window_is_a_rejection_not_an_unknown_outcome(tmp_path):
+    """The venue's clock 15 s ahead (beyond the 5 s recvWindow) when a pair is sent: Binance refuses the requests with
+    -1021 before they reach the engine, so the orders are rejected at once (not looked up for a recvWindow as an
+    unknown outcome), the pair fails flat, and no client order id is at the venue."""
+
+    async def scenario():
+        async with SimServer(sim_config(start="2022-02-28T09:00:00Z", paused=True)) as sim:
+            settings = node_settings(tmp_path, sim.url, symbols={SYM: carry_symbol(entry_apr=1000.0, exit_apr=0.0,
+                                                                                 leg_timeout_s=10.0)})
+            async with RunningNode(settings, "live", NodeOptions(log_level="ERROR")) as node:
+                strat = node.strategy(SYM)
+                await until(lambda: strat.mark is not None and strat.spot_px is not None, 10, what="prices")
+                await admin(sim, "/admin/faults", {"clock_skew": {"ms": 15_000, "duration_s": 1.0}})
+                strat._decide("enter", "test: forced entry")
+                strat.phase = Phase.ENTERING
+                strat._start_pair("enter", spot=(1, 0.01), perp=(-1, 0.01))
+                cache = node.app.node.kernel.cache
+                # rejected within 3 s: an unknown outcome would be looked up for recvWindow (5 s) + 1 s first
+                await until(lambda: len([o for o in cache.orders() if o.is_closed]) == 2, 3, what="both rejected")
+                assert all(o.status.name == "REJECTED" and o.filled_qty == 0 for o in cache.orders())
+                await until(lambda: strat.pair is None or strat.pair.done(), 5, what="pair settled")
+                assert strat.spot_qty() == 0 and strat.perp_qty() == 0
+                await asyncio.sleep(1.0)  # the skew is over: the venue answers signed reads again
+                spot_orders = await node.app.session.spot.fetch_orders("BTC/USDT")
+                perp_orders = await node.app.session.perp.fetch_orders("BTC/USDT:USDT")
+                assert spot_orders == [] and perp_orders == []  # refused at the gateway, never resent
+            assert node.rc == 0
+
+    run(scenario())
+
+
 def test_stop_while_a_pair_is_in_flight_lets_it_complete(tmp_path):
     """SIGINT's path (the stop event) while both legs are in flight at a slow venue: no new pair is opened, the pair in
     flight completes, the node stops with exit status 0 and the exchange holds both legs, hedged."""

@@ -128,6 +128,12 @@ class OrderCommands:
         self.generate_order_submitted(order.strategy_id, iid, order.client_order_id, ts)
         try:
             resp = await self.ex.create_order(symbol, otype, side, float(order.quantity), price, params)
+        except ccxt.InvalidNonce as e:
+            # Binance -1021 (timestamp outside recvWindow / ahead of the server): refused at the gateway before the
+            # order reached the engine, so it is a definitive rejection (ccxt files it under NetworkError); the
+            # strategy's delayed retries or unwind follow now instead of after a recvWindow of lookups
+            self._reject(track, f"{type(e).__name__}: {e}")
+            return
         except (ccxt.NetworkError, ccxt.ExchangeNotAvailable) as e:
             self._log.warning(f"{cid}: outcome unknown ({type(e).__name__}: {e}); asking the exchange")
             track.outcome_unknown = True
