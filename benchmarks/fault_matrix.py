@@ -14,7 +14,8 @@ Phases (config forces each one):
            after the entry; the fault comes when the node logs the guard action.
 
 Per symbol, from the venue: the longest one-legged stretch (polled: one leg held and not the other, or the hedge off by
-more than 25%), client order ids at the venue unique, the most orders in any 60 s (no storm), venue orders and funding
+more than 25%), client order ids at the venue unique, the most orders in any 60 s (no storm; orders the venue refused
+are counted too, over all symbols, shown as "+Nr"), venue orders and funding
 payments the journal lacks (none), journal rows the venue cannot explain (none). A cell passes when all hold and the
 node stopped on SIGTERM in time. Exit status 0 only if every cell passes.
 """
@@ -72,7 +73,7 @@ class Fault:
     # what to do: "arm" (POST /admin/faults before the node starts, per symbol where it applies), "inject" (POST at the
     # seeded moment), "kill" (SIGKILL the node at the seeded moment, restart), "withdraw"
     kind: str
-    spec: object = None  # dict, or callable(symbol) -> dict for per-symbol faults
+    spec: object = None  # dict, or callable(symbol) -> dict (or a list of dicts) for per-symbol faults
     per_symbol: bool = False
     window_s: tuple[float, float] = (0.0, 1.0)  # seeded moment: uniform in this range after the phase begins
     clear_after_s: float | None = None  # DELETE /admin/faults this long after injection (None: never)
@@ -95,6 +96,12 @@ FAULTS: dict[str, Fault] = {f.name: f for f in [
     Fault("second_leg_rejected_always", "entry", "arm",
           lambda s: {"reject_next_order": {"venue": "futures", "symbol": s, "count": 10_000}}, per_symbol=True,
           hold_s=15.0),
+    # the perp refused AND every spot sale refused: the spot leg cannot be closed; the bot escalates, retries at a
+    # bounded rate, and sells once the venue takes sales again (cleared after 12 s)
+    Fault("leg_cannot_be_closed", "entry", "arm",
+          lambda s: [{"reject_next_order": {"venue": "futures", "symbol": s, "count": 10_000}},
+                     {"reject_next_order": {"venue": "spot", "symbol": s, "side": "SELL", "count": 10_000}}],
+          per_symbol=True, clear_after_s=12.0, extra_limit_s=15.0, hold_s=20.0),
     Fault("partial_fill", "entry", "arm",
           lambda s: {"partial_fill_next": {"venue": "futures", "symbol": s, "fraction": 0.5}}, per_symbol=True),
     Fault("freeze_mark_60s", "holding", "inject", {"freeze_mark": True}, clear_after_s=60.0, hold_s=66.0),
@@ -114,7 +121,7 @@ FAULTS: dict[str, Fault] = {f.name: f for f in [
 # processes
 # ----------------------------------------------------------------------------------------------------------------------
 def _toml(symbols: list[str], url: str, journal: Path, phase: str, exit_now: bool = False) -> str:
-    lines = [f'mode = "live"', f'journal = "{journal}"', "", "[live]", f'exchange_url = "{url}"',
+    lines = ['mode = "live"', f'journal = "{journal}"', "", "[live]", f'exchange_url = "{url}"',
              "poll_interval_s = 2.0", "reconnect_max_s = 2.0", ""]
     for s in symbols:
         lev, guard = 2, {"enabled": False}
@@ -303,7 +310,9 @@ async def run_fault(fault: Fault, symbols: list[str], seed: int, workdir: Path) 
         # -- arm / withdraw before the node starts ------------------------------------------------------------------
         if fault.kind == "arm":
             for s in symbols:
-                await watch.post("/admin/faults", fault.spec(s))
+                specs = fault.spec(s)
+                for spec in specs if isinstance(specs, list) else [specs]:
+                    await watch.post("/admin/faults", spec)
         if fault.kind == "withdraw":  # the spot account cannot pay for the spot leg of any symbol
             st = await watch.get("/admin/state")
             free = float(st["spot"]["USDT"]["free"])
@@ -402,14 +411,16 @@ async def run_fault(fault: Fault, symbols: list[str], seed: int, workdir: Path) 
                     venue_orders = await r.json()
                 async with http.get(url + "/admin/funding") as r:
                     venue_funding = await r.json()
+                async with http.get(url + "/admin/state") as r:
+                    refused = (await r.json())["faults"]["injected"]["rejected"]
         except Exception as e:  # noqa: BLE001
-            venue_orders, venue_funding = {"spot": [], "futures": []}, []
+            venue_orders, venue_funding, refused = {"spot": [], "futures": []}, [], 0
             notes.append(f"venue state unavailable: {e}")
         venue.signal(signal.SIGTERM)
         await venue.wait(10)
     restart_s = sum(1 for n in nodes) - 1
     return judge(fault, symbols, watch, venue_orders, venue_funding, journal, rc, stop_s, notes,
-                 time.monotonic() - t_cell, restart_s)
+                 time.monotonic() - t_cell, restart_s, refused)
 
 
 def _ms(iso: str) -> int:
@@ -419,7 +430,9 @@ def _ms(iso: str) -> int:
 
 
 def judge(fault: Fault, symbols, watch: VenueWatch, venue_orders: dict, venue_funding: list, journal: Path,
-          rc, stop_s, notes, cell_s: float, restarts: int) -> list[CellResult]:
+          rc, stop_s, notes, cell_s: float, restarts: int, refused: int = 0) -> list[CellResult]:
+    """`refused`: orders the venue refused (all symbols; a refused order is not stored with the venue's orders, so
+    a storm of refusals is judged on this count: at most ORDERS_PER_MIN_MAX per symbol and started minute)."""
     j_orders, j_fills, j_funding = {}, set(), []
     if journal.exists():
         con = sqlite3.connect(f"file:{journal}?mode=ro", uri=True)
@@ -464,6 +477,9 @@ def judge(fault: Fault, symbols, watch: VenueWatch, venue_orders: dict, venue_fu
             problems.append(f"{dup} duplicate client id(s)")
         if per_min > ORDERS_PER_MIN_MAX:
             problems.append(f"{per_min} orders/min")
+        refused_cap = ORDERS_PER_MIN_MAX * len(symbols) * max(1, -(-int(cell_s) // 60))
+        if refused > refused_cap:
+            problems.append(f"{refused} orders refused by the venue (storm; at most {refused_cap})")
         if lacks:
             problems.append(f"journal lacks {len(lacks)} venue order(s)")
         if funding_lacks:
@@ -476,7 +492,7 @@ def judge(fault: Fault, symbols, watch: VenueWatch, venue_orders: dict, venue_fu
             "one_legged_s": round(longest, 2), "orders": len(orders), "max_orders_per_min": per_min,
             "funding_paid": len(paid), "funding_journaled": len(paid) - len(funding_lacks),
             "stop_s": None if stop_s is None else round(stop_s, 1), "exit": rc, "cell_s": round(cell_s, 1),
-            "restarts": restarts, "polls": watch.samples}, problems))
+            "restarts": restarts, "polls": watch.samples, "refused_all_symbols": refused}, problems))
     return out
 
 
@@ -495,7 +511,8 @@ def print_matrix(results: list[CellResult], symbols: list[str]) -> None:
                 continue
             g = r.figures
             worst = max(worst, g.get("one_legged_s", 0.0))
-            cell = (f"{'PASS' if r.passed else 'FAIL'} 1leg {g.get('one_legged_s')}s ord {g.get('orders')} "
+            cell = (f"{'PASS' if r.passed else 'FAIL'} 1leg {g.get('one_legged_s')}s ord {g.get('orders')}"
+                    f"{'+' + str(g['refused_all_symbols']) + 'r' if g.get('refused_all_symbols') else ''} "
                     f"/min {g.get('max_orders_per_min')} fund {g.get('funding_journaled')}/{g.get('funding_paid')}")
             row += cell.ljust(40)
         print(row + f"{worst:.2f}s")

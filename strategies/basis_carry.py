@@ -254,7 +254,7 @@ class BasisCarryStrategy(TwoLegStrategy):
             # the leg timeout, at most an hour), so a venue that keeps refusing a leg meets no order storm
             self._failed_entries = 0 if pair.status is PairStatus.COMPLETE else self._failed_entries + 1
             if self._failed_entries:
-                wait_s = min(self.cfg.leg_timeout_s * 2 ** (self._failed_entries - 1), 3600.0)
+                wait_s = self._entry_backoff_s()
                 self._entry_after_ns = now + int(wait_s * 1e9)
                 self._decide("entry_backoff", f"entry failed {self._failed_entries} time(s) in a row: next entry "
                                               f"in {wait_s:g}s at the earliest")
@@ -263,6 +263,8 @@ class BasisCarryStrategy(TwoLegStrategy):
         if lone is None:
             self.phase = Phase.FLAT if perp == 0 and spot < self._spot_lot else Phase.IN_CARRY
             if self.phase is Phase.FLAT or pair.status is PairStatus.COMPLETE:
+                if self._halted is not None and self._failed_entries:  # the backoff counts from the recovery
+                    self._entry_after_ns = max(self._entry_after_ns, now + int(self._entry_backoff_s() * 1e9))
                 self._clear_escalation(now)
         else:
             self.phase = Phase.IN_CARRY
@@ -271,6 +273,9 @@ class BasisCarryStrategy(TwoLegStrategy):
             self._guard_event_pending.perp_qty_after = float(perp)
             self._guard_event_pending = None
         self._check_hedge()
+
+    def _entry_backoff_s(self) -> float:
+        return min(self.cfg.leg_timeout_s * 2 ** (self._failed_entries - 1), 3600.0)
 
     def _unwind(self, reason: str) -> None:
         """Close whatever is held on either leg (market), ending flat."""

@@ -438,7 +438,7 @@ class TwoLegStrategy(Strategy):
         """A leg that cannot be closed: logged, journaled (alerts follow the journal), new pairs halted for this
         symbol, and further closing attempts spaced out (doubling, at most every 5 minutes) instead of spinning."""
         self._stuck_count += 1
-        wait_s = min(self.cfg.leg_timeout_s * 2 ** self._stuck_count, 300.0)
+        wait_s = min(self.cfg.leg_timeout_s * 2 ** (self._stuck_count - 1), 300.0)
         self._stuck_retry_ns = now + int(wait_s * 1e9)
         self._halted = reason
         self.log.error(f"{self.symbol}: ESCALATION: {reason}; new pairs halted, next attempt in {wait_s:g}s")

@@ -130,6 +130,19 @@ def test_unwind_retries_are_delayed_and_capped():
     assert delays == sorted(delays) and delays[0] > 0 and sum(delays) < 10.0
 
 
+def test_stuck_unwind_names_the_venues_last_answer_not_only_the_expiry():
+    """The pair expires while an unwind retry waits for its delay: the escalation names what the venue answered."""
+    pair, _ = LegPair.start("enter", 0, 10, 1.0, 0.002, spot=(1, "2"), perp=(-1, "2"))
+    pair.filled("spot", "2", 1)
+    pair.failed("perp", "rejected", 2, 1.0)
+    pair.failed("perp", "rejected", 3, 1.0)  # → unwind spot
+    for k in range(MAX_UNWIND_RETRIES):
+        pair.failed("spot", "rejected: insufficient balance", 10 + k)
+    assert pair.expire(20) == [] and pair.status is PairStatus.STUCK
+    stuck = pair.history[-1][2]
+    assert "lost: no answer from the venue" in stuck and "last answer: rejected: insufficient balance" in stuck
+
+
 def test_lost_orders_expire_and_the_filled_leg_is_unwound():
     pair, _ = LegPair.start("enter", 0, 10, 1.0, 0.002, spot=(1, "2"), perp=(-1, "2"))
     pair.filled("spot", "2", 1)

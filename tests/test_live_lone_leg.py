@@ -86,3 +86,53 @@ def test_perp_rejected_twice_spot_sold_within_leg_timeout(tmp_path):
             assert "leg_failed" in decisions and "enter" in decisions
 
     asyncio.run(asyncio.wait_for(scenario(), 90))
+
+
+def test_leg_that_cannot_be_closed_escalates_then_closes_when_the_venue_takes_it(tmp_path):
+    """The perp leg refused until further notice AND every spot sale refused: the spot leg cannot be closed. The
+    strategy escalates (journaled `escalate`, new pairs halted for the symbol), keeps trying at a bounded rate (no
+    storm), and sells the leg once the venue takes sales again (journaled `escalation_cleared`)."""
+    leg_timeout = 2.0
+
+    async def scenario():
+        async with SimServer(sim_config(start="2022-03-01T09:00:00Z", speed=60.0)) as sim:
+            await admin(sim, "/admin/faults", {"reject_next_order": {"venue": "futures", "count": 10_000}})
+            await admin(sim, "/admin/faults", {"reject_next_order": {"venue": "spot", "side": "SELL", "count": 10_000}})
+            settings = node_settings(tmp_path, sim.url, symbols={SYM: {
+                "notional_usdt": 10000.0, "leverage": 2, "entry_apr": -1000.0, "exit_apr": -2000.0,
+                "leg_timeout_s": leg_timeout}})
+            async with RunningNode(settings, "live", NodeOptions(log_level="ERROR", venue_speed=60.0)) as node:
+                strat = node.strategy(SYM)
+                await until(lambda: strat._halted is not None, 20, what="escalation")
+                assert one_legged(await state(sim))
+                injected_at_escalation = (await state(sim))["faults"]["injected"]["rejected"]
+                await asyncio.sleep(10.0)
+                st = await state(sim)
+                assert one_legged(st)  # nothing the bot can do: the venue refuses every sale
+                refused = st["faults"]["injected"]["rejected"] - injected_at_escalation
+                # attempts spaced out (leg timeout doubling per escalation, each at most 1 + 5 delayed retries)
+                print(f"orders refused in the 10 s after the escalation: {refused}")
+                assert 1 <= refused <= 18, refused
+                assert strat.pair is None or strat.pair.intent != "enter"  # no new pair while halted
+                await admin(sim, "/admin/faults", {"clear": True})
+                await until(lambda: strat._halted is None, 30, what="escalation cleared")
+                await until(lambda: not strat._busy(), 10, what="unwind settled")
+                assert not one_legged(await state(sim))
+                await until(lambda: strat.phase.value == "in_carry" and not strat._busy(), 15, what="re-entry")
+                node.stop.set()
+                await until(lambda: node._task.done(), 20, what="node stopped")
+            assert node.rc == 0
+            j = Journal(settings.journal)
+            try:
+                rows = list(j.rows("decisions", "symbol = ?", [SYM]))
+            finally:
+                j.close()
+            decisions = [r["action"] for r in rows]
+            assert "escalate" in decisions and "escalation_cleared" in decisions
+            assert decisions.index("escalate") < decisions.index("escalation_cleared")
+            # the entry backoff counts from the recovery: no new entry straight after a venue refused everything
+            ts = {a: [r["ts"] for r in rows if r["action"] == a] for a in ("escalation_cleared", "enter")}
+            re_entry = min(t for t in ts["enter"] if t > ts["escalation_cleared"][-1])
+            assert re_entry - ts["escalation_cleared"][-1] >= leg_timeout * 1e9
+
+    asyncio.run(asyncio.wait_for(scenario(), 120))

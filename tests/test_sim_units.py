@@ -140,10 +140,15 @@ def test_fault_specs():
     assert f.take_failure("/fapi/v1/time").status == 429 and f.take_failure("/fapi/v1/time") is not None
     assert f.take_failure("/fapi/v1/time") is None
     assert f.take_reject("spot").code == -2010 and f.take_reject("spot") is None
+    f.apply({"reject_next_order": {"venue": "spot", "side": "sell", "count": 2}})  # sales refused, buys go through
+    assert f.take_reject("spot", "BTCUSDT", "BUY") is None
+    assert f.take_reject("spot", "BTCUSDT", "SELL").code == -2010 and f.state()["reject_next_order"]["spot"][0]["side"] == "SELL"
+    assert f.take_reject("spot", "BTCUSDT", "SELL") is not None and f.take_reject("spot", "BTCUSDT", "SELL") is None
     assert f.take_partial("futures") == 0.3
     assert f.mark_frozen("BTCUSDT") and not f.mark_frozen("ETHUSDT")
     assert f.apply({"drop_ws": True}) == {"drop_ws": True}
-    for bad in ({"nope": 1}, {"fail_next": {"status": 404}}, {"partial_fill_next": {"fraction": 1.5}}):
+    for bad in ({"nope": 1}, {"fail_next": {"status": 404}}, {"partial_fill_next": {"fraction": 1.5}},
+                {"reject_next_order": {"side": "short"}}):
         with pytest.raises(ValueError):
             f.apply(bad)
     f.apply({"clear": True})

@@ -101,6 +101,7 @@ class LegPair:
     _timed_out: bool = False
     _unwinding: dict[str, Decimal] = field(default_factory=dict)  # leg -> qty still to unwind (in flight)
     _unwind_retries: dict[str, int] = field(default_factory=dict)
+    _unwind_answer: dict[str, str] = field(default_factory=dict)  # the venue's last answer to an unwind order
 
     @property
     def opening(self) -> bool:
@@ -162,6 +163,8 @@ class LegPair:
         """The leg's order closed without completing (rejected / denied / cancelled / expired / lost)."""
         if leg in self._unwinding:
             self._log(now_ns, "unwind_failed", f"{leg}: {reason}")
+            if not reason.startswith("lost: "):
+                self._unwind_answer[leg] = reason
             qty = self._unwinding[leg]
             if qty <= 0:
                 return self._settle(now_ns)
@@ -169,7 +172,9 @@ class LegPair:
             if n > MAX_UNWIND_RETRIES:
                 self._unwinding[leg] = ZERO
                 self.status = PairStatus.STUCK
-                self._log(now_ns, "stuck", f"{leg} unwind of {qty} failed {n - 1} times: {reason}")
+                answer = self._unwind_answer.get(leg)
+                last = f"; the venue's last answer: {answer}" if answer and answer != reason else ""
+                self._log(now_ns, "stuck", f"{leg} unwind of {qty} failed {n - 1} times: {reason}{last}")
                 return []
             self._unwind_retries[leg] = n
             return [Instruction("send", leg, -self.legs[leg].side, qty, "unwind retry", attempt=n)]

@@ -24,6 +24,7 @@ Issue 10 (the fault matrix) adds:
 
     "symbol": "BTCUSDT" inside reject_next_order / partial_fill_next / timeout_next_order
                                                        only orders on that symbol take the fault (default: any)
+    "side": "SELL" inside reject_next_order            only orders on that side take it (default: any)
     {"timeout_next_order": {"venue": "futures", "count": 1, "mode": "drop", "delay_ms": 15000}}
                                                        the venue BOOKS the next order (it executes), then "drop"
                                                        closes the connection without an answer, or "delay" answers
@@ -133,8 +134,12 @@ class FaultState:
             code = int(r.get("code", default.code))
             msg = str(r.get("msg", default.msg if code == default.code else "Order rejected."))
             sym = _symbol(r)
+            side = r.get("side")
+            if side is not None and str(side).upper() not in ("BUY", "SELL"):
+                raise ValueError("reject_next_order.side must be 'BUY' or 'SELL'")
+            side = None if side is None else str(side).upper()
             for _ in range(int(r.get("count", 1))):
-                self.reject_next[venue].append((sym, BinanceError(code, msg, int(r.get("status", 400)))))
+                self.reject_next[venue].append((sym, (side, BinanceError(code, msg, int(r.get("status", 400))))))
         if "partial_fill_next" in spec:
             r = spec["partial_fill_next"]
             venue = _venue(r.get("venue", "spot"))
@@ -224,11 +229,14 @@ class FaultState:
                 return item
         return None
 
-    def take_reject(self, venue: str, symbol: str | None = None) -> BinanceError | None:
-        item = self._take(self.reject_next[venue], symbol)
-        if item is not None:
-            self.injected["rejected"] += 1
-        return item
+    def take_reject(self, venue: str, symbol: str | None = None, side: str | None = None) -> BinanceError | None:
+        q = self.reject_next[venue]
+        for i, (sym, (sd, err)) in enumerate(q):
+            if (sym is None or symbol is None or sym == symbol) and (sd is None or side is None or sd == side):
+                del q[i]
+                self.injected["rejected"] += 1
+                return err
+        return None
 
     def take_partial(self, venue: str, symbol: str | None = None) -> float | None:
         item = self._take(self.partial_next[venue], symbol)
@@ -269,7 +277,7 @@ class FaultState:
             "delay_ms": self.delay_ms,
             "fail_next": [{"remaining": r.remaining, "status": r.status, "path_prefix": r.path_prefix,
                            "body": r.body} for r in self.fail_rules],
-            "reject_next_order": {v: [{"code": e.code, "msg": e.msg, "symbol": s} for s, e in q]
+            "reject_next_order": {v: [{"code": e.code, "msg": e.msg, "symbol": s, "side": sd} for s, (sd, e) in q]
                                   for v, q in self.reject_next.items()},
             "partial_fill_next": {v: [{"fraction": f, "symbol": s} for s, f in q] for v, q in self.partial_next.items()},
             "timeout_next_order": {v: [{"mode": r.mode, "delay_ms": r.delay_ms, "symbol": s} for s, r in q]

@@ -148,7 +148,7 @@ class OrderMatching:
             raise errors.invalid_order_type() if otype else errors.mandatory("type")
         cid = _client_id(p.get("newClientOrderId"))
         self._check_duplicate(SPOT, cid)
-        rejected = self.faults.take_reject(SPOT, m.symbol)
+        rejected = self.faults.take_reject(SPOT, m.symbol, side)
         if rejected is not None:
             raise rejected
         if not self.paths[m.symbol].spot_is_open(t):
@@ -309,7 +309,7 @@ class OrderMatching:
             raise BinanceError(-4061, "Order's position side does not match user's setting.", 400)
         cid = _client_id(p.get("newClientOrderId"))
         self._check_duplicate(FUT, cid)
-        rejected = self.faults.take_reject(FUT, sym)
+        rejected = self.faults.take_reject(FUT, sym, side)
         if rejected is not None:
             raise rejected
         reduce_only = _bool(p.get("reduceOnly"))
