@@ -16,8 +16,9 @@ Phases (config forces each one):
 Per symbol, from the venue: the longest one-legged stretch (polled: one leg held and not the other, or the hedge off by
 more than 25%), client order ids at the venue unique, the most orders in any 60 s (no storm; orders the venue refused
 are counted too, over all symbols, shown as "+Nr"), venue orders and funding
-payments the journal lacks (none), journal rows the venue cannot explain (none). A cell passes when all hold and the
-node stopped on SIGTERM in time. Exit status 0 only if every cell passes.
+payments the journal lacks (none), journal rows the venue cannot explain (none), and in the guard phase the perp's
+distance to liquidation at the end above the guard's reduce threshold (the guard acted, also after a restart). A cell
+passes when all hold and the node stopped on SIGTERM in time. Exit status 0 only if every cell passes.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ LEG_TIMEOUT_S = 3.0
 POLL_S = 0.25
 NOTIONAL = {"BTCUSDT": 3000.0, "ETHUSDT": 3000.0, "SOLUSDT": 3000.0}
 ORDERS_PER_MIN_MAX = 40
+GUARD_REDUCE_DISTANCE = 0.30  # guard phase: above the distance 5x gives (~19.5%), so the guard reduces at once
 START_TIMEOUT_S = 180.0  # node start-up (imports, markets, reconciliation); minutes on a loaded 2-core machine  # per symbol and minute; a storm is thousands
 
 
@@ -127,7 +129,8 @@ def _toml(symbols: list[str], url: str, journal: Path, phase: str, exit_now: boo
         lev, guard = 2, {"enabled": False}
         if phase == "guard":
             lev = 5
-            guard = {"enabled": True, "warn_distance": 0.40, "add_margin_distance": 0.35, "reduce_distance": 0.30,
+            guard = {"enabled": True, "warn_distance": 0.40, "add_margin_distance": 0.35,
+                     "reduce_distance": GUARD_REDUCE_DISTANCE,
                      "close_distance": 0.03, "target_distance": 0.36, "hysteresis": 0.05, "transfer_from_spot": True}
         entry, exit_, hold = (-1000.0, -2000.0, 3)
         if exit_now:
@@ -206,6 +209,7 @@ class VenueWatch:
         self._since: dict[str, float | None] = {s: None for s in symbols}
         self.longest: dict[str, float] = {s: 0.0 for s in symbols}
         self.legs: dict[str, tuple[float, float]] = {}
+        self.distance: dict[str, float | None] = {}
         self._task: asyncio.Task | None = None
         self.paused = False  # while the venue itself is down (outage): keep the open stretch, do not sample
 
@@ -244,6 +248,7 @@ class VenueWatch:
 
     def _sample(self, st: dict, now: float) -> None:
         perp = {p["symbol"]: float(p["positionAmt"]) for p in st["futures"]["positions"]}
+        lps = {p["symbol"]: float(p.get("liquidationPrice") or 0.0) for p in st["futures"]["positions"]}
         for s in self.symbols:
             base = s[:-4]
             bal = st["spot"].get(base) or {"free": 0.0, "locked": 0.0}
@@ -251,6 +256,8 @@ class VenueWatch:
             px = st["prices"][s]["mark"]
             p = perp.get(s, 0.0)
             self.legs[s] = (spot, p)
+            # the short perp's distance to liquidation, as the venue computes it (None: no perp held)
+            self.distance[s] = (lps[s] - px) / px if p < 0 and lps.get(s) else None
             spot_on = spot * px >= self.min_notional
             perp_on = abs(p) * px >= self.min_notional
             unhedged = spot_on != perp_on
@@ -486,13 +493,17 @@ def judge(fault: Fault, symbols, watch: VenueWatch, venue_orders: dict, venue_fu
             problems.append(f"journal lacks {len(funding_lacks)} funding payment(s)")
         if unexplained:
             problems.append(f"{len(unexplained)} journal row(s) unexplained: {unexplained[:3]}")
+        d = watch.distance.get(s)
+        if fault.phase == "guard" and d is not None and d <= GUARD_REDUCE_DISTANCE:
+            problems.append(f"perp left {d:.1%} from liquidation at the end (the guard reduces at "
+                            f"{GUARD_REDUCE_DISTANCE:.0%}): the guard did not act")
         if rc not in (0,):
             problems.append(f"SIGTERM exit {rc} after {stop_s if stop_s is None else round(stop_s, 1)}s")
         out.append(CellResult(fault.name, s, not problems, {
             "one_legged_s": round(longest, 2), "orders": len(orders), "max_orders_per_min": per_min,
             "funding_paid": len(paid), "funding_journaled": len(paid) - len(funding_lacks),
             "stop_s": None if stop_s is None else round(stop_s, 1), "exit": rc, "cell_s": round(cell_s, 1),
-            "restarts": restarts, "polls": watch.samples, "refused_all_symbols": refused}, problems))
+            "restarts": restarts, "polls": watch.samples, "end_distance": None if d is None else round(d, 4), "refused_all_symbols": refused}, problems))
     return out
 
 
@@ -500,21 +511,21 @@ def print_matrix(results: list[CellResult], symbols: list[str]) -> None:
     by = {(r.fault, r.symbol): r for r in results}
     faults = list(dict.fromkeys(r.fault for r in results))
     w = max(len(f) for f in faults) + 2
-    print("fault".ljust(w) + "".join(s.ljust(40) for s in symbols) + "worst one-legged")
+    print("fault".ljust(w) + "".join(s.ljust(48) for s in symbols) + "worst one-legged")
     for f in faults:
         row = f.ljust(w)
         worst = 0.0
         for s in symbols:
             r = by.get((f, s))
             if r is None:
-                row += "-".ljust(40)
+                row += "-".ljust(48)
                 continue
             g = r.figures
             worst = max(worst, g.get("one_legged_s", 0.0))
             cell = (f"{'PASS' if r.passed else 'FAIL'} 1leg {g.get('one_legged_s')}s ord {g.get('orders')}"
                     f"{'+' + str(g['refused_all_symbols']) + 'r' if g.get('refused_all_symbols') else ''} "
                     f"/min {g.get('max_orders_per_min')} fund {g.get('funding_journaled')}/{g.get('funding_paid')}")
-            row += cell.ljust(40)
+            row += cell.ljust(48)
         print(row + f"{worst:.2f}s")
     for r in results:
         if not r.passed:

@@ -244,3 +244,34 @@ def test_limit_order_rests_then_cancels(tmp_path):
             assert node.rc == 0
 
     run(scenario())
+
+
+def test_guard_sees_the_perp_at_once_after_a_restart(tmp_path):
+    """A node stops holding a 5x carry; the next one starts with a guard whose reduce threshold is above the distance
+    to liquidation. The margin state the execution client reads while connecting reaches the strategy (it subscribes
+    later, when the trader starts), so the guard acts on the first marks, not at the next change of the position's
+    margin (which, between settlements, may not come for hours)."""
+
+    async def scenario():
+        async with SimServer(sim_config(start="2022-02-28T09:00:00Z")) as sim:
+            carry = carry_symbol(leverage=5, entry_apr=1000.0, exit_apr=-2000.0)
+            settings = node_settings(tmp_path, sim.url, symbols={SYM: {**carry, "guard": {"enabled": False}}})
+            async with RunningNode(settings, "live", NodeOptions(log_level="ERROR")) as node:
+                strat = node.strategy(SYM)
+                strat._decide("enter", "test: forced entry")
+                strat.phase = Phase.ENTERING
+                strat._start_pair("enter", spot=(1, 0.02), perp=(-1, 0.02))
+                await until(lambda: strat.phase is Phase.IN_CARRY and not strat._busy(), 10, what="entry")
+            guard = {"enabled": True, "warn_distance": 0.40, "add_margin_distance": 0.35, "reduce_distance": 0.30,
+                     "close_distance": 0.03, "target_distance": 0.36, "transfer_from_spot": True}
+            settings = node_settings(tmp_path, sim.url, symbols={SYM: {**carry, "guard": guard}})
+            async with RunningNode(settings, "live", NodeOptions(log_level="ERROR")) as node:
+                strat = node.strategy(SYM)
+                await until(lambda: strat.guard.state is not None, 5, what="margin state at the strategy")
+                await until(lambda: any(e.step == "reduce" for e in strat.log_.guard), 5, what="guard reduce")
+                await until(lambda: not strat._busy(), 10, what="reduce done")
+                (pos,) = (await state(sim))["futures"]["positions"]
+                assert 0 < -float(pos["positionAmt"]) < 0.02
+            assert node.rc == 0
+
+    run(scenario())

@@ -77,6 +77,13 @@ class MarginOperations:
                                 ts_ns=self._clock.timestamp_ns())
         self._msgbus.publish(margin_topic(xid), state)
 
+    def republish_margin(self) -> None:
+        """Publish every symbol's margin state again, unchanged or not: the strategies subscribe when the trader
+        starts, after this client connected and published what it read (without this the guard stays blind to a
+        position held across a restart until its margin changes, hours away between settlements)."""
+        for xid in self._exchange_ids.values():
+            self._publish_margin(xid, force=True)
+
     def _on_adjust_margin_request(self, req: AdjustMarginRequest) -> None:
         self.create_task(self._adjust_margin(req), log_msg=f"adjust margin {req.symbol}")
 

@@ -417,18 +417,21 @@ class BasisNode:
                 raise StartError(f"the node did not start within {self.opts.start_timeout_s:.0f}s "
                                  "(clients not connected or reconciliation not finished: see the log)")
             await asyncio.sleep(0.05)
+        for ec in self.exec_clients.values():  # the strategies subscribed just now: the guard needs the margin state
+            if getattr(ec, "kind", None) == "perp":
+                ec.republish_margin()
         if self.ops is not None:  # ops: alert workers, HTTP server, 1 s tick
             self.ops.start(self)
         self._start_reload()
-        self._start_issue10_tasks()
+        self._start_restart_tasks()
 
-    # -- issue 10: venue clock in the journal, unresolved orders at restart ------------------------------------------
-    def _start_issue10_tasks(self) -> None:
+    # -- after start: venue clock in the journal, settlements read while connecting, unresolved orders ------------
+    def _start_restart_tasks(self) -> None:
         from nautilus_trader.common.component import Logger
 
         k = self.node.kernel
         log = Logger("BasisNode")
-        self._issue10_tasks: list[asyncio.Task] = []
+        self._restart_tasks: list[asyncio.Task] = []
         vt = self.session.time
         if self.journal is not None and not vt.identity:
             def publish_clock(venue_ms: int, local_ns: int, speed: float) -> None:
@@ -449,7 +452,7 @@ class BasisNode:
             from basisbot.live.journal_orders import resolve_unresolved_orders
 
             recv = (self.opts.exec.recv_window_ms / 1000) if self.opts.exec else 5.0
-            self._issue10_tasks.append(asyncio.create_task(resolve_unresolved_orders(
+            self._restart_tasks.append(asyncio.create_task(resolve_unresolved_orders(
                 self.settings.journal, self.exec_clients, k.msgbus, k.clock, started_ns=self._started_ns,
                 recv_window_s=recv, log=log), name="basisbot-journal-orders"))
 
@@ -524,7 +527,7 @@ class BasisNode:
 
     async def stop(self) -> None:
         await self._stop_reload()
-        for task in getattr(self, "_issue10_tasks", []):
+        for task in getattr(self, "_restart_tasks", []):
             task.cancel()
         if self.node is not None and self.node.kernel.is_running():
             with contextlib.suppress(Exception):
