@@ -1,17 +1,19 @@
-"""What nautilus' BacktestEngine does not simulate for a USDⓈ-M perpetual, as `SimulationModule`s:
+"""What nautilus' BacktestEngine does not simulate for a USDⓈ-M perpetual, as `SimulationModule`s (one per venue):
 
-- `FundingModule` (perp venue): at each real settlement in the data, every open perp position pays or receives
-  -position_qty × mark_price × rate, credited once to the perp account (and to the isolated wallet).
 - `PerpMarginModule` (perp venue): an isolated wallet per position (initial margin from leverage + funding + margin
   added), Binance's tiered maintenance margin and liquidation price (with the bracket re-check), checked against the
   worst mark inside each bar; a liquidation closes the position AT the liquidation price through the matching engine
   and the isolated wallet is lost. Cross mode uses the whole perp wallet instead. It also serves the strategy's
   `AdjustMarginRequest`s: margin comes from free perp balance first, then is moved from the spot account.
+  Given the data's settlements (backtest), it also applies funding: at each real settlement in the data, every open
+  perp position pays or receives -position_qty × mark_price × rate, credited once to the perp account (and to the
+  isolated wallet). Paper trading plugs its own funding module (on the live settlement times) beside it instead.
 - `SpotCollateralModule` (spot venue): gives the ledger a handle on the spot account, so margin transfers move real
-  balance between the two simulated accounts (nothing is created from nothing).
+  balance between the two simulated accounts (nothing is created from nothing). It has no per-event work
+  (`detach_from_loop` takes it out of the exchange's per-event calls).
 
-The modules share one `PerpLedger`. They run inside the engine's loop (`process` after each data point), so all
-state changes are ordered with the market data and the strategy's orders.
+The modules share one `PerpLedger`. They run inside the engine's loop (`process` after each data point, handlers on
+the message bus), so all state changes are ordered with the market data and the strategy's orders.
 """
 
 from __future__ import annotations
@@ -192,6 +194,13 @@ class SpotCollateralModule(SimulationModule):
         super().register_venue(exchange)
         self.ledger.spot_exchange = exchange
 
+    def detach_from_loop(self) -> None:
+        """Leave the spot exchange's per-event calls (`pre_process`/`process` after every data point): this module
+        only hands the ledger the spot exchange, which stays registered."""
+        modules = self.ledger.spot_exchange.modules
+        if self in modules:
+            modules.remove(self)
+
     def process(self, ts_now: int) -> None:
         pass
 
@@ -200,80 +209,26 @@ class SpotCollateralModule(SimulationModule):
 
     def reset(self) -> None:
         pass
-
-
-class FundingModule(SimulationModule):
-    """Applies each real settlement once, at its time in the data, to every open perp position.
-
-    `settlements[symbol]` is a time-ordered list of (sim_ts_ns, exact_ts_ns, rate). sim_ts is the time the engine
-    applies it: the exact time, or just after the top of the hour the settlement belongs to when the exchange's
-    jitter put it a few ms before (so the mark price used is the one at the settlement, never an hour stale).
-    """
-
-    def __init__(self, ledger: PerpLedger, settlements: dict[str, list[tuple[int, int, float]]]):
-        super().__init__(SimulationModuleConfig())
-        self.ledger = ledger
-        self.settlements = settlements
-        self._next = {s: 0 for s in settlements}
-        self._due = self._earliest()
-
-    def _earliest(self) -> int:
-        pending = [ev[self._next[s]][0] for s, ev in self.settlements.items() if self._next[s] < len(ev)]
-        return min(pending) if pending else 2**63
-
-    def register_venue(self, exchange) -> None:
-        super().register_venue(exchange)
-        self.ledger.perp_exchange = exchange
-
-    def process(self, ts_now: int) -> None:
-        if ts_now < self._due:
-            return  # called after every data point: stay cheap between settlements
-        for symbol, events in self.settlements.items():
-            i = self._next[symbol]
-            while i < len(events) and events[i][0] <= ts_now:
-                self._settle(symbol, events[i])
-                i += 1
-            self._next[symbol] = i
-        self._due = self._earliest()
-
-    def _settle(self, symbol: str, event: tuple[int, int, float]) -> None:
-        _, exact_ts, rate = event
-        spec = self.ledger.symbols[symbol]
-        self.ledger.settlements_seen[symbol] += 1
-        qty = 0.0
-        for pos in self.cache.positions_open(None, spec.instrument_id):
-            qty += pos.signed_qty
-        if qty == 0.0:
-            return
-        mark = self.cache.mark_price(spec.instrument_id)
-        if mark is None:
-            raise RuntimeError(f"{symbol}: funding settlement at {exact_ts} with an open position but no mark price")
-        mark_px = mark.value.as_double()
-        payment = funding_payment(qty, mark_px, rate)
-        self.exchange.adjust_account(Money(payment, USDT))
-        book = self.ledger.books[symbol]
-        if spec.mode == "isolated" and book.side != 0:
-            book.wallet += payment  # Binance credits funding of an isolated position to its isolated margin
-        book.version += 1
-        self.ledger.funding.append(FundingRow(exact_ts, symbol, rate, mark_px, qty, payment))
-
-    def log_diagnostics(self, logger) -> None:
-        logger.info(f"Funding settlements applied: {len(self.ledger.funding)}")
-
-    def reset(self) -> None:
-        self._next = {s: 0 for s in self.settlements}
-        self._due = self._earliest()
 
 
 class PerpMarginModule(SimulationModule):
-    """Isolated wallets, margin requests and liquidations for the perp venue."""
+    """Isolated wallets, margin requests and liquidations for the perp venue; with `settlements`, funding too.
 
-    def __init__(self, ledger: PerpLedger):
+    `settlements[symbol]` is a time-ordered list of (sim_ts_ns, exact_ts_ns, rate). sim_ts is the time the engine
+    applies it: the exact time, or just after the top of the hour the settlement belongs to when the exchange's
+    jitter put it a few ms before (so the mark price used is the one at the settlement, never an hour stale). Each is
+    applied once, after the first data point at or past sim_ts, to every open perp position.
+    """
+
+    def __init__(self, ledger: PerpLedger, settlements: dict[str, list[tuple[int, int, float]]] | None = None):
         super().__init__(SimulationModuleConfig())
         self.ledger = ledger
         self._marks: dict[str, float] = {}
         self._published: dict[str, tuple] = {}
         self._lp_cache: dict[str, tuple] = {}
+        self.settlements = settlements or {}
+        self._next = {s: 0 for s in self.settlements}
+        self._due = self._earliest()
 
     def register_venue(self, exchange) -> None:
         super().register_venue(exchange)
@@ -286,8 +241,52 @@ class PerpMarginModule(SimulationModule):
             iid = spec.instrument_id
             self.msgbus.subscribe(f"data.mark_prices.{iid.venue}.{iid.symbol}", self._on_mark, priority=10)
 
+    # -- funding ----------------------------------------------------------------------------------------------------
+    def _earliest(self) -> int:
+        pending = [ev[self._next[s]][0] for s, ev in self.settlements.items() if self._next[s] < len(ev)]
+        return min(pending) if pending else 2**63
+
     def process(self, ts_now: int) -> None:
-        pass  # all work happens on mark prices, position events and margin requests
+        """Called after every data point: funding settlements only (the margin work happens on mark prices,
+        position events and margin requests)."""
+        if ts_now < self._due:
+            return  # stay cheap between settlements
+        total = None
+        for symbol, events in self.settlements.items():
+            i = self._next[symbol]
+            while i < len(events) and events[i][0] <= ts_now:
+                payment = self._settle(symbol, events[i])
+                if payment is not None:
+                    total = payment if total is None else total + payment
+                i += 1
+            self._next[symbol] = i
+        if total is not None:
+            # one account adjustment for the settlements applied together (the fixed-point sum of the payments:
+            # the balance is exactly what one adjustment per payment gives)
+            self.exchange.adjust_account(total)
+        self._due = self._earliest()
+
+    def _settle(self, symbol: str, event: tuple[int, int, float]) -> Money | None:
+        """Book one settlement (ledger, isolated wallet); returns the payment for the account, None when flat."""
+        _, exact_ts, rate = event
+        spec = self.ledger.symbols[symbol]
+        self.ledger.settlements_seen[symbol] += 1
+        qty = 0.0
+        for pos in self.cache.positions_open(None, spec.instrument_id):
+            qty += pos.signed_qty
+        if qty == 0.0:
+            return None
+        mark = self.cache.mark_price(spec.instrument_id)
+        if mark is None:
+            raise RuntimeError(f"{symbol}: funding settlement at {exact_ts} with an open position but no mark price")
+        mark_px = mark.value.as_double()
+        payment = funding_payment(qty, mark_px, rate)
+        book = self.ledger.books[symbol]
+        if spec.mode == "isolated" and book.side != 0:
+            book.wallet += payment  # Binance credits funding of an isolated position to its isolated margin
+        book.version += 1
+        self.ledger.funding.append(FundingRow(exact_ts, symbol, rate, mark_px, qty, payment))
+        return Money(payment, USDT)
 
     def _on_position_event(self, event) -> None:
         spec = self.ledger.by_instrument.get(event.instrument_id)
@@ -442,8 +441,12 @@ class PerpMarginModule(SimulationModule):
         )
 
     def log_diagnostics(self, logger) -> None:
+        if self.settlements:
+            logger.info(f"Funding settlements applied: {len(self.ledger.funding)}")
         logger.info(f"Liquidations: {len(self.ledger.liquidations)}")
 
     def reset(self) -> None:
         for b in self.ledger.books.values():
             b.reset()
+        self._next = {s: 0 for s in self.settlements}
+        self._due = self._earliest()
