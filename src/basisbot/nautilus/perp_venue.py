@@ -239,7 +239,7 @@ class PerpMarginModule(SimulationModule):
         self.msgbus.subscribe("events.position.*", self._on_position_event, priority=10)
         for spec in self.ledger.symbols.values():
             iid = spec.instrument_id
-            self.msgbus.subscribe(f"data.mark_prices.{iid.venue}.{iid.symbol}", self._on_mark, priority=10)
+            self.msgbus.subscribe(f"data.mark_prices.{iid.venue}.{iid.symbol}", self._mark_handler(spec), priority=10)
 
     # -- funding ----------------------------------------------------------------------------------------------------
     def _earliest(self) -> int:
@@ -293,16 +293,20 @@ class PerpMarginModule(SimulationModule):
         if spec is not None and self._sync_position(spec.symbol, spec):
             self._publish(spec.symbol)
 
-    def _on_mark(self, mark) -> None:
-        spec = self.ledger.by_instrument[mark.instrument_id]
-        symbol = spec.symbol
-        self._marks[symbol] = mark.value.as_double()
-        self._check_liquidation(symbol, spec, mark.ts_event)
-        book = self.ledger.books[symbol]
-        # isolated state does not move with the mark: publish on change only; cross depends on every mark
-        key = (book.side, book.qty, book.entry, book.version)
-        if spec.mode == "cross" or self._published.get(symbol) != key:
-            self._publish(symbol)
+    def _mark_handler(self, spec: PerpSymbol):
+        """The handler of one symbol's marks (every mark of the run passes here: what it needs is bound once)."""
+        symbol, book, marks, published = spec.symbol, self.ledger.books[spec.symbol], self._marks, self._published
+        cross = spec.mode == "cross"
+
+        def on_mark(mark) -> None:
+            marks[symbol] = mark.value.as_double()
+            if book.side != 0:
+                self._check_liquidation(symbol, spec, mark.ts_event)
+            # isolated state does not move with the mark: publish on change only; cross depends on every mark
+            if cross or published.get(symbol) != (book.side, book.qty, book.entry, book.version):
+                self._publish(symbol)
+
+        return on_mark
 
     def _publish(self, symbol: str) -> None:
         book = self.ledger.books[symbol]
@@ -338,7 +342,7 @@ class PerpMarginModule(SimulationModule):
         return True
 
     def _check_liquidation(self, symbol: str, spec: PerpSymbol, bar_close_ns: int) -> None:
-        book = self.ledger.books[symbol]
+        book = self.ledger.books[symbol]  # (the book keeps its identity: `reset` re-initialises it in place)
         if book.side == 0 or book.opened_ns >= bar_close_ns or book.last_checked_bar == bar_close_ns:
             return  # a position opened at this bar's close did not live through it
         book.last_checked_bar = bar_close_ns
