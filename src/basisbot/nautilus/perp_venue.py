@@ -229,6 +229,8 @@ class PerpMarginModule(SimulationModule):
         self.settlements = settlements or {}
         self._next = {s: 0 for s in self.settlements}
         self._due = self._earliest()
+        self._parking = False
+        self._alerts = 0
 
     def register_venue(self, exchange) -> None:
         super().register_venue(exchange)
@@ -247,10 +249,13 @@ class PerpMarginModule(SimulationModule):
         return min(pending) if pending else 2**63
 
     def process(self, ts_now: int) -> None:
-        """Called after every data point: funding settlements only (the margin work happens on mark prices,
-        position events and margin requests)."""
+        """Called after every data point while in the exchange's loop: funding settlements only (the margin work
+        happens on mark prices, position events and margin requests). Between settlements the module leaves the loop
+        (`_park`), so most data points cost nothing here."""
         if ts_now < self._due:
-            return  # stay cheap between settlements
+            if self.settlements:
+                self._park(ts_now)
+            return
         total = None
         for symbol, events in self.settlements.items():
             i = self._next[symbol]
@@ -265,6 +270,34 @@ class PerpMarginModule(SimulationModule):
             # the balance is exactly what one adjustment per payment gives)
             self.exchange.adjust_account(total)
         self._due = self._earliest()
+        self._park(ts_now)
+
+    def _park(self, ts_now: int) -> None:
+        """Nothing is due before the next settlement: leave the exchange's per-data-point calls until just before it.
+        The engine runs a time alert at t before the first data point later than t, so a module back in the loop at
+        due - 1 is called after the first data point at or past `due`, exactly as if it had never left. Leaving and
+        rejoining happen in time alerts (never while the exchange iterates its modules)."""
+        if self._parking or self._due - 1 <= ts_now + 1:
+            return
+        self._parking = True
+        self._alerts += 1
+        self.clock.set_time_alert_ns(f"PerpMarginModule-leave-{self._alerts}", ts_now + 1, self._leave_loop)
+
+    def _leave_loop(self, event) -> None:
+        self._parking = False
+        if self._due - 1 <= event.ts_event:
+            return  # due already: stay
+        modules = self.exchange.modules
+        if self in modules:
+            modules.remove(self)
+        if self._due < 2**63:
+            self._alerts += 1
+            self.clock.set_time_alert_ns(f"PerpMarginModule-rejoin-{self._alerts}", self._due - 1, self._rejoin_loop)
+
+    def _rejoin_loop(self, event) -> None:
+        modules = self.exchange.modules
+        if self not in modules:
+            modules.append(self)
 
     def _settle(self, symbol: str, event: tuple[int, int, float]) -> Money | None:
         """Book one settlement (ledger, isolated wallet); returns the payment for the account, None when flat."""
@@ -454,3 +487,6 @@ class PerpMarginModule(SimulationModule):
             b.reset()
         self._next = {s: 0 for s in self.settlements}
         self._due = self._earliest()
+        self._parking = False
+        if self.exchange is not None:
+            self._rejoin_loop(None)
