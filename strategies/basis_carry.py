@@ -287,10 +287,10 @@ class BasisCarryStrategy(TwoLegStrategy):
         self._close_both("exit")
 
     def _rebalance_if_drifted(self) -> None:
+        if self._qty is not None and self._hedge_checked is self._qty:
+            return  # the positions have not changed since they were found on target (the usual case: checked first)
         if self._busy() or self.calendar.in_blackout(self.clock.timestamp_ns()):
             return  # no perp-leg rebalancing around settlements
-        if self._qty is not None and self._hedge_checked is self._qty:
-            return  # the positions have not changed since they were found on target
         spot, perp = self.spot_qty(), self.perp_qty()
         if self._lone_leg() is not None:
             self._check_hedge()

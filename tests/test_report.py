@@ -127,7 +127,8 @@ def test_summary_numbers_appear_as_formatted(liq_run):
     assert fmt_num(t["reconciliation_error"], 6) + " USDT" in doc
     v = s["symbols"]["BTCUSDT"]
     assert f"{v['settlements']} / {v['settlements_in_data']}" in doc
-    run_stats = f"{s['run']['events']:,} events"
+    run = json.loads((liq_run / "run.json").read_text())
+    run_stats = f"{run['events']:,} events"
     assert run_stats in doc
 
 

@@ -59,10 +59,15 @@ class BacktestRecorder(Actor):
         self._leg_of = {i: (s, "spot") for s, i in zip(self.symbols, self.spot_ids)}
         self._leg_of.update({i: (s, "perp") for s, i in zip(self.symbols, self.perp_ids)})
         self._legs = {s: {"spot": ZERO, "perp": ZERO} for s in self.symbols}
+        self._spot_venue, self._perp_venue = Venue(config.spot_venue), Venue(config.perp_venue)
+        self._base: dict[str, Currency | None] = {}  # spot base currency per symbol (on start)
         self._wall0 = time.monotonic()
         self._last_pct = -1
 
     def on_start(self) -> None:
+        for sym, iid in self._spot_by_sym.items():
+            inst = self.cache.instrument(iid)
+            self._base[sym] = inst.base_currency if inst is not None else None
         for p, s in zip(self.perp_ids, self.symbols):
             self.msgbus.subscribe(margin_topic(s), self._on_margin)
         self.msgbus.subscribe("events.position.*", self._on_position)
@@ -94,18 +99,23 @@ class BacktestRecorder(Actor):
 
     def _sample(self, event) -> None:
         ts = event.ts_event - 1_000  # the hour this sample closes
+        spot_px = {s: self._spot_px(s) for s in self.symbols}
+        marks = {}
         for symbol, pid in zip(self.symbols, self.perp_ids):
             mp = self.cache.mark_price(pid)
-            if mp is None or mp.ts_event != ts:
+            if mp is None:
+                continue
+            marks[symbol] = mark = mp.value.as_double()
+            if mp.ts_event != ts:
                 continue  # no data for this hour (outside the symbol's range)
-            self._record_symbol(symbol, pid, ts, mp.value.as_double())
-        self._record_equity(ts)
+            self._record_symbol(symbol, pid, ts, mark, spot_px[symbol])
+        self._record_equity(ts, spot_px, marks)
         self._progress(ts)
 
-    def _record_symbol(self, symbol: str, pid, ts: int, mark: float) -> None:
-        spot_px = self._spot_px(symbol)
-        spot_qty = float(self.portfolio.net_position(self._spot_by_sym[symbol]))
-        perp_qty = float(self.portfolio.net_position(pid))
+    def _record_symbol(self, symbol: str, pid, ts: int, mark: float, spot_px: float | None) -> None:
+        # the legs as the venues' position events left them (exact; what the portfolio's net positions are)
+        legs = self._legs[symbol]
+        spot_qty, perp_qty = float(legs["spot"]), float(legs["perp"])
         fr = self.cache.funding_rate(pid)
         st = self._margin.get(symbol)
         lp = dist = wallet = None
@@ -125,28 +135,27 @@ class BacktestRecorder(Actor):
         self.state_rows.append((ts, symbol, spot_px, mark, basis, None if fr is None else float(fr.rate), spot_qty,
                                 perp_qty, wallet, lp, dist))
 
-    def _record_equity(self, ts: int) -> None:
-        spot_acct = self.portfolio.account(Venue(self.config.spot_venue))
-        perp_acct = self.portfolio.account(Venue(self.config.perp_venue))
+    def _record_equity(self, ts: int, spot_px: dict[str, float | None], marks: dict[str, float]) -> None:
+        spot_acct = self.portfolio.account(self._spot_venue)
+        perp_acct = self.portfolio.account(self._perp_venue)
         spot_usdt = spot_acct.balance_total(USDT).as_double() if spot_acct else 0.0
         assets = 0.0
         for sym in self.symbols:
-            px = self._spot_px(sym)
-            inst = self.cache.instrument(self._spot_by_sym[sym])
-            if px is None or inst is None or spot_acct is None:
+            px = spot_px[sym]
+            base = self._base.get(sym)
+            if px is None or base is None or spot_acct is None:
                 continue
-            bal = spot_acct.balance_total(inst.base_currency)
+            bal = spot_acct.balance_total(base)
             if bal is not None:
                 assets += bal.as_double() * px
         perp_wallet = perp_acct.balance_total(USDT).as_double() if perp_acct else 0.0
         upnl = 0.0
-        for sym in self.symbols:
-            pid = self._perp_by_sym[sym]
-            mp = self.cache.mark_price(pid)
-            if mp is None:
-                continue
+        for sym, pid in zip(self.symbols, self.perp_ids):
+            mark = marks.get(sym)
+            if mark is None or not self._legs[sym]["perp"]:
+                continue  # no mark yet, or no open perp position
             for pos in self.cache.positions_open(None, pid):
-                upnl += pos.signed_qty * (mp.value.as_double() - pos.avg_px_open)
+                upnl += pos.signed_qty * (mark - pos.avg_px_open)
         self.equity_rows.append((ts, spot_usdt, assets, perp_wallet, upnl, spot_usdt + assets + perp_wallet + upnl))
 
     def _progress(self, ts: int) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from bisect import bisect_left
 from collections import defaultdict
+import json
 from pathlib import Path
 
 from basisbot.backtest.report_charts import EVENT_STYLE, Marker
@@ -15,10 +16,18 @@ from basisbot.backtest.report_format import fmt_num, parse_ts, pct, read_csv_row
 MINUTES_PER_YEAR = 365 * 24 * 60
 
 
+def read_json(folder: Path, name: str) -> dict | None:
+    try:
+        return json.loads((Path(folder) / name).read_text())
+    except (OSError, ValueError):
+        return None
+
+
 class ReportData:
     def __init__(self, folder: Path, summary: dict):
         self.folder = folder
         self.summary = summary or {}
+        self.run = read_json(folder, "run.json") or self.summary.get("run") or {}  # older folders: in the summary
         self.equity = read_csv_rows(folder, "equity.csv")
         self.state = read_csv_rows(folder, "state.csv")
         self.funding = read_csv_rows(folder, "funding.csv")

@@ -80,7 +80,7 @@ def _card(k: str, v: str, s: str = "", neg: bool = False) -> str:
 def page_header(d: ReportData) -> str:
     s = d.summary
     period = s.get("period") or {}
-    run = s.get("run") or {}
+    run = d.run
     days = (d.x_range[1] - d.x_range[0]) / 86400 if d.x_range else None
     p = (f"<b>{esc(fmt_when(period.get('start')))}</b> → <b>{esc(fmt_when(period.get('end')))}</b>"
          + (f" ({fmt_num(days, 1)} days)" if days else ""))

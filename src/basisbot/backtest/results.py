@@ -1,4 +1,4 @@
-"""Backtest outputs: summary.json, funding.csv, trades.csv, equity.csv, state.csv, guard.csv, liquidations.csv,
+"""Backtest outputs: summary.json, run.json, funding.csv, trades.csv, equity.csv, state.csv, guard.csv, liquidations.csv,
 predictions.csv, and the terminal summary table.
 
 PnL per symbol is built from first principles and reconciled against the two accounts' equity:
@@ -150,10 +150,21 @@ def build_summary(result) -> dict:
         "total": total,
         "period": {"start": result.start.isoformat(), "end": result.end.isoformat()},
         "data": str(result.data_dir),
-        "run": {"events": result.events, "seconds": _r(result.run_seconds, 3),
-                "events_per_second": _r(result.events / result.run_seconds if result.run_seconds else math.nan, 1)},
-        "data_notes": result.data_notes[:50],
+        "data_notes": [_relative_paths(n, result.data_dir) for n in result.data_notes[:50]],
     }
+
+
+def _relative_paths(note: str, data_dir) -> str:
+    """A data note names its file under the data folder as the run was given it (the loader resolves it to an
+    absolute path): summary.json is the same from any checkout."""
+    absolute = str(Path(data_dir).resolve())
+    return note.replace(absolute, str(data_dir)) if absolute != str(data_dir) else note
+
+
+def run_stats(result) -> dict:
+    """The run's timing (run.json): kept out of summary.json, which depends on the inputs only."""
+    return {"events": result.events, "seconds": _r(result.run_seconds, 3),
+            "events_per_second": _r(result.events / result.run_seconds if result.run_seconds else math.nan, 1)}
 
 
 def _write_csv(path: Path, header: list[str], rows) -> None:
@@ -167,6 +178,7 @@ def write_results(result, out: Path) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     summary = build_summary(result)
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    (out / "run.json").write_text(json.dumps(run_stats(result), indent=2) + "\n")
     _write_csv(out / "funding.csv", ["ts", "symbol", "rate", "mark_price", "position_qty", "payment"],
                ((iso(r.ts_ns), r.symbol, repr(r.rate), repr(r.mark_price), repr(r.position_qty), repr(r.payment))
                 for r in result.ledger.funding))
@@ -216,5 +228,5 @@ def print_summary(result, summary: dict, out: Path) -> None:
           + f"{t['settlements']:>8}{t['liquidations']:>6}{t['guard_actions']:>7}")
     print(f"equity {t['starting_equity']:,.2f} → {t['ending_equity']:,.2f} USDT "
           f"(reconciliation error {t['reconciliation_error']:+.6f});  "
-          f"{summary['run']['events']:,} events in {summary['run']['seconds']:.1f}s")
-    print(f"results: {out}/summary.json, funding.csv, trades.csv, equity.csv, report.html")
+          f"{result.events:,} events in {result.run_seconds:.1f}s")
+    print(f"results: {out}/summary.json, run.json, funding.csv, trades.csv, equity.csv, report.html")

@@ -25,7 +25,7 @@ from basisbot.data import market_data
 from basisbot.backtest.feed import SymbolFeed, bar_type, build_feed
 from basisbot.nautilus.instruments import PERP_VENUE, SPOT_VENUE, make_perp, make_spot
 from basisbot.nautilus.strategy_config import strategy_config
-from basisbot.nautilus.perp_venue import FundingModule, PerpLedger, PerpMarginModule, PerpSymbol, SpotCollateralModule
+from basisbot.nautilus.perp_venue import PerpLedger, PerpMarginModule, PerpSymbol, SpotCollateralModule
 from basisbot.backtest.recorder import BacktestRecorder, RecorderConfig
 from basisbot.portfolio_actor import PortfolioBudgetActor, PortfolioBudgetConfig
 from basisbot.settings import ConfigError, Settings, SymbolSettings, venue_reference
@@ -174,13 +174,14 @@ def build_engine(p: Prepared, *, simulate_perp: bool = True) -> tuple[BacktestEn
         for s, cfg in p.enabled.items()
     ])
     spot_modules = [SpotCollateralModule(ledger)] if simulate_perp else []
-    perp_modules = ([FundingModule(ledger, {s: f.settlements for s, f in p.feeds.items()}), PerpMarginModule(ledger)]
-                    if simulate_perp else [])
+    perp_modules = [PerpMarginModule(ledger, {s: f.settlements for s, f in p.feeds.items()})] if simulate_perp else []
     engine.add_venue(
         venue=SPOT_VENUE, oms_type=OmsType.NETTING, account_type=AccountType.CASH, base_currency=None,
         starting_balances=[Money(bt.spot_balance_usdt, USDT)], fee_model=MakerTakerFeeModel(),
         modules=spot_modules,
     )
+    for m in spot_modules:
+        m.detach_from_loop()  # registered (the ledger holds the spot exchange); nothing to do per data point
     engine.add_venue(
         venue=PERP_VENUE, oms_type=OmsType.NETTING, account_type=AccountType.MARGIN, base_currency=USDT,
         starting_balances=[Money(bt.perp_balance_usdt, USDT)], fee_model=MakerTakerFeeModel(),

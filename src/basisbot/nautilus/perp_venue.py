@@ -1,17 +1,19 @@
-"""What nautilus' BacktestEngine does not simulate for a USDⓈ-M perpetual, as `SimulationModule`s:
+"""What nautilus' BacktestEngine does not simulate for a USDⓈ-M perpetual, as `SimulationModule`s (one per venue):
 
-- `FundingModule` (perp venue): at each real settlement in the data, every open perp position pays or receives
-  -position_qty × mark_price × rate, credited once to the perp account (and to the isolated wallet).
 - `PerpMarginModule` (perp venue): an isolated wallet per position (initial margin from leverage + funding + margin
   added), Binance's tiered maintenance margin and liquidation price (with the bracket re-check), checked against the
   worst mark inside each bar; a liquidation closes the position AT the liquidation price through the matching engine
   and the isolated wallet is lost. Cross mode uses the whole perp wallet instead. It also serves the strategy's
   `AdjustMarginRequest`s: margin comes from free perp balance first, then is moved from the spot account.
+  Given the data's settlements (backtest), it also applies funding: at each real settlement in the data, every open
+  perp position pays or receives -position_qty × mark_price × rate, credited once to the perp account (and to the
+  isolated wallet). Paper trading plugs its own funding module (on the live settlement times) beside it instead.
 - `SpotCollateralModule` (spot venue): gives the ledger a handle on the spot account, so margin transfers move real
-  balance between the two simulated accounts (nothing is created from nothing).
+  balance between the two simulated accounts (nothing is created from nothing). It has no per-event work
+  (`detach_from_loop` takes it out of the exchange's per-event calls).
 
-The modules share one `PerpLedger`. They run inside the engine's loop (`process` after each data point), so all
-state changes are ordered with the market data and the strategy's orders.
+The modules share one `PerpLedger`. They run inside the engine's loop (`process` after each data point, handlers on
+the message bus), so all state changes are ordered with the market data and the strategy's orders.
 """
 
 from __future__ import annotations
@@ -192,6 +194,13 @@ class SpotCollateralModule(SimulationModule):
         super().register_venue(exchange)
         self.ledger.spot_exchange = exchange
 
+    def detach_from_loop(self) -> None:
+        """Leave the spot exchange's per-event calls (`pre_process`/`process` after every data point): this module
+        only hands the ledger the spot exchange, which stays registered."""
+        modules = self.ledger.spot_exchange.modules
+        if self in modules:
+            modules.remove(self)
+
     def process(self, ts_now: int) -> None:
         pass
 
@@ -200,80 +209,28 @@ class SpotCollateralModule(SimulationModule):
 
     def reset(self) -> None:
         pass
-
-
-class FundingModule(SimulationModule):
-    """Applies each real settlement once, at its time in the data, to every open perp position.
-
-    `settlements[symbol]` is a time-ordered list of (sim_ts_ns, exact_ts_ns, rate). sim_ts is the time the engine
-    applies it: the exact time, or just after the top of the hour the settlement belongs to when the exchange's
-    jitter put it a few ms before (so the mark price used is the one at the settlement, never an hour stale).
-    """
-
-    def __init__(self, ledger: PerpLedger, settlements: dict[str, list[tuple[int, int, float]]]):
-        super().__init__(SimulationModuleConfig())
-        self.ledger = ledger
-        self.settlements = settlements
-        self._next = {s: 0 for s in settlements}
-        self._due = self._earliest()
-
-    def _earliest(self) -> int:
-        pending = [ev[self._next[s]][0] for s, ev in self.settlements.items() if self._next[s] < len(ev)]
-        return min(pending) if pending else 2**63
-
-    def register_venue(self, exchange) -> None:
-        super().register_venue(exchange)
-        self.ledger.perp_exchange = exchange
-
-    def process(self, ts_now: int) -> None:
-        if ts_now < self._due:
-            return  # called after every data point: stay cheap between settlements
-        for symbol, events in self.settlements.items():
-            i = self._next[symbol]
-            while i < len(events) and events[i][0] <= ts_now:
-                self._settle(symbol, events[i])
-                i += 1
-            self._next[symbol] = i
-        self._due = self._earliest()
-
-    def _settle(self, symbol: str, event: tuple[int, int, float]) -> None:
-        _, exact_ts, rate = event
-        spec = self.ledger.symbols[symbol]
-        self.ledger.settlements_seen[symbol] += 1
-        qty = 0.0
-        for pos in self.cache.positions_open(None, spec.instrument_id):
-            qty += pos.signed_qty
-        if qty == 0.0:
-            return
-        mark = self.cache.mark_price(spec.instrument_id)
-        if mark is None:
-            raise RuntimeError(f"{symbol}: funding settlement at {exact_ts} with an open position but no mark price")
-        mark_px = mark.value.as_double()
-        payment = funding_payment(qty, mark_px, rate)
-        self.exchange.adjust_account(Money(payment, USDT))
-        book = self.ledger.books[symbol]
-        if spec.mode == "isolated" and book.side != 0:
-            book.wallet += payment  # Binance credits funding of an isolated position to its isolated margin
-        book.version += 1
-        self.ledger.funding.append(FundingRow(exact_ts, symbol, rate, mark_px, qty, payment))
-
-    def log_diagnostics(self, logger) -> None:
-        logger.info(f"Funding settlements applied: {len(self.ledger.funding)}")
-
-    def reset(self) -> None:
-        self._next = {s: 0 for s in self.settlements}
-        self._due = self._earliest()
 
 
 class PerpMarginModule(SimulationModule):
-    """Isolated wallets, margin requests and liquidations for the perp venue."""
+    """Isolated wallets, margin requests and liquidations for the perp venue; with `settlements`, funding too.
 
-    def __init__(self, ledger: PerpLedger):
+    `settlements[symbol]` is a time-ordered list of (sim_ts_ns, exact_ts_ns, rate). sim_ts is the time the engine
+    applies it: the exact time, or just after the top of the hour the settlement belongs to when the exchange's
+    jitter put it a few ms before (so the mark price used is the one at the settlement, never an hour stale). Each is
+    applied once, after the first data point at or past sim_ts, to every open perp position.
+    """
+
+    def __init__(self, ledger: PerpLedger, settlements: dict[str, list[tuple[int, int, float]]] | None = None):
         super().__init__(SimulationModuleConfig())
         self.ledger = ledger
         self._marks: dict[str, float] = {}
         self._published: dict[str, tuple] = {}
         self._lp_cache: dict[str, tuple] = {}
+        self.settlements = settlements or {}
+        self._next = {s: 0 for s in self.settlements}
+        self._due = self._earliest()
+        self._parking = False
+        self._alerts = 0
 
     def register_venue(self, exchange) -> None:
         super().register_venue(exchange)
@@ -284,26 +241,105 @@ class PerpMarginModule(SimulationModule):
         self.msgbus.subscribe("events.position.*", self._on_position_event, priority=10)
         for spec in self.ledger.symbols.values():
             iid = spec.instrument_id
-            self.msgbus.subscribe(f"data.mark_prices.{iid.venue}.{iid.symbol}", self._on_mark, priority=10)
+            self.msgbus.subscribe(f"data.mark_prices.{iid.venue}.{iid.symbol}", self._mark_handler(spec), priority=10)
+
+    # -- funding ----------------------------------------------------------------------------------------------------
+    def _earliest(self) -> int:
+        pending = [ev[self._next[s]][0] for s, ev in self.settlements.items() if self._next[s] < len(ev)]
+        return min(pending) if pending else 2**63
 
     def process(self, ts_now: int) -> None:
-        pass  # all work happens on mark prices, position events and margin requests
+        """Called after every data point while in the exchange's loop: funding settlements only (the margin work
+        happens on mark prices, position events and margin requests). Between settlements the module leaves the loop
+        (`_park`), so most data points cost nothing here."""
+        if ts_now < self._due:
+            if self.settlements:
+                self._park(ts_now)
+            return
+        total = None
+        for symbol, events in self.settlements.items():
+            i = self._next[symbol]
+            while i < len(events) and events[i][0] <= ts_now:
+                payment = self._settle(symbol, events[i])
+                if payment is not None:
+                    total = payment if total is None else total + payment
+                i += 1
+            self._next[symbol] = i
+        if total is not None:
+            # one account adjustment for the settlements applied together (the fixed-point sum of the payments:
+            # the balance is exactly what one adjustment per payment gives)
+            self.exchange.adjust_account(total)
+        self._due = self._earliest()
+        self._park(ts_now)
+
+    def _park(self, ts_now: int) -> None:
+        """Nothing is due before the next settlement: leave the exchange's per-data-point calls until just before it.
+        The engine runs a time alert at t before the first data point later than t, so a module back in the loop at
+        due - 1 is called after the first data point at or past `due`, exactly as if it had never left. Leaving and
+        rejoining happen in time alerts (never while the exchange iterates its modules)."""
+        if self._parking or self._due - 1 <= ts_now + 1:
+            return
+        self._parking = True
+        self._alerts += 1
+        self.clock.set_time_alert_ns(f"PerpMarginModule-leave-{self._alerts}", ts_now + 1, self._leave_loop)
+
+    def _leave_loop(self, event) -> None:
+        self._parking = False
+        if self._due - 1 <= event.ts_event:
+            return  # due already: stay
+        modules = self.exchange.modules
+        if self in modules:
+            modules.remove(self)
+        if self._due < 2**63:
+            self._alerts += 1
+            self.clock.set_time_alert_ns(f"PerpMarginModule-rejoin-{self._alerts}", self._due - 1, self._rejoin_loop)
+
+    def _rejoin_loop(self, event) -> None:
+        modules = self.exchange.modules
+        if self not in modules:
+            modules.append(self)
+
+    def _settle(self, symbol: str, event: tuple[int, int, float]) -> Money | None:
+        """Book one settlement (ledger, isolated wallet); returns the payment for the account, None when flat."""
+        _, exact_ts, rate = event
+        spec = self.ledger.symbols[symbol]
+        self.ledger.settlements_seen[symbol] += 1
+        qty = 0.0
+        for pos in self.cache.positions_open(None, spec.instrument_id):
+            qty += pos.signed_qty
+        if qty == 0.0:
+            return None
+        mark = self.cache.mark_price(spec.instrument_id)
+        if mark is None:
+            raise RuntimeError(f"{symbol}: funding settlement at {exact_ts} with an open position but no mark price")
+        mark_px = mark.value.as_double()
+        payment = funding_payment(qty, mark_px, rate)
+        book = self.ledger.books[symbol]
+        if spec.mode == "isolated" and book.side != 0:
+            book.wallet += payment  # Binance credits funding of an isolated position to its isolated margin
+        book.version += 1
+        self.ledger.funding.append(FundingRow(exact_ts, symbol, rate, mark_px, qty, payment))
+        return Money(payment, USDT)
 
     def _on_position_event(self, event) -> None:
         spec = self.ledger.by_instrument.get(event.instrument_id)
         if spec is not None and self._sync_position(spec.symbol, spec):
             self._publish(spec.symbol)
 
-    def _on_mark(self, mark) -> None:
-        spec = self.ledger.by_instrument[mark.instrument_id]
-        symbol = spec.symbol
-        self._marks[symbol] = mark.value.as_double()
-        self._check_liquidation(symbol, spec, mark.ts_event)
-        book = self.ledger.books[symbol]
-        # isolated state does not move with the mark: publish on change only; cross depends on every mark
-        key = (book.side, book.qty, book.entry, book.version)
-        if spec.mode == "cross" or self._published.get(symbol) != key:
-            self._publish(symbol)
+    def _mark_handler(self, spec: PerpSymbol):
+        """The handler of one symbol's marks (every mark of the run passes here: what it needs is bound once)."""
+        symbol, book, marks, published = spec.symbol, self.ledger.books[spec.symbol], self._marks, self._published
+        cross = spec.mode == "cross"
+
+        def on_mark(mark) -> None:
+            marks[symbol] = mark.value.as_double()
+            if book.side != 0:
+                self._check_liquidation(symbol, spec, mark.ts_event)
+            # isolated state does not move with the mark: publish on change only; cross depends on every mark
+            if cross or published.get(symbol) != (book.side, book.qty, book.entry, book.version):
+                self._publish(symbol)
+
+        return on_mark
 
     def _publish(self, symbol: str) -> None:
         book = self.ledger.books[symbol]
@@ -339,7 +375,7 @@ class PerpMarginModule(SimulationModule):
         return True
 
     def _check_liquidation(self, symbol: str, spec: PerpSymbol, bar_close_ns: int) -> None:
-        book = self.ledger.books[symbol]
+        book = self.ledger.books[symbol]  # (the book keeps its identity: `reset` re-initialises it in place)
         if book.side == 0 or book.opened_ns >= bar_close_ns or book.last_checked_bar == bar_close_ns:
             return  # a position opened at this bar's close did not live through it
         book.last_checked_bar = bar_close_ns
@@ -442,8 +478,15 @@ class PerpMarginModule(SimulationModule):
         )
 
     def log_diagnostics(self, logger) -> None:
+        if self.settlements:
+            logger.info(f"Funding settlements applied: {len(self.ledger.funding)}")
         logger.info(f"Liquidations: {len(self.ledger.liquidations)}")
 
     def reset(self) -> None:
         for b in self.ledger.books.values():
             b.reset()
+        self._next = {s: 0 for s in self.settlements}
+        self._due = self._earliest()
+        self._parking = False
+        if self.exchange is not None:
+            self._rejoin_loop(None)
