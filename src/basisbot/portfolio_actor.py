@@ -40,8 +40,8 @@ class PortfolioBudgetActor(Actor):
         self._start_equity = self._equity()
 
     def _equity(self) -> float | None:
-        """USDT of both accounts, the spot assets at their last prices and the perps' unrealised PnL (None when a
-        venue's account is not there yet)."""
+        """USDT of both accounts, the spot assets at their last prices and the perps' unrealised PnL at the mark (None
+        when a venue's account is not there yet)."""
         total = 0.0
         for v in self.config.venues:
             venue = Venue(v)
@@ -53,10 +53,19 @@ class PortfolioBudgetActor(Actor):
             for money in (self.portfolio.net_exposures(venue) or {}).values():
                 if acct.is_cash_account and money.currency == USDT:
                     total += money.as_double()  # spot assets held, valued at their last price
-            for money in (self.portfolio.unrealized_pnls(venue) or {}).values():
-                if not acct.is_cash_account and money.currency == USDT:
-                    total += money.as_double()
+            if not acct.is_cash_account:
+                total += self._perp_upnl_at_mark(venue)
         return total
+
+    def _perp_upnl_at_mark(self, venue: Venue) -> float:
+        """The perps' unrealised PnL at the MARK price (what the venue values them at; never the last trade), from
+        the open positions as they are now (not a portfolio figure refreshed only on some price events)."""
+        upnl = 0.0
+        for pos in self.cache.positions_open(venue):
+            mp = self.cache.mark_price(pos.instrument_id)
+            px = mp.value.as_double() if mp is not None else pos.avg_px_open
+            upnl += pos.signed_qty * (px - pos.avg_px_open)
+        return upnl
 
     def _held(self, bid: portfolio.Bid) -> bool:
         """Held = the perp position is open at the venue, or the symbol was just let in and is entering."""
