@@ -26,6 +26,13 @@ def carry_symbol(**overrides) -> dict:
     return base
 
 
+def force_entry(strat, qty: float) -> None:
+    """An entry pair of `qty` on both legs now, whatever the rules say."""
+    strat._decide("enter", "test: forced entry")
+    strat.phase = Phase.ENTERING
+    strat._start_pair("enter", spot=(1, qty), perp=(-1, qty))
+
+
 def run(coro, timeout=E2E_TIMEOUT):
     return asyncio.run(asyncio.wait_for(coro, timeout))
 
@@ -143,9 +150,7 @@ def test_ambiguous_send_is_looked_up_not_resent(tmp_path):
                 node.perp_exec.ex.options["recvWindow"] = 1500
                 await until(lambda: strat.mark is not None and strat.spot_px is not None, 10, what="prices")
                 await admin(sim, "/admin/faults", {"fail_next": {"count": 1, "status": 503, "path_prefix": "/fapi/v1/order"}})
-                strat._decide("enter", "test: forced entry")
-                strat.phase = Phase.ENTERING
-                strat._start_pair("enter", spot=(1, 0.01), perp=(-1, 0.01))
+                force_entry(strat, 0.01)
                 await until(lambda: strat.phase is Phase.IN_CARRY, 20, what="entry completed by catch-up")
                 spot_orders = await node.app.session.spot.fetch_orders("BTC/USDT")
                 perp_orders = await node.app.session.perp.fetch_orders("BTC/USDT:USDT")
@@ -173,9 +178,7 @@ def test_timestamp_outside_recv_window_is_a_rejection_not_an_unknown_outcome(tmp
                 strat = node.strategy(SYM)
                 await until(lambda: strat.mark is not None and strat.spot_px is not None, 10, what="prices")
                 await admin(sim, "/admin/faults", {"clock_skew": {"ms": 15_000, "duration_s": 1.0}})
-                strat._decide("enter", "test: forced entry")
-                strat.phase = Phase.ENTERING
-                strat._start_pair("enter", spot=(1, 0.01), perp=(-1, 0.01))
+                force_entry(strat, 0.01)
                 cache = node.app.node.kernel.cache
                 # rejected within 3 s: an unknown outcome would be looked up for recvWindow (5 s) + 1 s first
                 await until(lambda: len([o for o in cache.orders() if o.is_closed]) == 2, 3, what="both rejected")
@@ -258,9 +261,7 @@ def test_guard_sees_the_perp_at_once_after_a_restart(tmp_path):
             settings = node_settings(tmp_path, sim.url, symbols={SYM: {**carry, "guard": {"enabled": False}}})
             async with RunningNode(settings, "live", NodeOptions(log_level="ERROR")) as node:
                 strat = node.strategy(SYM)
-                strat._decide("enter", "test: forced entry")
-                strat.phase = Phase.ENTERING
-                strat._start_pair("enter", spot=(1, 0.02), perp=(-1, 0.02))
+                force_entry(strat, 0.02)
                 await until(lambda: strat.phase is Phase.IN_CARRY and not strat._busy(), 10, what="entry")
             guard = {"enabled": True, "warn_distance": 0.40, "add_margin_distance": 0.35, "reduce_distance": 0.30,
                      "close_distance": 0.03, "target_distance": 0.36, "transfer_from_spot": True}
