@@ -1,6 +1,6 @@
 """A smoke subset of the fault matrix (`benchmarks/fault_matrix.py`, issue 10): one seed, one symbol, five faults
 (including the double perp rejection and a kill -9 during the entry), each with `basisbot sim` and `basisbot live` as
-real processes, judged from the venue's side. The cells run two at a time (one venue + node pair each); each test
+real processes, judged from the venue's side. The cells run three at a time (one venue + node pair each); each test
 checks one cell."""
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ def cells(tmp_path_factory):
     fm = _matrix()
     work = tmp_path_factory.mktemp("fault_matrix")
 
-    sem = asyncio.Semaphore(2)  # two venue + node pairs at a time (2 cores)
+    sem = asyncio.Semaphore(3)  # three venue + node pairs at a time (mostly waiting on the replay clock)
 
     async def one(name):
         async with sem:
