@@ -119,16 +119,16 @@ class BasisCarryStrategy(TwoLegStrategy):
 
     def on_funding_rate(self, update: FundingRateUpdate) -> None:
         self.predicted_rate = float(update.rate)
-        hour = update.ts_event // HOUR_NS
-        if self.mark is not None and hour != self._vol_hour:
-            self._vol_hour = hour
+        ts = update.ts_event
+        if ts // HOUR_NS != self._vol_hour and self.mark is not None:
+            self._vol_hour = ts // HOUR_NS
             self.vol.on_price(self.mark)
-        if update.interval:
-            self.interval_minutes = int(update.interval)
-        jobs = self.calendar.on_funding_info(update.next_funding_ns, update.interval, self.clock.timestamp_ns(),
-                                             ACTED_ON)
-        for job in jobs:
-            self._driver.schedule(job)
+        interval = update.interval
+        if interval:
+            self.interval_minutes = int(interval)
+        now = self.clock.timestamp_ns()
+        for job in self.calendar.on_funding_info(update.next_funding_ns, interval, now, ACTED_ON):
+            self._driver.schedule(job)  # the jobs of a newly announced settlement
         self._run_carry()  # entry and hedge checks follow the predicted rate (live: every mark-price message)
 
     def on_mark_price(self, update: MarkPriceUpdate) -> None:

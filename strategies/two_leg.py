@@ -57,6 +57,7 @@ class TwoLegConfig(StrategyConfig, frozen=True):
     guard_enabled: bool = True
     guard_sweep_s: int = 60  # periodic backstop to the event-driven guard (0 = off)
     scheduler: str = "clock"  # "clock": nautilus time alerts (backtests); "asyncio": APScheduler on the event loop (live)
+    journal: bool = True  # publish JournalRecords (live and paper write them; a backtest, which has none, says False)
 
 
 class Phase(enum.Enum):
@@ -486,5 +487,6 @@ class TwoLegStrategy(Strategy):
         self._journal("decision", ts, action=action, reason=reason, phase=self.phase.value)
 
     def _journal(self, kind: str, ts: int, **data) -> None:
-        """Publish for the journal (live/paper write it; nothing subscribes in a backtest)."""
-        self.msgbus.publish(JOURNAL_TOPIC, JournalRecord(kind, self.symbol, ts, data))
+        """Publish for the journal (live/paper write it; a backtest has none and turns this off in its config)."""
+        if self.cfg.journal:
+            self.msgbus.publish(JOURNAL_TOPIC, JournalRecord(kind, self.symbol, ts, data))

@@ -64,7 +64,9 @@ class Job:
         return DateTrigger(run_date=ns_to_dt(self.fire_ns), timezone=UTC)
 
 
-def jobs_for_settlement(symbol: str, settlement_ns: int, w: Windows) -> list[Job]:
+def jobs_for_settlement(symbol: str, settlement_ns: int, w: Windows,
+                        kinds: frozenset[JobKind] | None = None) -> list[Job]:
+    """The jobs around one settlement (of `kinds`, default all), in time order."""
     offsets = (
         (JobKind.DECISION, -w.decision_before_s),
         (JobKind.BLACKOUT_START, -w.blackout_before_s),
@@ -72,7 +74,7 @@ def jobs_for_settlement(symbol: str, settlement_ns: int, w: Windows) -> list[Job
         (JobKind.BOOKING, w.booking_after_s),
     )
     return [Job(symbol, kind, settlement_ns, settlement_ns + int(offset * NS), f"{symbol}:{kind.value}:{settlement_ns}")
-            for kind, offset in offsets]
+            for kind, offset in offsets if kinds is None or kind in kinds]
 
 
 def guard_sweep_trigger(w: Windows, start_ns: int) -> IntervalTrigger:
@@ -113,8 +115,8 @@ class SettlementCalendar:
         if self.next_ns is not None and next_funding_ns > self.next_ns and self.next_ns <= now_ns:
             self.prev_ns = self.next_ns
         self.next_ns = next_funding_ns
-        return [j for j in jobs_for_settlement(self.symbol, next_funding_ns, self.windows)
-                if j.fire_ns >= now_ns and (kinds is None or j.kind in kinds)]
+        jobs = jobs_for_settlement(self.symbol, next_funding_ns, self.windows, kinds)
+        return [j for j in jobs if j.fire_ns >= now_ns]
 
     def settled(self, settlement_ns: int) -> None:
         if self.prev_ns is None or settlement_ns > self.prev_ns:

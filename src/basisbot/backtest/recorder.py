@@ -61,6 +61,11 @@ class BacktestRecorder(Actor):
         self._legs = {s: {"spot": ZERO, "perp": ZERO} for s in self.symbols}
         self._spot_venue, self._perp_venue = Venue(config.spot_venue), Venue(config.perp_venue)
         self._base: dict[str, Currency | None] = {}  # spot base currency per symbol (on start)
+        # what the hourly sample reads, kept current by the position events instead of queried each hour
+        self._leg_floats = {s: [0.0, 0.0] for s in self.symbols}  # (spot, perp) signed, as floats for the tables
+        self._perp_open: dict[str, tuple[float, float]] = {}  # symbol -> (signed qty, average open price)
+        self._rate: dict[str, tuple] = {}  # symbol -> (the cached funding rate update, its rate as a float)
+        self._accounts: tuple | None = None  # (spot account, perp account) once both exist
         self._wall0 = time.monotonic()
         self._last_pct = -1
 
@@ -68,6 +73,13 @@ class BacktestRecorder(Actor):
         for sym, iid in self._spot_by_sym.items():
             inst = self.cache.instrument(iid)
             self._base[sym] = inst.base_currency if inst is not None else None
+        self._bases = [(sym, base) for sym, base in self._base.items() if base is not None]
+        self._sampled = list(zip(self.symbols, self.perp_ids))
+        # the hour's spot price: the last spot bar's close, kept from the bars as they pass (the carry strategies
+        # subscribe to these bars; one handler per symbol, no lookup by bar type)
+        self._spot_close: dict[str, float] = {}
+        for sym, bt in self._spot_bar.items():
+            self.msgbus.subscribe(f"data.bars.{bt}", self._close_keeper(sym))
         for p, s in zip(self.perp_ids, self.symbols):
             self.msgbus.subscribe(margin_topic(s), self._on_margin)
         self.msgbus.subscribe("events.position.*", self._on_position)
@@ -77,13 +89,27 @@ class BacktestRecorder(Actor):
         self.clock.set_timer("recorder", dt.timedelta(hours=1), start_time=pd.Timestamp(first, tz="UTC"),
                              callback=self._sample)
 
+    def _close_keeper(self, symbol: str):
+        closes = self._spot_close
+
+        def on_spot_bar(bar) -> None:
+            closes[symbol] = bar.close.as_double()
+
+        return on_spot_bar
+
     def _on_position(self, event) -> None:
         key = self._leg_of.get(event.instrument_id)
         if key is None:
             return
         symbol, leg = key
         legs = self._legs[symbol]
-        legs[leg] = event.quantity.as_decimal() * (-1 if event.signed_qty < 0 else 1)  # exact, signed
+        legs[leg] = qty = event.quantity.as_decimal() * (-1 if event.signed_qty < 0 else 1)  # exact, signed
+        self._leg_floats[symbol][0 if leg == "spot" else 1] = float(qty)
+        if leg == "perp":  # NETTING: one position per instrument; the event carries its state after the fill
+            if qty:
+                self._perp_open[symbol] = (event.signed_qty, event.avg_px_open)
+            else:
+                self._perp_open.pop(symbol, None)
         self.hedge[symbol].observe(event.ts_event, legs["spot"], legs["perp"])
 
     def finish(self, ts_ns: int) -> None:
@@ -93,30 +119,32 @@ class BacktestRecorder(Actor):
     def _on_margin(self, st: PerpMarginState) -> None:
         self._margin[st.symbol] = st
 
-    def _spot_px(self, symbol: str) -> float | None:
-        bar = self.cache.bar(self._spot_bar[symbol])
-        return bar.close.as_double() if bar is not None else None
-
     def _sample(self, event) -> None:
         ts = event.ts_event - 1_000  # the hour this sample closes
-        spot_px = {s: self._spot_px(s) for s in self.symbols}
-        marks = {}
-        for symbol, pid in zip(self.symbols, self.perp_ids):
-            mp = self.cache.mark_price(pid)
+        cache, closes = self.cache, self._spot_close
+        spot_px, marks = {}, {}
+        for symbol, pid in self._sampled:
+            spot_px[symbol] = px = closes.get(symbol)
+            mp = cache.mark_price(pid)
             if mp is None:
                 continue
             marks[symbol] = mark = mp.value.as_double()
-            if mp.ts_event != ts:
-                continue  # no data for this hour (outside the symbol's range)
-            self._record_symbol(symbol, pid, ts, mark, spot_px[symbol])
+            if mp.ts_event == ts:  # else no data for this hour (outside the symbol's range)
+                self._record_symbol(symbol, pid, ts, mark, px)
         self._record_equity(ts, spot_px, marks)
-        self._progress(ts)
+        if self.config.progress:
+            self._progress(ts)
 
     def _record_symbol(self, symbol: str, pid, ts: int, mark: float, spot_px: float | None) -> None:
         # the legs as the venues' position events left them (exact; what the portfolio's net positions are)
-        legs = self._legs[symbol]
-        spot_qty, perp_qty = float(legs["spot"]), float(legs["perp"])
+        spot_qty, perp_qty = self._leg_floats[symbol]
         fr = self.cache.funding_rate(pid)
+        rate = None
+        if fr is not None:
+            seen = self._rate.get(symbol)
+            if seen is None or seen[0] is not fr:
+                seen = self._rate[symbol] = (fr, float(fr.rate))
+            rate = seen[1]
         st = self._margin.get(symbol)
         lp = dist = wallet = None
         if st is not None and st.side != 0:
@@ -132,35 +160,34 @@ class BacktestRecorder(Actor):
                 self._lp[symbol] = (st, lp)
             dist = margin.distance_to_liquidation(st.side, mark, lp) if lp is not None else None
         basis = (mark - spot_px) / spot_px if spot_px else None
-        self.state_rows.append((ts, symbol, spot_px, mark, basis, None if fr is None else float(fr.rate), spot_qty,
-                                perp_qty, wallet, lp, dist))
+        self.state_rows.append((ts, symbol, spot_px, mark, basis, rate, spot_qty, perp_qty, wallet, lp, dist))
 
     def _record_equity(self, ts: int, spot_px: dict[str, float | None], marks: dict[str, float]) -> None:
-        spot_acct = self.portfolio.account(self._spot_venue)
-        perp_acct = self.portfolio.account(self._perp_venue)
+        accounts = self._accounts
+        if accounts is None:
+            accounts = (self.portfolio.account(self._spot_venue), self.portfolio.account(self._perp_venue))
+            if accounts[0] is not None and accounts[1] is not None:
+                self._accounts = accounts  # the cache keeps one account object per venue
+        spot_acct, perp_acct = accounts
         spot_usdt = spot_acct.balance_total(USDT).as_double() if spot_acct else 0.0
         assets = 0.0
-        for sym in self.symbols:
-            px = spot_px[sym]
-            base = self._base.get(sym)
-            if px is None or base is None or spot_acct is None:
-                continue
-            bal = spot_acct.balance_total(base)
-            if bal is not None:
-                assets += bal.as_double() * px
+        if spot_acct is not None:
+            for sym, base in self._bases:
+                px = spot_px[sym]
+                if px is None:
+                    continue
+                bal = spot_acct.balance_total(base)
+                if bal is not None:
+                    assets += bal.as_double() * px
         perp_wallet = perp_acct.balance_total(USDT).as_double() if perp_acct else 0.0
         upnl = 0.0
-        for sym, pid in zip(self.symbols, self.perp_ids):
-            mark = marks.get(sym)
-            if mark is None or not self._legs[sym]["perp"]:
-                continue  # no mark yet, or no open perp position
-            for pos in self.cache.positions_open(None, pid):
-                upnl += pos.signed_qty * (mark - pos.avg_px_open)
+        for sym in self.symbols:  # in symbol order (the sum's rounding does not depend on when positions opened)
+            held = self._perp_open.get(sym)
+            if held is not None and sym in marks:
+                upnl += held[0] * (marks[sym] - held[1])
         self.equity_rows.append((ts, spot_usdt, assets, perp_wallet, upnl, spot_usdt + assets + perp_wallet + upnl))
 
     def _progress(self, ts: int) -> None:
-        if not self.config.progress:
-            return
         span = max(self.config.end_ns - self.config.start_ns, 1)
         pct = int(100 * (ts - self.config.start_ns) / span)
         if pct != self._last_pct and pct % 2 == 0:

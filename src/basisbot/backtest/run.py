@@ -167,7 +167,8 @@ def build_engine(p: Prepared, *, simulate_perp: bool = True) -> tuple[BacktestEn
     """Two venues, instruments and data. `simulate_perp=False` leaves out our funding/margin modules (the bare engine
     the benchmark compares against)."""
     bt = p.settings.backtest
-    engine = BacktestEngine(BacktestEngineConfig(trader_id=TraderId("BASISBOT-001"),
+    # run_analysis off: nautilus' post-run statistics are not used (the report computes its own from the recorder)
+    engine = BacktestEngine(BacktestEngineConfig(trader_id=TraderId("BASISBOT-001"), run_analysis=False,
                                                  logging=LoggingConfig(log_level="ERROR", print_config=False)))
     ledger = PerpLedger([
         PerpSymbol(s, p.perp_insts[s].id, p.brackets[s], cfg.leverage, cfg.margin_mode, p.feeds[s].worst)
@@ -214,7 +215,8 @@ def run_prepared(p: Prepared, *, progress: bool = False) -> BacktestResult:
     strategies = {}
     for s, cfg in p.enabled.items():
         strat = BasisCarryStrategy(strategy_config(settings, s, str(p.spot_insts[s].id), str(p.perp_insts[s].id),
-                                                   str(bar_type(p.spot_insts[s])), table=p.brackets[s]))
+                                                   str(bar_type(p.spot_insts[s])), table=p.brackets[s],
+                                                   journal=False))
         strategies[s] = strat
         engine.add_strategy(strat)
     recorder = BacktestRecorder(

@@ -66,7 +66,7 @@ class _PositionBook:
     wallet: float = 0.0  # isolated wallet (isolated mode only)
     opened_ns: int = 0
     last_checked_bar: int = 0
-    version: int = 0  # bumped on every change the strategy must hear about
+    version: int = 0  # bumped on every change (side, size, entry, wallet): what publishing and caches key on
 
     def reset(self) -> None:
         """Flat again; the version keeps counting so the change is always published."""
@@ -224,8 +224,8 @@ class PerpMarginModule(SimulationModule):
         super().__init__(SimulationModuleConfig())
         self.ledger = ledger
         self._marks: dict[str, float] = {}
-        self._published: dict[str, tuple] = {}
-        self._lp_cache: dict[str, tuple] = {}
+        self._published: dict[str, int] = {}  # symbol -> the book version last published
+        self._lp_cache: dict[str, tuple[int, float | None]] = {}  # symbol -> (book version, liquidation price)
         self.settlements = settlements or {}
         self._next = {s: 0 for s in self.settlements}
         self._due = self._earliest()
@@ -327,23 +327,35 @@ class PerpMarginModule(SimulationModule):
             self._publish(spec.symbol)
 
     def _mark_handler(self, spec: PerpSymbol):
-        """The handler of one symbol's marks (every mark of the run passes here: what it needs is bound once)."""
+        """The handler of one symbol's marks. Every mark of the run passes here, so what it needs is bound once and
+        the usual case (flat, or a position far from its liquidation price) is a few comparisons."""
         symbol, book, marks, published = spec.symbol, self.ledger.books[spec.symbol], self._marks, self._published
         cross = spec.mode == "cross"
+        worst_of_bar = spec.worst
+        liquidation_price = self._liquidation_price
 
         def on_mark(mark) -> None:
-            marks[symbol] = mark.value.as_double()
-            if book.side != 0:
-                self._check_liquidation(symbol, spec, mark.ts_event)
+            px = marks[symbol] = mark.value.as_double()
+            side = book.side
+            if side != 0:
+                ts = mark.ts_event
+                # a position opened at this mark's time did not live through it; each bar is checked once
+                if book.opened_ns < ts and book.last_checked_bar != ts:
+                    book.last_checked_bar = ts
+                    lp = liquidation_price(symbol, spec, book)
+                    if lp is not None and lp > 0:
+                        hi_lo = worst_of_bar.get(ts)
+                        worst = px if hi_lo is None else (hi_lo[0] if side < 0 else hi_lo[1])
+                        if (worst >= lp) if side < 0 else (worst <= lp):
+                            self._liquidate(symbol, spec, lp, worst)
             # isolated state does not move with the mark: publish on change only; cross depends on every mark
-            if cross or published.get(symbol) != (book.side, book.qty, book.entry, book.version):
+            if cross or published.get(symbol) != book.version:
                 self._publish(symbol)
 
         return on_mark
 
     def _publish(self, symbol: str) -> None:
-        book = self.ledger.books[symbol]
-        self._published[symbol] = (book.side, book.qty, book.entry, book.version)
+        self._published[symbol] = self.ledger.books[symbol].version
         self.msgbus.publish(margin_topic(symbol), self.ledger.state(symbol, self.clock.timestamp_ns(), self._marks))
 
     def _sync_position(self, symbol: str, spec: PerpSymbol) -> bool:
@@ -360,6 +372,7 @@ class PerpMarginModule(SimulationModule):
             book.reset()
             return True
         entry = pos.avg_px_open
+        book.version += 1
         if book.side != side:  # new position (or flipped)
             book.side, book.qty, book.entry = side, qty, entry
             book.wallet = margin.initial_margin(qty * entry, spec.leverage) if spec.mode == "isolated" else 0.0
@@ -374,25 +387,15 @@ class PerpMarginModule(SimulationModule):
         book.qty, book.entry = qty, entry
         return True
 
-    def _check_liquidation(self, symbol: str, spec: PerpSymbol, bar_close_ns: int) -> None:
-        book = self.ledger.books[symbol]  # (the book keeps its identity: `reset` re-initialises it in place)
-        if book.side == 0 or book.opened_ns >= bar_close_ns or book.last_checked_bar == bar_close_ns:
-            return  # a position opened at this bar's close did not live through it
-        book.last_checked_bar = bar_close_ns
-        if spec.mode == "isolated":  # depends on the book only: once per change
-            key = (book.side, book.qty, book.entry, book.version, book.wallet)
-            cached = self._lp_cache.get(symbol)
-            if cached is None or cached[0] != key:
-                cached = self._lp_cache[symbol] = (key, self.ledger.liquidation_price(symbol, self._marks))
-            lp = cached[1]
-        else:
-            lp = self.ledger.liquidation_price(symbol, self._marks)
-        if lp is None or lp <= 0:
-            return
-        hi, lo = spec.worst.get(bar_close_ns, (self._marks[symbol], self._marks[symbol]))
-        worst = hi if book.side < 0 else lo
-        if (book.side < 0 and worst >= lp) or (book.side > 0 and worst <= lp):
-            self._liquidate(symbol, spec, lp, worst)
+    def _liquidation_price(self, symbol: str, spec: PerpSymbol, book: _PositionBook) -> float | None:
+        """Isolated: depends on the book only, so it is computed once per book version (every change to side, size,
+        entry or wallet bumps it). Cross: on the whole account, at every check."""
+        if spec.mode != "isolated":
+            return self.ledger.liquidation_price(symbol, self._marks)
+        cached = self._lp_cache.get(symbol)
+        if cached is None or cached[0] != book.version:
+            cached = self._lp_cache[symbol] = (book.version, self.ledger.liquidation_price(symbol, self._marks))
+        return cached[1]
 
     def _liquidate(self, symbol: str, spec: PerpSymbol, lp: float, worst: float) -> None:
         book = self.ledger.books[symbol]

@@ -16,10 +16,11 @@ BAR_MARKS_MIN_GUARD_SWEEP_S = 3600
 
 
 def strategy_config(settings: Settings, symbol: str, spot_id: str, perp_id: str, spot_bar_type: str | None, *,
-                    table: BracketTable) -> BasisCarryConfig:
+                    table: BracketTable, journal: bool = True) -> BasisCarryConfig:
     """The strategy config of `symbol`. `spot_bar_type`: the backtest prices the spot leg from these bars (its marks
     are then hourly, and the periodic guard sweep at least hourly); None live, where quotes price it. `table`: the
-    perp's leverage brackets (the backtest's resolved snapshot, the exchange's table live)."""
+    perp's leverage brackets (the backtest's resolved snapshot, the exchange's table live). `journal`: whether the
+    strategy publishes its journal records (a backtest has no journal)."""
     fields = settings_fields(settings, symbol)
     if spot_bar_type is not None:
         fields["guard_sweep_s"] = max(fields["guard_sweep_s"], BAR_MARKS_MIN_GUARD_SWEEP_S)
@@ -31,5 +32,6 @@ def strategy_config(settings: Settings, symbol: str, spot_id: str, perp_id: str,
         perp_instrument_id=perp_id,
         brackets=bracket_rows(table),
         spot_bar_type=spot_bar_type,
+        journal=journal,
         **fields,
     )
