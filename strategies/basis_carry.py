@@ -132,10 +132,12 @@ class BasisCarryStrategy(TwoLegStrategy):
         self._run_carry()  # entry and hedge checks follow the predicted rate (live: every mark-price message)
 
     def on_mark_price(self, update: MarkPriceUpdate) -> None:
-        self.mark = update.value.as_double()
+        self.mark = mark = update.value.as_double()
         if self._resume_pending:
             self._resume()
-        self._run_guard()  # risk follows every mark
+        low, high = self.guard.quiet_band
+        if not low < mark < high:
+            self._run_guard()  # risk follows every mark (inside the quiet band nothing can fire)
         if self.pair is None and self._qty is None:
             self._check_hedge()  # positions changed since the last look: no leg may stay alone
 

@@ -1,27 +1,63 @@
 """The guard's state for one symbol, pure: the liquidation price cached per margin state (it does not depend on the
 mark), the latched step (hysteresis), and the margin to put back after an isolated reduce (Binance releases margin
-pro rata on a reduce, which leaves the liquidation price where it was)."""
+pro rata on a reduce, which leaves the liquidation price where it was).
+
+`quiet_band` is the range of marks at which nothing can fire, kept current on every change of the margin state, the
+thresholds or the latched step: a mark inside it needs no check (the caller tests two floats; every mark passes
+there). It is narrowed by `QUIET_MARGIN` so that a mark inside it is quiet under the exact test as well."""
 
 from __future__ import annotations
 
+import math
+
 from basisbot import guard, margin
+
+QUIET_MARGIN = 1e-9  # relative: far above float rounding, far below any threshold
+EVERY_MARK_QUIET = (-math.inf, math.inf)
+NO_MARK_QUIET = (math.inf, -math.inf)
 
 
 class GuardState:
     def __init__(self, thresholds: guard.Thresholds | None, table: margin.BracketTable, isolated: bool):
-        self.thresholds = thresholds
         self.table = table
         self.isolated = isolated
         self.state = None  # the last PerpMarginState (side, qty, entry_price, wallet, perp_free, spot_free)
         self.lp: float | None = None
         self.latched = guard.Step.NONE
         self._restore_after_reduce = False
+        self.quiet_band = EVERY_MARK_QUIET  # (low, high): marks strictly inside cannot fire anything
+        self.thresholds = thresholds
+
+    @property
+    def thresholds(self) -> guard.Thresholds | None:
+        return self._thresholds
+
+    @thresholds.setter
+    def thresholds(self, value: guard.Thresholds | None) -> None:
+        self._thresholds = value
+        self._set_band()
+
+    def _set_band(self) -> None:
+        """The quiet check of `check` solved for the mark: short, quiet while (lp - mark) / mark > warn, i.e. mark <
+        lp / (1 + warn); long, quiet while (mark - lp) / mark > warn, i.e. mark > lp / (1 - warn)."""
+        st, t, lp = self.state, self._thresholds, self.lp
+        if t is None or st is None or st.side == 0 or lp is None:
+            self.quiet_band = EVERY_MARK_QUIET  # nothing to guard
+        elif self.latched is not guard.Step.NONE:
+            self.quiet_band = NO_MARK_QUIET  # a step is latched: every mark is checked (hysteresis)
+        elif st.side < 0:
+            self.quiet_band = (-math.inf, lp / (1 + t.warn_distance) * (1 - QUIET_MARGIN))
+        elif t.warn_distance < 1:
+            self.quiet_band = (lp / (1 - t.warn_distance) * (1 + QUIET_MARGIN), math.inf)
+        else:
+            self.quiet_band = NO_MARK_QUIET
 
     def on_margin_state(self, state, mark: float | None) -> float:
         """A new margin state; returns the margin to add to restore the target distance after a reduce (0: none)."""
         prev, self.state = self.state, state
         self.lp = (margin.liquidation_price(state.side, state.qty, state.entry_price, state.wallet, self.table)
                    if state.side != 0 and state.qty > 0 else None)
+        self._set_band()
         if (self._restore_after_reduce and state.side != 0 and prev is not None and state.qty < prev.qty
                 and mark is not None and self.thresholds is not None):
             self._restore_after_reduce = False
@@ -36,6 +72,7 @@ class GuardState:
 
     def liquidated(self) -> None:
         self.latched = guard.Step.NONE
+        self._set_band()
 
     def check(self, mark: float, busy: bool) -> guard.Decision | None:
         """The guard's decision at this mark, or None. Cheap when nothing can fire (every mark goes through here).
@@ -50,10 +87,15 @@ class GuardState:
             t, side=st.side, qty=st.qty, entry=st.entry_price, mark=mark, wallet=st.wallet, table=self.table,
             free_collateral=st.perp_free + st.spot_free, latched=self.latched, liquidation_price=self.lp)
         if decision.step is guard.Step.NONE:
-            self.latched = latched
+            self._latch(latched)
             return None
         if busy and decision.step >= guard.Step.REDUCE and decision.add_margin <= 0:
-            self.latched = min(latched, guard.Step(decision.step - 1))
+            self._latch(min(latched, guard.Step(decision.step - 1)))
             return None
-        self.latched = latched
+        self._latch(latched)
         return decision
+
+    def _latch(self, step: guard.Step) -> None:
+        if step is not self.latched:
+            self.latched = step
+            self._set_band()
