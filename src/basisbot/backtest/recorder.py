@@ -49,9 +49,8 @@ class BacktestRecorder(Actor):
         self._perp_by_sym = dict(zip(self.symbols, self.perp_ids))
         self.tables = tables
         self.equity_rows: list[tuple] = []
-        self.state_rows: list[tuple] = []
+        self.state_rows: list[tuple] = []  # filled by `finish`
         self._margin: dict[str, PerpMarginState] = {}
-        self._lp: dict[str, tuple] = {}  # symbol -> (margin state, its liquidation price)
         # the one-leg invariant, observed from the positions the venues' fills made (not from the strategy's view)
         self.hedge = {s: HedgeMonitor(s, step, ratio) for s, step, ratio
                       in zip(self.symbols, config.perp_steps or ["1"] * len(self.symbols),
@@ -64,7 +63,7 @@ class BacktestRecorder(Actor):
         # what the hourly sample reads, kept current by the position events instead of queried each hour
         self._leg_floats = {s: [0.0, 0.0] for s in self.symbols}  # (spot, perp) signed, as floats for the tables
         self._perp_open: dict[str, tuple[float, float]] = {}  # symbol -> (signed qty, average open price)
-        self._rate: dict[str, tuple] = {}  # symbol -> (the cached funding rate update, its rate as a float)
+        self._raw: list[tuple] = []  # hourly samples per symbol, as read (see `_state_rows`)
         self._accounts: tuple | None = None  # (spot account, perp account) once both exist
         self._wall0 = time.monotonic()
         self._last_pct = -1
@@ -115,13 +114,16 @@ class BacktestRecorder(Actor):
     def finish(self, ts_ns: int) -> None:
         for mon in self.hedge.values():
             mon.finish(ts_ns)
+        self.state_rows = self._state_rows()
 
     def _on_margin(self, st: PerpMarginState) -> None:
         self._margin[st.symbol] = st
 
     def _sample(self, event) -> None:
+        """Once an hour: what the venues and the cache hold now, as it is (the per-symbol figures derived from it,
+        in `finish`, in one pass: the hour's own work stays a few lookups)."""
         ts = event.ts_event - 1_000  # the hour this sample closes
-        cache, closes = self.cache, self._spot_close
+        cache, closes, raw, margins, legs = self.cache, self._spot_close, self._raw, self._margin, self._leg_floats
         spot_px, marks = {}, {}
         for symbol, pid in self._sampled:
             spot_px[symbol] = px = closes.get(symbol)
@@ -130,37 +132,37 @@ class BacktestRecorder(Actor):
                 continue
             marks[symbol] = mark = mp.value.as_double()
             if mp.ts_event == ts:  # else no data for this hour (outside the symbol's range)
-                self._record_symbol(symbol, pid, ts, mark, px)
+                spot_qty, perp_qty = legs[symbol]  # the legs as the venues' position events left them
+                raw.append((ts, symbol, px, mark, cache.funding_rate(pid), margins.get(symbol), spot_qty, perp_qty))
         self._record_equity(ts, spot_px, marks)
         if self.config.progress:
             self._progress(ts)
 
-    def _record_symbol(self, symbol: str, pid, ts: int, mark: float, spot_px: float | None) -> None:
-        # the legs as the venues' position events left them (exact; what the portfolio's net positions are)
-        spot_qty, perp_qty = self._leg_floats[symbol]
-        fr = self.cache.funding_rate(pid)
-        rate = None
-        if fr is not None:
-            seen = self._rate.get(symbol)
-            if seen is None or seen[0] is not fr:
-                seen = self._rate[symbol] = (fr, float(fr.rate))
-            rate = seen[1]
-        st = self._margin.get(symbol)
-        lp = dist = wallet = None
-        if st is not None and st.side != 0:
-            wallet = st.wallet
-            cached = self._lp.get(symbol)
-            if cached is not None and cached[0] is st:
-                lp = cached[1]  # the liquidation price depends on the margin state only
-            else:
-                try:
-                    lp = margin.liquidation_price(st.side, st.qty, st.entry_price, st.wallet, self.tables[symbol])
-                except ValueError:
-                    lp = None
-                self._lp[symbol] = (st, lp)
-            dist = margin.distance_to_liquidation(st.side, mark, lp) if lp is not None else None
-        basis = (mark - spot_px) / spot_px if spot_px else None
-        self.state_rows.append((ts, symbol, spot_px, mark, basis, rate, spot_qty, perp_qty, wallet, lp, dist))
+    def _state_rows(self) -> list[tuple]:
+        """(ts, symbol, spot, mark, basis, predicted rate, spot qty, perp qty, perp wallet, liquidation price,
+        distance to it) per symbol and hour, from the raw samples."""
+        rows, rates, lps = [], {}, {}
+        for ts, symbol, spot_px, mark, fr, st, spot_qty, perp_qty in self._raw:
+            rate = None
+            if fr is not None:
+                rate = rates.get(id(fr))
+                if rate is None:
+                    rate = rates[id(fr)] = float(fr.rate)
+            lp = dist = wallet = None
+            if st is not None and st.side != 0:
+                wallet = st.wallet
+                if id(st) in lps:
+                    lp = lps[id(st)]  # the liquidation price depends on the margin state only
+                else:
+                    try:
+                        lp = margin.liquidation_price(st.side, st.qty, st.entry_price, st.wallet, self.tables[symbol])
+                    except ValueError:
+                        lp = None
+                    lps[id(st)] = lp
+                dist = margin.distance_to_liquidation(st.side, mark, lp) if lp is not None else None
+            basis = (mark - spot_px) / spot_px if spot_px else None
+            rows.append((ts, symbol, spot_px, mark, basis, rate, spot_qty, perp_qty, wallet, lp, dist))
+        return rows
 
     def _record_equity(self, ts: int, spot_px: dict[str, float | None], marks: dict[str, float]) -> None:
         accounts = self._accounts

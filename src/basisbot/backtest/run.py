@@ -238,8 +238,8 @@ def run_prepared(p: Prepared, *, progress: bool = False) -> BacktestResult:
 
     t0 = time.perf_counter()
     engine.run(end=pd.Timestamp(p.last.value + 60_000_000_000, tz="UTC"))  # past the last hour: final sample
+    recorder.finish(int(p.last.value))  # derives the recorder's per-symbol rows: part of the run's time
     run_seconds = time.perf_counter() - t0
-    recorder.finish(int(p.last.value))
     if progress:
         sys.stderr.write("\n")
     last_ts = recorder.equity_rows[-1][0] if recorder.equity_rows else 0
