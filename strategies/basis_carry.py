@@ -126,9 +126,10 @@ class BasisCarryStrategy(TwoLegStrategy):
         interval = update.interval
         if interval:
             self.interval_minutes = int(interval)
-        now = self.clock.timestamp_ns()
-        for job in self.calendar.on_funding_info(update.next_funding_ns, interval, now, ACTED_ON):
-            self._driver.schedule(job)  # the jobs of a newly announced settlement
+        nxt, cal = update.next_funding_ns, self.calendar
+        if nxt != cal.next_ns or (interval and interval != cal.interval_minutes):  # else nothing new for the calendar
+            for job in cal.on_funding_info(nxt, interval, self.clock.timestamp_ns(), ACTED_ON):
+                self._driver.schedule(job)  # the jobs of a newly announced settlement
         self._run_carry()  # entry and hedge checks follow the predicted rate (live: every mark-price message)
 
     def on_mark_price(self, update: MarkPriceUpdate) -> None:
@@ -164,8 +165,8 @@ class BasisCarryStrategy(TwoLegStrategy):
                 return
             if carry.decide(self.rules, self._view()) is carry.Action.ENTER and self._budget_allows(held=False):
                 self._enter()
-        elif self.phase is Phase.IN_CARRY:
-            self._rebalance_if_drifted()
+        elif self.phase is Phase.IN_CARRY and (self._qty is None or self._hedge_checked is not self._qty):
+            self._rebalance_if_drifted()  # (positions unchanged since found on target: nothing to check)
 
     def _on_job(self, job: Job) -> None:
         if job.kind is JobKind.DECISION:

@@ -225,7 +225,6 @@ class PerpMarginModule(SimulationModule):
         self.ledger = ledger
         self._marks: dict[str, float] = {}
         self._published: dict[str, int] = {}  # symbol -> the book version last published
-        self._lp_cache: dict[str, tuple[int, float | None]] = {}  # symbol -> (book version, liquidation price)
         self.settlements = settlements or {}
         self._next = {s: 0 for s in self.settlements}
         self._due = self._earliest()
@@ -332,7 +331,8 @@ class PerpMarginModule(SimulationModule):
         symbol, book, marks, published = spec.symbol, self.ledger.books[spec.symbol], self._marks, self._published
         cross = spec.mode == "cross"
         worst_of_bar = spec.worst
-        liquidation_price = self._liquidation_price
+        ledger_lp = self.ledger.liquidation_price
+        cached = [-1, None]  # isolated: (book version, liquidation price); every change to the book bumps its version
 
         def on_mark(mark) -> None:
             px = marks[symbol] = mark.value.as_double()
@@ -342,7 +342,12 @@ class PerpMarginModule(SimulationModule):
                 # a position opened at this mark's time did not live through it; each bar is checked once
                 if book.opened_ns < ts and book.last_checked_bar != ts:
                     book.last_checked_bar = ts
-                    lp = liquidation_price(symbol, spec, book)
+                    if cross:  # on the whole account, at every check
+                        lp = ledger_lp(symbol, marks)
+                    else:
+                        if cached[0] != book.version:
+                            cached[0], cached[1] = book.version, ledger_lp(symbol, marks)
+                        lp = cached[1]
                     if lp is not None and lp > 0:
                         hi_lo = worst_of_bar.get(ts)
                         worst = px if hi_lo is None else (hi_lo[0] if side < 0 else hi_lo[1])
@@ -386,16 +391,6 @@ class PerpMarginModule(SimulationModule):
             book.wallet *= qty / book.qty
         book.qty, book.entry = qty, entry
         return True
-
-    def _liquidation_price(self, symbol: str, spec: PerpSymbol, book: _PositionBook) -> float | None:
-        """Isolated: depends on the book only, so it is computed once per book version (every change to side, size,
-        entry or wallet bumps it). Cross: on the whole account, at every check."""
-        if spec.mode != "isolated":
-            return self.ledger.liquidation_price(symbol, self._marks)
-        cached = self._lp_cache.get(symbol)
-        if cached is None or cached[0] != book.version:
-            cached = self._lp_cache[symbol] = (book.version, self.ledger.liquidation_price(symbol, self._marks))
-        return cached[1]
 
     def _liquidate(self, symbol: str, spec: PerpSymbol, lp: float, worst: float) -> None:
         book = self.ledger.books[symbol]
