@@ -24,7 +24,8 @@ from basisbot.settings import load_settings
 
 
 class IdleStrategy(Strategy):
-    """Subscribes to what the carry strategy subscribes to, and does nothing with it."""
+    """Subscribes to what the carry strategies subscribe to in a backtest (marks, predicted funding, spot bars; not
+    trade ticks, which they read from the cache), and does nothing with it."""
 
     def __init__(self, perp_ids, bar_types):
         super().__init__(StrategyConfig(strategy_id="Idle-000"))
@@ -36,7 +37,6 @@ class IdleStrategy(Strategy):
             self.subscribe_funding_rates(p)
         for b in self._bar_types:
             self.subscribe_bars(b)
-            self.subscribe_trade_ticks(b.instrument_id)
 
 
 def bare_run(p) -> float:
