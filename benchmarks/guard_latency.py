@@ -51,6 +51,8 @@ class TimedCarry(BasisCarryStrategy):
                 SAMPLES["handler incl. executing the action"].append(t_end - t0)
         elif self._t_quiet:
             d = self._t_quiet - t0
+        elif self.guard.state is not None and self.guard.state.side != 0:
+            d = t_end - t0  # inside the guard's quiet band: the whole handler (the band test is two comparisons)
         else:
             return  # no open perp leg: nothing for the guard to decide
         SAMPLES["decision (all marks)"].append(d)
