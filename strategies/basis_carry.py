@@ -119,17 +119,15 @@ class BasisCarryStrategy(TwoLegStrategy):
 
     def on_funding_rate(self, update: FundingRateUpdate) -> None:
         self.predicted_rate = float(update.rate)
-        ts = update.ts_event
-        if ts // HOUR_NS != self._vol_hour and self.mark is not None:
-            self._vol_hour = ts // HOUR_NS
+        hour = update.ts_event // HOUR_NS
+        if self.mark is not None and hour != self._vol_hour:
+            self._vol_hour = hour
             self.vol.on_price(self.mark)
         interval = update.interval
         if interval:
             self.interval_minutes = int(interval)
-        nxt, cal = update.next_funding_ns, self.calendar
-        if nxt != cal.next_ns or (interval and interval != cal.interval_minutes):  # else nothing new for the calendar
-            for job in cal.on_funding_info(nxt, interval, self.clock.timestamp_ns(), ACTED_ON):
-                self._driver.schedule(job)  # the jobs of a newly announced settlement
+        for job in self.calendar.on_funding_info(update.next_funding_ns, interval, self.clock.timestamp_ns(), ACTED_ON):
+            self._driver.schedule(job)  # the jobs of a newly announced settlement (the calendar knows what is new)
         self._run_carry()  # entry and hedge checks follow the predicted rate (live: every mark-price message)
 
     def on_mark_price(self, update: MarkPriceUpdate) -> None:
@@ -165,8 +163,8 @@ class BasisCarryStrategy(TwoLegStrategy):
                 return
             if carry.decide(self.rules, self._view()) is carry.Action.ENTER and self._budget_allows(held=False):
                 self._enter()
-        elif self.phase is Phase.IN_CARRY and (self._qty is None or self._hedge_checked is not self._qty):
-            self._rebalance_if_drifted()  # (positions unchanged since found on target: nothing to check)
+        elif self.phase is Phase.IN_CARRY:
+            self._rebalance_if_drifted()
 
     def _on_job(self, job: Job) -> None:
         if job.kind is JobKind.DECISION:

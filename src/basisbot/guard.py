@@ -69,11 +69,6 @@ def _raw_step(t: Thresholds, d: float) -> Step:
     return Step.NONE
 
 
-def quiet(t: Thresholds, latched: Step, d: float) -> bool:
-    """True when nothing can fire and nothing is latched: the cheap check to run on every mark."""
-    return latched is Step.NONE and d > t.warn_distance
-
-
 def rearm(t: Thresholds, armed: Step, d: float) -> Step:
     """The deepest step still latched after the distance moved to d (steps re-arm past threshold + hysteresis)."""
     while armed > Step.NONE and d > t.threshold(armed) + t.hysteresis:

@@ -71,8 +71,7 @@ class GuardState:
         self._restore_after_reduce = self.isolated
 
     def liquidated(self) -> None:
-        self.latched = guard.Step.NONE
-        self._set_band()
+        self._latch(guard.Step.NONE)
 
     def check(self, mark: float, busy: bool) -> guard.Decision | None:
         """The guard's decision at this mark, or None. Cheap when nothing can fire (every mark goes through here).

@@ -61,7 +61,6 @@ class BacktestRecorder(Actor):
         self._spot_venue, self._perp_venue = Venue(config.spot_venue), Venue(config.perp_venue)
         self._base: dict[str, Currency | None] = {}  # spot base currency per symbol (on start)
         # what the hourly sample reads, kept current by the position events instead of queried each hour
-        self._leg_floats = {s: [0.0, 0.0] for s in self.symbols}  # (spot, perp) signed, as floats for the tables
         self._perp_open: dict[str, tuple[float, float]] = {}  # symbol -> (signed qty, average open price)
         self._raw: list[tuple] = []  # hourly samples per symbol, as read (see `_state_rows`)
         self._accounts: tuple | None = None  # (spot account, perp account) once both exist
@@ -103,7 +102,6 @@ class BacktestRecorder(Actor):
         symbol, leg = key
         legs = self._legs[symbol]
         legs[leg] = qty = event.quantity.as_decimal() * (-1 if event.signed_qty < 0 else 1)  # exact, signed
-        self._leg_floats[symbol][0 if leg == "spot" else 1] = float(qty)
         if leg == "perp":  # NETTING: one position per instrument; the event carries its state after the fill
             if qty:
                 self._perp_open[symbol] = (event.signed_qty, event.avg_px_open)
@@ -123,7 +121,7 @@ class BacktestRecorder(Actor):
         """Once an hour: what the venues and the cache hold now, as it is (the per-symbol figures derived from it,
         in `finish`, in one pass: the hour's own work stays a few lookups)."""
         ts = event.ts_event - 1_000  # the hour this sample closes
-        cache, closes, raw, margins, legs = self.cache, self._spot_close, self._raw, self._margin, self._leg_floats
+        cache, closes, raw, margins, legs = self.cache, self._spot_close, self._raw, self._margin, self._legs
         spot_px, marks = {}, {}
         for symbol, pid in self._sampled:
             spot_px[symbol] = px = closes.get(symbol)
@@ -132,8 +130,9 @@ class BacktestRecorder(Actor):
                 continue
             marks[symbol] = mark = mp.value.as_double()
             if mp.ts_event == ts:  # else no data for this hour (outside the symbol's range)
-                spot_qty, perp_qty = legs[symbol]  # the legs as the venues' position events left them
-                raw.append((ts, symbol, px, mark, cache.funding_rate(pid), margins.get(symbol), spot_qty, perp_qty))
+                held = legs[symbol]  # the legs as the venues' position events left them (exact)
+                raw.append((ts, symbol, px, mark, cache.funding_rate(pid), margins.get(symbol), held["spot"],
+                            held["perp"]))
         self._record_equity(ts, spot_px, marks)
         if self.config.progress:
             self._progress(ts)
@@ -161,7 +160,7 @@ class BacktestRecorder(Actor):
                     lps[id(st)] = lp
                 dist = margin.distance_to_liquidation(st.side, mark, lp) if lp is not None else None
             basis = (mark - spot_px) / spot_px if spot_px else None
-            rows.append((ts, symbol, spot_px, mark, basis, rate, spot_qty, perp_qty, wallet, lp, dist))
+            rows.append((ts, symbol, spot_px, mark, basis, rate, float(spot_qty), float(perp_qty), wallet, lp, dist))
         return rows
 
     def _record_equity(self, ts: int, spot_px: dict[str, float | None], marks: dict[str, float]) -> None:
