@@ -11,7 +11,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 import msgspec
-from nautilus_trader.model.data import FundingRateUpdate, MarkPriceUpdate
+from nautilus_trader.model.data import FundingRateUpdate
 
 from basisbot import carry, guard, margin
 from basisbot.guard_state import GuardState
@@ -86,7 +86,7 @@ class BasisCarryStrategy(TwoLegStrategy):
                                       c.persistence, c.spread)
         self.thresholds = guard.Thresholds(**c.guard) if c.guard else None
         if getattr(self, "guard", None) is None:
-            self.guard = GuardState(self.thresholds, self.table, c.margin_mode == "isolated")
+            self.guard = GuardState(self.thresholds, self.table, c.margin_mode == "isolated", band=self.mark_band)
         self.guard.thresholds = self.thresholds
         self._hedge_checked = None  # the hedge ratio or tolerance may have changed: check the drift again
         self.calendar.windows = Windows(**c.schedule) if c.schedule else Windows()
@@ -120,9 +120,9 @@ class BasisCarryStrategy(TwoLegStrategy):
     def on_funding_rate(self, update: FundingRateUpdate) -> None:
         self.predicted_rate = float(update.rate)
         hour = update.ts_event // HOUR_NS
-        if self.mark is not None and hour != self._vol_hour:
+        if hour != self._vol_hour and (mark := self.mark) is not None:
             self._vol_hour = hour
-            self.vol.on_price(self.mark)
+            self.vol.on_price(mark)
         interval = update.interval
         if interval:
             self.interval_minutes = int(interval)
@@ -130,15 +130,10 @@ class BasisCarryStrategy(TwoLegStrategy):
             self._driver.schedule(job)  # the jobs of a newly announced settlement (the calendar knows what is new)
         self._run_carry()  # entry and hedge checks follow the predicted rate (live: every mark-price message)
 
-    def on_mark_price(self, update: MarkPriceUpdate) -> None:
-        self.mark = mark = update.value.as_double()
-        if self._resume_pending:
-            self._resume()
+    def _on_risk_mark(self, mark: float) -> None:
         low, high = self.guard.quiet_band
         if not low < mark < high:
             self._run_guard()  # risk follows every mark (inside the quiet band nothing can fire)
-        if self.pair is None and self._qty is None:
-            self._check_hedge()  # positions changed since the last look: no leg may stay alone
 
     def _view(self) -> carry.CarryView:
         return carry.CarryView(
@@ -246,7 +241,7 @@ class BasisCarryStrategy(TwoLegStrategy):
 
     def _on_pair_done(self) -> None:
         pair, self.pair = self.pair, None
-        self._qty = None
+        self._positions_changed()
         now = self.clock.timestamp_ns()
         if pair.status is PairStatus.STUCK:
             self._escalate(f"{pair.intent} could not complete: {pair.history[-1][2]}", now)
@@ -325,7 +320,7 @@ class BasisCarryStrategy(TwoLegStrategy):
     def _on_liquidated(self, event: Liquidated) -> None:
         self._decide("liquidated", f"perp {event.side * event.qty} at {event.price:.2f}, wallet lost {event.wallet_lost:.2f}")
         self.guard.liquidated()
-        self._qty = None
+        self._positions_changed()
         # the perp leg is gone: sell the spot leg at once, never hold it naked. A pair in flight is abandoned (its
         # open orders cancelled): its perp orders can no longer do anything useful.
         if self._busy():
@@ -340,14 +335,15 @@ class BasisCarryStrategy(TwoLegStrategy):
         self._check_hedge()
 
     def _run_guard(self) -> None:
-        if not self.cfg.guard_enabled or self.mark is None:
+        mark = self.mark
+        if not self.cfg.guard_enabled or mark is None:
             return
-        decision = self.guard.check(self.mark, self._busy())  # in every phase that holds a perp
+        decision = self.guard.check(mark, self._busy())  # in every phase that holds a perp
         if decision is None:
             return
         ts = self.clock.timestamp_ns()
         ev = GuardEvent(ts, self.symbol, decision.step.name.lower(), decision.distance, decision.liquidation_price,
-                        self.mark, decision.add_margin, decision.reduce_fraction, decision.reason)
+                        mark, decision.add_margin, decision.reduce_fraction, decision.reason)
         self.log_.guard.append(ev)
         self.log.warning(f"guard {self.symbol}: {decision.step.name} {decision.reason}")
         self._journal("guard", ts, step=ev.step, distance=ev.distance, liquidation_price=ev.liquidation_price,

@@ -31,6 +31,7 @@ from nautilus_trader.trading.strategy import Strategy
 from basisbot import resume
 from basisbot.hedge_monitor import lone_leg
 from basisbot.legs import Instruction, LegPair, LegStatus, retry_delay_s
+from basisbot.mark_watch import MarkBand, mark_watch
 from basisbot.quantities import ZERO, exact, round_down
 from basisbot.schedule import make_driver
 from basisbot.venue_messages import (
@@ -98,7 +99,9 @@ class TwoLegStrategy(Strategy):
         self.spot_id = InstrumentId.from_str(config.spot_instrument_id)
         self.perp_id = InstrumentId.from_str(config.perp_instrument_id)
         self.log_ = StrategyLog()
-        self.mark: float | None = None
+        # the marks this strategy need not see (`basisbot.mark_watch`): the guard keeps its quiet range; it is woken
+        # while the next mark has work whatever its price (a restart to resume, positions changed outside a pair)
+        self.mark_band = MarkBand()
         self._spot_bar_type: BarType | None = None
         self.phase = Phase.FLAT
         self.settlements_held = 0
@@ -134,7 +137,8 @@ class TwoLegStrategy(Strategy):
             self.subscribe_bars(self._spot_bar_type)
         else:
             self.subscribe_quote_ticks(self.spot_id)
-        self.subscribe_mark_prices(self.perp_id)
+        self.subscribe_mark_prices(self.perp_id)  # the data (nautilus' handler: a no-op); the rules see marks here:
+        mark_watch(self.msgbus, self.perp_id).add(self.mark_band, self._on_mark)
         self.subscribe_funding_rates(self.perp_id)
         self.msgbus.subscribe(margin_topic(self.symbol), self._on_margin_state)
         self.msgbus.subscribe(liquidation_topic(self.symbol), self._on_liquidated)
@@ -149,6 +153,7 @@ class TwoLegStrategy(Strategy):
         self._driver.every(f"{self.symbol}:guard_sweep", self.cfg.guard_sweep_s, self._run_guard if on else None)
 
     def on_stop(self) -> None:
+        mark_watch(self.msgbus, self.perp_id).remove(self.mark_band)
         # legs stay hedged; nothing half-sent is left (in-flight legs finish or are unwound by the venue state)
         if self._driver is not None:
             self._driver.shutdown()
@@ -182,6 +187,7 @@ class TwoLegStrategy(Strategy):
             self._resume_at_ns = (max(started + int(self.cfg.leg_timeout_s * 1e9), last)
                                   + int(RESUME_GRACE_S * 1e9))
         self._resume_pending = True
+        self.mark_band.wake()
 
     def _resume(self) -> None:
         """Derive the phase from the reconciled positions (called on marks until it has run once).
@@ -206,7 +212,7 @@ class TwoLegStrategy(Strategy):
             if now - self._resume_cancels_ns < int(self.cfg.leg_timeout_s * 1e9):
                 return
         self._resume_pending = False
-        self._qty = None
+        self._positions_changed()
         spot, perp = self.spot_qty(), self.perp_qty()
         pair = (self._restored or {}).get("pair") or {}
         intent = pair.get("intent") if pair and not pair.get("done") else None
@@ -272,7 +278,32 @@ class TwoLegStrategy(Strategy):
         return self._positions()[1]
 
     def on_position_event(self, event) -> None:
-        self._qty = None  # re-read from the portfolio on next use
+        self._positions_changed()
+
+    def _positions_changed(self) -> None:
+        """Re-read the positions from the portfolio on next use; outside a pair the next mark checks the hedge."""
+        self._qty = None
+        self.mark_band.wake()
+
+    @property
+    def mark(self) -> float | None:
+        """The latest mark price (the cache holds the last one published)."""
+        mp = self.cache.mark_price(self.perp_id)
+        return None if mp is None else mp.value.as_double()
+
+    def _on_mark(self, update, mark: float) -> None:
+        """A mark outside `mark_band`: finish a restart, the risk rules (`_on_risk_mark`), then no leg may stay alone
+        once the positions changed outside a pair. The band rests when the next mark has none of that to do."""
+        if self._resume_pending:
+            self._resume()
+        self._on_risk_mark(mark)
+        if self.pair is None and self._qty is None:
+            self._check_hedge()
+        if not (self._resume_pending or (self.pair is None and self._qty is None)):
+            self.mark_band.rest()
+
+    def _on_risk_mark(self, mark: float) -> None:
+        """What the strategy's risk rules do at a mark outside their quiet range (the carry strategy: the guard)."""
 
     def _below_minimum(self, inst, qty: Decimal, px: float | None) -> str | None:
         if qty <= 0 or (inst.min_quantity and qty < inst.min_quantity.as_decimal()):
@@ -391,7 +422,7 @@ class TwoLegStrategy(Strategy):
         return self._order_leg.get(event.client_order_id) if self.pair is not None else None
 
     def on_order_filled(self, event) -> None:
-        self._qty = None
+        self._positions_changed()
         leg = self._leg_of(event)
         if leg is not None:
             self._execute(self.pair.filled(leg, event.last_qty.as_decimal(), self.clock.timestamp_ns()))

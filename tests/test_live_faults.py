@@ -115,14 +115,9 @@ def test_frozen_mark_stream_is_served_by_rest_polling(tmp_path):
                 data = node.app.data_clients["perp"]
                 await until(lambda: strat.mark is not None, 10, what="first mark")
                 await admin(sim, "/admin/faults", {"freeze_mark": True})
-                seen = []
-                orig = strat.on_mark_price
-
-                def spy(update):
-                    seen.append(update)
-                    orig(update)
-
-                strat.on_mark_price = spy
+                seen = []  # what reaches the strategy's marks: the message bus topic its mark watch hears
+                pid = strat.perp_id
+                strat.msgbus.subscribe(f"data.mark_prices.{pid.venue}.{pid.symbol}", seen.append)
                 await asyncio.sleep(3.5)
                 stats = data.feed_stats()[f"mark:{strat.perp_id}"]
                 assert stats["polled"] >= 2, stats  # premiumIndex every poll_interval_s while the stream is silent

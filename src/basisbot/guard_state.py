@@ -3,30 +3,36 @@ mark), the latched step (hysteresis), and the margin to put back after an isolat
 pro rata on a reduce, which leaves the liquidation price where it was).
 
 `quiet_band` is the range of marks at which nothing can fire, kept current on every change of the margin state, the
-thresholds or the latched step: a mark inside it needs no check (the caller tests two floats; every mark passes
-there). It is narrowed by `QUIET_MARGIN` so that a mark inside it is quiet under the exact test as well."""
+thresholds or the latched step: a mark inside it needs no check. It is narrowed by `QUIET_MARGIN` so that a mark
+inside it is quiet under the exact test as well. It is kept in `band`, a `basisbot.mark_watch.MarkBand`: the mark
+watch tests it (two float comparisons) and calls the strategy only for the marks outside it."""
 
 from __future__ import annotations
 
 import math
 
 from basisbot import guard, margin
+from basisbot.mark_watch import EVERY_MARK_QUIET, NO_MARK_QUIET, MarkBand
 
 QUIET_MARGIN = 1e-9  # relative: far above float rounding, far below any threshold
-EVERY_MARK_QUIET = (-math.inf, math.inf)
-NO_MARK_QUIET = (math.inf, -math.inf)
 
 
 class GuardState:
-    def __init__(self, thresholds: guard.Thresholds | None, table: margin.BracketTable, isolated: bool):
+    def __init__(self, thresholds: guard.Thresholds | None, table: margin.BracketTable, isolated: bool,
+                 band: MarkBand | None = None):
         self.table = table
         self.isolated = isolated
         self.state = None  # the last PerpMarginState (side, qty, entry_price, wallet, perp_free, spot_free)
         self.lp: float | None = None
         self.latched = guard.Step.NONE
         self._restore_after_reduce = False
-        self.quiet_band = EVERY_MARK_QUIET  # (low, high): marks strictly inside cannot fire anything
+        self.band = band if band is not None else MarkBand()  # its quiet range: marks that cannot fire anything
         self.thresholds = thresholds
+
+    @property
+    def quiet_band(self) -> tuple[float, float]:
+        """(low, high): marks strictly inside cannot fire anything."""
+        return self.band.quiet
 
     @property
     def thresholds(self) -> guard.Thresholds | None:
@@ -42,15 +48,15 @@ class GuardState:
         lp / (1 + warn); long, quiet while (mark - lp) / mark > warn, i.e. mark > lp / (1 - warn)."""
         st, t, lp = self.state, self._thresholds, self.lp
         if t is None or st is None or st.side == 0 or lp is None:
-            self.quiet_band = EVERY_MARK_QUIET  # nothing to guard
+            self.band.set_quiet(*EVERY_MARK_QUIET)  # nothing to guard
         elif self.latched is not guard.Step.NONE:
-            self.quiet_band = NO_MARK_QUIET  # a step is latched: every mark is checked (hysteresis)
+            self.band.set_quiet(*NO_MARK_QUIET)  # a step is latched: every mark is checked (hysteresis)
         elif st.side < 0:
-            self.quiet_band = (-math.inf, lp / (1 + t.warn_distance) * (1 - QUIET_MARGIN))
+            self.band.set_quiet(-math.inf, lp / (1 + t.warn_distance) * (1 - QUIET_MARGIN))
         elif t.warn_distance < 1:
-            self.quiet_band = (lp / (1 - t.warn_distance) * (1 + QUIET_MARGIN), math.inf)
+            self.band.set_quiet(lp / (1 - t.warn_distance) * (1 + QUIET_MARGIN), math.inf)
         else:
-            self.quiet_band = NO_MARK_QUIET
+            self.band.set_quiet(*NO_MARK_QUIET)
 
     def on_margin_state(self, state, mark: float | None) -> float:
         """A new margin state; returns the margin to add to restore the target distance after a reduce (0: none)."""

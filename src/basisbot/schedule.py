@@ -18,6 +18,7 @@ import datetime as dt
 import enum
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
@@ -131,27 +132,32 @@ class SettlementCalendar:
 
 
 class NautilusClockDriver:
-    """Runs jobs as nautilus time alerts: in a backtest they fire at their simulated time, in order with the data."""
+    """Runs jobs as nautilus time alerts: in a backtest they fire at their simulated time, in order with the data.
+
+    nautilus' test clock keeps the callback of every alert ever set (it does not release it once fired), so every
+    alert here shares one callback, and what a name runs is kept here only until it fires."""
 
     def __init__(self, clock, handler: Callable[[Job], None]):
         self._clock = clock
         self._handler = handler
-        self._names: set[str] = set()
+        self._pending: dict[str, Callable[[], None]] = {}  # alert name -> what it runs
+        self._on_alert = self._fire  # the one callback (a bound method made once)
+
+    def _fire(self, event) -> None:
+        fn = self._pending.pop(event.name, None)
+        if fn is not None:
+            fn()
 
     def schedule(self, job: Job) -> None:
-        if job.name in self._names:
+        if job.name in self._pending:
             return
-        self._names.add(job.name)
-
-        def fire(_event, job=job):
-            self._names.discard(job.name)
-            self._handler(job)
-
-        self._clock.set_time_alert_ns(job.name, job.fire_ns, fire)
+        self._clock.set_time_alert_ns(job.name, job.fire_ns, self._on_alert)
+        self._pending[job.name] = partial(self._handler, job)
 
     def call_at(self, name: str, fire_ns: int, fn: Callable[[], None]) -> None:
         """One-off callback at `fire_ns` (leg timeouts, delayed retries), in order with the data."""
-        self._clock.set_time_alert_ns(name, max(fire_ns, self._clock.timestamp_ns()), lambda _event: fn())
+        self._clock.set_time_alert_ns(name, max(fire_ns, self._clock.timestamp_ns()), self._on_alert)
+        self._pending[name] = fn
 
     def every(self, name: str, seconds: float, fn: Callable[[], None] | None) -> None:
         """(Re)start a periodic callback; `fn=None` stops it."""

@@ -50,7 +50,10 @@ class BacktestRecorder(Actor):
         self.tables = tables
         self.equity_rows: list[tuple] = []
         self.state_rows: list[tuple] = []  # filled by `finish`
-        self._margin: dict[str, PerpMarginState] = {}
+        # the margin states as published, and per symbol the index of its latest one (the hourly samples hold indices:
+        # a sample of plain values only is no work for the garbage collector once it is known to hold no objects)
+        self._margin_seen: list[PerpMarginState] = []
+        self._margin: dict[str, int] = {}
         # the one-leg invariant, observed from the positions the venues' fills made (not from the strategy's view)
         self.hedge = {s: HedgeMonitor(s, step, ratio) for s, step, ratio
                       in zip(self.symbols, config.perp_steps or ["1"] * len(self.symbols),
@@ -72,12 +75,9 @@ class BacktestRecorder(Actor):
             inst = self.cache.instrument(iid)
             self._base[sym] = inst.base_currency if inst is not None else None
         self._bases = [(sym, base) for sym, base in self._base.items() if base is not None]
-        self._sampled = list(zip(self.symbols, self.perp_ids))
-        # the hour's spot price: the last spot bar's close, kept from the bars as they pass (the carry strategies
-        # subscribe to these bars; one handler per symbol, no lookup by bar type)
-        self._spot_close: dict[str, float] = {}
-        for sym, bt in self._spot_bar.items():
-            self.msgbus.subscribe(f"data.bars.{bt}", self._close_keeper(sym))
+        # per symbol: its perp, and its spot bars (the hour's spot price is the last spot bar's close, from the cache:
+        # the carry strategies subscribe to these bars)
+        self._sampled = [(sym, pid, self._spot_bar[sym]) for sym, pid in zip(self.symbols, self.perp_ids)]
         for p, s in zip(self.perp_ids, self.symbols):
             self.msgbus.subscribe(margin_topic(s), self._on_margin)
         self.msgbus.subscribe("events.position.*", self._on_position)
@@ -86,14 +86,6 @@ class BacktestRecorder(Actor):
         first = (self.config.start_ns // HOUR_NS) * HOUR_NS + 1_000
         self.clock.set_timer("recorder", dt.timedelta(hours=1), start_time=pd.Timestamp(first, tz="UTC"),
                              callback=self._sample)
-
-    def _close_keeper(self, symbol: str):
-        closes = self._spot_close
-
-        def on_spot_bar(bar) -> None:
-            closes[symbol] = bar.close.as_double()
-
-        return on_spot_bar
 
     def _on_position(self, event) -> None:
         key = self._leg_of.get(event.instrument_id)
@@ -115,23 +107,26 @@ class BacktestRecorder(Actor):
         self.state_rows = self._state_rows()
 
     def _on_margin(self, st: PerpMarginState) -> None:
-        self._margin[st.symbol] = st
+        self._margin[st.symbol] = len(self._margin_seen)
+        self._margin_seen.append(st)
 
     def _sample(self, event) -> None:
         """Once an hour: what the venues and the cache hold now, as it is (the per-symbol figures derived from it,
         in `finish`, in one pass: the hour's own work stays a few lookups)."""
         ts = event.ts_event - 1_000  # the hour this sample closes
-        cache, closes, raw, margins, legs = self.cache, self._spot_close, self._raw, self._margin, self._legs
+        cache, raw, margins, legs = self.cache, self._raw, self._margin, self._legs
         spot_px, marks = {}, {}
-        for symbol, pid in self._sampled:
-            spot_px[symbol] = px = closes.get(symbol)
+        for symbol, pid, spot_bar in self._sampled:
+            bar = cache.bar(spot_bar)
+            spot_px[symbol] = px = None if bar is None else bar.close.as_double()
             mp = cache.mark_price(pid)
             if mp is None:
                 continue
             marks[symbol] = mark = mp.value.as_double()
             if mp.ts_event == ts:  # else no data for this hour (outside the symbol's range)
                 held = legs[symbol]  # the legs as the venues' position events left them (exact)
-                raw.append((ts, symbol, px, mark, cache.funding_rate(pid), margins.get(symbol), held["spot"],
+                fr = cache.funding_rate(pid)
+                raw.append((ts, symbol, px, mark, None if fr is None else fr.rate, margins.get(symbol), held["spot"],
                             held["perp"]))
         self._record_equity(ts, spot_px, marks)
         if self.config.progress:
@@ -140,24 +135,22 @@ class BacktestRecorder(Actor):
     def _state_rows(self) -> list[tuple]:
         """(ts, symbol, spot, mark, basis, predicted rate, spot qty, perp qty, perp wallet, liquidation price,
         distance to it) per symbol and hour, from the raw samples."""
-        rows, rates, lps = [], {}, {}
-        for ts, symbol, spot_px, mark, fr, st, spot_qty, perp_qty in self._raw:
-            rate = None
-            if fr is not None:
-                rate = rates.get(id(fr))
-                if rate is None:
-                    rate = rates[id(fr)] = float(fr.rate)
+        rows, lps, states = [], {}, self._margin_seen
+        for ts, symbol, spot_px, mark, rate, k, spot_qty, perp_qty in self._raw:
+            if rate is not None:
+                rate = float(rate)
             lp = dist = wallet = None
+            st = states[k] if k is not None else None
             if st is not None and st.side != 0:
                 wallet = st.wallet
-                if id(st) in lps:
-                    lp = lps[id(st)]  # the liquidation price depends on the margin state only
+                if k in lps:
+                    lp = lps[k]  # the liquidation price depends on the margin state only
                 else:
                     try:
                         lp = margin.liquidation_price(st.side, st.qty, st.entry_price, st.wallet, self.tables[symbol])
                     except ValueError:
                         lp = None
-                    lps[id(st)] = lp
+                    lps[k] = lp
                 dist = margin.distance_to_liquidation(st.side, mark, lp) if lp is not None else None
             basis = (mark - spot_px) / spot_px if spot_px else None
             rows.append((ts, symbol, spot_px, mark, basis, rate, float(spot_qty), float(perp_qty), wallet, lp, dist))

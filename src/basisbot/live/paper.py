@@ -125,7 +125,7 @@ class LiveFundingModule(SimulationModule):
         book = self.ledger.books[sym]
         if spec.mode == "isolated" and book.side != 0:
             book.wallet += payment
-        book.version += 1
+        book.changed()
         self.ledger.funding.append(FundingRow(settle_ns, sym, rate, mark_px, qty, payment))
         self.msgbus.publish(FUNDING_SETTLED_TOPIC, FundingSettled(
             symbol=sym, settlement_ts_ns=settle_ns, rate=rate, payment=payment, source="paper", position_qty=qty,

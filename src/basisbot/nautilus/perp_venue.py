@@ -18,6 +18,7 @@ the message bus), so all state changes are ordered with the market data and the 
 
 from __future__ import annotations
 
+import math
 import uuid
 from dataclasses import dataclass, field
 
@@ -32,6 +33,7 @@ from nautilus_trader.model.orders import LimitOrder
 
 from basisbot import margin
 from basisbot.carry import funding_payment
+from basisbot.mark_watch import EVERY_MARK_QUIET, MarkBand, mark_watch
 from basisbot.venue_messages import (
     ADJUST_MARGIN_ENDPOINT,
     AdjustMarginRequest,
@@ -67,12 +69,20 @@ class _PositionBook:
     opened_ns: int = 0
     last_checked_bar: int = 0
     version: int = 0  # bumped on every change (side, size, entry, wallet): what publishing and caches key on
+    # the marks the venue need not look at for this position (`basisbot.mark_watch`); every change opens it
+    band: MarkBand = field(default_factory=MarkBand)
+
+    def changed(self) -> None:
+        """Side, size, entry or wallet changed: a new version, and the venue looks at the next mark."""
+        self.version += 1
+        self.band.wake()
 
     def reset(self) -> None:
-        """Flat again; the version keeps counting so the change is always published."""
-        version = self.version + 1
-        self.__init__()
+        """Flat again; the version keeps counting (and the band is the same) so the change is always published."""
+        version, band = self.version, self.band
+        self.__init__(band=band)
         self.version = version
+        self.changed()
 
 
 @dataclass
@@ -223,13 +233,14 @@ class PerpMarginModule(SimulationModule):
     def __init__(self, ledger: PerpLedger, settlements: dict[str, list[tuple[int, int, float]]] | None = None):
         super().__init__(SimulationModuleConfig())
         self.ledger = ledger
-        self._marks: dict[str, float] = {}
         self._published: dict[str, int] = {}  # symbol -> the book version last published
         self.settlements = settlements or {}
         self._next = {s: 0 for s in self.settlements}
         self._due = self._earliest()
         self._parking = False
         self._alerts = 0
+        # nautilus' test clock keeps every alert's callback for good: one bound method each, made once
+        self._on_leave, self._on_rejoin = self._leave_loop, self._rejoin_loop
 
     def register_venue(self, exchange) -> None:
         super().register_venue(exchange)
@@ -238,9 +249,21 @@ class PerpMarginModule(SimulationModule):
         # Event-driven: react to the perp's mark prices (before the strategies: priority) and to position events,
         # instead of polling after every data point.
         self.msgbus.subscribe("events.position.*", self._on_position_event, priority=10)
+        # one handler per symbol's marks, shared with the strategy's guard; called for the marks outside the book's
+        # band (an open position near its liquidation price, a change to publish), before the strategy (priority)
         for spec in self.ledger.symbols.values():
-            iid = spec.instrument_id
-            self.msgbus.subscribe(f"data.mark_prices.{iid.venue}.{iid.symbol}", self._mark_handler(spec), priority=10)
+            band = self.ledger.books[spec.symbol].band
+            band.wake()  # the first mark publishes the (flat) state
+            mark_watch(self.msgbus, spec.instrument_id).add(band, self._mark_handler(spec), priority=10)
+
+    def _marks(self) -> dict[str, float]:
+        """The latest mark of each symbol (the cache holds the last one the engine published)."""
+        marks = {}
+        for symbol, spec in self.ledger.symbols.items():
+            mp = self.cache.mark_price(spec.instrument_id)
+            if mp is not None:
+                marks[symbol] = mp.value.as_double()
+        return marks
 
     # -- funding ----------------------------------------------------------------------------------------------------
     def _earliest(self) -> int:
@@ -280,7 +303,7 @@ class PerpMarginModule(SimulationModule):
             return
         self._parking = True
         self._alerts += 1
-        self.clock.set_time_alert_ns(f"PerpMarginModule-leave-{self._alerts}", ts_now + 1, self._leave_loop)
+        self.clock.set_time_alert_ns(f"PerpMarginModule-leave-{self._alerts}", ts_now + 1, self._on_leave)
 
     def _leave_loop(self, event) -> None:
         self._parking = False
@@ -291,7 +314,7 @@ class PerpMarginModule(SimulationModule):
             modules.remove(self)
         if self._due < 2**63:
             self._alerts += 1
-            self.clock.set_time_alert_ns(f"PerpMarginModule-rejoin-{self._alerts}", self._due - 1, self._rejoin_loop)
+            self.clock.set_time_alert_ns(f"PerpMarginModule-rejoin-{self._alerts}", self._due - 1, self._on_rejoin)
 
     def _rejoin_loop(self, event) -> None:
         modules = self.exchange.modules
@@ -316,7 +339,7 @@ class PerpMarginModule(SimulationModule):
         book = self.ledger.books[symbol]
         if spec.mode == "isolated" and book.side != 0:
             book.wallet += payment  # Binance credits funding of an isolated position to its isolated margin
-        book.version += 1
+        book.changed()
         self.ledger.funding.append(FundingRow(exact_ts, symbol, rate, mark_px, qty, payment))
         return Money(payment, USDT)
 
@@ -326,28 +349,32 @@ class PerpMarginModule(SimulationModule):
             self._publish(spec.symbol)
 
     def _mark_handler(self, spec: PerpSymbol):
-        """The handler of one symbol's marks. Every mark of the run passes here, so what it needs is bound once and
-        the usual case (flat, or a position far from its liquidation price) is a few comparisons."""
-        symbol, book, marks, published = spec.symbol, self.ledger.books[spec.symbol], self._marks, self._published
+        """The handler of one symbol's marks outside the book's band. The band is the side of the liquidation price
+        the position is safe on (isolated: the price is cached per book version); it is open after every change to
+        the book (to publish it and recompute the price), in cross mode (the price moves with every symbol's mark)
+        and without intra-bar marks (each bar is checked at its worst mark)."""
+        symbol, book, published = spec.symbol, self.ledger.books[spec.symbol], self._published
         cross = spec.mode == "cross"
         worst_of_bar = spec.worst
         ledger_lp = self.ledger.liquidation_price
+        band = book.band
         cached = [-1, None]  # isolated: (book version, liquidation price); every change to the book bumps its version
 
-        def on_mark(mark) -> None:
-            px = marks[symbol] = mark.value.as_double()
+        def liquidation_price() -> float | None:
+            if cross:  # on the whole account, at every check
+                return ledger_lp(symbol, self._marks())
+            if cached[0] != book.version:
+                cached[0], cached[1] = book.version, ledger_lp(symbol, {})
+            return cached[1]
+
+        def on_mark(mark, px: float) -> None:
             side = book.side
             if side != 0:
                 ts = mark.ts_event
                 # a position opened at this mark's time did not live through it; each bar is checked once
                 if book.opened_ns < ts and book.last_checked_bar != ts:
                     book.last_checked_bar = ts
-                    if cross:  # on the whole account, at every check
-                        lp = ledger_lp(symbol, marks)
-                    else:
-                        if cached[0] != book.version:
-                            cached[0], cached[1] = book.version, ledger_lp(symbol, marks)
-                        lp = cached[1]
+                    lp = liquidation_price()
                     if lp is not None and lp > 0:
                         hi_lo = worst_of_bar.get(ts)
                         worst = px if hi_lo is None else (hi_lo[0] if side < 0 else hi_lo[1])
@@ -356,12 +383,22 @@ class PerpMarginModule(SimulationModule):
             # isolated state does not move with the mark: publish on change only; cross depends on every mark
             if cross or published.get(symbol) != book.version:
                 self._publish(symbol)
+            if cross or worst_of_bar:
+                return  # every mark is looked at: the band stays open
+            lp = liquidation_price() if book.side != 0 else None
+            if lp is None or lp <= 0:
+                band.set_quiet(*EVERY_MARK_QUIET)  # flat, or no liquidation price: nothing can happen
+            elif book.side < 0:
+                band.set_quiet(-math.inf, lp)  # short: liquidated at a mark >= lp
+            else:
+                band.set_quiet(lp, math.inf)  # long: liquidated at a mark <= lp
+            band.rest()
 
         return on_mark
 
     def _publish(self, symbol: str) -> None:
         self._published[symbol] = self.ledger.books[symbol].version
-        self.msgbus.publish(margin_topic(symbol), self.ledger.state(symbol, self.clock.timestamp_ns(), self._marks))
+        self.msgbus.publish(margin_topic(symbol), self.ledger.state(symbol, self.clock.timestamp_ns(), self._marks()))
 
     def _sync_position(self, symbol: str, spec: PerpSymbol) -> bool:
         """Follow the venue's position: open → initial margin into the isolated wallet; increase → more margin;
@@ -377,7 +414,7 @@ class PerpMarginModule(SimulationModule):
             book.reset()
             return True
         entry = pos.avg_px_open
-        book.version += 1
+        book.changed()
         if book.side != side:  # new position (or flipped)
             book.side, book.qty, book.entry = side, qty, entry
             book.wallet = margin.initial_margin(qty * entry, spec.leverage) if spec.mode == "isolated" else 0.0
@@ -395,7 +432,7 @@ class PerpMarginModule(SimulationModule):
     def _liquidate(self, symbol: str, spec: PerpSymbol, lp: float, worst: float) -> None:
         book = self.ledger.books[symbol]
         side, qty, entry = book.side, book.qty, book.entry  # the fill's position event resets the book
-        wallet = self.ledger.effective_wallet(symbol, self._marks)
+        wallet = self.ledger.effective_wallet(symbol, self._marks())
         engine = self.exchange.get_matching_engine(spec.instrument_id)
         instrument = self.cache.instrument(spec.instrument_id)
         positions = self.cache.positions_open(None, spec.instrument_id)
@@ -461,7 +498,7 @@ class PerpMarginModule(SimulationModule):
             self.exchange.adjust_account(Money(from_spot, USDT))
         if isolated:
             book.wallet += from_perp + from_spot
-        book.version += 1
+        book.changed()
         self.ledger.transfers.append(
             TransferRow(self.clock.timestamp_ns(), req.symbol, req.amount, from_perp, from_spot, req.reason)
         )
