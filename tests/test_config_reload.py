@@ -245,4 +245,4 @@ def test_one_settings_mapping_for_backtest_live_and_reload(tmp_path):
     assert len({f.name for f in SETTINGS_FIELDS}) == len(SETTINGS_FIELDS)
     bars = strategy_config(s, "BTCUSDT", "BTCUSDT.BINANCE_SPOT", "BTCUSDT-PERP.BINANCE_PERP",
                            "BTCUSDT.BINANCE_SPOT-1-HOUR-LAST-EXTERNAL", table=reference.brackets()["BTCUSDT"])
-    assert bars.guard_sweep_s == max(fields["guard_sweep_s"], 3600) and live.guard_sweep_s == fields["guard_sweep_s"]
+    assert bars.guard_sweep_s == 0 and live.guard_sweep_s == fields["guard_sweep_s"] > 0  # the sweep: a live backstop
