@@ -75,9 +75,12 @@ class BacktestRecorder(Actor):
             inst = self.cache.instrument(iid)
             self._base[sym] = inst.base_currency if inst is not None else None
         self._bases = [(sym, base) for sym, base in self._base.items() if base is not None]
-        # per symbol: its perp, and its spot bars (the hour's spot price is the last spot bar's close, from the cache:
-        # the carry strategies subscribe to these bars)
-        self._sampled = [(sym, pid, self._spot_bar[sym]) for sym, pid in zip(self.symbols, self.perp_ids)]
+        self._sampled = list(zip(self.symbols, self.perp_ids))
+        # the hour's spot price: the last spot bar's close, kept from the bars as they pass (the carry strategies
+        # subscribe to these bars; one handler per symbol, no lookup by bar type: `cache.bar` costs 3.6 us a call)
+        self._spot_close: dict[str, float] = {}
+        for sym, bt in self._spot_bar.items():
+            self.msgbus.subscribe(f"data.bars.{bt}", self._close_keeper(sym))
         for p, s in zip(self.perp_ids, self.symbols):
             self.msgbus.subscribe(margin_topic(s), self._on_margin)
         self.msgbus.subscribe("events.position.*", self._on_position)
@@ -86,6 +89,14 @@ class BacktestRecorder(Actor):
         first = (self.config.start_ns // HOUR_NS) * HOUR_NS + 1_000
         self.clock.set_timer("recorder", dt.timedelta(hours=1), start_time=pd.Timestamp(first, tz="UTC"),
                              callback=self._sample)
+
+    def _close_keeper(self, symbol: str):
+        closes = self._spot_close
+
+        def on_spot_bar(bar) -> None:
+            closes[symbol] = bar.close.as_double()
+
+        return on_spot_bar
 
     def _on_position(self, event) -> None:
         key = self._leg_of.get(event.instrument_id)
@@ -114,11 +125,10 @@ class BacktestRecorder(Actor):
         """Once an hour: what the venues and the cache hold now, as it is (the per-symbol figures derived from it,
         in `finish`, in one pass: the hour's own work stays a few lookups)."""
         ts = event.ts_event - 1_000  # the hour this sample closes
-        cache, raw, margins, legs = self.cache, self._raw, self._margin, self._legs
+        cache, closes, raw, margins, legs = self.cache, self._spot_close, self._raw, self._margin, self._legs
         spot_px, marks = {}, {}
-        for symbol, pid, spot_bar in self._sampled:
-            bar = cache.bar(spot_bar)
-            spot_px[symbol] = px = None if bar is None else bar.close.as_double()
+        for symbol, pid in self._sampled:
+            spot_px[symbol] = px = closes.get(symbol)
             mp = cache.mark_price(pid)
             if mp is None:
                 continue
