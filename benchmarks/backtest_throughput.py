@@ -69,6 +69,8 @@ def main() -> None:
     print(f"bare engine + idle strategy: {n / bare:12,.0f} events/s  ({bare:.2f} s; best {n / min(bares):,.0f} events/s)")
     print(f"full carry strategy:         {n / full:12,.0f} events/s  ({full:.2f} s; best {n / min(fulls):,.0f} events/s)")
     print(f"ratio full/bare:             {bare / full:12.2f}   (target >= 0.80; of the best runs {min(bares) / min(fulls):.2f})")
+    print("runs (bare, full; their ratio):  " + "  ".join(f"{b:.2f} s, {f:.2f} s; {b / f:.2f}"
+                                                         for b, f in zip(bares, fulls)))
 
 
 if __name__ == "__main__":

@@ -119,8 +119,8 @@ class BasisCarryStrategy(TwoLegStrategy):
 
     def on_funding_rate(self, update: FundingRateUpdate) -> None:
         self.predicted_rate = float(update.rate)
-        hour = update.ts_event // HOUR_NS
-        if hour != self._vol_hour and (mark := self.mark) is not None:
+        hour, mark = update.ts_event // HOUR_NS, self.mark
+        if hour != self._vol_hour and mark is not None:
             self._vol_hour = hour
             self.vol.on_price(mark)
         interval = update.interval
@@ -128,7 +128,8 @@ class BasisCarryStrategy(TwoLegStrategy):
             self.interval_minutes = int(interval)
         for job in self.calendar.on_funding_info(update.next_funding_ns, interval, self.clock.timestamp_ns(), ACTED_ON):
             self._driver.schedule(job)  # the jobs of a newly announced settlement (the calendar knows what is new)
-        self._run_carry()  # entry and hedge checks follow the predicted rate (live: every mark-price message)
+        if mark is not None:
+            self._run_carry()  # entry and hedge checks follow the predicted rate (live: every mark-price message)
 
     def _on_risk_mark(self, mark: float) -> None:
         low, high = self.guard.quiet_band
@@ -146,7 +147,8 @@ class BasisCarryStrategy(TwoLegStrategy):
         )
 
     def _run_carry(self) -> None:
-        if self.mark is None or self._draining or self._resume_pending:
+        """The carry rules at a new prediction (the caller has a mark price)."""
+        if self._draining or self._resume_pending:
             return
         if self._busy():
             return
