@@ -2,11 +2,14 @@
 
     .venv/bin/python benchmarks/guard_latency.py [--symbol SOLUSDT] [--start 2023-01-01] [--end 2024-01-01]
 
-Runs a real backtest (5x isolated, always in, guard on: SOL's 2023 rally keeps the guard busy) with the strategy's
-mark-price handler timed with perf_counter_ns: from the handler receiving the MarkPriceUpdate to the guard's decision
-made (the quiet check, or the full ladder evaluation). Reported over every mark with an open perp leg, over the marks
-where the ladder was evaluated (distance near the thresholds), over those where it acted, and, for the latter, the
-whole handler including executing the action (in a backtest the venue applies a margin transfer synchronously).
+Runs a real backtest (5x isolated, always in, guard on: SOL's 2023 rally keeps the guard busy) with the mark path
+timed with perf_counter_ns: from the mark watch (`basisbot.mark_watch`, the one handler of the symbol's marks)
+testing the strategy's band to the guard's decision made: the band test when the mark is inside the guard's quiet
+band (the strategy is not called at all), else the quiet check or the full ladder evaluation in the strategy.
+Reported over every mark with an open perp leg, over the marks where the ladder was evaluated (distance near the
+thresholds), over those where it acted, and, for the latter, the whole handler including executing the action (in a
+backtest the venue applies a margin transfer synchronously). The venue module's liquidation check, which the watch
+runs first in a backtest (live has none), is not part of the figures.
 """
 
 from __future__ import annotations
@@ -19,12 +22,13 @@ import numpy as np
 from basisbot.backtest import run as bt_run
 from basisbot.settings import load_settings
 import strategies.basis_carry as carry_strategy
-from basisbot import guard
+from basisbot import guard, mark_watch
 from strategies.basis_carry import BasisCarryStrategy
 
 SAMPLES: dict[str, list[int]] = {"decision (all marks)": [], "decision (ladder evaluated)": [],
                                   "decision (action taken)": [], "handler incl. executing the action": []}
 _decided_at = [0]
+_watch_t0 = [0]  # when the watch tested the strategy's band
 _evaluate = guard.evaluate
 
 
@@ -34,13 +38,32 @@ def timed_evaluate(*args, **kwargs):
     return out
 
 
+class TimedWatch(mark_watch.MarkWatch):
+    """`MarkWatch.on_mark` with the clock started where the strategy's band is tested (after the venue module's)."""
+
+    def on_mark(self, mark) -> None:
+        px = mark.value.as_double()
+        for band, handler in self._calls:
+            strategy = getattr(handler, "__self__", None)
+            if isinstance(strategy, TimedCarry):
+                _watch_t0[0] = t0 = time.perf_counter_ns()
+                if band.low < px < band.high:  # quiet: the band test was the decision
+                    st = strategy.guard.state
+                    if st is not None and st.side != 0:
+                        SAMPLES["decision (all marks)"].append(time.perf_counter_ns() - t0)
+                    continue
+            elif band.low < px < band.high:
+                continue
+            handler(mark, px)
+
+
 class TimedCarry(BasisCarryStrategy):
-    def on_mark_price(self, update) -> None:
+    def _on_mark(self, update, mark: float) -> None:
         n_guard = len(self.log_.guard)
         _decided_at[0] = 0
-        t0 = time.perf_counter_ns()
+        t0 = _watch_t0[0]
         self._t_quiet = 0
-        super().on_mark_price(update)
+        super()._on_mark(update, mark)
         t_end = time.perf_counter_ns()
         acted = len(self.log_.guard) != n_guard
         if _decided_at[0]:
@@ -52,7 +75,7 @@ class TimedCarry(BasisCarryStrategy):
         elif self._t_quiet:
             d = self._t_quiet - t0
         elif self.guard.state is not None and self.guard.state.side != 0:
-            d = t_end - t0  # inside the guard's quiet band: the whole handler (the band test is two comparisons)
+            d = t_end - t0
         else:
             return  # no open perp leg: nothing for the guard to decide
         SAMPLES["decision (all marks)"].append(d)
@@ -84,6 +107,7 @@ entry_apr = -1000
 exit_apr = -2000
 """)
     bt_run.BasisCarryStrategy = TimedCarry  # the runner builds this class
+    mark_watch.MarkWatch = TimedWatch  # the watch the venue module and the strategy find
     carry_strategy.guard.evaluate = timed_evaluate
     result = bt_run.run_backtest(load_settings(cfg), config_path=cfg)
     s = result.strategies[a.symbol]
