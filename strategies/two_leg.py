@@ -137,7 +137,7 @@ class TwoLegStrategy(Strategy):
             self.subscribe_bars(self._spot_bar_type)
         else:
             self.subscribe_quote_ticks(self.spot_id)
-        self.subscribe_mark_prices(self.perp_id)  # the data (nautilus' handler: a no-op); the rules see marks here:
+        self.subscribe_mark_prices(self.perp_id)  # the data; nautilus' own handler leaves it to the mark watch:
         mark_watch(self.msgbus, self.perp_id).add(self.mark_band, self._on_mark)
         self.subscribe_funding_rates(self.perp_id)
         self.msgbus.subscribe(margin_topic(self.symbol), self._on_margin_state)
