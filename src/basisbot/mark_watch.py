@@ -57,9 +57,6 @@ class MarkBand:
         self._awake = False
         self.low, self.high = self._quiet
 
-    def skips(self, px: float) -> bool:
-        return self.low < px < self.high
-
 
 class MarkWatch:
     """The bands watching one instrument's marks and the one handler that tests them."""
