@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from nautilus_trader.backtest.config import SimulationModuleConfig
@@ -127,6 +128,8 @@ class PerpLedger:
         self.books = {s.symbol: _PositionBook() for s in symbols}
         self.perp_exchange = None
         self.spot_exchange = None
+        # the latest mark of each symbol, read only for cross positions (the margin module plugs in the cache's)
+        self.marks: Callable[[], dict[str, float]] = dict
         self.funding: list[FundingRow] = []
         self.liquidations: list[LiquidationRow] = []
         self.transfers: list[TransferRow] = []
@@ -154,7 +157,7 @@ class PerpLedger:
         """Perp wallet not committed to isolated wallets (what can be added as margin without a transfer)."""
         return self.perp_total() - self.isolated_total()
 
-    def effective_wallet(self, symbol: str, marks: dict[str, float]) -> float:
+    def effective_wallet(self, symbol: str) -> float:
         """Wallet backing this position: the isolated wallet, or (cross) the account wallet less what the other
         cross positions' losses and maintenance margins use."""
         book = self.books[symbol]
@@ -162,6 +165,7 @@ class PerpLedger:
         if spec.mode == "isolated":
             return book.wallet
         wallet = self.perp_total() - self.isolated_total()
+        marks = self.marks()
         for other, ob in self.books.items():
             ospec = self.symbols[other]
             if other == symbol or ob.side == 0 or ospec.mode != "cross":
@@ -171,14 +175,14 @@ class PerpLedger:
             wallet -= ospec.table.maintenance_margin(ob.qty * mark)
         return wallet
 
-    def liquidation_price(self, symbol: str, marks: dict[str, float]) -> float | None:
+    def liquidation_price(self, symbol: str) -> float | None:
         book = self.books[symbol]
         if book.side == 0:
             return None
-        return margin.liquidation_price(book.side, book.qty, book.entry, self.effective_wallet(symbol, marks),
+        return margin.liquidation_price(book.side, book.qty, book.entry, self.effective_wallet(symbol),
                                         self.symbols[symbol].table)
 
-    def state(self, symbol: str, ts_ns: int, marks: dict[str, float]) -> PerpMarginState:
+    def state(self, symbol: str, ts_ns: int) -> PerpMarginState:
         book = self.books[symbol]
         return PerpMarginState(
             symbol=symbol,
@@ -186,7 +190,7 @@ class PerpLedger:
             side=book.side,
             qty=book.qty,
             entry_price=book.entry,
-            wallet=self.effective_wallet(symbol, marks) if book.side else book.wallet,
+            wallet=self.effective_wallet(symbol) if book.side else book.wallet,
             perp_free=self.perp_unallocated(),
             spot_free=self.spot_free(),
             ts_ns=ts_ns,
@@ -245,6 +249,7 @@ class PerpMarginModule(SimulationModule):
     def register_venue(self, exchange) -> None:
         super().register_venue(exchange)
         self.ledger.perp_exchange = exchange
+        self.ledger.marks = self._marks
         self.msgbus.register(ADJUST_MARGIN_ENDPOINT, self._on_adjust_margin)
         # Event-driven: react to the perp's mark prices (before the strategies: priority) and to position events,
         # instead of polling after every data point.
@@ -257,7 +262,8 @@ class PerpMarginModule(SimulationModule):
             mark_watch(self.msgbus, spec.instrument_id).add(band, self._mark_handler(spec), priority=10)
 
     def _marks(self) -> dict[str, float]:
-        """The latest mark of each symbol (the cache holds the last one the engine published)."""
+        """The latest mark of each symbol (the cache holds the last one the engine published); the ledger reads it
+        for cross positions only."""
         marks = {}
         for symbol, spec in self.ledger.symbols.items():
             mp = self.cache.mark_price(spec.instrument_id)
@@ -362,9 +368,9 @@ class PerpMarginModule(SimulationModule):
 
         def liquidation_price() -> float | None:
             if cross:  # on the whole account, at every check
-                return ledger_lp(symbol, self._marks())
+                return ledger_lp(symbol)
             if cached[0] != book.version:
-                cached[0], cached[1] = book.version, ledger_lp(symbol, {})
+                cached[0], cached[1] = book.version, ledger_lp(symbol)
             return cached[1]
 
         def on_mark(mark, px: float) -> None:
@@ -398,7 +404,7 @@ class PerpMarginModule(SimulationModule):
 
     def _publish(self, symbol: str) -> None:
         self._published[symbol] = self.ledger.books[symbol].version
-        self.msgbus.publish(margin_topic(symbol), self.ledger.state(symbol, self.clock.timestamp_ns(), self._marks()))
+        self.msgbus.publish(margin_topic(symbol), self.ledger.state(symbol, self.clock.timestamp_ns()))
 
     def _sync_position(self, symbol: str, spec: PerpSymbol) -> bool:
         """Follow the venue's position: open → initial margin into the isolated wallet; increase → more margin;
@@ -432,7 +438,7 @@ class PerpMarginModule(SimulationModule):
     def _liquidate(self, symbol: str, spec: PerpSymbol, lp: float, worst: float) -> None:
         book = self.ledger.books[symbol]
         side, qty, entry = book.side, book.qty, book.entry  # the fill's position event resets the book
-        wallet = self.ledger.effective_wallet(symbol, self._marks())
+        wallet = self.ledger.effective_wallet(symbol)
         engine = self.exchange.get_matching_engine(spec.instrument_id)
         instrument = self.cache.instrument(spec.instrument_id)
         positions = self.cache.positions_open(None, spec.instrument_id)
