@@ -24,5 +24,9 @@ if ! "$py" -m uv --version >/dev/null 2>&1; then
   "$py" -m pip install -q --disable-pip-version-check --root-user-action=ignore uv
 fi
 "$py" -m uv venv -q --allow-existing --python "$py" .venv
-"$py" -m uv pip install -q --python .venv/bin/python -e ".[test]"
+# Bytecode is compiled at install: where PYTHONDONTWRITEBYTECODE is set (as on these machines) Python never caches
+# it, and every process (each live node, each sweep worker, each test subprocess) would compile ccxt, nautilus and
+# pandas from source again: 15 s to import the live node instead of 2.5 s.
+"$py" -m uv pip install -q --compile-bytecode --python .venv/bin/python -e ".[test]"
+.venv/bin/python -m compileall -q src strategies >/dev/null  # the project's own (editable) source
 echo "setup: installed into .venv ($(.venv/bin/python --version))"
