@@ -65,3 +65,26 @@ def test_a_removed_band_is_not_called_and_adding_it_again_replaces_it():
     watch.remove(band)
     _publish(bus, BTC, 2.0)
     assert calls == ["second"] and watch.watchers() == 0
+
+
+def test_bands_moved_after_they_were_added_are_followed_even_by_a_handler_for_the_same_mark():
+    """The watch skips a mark only when it is inside every band as the bands stand now: a band narrowed, woken or
+    widened later is followed, and a band one handler moves is tested as moved for the mark being handled."""
+    bus, seen = _bus(), []
+    venue, guard = MarkBand(), MarkBand()
+    watch = mark_watch(bus, BTC)
+    watch.add(guard, lambda m, px: seen.append(("guard", px)))
+    watch.add(venue, lambda m, px: (seen.append(("venue", px)), guard.wake()), priority=10)
+    venue.set_quiet(-math.inf, 50_000.0)
+    guard.set_quiet(-math.inf, 45_000.0)
+    _publish(bus, BTC, 44_000.0)
+    guard.set_quiet(-math.inf, 43_000.0)  # narrowed after it was added
+    _publish(bus, BTC, 44_000.0)
+    guard.set_quiet(-math.inf, 60_000.0)  # widened: the venue's band decides alone
+    _publish(bus, BTC, 55_000.0)  # the venue's handler wakes the guard: it sees this mark too
+    guard.rest()
+    _publish(bus, BTC, 44_000.0)
+    assert seen == [("guard", 44_000.0), ("venue", 55_000.0), ("guard", 55_000.0)]
+    watch.remove(venue)
+    _publish(bus, BTC, 55_000.0)  # the removed band no longer narrows the watch
+    assert len(seen) == 3

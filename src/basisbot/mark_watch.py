@@ -28,12 +28,13 @@ class MarkBand:
     """The marks one watcher may skip: strictly inside (`low`, `high`), what the watch tests. `set_quiet` sets the
     owner's range; `wake` opens the band to every mark until `rest`."""
 
-    __slots__ = ("low", "high", "_quiet", "_awake")
+    __slots__ = ("low", "high", "_quiet", "_awake", "_watches")
 
     def __init__(self) -> None:
         self._quiet = EVERY_MARK_QUIET
         self._awake = False
         self.low, self.high = EVERY_MARK_QUIET
+        self._watches: list[MarkWatch] = []  # the watches testing this band (told when it moves)
 
     @property
     def quiet(self) -> tuple[float, float]:
@@ -47,15 +48,21 @@ class MarkBand:
     def set_quiet(self, low: float, high: float) -> None:
         self._quiet = (low, high)
         if not self._awake:
-            self.low, self.high = low, high
+            self._move(low, high)
 
     def wake(self) -> None:
         self._awake = True
-        self.low, self.high = NO_MARK_QUIET
+        self._move(*NO_MARK_QUIET)
 
     def rest(self) -> None:
         self._awake = False
-        self.low, self.high = self._quiet
+        self._move(*self._quiet)
+
+    def _move(self, low: float, high: float) -> None:
+        if low != self.low or high != self.high:
+            self.low, self.high = low, high
+            for watch in self._watches:
+                watch._narrow()
 
 
 class MarkWatch:
@@ -65,6 +72,9 @@ class MarkWatch:
         self._entries: list[tuple[int, int, MarkBand, MarkHandler]] = []
         self._seq = 0
         self._calls: tuple[tuple[MarkBand, MarkHandler], ...] = ()
+        # the marks no watcher needs: inside every band (kept by the bands as they move). A mark inside costs one
+        # test; one outside is tested against each band, as they stand then.
+        self.low, self.high = EVERY_MARK_QUIET
 
     def add(self, band: MarkBand, handler: MarkHandler, priority: int = 0) -> None:
         """Watch with `band`, calling `handler` for the marks outside it (again with the same band: replaced)."""
@@ -73,16 +83,28 @@ class MarkWatch:
         self._entries.append((-priority, self._seq, band, handler))
         self._entries.sort(key=lambda e: e[:2])
         self._calls = tuple((b, h) for _, _, b, h in self._entries)
+        band._watches.append(self)
+        self._narrow()
 
     def remove(self, band: MarkBand) -> None:
         self._entries = [e for e in self._entries if e[2] is not band]
         self._calls = tuple((b, h) for _, _, b, h in self._entries)
+        if self in band._watches:
+            band._watches.remove(self)
+        self._narrow()
+
+    def _narrow(self) -> None:
+        bands = [b for b, _ in self._calls]
+        self.low = max((b.low for b in bands), default=EVERY_MARK_QUIET[0])
+        self.high = min((b.high for b in bands), default=EVERY_MARK_QUIET[1])
 
     def watchers(self) -> int:
         return len(self._calls)
 
     def on_mark(self, mark) -> None:
         px = mark.value.as_double()
+        if self.low < px < self.high:
+            return  # quiet for every watcher
         for band, handler in self._calls:  # a band added or removed by a handler counts from the next mark
             if not band.low < px < band.high:
                 handler(mark, px)

@@ -85,6 +85,8 @@ class SymbolFeed:
     spot_gaps: int
     perp_gaps: int
     flags: list = field(default_factory=list)  # data_quality.Flag: prints kept out of the prediction
+    # the spot bars' (close time ns, close as the venue's Price has it), in order: what the recorder values spot at
+    spot_closes: list[tuple[int, float]] = field(default_factory=list)
 
 
 def _settlement_sim_ts(exact_ns: int) -> int:
@@ -129,6 +131,7 @@ def build_feed(data: SymbolData, spot, perp, predictor_method: str = "premium", 
     sp, pp = spot.price_precision, perp.price_precision
     ssz, psz = spot.size_precision, perp.size_precision
     events: list[tuple[int, int, object]] = []
+    spot_closes: list[tuple[int, float]] = []
     cols = {c: bars[c].to_numpy() for c in bars.columns}
     if intrabar_step > 0:
         worst = {}  # the marks themselves trace each bar: the margin module checks every one
@@ -181,11 +184,13 @@ def build_feed(data: SymbolData, spot, perp, predictor_method: str = "premium", 
         if math.isnan(s_close):
             spot_gaps += 1
         else:
+            close = Price(s_close, sp)
             events.append((t, PRIO_SPOT_BAR, Bar(
                 spot_bt,
                 Price(cols["spot_open"][k], sp), Price(cols["spot_high"][k], sp),
-                Price(cols["spot_low"][k], sp), Price(s_close, sp),
+                Price(cols["spot_low"][k], sp), close,
                 Quantity(cols["spot_volume"][k], ssz), t, t)))
+            spot_closes.append((t, close.as_double()))
         if math.isnan(p_close):
             perp_gaps += 1  # a hole in the source (reported by the loader); the mark still drives risk and funding
         else:
@@ -222,7 +227,7 @@ def build_feed(data: SymbolData, spot, perp, predictor_method: str = "premium", 
         si = _emit_settlement(settlements, si, f_int, predictor, perp, events, pred_rows, next_info)
 
     predictions = pd.DataFrame(pred_rows, columns=["ts_ns", "predicted_rate", "interval_minutes", "next_funding_ns"])
-    return SymbolFeed(data.symbol, events, settlements, worst, predictions, spot_gaps, perp_gaps, flags)
+    return SymbolFeed(data.symbol, events, settlements, worst, predictions, spot_gaps, perp_gaps, flags, spot_closes)
 
 
 def _emit_settlement(settlements, si, f_int, predictor, perp, events, pred_rows, next_info) -> int:

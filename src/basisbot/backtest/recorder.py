@@ -11,7 +11,6 @@ import pandas as pd
 
 from nautilus_trader.common.actor import Actor
 from nautilus_trader.config import ActorConfig
-from nautilus_trader.model.data import BarType
 from nautilus_trader.model.identifiers import InstrumentId, Venue
 from nautilus_trader.model.objects import Currency
 
@@ -38,16 +37,18 @@ class RecorderConfig(ActorConfig, frozen=True):
 
 
 class BacktestRecorder(Actor):
-    def __init__(self, config: RecorderConfig, tables: dict[str, margin.BracketTable]):
+    def __init__(self, config: RecorderConfig, tables: dict[str, margin.BracketTable],
+                 spot_closes: dict[str, list[tuple[int, float]]]):
+        """`spot_closes`: per symbol, the (close time ns, close) of the spot bars the backtest replays, in order."""
         super().__init__(config)
         self.symbols = list(config.symbols)
         self.spot_ids = [InstrumentId.from_str(s) for s in config.spot_ids]
         self.perp_ids = [InstrumentId.from_str(s) for s in config.perp_ids]
         self._sym_by_perp = {p: s for p, s in zip(self.perp_ids, self.symbols)}
         self._spot_by_sym = dict(zip(self.symbols, self.spot_ids))
-        self._spot_bar = {s: BarType.from_str(f"{i}-1-HOUR-LAST-EXTERNAL") for s, i in self._spot_by_sym.items()}
         self._perp_by_sym = dict(zip(self.symbols, self.perp_ids))
         self.tables = tables
+        self._spot_bars = {sym: spot_closes.get(sym, []) for sym in self.symbols}
         self.equity_rows: list[tuple] = []
         self.state_rows: list[tuple] = []  # filled by `finish`
         # the margin states as published, and per symbol the index of its latest one (the hourly samples hold indices:
@@ -76,11 +77,10 @@ class BacktestRecorder(Actor):
             self._base[sym] = inst.base_currency if inst is not None else None
         self._bases = [(sym, base) for sym, base in self._base.items() if base is not None]
         self._sampled = list(zip(self.symbols, self.perp_ids))
-        # the hour's spot price: the last spot bar's close, kept from the bars as they pass (the carry strategies
-        # subscribe to these bars; one handler per symbol, no lookup by bar type: `cache.bar` costs 3.6 us a call)
+        # the hour's spot price: the close of the last spot bar replayed by then, read from the replayed bars in
+        # step with the samples (a handler on the bus for each bar cost a call into Python per bar; `cache.bar` 3.6 us)
         self._spot_close: dict[str, float] = {}
-        for sym, bt in self._spot_bar.items():
-            self.msgbus.subscribe(f"data.bars.{bt}", self._close_keeper(sym))
+        self._next_bar = dict.fromkeys(self.symbols, 0)  # per symbol, the index of its first bar not replayed yet
         for p, s in zip(self.perp_ids, self.symbols):
             self.msgbus.subscribe(margin_topic(s), self._on_margin)
         self.msgbus.subscribe("events.position.*", self._on_position)
@@ -90,13 +90,16 @@ class BacktestRecorder(Actor):
         self.clock.set_timer("recorder", dt.timedelta(hours=1), start_time=pd.Timestamp(first, tz="UTC"),
                              callback=self._sample)
 
-    def _close_keeper(self, symbol: str):
-        closes = self._spot_close
-
-        def on_spot_bar(bar) -> None:
-            closes[symbol] = bar.close.as_double()
-
-        return on_spot_bar
+    def _closes_until(self, now_ns: int) -> dict[str, float]:
+        """Each symbol's close of the last spot bar replayed by `now_ns` (none yet: absent)."""
+        closes, next_bar = self._spot_close, self._next_bar
+        for sym, bars in self._spot_bars.items():
+            i = k = next_bar[sym]
+            while k < len(bars) and bars[k][0] <= now_ns:
+                k += 1
+            if k != i:
+                closes[sym], next_bar[sym] = bars[k - 1][1], k
+        return closes
 
     def _on_position(self, event) -> None:
         key = self._leg_of.get(event.instrument_id)
@@ -125,7 +128,8 @@ class BacktestRecorder(Actor):
         """Once an hour: what the venues and the cache hold now, as it is (the per-symbol figures derived from it,
         in `finish`, in one pass: the hour's own work stays a few lookups)."""
         ts = event.ts_event - 1_000  # the hour this sample closes
-        cache, closes, raw, margins, legs = self.cache, self._spot_close, self._raw, self._margin, self._legs
+        cache, closes, raw, margins, legs = self.cache, self._closes_until(event.ts_event), self._raw, self._margin, \
+            self._legs
         spot_px, marks = {}, {}
         for symbol, pid in self._sampled:
             spot_px[symbol] = px = closes.get(symbol)

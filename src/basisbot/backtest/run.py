@@ -227,6 +227,7 @@ def run_prepared(p: Prepared, *, progress: bool = False) -> BacktestResult:
                        hedge_ratios=[str(p.enabled[s].hedge_ratio) for s in order],
                        perp_steps=[str(p.perp_insts[s].size_increment.as_decimal()) for s in order]),
         {s: p.brackets[s] for s in order},
+        {s: p.feeds[s].spot_closes for s in order},
     )
     engine.add_actor(recorder)
     pf = settings.portfolio
