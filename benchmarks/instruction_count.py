@@ -1,0 +1,92 @@
+"""Instructions executed by the full backtest and by the bare engine, counted by valgrind's callgrind: a figure that does
+not move with the machine's load, for A/B comparisons of the throughput work (wall-clock timings here vary by up to
+±30% between identical runs; see README, Benchmark).
+
+    .venv/bin/python benchmarks/instruction_count.py [--config config/basisbot.toml] [--start 2023-01-01] [--end 2023-04-01]
+
+Each side (the bare engine with an idle strategy, as in backtest_throughput.py, then the full carry strategy) runs in
+its own process under callgrind with instrumentation off while the data is loaded; it is switched on for building the
+engine, running it and collecting the results, and off again before the process exits. Prints the instructions of
+each side and their ratio (bare / full: the instruction-count counterpart of the throughput ratio). Needs valgrind;
+three months take about 3 minutes a side.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def _child(side: str, config: str, start: str, end: str) -> None:
+    sys.path.insert(0, str(HERE))
+    from backtest_throughput import bare_run
+
+    from basisbot.backtest.run import prepare, run_prepared
+    from basisbot.settings import load_settings
+
+    p = prepare(load_settings(config), start=start, end=end)
+    print("READY", len(p.events), flush=True)
+    sys.stdin.readline()  # the parent has switched instrumentation on
+    run = bare_run(p) if side == "bare" else run_prepared(p).run_seconds
+    print(f"DONE {run:.2f}", flush=True)
+    sys.stdin.readline()  # ... and off
+
+
+def _count(side: str, config: str, start: str, end: str, out: Path) -> tuple[int, int]:
+    """(instructions, events) of one side."""
+    env = dict(os.environ, PYTHONHASHSEED="0")
+    cmd = ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}",
+           sys.executable, __file__, "--child", side, "--config", config, "--start", start, "--end", end]
+    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                            env=env)
+    events = 0
+    for line in proc.stdout:
+        if line.startswith("READY"):
+            events = int(line.split()[1])
+            subprocess.run(["callgrind_control", "-i", "on", str(proc.pid)], check=True, capture_output=True)
+            proc.stdin.write("go\n")
+            proc.stdin.flush()
+        elif line.startswith("DONE"):
+            subprocess.run(["callgrind_control", "-i", "off", str(proc.pid)], check=True, capture_output=True)
+            proc.stdin.write("bye\n")
+            proc.stdin.flush()
+    if proc.wait() != 0:
+        raise SystemExit(f"{side}: the backtest under valgrind exited with status {proc.returncode}")
+    totals = re.findall(r"^(?:summary|totals): (\d+)", out.read_text(), re.M)
+    if not totals:
+        raise SystemExit(f"{side}: no instruction total in {out}")
+    return int(totals[-1]), events
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--config", default="config/basisbot.toml")
+    ap.add_argument("--start", default="2023-01-01")
+    ap.add_argument("--end", default="2023-04-01")
+    ap.add_argument("--child", choices=["bare", "full"], help=argparse.SUPPRESS)
+    a = ap.parse_args()
+    if a.child:
+        _child(a.child, a.config, a.start, a.end)
+        return
+    missing = [t for t in ("valgrind", "callgrind_control") if shutil.which(t) is None]
+    if missing:
+        raise SystemExit(f"needs {' and '.join(missing)} (Debian: apt-get install valgrind)")
+    with tempfile.TemporaryDirectory() as tmp:
+        bare, events = _count("bare", a.config, a.start, a.end, Path(tmp) / "bare.out")
+        full, _ = _count("full", a.config, a.start, a.end, Path(tmp) / "full.out")
+    print(f"events: {events:,} ({a.start} → {a.end}); instructions (callgrind, engine build + run + results)")
+    print(f"bare engine + idle strategy: {bare:>16,}")
+    print(f"full carry strategy:         {full:>16,}")
+    print(f"ratio bare/full:             {bare / full:16.3f}   (full's overhead {100 * (full / bare - 1):.1f}%)")
+
+
+if __name__ == "__main__":
+    main()
