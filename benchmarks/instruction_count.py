@@ -2,13 +2,17 @@
 not move with the machine's load, for A/B comparisons of the throughput work (wall-clock timings here vary by up to
 ±30% between identical runs; see README, Benchmark).
 
-    .venv/bin/python benchmarks/instruction_count.py [--config config/basisbot.toml] [--start 2023-01-01] [--end 2023-04-01]
+    .venv/bin/python benchmarks/instruction_count.py [--config config/basisbot.toml] [--start 2023-01-01] [--end 2023-01-15]
 
 Each side (the bare engine with an idle strategy, as in backtest_throughput.py, then the full carry strategy) runs in
 its own process under callgrind with instrumentation off while the data is loaded; it is switched on for building the
 engine, running it and collecting the results, and off again before the process exits. Prints the instructions of
 each side and their ratio (bare / full: the instruction-count counterpart of the throughput ratio). Needs valgrind;
-three months take about 3 minutes a side.
+the default two weeks take about a minute a side.
+
+Repeats agree within 0.2% over two weeks (over three months one side's count moved by up to 9% between runs). To
+compare two versions, run both the same way: each from a worktree with compiled bytecode, on PYTHONPATH (the import
+path alone moved the bare count by 4%).
 """
 
 from __future__ import annotations
@@ -34,9 +38,8 @@ def _child(side: str, config: str, start: str, end: str) -> None:
     from basisbot.settings import load_settings
 
     p = prepare(load_settings(config), start=start, end=end)
-    # the collector starts from nothing in both sides: where the data load left its generation counters decides when
-    # the next full collection (hundreds of millions of instructions over the loaded data) falls; without this the
-    # count of the same side moved by up to 9% between runs over three months, by 0.2% over two weeks
+    # the collector starts from nothing in both sides (where the data load left its generation counters would decide
+    # when the next full collection over the loaded data falls)
     gc.collect()
     print("READY", len(p.events), flush=True)
     sys.stdin.readline()  # the parent has switched instrumentation on
@@ -75,7 +78,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--config", default="config/basisbot.toml")
     ap.add_argument("--start", default="2023-01-01")
-    ap.add_argument("--end", default="2023-04-01")
+    ap.add_argument("--end", default="2023-01-15")
     ap.add_argument("--child", choices=["bare", "full"], help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child:
