@@ -128,8 +128,8 @@ class BacktestRecorder(Actor):
         """Once an hour: what the venues and the cache hold now, as it is (the per-symbol figures derived from it,
         in `finish`, in one pass: the hour's own work stays a few lookups)."""
         ts = event.ts_event - 1_000  # the hour this sample closes
-        cache, closes, raw, margins, legs = self.cache, self._closes_until(event.ts_event), self._raw, self._margin, \
-            self._legs
+        closes = self._closes_until(event.ts_event)
+        cache, raw, margins, legs = self.cache, self._raw, self._margin, self._legs
         spot_px, marks = {}, {}
         for symbol, pid in self._sampled:
             spot_px[symbol] = px = closes.get(symbol)
