@@ -3,13 +3,13 @@
     .venv/bin/python benchmarks/guard_latency.py [--symbol SOLUSDT] [--start 2023-01-01] [--end 2024-01-01]
 
 Runs a real backtest (5x isolated, always in, guard on: SOL's 2023 rally keeps the guard busy) with the mark path
-timed with perf_counter_ns: from the mark watch (`basisbot.mark_watch`, the one handler of the symbol's marks)
-testing the strategy's band to the guard's decision made: the band test when the mark is inside the guard's quiet
-band (the strategy is not called at all), else the quiet check or the full ladder evaluation in the strategy.
+timed with perf_counter_ns: from the mark reaching the mark watch (`basisbot.mark_watch`, the one handler of the
+symbol's marks) to the guard's decision made: the watch's band tests when the mark is inside the guard's quiet band
+(the strategy is not called at all), else the quiet check or the full ladder evaluation in the strategy.
 Reported over every mark with an open perp leg, over the marks where the ladder was evaluated (distance near the
 thresholds), over those where it acted, and, for the latter, the whole handler including executing the action (in a
 backtest the venue applies a margin transfer synchronously). The venue module's liquidation check, which the watch
-runs first in a backtest (live has none), is not part of the figures.
+runs first in a backtest (live has none), is included when the watch calls it (after a change to the position).
 """
 
 from __future__ import annotations
@@ -28,7 +28,9 @@ from strategies.basis_carry import BasisCarryStrategy
 SAMPLES: dict[str, list[int]] = {"decision (all marks)": [], "decision (ladder evaluated)": [],
                                   "decision (action taken)": [], "handler incl. executing the action": []}
 _decided_at = [0]
-_watch_t0 = [0]  # when the watch tested the strategy's band
+_watch_t0 = [0]  # when the mark reached the watch
+_strategy_called = [False]  # whether the watch called the strategy for this mark
+_carries: list = []  # the timed strategy (one symbol)
 _evaluate = guard.evaluate
 
 
@@ -39,26 +41,27 @@ def timed_evaluate(*args, **kwargs):
 
 
 class TimedWatch(mark_watch.MarkWatch):
-    """`MarkWatch.on_mark` with the clock started where the strategy's band is tested (after the venue module's)."""
+    """`MarkWatch.on_mark` as it is, timed from the mark's arrival. A mark the strategy is not called for (inside its
+    band) was decided by the watch's own tests."""
 
     def on_mark(self, mark) -> None:
-        px = mark.value.as_double()
-        for band, handler in self._calls:
-            strategy = getattr(handler, "__self__", None)
-            if isinstance(strategy, TimedCarry):
-                _watch_t0[0] = t0 = time.perf_counter_ns()
-                if band.low < px < band.high:  # quiet: the band test was the decision
-                    st = strategy.guard.state
-                    if st is not None and st.side != 0:
-                        SAMPLES["decision (all marks)"].append(time.perf_counter_ns() - t0)
-                    continue
-            elif band.low < px < band.high:
-                continue
-            handler(mark, px)
+        _watch_t0[0] = t0 = time.perf_counter_ns()
+        _strategy_called[0] = False
+        super().on_mark(mark)
+        t1 = time.perf_counter_ns()
+        if not _strategy_called[0]:
+            st = _carries[0].guard.state if _carries else None
+            if st is not None and st.side != 0:
+                SAMPLES["decision (all marks)"].append(t1 - t0)
 
 
 class TimedCarry(BasisCarryStrategy):
+    def on_start(self) -> None:
+        super().on_start()
+        _carries.append(self)
+
     def _on_mark(self, update, mark: float) -> None:
+        _strategy_called[0] = True
         n_guard = len(self.log_.guard)
         _decided_at[0] = 0
         t0 = _watch_t0[0]
