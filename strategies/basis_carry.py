@@ -77,6 +77,7 @@ class BasisCarryStrategy(TwoLegStrategy):
         self._guard_event_pending: GuardEvent | None = None
         self._failed_entries = 0  # entries in a row that did not complete
         self._entry_after_ns = 0  # no new entry before (backoff after failed entries)
+        self._skipping: str | None = None  # the kind of entry pre-check failure logged (until an entry passes)
 
     def _derive(self) -> None:
         """Rebuild what derives from `cfg`: carry rules, guard thresholds, settlement windows."""
@@ -214,21 +215,24 @@ class BasisCarryStrategy(TwoLegStrategy):
         spot_qty, perp_qty = carry.leg_quantities(notional, spot_px, self.cfg.hedge_ratio, self._spot_lot,
                                                   self._perp_lot)
         problem = self._precheck(spot_qty, perp_qty, spot_px)
-        if problem:
-            self._decide("skip_entry", problem)
+        if problem:  # logged once per streak: live, the same check fails on every mark-price message until it clears
+            if problem[0] != self._skipping:
+                self._skipping = problem[0]
+                self._decide("skip_entry", f"{problem[1]} (not logged again while it lasts)")
             return
+        self._skipping = None
         self._decide("enter", f"predicted {self.predicted_rate:.6f}/{self.interval_minutes}m, "
                               f"spot {spot_qty} perp {perp_qty}")
         self.phase = Phase.ENTERING
         self.settlements_held = 0
         self._start_pair("enter", spot=(1, spot_qty), perp=(-1, perp_qty))
 
-    def _precheck(self, spot_qty: Decimal, perp_qty: Decimal, spot_px: float) -> str | None:
-        """Both legs must pass instrument limits and balances before either is sent."""
+    def _precheck(self, spot_qty: Decimal, perp_qty: Decimal, spot_px: float) -> tuple[str, str] | None:
+        """Both legs must pass instrument limits and balances before either is sent: (kind, why) of the first failure."""
         for inst, qty, px in ((self.spot, spot_qty, spot_px), (self.perp, perp_qty, self.mark)):
             problem = self._below_minimum(inst, qty, px)
             if problem:
-                return problem
+                return "minimum", problem
         spot_acct = self.portfolio.account(self.spot_id.venue)
         perp_acct = self.portfolio.account(self.perp_id.venue)
         spot_free = spot_acct.balance_free(USDT).as_double() if spot_acct else 0.0
@@ -236,9 +240,9 @@ class BasisCarryStrategy(TwoLegStrategy):
         spot_cost, perp_margin = carry.entry_costs(float(spot_qty), spot_px, self.cfg.spot_taker_fee, float(perp_qty),
                                                    self.mark, self.cfg.leverage, self.cfg.perp_taker_fee)
         if spot_cost > spot_free:
-            return f"spot balance {spot_free:.2f} USDT < {spot_cost:.2f} needed"
+            return "spot_balance", f"spot balance {spot_free:.2f} USDT < {spot_cost:.2f} needed"
         if perp_margin > perp_free:
-            return f"perp balance {perp_free:.2f} USDT < {perp_margin:.2f} initial margin needed"
+            return "perp_balance", f"perp balance {perp_free:.2f} USDT < {perp_margin:.2f} initial margin needed"
         return None
 
     def _on_pair_done(self) -> None:

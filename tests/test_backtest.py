@@ -195,3 +195,21 @@ def test_bad_inputs_exit_2(tmp_path, capsys):
     assert main(["backtest", "--config", str(cfg), "--out", str(tmp_path / "o"), "--quiet",
                  "--start", "2030-01-01", "--end", "2030-02-01"]) == 2
     assert "BTCUSDT" in capsys.readouterr().err
+
+
+def test_an_entry_the_balance_cannot_fund_is_logged_once_per_streak(tmp_path):
+    """A flat symbol whose entry the spot balance cannot fund fails the same pre-check on every prediction (live: on
+    every mark-price message). It is logged once, not once per prediction, and nothing is sent."""
+    cfg = tmp_path / "short.toml"
+    cfg.write_text(ALWAYS_IN.format(data=DATA, start="2023-01-01", end="2023-01-15", sym="BTCUSDT", lev=3,
+                                    guard="false").replace("spot_balance_usdt = 100000", "spot_balance_usdt = 5000"))
+    out = tmp_path / "short"
+    assert main(["backtest", "--config", str(cfg), "--out", str(out), "--quiet"]) == 0
+    assert_backtest_invariants(out)
+    decisions = read_csv(out / "decisions.csv")
+    predictions = read_csv(out / "predictions.csv")
+    # every hourly prediction wants an entry (entry_apr -1000); the settlements alone number 41 in these two weeks
+    assert len(predictions) > 30, "the window must hold many predictions that each want an entry"
+    assert [d["action"] for d in decisions] == ["skip_entry"]
+    assert decisions[0]["reason"].startswith("spot balance 5000.00 USDT < ")
+    assert read_csv(out / "trades.csv") == []

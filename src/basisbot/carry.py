@@ -13,6 +13,7 @@ import enum
 import math
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import NamedTuple
 
 from basisbot import quantities as q
 
@@ -140,9 +141,9 @@ class CarryRules:
     spread: float = 0.0002  # per leg and side, fraction of notional: what crossing the spread costs on top of fees
 
 
-@dataclass(frozen=True, slots=True)
-class CarryView:
-    """What the decision sees: all observable at decision time."""
+class CarryView(NamedTuple):
+    """What the decision sees: all observable at decision time. (A named tuple: built on every prediction of a flat
+    symbol, 0.5 µs against 3 µs for the frozen dataclass it was.)"""
 
     predicted_rate: float | None
     interval_hours: float
