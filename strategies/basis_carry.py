@@ -228,7 +228,8 @@ class BasisCarryStrategy(TwoLegStrategy):
         self._start_pair("enter", spot=(1, spot_qty), perp=(-1, perp_qty))
 
     def _precheck(self, spot_qty: Decimal, perp_qty: Decimal, spot_px: float) -> tuple[str, str] | None:
-        """Both legs must pass instrument limits and balances before either is sent: (kind, why) of the first failure."""
+        """Both legs must pass instrument limits and balances before either is sent: (kind, why) of the first
+        failure."""
         for inst, qty, px in ((self.spot, spot_qty, spot_px), (self.perp, perp_qty, self.mark)):
             problem = self._below_minimum(inst, qty, px)
             if problem:
