@@ -74,3 +74,14 @@ def test_the_backtest_engine_streams_nothing_out():
         assert engine.iteration > 0
     finally:
         engine.dispose()
+
+
+def test_a_nautilus_without_the_export_keeps_its_default_bus(monkeypatch):
+    from nautilus_trader.serialization import base
+
+    capi = dict(base.__pyx_capi__)
+    monkeypatch.setattr(base, "__pyx_capi__", {k: v for k, v in capi.items() if k != "_EXTERNAL_PUBLISHABLE_TYPES"})
+    assert publishable_types() == set() and in_process_message_bus() is None
+    # another variable under the name (a dict, not the set of types): refused the same way
+    monkeypatch.setattr(base, "__pyx_capi__", {"_EXTERNAL_PUBLISHABLE_TYPES": capi["_OBJECT_TO_DICT_MAP"]})
+    assert publishable_types() == set()

@@ -24,8 +24,9 @@ def publishable_types() -> set[type]:
         from nautilus_trader.serialization import base
 
         capsule = base.__pyx_capi__["_EXTERNAL_PUBLISHABLE_TYPES"]
-        get = ctypes.pythonapi.PyCapsule_GetPointer
-        get.restype, get.argtypes = ctypes.c_void_p, [ctypes.py_object, ctypes.c_char_p]
+        # a prototype of our own (ctypes.pythonapi's function objects are shared by the whole process)
+        get = ctypes.PYFUNCTYPE(ctypes.c_void_p, ctypes.py_object, ctypes.c_char_p)(
+            ("PyCapsule_GetPointer", ctypes.pythonapi))
         found = ctypes.cast(get(capsule, b"PyObject *"), ctypes.POINTER(ctypes.py_object)).contents.value
     except (ImportError, AttributeError, KeyError, ValueError):
         return set()
