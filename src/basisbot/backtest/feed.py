@@ -87,6 +87,9 @@ class SymbolFeed:
     flags: list = field(default_factory=list)  # data_quality.Flag: prints kept out of the prediction
     # the spot bars' (close time ns, close as the venue's Price has it), in order: what the recorder values spot at
     spot_closes: list[tuple[int, float]] = field(default_factory=list)
+    # every mark published: times (ns) and prices (as the venue's Price has them), in order: what the recorder values
+    # the perp at
+    marks: tuple[np.ndarray, np.ndarray] = (np.array([], dtype=np.int64), np.array([], dtype=np.float64))
 
 
 def _settlement_sim_ts(exact_ns: int) -> int:
@@ -107,8 +110,9 @@ def _worst_marks(bars: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     return hi, lo
 
 
-def _intrabar(events, instrument, t_open, path, size, mark_shift, pp, ids, emit_mark: bool) -> None:
-    """TradeTicks (and marks) along the path, strictly inside the bar; the bar itself closes it at t_open + 1h."""
+def _intrabar(events, instrument, t_open, path, size, mark_shift, pp, ids, marks: tuple | None) -> None:
+    """TradeTicks (and, given `marks`, marks: their times and prices also listed there) along the path, strictly
+    inside the bar; the bar itself closes it at t_open + 1h."""
     iid = instrument.id
     prec = instrument.price_precision
     for frac, px in path[:-1]:
@@ -118,8 +122,11 @@ def _intrabar(events, instrument, t_open, path, size, mark_shift, pp, ids, emit_
         ids[0] += 1
         events.append((t, PRIO_TICK, TradeTick(iid, Price(px, prec), size, AggressorSide.NO_AGGRESSOR,
                                                TradeId(str(ids[0])), t, t)))
-        if emit_mark:
-            events.append((t, PRIO_MARK, MarkPriceUpdate(iid, Price(px + mark_shift, pp), t, t)))
+        if marks is not None:
+            mark = Price(px + mark_shift, pp)
+            events.append((t, PRIO_MARK, MarkPriceUpdate(iid, mark, t, t)))
+            marks[0].append(t)
+            marks[1].append(mark.as_double())
 
 
 def build_feed(data: SymbolData, spot, perp, predictor_method: str = "premium", intrabar_step: float = 0.0,
@@ -132,6 +139,7 @@ def build_feed(data: SymbolData, spot, perp, predictor_method: str = "premium", 
     ssz, psz = spot.size_precision, perp.size_precision
     events: list[tuple[int, int, object]] = []
     spot_closes: list[tuple[int, float]] = []
+    marks: tuple[list[int], list[float]] = ([], [])
     cols = {c: bars[c].to_numpy() for c in bars.columns}
     if intrabar_step > 0:
         worst = {}  # the marks themselves trace each bar: the margin module checks every one
@@ -176,11 +184,12 @@ def build_feed(data: SymbolData, spot, perp, predictor_method: str = "premium", 
             if not math.isnan(p_close):
                 ppath = bar_path(cols["perp_open"][k], cols["perp_high"][k], cols["perp_low"][k], p_close,
                                  intrabar_step)
-                _intrabar(events, perp, t_open, ppath, perp_tick_size, cols["mark_close"][k] - p_close, pp, ids, True)
+                _intrabar(events, perp, t_open, ppath, perp_tick_size, cols["mark_close"][k] - p_close, pp, ids,
+                          marks)
             if not math.isnan(s_close):
                 spath = bar_path(cols["spot_open"][k], cols["spot_high"][k], cols["spot_low"][k], s_close,
                                  intrabar_step)
-                _intrabar(events, spot, t_open, spath, spot_tick_size, 0.0, sp, ids, False)
+                _intrabar(events, spot, t_open, spath, spot_tick_size, 0.0, sp, ids, None)
         if math.isnan(s_close):
             spot_gaps += 1
         else:
@@ -221,13 +230,17 @@ def build_feed(data: SymbolData, spot, perp, predictor_method: str = "premium", 
             events.append((t, PRIO_PREDICTION, FundingRateUpdate(perp.id, Decimal(repr(float(pred))), t, t,
                                                                  interval=interval_min, next_funding_ns=nxt)))
             pred_rows.append((t, pred, interval_min, nxt))
-        events.append((t, PRIO_MARK, MarkPriceUpdate(perp.id, Price(cols["mark_close"][k], pp), t, t)))
+        mark = Price(cols["mark_close"][k], pp)
+        events.append((t, PRIO_MARK, MarkPriceUpdate(perp.id, mark, t, t)))
+        marks[0].append(t)
+        marks[1].append(mark.as_double())
     end_t = int(close_ns[-1]) if len(close_ns) else 0
     while si < n_settle and settlements[si][0] <= end_t + HOUR_NS:
         si = _emit_settlement(settlements, si, f_int, predictor, perp, events, pred_rows, next_info)
 
     predictions = pd.DataFrame(pred_rows, columns=["ts_ns", "predicted_rate", "interval_minutes", "next_funding_ns"])
-    return SymbolFeed(data.symbol, events, settlements, worst, predictions, spot_gaps, perp_gaps, flags, spot_closes)
+    return SymbolFeed(data.symbol, events, settlements, worst, predictions, spot_gaps, perp_gaps, flags, spot_closes,
+                      (np.array(marks[0], dtype=np.int64), np.array(marks[1], dtype=np.float64)))
 
 
 def _emit_settlement(settlements, si, f_int, predictor, perp, events, pred_rows, next_info) -> int:

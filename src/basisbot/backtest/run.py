@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from nautilus_trader.accounting.margin_models import StandardMarginModel
 from nautilus_trader.backtest.engine import BacktestEngine
@@ -231,6 +232,9 @@ def run_prepared(p: Prepared, *, progress: bool = False) -> BacktestResult:
                        perp_steps=[str(p.perp_insts[s].size_increment.as_decimal()) for s in order]),
         {s: p.brackets[s] for s in order},
         {s: p.feeds[s].spot_closes for s in order},
+        {s: p.feeds[s].marks for s in order},
+        {s: (p.feeds[s].predictions["ts_ns"].to_numpy(np.int64), p.feeds[s].predictions["predicted_rate"].to_numpy())
+         for s in order},
     )
     engine.add_actor(recorder)
     pf = settings.portfolio
