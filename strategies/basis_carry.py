@@ -74,6 +74,7 @@ class BasisCarryStrategy(TwoLegStrategy):
         self._vol_hour = -1
         self._scale = 1.0  # notional scale from the capital budget (compounding)
         self._budget_said: bool | None = None
+        self._budgeted: bool | None = None  # whether a capital budget ([portfolio]) ranks this symbol (on first use)
         self._guard_event_pending: GuardEvent | None = None
         self._failed_entries = 0  # entries in a row that did not complete
         self._entry_after_ns = 0  # no new entry before (backoff after failed entries)
@@ -120,15 +121,21 @@ class BasisCarryStrategy(TwoLegStrategy):
 
     def on_funding_rate(self, update: FundingRateUpdate) -> None:
         self.predicted_rate = float(update.rate)
-        hour, mark = update.ts_event // HOUR_NS, self.mark
-        if hour != self._vol_hour and mark is not None:
-            self._vol_hour = hour
-            self.vol.on_price(mark)
+        mark = self.cache.mark_price(self.perp_id)
+        if self._budgeted is None:  # a capital budget is there from the start, or never
+            self._budgeted = PORTFOLIO_ENDPOINT in self.msgbus.endpoints()
+        if self._budgeted and mark is not None:  # the budget's bid needs the volatility (nothing else reads it)
+            hour = update.ts_event // HOUR_NS
+            if hour != self._vol_hour:
+                self._vol_hour = hour
+                self.vol.on_price(mark.value.as_double())
         interval = update.interval
         if interval:
             self.interval_minutes = int(interval)
-        for job in self.calendar.on_funding_info(update.next_funding_ns, interval, self.clock.timestamp_ns(), ACTED_ON):
-            self._driver.schedule(job)  # the jobs of a newly announced settlement (the calendar knows what is new)
+        if update.next_funding_ns != self.calendar.next_ns:  # not the settlement already announced: maybe news
+            for job in self.calendar.on_funding_info(update.next_funding_ns, interval, self.clock.timestamp_ns(),
+                                                     ACTED_ON):
+                self._driver.schedule(job)  # the jobs of a newly announced settlement (the calendar knows what is new)
         if mark is not None:
             self._run_carry()  # entry and hedge checks follow the predicted rate (live: every mark-price message)
 
@@ -188,7 +195,9 @@ class BasisCarryStrategy(TwoLegStrategy):
 
     def _budget_allows(self, held: bool) -> bool:
         """With a capital budget ([portfolio]), whether this symbol's carry ranks among those the capital holds now."""
-        if PORTFOLIO_ENDPOINT not in self.msgbus.endpoints():
+        if self._budgeted is None:
+            self._budgeted = PORTFOLIO_ENDPOINT in self.msgbus.endpoints()
+        if not self._budgeted:
             return True
         apr = carry.expected_net_apr(self.rules, self._view())
         if apr is None:

@@ -88,3 +88,33 @@ def test_bands_moved_after_they_were_added_are_followed_even_by_a_handler_for_th
     watch.remove(venue)
     _publish(bus, BTC, 55_000.0)  # the removed band no longer narrows the watch
     assert len(seen) == 3
+
+
+def test_the_watch_is_on_the_bus_only_while_some_band_could_want_a_mark():
+    bus, seen = _bus(), []
+    topic = f"data.mark_prices.{BTC.venue}.{BTC.symbol}"
+    venue, guard = MarkBand(), MarkBand()  # flat: quiet for every price
+    watch = mark_watch(bus, BTC)
+    watch.add(venue, lambda m, px: seen.append(("venue", px)), priority=10)
+    watch.add(guard, lambda m, px: seen.append(("guard", px)))
+    assert not watch.subscribed and not bus.has_subscribers(topic)
+    _publish(bus, BTC, 40_000.0)
+    assert seen == []
+    venue.wake()  # a position opened: the venue publishes its state at the next mark
+    assert watch.subscribed and bus.has_subscribers(topic)
+    _publish(bus, BTC, 40_000.0)
+    assert seen == [("venue", 40_000.0)]
+    venue.set_quiet(-math.inf, 50_000.0)
+    venue.rest()  # held, safe below its liquidation price: still watched
+    _publish(bus, BTC, 51_000.0)
+    assert seen[-1] == ("venue", 51_000.0) and watch.subscribed
+    venue.set_quiet(-math.inf, math.inf)  # flat again
+    assert not watch.subscribed and not bus.has_subscribers(topic)
+    _publish(bus, BTC, 60_000.0)
+    assert len(seen) == 2
+    guard.wake()  # the strategy has work at the next mark (a restart to resume)
+    _publish(bus, BTC, 60_000.0)
+    assert seen[-1] == ("guard", 60_000.0)
+    watch.remove(guard)
+    watch.remove(venue)
+    assert not bus.has_subscribers(topic)

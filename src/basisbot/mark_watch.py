@@ -9,7 +9,8 @@ kept current by its owner whenever what it depends on changes, never recomputed 
 do at the next mark whatever its price `wake`s its band, and `rest`s it once done.
 
 The watch is found through the message bus (an endpoint per instrument), so the venue module and the strategy need
-not know of each other; whoever comes first creates it and subscribes it to the instrument's mark topic.
+not know of each other; whoever comes first creates it. It is subscribed to the instrument's mark topic only while a
+band is not quiet for every price (a flat symbol's marks are not passed to Python at all).
 """
 
 from __future__ import annotations
@@ -68,13 +69,17 @@ class MarkBand:
 class MarkWatch:
     """The bands watching one instrument's marks and the one handler that tests them."""
 
-    def __init__(self) -> None:
+    def __init__(self, msgbus=None, topic: str | None = None) -> None:
         self._entries: list[tuple[int, int, MarkBand, MarkHandler]] = []
         self._seq = 0
         self._calls: tuple[tuple[MarkBand, MarkHandler], ...] = ()
         # the marks no watcher needs: inside every band (kept by the bands as they move). A mark inside costs one
         # test; one outside is tested against each band, as they stand then.
         self.low, self.high = EVERY_MARK_QUIET
+        # on the message bus (`mark_watch`): subscribed to the marks only while some band could want one; while every
+        # band is quiet for every price (nothing held, nothing to resume) the marks are not even passed here
+        self._msgbus, self._topic = msgbus, topic
+        self._subscribed = False
 
     def add(self, band: MarkBand, handler: MarkHandler, priority: int = 0) -> None:
         """Watch with `band`, calling `handler` for the marks outside it (again with the same band: replaced)."""
@@ -97,6 +102,18 @@ class MarkWatch:
         bands = [b for b, _ in self._calls]
         self.low = max((b.low for b in bands), default=EVERY_MARK_QUIET[0])
         self.high = min((b.high for b in bands), default=EVERY_MARK_QUIET[1])
+        if self._msgbus is not None:
+            wanted = (self.low, self.high) != EVERY_MARK_QUIET
+            if wanted and not self._subscribed:
+                self._msgbus.subscribe(self._topic, self.on_mark, priority=WATCH_PRIORITY)
+            elif self._subscribed and not wanted:
+                self._msgbus.unsubscribe(self._topic, self.on_mark)
+            self._subscribed = wanted
+
+    @property
+    def subscribed(self) -> bool:
+        """Whether the marks reach this watch (some band could want one)."""
+        return self._subscribed
 
     def watchers(self) -> int:
         return len(self._calls)
@@ -115,14 +132,13 @@ def _endpoint(instrument_id) -> str:
 
 
 def mark_watch(msgbus, instrument_id) -> MarkWatch:
-    """The watch of this instrument's marks on this message bus, created (and subscribed) on first use."""
+    """The watch of this instrument's marks on this message bus, created on first use."""
     endpoint = _endpoint(instrument_id)
     if endpoint not in msgbus.endpoints():
-        watch = MarkWatch()
+        # subscribed to the instrument's marks by its first band that is not quiet for every price
+        watch = MarkWatch(msgbus, f"data.mark_prices.{instrument_id.venue}.{instrument_id.symbol}")
         # the endpoint answers with the watch itself (nothing else is ever sent to it)
         msgbus.register(endpoint, lambda reply: reply(watch))
-        msgbus.subscribe(f"data.mark_prices.{instrument_id.venue}.{instrument_id.symbol}", watch.on_mark,
-                         priority=WATCH_PRIORITY)
     box: list[MarkWatch] = []
     msgbus.send(endpoint, box.append)
     return box[0]
