@@ -3,6 +3,7 @@ modules of `perp_venue`, one `BasisCarryStrategy` per enabled symbol, and the re
 
 from __future__ import annotations
 
+import gc
 import sys
 import time
 from dataclasses import dataclass, field
@@ -244,10 +245,17 @@ def run_prepared(p: Prepared, *, progress: bool = False) -> BacktestResult:
             compounding=pf.compounding, venues=[SPOT_VENUE.value, PERP_VENUE.value]))
         engine.add_actor(budget)
 
-    t0 = time.perf_counter()
-    engine.run(end=pd.Timestamp(p.last.value + 60_000_000_000, tz="UTC"))  # past the last hour: final sample
-    recorder.finish(int(p.last.value))  # derives the recorder's per-symbol rows: part of the run's time
-    run_seconds = time.perf_counter() - t0
+    # Everything built so far lives through the whole run (the replayed data, the engine, the strategies): frozen out
+    # of the garbage collector's generations for it, so a full collection during the run walks only what the run
+    # made (the 2-year quick start: 0.1 s instead of 0.4 s). freeze and unfreeze move lists, nothing is walked.
+    gc.freeze()
+    try:
+        t0 = time.perf_counter()
+        engine.run(end=pd.Timestamp(p.last.value + 60_000_000_000, tz="UTC"))  # past the last hour: final sample
+        recorder.finish(int(p.last.value))  # derives the recorder's per-symbol rows: part of the run's time
+        run_seconds = time.perf_counter() - t0
+    finally:
+        gc.unfreeze()
     if progress:
         sys.stderr.write("\n")
     last_ts = recorder.equity_rows[-1][0] if recorder.equity_rows else 0
