@@ -193,6 +193,8 @@ def build_engine(p: Prepared, *, simulate_perp: bool = True) -> tuple[BacktestEn
         starting_balances=[Money(bt.perp_balance_usdt, USDT)], fee_model=MakerTakerFeeModel(),
         margin_model=StandardMarginModel(), default_leverage=Decimal(1), modules=perp_modules,
     )
+    for m in perp_modules:
+        m.detach_from_loop()  # settlements by time alert; margin work on marks, position events and requests
     for s in p.enabled:
         engine.add_instrument(p.spot_insts[s])
         engine.add_instrument(p.perp_insts[s])

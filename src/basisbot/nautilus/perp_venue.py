@@ -9,11 +9,12 @@
   perp position pays or receives -position_qty × mark_price × rate, credited once to the perp account (and to the
   isolated wallet). Paper trading plugs its own funding module (on the live settlement times) beside it instead.
 - `SpotCollateralModule` (spot venue): gives the ledger a handle on the spot account, so margin transfers move real
-  balance between the two simulated accounts (nothing is created from nothing). It has no per-event work
-  (`detach_from_loop` takes it out of the exchange's per-event calls).
+  balance between the two simulated accounts (nothing is created from nothing).
 
-The modules share one `PerpLedger`. They run inside the engine's loop (`process` after each data point, handlers on
-the message bus), so all state changes are ordered with the market data and the strategy's orders.
+Neither has per-data-point work: `detach_from_loop` takes them out of the exchange's per-data-point calls.
+
+The modules share one `PerpLedger`. They run inside the engine's loop (time alerts, handlers on the message bus),
+so all state changes are ordered with the market data and the strategy's orders.
 """
 
 from __future__ import annotations
@@ -231,7 +232,9 @@ class PerpMarginModule(SimulationModule):
     `settlements[symbol]` is a time-ordered list of (sim_ts_ns, exact_ts_ns, rate). sim_ts is the time the engine
     applies it: the exact time, or just after the top of the hour the settlement belongs to when the exchange's
     jitter put it a few ms before (so the mark price used is the one at the settlement, never an hour stale). Each is
-    applied once, after the first data point at or past sim_ts, to every open perp position.
+    applied once, to every open perp position, by a time alert at sim_ts: the engine runs it after the data points
+    at sim_ts (the feed puts the settlement's own funding update there) and the venue's processing of them, before
+    any later one. The module has no per-data-point work (`detach_from_loop`).
     """
 
     def __init__(self, ledger: PerpLedger, settlements: dict[str, list[tuple[int, int, float]]] | None = None):
@@ -241,14 +244,14 @@ class PerpMarginModule(SimulationModule):
         self.settlements = settlements or {}
         self._next = {s: 0 for s in self.settlements}
         self._due = self._earliest()
-        self._parking = False
         self._alerts = 0
-        # nautilus' test clock keeps every alert's callback for good: one bound method each, made once
-        self._on_leave, self._on_rejoin = self._leave_loop, self._rejoin_loop
+        # nautilus' test clock keeps every alert's callback for good: one bound method, made once
+        self._on_due = self._settle_due
 
     def register_venue(self, exchange) -> None:
         super().register_venue(exchange)
         self.ledger.perp_exchange = exchange
+        self._alert_due()
         self.ledger.marks = self._marks
         self.msgbus.register(ADJUST_MARGIN_ENDPOINT, self._on_adjust_margin)
         # Event-driven: react to the perp's mark prices (before the strategies: priority) and to position events,
@@ -276,14 +279,25 @@ class PerpMarginModule(SimulationModule):
         pending = [ev[self._next[s]][0] for s, ev in self.settlements.items() if self._next[s] < len(ev)]
         return min(pending) if pending else 2**63
 
+    def detach_from_loop(self) -> None:
+        """Leave the exchange's per-data-point calls (`process`): the funding settlements come by time alert, the
+        margin work with marks, position events and margin requests."""
+        modules = self.exchange.modules
+        if self in modules:
+            modules.remove(self)
+
     def process(self, ts_now: int) -> None:
-        """Called after every data point while in the exchange's loop: funding settlements only (the margin work
-        happens on mark prices, position events and margin requests). Between settlements the module leaves the loop
-        (`_park`), so most data points cost nothing here."""
-        if ts_now < self._due:
-            if self.settlements:
-                self._park(ts_now)
-            return
+        pass
+
+    def _alert_due(self) -> None:
+        """A time alert at the next settlement due (if any)."""
+        if self._due < 2**63 and self.exchange is not None:
+            self._alerts += 1
+            self.clock.set_time_alert_ns(f"PerpMarginModule-settle-{self._alerts}", self._due, self._on_due)
+
+    def _settle_due(self, event) -> None:
+        """Apply every settlement due by now (those of several symbols at one time together), then wait for the next."""
+        ts_now = event.ts_event
         total = None
         for symbol, events in self.settlements.items():
             i = self._next[symbol]
@@ -298,34 +312,7 @@ class PerpMarginModule(SimulationModule):
             # the balance is exactly what one adjustment per payment gives)
             self.exchange.adjust_account(total)
         self._due = self._earliest()
-        self._park(ts_now)
-
-    def _park(self, ts_now: int) -> None:
-        """Nothing is due before the next settlement: leave the exchange's per-data-point calls until just before it.
-        The engine runs a time alert at t before the first data point later than t, so a module back in the loop at
-        due - 1 is called after the first data point at or past `due`, exactly as if it had never left. Leaving and
-        rejoining happen in time alerts (never while the exchange iterates its modules)."""
-        if self._parking or self._due - 1 <= ts_now + 1:
-            return
-        self._parking = True
-        self._alerts += 1
-        self.clock.set_time_alert_ns(f"PerpMarginModule-leave-{self._alerts}", ts_now + 1, self._on_leave)
-
-    def _leave_loop(self, event) -> None:
-        self._parking = False
-        if self._due - 1 <= event.ts_event:
-            return  # due already: stay
-        modules = self.exchange.modules
-        if self in modules:
-            modules.remove(self)
-        if self._due < 2**63:
-            self._alerts += 1
-            self.clock.set_time_alert_ns(f"PerpMarginModule-rejoin-{self._alerts}", self._due - 1, self._on_rejoin)
-
-    def _rejoin_loop(self, event) -> None:
-        modules = self.exchange.modules
-        if self not in modules:
-            modules.append(self)
+        self._alert_due()
 
     def _settle(self, symbol: str, event: tuple[int, int, float]) -> Money | None:
         """Book one settlement (ledger, isolated wallet); returns the payment for the account, None when flat."""
@@ -528,6 +515,4 @@ class PerpMarginModule(SimulationModule):
             b.reset()
         self._next = {s: 0 for s in self.settlements}
         self._due = self._earliest()
-        self._parking = False
-        if self.exchange is not None:
-            self._rejoin_loop(None)
+        self._alert_due()
