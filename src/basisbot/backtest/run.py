@@ -257,7 +257,7 @@ def run_prepared(p: Prepared, *, progress: bool = False) -> BacktestResult:
 
     # Everything built so far lives through the whole run (the replayed data, the engine, the strategies): frozen out
     # of the garbage collector's generations for it, so a full collection during the run walks only what the run
-    # made (the 2-year quick start: 0.1 s instead of 0.4 s). freeze and unfreeze move lists, nothing is walked.
+    # made (the 2-year quick start: 0.02-0.04 s instead of 0.4 s). freeze and unfreeze move lists, walk nothing.
     gc.freeze()
     try:
         t0 = time.perf_counter()
