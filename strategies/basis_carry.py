@@ -74,7 +74,7 @@ class BasisCarryStrategy(TwoLegStrategy):
         self._vol_hour = -1
         self._scale = 1.0  # notional scale from the capital budget (compounding)
         self._budget_said: bool | None = None
-        self._budgeted: bool | None = None  # whether a capital budget ([portfolio]) ranks this symbol (on first use)
+        self._budget: bool | None = None  # whether a capital budget ranks this symbol (`_budgeted`, on first use)
         self._guard_event_pending: GuardEvent | None = None
         self._failed_entries = 0  # entries in a row that did not complete
         self._entry_after_ns = 0  # no new entry before (backoff after failed entries)
@@ -121,14 +121,12 @@ class BasisCarryStrategy(TwoLegStrategy):
 
     def on_funding_rate(self, update: FundingRateUpdate) -> None:
         self.predicted_rate = float(update.rate)
-        mark = self.cache.mark_price(self.perp_id)
-        if self._budgeted is None:  # a capital budget is there from the start, or never
-            self._budgeted = PORTFOLIO_ENDPOINT in self.msgbus.endpoints()
-        if self._budgeted and mark is not None:  # the budget's bid needs the volatility (nothing else reads it)
+        mark = self.mark
+        if mark is not None and self._budgeted():  # the budget's bid needs the volatility (nothing else reads it)
             hour = update.ts_event // HOUR_NS
             if hour != self._vol_hour:
                 self._vol_hour = hour
-                self.vol.on_price(mark.value.as_double())
+                self.vol.on_price(mark)
         interval = update.interval
         if interval:
             self.interval_minutes = int(interval)
@@ -193,11 +191,16 @@ class BasisCarryStrategy(TwoLegStrategy):
             if self.phase is Phase.IN_CARRY:
                 self.settlements_held += 1
 
+    def _budgeted(self) -> bool:
+        """Whether a capital budget ([portfolio]) ranks this symbol: there from the start, or never (looked up once:
+        `msgbus.endpoints()` builds a list on every call)."""
+        if self._budget is None:
+            self._budget = PORTFOLIO_ENDPOINT in self.msgbus.endpoints()
+        return self._budget
+
     def _budget_allows(self, held: bool) -> bool:
         """With a capital budget ([portfolio]), whether this symbol's carry ranks among those the capital holds now."""
-        if self._budgeted is None:
-            self._budgeted = PORTFOLIO_ENDPOINT in self.msgbus.endpoints()
-        if not self._budgeted:
+        if not self._budgeted():
             return True
         apr = carry.expected_net_apr(self.rules, self._view())
         if apr is None:

@@ -47,10 +47,11 @@ class ProbedRecorder(BacktestRecorder):
             marks[symbol] = mark = mp.value.as_double()
             if mp.ts_event == ts:
                 fr = self.cache.funding_rate(perp_id)
-                seen = [k for k_ts, k in self._margin_at[symbol] if k_ts <= t]
-                legs = self._legs[symbol]
+                seen = [k for k, st in enumerate(self._margin_seen) if st.symbol == symbol]  # all heard by now
+                legs = self._legs_at[symbol]  # the legs the recorder has heard by now
+                spot, perp = legs[-1][1:3] if legs else (0, 0)
                 self.probe_state.append((ts, symbol, spot_px[symbol], mark, None if fr is None else float(fr.rate),
-                                         seen[-1] if seen else None, float(legs["spot"]), float(legs["perp"])))
+                                         seen[-1] if seen else None, float(spot), float(perp)))
         for symbol, spot_id in zip(self.symbols, self.spot_ids):
             base = self.cache.instrument(spot_id).base_currency
             bal = spot_acct.balance_total(base)

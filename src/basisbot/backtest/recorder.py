@@ -60,16 +60,13 @@ class BacktestRecorder(Actor):
         self._rates = {sym: rates.get(sym, none) for sym in self.symbols}
         self.equity_rows: list[tuple] = []
         self.state_rows: list[tuple] = []  # filled by `finish`
-        # the margin states as published, and per symbol the (time, index) of each
-        self._margin_seen: list[PerpMarginState] = []
-        self._margin_at: dict[str, list[tuple[int, int]]] = {s: [] for s in self.symbols}
+        self._margin_seen: list[PerpMarginState] = []  # the margin states as published, in order
         # the one-leg invariant, observed from the positions the venues' fills made (not from the strategy's view)
         self.hedge = {s: HedgeMonitor(s, step, ratio) for s, step, ratio
                       in zip(self.symbols, config.perp_steps or ["1"] * len(self.symbols),
                              config.hedge_ratios or ["1"] * len(self.symbols))}
         self._leg_of = {i: (s, "spot") for s, i in zip(self.symbols, self.spot_ids)}
         self._leg_of.update({i: (s, "perp") for s, i in zip(self.symbols, self.perp_ids)})
-        self._legs = {s: {"spot": ZERO, "perp": ZERO} for s in self.symbols}
         # per symbol, each change of the legs: (time, spot, perp, the open perp's (signed qty, average open) or None)
         self._legs_at: dict[str, list[tuple]] = {s: [] for s in self.symbols}
         self._spot_venue, self._perp_venue = Venue(config.spot_venue), Venue(config.perp_venue)
@@ -100,17 +97,17 @@ class BacktestRecorder(Actor):
         if key is None:
             return
         symbol, leg = key
-        legs = self._legs[symbol]
-        legs[leg] = qty = event.quantity.as_decimal() * (-1 if event.signed_qty < 0 else 1)  # exact, signed
+        qty = event.quantity.as_decimal() * (-1 if event.signed_qty < 0 else 1)  # exact, signed
         history = self._legs_at[symbol]
-        perp_open = history[-1][3] if history else None
+        _, spot, perp, perp_open = history[-1] if history else (0, ZERO, ZERO, None)
         if leg == "perp":  # NETTING: one position per instrument; the event carries its state after the fill
-            perp_open = (event.signed_qty, event.avg_px_open) if qty else None
-        history.append((event.ts_event, legs["spot"], legs["perp"], perp_open))
-        self.hedge[symbol].observe(event.ts_event, legs["spot"], legs["perp"])
+            perp, perp_open = qty, ((event.signed_qty, event.avg_px_open) if qty else None)
+        else:
+            spot = qty
+        history.append((event.ts_event, spot, perp, perp_open))
+        self.hedge[symbol].observe(event.ts_event, spot, perp)
 
     def _on_margin(self, st: PerpMarginState) -> None:
-        self._margin_at[st.symbol].append((self.clock.timestamp_ns(), len(self._margin_seen)))
         self._margin_seen.append(st)
 
     def finish(self, ts_ns: int) -> None:
@@ -162,7 +159,7 @@ class BacktestRecorder(Actor):
             r_ts, r_val = self._rates[sym]
             r_val = r_val.tolist()
             i_r = np.searchsorted(r_ts, times[at], side="right") - 1
-            margin_at = self._margin_at[sym]
+            margin_at = [(st.ts_ns, k) for k, st in enumerate(self._margin_seen) if st.symbol == sym]
             i_k = np.searchsorted(np.array([r[0] for r in margin_at], dtype=np.int64), times[at], side="right") - 1
             ks = [margin_at[i][1] if i >= 0 else None for i in i_k.tolist()]
             qty = [(float(r[1]), float(r[2])) for r in legs] + [(0.0, 0.0)]  # -1: none yet

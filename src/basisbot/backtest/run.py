@@ -194,15 +194,13 @@ def build_engine(p: Prepared, *, simulate_perp: bool = True) -> tuple[BacktestEn
         starting_balances=[Money(bt.spot_balance_usdt, USDT)], fee_model=MakerTakerFeeModel(),
         modules=spot_modules,
     )
-    for m in spot_modules:
-        m.detach_from_loop()  # registered (the ledger holds the spot exchange); nothing to do per data point
     engine.add_venue(
         venue=PERP_VENUE, oms_type=OmsType.NETTING, account_type=AccountType.MARGIN, base_currency=USDT,
         starting_balances=[Money(bt.perp_balance_usdt, USDT)], fee_model=MakerTakerFeeModel(),
         margin_model=StandardMarginModel(), default_leverage=Decimal(1), modules=perp_modules,
     )
-    for m in perp_modules:
-        m.detach_from_loop()  # settlements by time alert; margin work on marks, position events and requests
+    for m in spot_modules + perp_modules:
+        m.detach_from_loop()  # registered with their exchanges; nothing to do per data point (`perp_venue`)
     for s in p.enabled:
         engine.add_instrument(p.spot_insts[s])
         engine.add_instrument(p.perp_insts[s])

@@ -198,8 +198,22 @@ class PerpLedger:
         )
 
 
-class SpotCollateralModule(SimulationModule):
-    """Registers the spot exchange with the ledger so margin transfers debit the real spot balance."""
+class _OutOfLoopModule(SimulationModule):
+    """A module with no per-data-point work: registered with its exchange, it can leave the exchange's calls after
+    every data point (`pre_process`/`process`)."""
+
+    def detach_from_loop(self) -> None:
+        modules = self.exchange.modules
+        if self in modules:
+            modules.remove(self)
+
+    def process(self, ts_now: int) -> None:
+        pass
+
+
+class SpotCollateralModule(_OutOfLoopModule):
+    """Registers the spot exchange with the ledger so margin transfers debit the real spot balance (it only hands the
+    ledger the spot exchange)."""
 
     def __init__(self, ledger: PerpLedger):
         super().__init__(SimulationModuleConfig())
@@ -209,16 +223,6 @@ class SpotCollateralModule(SimulationModule):
         super().register_venue(exchange)
         self.ledger.spot_exchange = exchange
 
-    def detach_from_loop(self) -> None:
-        """Leave the spot exchange's per-event calls (`pre_process`/`process` after every data point): this module
-        only hands the ledger the spot exchange, which stays registered."""
-        modules = self.ledger.spot_exchange.modules
-        if self in modules:
-            modules.remove(self)
-
-    def process(self, ts_now: int) -> None:
-        pass
-
     def log_diagnostics(self, logger) -> None:
         pass
 
@@ -226,7 +230,7 @@ class SpotCollateralModule(SimulationModule):
         pass
 
 
-class PerpMarginModule(SimulationModule):
+class PerpMarginModule(_OutOfLoopModule):
     """Isolated wallets, margin requests and liquidations for the perp venue; with `settlements`, funding too.
 
     `settlements[symbol]` is a time-ordered list of (sim_ts_ns, exact_ts_ns, rate). sim_ts is the time the engine
@@ -278,16 +282,6 @@ class PerpMarginModule(SimulationModule):
     def _earliest(self) -> int:
         pending = [ev[self._next[s]][0] for s, ev in self.settlements.items() if self._next[s] < len(ev)]
         return min(pending) if pending else 2**63
-
-    def detach_from_loop(self) -> None:
-        """Leave the exchange's per-data-point calls (`process`): the funding settlements come by time alert, the
-        margin work with marks, position events and margin requests."""
-        modules = self.exchange.modules
-        if self in modules:
-            modules.remove(self)
-
-    def process(self, ts_now: int) -> None:
-        pass
 
     def _alert_due(self) -> None:
         """A time alert at the next settlement due (if any)."""
