@@ -169,6 +169,10 @@ def prepare(settings: Settings, *, config_path: Path | None = None, data_dir: Pa
                     [e[3] for e in merged])
 
 
+def _not_recorded(position_id, realized_pnl, ts_event=None) -> None:
+    """The portfolio analyzer's `record_trade` in a backtest (see `build_engine`)."""
+
+
 def build_engine(p: Prepared, *, simulate_perp: bool = True) -> tuple[BacktestEngine, PerpLedger]:
     """Two venues, instruments and data. `simulate_perp=False` leaves out our funding/margin modules (the bare engine
     the benchmark compares against)."""
@@ -183,6 +187,9 @@ def build_engine(p: Prepared, *, simulate_perp: bool = True) -> tuple[BacktestEn
                                                  message_bus=in_process_message_bus(),
                                                  portfolio=PortfolioConfig(
                                                      min_account_state_logging_interval_ms=ACCOUNT_LOG_INTERVAL_MS)))
+    # nautilus' portfolio hands each closed position's realized PnL to its analyzer, which appends it to a pandas
+    # Series (a concat of the whole series per close) for the post-run analysis that is off here: nothing reads them
+    engine.portfolio.analyzer.record_trade = _not_recorded
     ledger = PerpLedger([
         PerpSymbol(s, p.perp_insts[s].id, p.brackets[s], cfg.leverage, cfg.margin_mode, p.feeds[s].worst)
         for s, cfg in p.enabled.items()
