@@ -4,7 +4,6 @@ always-in earns in the same engine, and no symbol loses more than 1% of its noti
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest

@@ -16,7 +16,6 @@ import textwrap
 import time
 from pathlib import Path
 
-import pytest
 
 from tests.helpers.live_node import sim_config, subprocess_env, write_config
 from basisbot.sim import SimServer

@@ -10,7 +10,7 @@ import time
 import ccxt
 import pytest
 
-from tests.helpers.sim_venue import BTC_PERP, BTC_SPOT, admin, run_scenario, state
+from tests.helpers.sim_venue import BTC_PERP, admin, run_scenario, state
 
 ETH_PERP = "ETH/USDT:USDT"
 

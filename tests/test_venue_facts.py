@@ -5,7 +5,6 @@ venue."""
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import json
 from pathlib import Path

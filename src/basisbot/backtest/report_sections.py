@@ -267,7 +267,7 @@ def pnl_section(d: ReportData) -> str:
         series.append(Series(f"− liquidation loss ({last([-v for v in liq])})", ts, [-v for v in liq], COLORS["liq"],
                              step=True, width=1.6))
     chart = svg_chart(series, x_range=d.x_range, markers=d.markers(), include_zero=True, height=300)
-    return (f'<section id="pnl"><h2>Cumulative PnL split (USDT)</h2>'
+    return ('<section id="pnl"><h2>Cumulative PnL split (USDT)</h2>'
             + figure("Funding vs price PnL vs costs", chart,
                       "Cumulative funding from funding.csv, fees from trades.csv, liquidation loss from "
                       "liquidations.csv (each counted from the first hourly snapshot after it); spot + perp price PnL "

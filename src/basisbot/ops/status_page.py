@@ -165,9 +165,9 @@ def _symbol_section(st: dict, now_ns: int) -> str:
     return (f'<section class="sym" id="{_e(sym)}">{head}'
             + (f'<p class="muted">{_e(", ".join(notes))}</p>' if notes else "")
             + f'<table class="kv">{kv}</table><b>PnL split (USDT)</b>{pnl_html}{charts}'
-            f'<b>recent guard actions</b><table class="list guard">'
+            '<b>recent guard actions</b><table class="list guard">'
             + (guard or '<tr><td class="muted">none</td></tr>') + '</table>'
-            f'<b>recent decisions</b><table class="list decisions">'
+            '<b>recent decisions</b><table class="list decisions">'
             + (dec or '<tr><td class="muted">none</td></tr>') + '</table></section>')
 
 

@@ -54,7 +54,7 @@ class SymbolPaths:
         bars = data.bars
         ns = bars.index.tz_convert("UTC").tz_localize(None).values.astype("datetime64[ns]").view(np.int64)
         self.open_ms = (ns // 1_000_000).astype(np.int64)
-        self.n = n = len(self.open_ms)
+        self.n = len(self.open_ms)
         self.first_open = int(self.open_ms[0])
         self.end_ms = int(self.open_ms[-1]) + HOUR_MS - 1
 

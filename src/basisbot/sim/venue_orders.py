@@ -378,7 +378,6 @@ class OrderMatching:
         return o
 
     def _fill_futures(self, o: Order, qty: float, price: float, maker: bool, t: int) -> None:
-        m = self.markets[o.symbol]
         rate = self.cfg.futures_maker_fee if maker else self.cfg.futures_taker_fee
         cost = qty * price
         fee = cost * rate
