@@ -13,7 +13,7 @@ from decimal import Decimal
 import msgspec
 from nautilus_trader.model.data import FundingRateUpdate
 
-from basisbot import carry, guard, margin
+from basisbot import carry, guard, margin, resume
 from basisbot.guard_state import GuardState
 from basisbot.legs import PairStatus
 from basisbot.quantities import ZERO
@@ -190,6 +190,11 @@ class BasisCarryStrategy(TwoLegStrategy):
                           phase=self.phase.value)
             if self.phase is Phase.IN_CARRY:
                 self.settlements_held += 1
+
+    def _resume_rules(self, state: dict) -> None:
+        """Restart: the funding memory, and the prediction still to book, of a run that never stopped (journal)."""
+        self.memory, self._rate_at_decision = resume.resume_funding(
+            state.get("predictions") or (), self.clock.timestamp_ns(), self.cfg.persistence_halflife)
 
     def _budgeted(self) -> bool:
         """Whether a capital budget ([portfolio]) ranks this symbol: there from the start, or never (looked up once:

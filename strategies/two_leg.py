@@ -174,6 +174,8 @@ class TwoLegStrategy(Strategy):
     def _prepare_resume(self) -> None:
         self._restored = self._ask_journal()
         state = self._restored or {}
+        if self._restored is not None:
+            self._resume_rules(self._restored)
         if state.get("settlements_held") is not None:
             self.settlements_held = int(state["settlements_held"])
         pair = state.get("pair") or {}
@@ -188,6 +190,9 @@ class TwoLegStrategy(Strategy):
                                   + int(RESUME_GRACE_S * 1e9))
         self._resume_pending = True
         self.mark_band.wake()
+
+    def _resume_rules(self, state: dict) -> None:
+        """A restart with a journal: what the trading rules kept in memory, restored from `state` (`_ask_journal`)."""
 
     def _resume(self) -> None:
         """Derive the phase from the reconciled positions (called on marks until it has run once).

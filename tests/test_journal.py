@@ -31,6 +31,7 @@ from nautilus_trader.test_kit.stubs.execution import TestExecStubs
 from nautilus_trader.trading.strategy import Strategy
 
 from basisbot import reference
+from basisbot.carry import FundingMemory
 from basisbot.nautilus.instruments import PERP_VENUE, SPOT_VENUE, make_perp, make_spot
 from basisbot.journal import EXPORT_ORDER, Journal, JournalReader, expected_funding, funding_mismatch
 from basisbot.journal_actor import (
@@ -40,8 +41,10 @@ from basisbot.journal_actor import (
     JournalActorConfig,
     classify_instrument,
 )
+from basisbot.nautilus.strategy_config import strategy_config
 from basisbot.settings import load_settings
 from basisbot.status import journal_main, render_status, status_main
+from strategies.basis_carry import BasisCarryStrategy
 from basisbot.venue_messages import (
     JOURNAL_TOPIC,
     RESTORE_ENDPOINT,
@@ -51,6 +54,7 @@ from basisbot.venue_messages import (
     margin_topic,
 )
 
+ROOT = Path(__file__).resolve().parents[1]
 NS = 1_000_000_000
 M = 60 * NS
 T0 = pd.Timestamp("2023-01-01", tz="UTC").value
@@ -409,6 +413,70 @@ def test_actor_on_a_backtest_engine(tmp_path):
         assert data["decisions"][-1]["action"] == "enter" and data["guard"][-1]["reason"] == "test warn"
     stats = actor.journal.latency_stats()
     assert stats["writes"] > 20 and actor.errors == 0
+
+
+
+def test_restart_restores_the_funding_memory_a_run_that_never_stopped_holds(tmp_path):
+    """The strategy's funding memory (the persistent level its entry and exit rules blend in) survives a restart: a
+    run observes each settlement's pre-settlement prediction at its booking; the restarted strategy rebuilds the same
+    memory, float for float, from the journal (and keeps the prediction of the settlement still ahead for its
+    booking). Real rates and intervals: SOLUSDT's settlements of December 2022, journaled as the strategy does, with
+    a stretch the bot was down (nothing journaled) and a settlement it booked without having decided on it (it
+    started in between)."""
+    rows = []
+    with open(ROOT / "backtests/data/binance/SOLUSDT_funding_2022-2023.csv") as f:
+        for r in csv.DictReader(f):
+            ts = pd.Timestamp(r["datetime"]).value
+            if T0 - 31 * 24 * 60 * M <= ts < T0 + 8 * 60 * M:
+                rows.append((ts, float(r["funding_rate"])))
+    settlements = []  # (settlement_ns, rate, interval_minutes, decided, booked)
+    for i, (ts, rate) in enumerate(rows[:-1]):
+        interval = 480 if i == 0 else round((ts - rows[i - 1][0]) / (60 * M)) * 60
+        if 40 <= i < 45:
+            continue  # the bot was down
+        settlements.append((ts, rate, interval, i != 50, True))  # 50: started after its decision, before its booking
+    # the settlement still ahead at the restart (T0): decided on before the stop, not booked
+    settlements.append((T0 + 5 * M, rows[-1][1], 480, True, False))
+
+    path = tmp_path / "var" / "journal.sqlite"
+    prior = Journal(path)
+    events = []
+    for ts, rate, interval, decided, booked in settlements:
+        if decided:
+            prior.record(JournalRecord("prediction", "BTCUSDT", ts - 10 * M, {
+                "settlement_ns": ts, "predicted_rate": rate, "interval_minutes": interval, "position_qty": -0.5,
+                "mark": 16000.0}))
+            events.append((ts - 10 * M, "decision", rate, interval))
+        if booked:
+            prior.record(JournalRecord("booking", "BTCUSDT", ts + M, {
+                "settlement_ns": ts, "predicted_rate": rate, "position_qty": -0.5, "phase": "in_carry"}))
+            events.append((ts + M, "booking", None, None))
+    prior.close()
+
+    settings = load_settings(ROOT / "config/basisbot.toml")
+    strat = BasisCarryStrategy(strategy_config(settings, "BTCUSDT", str(SPOT.id), str(PERP.id), None,
+                                               table=reference.brackets()["BTCUSDT"]))
+    # the run that never stopped, as the strategy's jobs do it: a decision holds its prediction, the booking after
+    # the settlement feeds it to the memory
+    run, held = FundingMemory(strat.cfg.persistence_halflife), None
+    for t, kind, rate, interval in sorted(events):
+        if t > T0:
+            break
+        if kind == "decision":
+            held = (rate, interval / 60)
+        elif held is not None:
+            run.observe(*held)
+            held = None
+    assert run.count == len(rows) - 1 - 5 - 1 and held == (rows[-1][1], 8.0)
+
+    eng = _engine()  # its data starts at T0: the restart
+    eng.add_actor(JournalActor(JournalActorConfig(journal_path=str(path), instruments={
+        "BTCUSDT": [str(SPOT.id), str(PERP.id)]})))
+    eng.add_strategy(strat)
+    eng.run()
+    eng.dispose()
+    assert strat.memory.count == run.count and strat.memory.hourly == run.hourly
+    assert strat._rate_at_decision == held
 
 
 def _standalone_actor(tmp_path):

@@ -120,9 +120,19 @@ class JournalReader:
             [symbol, since]).fetchone()
         return int(row[0])
 
+    def settlement_predictions(self, symbol: str) -> list[tuple[int, float, int]]:
+        """(settlement_ts, predicted_rate, interval_minutes) of every settlement the strategy decided on (its
+        pre-settlement prediction was journaled), in settlement order: what its funding memory is fed."""
+        if not self._has("funding"):
+            return []
+        return [(int(t), float(r), int(m)) for t, r, m in self.db.execute(
+            "SELECT settlement_ts, predicted_rate, interval_minutes FROM funding WHERE symbol = ? "
+            "AND predicted_ts IS NOT NULL AND predicted_rate IS NOT NULL AND interval_minutes > 0 "
+            "ORDER BY settlement_ts", [symbol])]
+
     def restore_state(self, symbol: str) -> dict | None:
-        """What a restarting strategy needs: {phase, settlements_held, pair, position}, or None if the journal has
-        nothing for the symbol."""
+        """What a restarting strategy needs: {phase, settlements_held, pair, position, predictions}, or None if the
+        journal has nothing for the symbol."""
         pair = self.latest_pair(symbol)
         position = self.latest_position(symbol)
         if pair is None and position is None and symbol not in self.symbols():
@@ -135,6 +145,7 @@ class JournalReader:
                 "pair_id", "intent", "status", "targets", "filled", "history", "done", "completed", "started_ts",
                 "ts_last")},
             "position": position,
+            "predictions": self.settlement_predictions(symbol),
         }
 
     def latest_mark(self, symbol: str) -> dict | None:

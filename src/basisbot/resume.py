@@ -8,6 +8,9 @@
   within the slippage band of the held leg's entry price (a catch-up that fails unwinds the held leg, per
   `basisbot.legs`); otherwise unwind it.
 Orders sent before the restart are never sent again: the exchange has them or not.
+
+The funding memory (`carry.FundingMemory`) is rebuilt from the journal's pre-settlement predictions as a run that
+never stopped would hold it (`resume_funding`).
 """
 
 from __future__ import annotations
@@ -58,3 +61,18 @@ def plan_resume(spot, perp, *, hedge_ratio, spot_lot, perp_lot, intent: str | No
         return ResumePlan("in_carry", "unwind", f"resume: {held}: the missing leg rounds to zero")
     return ResumePlan("entering", "catch_up", f"{held}: completing the entry with the {missing} leg (within the "
                                               "slippage band)", leg, spot_t, perp_t)
+
+
+def resume_funding(predictions, now_ns: int, halflife: float) -> tuple[carry.FundingMemory, tuple[float, float] | None]:
+    """The funding memory a run that never stopped would hold at `now_ns`, and the prediction it would still have to
+    book. `predictions`: (settlement_ns, predicted_rate, interval_minutes) of each settlement decided on, in settlement
+    order (the journal's). A run observes each settlement's prediction at its booking, just after the settlement:
+    those of settlements already past are observed here, in order; the one of a settlement still ahead (decided on
+    before the stop) is returned to be observed at its booking, as the run would have."""
+    memory, pending = carry.FundingMemory(halflife), None
+    for settlement_ns, rate, interval_minutes in predictions:
+        if settlement_ns <= now_ns:
+            memory.observe(rate, interval_minutes / 60)
+        else:
+            pending = (rate, interval_minutes / 60)
+    return memory, pending
