@@ -138,6 +138,26 @@ def test_round_trip_and_replay_is_idempotent(tmp_path):
         assert r.export("json") == first
 
 
+
+def test_settlements_held_counts_those_that_fell_while_the_bot_was_down(tmp_path):
+    """A restart's minimum-hold count: the settlements booked in carry since the entry, and those the bot was down for
+    (never booked) on which the exchange's income history shows a payment; not a settlement before the entry, not one
+    with no payment (nothing held), not one the bot booked outside the carry."""
+    j = Journal(tmp_path / "j.sqlite")
+    _replay(j)  # entry at T0, booked in carry at T0 + 1 h
+    assert j.settlements_held("BTCUSDT") == 1
+    h = 60 * M
+    for ts, payment in ((T0 + 9 * h + 2_000_000, -0.7), (T0 + 17 * h + 1_000_000, 0.9),  # down: income only
+                        (T0 + 25 * h, 0.0),  # no payment: no position
+                        (T0 - 7 * h, 1.1)):  # before the entry
+        j.record_funding_settled("BTCUSDT", ts, rate=1e-4, payment=payment, source="binance:income")
+    j.record(JournalRecord("booking", "BTCUSDT", T0 + 33 * h + M, {
+        "settlement_ns": T0 + 33 * h, "predicted_rate": 1e-4, "position_qty": -0.5, "phase": "exiting"}))
+    j.record_funding_settled("BTCUSDT", T0 + 33 * h, rate=1e-4, payment=1.0, source="binance:income")
+    assert j.settlements_held("BTCUSDT") == 3
+    assert j.restore_state("BTCUSDT")["settlements_held"] == 3
+    j.close()
+
 def test_order_status_never_moves_back_and_partial_fills(tmp_path):
     j = Journal(tmp_path / "j.sqlite")
     j.record_order("O-9", ts=1, status="submitted", qty=1.0, symbol="ETHUSDT", leg="perp", side="SELL")

@@ -268,7 +268,8 @@ class Journal(JournalReader):
 
     def record_booking(self, symbol: str, settlement_ts: int, *, ts: int, phase: str | None,
                        position_qty: float | None, predicted_rate: float | None = None) -> None:
-        """The strategy's booking after the settlement (counts toward `settlements_held` when phase is in_carry)."""
+        """The strategy's booking after the settlement (counts toward `settlements_held` when phase is in_carry; a
+        settlement never booked counts when the exchange paid funding on it: `JournalReader.settlements_held`)."""
         self._timed(self._booking, symbol, settlement_ts, ts, phase, position_qty, predicted_rate)
 
     def _booking(self, symbol, settlement_ts, ts, phase, position_qty, predicted_rate) -> None:

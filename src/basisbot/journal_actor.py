@@ -20,9 +20,9 @@ transaction, ~0.1 ms; see `Journal.latency_stats()`):
   (`Journal.bind_loop`); a message delivered on another thread (a strategy handler run by a nautilus live-clock
   time alert is on a Rust/tokio thread, an APScheduler job in its thread pool, an executor callback...) is handed to
   the loop with ``call_soon_threadsafe`` and handled there, in order: no journal write ever runs off the loop.
-- `RESTORE_ENDPOINT` `RestoreRequest` → `req.reply({"phase", "settlements_held", "pair", "position"})` (or None when
-  the journal knows nothing of the symbol). Actors start before strategies, so the endpoint is there when a strategy's
-  `on_start` asks.
+- `RESTORE_ENDPOINT` `RestoreRequest` → `req.reply({"phase", "settlements_held", "pair", "position",
+  "predictions"})` (or None when the journal knows nothing of the symbol). Actors start before strategies, so the
+  endpoint is there when a strategy's `on_start` asks.
 """
 
 from __future__ import annotations

@@ -108,7 +108,10 @@ class JournalReader:
         return "in_carry"
 
     def settlements_held(self, symbol: str) -> int:
-        """Settlements booked while in carry since the last entry started (the strategy's `settlements_held`)."""
+        """Settlements held in carry since the last entry started (the strategy's `settlements_held`): those the
+        strategy booked in carry, and those that fell while it was down (never booked) on which the exchange paid or
+        charged funding (the income history the execution client reads at start). Without the latter a restart
+        after a downtime would hold a carry past its minimum through negative funding."""
         if not self._has("funding"):
             return 0
         enter = self.one("legs", "symbol = ? AND intent = 'enter'", [symbol], order_by="ts DESC, rowid DESC")
@@ -116,8 +119,9 @@ class JournalReader:
             return 0
         since = self.one("legs", "pair_id = ?", [enter["pair_id"]], order_by="ts, rowid")["ts"]
         row = self.db.execute(
-            "SELECT COUNT(*) FROM funding WHERE symbol = ? AND booked_phase = 'in_carry' AND booked_ts > ?",
-            [symbol, since]).fetchone()
+            "SELECT COUNT(*) FROM funding WHERE symbol = ? AND ((booked_phase = 'in_carry' AND booked_ts > ?) "
+            "OR (booked_ts IS NULL AND settlement_ts > ? AND COALESCE(settled_payment, 0) != 0))",
+            [symbol, since, since]).fetchone()
         return int(row[0])
 
     def settlement_predictions(self, symbol: str) -> list[tuple[int, float, int]]:
