@@ -35,6 +35,7 @@ from basisbot.carry import FundingMemory
 from basisbot.nautilus.instruments import PERP_VENUE, SPOT_VENUE, make_perp, make_spot
 from basisbot.journal import EXPORT_ORDER, Journal, JournalReader, expected_funding, funding_mismatch
 from basisbot.journal_actor import (
+    FUNDING_PUBLISHED_ENDPOINT,
     FUNDING_SETTLED_TOPIC,
     FundingSettled,
     JournalActor,
@@ -506,6 +507,29 @@ def _standalone_actor(tmp_path):
     actor.start()
     return actor, msgbus, cache
 
+
+
+def test_actor_journals_at_start_the_settlements_read_while_connecting(tmp_path):
+    """A live node's execution client reads the income of the settlements that fell while the node was down as it
+    connects, before actors start (what it publishes then reaches no journal): the journal asks for them when it
+    starts, so the restore the strategies ask for next counts them as held."""
+    path = tmp_path / "j.sqlite"
+    prior = Journal(path)
+    _replay(prior)  # an entry at T0 and one settlement booked in carry
+    prior.close()
+    msgbus, cache = TestComponentStubs.msgbus(), TestComponentStubs.cache()
+    read = [FundingSettled("BTCUSDT", T0 + 9 * 60 * M + 2_000_000, 1e-4, -1.0, "binance:income:7", position_qty=-0.5),
+            FundingSettled("BTCUSDT", T0 + 17 * 60 * M + 1_000_000, 1e-4, -1.0, "binance:income:8", position_qty=-0.5)]
+    msgbus.register(FUNDING_PUBLISHED_ENDPOINT, lambda handler: [handler(m) for m in read])
+    actor = JournalActor(JournalActorConfig(journal_path=str(path), capture_settlement_marks=False))
+    actor.register_base(TestComponentStubs.portfolio(), msgbus, cache, TestClock())
+    actor.start()
+    replies: list = []
+    msgbus.send(RESTORE_ENDPOINT, RestoreRequest("BTCUSDT", replies.append))
+    assert replies[0]["settlements_held"] == 3
+    assert [(r["settled_payment"], r["source"]) for r in actor.journal.rows("funding", order_by="settlement_ts")][1:] \
+        == [(-1.0, "binance:income:7"), (-1.0, "binance:income:8")]
+    actor.stop()
 
 def test_actor_with_stub_events_replayed_twice(tmp_path):
     actor, bus, cache = _standalone_actor(tmp_path)

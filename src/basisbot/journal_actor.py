@@ -15,7 +15,9 @@ transaction, ~0.1 ms; see `Journal.latency_stats()`):
   at or before T are captured as the ones the exchange uses;
 - `FUNDING_SETTLED_TOPIC` `FundingSettled` (published by the live execution client after it reads the exchange's
   funding income) → reconciled against the predicted row: expected = -position_qty × mark × settled rate, a difference
-  above both tolerances (`funding_abs_tol` USDT and `funding_rel_tol` relative) is flagged and logged as a warning;
+  above both tolerances (`funding_abs_tol` USDT and `funding_rel_tol` relative) is flagged and logged as a warning.
+  Those the client published while connecting (before actors start) it reads at start from
+  `FUNDING_PUBLISHED_ENDPOINT`, so that a strategy's restore counts the settlements held while the node was down;
 - Threads: every handler runs on the node's event-loop thread. `on_start` binds the journal to that loop
   (`Journal.bind_loop`); a message delivered on another thread (a strategy handler run by a nautilus live-clock
   time alert is on a Rust/tokio thread, an APScheduler job in its thread pool, an executor callback...) is handed to
@@ -62,6 +64,9 @@ from basisbot.venue_messages import JOURNAL_TOPIC, JournalRecord, PerpMarginStat
 
 
 FUNDING_SETTLED_TOPIC = "basisbot.funding.settled"
+# an execution client answers with the `FundingSettled` it has published, to a callback: the journal reads those of
+# the connection (the settlements that fell while the node was down) when it starts, before a strategy's restore
+FUNDING_PUBLISHED_ENDPOINT = "basisbot.funding.published"
 MARGIN_TOPICS = "basisbot.margin.*"
 NS = 1_000_000_000
 
@@ -193,6 +198,8 @@ class JournalActor(Actor):
         bus.subscribe("events.position.*", self._on_position_event)
         bus.subscribe(MARGIN_TOPICS, self._on_margin_state)
         bus.subscribe(FUNDING_SETTLED_TOPIC, self._on_funding_settled)
+        if FUNDING_PUBLISHED_ENDPOINT in bus.endpoints():  # read while connecting: journaled before the restores
+            bus.send(FUNDING_PUBLISHED_ENDPOINT, self._on_funding_settled)
         if RESTORE_ENDPOINT not in bus.endpoints():
             bus.register(RESTORE_ENDPOINT, self._on_restore)
         else:

@@ -39,6 +39,7 @@ from basisbot.live.exec_orders import OrderCommands, OrderTrack
 from basisbot.live.exec_reports import ReconciliationReports
 from basisbot.live.exec_user_streams import UserStreams
 from basisbot.live.instruments import StaticInstrumentProvider
+from basisbot.live.messages import FUNDING_PUBLISHED_ENDPOINT
 from basisbot.live.venue import VenueSession
 from basisbot.venue_messages import ADJUST_MARGIN_ENDPOINT, Liquidated, MarginAdjusted
 
@@ -132,6 +133,7 @@ class CcxtExecutionClient(OrderCommands, UserStreams, AccountState, MarginOperat
         if self.kind == "perp":
             await self._setup_margin()
             self._msgbus.register(ADJUST_MARGIN_ENDPOINT, self._on_adjust_margin_request)
+            self._msgbus.register(FUNDING_PUBLISHED_ENDPOINT, self._replay_funding_published)
         await self._refresh(publish=True)
         streams = [("orders", self.ex.watch_orders, self._on_orders),
                    ("trades", self.ex.watch_my_trades, self._on_trades),
@@ -153,6 +155,7 @@ class CcxtExecutionClient(OrderCommands, UserStreams, AccountState, MarginOperat
         if self.kind == "perp":
             with contextlib.suppress(Exception):
                 self._msgbus.deregister(ADJUST_MARGIN_ENDPOINT, self._on_adjust_margin_request)
+                self._msgbus.deregister(FUNDING_PUBLISHED_ENDPOINT, self._replay_funding_published)
         for h in list(self._funding_timers.values()) + [h for h in (self._refresh_handle, self._funding_retry) if h]:
             h.cancel()
         for t in self._tasks_bg:

@@ -1,6 +1,7 @@
 """Live execution, funding income: after each settlement (the user stream's FUNDING_FEE account update, the announced
 settlement time + a booking delay, and a slow periodic check) the income history is read and one `FundingSettled` per
-new payment is published on `basisbot.funding.settled`.
+new payment is published on `basisbot.funding.settled`. The ones published so far are handed again to whoever asks
+(`FUNDING_PUBLISHED_ENDPOINT`: the journal, when it starts after the connection's catch-up).
 """
 
 from __future__ import annotations
@@ -16,6 +17,11 @@ from basisbot.live.venue import NS
 class FundingIncome:
     """Funding income: after each settlement the income history is read and one `FundingSettled` per new payment
     published."""
+
+    def _replay_funding_published(self, handler) -> None:
+        """`FUNDING_PUBLISHED_ENDPOINT`: every `FundingSettled` published so far, to `handler`, in order."""
+        for msg in list(self.funding_published):
+            handler(msg)
 
     async def _schedule_funding_checks(self) -> None:
         for iid, sym in self._symbols.items():
