@@ -425,7 +425,7 @@ class BasisNode:
         self._start_reload()
         self._start_restart_tasks()
 
-    # -- after start: venue clock in the journal, settlements read while connecting, unresolved orders ------------
+    # -- after start: venue clock in the journal, unresolved orders -------------------------------------------------
     def _start_restart_tasks(self) -> None:
         from nautilus_trader.common.component import Logger
 
@@ -440,14 +440,6 @@ class BasisNode:
 
             publish_clock(vt._anchor_venue_ns // 1_000_000, vt._anchor_local_ns, vt.speed)
             vt.on_anchor = publish_clock
-        if self.journal is not None:
-            # settlements the execution client read while connecting were published before the journal actor
-            # started (actors start after the clients connect): publish them again (the journal's upsert dedupes)
-            from basisbot.live.messages import FUNDING_SETTLED_TOPIC
-
-            for ec in self.exec_clients.values():
-                for msg in list(getattr(ec, "funding_published", [])):
-                    k.msgbus.publish(FUNDING_SETTLED_TOPIC, msg)
         if self.journal is not None and self.mode == "live":
             from basisbot.live.journal_orders import resolve_unresolved_orders
 
