@@ -145,22 +145,22 @@ class BacktestRecorder(Actor):
         columns = []  # per symbol: the state rows' columns at the hours it has data
         for si, sym in enumerate(self.symbols):
             m_ts, m_px = self._marks[sym]
-            i_m = np.searchsorted(m_ts, times, side="right") - 1
+            i_m = _asof(m_ts, times)
             has_mark = i_m >= 0
-            mark = np.where(has_mark, m_px[np.maximum(i_m, 0)] if len(m_px) else np.nan, np.nan)
+            mark = _at(m_px, i_m, np.nan)
             legs = self._legs_at[sym]
-            i_l = np.searchsorted(np.array([r[0] for r in legs], dtype=np.int64), times, side="right") - 1
+            i_l = _asof(np.array([r[0] for r in legs], dtype=np.int64), times)
             open_qty = np.array([r[3][0] if r[3] is not None else np.nan for r in legs] + [np.nan])[i_l]  # -1: none
             open_px = np.array([r[3][1] if r[3] is not None else np.nan for r in legs] + [np.nan])[i_l]
             ok = has_mark & ~np.isnan(open_qty)
             upnl = np.where(ok, upnl + open_qty * (mark - open_px), upnl)
-            own = has_mark & (np.where(has_mark, m_ts[np.maximum(i_m, 0)] if len(m_ts) else -1, -1) == hours)
+            own = _at(m_ts, i_m, -1) == hours  # the symbol's mark at the hour itself
             at = np.nonzero(own)[0]
             r_ts, r_val = self._rates[sym]
             r_val = r_val.tolist()
-            i_r = np.searchsorted(r_ts, times[at], side="right") - 1
+            i_r = _asof(r_ts, times[at])
             margin_at = [(st.ts_ns, k) for k, st in enumerate(self._margin_seen) if st.symbol == sym]
-            i_k = np.searchsorted(np.array([r[0] for r in margin_at], dtype=np.int64), times[at], side="right") - 1
+            i_k = _asof(np.array([r[0] for r in margin_at], dtype=np.int64), times[at])
             ks = [margin_at[i][1] if i >= 0 else None for i in i_k.tolist()]
             qty = [(float(r[1]), float(r[2])) for r in legs] + [(0.0, 0.0)]  # -1: none yet
             rates = [r_val[i] if i >= 0 else None for i in i_r.tolist()]
@@ -210,24 +210,28 @@ class BacktestRecorder(Actor):
             sys.stderr.flush()
 
 
-def _series(rows: list[tuple[int, float]]) -> tuple[np.ndarray, np.ndarray]:
-    """(times, values) of a time-ordered history of (time ns, value)."""
-    return (np.array([r[0] for r in rows], dtype=np.int64), np.array([r[1] for r in rows], dtype=np.float64))
+def _asof(ts: np.ndarray, times: np.ndarray) -> np.ndarray:
+    """For each time, the index of the last of the time-ordered `ts` at or before it (-1: none)."""
+    return np.searchsorted(ts, times, side="right") - 1
+
+
+def _at(values: np.ndarray, i: np.ndarray, missing) -> np.ndarray:
+    """`values[i]`, `missing` where `i` is -1 (`_asof`: nothing yet)."""
+    return np.where(i >= 0, values[np.maximum(i, 0)] if len(values) else missing, missing)
 
 
 def _values_asof(rows: list[tuple[int, float]], times: np.ndarray) -> np.ndarray:
-    """The value of the last row at or before each time (NaN before the first)."""
-    ts, values = _series(rows)
-    i = np.searchsorted(ts, times, side="right") - 1
-    return np.where(i >= 0, values[np.maximum(i, 0)] if len(values) else np.nan, np.nan)
+    """The value of the last of the time-ordered (time ns, value) `rows` at or before each time (NaN before the
+    first)."""
+    ts = np.array([r[0] for r in rows], dtype=np.int64)
+    return _at(np.array([r[1] for r in rows], dtype=np.float64), _asof(ts, times), np.nan)
 
 
 def _balances_asof(account, currencies: list, times: np.ndarray) -> dict:
     """Per currency, the account's total balance (float; NaN: none) as of each time, from the states the account
     applied, in order: each state replaces the balances it carries (nautilus' `Account.update_balances`)."""
     states = account.events if account is not None else []
-    ts = np.array([s.ts_event for s in states], dtype=np.int64)
-    i = np.searchsorted(ts, times, side="right") - 1
+    i = _asof(np.array([s.ts_event for s in states], dtype=np.int64), times)
     held = dict.fromkeys(currencies, math.nan)
     columns = {c: [] for c in currencies}
     for state in states:
