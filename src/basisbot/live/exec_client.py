@@ -153,9 +153,10 @@ class CcxtExecutionClient(OrderCommands, UserStreams, AccountState, MarginOperat
     async def _disconnect(self) -> None:
         self._running = False
         if self.kind == "perp":
-            with contextlib.suppress(Exception):
-                self._msgbus.deregister(ADJUST_MARGIN_ENDPOINT, self._on_adjust_margin_request)
-                self._msgbus.deregister(FUNDING_PUBLISHED_ENDPOINT, self._replay_funding_published)
+            for endpoint, handler in ((ADJUST_MARGIN_ENDPOINT, self._on_adjust_margin_request),
+                                      (FUNDING_PUBLISHED_ENDPOINT, self._replay_funding_published)):
+                with contextlib.suppress(Exception):  # each on its own: a reconnect registers both again
+                    self._msgbus.deregister(endpoint, handler)
         for h in list(self._funding_timers.values()) + [h for h in (self._refresh_handle, self._funding_retry) if h]:
             h.cancel()
         for t in self._tasks_bg:
