@@ -9,9 +9,8 @@ Each side (the bare engine with an idle strategy, as in backtest_throughput.py, 
 its own process under callgrind with instrumentation off while the data is loaded; it is switched on for building the
 engine, running it and collecting the results (`--span all`, the default), or only for what backtest_throughput.py
 times (`--span run`: `engine.run`, and the recorder's finish on the full side), and off again before the process
-exits. Prints the instructions of
-each side and their ratio (bare / full: the instruction-count counterpart of the throughput ratio). Needs valgrind;
-the default two weeks take about a minute a side.
+exits. Prints the instructions of each side and their ratio (bare / full: the instruction-count counterpart of the
+throughput ratio). Needs valgrind; the default two weeks take about a minute a side.
 
 Repeats agree within 0.2% over two weeks (over three months one side's count moved by up to 9% between runs). To
 compare two versions, run both from the same worktree with compiled bytecode, on PYTHONPATH, one after the other: the
@@ -64,7 +63,10 @@ def _child(side: str, config: str, start: str, end: str, span: str) -> None:
     gc.collect()
     if span == "run":
         backtest_throughput.time = run_module.time = _TimedSpan(len(p.events))
-        backtest_throughput.bare_run(p) if side == "bare" else run_module.run_prepared(p)
+        if side == "bare":
+            backtest_throughput.bare_run(p)
+        else:
+            run_module.run_prepared(p)
         return
     print("READY", len(p.events), flush=True)
     sys.stdin.readline()  # the parent has switched instrumentation on
