@@ -41,6 +41,7 @@ from basisbot.venue_messages import (
     RestoreRequest,
     liquidation_topic,
     margin_topic,
+    settlements_held_topic,
 )
 
 USDT = Currency.from_str("USDT")
@@ -176,6 +177,7 @@ class TwoLegStrategy(Strategy):
         state = self._restored or {}
         if self._restored is not None:
             self._resume_rules(self._restored)
+            self.msgbus.subscribe(settlements_held_topic(self.symbol), self._on_settlements_held)
         if state.get("settlements_held") is not None:
             self.settlements_held = int(state["settlements_held"])
         pair = state.get("pair") or {}
@@ -190,6 +192,15 @@ class TwoLegStrategy(Strategy):
                                   + int(RESUME_GRACE_S * 1e9))
         self._resume_pending = True
         self.mark_band.wake()
+
+    def _on_settlements_held(self, held: int) -> None:
+        """The journal's count again: a settlement that fell while the node was down reached it after the restore
+        (`settlements_held_topic`). It only adds: the journal counts each settlement once, the bookings this strategy
+        made since the restore included."""
+        if held > self.settlements_held:
+            self._decide("settlements_held", f"{self.settlements_held} -> {held}: a settlement held while the node "
+                                             "was down, read after the restore")
+            self.settlements_held = held
 
     def _resume_rules(self, state: dict) -> None:
         """A restart with a journal: what the trading rules kept in memory, restored from `state` (`_ask_journal`)."""

@@ -17,6 +17,7 @@ import pytest
 from nautilus_trader.accounting.margin_models import StandardMarginModel
 from nautilus_trader.backtest.engine import BacktestEngine
 from nautilus_trader.backtest.models import MakerTakerFeeModel
+from nautilus_trader.common.actor import Actor
 from nautilus_trader.common.component import TestClock
 from nautilus_trader.config import BacktestEngineConfig, LoggingConfig, StrategyConfig
 from nautilus_trader.model.currencies import USDT
@@ -530,6 +531,56 @@ def test_actor_journals_at_start_the_settlements_read_while_connecting(tmp_path)
     assert [(r["settled_payment"], r["source"]) for r in actor.journal.rows("funding", order_by="settlement_ts")][1:] \
         == [(-1.0, "binance:income:7"), (-1.0, "binance:income:8")]
     actor.stop()
+
+class _LateIncome(Actor):
+    """Publishes `FundingSettled`s at given times of the run, as a live execution client does when its read of the
+    income history while connecting failed and a retry finds them after the strategies restored."""
+
+    def __init__(self, at: list[tuple[int, FundingSettled]]):
+        super().__init__()
+        self._at = at
+
+    def on_start(self) -> None:
+        for i, (t, msg) in enumerate(self._at):
+            self.clock.set_time_alert_ns(f"late-income-{i}", t,
+                                         lambda _e, msg=msg: self.msgbus.publish(FUNDING_SETTLED_TOPIC, msg))
+
+
+def test_a_settlement_held_while_down_and_read_after_the_restore_counts_toward_the_minimum_hold(tmp_path):
+    """The strategy restores one settlement held (booked in carry before the stop). The node was down over two more;
+    the income read at connection failed, and a retry finds one of them after the restore: the journal publishes its
+    count again and the strategy's `settlements_held` follows it (2), once (the same payment read again changes
+    nothing). A payment on a settlement after the start is not published: the strategy books that one itself."""
+    path = tmp_path / "j.sqlite"
+    t = T0 - 24 * 60 * M  # the entry; its first settlement (t + 1 h) booked in carry, then the node stopped
+    prior = Journal(path)
+    for rec in _records(t=t):
+        prior.record(rec)
+    prior.close()
+    down = t + 9 * 60 * M + 2_000_000  # a settlement while the node was down (the exchange stamps it a few ms late)
+    late = [(T0 + 10 * M, FundingSettled("BTCUSDT", down, 1e-4, -1.0, "binance:income:7", position_qty=-0.5)),
+            (T0 + 20 * M, FundingSettled("BTCUSDT", down, 1e-4, -1.0, "binance:income:7", position_qty=-0.5)),
+            (T0 + 40 * M, FundingSettled("BTCUSDT", T0 + 30 * M, 1e-4, -1.0, "binance:income:9", position_qty=-0.5))]
+    settings = load_settings(ROOT / "config/basisbot.toml")
+    strat = BasisCarryStrategy(strategy_config(settings, "BTCUSDT", str(SPOT.id), str(PERP.id), None,
+                                               table=reference.brackets()["BTCUSDT"]))
+    eng = _engine()  # its data starts at T0: the restart
+    actor = JournalActor(JournalActorConfig(journal_path=str(path), capture_settlement_marks=False,
+                                            instruments={"BTCUSDT": [str(SPOT.id), str(PERP.id)]}))
+    eng.add_actor(actor)
+    eng.add_actor(_LateIncome(late))
+    eng.add_strategy(strat)
+    eng.run()
+    restored = strat._restored["settlements_held"]
+    eng.dispose()
+    assert restored == 1
+    assert strat.settlements_held == 2
+    assert [reason for _, action, reason in strat.log_.decisions if action == "settlements_held"] == [
+        "1 -> 2: a settlement held while the node was down, read after the restore"]
+    with JournalReader(path) as r:
+        assert [f["settlement_ts"] for f in r.rows("funding", order_by="settlement_ts")] == [t + 60 * M, down,
+                                                                                             T0 + 30 * M]
+
 
 def test_actor_with_stub_events_replayed_twice(tmp_path):
     actor, bus, cache = _standalone_actor(tmp_path)

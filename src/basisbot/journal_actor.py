@@ -18,6 +18,8 @@ transaction, ~0.1 ms; see `Journal.latency_stats()`):
   above both tolerances (`funding_abs_tol` USDT and `funding_rel_tol` relative) is flagged and logged as a warning.
   Those the client published while connecting (before actors start) it reads at start from
   `FUNDING_PUBLISHED_ENDPOINT`, so that a strategy's restore counts the settlements held while the node was down;
+  one of those read only after the restores (the connection's read failed and was retried) makes the journal publish
+  its count again on `settlements_held_topic(symbol)`;
 - Threads: every handler runs on the node's event-loop thread. `on_start` binds the journal to that loop
   (`Journal.bind_loop`); a message delivered on another thread (a strategy handler run by a nautilus live-clock
   time alert is on a Rust/tokio thread, an APScheduler job in its thread pool, an executor callback...) is handed to
@@ -60,7 +62,14 @@ from nautilus_trader.model.identifiers import InstrumentId
 
 from basisbot import margin
 from basisbot.journal import Journal
-from basisbot.venue_messages import JOURNAL_TOPIC, JournalRecord, PerpMarginState, RESTORE_ENDPOINT, RestoreRequest
+from basisbot.venue_messages import (
+    JOURNAL_TOPIC,
+    JournalRecord,
+    PerpMarginState,
+    RESTORE_ENDPOINT,
+    RestoreRequest,
+    settlements_held_topic,
+)
 
 
 FUNDING_SETTLED_TOPIC = "basisbot.funding.settled"
@@ -168,6 +177,7 @@ class JournalActor(Actor):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
         self.handed_over = 0  # messages delivered on another thread and handled on the loop
+        self._started_ns: int | None = None
 
     def _off_loop(self, handler, msg) -> bool:
         """True when this call is not on the loop's thread: `handler(msg)` is then scheduled on the loop."""
@@ -192,6 +202,7 @@ class JournalActor(Actor):
         if self._loop is not None:
             self._loop_thread = threading.get_ident()
             self.journal.bind_loop(self._loop)
+        self._started_ns = self._now()
         bus = self.msgbus
         bus.subscribe(JOURNAL_TOPIC, self._on_record)
         bus.subscribe("events.order.*", self._on_order_event)
@@ -459,6 +470,10 @@ class JournalActor(Actor):
         row = holder.get("row")
         if row is None:
             return
+        if self._started_ns is not None and int(row["settlement_ts"]) < self._started_ns:
+            # a settlement that fell before the node started, read after it (the connection's income catch-up failed
+            # or finished late): the strategies restored without it; they take the journal's count again
+            self._guarded(f"settlements held {msg.symbol}", self._publish_held, msg.symbol)
         if row["newly_flagged"]:
             self.flagged.append(row)
             when = dt.datetime.fromtimestamp(row["settlement_ts"] / NS, tz=dt.timezone.utc).strftime("%Y-%m-%d %H:%M")
@@ -466,6 +481,9 @@ class JournalActor(Actor):
                 f"funding {msg.symbol} {when}Z: settled {row['settled_payment']:.8f} USDT at rate "
                 f"{row['settled_rate']:.8f}, expected {row['expected_payment']:.8f} "
                 f"(position {row['position_qty']}, mark {row['mark_price']}): difference {row['difference']:+.8f}")
+
+    def _publish_held(self, symbol: str) -> None:
+        self.msgbus.publish(settlements_held_topic(symbol), self.journal.settlements_held(symbol))
 
     # -- restore ----------------------------------------------------------------------------------------------------
     def restore_state(self, symbol: str) -> dict | None:

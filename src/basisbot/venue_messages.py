@@ -73,6 +73,12 @@ JOURNAL_TOPIC = "basisbot.journal"
 RESTORE_ENDPOINT = "basisbot.journal.restore"
 
 
+def settlements_held_topic(symbol: str) -> str:
+    """The journal's count of settlements held (`RestoreRequest`'s "settlements_held"), published again when a
+    settlement that fell before the node started reaches the journal after the strategies restored."""
+    return f"basisbot.journal.held.{symbol}"
+
+
 @dataclass(frozen=True, slots=True)
 class JournalRecord:
     """Something the strategy decided or saw that the journal keeps (the strategy publishes, a journal actor writes).
