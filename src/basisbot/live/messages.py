@@ -1,7 +1,8 @@
 """`FundingSettled` on topic `basisbot.funding.settled`: one settled funding payment as the exchange booked it, for the
 journal (`basisbot.journal_actor.JournalActor`) to reconcile against the strategy's prediction of the same
-settlement; `FUNDING_PUBLISHED_ENDPOINT`: where the journal asks, when it starts, for those published before. The message type is the journal's own; a compatible copy is defined here only when the journal module is
-not installed, so the execution client works without it.
+settlement; `FUNDING_PUBLISHED_ENDPOINT`: where the journal asks, when it starts, for those published before. The
+message type is the journal's own; a compatible copy is defined here only when the journal module is not installed,
+so the execution client works without it.
 """
 
 from __future__ import annotations
