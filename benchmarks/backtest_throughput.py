@@ -15,12 +15,11 @@ import statistics
 import time
 
 import pandas as pd
-
 from nautilus_trader.config import StrategyConfig
 from nautilus_trader.trading.strategy import Strategy
 
 from basisbot.backtest.run import build_engine, prepare, run_prepared
-from basisbot.settings import load_settings
+from basisbot.config.settings import load_settings
 
 
 class IdleStrategy(Strategy):

@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/guard_latency.py [--symbol SOLUSDT] [--start 2023-01-01] [--end 2024-01-01]
 
 Runs a real backtest (5x isolated, always in, guard on: SOL's 2023 rally keeps the guard busy) with the mark path
-timed with perf_counter_ns: from the mark reaching the mark watch (`basisbot.mark_watch`, the one handler of the
+timed with perf_counter_ns: from the mark reaching the mark watch (`basisbot.core.mark_watch`, the one handler of the
 symbol's marks) to the guard's decision made: the watch's band tests when the mark is inside the guard's quiet band
 (the strategy is not called at all), else the quiet check or the full ladder evaluation in the strategy.
 Reported over every mark with an open perp leg, over the marks where the ladder was evaluated (distance near the
@@ -19,11 +19,11 @@ import time
 
 import numpy as np
 
+import basisbot.strategies.basis_carry as carry_strategy
 from basisbot.backtest import run as bt_run
-from basisbot.settings import load_settings
-import strategies.basis_carry as carry_strategy
-from basisbot import guard, mark_watch
-from strategies.basis_carry import BasisCarryStrategy
+from basisbot.config.settings import load_settings
+from basisbot.core import guard, mark_watch
+from basisbot.strategies.basis_carry import BasisCarryStrategy
 
 SAMPLES: dict[str, list[int]] = {"decision (all marks)": [], "decision (ladder evaluated)": [],
                                   "decision (action taken)": [], "handler incl. executing the action": []}

@@ -27,9 +27,9 @@ from pathlib import Path
 import numpy as np
 
 from basisbot.live.node import NodeOptions
-from tests.helpers.live_node import RunningNode, node_settings, sim_config, until
 from basisbot.sim import SimServer
-from strategies.basis_carry import BasisCarryStrategy, Phase
+from basisbot.strategies.basis_carry import BasisCarryStrategy, Phase
+from tests.helpers.live_node import RunningNode, node_settings, sim_config, until
 
 LOG_LEVEL = "ERROR"
 ARRIVALS: dict[int, int] = {}  # venue event time (ms) -> perf_counter_ns of the frame

@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/predictor_error.py [--data backtests/data/binance]
 
 For every settlement, the prediction the strategy last saw before it is compared with the rate that settled:
-- `premium`: Binance's formula on the hours' premiums, bad prints kept out (`basisbot.data_quality`);
+- `premium`: Binance's formula on the hours' premiums, bad prints kept out (`basisbot.core.data_quality`);
 - `premium_raw`: the same with every print (the predictor before the print filter);
 - `last_settled`: persistence;
 - `expected`: what the carry rules act on, the prediction blended with the settled level (`carry.FundingMemory`,
@@ -17,10 +17,11 @@ import argparse
 
 import numpy as np
 
-from basisbot import carry, reference
-from basisbot.data import market_data
 from basisbot.backtest.feed import build_feed
+from basisbot.core import carry
+from basisbot.data import market_data
 from basisbot.nautilus.instruments import make_perp, make_spot
+from basisbot.venues.binance import reference
 
 
 def predicted_and_settled(data, symbol: str, method: str, print_filter: bool = True) -> tuple[np.ndarray, np.ndarray]:

@@ -1,7 +1,7 @@
 """BasisCarryStrategy: long spot, short the USDⓈ-M perpetual at a hedge ratio, to earn funding.
 
 The carry and guard rules; the execution plumbing (positions, leg pairs, the one-leg invariant, restart, journal)
-is `strategies.two_leg.TwoLegStrategy`, and every decision is a pure function of `basisbot` (carry, guard_state,
+is `basisbot.strategies.two_leg.TwoLegStrategy`, and every decision is a pure function of `basisbot` (carry, guard_state,
 margin, schedule, resume). Risk runs on the MARK price (`on_mark_price`), decisions on the PREDICTED funding rate
 (`on_funding_rate`); last trade prices are only used to size orders.
 """
@@ -13,14 +13,14 @@ from decimal import Decimal
 import msgspec
 from nautilus_trader.model.data import FundingRateUpdate
 
-from basisbot import carry, guard, margin, resume
-from basisbot.guard_state import GuardState
-from basisbot.legs import PairStatus
-from basisbot.quantities import ZERO
-from basisbot.schedule import Job, JobKind, SettlementCalendar, Windows
-from basisbot.strategy_fields import TUNABLE_FIELDS
-from basisbot.portfolio import Bid, VolEstimator
-from basisbot.venue_messages import (
+from basisbot.config.strategy_fields import TUNABLE_FIELDS
+from basisbot.core import carry, guard, margin, resume
+from basisbot.core.guard_state import GuardState
+from basisbot.core.legs import PairStatus
+from basisbot.core.portfolio import Bid, VolEstimator
+from basisbot.core.quantities import ZERO
+from basisbot.core.schedule import Job, JobKind, SettlementCalendar, Windows
+from basisbot.nautilus.messages import (
     ADJUST_MARGIN_ENDPOINT,
     PORTFOLIO_ENDPOINT,
     AdjustMarginRequest,
@@ -28,7 +28,7 @@ from basisbot.venue_messages import (
     Liquidated,
     PerpMarginState,
 )
-from strategies.two_leg import USDT, GuardEvent, Phase, StrategyLog, TwoLegConfig, TwoLegStrategy
+from basisbot.strategies.two_leg import USDT, GuardEvent, Phase, StrategyLog, TwoLegConfig, TwoLegStrategy
 
 __all__ = ["BasisCarryConfig", "BasisCarryStrategy", "GuardEvent", "Phase", "StrategyLog", "TUNABLE_FIELDS"]
 
@@ -94,7 +94,7 @@ class BasisCarryStrategy(TwoLegStrategy):
         self.calendar.windows = Windows(**c.schedule) if c.schedule else Windows()
 
     def apply_config(self, fields: dict) -> dict:
-        """Apply a validated live config change (`basisbot.config_reload.SymbolChange.strategy_fields()`), called by
+        """Apply a validated live config change (`basisbot.config.reload.SymbolChange.strategy_fields()`), called by
         the live node at this symbol's safe point (no leg pair in flight, not in the settlement blackout). Only
         `TUNABLE_FIELDS` change; a different value of any other field (leverage, margin mode, instruments...) is
         ignored with a warning (those take effect at a restart). Returns {field: [old, new]} of what changed."""

@@ -3,12 +3,12 @@
 `TwoLegStrategy` is a nautilus `Strategy` that runs the same in a backtest (BacktestEngine + simulation modules) and
 live (TradingNode + ccxt.pro clients); the world it runs in hands it its scheduler driver (`config.scheduler`):
 - positions, read exactly (`Decimal` on the lots), the spot leg capped at what the account holds;
-- leg pairs (`basisbot.legs` decides, this executes): both legs sent back to back, what can actually trade sent (a
+- leg pairs (`basisbot.core.legs` decides, this executes): both legs sent back to back, what can actually trade sent (a
   sale capped at the holdings, a reduce-only order at the position, dust not sent), retries delayed and capped,
   orders cancelled at half the leg timeout and taken as lost at three quarters of it;
 - the one-leg invariant: a leg held alone is closed at once, in every phase; a leg that cannot be closed escalates
   (journaled, alerted, new pairs halted) instead of spinning;
-- restart: the journal's last pair and the reconciled positions give a plan (`basisbot.resume`), carried out here;
+- restart: the journal's last pair and the reconciled positions give a plan (`basisbot.core.resume`), carried out here;
 - the journal stream (`JournalRecord`s on the message bus: live and paper write them, backtests ignore them).
 
 Subclasses supply the rules: `_on_pair_done`, `_unwind`, `_exit`, `_run_guard`, `_on_job`, `_on_margin_state`,
@@ -28,13 +28,12 @@ from nautilus_trader.model.identifiers import InstrumentId
 from nautilus_trader.model.objects import Currency
 from nautilus_trader.trading.strategy import Strategy
 
-from basisbot import resume
-from basisbot.hedge_monitor import lone_leg
-from basisbot.legs import Instruction, LegPair, LegStatus, retry_delay_s
-from basisbot.mark_watch import MarkBand, mark_watch
-from basisbot.quantities import ZERO, exact, round_down
-from basisbot.schedule import make_driver
-from basisbot.venue_messages import (
+from basisbot.core import resume
+from basisbot.core.hedge_monitor import lone_leg
+from basisbot.core.legs import Instruction, LegPair, LegStatus, retry_delay_s
+from basisbot.core.mark_watch import MarkBand, mark_watch
+from basisbot.core.quantities import ZERO, exact, round_down
+from basisbot.nautilus.messages import (
     JOURNAL_TOPIC,
     RESTORE_ENDPOINT,
     JournalRecord,
@@ -43,6 +42,7 @@ from basisbot.venue_messages import (
     margin_topic,
     settlements_held_topic,
 )
+from basisbot.nautilus.scheduler import make_driver
 
 USDT = Currency.from_str("USDT")
 RESUME_GRACE_S = 6.0  # live restart: an order sent before a stop can reach the exchange until its recvWindow (5 s)
@@ -100,7 +100,7 @@ class TwoLegStrategy(Strategy):
         self.spot_id = InstrumentId.from_str(config.spot_instrument_id)
         self.perp_id = InstrumentId.from_str(config.perp_instrument_id)
         self.log_ = StrategyLog()
-        # the marks this strategy need not see (`basisbot.mark_watch`): the guard keeps its quiet range; it is woken
+        # the marks this strategy need not see (`basisbot.core.mark_watch`): the guard keeps its quiet range; it is woken
         # while the next mark has work whatever its price (a restart to resume, positions changed outside a pair)
         self.mark_band = MarkBand()
         self._spot_bar_type: BarType | None = None
@@ -210,7 +210,7 @@ class TwoLegStrategy(Strategy):
 
         Both legs held: in carry (an interrupted exit/unwind is completed; drift is the rebalance check's job).
         Nothing held: flat. One leg held: an interrupted entry is completed with a NEW order for the missing leg when
-        the market is within the slippage band of the held leg's entry price (per `basisbot.legs`: a catch-up that
+        the market is within the slippage band of the held leg's entry price (per `basisbot.core.legs`: a catch-up that
         fails unwinds the held leg); otherwise, or after an interrupted exit/reduce, the held leg is unwound. Orders
         sent before the restart are never sent again: the exchange has them or not, and reconciliation put the ones
         it has (and their fills) in the cache, claimed by this strategy."""

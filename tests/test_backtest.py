@@ -10,12 +10,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from basisbot import margin, reference
+from basisbot.backtest.feed import build_feed
+from basisbot.cli import main
+from basisbot.core import margin
 from basisbot.data import market_data
 from basisbot.data.dump_writer import export_binance_dump
-from basisbot.backtest.feed import build_feed
 from basisbot.nautilus.instruments import make_perp, make_spot
-from basisbot.cli import main
+from basisbot.venues.binance import reference
 from tests.invariants import assert_backtest_invariants
 
 REPO = Path(__file__).resolve().parents[1]

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from basisbot.cli import main
-from basisbot.data_quality import PrintFilter
+from basisbot.core.data_quality import PrintFilter
 from tests.invariants import assert_backtest_invariants
 
 REPO = Path(__file__).resolve().parents[1]

@@ -8,16 +8,16 @@ import asyncio
 import pytest
 
 from basisbot.cli import main as cli_main
-from basisbot.config_reload import (
+from basisbot.config.reload import (
     ConfigWatcher,
     PendingChange,
     diff_settings,
     safe_to_apply,
     symbol_view,
 )
-from basisbot.journal import Journal
-from basisbot.strategy_fields import settings_fields
-from basisbot.settings import ConfigError, load_settings
+from basisbot.config.settings import ConfigError, load_settings
+from basisbot.config.strategy_fields import settings_fields
+from basisbot.journal.writer import Journal
 
 BASE = """mode = "paper"
 journal = "var/basisbot.sqlite"
@@ -227,9 +227,9 @@ def test_run_polls_on_the_event_loop(tmp_path):
 def test_one_settings_mapping_for_backtest_live_and_reload(tmp_path):
     """The backtest's / live node's strategy config and a reload's fields come from the one field table; what a
     running strategy accepts is derived from it (leverage, margin mode and the settled level's half-life are not)."""
-    from basisbot import reference
-    from basisbot.nautilus.strategy_config import strategy_config
-    from basisbot.strategy_fields import SETTINGS_FIELDS, TUNABLE_FIELDS
+    from basisbot.config.strategy_fields import SETTINGS_FIELDS, TUNABLE_FIELDS
+    from basisbot.strategies.strategy_config import strategy_config
+    from basisbot.venues.binance import reference
     from strategies import basis_carry
 
     cfg = tmp_path / "b.toml"

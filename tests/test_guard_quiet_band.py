@@ -9,9 +9,10 @@ import math
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from basisbot import guard, reference
-from basisbot.guard_state import GuardState
-from basisbot.venue_messages import PerpMarginState
+from basisbot.core import guard
+from basisbot.core.guard_state import GuardState
+from basisbot.nautilus.messages import PerpMarginState
+from basisbot.venues.binance import reference
 
 TABLE = reference.bracket_tables()["BTCUSDT"]
 

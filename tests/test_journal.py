@@ -31,11 +31,11 @@ from nautilus_trader.test_kit.stubs.events import TestEventStubs
 from nautilus_trader.test_kit.stubs.execution import TestExecStubs
 from nautilus_trader.trading.strategy import Strategy
 
-from basisbot import reference
-from basisbot.carry import FundingMemory
+from basisbot.config.settings import load_settings
+from basisbot.core.carry import FundingMemory
+from basisbot.journal.writer import EXPORT_ORDER, Journal, JournalReader, expected_funding, funding_mismatch
 from basisbot.nautilus.instruments import PERP_VENUE, SPOT_VENUE, make_perp, make_spot
-from basisbot.journal import EXPORT_ORDER, Journal, JournalReader, expected_funding, funding_mismatch
-from basisbot.journal_actor import (
+from basisbot.nautilus.journal_actor import (
     FUNDING_PUBLISHED_ENDPOINT,
     FUNDING_SETTLED_TOPIC,
     FundingSettled,
@@ -43,11 +43,7 @@ from basisbot.journal_actor import (
     JournalActorConfig,
     classify_instrument,
 )
-from basisbot.nautilus.strategy_config import strategy_config
-from basisbot.settings import load_settings
-from basisbot.status import journal_main, render_status, status_main
-from strategies.basis_carry import BasisCarryStrategy
-from basisbot.venue_messages import (
+from basisbot.nautilus.messages import (
     JOURNAL_TOPIC,
     RESTORE_ENDPOINT,
     JournalRecord,
@@ -55,6 +51,10 @@ from basisbot.venue_messages import (
     RestoreRequest,
     margin_topic,
 )
+from basisbot.ops.status import journal_main, render_status, status_main
+from basisbot.strategies.basis_carry import BasisCarryStrategy
+from basisbot.strategies.strategy_config import strategy_config
+from basisbot.venues.binance import reference
 
 ROOT = Path(__file__).resolve().parents[1]
 NS = 1_000_000_000

@@ -14,9 +14,9 @@ import threading
 from nautilus_trader.common.component import LiveClock
 from nautilus_trader.test_kit.stubs.component import TestComponentStubs
 
-from basisbot.journal import Journal, JournalReader, JournalThreadError
-from basisbot.journal_actor import JournalActor, JournalActorConfig
-from basisbot.venue_messages import JOURNAL_TOPIC, JournalRecord
+from basisbot.journal.writer import Journal, JournalReader, JournalThreadError
+from basisbot.nautilus.journal_actor import JournalActor, JournalActorConfig
+from basisbot.nautilus.messages import JOURNAL_TOPIC, JournalRecord
 
 
 def test_write_from_a_foreign_thread_without_a_loop_is_refused_not_run(tmp_path):

@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from basisbot import carry
-from basisbot.legs import MAX_UNWIND_RETRIES, LegPair, PairStatus, retry_delay_s
-from basisbot.quantities import exact, lots_down, round_down
+from basisbot.core import carry
+from basisbot.core.legs import MAX_UNWIND_RETRIES, LegPair, PairStatus, retry_delay_s
+from basisbot.core.quantities import exact, lots_down, round_down
 
 STEPS = [Decimal("1e-8"), Decimal("0.00001"), Decimal("0.001"), Decimal("0.01"), Decimal("0.1"), Decimal(1),
          Decimal(10), Decimal(1000)]
@@ -168,7 +168,7 @@ def test_floats_are_never_compared_with_a_tolerance():
 
 
 # -- restart plan --------------------------------------------------------------------------------------------------
-from basisbot.resume import plan_resume  # noqa: E402
+from basisbot.core.resume import plan_resume  # noqa: E402
 
 
 @pytest.mark.parametrize("spot,perp,intent,price,action,phase", [

@@ -9,10 +9,10 @@ import time
 
 import pytest
 
-from basisbot.journal import Journal
+from basisbot.journal.writer import Journal
 from basisbot.live.node import NodeOptions
-from tests.helpers.live_node import RunningNode, node_settings, sim_config, until
 from basisbot.sim import SimServer
+from tests.helpers.live_node import RunningNode, node_settings, sim_config, until
 from tests.helpers.sim_venue import admin, state
 
 SYM = "BTCUSDT"

@@ -11,15 +11,15 @@ import json
 
 import pytest
 
-from basisbot import margin
 from basisbot.cli import main
-from basisbot.journal import Journal
+from basisbot.core import margin
+from basisbot.journal.writer import Journal
 from basisbot.live.node import NodeOptions
-from tests.helpers.live_node import RunningNode, node_settings, sim_config, until
 from basisbot.sim import SimServer
 from basisbot.sim.prices import load_paths
+from basisbot.strategies.basis_carry import Phase
+from tests.helpers.live_node import RunningNode, node_settings, sim_config, until
 from tests.helpers.sim_venue import DATA, admin, state
-from strategies.basis_carry import Phase
 
 SYM = "BTCUSDT"
 T_SETTLE = 1646035200001  # 2022-02-28 08:00:00.001Z, the data's exact settlement time

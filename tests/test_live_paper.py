@@ -8,12 +8,12 @@ import asyncio
 
 import pytest
 
-from basisbot.journal import Journal
+from basisbot.journal.writer import Journal
 from basisbot.live.node import NodeOptions, run_node
-from tests.helpers.live_node import RunningNode, node_settings, sim_config, until
 from basisbot.sim import SimServer
+from basisbot.strategies.basis_carry import Phase
+from tests.helpers.live_node import RunningNode, node_settings, sim_config, until
 from tests.helpers.sim_venue import state
-from strategies.basis_carry import Phase
 
 SYM = "BTCUSDT"
 T_SETTLE = 1646035200001  # 2022-02-28 08:00:00.001Z

@@ -10,17 +10,17 @@ import json
 import pytest
 from pydantic import SecretStr
 
-from basisbot import reference
-from basisbot.nautilus.strategy_config import strategy_config
-from basisbot.config_reload import PendingChange, diff_settings, effective_settings
-from basisbot.journal import Journal
-from basisbot.legs import LegPair
+from basisbot.config.reload import PendingChange, diff_settings, effective_settings
+from basisbot.config.settings import ConfigError, load_settings
+from basisbot.core.legs import LegPair
+from basisbot.journal.writer import Journal
 from basisbot.live.node import NodeOptions
-from tests.helpers.live_node import RunningNode, sim_config, until, write_config
-from basisbot.settings import ConfigError, load_settings
 from basisbot.sim import SimServer
+from basisbot.strategies.basis_carry import ACTED_ON, BasisCarryStrategy, Phase
+from basisbot.strategies.strategy_config import strategy_config
+from basisbot.venues.binance import reference
+from tests.helpers.live_node import RunningNode, sim_config, until, write_config
 from tests.helpers.sim_venue import KEY, SECRET
-from strategies.basis_carry import ACTED_ON, BasisCarryStrategy, Phase
 
 SYM = "BTCUSDT"
 GUARD = {"warn_distance": 0.08, "add_margin_distance": 0.06, "target_distance": 0.09, "reduce_distance": 0.04,

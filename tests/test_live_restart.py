@@ -16,9 +16,9 @@ from pathlib import Path
 import ccxt.pro as ccxtpro
 import pytest
 
-from tests.helpers.live_node import sim_config, subprocess_env, write_config
-from basisbot.sim import SimServer
 from basisbot.exchange.ccxt_setup import SPOT_CLIENT_OPTIONS, use_local_venue
+from basisbot.sim import SimServer
+from tests.helpers.live_node import sim_config, subprocess_env, write_config
 from tests.helpers.sim_venue import KEY, SECRET, admin, state
 
 ROOT = Path(__file__).resolve().parents[1]

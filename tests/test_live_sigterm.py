@@ -16,17 +16,16 @@ import textwrap
 import time
 from pathlib import Path
 
-
-from tests.helpers.live_node import sim_config, subprocess_env, write_config
 from basisbot.sim import SimServer
+from tests.helpers.live_node import sim_config, subprocess_env, write_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
 NODE = textwrap.dedent("""
     import asyncio, sys, time
     from basisbot.live.node import NodeOptions, run_node
-    from basisbot.settings import load_settings
-    from strategies.basis_carry import BasisCarryStrategy
+    from basisbot.config.settings import load_settings
+    from basisbot.strategies.basis_carry import BasisCarryStrategy
 
     MODE = sys.argv[2]
 

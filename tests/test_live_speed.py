@@ -14,10 +14,10 @@ import logging
 import pandas as pd
 import pytest
 
-from basisbot.journal import JournalReader
-from tests.helpers.live_node import RunningNode, node_settings, sim_config, until
+from basisbot.journal.writer import JournalReader
 from basisbot.live.node import NodeOptions
 from basisbot.sim import SimServer
+from tests.helpers.live_node import RunningNode, node_settings, sim_config, until
 from tests.helpers.sim_venue import state
 
 SYM = "SOLUSDT"

@@ -10,15 +10,15 @@ import json
 import pytest
 from pydantic import SecretStr
 
-from basisbot import reference
-from basisbot.brackets import parse_brackets
-from basisbot.journal import Journal
+from basisbot.config.settings import load_settings
+from basisbot.core.brackets import parse_brackets
+from basisbot.journal.writer import Journal
 from basisbot.live.node import NodeOptions, run_node
-from basisbot.settings import load_settings
 from basisbot.sim import SimServer
+from basisbot.strategies.basis_carry import Phase
+from basisbot.venues.binance import reference
 from tests.helpers.live_node import RunningNode, node_settings, sim_config, until, write_config
 from tests.helpers.sim_venue import DATA, KEY, SECRET, state
-from strategies.basis_carry import Phase
 
 AVAX, BTC = "AVAXUSDT", "BTCUSDT"
 START = "2022-02-28T07:59:45Z"  # 15 s before the 08:00 settlement of every symbol

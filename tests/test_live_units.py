@@ -9,7 +9,7 @@ import pytest
 from nautilus_trader.model.instruments import CryptoPerpetual, CurrencyPair
 from pydantic import SecretStr
 
-from basisbot import reference
+from basisbot.config.settings import load_settings
 from basisbot.live.exec_client import CcxtExecutionClient
 from basisbot.live.exec_orders import is_duplicate_order
 from basisbot.live.instruments import (
@@ -20,9 +20,9 @@ from basisbot.live.instruments import (
     spot_from_market,
 )
 from basisbot.live.node import credentials_problem
-from tests.helpers.live_node import write_config
 from basisbot.live.venue import MS, NS, VenueTime
-from basisbot.settings import load_settings
+from basisbot.venues.binance import reference
+from tests.helpers.live_node import write_config
 
 # ccxt market structures as `load_markets` builds them from Binance's exchangeInfo (trimmed to what is read)
 SPOT_MARKET = {

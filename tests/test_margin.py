@@ -1,4 +1,4 @@
-"""Tests for basisbot.margin: Binance USDⓈ-M margin and liquidation math."""
+"""Tests for basisbot.core.margin: Binance USDⓈ-M margin and liquidation math."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from basisbot import margin
-from basisbot.margin import (
+from basisbot.core import margin
+from basisbot.core.margin import (
     Bracket,
     BracketError,
     BracketTable,

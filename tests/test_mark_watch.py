@@ -10,7 +10,7 @@ from nautilus_trader.model.data import MarkPriceUpdate
 from nautilus_trader.model.identifiers import InstrumentId, TraderId
 from nautilus_trader.model.objects import Price
 
-from basisbot.mark_watch import MarkBand, mark_watch
+from basisbot.core.mark_watch import MarkBand, mark_watch
 
 BTC = InstrumentId.from_str("BTCUSDT-PERP.BINANCE_PERP")
 ETH = InstrumentId.from_str("ETHUSDT-PERP.BINANCE_PERP")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import msgspec
 import pandas as pd
 from nautilus_trader.common.component import MessageBus, TestClock
 from nautilus_trader.model.data import TradeTick
@@ -12,11 +13,10 @@ from nautilus_trader.model.enums import AggressorSide
 from nautilus_trader.model.identifiers import InstrumentId, TradeId, TraderId
 from nautilus_trader.model.objects import Price, Quantity
 from nautilus_trader.serialization.serializer import MsgSpecSerializer
-import msgspec
 
 from basisbot.backtest.run import build_engine, prepare
+from basisbot.config.settings import load_settings
 from basisbot.nautilus.message_bus import in_process_message_bus, publishable_types
-from basisbot.settings import load_settings
 
 REPO = Path(__file__).resolve().parents[1]
 

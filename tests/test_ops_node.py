@@ -26,13 +26,13 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from basisbot.journal import JournalReader
+from basisbot.config.settings import load_settings
+from basisbot.journal.writer import JournalReader
 from basisbot.live.node import NodeOptions
-from tests.helpers.live_node import RunningNode, node_settings, sim_config, until
-from basisbot.settings import load_settings
 from basisbot.sim import SimServer
+from basisbot.strategies.basis_carry import Phase
+from tests.helpers.live_node import RunningNode, node_settings, sim_config, until
 from tests.helpers.sim_venue import KEY, SECRET
-from strategies.basis_carry import Phase
 
 SYM = "BTCUSDT"
 START = "2022-02-28T07:59:45Z"

@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from basisbot.portfolio import Bid, Budget, VolEstimator, allocate, capital_needed, score
+from basisbot.core.portfolio import Bid, Budget, VolEstimator, allocate, capital_needed, score
 
 
 def bid(sym, apr, vol=0.03, held=False, notional=10_000.0, lev=3.0):
@@ -57,8 +57,8 @@ def test_daily_vol_from_hourly_marks():
 
 
 # -- in a backtest ---------------------------------------------------------------------------------------------------
-from pathlib import Path  # noqa: E402
 import csv  # noqa: E402
+from pathlib import Path  # noqa: E402
 
 from basisbot.cli import main  # noqa: E402
 from tests.invariants import assert_backtest_invariants  # noqa: E402

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from nautilus_trader.model.objects import Currency
 
 from basisbot.backtest import run as backtest_run
 from basisbot.backtest.recorder import BacktestRecorder
-from basisbot.settings import load_settings
-from nautilus_trader.model.objects import Currency
+from basisbot.config.settings import load_settings
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "backtests" / "data" / "binance"

@@ -8,8 +8,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from basisbot import carry, guard, margin, reference
-from basisbot.legs import LegPair, PairStatus
+from basisbot.core import carry, guard, margin
+from basisbot.core.legs import LegPair, PairStatus
+from basisbot.venues.binance import reference
 
 BTC = reference.brackets()["BTCUSDT"]
 FEES = carry.Fees(spot_taker=0.001, perp_taker=0.0005)

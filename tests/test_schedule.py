@@ -5,13 +5,11 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from basisbot import carry
-from basisbot.data import market_data
-from basisbot.schedule import (
+from basisbot.core import carry
+from basisbot.core.schedule import (
     NS,
     Job,
     JobKind,
-    NautilusClockDriver,
     SettlementCalendar,
     Windows,
     dt_to_ns,
@@ -19,6 +17,8 @@ from basisbot.schedule import (
     ns_to_dt,
     projected_settlements,
 )
+from basisbot.data import market_data
+from basisbot.nautilus.scheduler import NautilusClockDriver
 
 from .test_backtest import DATA
 
@@ -148,7 +148,7 @@ def test_asyncio_driver_runs_the_same_jobs_on_the_event_loop():
 
     from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-    from basisbot.schedule import AsyncIOSchedulerDriver
+    from basisbot.nautilus.scheduler import AsyncIOSchedulerDriver
 
     async def scenario():
         fired = []

@@ -7,9 +7,9 @@ import math
 import numpy as np
 import pytest
 
-from basisbot import margin, reference
+from basisbot.core import margin
+from basisbot.core.carry import funding_payment
 from basisbot.data.market_data import load_symbol
-from basisbot.carry import funding_payment
 from basisbot.sim import errors
 from basisbot.sim.auth import Auth, sign
 from basisbot.sim.book import make_quote, resting_fills
@@ -19,8 +19,9 @@ from basisbot.sim.errors import BinanceError
 from basisbot.sim.faults import FaultState
 from basisbot.sim.markets import build_market
 from basisbot.sim.prices import HOUR_MS, load_paths
-from tests.helpers.sim_venue import DATA, KEY, SECRET
 from basisbot.sim.venue import Venue
+from basisbot.venues.binance import reference
+from tests.helpers.sim_venue import DATA, KEY, SECRET
 
 
 class FakeWall:

@@ -8,9 +8,10 @@ import json
 import aiohttp
 import pytest
 
-from basisbot import margin, reference
-from basisbot.carry import funding_payment
+from basisbot.core import margin
+from basisbot.core.carry import funding_payment
 from basisbot.sim.prices import load_paths
+from basisbot.venues.binance import reference
 from tests.helpers.sim_venue import BTC_PERP, BTC_SPOT, DATA, admin, run_scenario, state
 
 
@@ -177,7 +178,7 @@ def test_isolated_short_is_liquidated_in_a_rally_and_the_wallet_is_lost():
         st = await state(sim)
         (liq,) = st["liquidations"]
         assert liq["marginType"] == "isolated" and liq["positionAmt"] == pytest.approx(-0.1)
-        # at basisbot.margin's liquidation price for the wallet it had then (funding moved it since the open)
+        # at basisbot.core.margin's liquidation price for the wallet it had then (funding moved it since the open)
         table = reference.brackets()["BTCUSDT"]
         assert liq["price"] == pytest.approx(
             margin.liquidation_price(-1, 0.1, short["average"], liq["isolatedWalletLost"], table), rel=1e-9)

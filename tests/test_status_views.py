@@ -7,10 +7,10 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from basisbot.journal import Journal
-from basisbot.settings import load_settings
-from basisbot.status import fresh_prices, pnl_split, render_status, venue_clock_view
-from basisbot.venue_messages import JournalRecord
+from basisbot.config.settings import load_settings
+from basisbot.journal.writer import Journal
+from basisbot.nautilus.messages import JournalRecord
+from basisbot.ops.status import fresh_prices, pnl_split, render_status, venue_clock_view
 
 NS = 1_000_000_000
 T0 = pd.Timestamp("2024-05-01T12:00:00Z").value

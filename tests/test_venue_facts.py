@@ -12,15 +12,16 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from basisbot import margin, reference
-from basisbot.data.dump_writer import export_binance_dump
 from basisbot.backtest.run import prepare
-from basisbot.brackets import BracketError, bracket_rows, load_brackets, parse_brackets, unified_to_id
-from basisbot.carry import funding_payment
 from basisbot.cli import main
-from tests.invariants import assert_backtest_invariants
-from basisbot.settings import load_settings
+from basisbot.config.settings import load_settings
+from basisbot.core import margin
+from basisbot.core.brackets import BracketError, bracket_rows, load_brackets, parse_brackets, unified_to_id
+from basisbot.core.carry import funding_payment
+from basisbot.data.dump_writer import export_binance_dump
+from basisbot.venues.binance import reference
 from tests.helpers.sim_venue import run_scenario
+from tests.invariants import assert_backtest_invariants
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "backtests" / "data" / "binance"

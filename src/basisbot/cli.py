@@ -9,7 +9,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from basisbot.settings import ConfigError, effective_config, load_settings
+from basisbot.config.settings import ConfigError, effective_config, load_settings
 
 EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT = 0, 1, 2
 DEFAULT_CONFIG = Path("config/basisbot.toml")
@@ -110,17 +110,19 @@ def main(argv: list[str] | None = None) -> int:
 
             return sim_main(args)
         if args.command == "status":
-            from basisbot.status import status_main
+            from basisbot.ops.status import status_main
 
             return status_main(args)
         if args.command == "journal":
-            from basisbot.status import journal_main
+            from basisbot.ops.status import journal_main
 
             return journal_main(args)
         if args.command in ("live", "paper"):
             from basisbot.live.node import live_main, paper_main
+            from basisbot.ops.service import OpsService
 
-            return live_main(args) if args.command == "live" else paper_main(args)
+            main = live_main if args.command == "live" else paper_main
+            return main(args, ops_factory=OpsService)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import os
 import time
@@ -20,9 +21,11 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
+from basisbot.config.settings import Settings, load_settings
 from basisbot.live.node import BasisNode, NodeOptions, run_node
-from basisbot.settings import Settings, load_settings
-from tests.helpers.sim_venue import KEY, SECRET, config as _sim_config
+from basisbot.ops.service import OpsService
+from tests.helpers.sim_venue import KEY, SECRET
+from tests.helpers.sim_venue import config as _sim_config
 
 
 def sim_config(**overrides):
@@ -97,6 +100,8 @@ class RunningNode:
         self.settings = settings
         self.mode = mode
         self.options = options or NodeOptions(log_level="WARNING")
+        if self.options.ops and self.options.ops_factory is None:  # as the CLI runs it: with alerts, metrics, page
+            self.options = dataclasses.replace(self.options, ops_factory=OpsService)
         self.start_timeout = start_timeout
         self.stop = asyncio.Event()
         self.app: BasisNode | None = None

@@ -13,8 +13,8 @@ from pathlib import Path
 import aiohttp
 import ccxt.pro as ccxtpro
 
-from basisbot.sim import SimConfig, SimServer
 from basisbot.exchange.ccxt_setup import SPOT_CLIENT_OPTIONS, non_local_urls, use_local_venue
+from basisbot.sim import SimConfig, SimServer
 
 DATA = Path(__file__).resolve().parents[2] / "backtests" / "data" / "binance"
 KEY = "simkey" + "a" * 58

@@ -29,9 +29,9 @@ from nautilus_trader.model.identifiers import TradeId
 from nautilus_trader.model.instruments import Instrument
 from nautilus_trader.model.objects import Price, Quantity
 
+from basisbot.core.carry import FundingPredictor, premium
+from basisbot.core.data_quality import Flag, PrintFilter
 from basisbot.data.market_data import SymbolData
-from basisbot.carry import FundingPredictor, premium
-from basisbot.data_quality import Flag, PrintFilter
 
 HOUR_NS = 3_600_000_000_000
 # ordering of events sharing one timestamp

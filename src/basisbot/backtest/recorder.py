@@ -8,16 +8,15 @@ import sys
 import time
 
 import numpy as np
-
 from nautilus_trader.common.actor import Actor
 from nautilus_trader.config import ActorConfig
 from nautilus_trader.model.identifiers import InstrumentId, Venue
 from nautilus_trader.model.objects import Currency
 
-from basisbot import margin
-from basisbot.hedge_monitor import HedgeMonitor
-from basisbot.quantities import ZERO
-from basisbot.venue_messages import PerpMarginState, margin_topic
+from basisbot.core import margin
+from basisbot.core.hedge_monitor import HedgeMonitor
+from basisbot.core.quantities import ZERO
+from basisbot.nautilus.messages import PerpMarginState, margin_topic
 
 USDT = Currency.from_str("USDT")
 HOUR_NS = 3_600_000_000_000

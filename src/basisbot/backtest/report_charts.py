@@ -11,7 +11,6 @@ from datetime import datetime
 
 from basisbot.backtest.report_format import esc, none_note, utc_datetime
 
-
 MAX_POINTS = 2000          # per line in a chart
 
 

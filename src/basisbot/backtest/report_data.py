@@ -3,15 +3,14 @@ liquidations, decisions) and what the sections derive from it (cumulative series
 
 from __future__ import annotations
 
+import json
 import math
 from bisect import bisect_left
 from collections import defaultdict
-import json
 from pathlib import Path
 
 from basisbot.backtest.report_charts import EVENT_STYLE, Marker
 from basisbot.backtest.report_format import fmt_num, parse_ts, pct, read_csv_rows, side_label, to_float
-
 
 MINUTES_PER_YEAR = 365 * 24 * 60
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 
-from basisbot.backtest.report_charts import COLORS, figure, Series, svg_chart
-from basisbot.backtest.report_data import cum_at, events_of, max_drawdown, MINUTES_PER_YEAR, ReportData, symbol_stats
+from basisbot.backtest.report_charts import COLORS, Series, figure, svg_chart
+from basisbot.backtest.report_data import MINUTES_PER_YEAR, ReportData, cum_at, events_of, max_drawdown, symbol_stats
 from basisbot.backtest.report_format import (
     esc,
     fmt_num,
@@ -20,7 +20,6 @@ from basisbot.backtest.report_format import (
     tdt,
     to_float,
 )
-
 
 MAX_TRADE_ROWS = 500       # trades table
 

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from basisbot import baselines
-from basisbot.schedule import ns_to_dt
+from basisbot.core import baselines
+from basisbot.core.schedule import ns_to_dt
 
 MONEY_KEYS = ("funding_pnl", "fees", "spot_pnl", "perp_pnl", "liquidation_loss", "net_pnl")
 

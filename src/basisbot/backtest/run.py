@@ -22,18 +22,17 @@ from nautilus_trader.model.events import OrderFilled
 from nautilus_trader.model.identifiers import TraderId
 from nautilus_trader.model.objects import Money
 
-from basisbot import reference
-from basisbot.data import market_data
 from basisbot.backtest.feed import SymbolFeed, bar_type, build_feed
+from basisbot.backtest.recorder import BacktestRecorder, RecorderConfig
+from basisbot.config.settings import ConfigError, Settings, SymbolSettings, venue_reference
+from basisbot.data import market_data
 from basisbot.nautilus.instruments import PERP_VENUE, SPOT_VENUE, make_perp, make_spot
 from basisbot.nautilus.message_bus import in_process_message_bus
-from basisbot.nautilus.strategy_config import strategy_config
 from basisbot.nautilus.perp_venue import PerpLedger, PerpMarginModule, PerpSymbol, SpotCollateralModule
-from basisbot.backtest.recorder import BacktestRecorder, RecorderConfig
-from basisbot.portfolio_actor import PortfolioBudgetActor, PortfolioBudgetConfig
-from basisbot.settings import ConfigError, Settings, SymbolSettings, venue_reference
-from strategies.basis_carry import BasisCarryStrategy
-
+from basisbot.nautilus.portfolio_actor import PortfolioBudgetActor, PortfolioBudgetConfig
+from basisbot.strategies.basis_carry import BasisCarryStrategy
+from basisbot.strategies.strategy_config import strategy_config
+from basisbot.venues.binance import reference
 
 ACCOUNT_LOG_INTERVAL_MS = 100 * 365 * 86_400_000  # a century: see `build_engine`
 
@@ -319,7 +318,7 @@ def collect_fills(engine: BacktestEngine, spot_insts: dict, perp_insts: dict) ->
 def run_backtest_cli(args) -> int:
     from basisbot.backtest.report import write_report
     from basisbot.backtest.results import print_summary, write_results
-    from basisbot.settings import load_settings
+    from basisbot.config.settings import load_settings
 
     try:
         settings = load_settings(args.config, env_file=args.env_file,

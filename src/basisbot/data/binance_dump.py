@@ -13,30 +13,30 @@ from basisbot.data.csv_table import parse_table
 from basisbot.data.discovery import dump_paths, unknown_symbol
 from basisbot.data.dump_files import MonthFile, monthly_files
 from basisbot.data.symbol_data import (
-    DataError,
-    fmt_ts,
     FUNDING_HEADER,
     HOUR_NS,
     KLINE_HEADER,
     MINUTE_NS,
+    OHLC,
+    DataError,
+    SymbolData,
+    fmt_ts,
     month_floor_ns,
     next_month_ns,
-    OHLC,
-    SymbolData,
 )
 from basisbot.data.validation import (
+    FundingRows,
+    Klines,
+    Series,
     assemble,
     check_funding_values,
     check_klines,
     check_order,
     first_failure,
-    FundingRows,
-    Klines,
     merge_funding,
     merge_klines,
     range_mask,
     row_error,
-    Series,
 )
 
 

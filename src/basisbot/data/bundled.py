@@ -9,20 +9,20 @@ import pandas as pd
 
 from basisbot.data.csv_table import parse_table
 from basisbot.data.discovery import bundled_inventory, unknown_symbol
-from basisbot.data.symbol_data import DataError, HOUR_NS, index_ns, SymbolData
+from basisbot.data.symbol_data import HOUR_NS, DataError, SymbolData, index_ns
 from basisbot.data.validation import (
+    FundingRows,
+    Klines,
+    Series,
     assemble,
     check_funding_values,
     check_klines,
     check_order,
     first_failure,
-    FundingRows,
-    Klines,
     merge_funding,
     merge_klines,
     range_mask,
     row_error,
-    Series,
 )
 
 

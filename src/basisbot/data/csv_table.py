@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from basisbot.data.symbol_data import DataError, US_THRESHOLD
+from basisbot.data.symbol_data import US_THRESHOLD, DataError
 from basisbot.data.validation import is_number, row_error
 
 

@@ -9,7 +9,6 @@ from typing import Literal
 from basisbot.data.dump_files import monthly_files
 from basisbot.data.symbol_data import DataError
 
-
 _BUNDLED_BARS_RE = re.compile(r"^([A-Z0-9]+)_1h_(.+)\.parquet$")
 
 

@@ -35,8 +35,7 @@ import pandas as pd
 
 from basisbot.data.discovery import dump_paths
 from basisbot.data.market_data import load_symbol
-from basisbot.data.symbol_data import FUNDING_HEADER, HOUR_NS, index_ns, KLINE_HEADER, SymbolData
-
+from basisbot.data.symbol_data import FUNDING_HEADER, HOUR_NS, KLINE_HEADER, SymbolData, index_ns
 
 __all__ = ["export_binance_dump", "write_binance_dump"]
 

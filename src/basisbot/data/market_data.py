@@ -87,8 +87,7 @@ import pandas as pd
 from basisbot.data.binance_dump import load_dump
 from basisbot.data.bundled import load_bundled
 from basisbot.data.discovery import available_symbols, detect_layout, dump_paths
-from basisbot.data.symbol_data import BAR_COLUMNS, DataError, FUNDING_COLUMNS, SymbolData, to_utc
-
+from basisbot.data.symbol_data import BAR_COLUMNS, FUNDING_COLUMNS, DataError, SymbolData, to_utc
 
 __all__ = [
     "BAR_COLUMNS",

@@ -8,7 +8,6 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-
 BAR_COLUMNS: tuple[str, ...] = (
     "spot_open", "spot_high", "spot_low", "spot_close", "spot_volume",
     "perp_open", "perp_high", "perp_low", "perp_close", "perp_volume",

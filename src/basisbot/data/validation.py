@@ -12,13 +12,13 @@ import pandas as pd
 
 from basisbot.data.symbol_data import (
     BAR_COLUMNS,
-    DataError,
-    fmt_ts,
     HOUR_NS,
     MAX_FUNDING_GAP_NS,
     MIN_FUNDING_GAP_NS,
     OHLC,
+    DataError,
     SymbolData,
+    fmt_ts,
 )
 
 

@@ -41,7 +41,7 @@ from basisbot.live.exec_user_streams import UserStreams
 from basisbot.live.instruments import StaticInstrumentProvider
 from basisbot.live.messages import FUNDING_PUBLISHED_ENDPOINT
 from basisbot.live.venue import VenueSession
-from basisbot.venue_messages import ADJUST_MARGIN_ENDPOINT, Liquidated, MarginAdjusted
+from basisbot.nautilus.messages import ADJUST_MARGIN_ENDPOINT, Liquidated, MarginAdjusted
 
 
 @dataclass

@@ -15,15 +15,15 @@ import math
 import ccxt
 from nautilus_trader.model.currencies import USDT
 
+from basisbot.core.margin import perp_shortfall, split_margin_request
 from basisbot.live.exec_account import PerpPosition
-from basisbot.margin import perp_shortfall, split_margin_request
-from basisbot.venue_messages import (
+from basisbot.nautilus.messages import (
     AdjustMarginRequest,
     Liquidated,
-    liquidation_topic,
-    margin_topic,
     MarginAdjusted,
     PerpMarginState,
+    liquidation_topic,
+    margin_topic,
 )
 
 

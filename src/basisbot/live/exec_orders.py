@@ -33,7 +33,6 @@ from nautilus_trader.model.objects import Money, Price, Quantity
 
 from basisbot.nautilus.instruments import currency
 
-
 ORDER_STATUS = {
     "open": OrderStatus.ACCEPTED,
     "closed": OrderStatus.FILLED,

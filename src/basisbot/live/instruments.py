@@ -18,8 +18,8 @@ from nautilus_trader.common.providers import InstrumentProvider
 from nautilus_trader.model.identifiers import InstrumentId
 from nautilus_trader.model.instruments import CryptoPerpetual, CurrencyPair, Instrument
 
+from basisbot.core.margin import BracketTable
 from basisbot.nautilus.instruments import PERP_VENUE, SPOT_VENUE, crypto_perpetual, currency_pair, perp_id, spot_id
-from basisbot.margin import BracketTable
 
 __all__ = [
     "PERP_VENUE",

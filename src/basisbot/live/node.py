@@ -3,15 +3,15 @@
     live:  ccxt.pro market data + ccxt/ccxt.pro execution on the exchange (credentials required)
     paper: the same live market data + nautilus sandbox execution with the margin/funding modules (no credentials)
 
-One `BasisCarryStrategy` per enabled symbol (config from `basisbot.nautilus.strategy_config`, spot priced from
+One `BasisCarryStrategy` per enabled symbol (config from `basisbot.strategies.strategy_config`, spot priced from
 quotes, with `external_order_claims` on both legs so the orders and positions reconciliation rebuilds after a
-restart belong to the strategy again), and the `JournalActor` when `basisbot.journal_actor` is installed.
+restart belong to the strategy again), and the `JournalActor` when `basisbot.nautilus.journal_actor` is installed.
 
 Start-up: load the exchange's markets (instruments) and leverage brackets (ccxt `fetch_leverage_tiers`; signed, so
 paper needs credentials too, a read-only key is enough), check leverage against them, build the node, connect,
 reconcile (live), start the trader. Venue facts never come from the bundled snapshots (those are for backtests).
 Stop (SIGINT / SIGTERM, or the `stop` event): strategies stop opening new pairs, pairs in flight are given time to
-complete (their legs fill, catch up or unwind, per `basisbot.legs`; at most the longest leg timeout + 5 s), then the
+complete (their legs fill, catch up or unwind, per `basisbot.core.legs`; at most the longest leg timeout + 5 s), then the
 node stops. Open carries stay open and hedged; nothing is cancelled or closed on stop. A SIGKILL leaves whatever the
 exchange holds; the next start reconciles it and the strategy resumes from it (see `BasisCarryStrategy.on_start`).
 
@@ -37,8 +37,10 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import msgspec
 from nautilus_trader.config import (
@@ -51,7 +53,7 @@ from nautilus_trader.config import (
 from nautilus_trader.live.node import TradingNode
 from nautilus_trader.model.identifiers import TraderId
 
-from basisbot.nautilus.strategy_config import strategy_config
+from basisbot.config.settings import ConfigError, Settings, leverage_problems, load_settings
 from basisbot.live.data_client import CcxtMarketDataClient, DataOptions
 from basisbot.live.exec_client import CcxtExecutionClient, ExecOptions
 from basisbot.live.instruments import (
@@ -70,9 +72,9 @@ from basisbot.live.venue import (
     VenueSession,
     read_venue_clock,
 )
-from basisbot.settings import ConfigError, Settings, leverage_problems, load_settings
-from basisbot.venue_messages import JOURNAL_TOPIC, JournalRecord
-from strategies.basis_carry import BasisCarryConfig, BasisCarryStrategy
+from basisbot.nautilus.messages import JOURNAL_TOPIC, JournalRecord
+from basisbot.strategies.basis_carry import BasisCarryConfig, BasisCarryStrategy
+from basisbot.strategies.strategy_config import strategy_config
 
 TRADER_ID = "BASISBOT-001"
 
@@ -104,7 +106,10 @@ class NodeOptions:
     reload_interval_s: float = 1.0  # config file poll and safe-point check period
     exit_on_deadline: bool = False  # the CLI: a stop that outlives drain timeout + stop_margin_s ends the process (1)
     stop_margin_s: float = 15.0  # node stop after the drain: disconnect (5 s) + post-stop (1 s) + session close
-    ops: bool = True  # alerts, metrics and status page (basisbot.ops) per [alerts] and [live] metrics_port
+    ops: bool = True  # alerts, metrics and status page per [alerts] and [live] metrics_port (when a factory is given)
+    # what builds them: the driver above this wing hands it in (`basisbot.ops.service.OpsService`), so the wing never
+    # imports a driver; called as ops_factory(settings, mode, {sym: (spot id, perp id)}, {sym: brackets}, env_file=)
+    ops_factory: Callable[..., Any] | None = None
 
 
 def credentials_problem(settings: Settings) -> str | None:
@@ -206,9 +211,9 @@ class StopWatchdog:
 
 
 def _journal_actor(settings: Settings, instruments: dict[str, tuple[str, str]], brackets: dict[str, list[dict]]):
-    """The journal writer (`basisbot.journal_actor.JournalActor`) on `settings.journal`, or None if not installed."""
+    """The journal writer (`basisbot.nautilus.journal_actor.JournalActor`) on `settings.journal`, or None if not installed."""
     try:
-        from basisbot.journal_actor import JournalActor, journal_actor_config
+        from basisbot.nautilus.journal_actor import JournalActor, journal_actor_config
     except ImportError:
         return None
     Path(settings.journal).parent.mkdir(parents=True, exist_ok=True)
@@ -233,8 +238,8 @@ class BasisNode:
         self.ledger = None  # paper: the simulated perp ledger
         self.brackets: dict = {}  # symbol -> BracketTable, read from the exchange at build
         self._run_task: asyncio.Task | None = None
-        self.watcher = None  # basisbot.config_reload.ConfigWatcher when running from a config file
-        self.pending = None  # basisbot.config_reload.PendingChange
+        self.watcher = None  # basisbot.config.reload.ConfigWatcher when running from a config file
+        self.pending = None  # basisbot.config.reload.PendingChange
         self._reload_tasks: list[asyncio.Task] = []
         self.venue_speed: float = 1.0
         self.left_in_flight: list[str] = []  # symbols whose pair was still in flight when the drain timed out
@@ -360,7 +365,7 @@ class BasisNode:
                 node.trader.add_actor(self.journal)
 
         if s.portfolio.capital_usdt:  # the capital budget across symbols ([portfolio]), as in backtests
-            from basisbot.portfolio_actor import PortfolioBudgetActor, PortfolioBudgetConfig
+            from basisbot.nautilus.portfolio_actor import PortfolioBudgetActor, PortfolioBudgetConfig
 
             pf = s.portfolio
             node.trader.add_actor(PortfolioBudgetActor(PortfolioBudgetConfig(
@@ -368,12 +373,10 @@ class BasisNode:
                 compounding=pf.compounding, venues=[SPOT_VENUE.value, PERP_VENUE.value])))
 
         # -- ops (basisbot.ops): alerts, metrics, status page; its actor listens to the same bus as the journal --
-        if self.opts.ops:
-            from basisbot.ops.service import OpsService
-
-            self.ops = OpsService(s, self.mode, {sym: (str(spot_insts[sym].id), str(perp_insts[sym].id))
+        if self.opts.ops and self.opts.ops_factory is not None:
+            self.ops = self.opts.ops_factory(s, self.mode, {sym: (str(spot_insts[sym].id), str(perp_insts[sym].id))
                                                  for sym in symbols},
-                                  {sym: list(configs[sym].brackets) for sym in symbols}, env_file=self.opts.env_file)
+                                           {sym: list(configs[sym].brackets) for sym in symbols}, env_file=self.opts.env_file)
             node.trader.add_actor(self.ops.actor)
         # -- end ops --
 
@@ -450,13 +453,13 @@ class BasisNode:
 
     # -- config hot reload ------------------------------------------------------------------------------------------
     def _start_reload(self) -> None:
-        """Watch the config file (`basisbot.config_reload`): valid changes wait in `pending` and are applied per symbol
+        """Watch the config file (`basisbot.config.reload`): valid changes wait in `pending` and are applied per symbol
         at its safe point by `apply_pending`; both run as tasks on the node's event loop (the journal's thread)."""
         if not self.opts.config_path:
             return
         from nautilus_trader.common.component import Logger
 
-        from basisbot.config_reload import ConfigWatcher, PendingChange
+        from basisbot.config.reload import ConfigWatcher, PendingChange
 
         journal = getattr(self.journal, "journal", None)
         clock_ns = self.node.kernel.clock.timestamp_ns
@@ -654,7 +657,7 @@ async def run_node(settings: Settings, mode: str, options: NodeOptions | None = 
     return rc
 
 
-def _main(args, mode: str) -> int:
+def _main(args, mode: str, ops_factory: Callable[..., Any] | None) -> int:
     try:
         # venue facts (symbols, brackets) are checked against the exchange at start, not the bundled snapshots
         settings = load_settings(args.config, env_file=getattr(args, "env_file", ".env"), check_venue=False)
@@ -671,19 +674,19 @@ def _main(args, mode: str) -> int:
         return asyncio.run(run_node(settings, mode, NodeOptions(config_path=str(args.config),
                                                                  env_file=str(env_file) if env_file else None,
                                                                  venue_speed=getattr(args, "venue_speed", None),
-                                                                 exit_on_deadline=True)))
+                                                                 exit_on_deadline=True, ops_factory=ops_factory)))
     except KeyboardInterrupt:
         return 0
 
 
-def live_main(args) -> int:
+def live_main(args, ops_factory: Callable[..., Any] | None = None) -> int:
     """`basisbot live --config F [--env-file F]`."""
-    return _main(args, "live")
+    return _main(args, "live", ops_factory)
 
 
-def paper_main(args) -> int:
+def paper_main(args, ops_factory: Callable[..., Any] | None = None) -> int:
     """`basisbot paper --config F [--env-file F]`: live market data, simulated fills, no credentials."""
-    return _main(args, "paper")
+    return _main(args, "paper", ops_factory)
 
 
 __all__ = ["BasisNode", "NodeOptions", "credentials_problem", "live_main", "paper_main", "run_node"]

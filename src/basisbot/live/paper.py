@@ -32,6 +32,9 @@ from nautilus_trader.model.data import FundingRateUpdate
 from nautilus_trader.model.identifiers import InstrumentId
 from nautilus_trader.model.objects import Money
 
+from basisbot.core.carry import funding_payment
+from basisbot.live.messages import FUNDING_SETTLED_TOPIC, FundingSettled
+from basisbot.live.venue import NS, VenueSession
 from basisbot.nautilus.perp_venue import (
     USDT,
     FundingRow,
@@ -40,9 +43,6 @@ from basisbot.nautilus.perp_venue import (
     PerpSymbol,
     SpotCollateralModule,
 )
-from basisbot.carry import funding_payment
-from basisbot.live.messages import FUNDING_SETTLED_TOPIC, FundingSettled
-from basisbot.live.venue import NS, VenueSession
 
 
 class LiveFundingModule(SimulationModule):

@@ -226,7 +226,7 @@ class VenueSession:
 
         Raises `CredentialsNeeded` without credentials, `MissingTiers` naming the symbols the exchange gave none
         for, and `VenueError` when the exchange cannot be reached or answers something unusable."""
-        from basisbot.brackets import BracketError, parse_ccxt_tiers
+        from basisbot.core.brackets import BracketError, parse_ccxt_tiers
         from basisbot.live.instruments import find_market
 
         unified = {find_market(self.perp_markets, i, kind="perp")["symbol"]: i for i in exchange_ids}

@@ -10,8 +10,8 @@ from nautilus_trader.model.identifiers import InstrumentId, Symbol, Venue
 from nautilus_trader.model.instruments import CryptoPerpetual, CurrencyPair
 from nautilus_trader.model.objects import Currency, Money, Price, Quantity
 
-from basisbot import reference
-from basisbot.margin import BracketTable
+from basisbot.core.margin import BracketTable
+from basisbot.venues.binance import reference
 
 SPOT_VENUE = Venue("BINANCE_SPOT")
 PERP_VENUE = Venue("BINANCE_PERP")

@@ -27,16 +27,15 @@ from dataclasses import dataclass, field
 from nautilus_trader.backtest.config import SimulationModuleConfig
 from nautilus_trader.backtest.modules import SimulationModule
 from nautilus_trader.core.uuid import UUID4
-from nautilus_trader.model.enums import LiquiditySide, OrderSide, PositionSide
+from nautilus_trader.model.enums import LiquiditySide, OrderSide, PositionSide, TimeInForce
 from nautilus_trader.model.identifiers import ClientOrderId, InstrumentId
 from nautilus_trader.model.objects import Currency, Money, Price
-from nautilus_trader.model.enums import TimeInForce
 from nautilus_trader.model.orders import LimitOrder
 
-from basisbot import margin
-from basisbot.carry import funding_payment
-from basisbot.mark_watch import EVERY_MARK_QUIET, MarkBand, mark_watch
-from basisbot.venue_messages import (
+from basisbot.core import margin
+from basisbot.core.carry import funding_payment
+from basisbot.core.mark_watch import EVERY_MARK_QUIET, MarkBand, mark_watch
+from basisbot.nautilus.messages import (
     ADJUST_MARGIN_ENDPOINT,
     AdjustMarginRequest,
     Liquidated,
@@ -71,7 +70,7 @@ class _PositionBook:
     opened_ns: int = 0
     last_checked_bar: int = 0
     version: int = 0  # bumped on every change (side, size, entry, wallet): what publishing and caches key on
-    # the marks the venue need not look at for this position (`basisbot.mark_watch`); every change opens it
+    # the marks the venue need not look at for this position (`basisbot.core.mark_watch`); every change opens it
     band: MarkBand = field(default_factory=MarkBand)
 
     def changed(self) -> None:

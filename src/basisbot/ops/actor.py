@@ -3,7 +3,7 @@ metrics (`OpsMetrics`) and the alert rules (`AlertRules`); it never calls a venu
 is a dict write; an alert is a queue put for the dispatcher's threads).
 
 Subscriptions: `JOURNAL_TOPIC` records (decision, guard, leg, prediction, booking), order events (submitted / filled /
-rejected / denied: order and reject counts, submit→fill latency), position events (legs), `basisbot.margin.*`
+rejected / denied: order and reject counts, submit→fill latency), position events (legs), `basisbot.core.margin.*`
 (`PerpMarginState`: perp leg and liquidation price), `basisbot.liquidation.*` (`Liquidated`), funding settlements
 (`FundingSettled`), and the market data of the configured instruments (perp mark prices and funding rates, spot
 quotes). Leg gaps (time between the two legs' first fills of a pair) come from the pairs' `leg` records.
@@ -15,13 +15,13 @@ from nautilus_trader.common.actor import Actor
 from nautilus_trader.config import ActorConfig
 from nautilus_trader.model.identifiers import InstrumentId
 
-from basisbot import margin
-from basisbot.journal_actor import FUNDING_SETTLED_TOPIC, FundingSettled, classify_instrument
-from basisbot.venue_messages import JOURNAL_TOPIC, JournalRecord, Liquidated, PerpMarginState
+from basisbot.core import margin
+from basisbot.nautilus.journal_actor import FUNDING_SETTLED_TOPIC, FundingSettled, classify_instrument
+from basisbot.nautilus.messages import JOURNAL_TOPIC, JournalRecord, Liquidated, PerpMarginState
 
 ORDER_TOPIC = "events.order.*"
 POSITION_TOPIC = "events.position.*"
-MARGIN_TOPICS = "basisbot.margin.*"
+MARGIN_TOPICS = "basisbot.core.margin.*"
 LIQUIDATION_TOPICS = "basisbot.liquidation.*"
 
 
@@ -98,7 +98,7 @@ class OpsActor(Actor):
                 if raw:
                     table = margin.parse_brackets([{"symbol": symbol, "brackets": raw}], source="ops actor")[symbol]
                 else:
-                    from basisbot import reference
+                    from basisbot.venues.binance import reference
 
                     table = reference.brackets().get(symbol)
             except Exception:  # pragma: no cover

@@ -20,8 +20,8 @@ from pathlib import Path
 import apprise
 from dotenv import dotenv_values
 
+from basisbot.config.settings import ALERT_URL_ENV, ConfigError
 from basisbot.ops.alerts import Alert, SendError
-from basisbot.settings import ALERT_URL_ENV, ConfigError
 
 _NOTIFY_TYPE = {"info": apprise.NotifyType.INFO, "warning": apprise.NotifyType.WARNING,
                 "error": apprise.NotifyType.FAILURE, "critical": apprise.NotifyType.FAILURE}

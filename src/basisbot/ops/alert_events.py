@@ -1,6 +1,6 @@
 """What is worth telling the operator: bus traffic in, `Alert`s out (no I/O; `submit` is the dispatcher's).
 
-Inputs are what the strategy and the clients already publish (the journal's stream, `basisbot.venue_messages`):
+Inputs are what the strategy and the clients already publish (the journal's stream, `basisbot.nautilus.messages`):
 
 | event | from | default |
 |---|---|---|
@@ -24,8 +24,8 @@ import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from basisbot.config.settings import AlertSettings
 from basisbot.ops.alerts import Alert
-from basisbot.settings import AlertSettings
 
 NS = 1_000_000_000
 SETTLEMENT_MATCH_NS = 60 * NS

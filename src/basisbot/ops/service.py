@@ -22,13 +22,13 @@ import os
 import time
 from pathlib import Path
 
-from basisbot.journal import JournalReader
+from basisbot.config.settings import ConfigError, Settings
+from basisbot.journal.writer import JournalReader
+from basisbot.nautilus.messages import JOURNAL_TOPIC, JournalRecord
 from basisbot.ops.actor import OpsActor, OpsActorConfig
 from basisbot.ops.alert_events import AlertRules, Outages, summary_due
 from basisbot.ops.alerts import Alert, AlertDispatcher
 from basisbot.ops.metrics import OpsMetrics
-from basisbot.settings import ConfigError, Settings
-from basisbot.venue_messages import JOURNAL_TOPIC, JournalRecord
 
 TICK_S = 1.0
 CONFIG_POLL_S = 5.0
@@ -118,7 +118,7 @@ class OpsService:
                          "symbols": sorted(getattr(app, "strategies", {}) or {})}
 
     def status_data(self) -> dict:
-        from basisbot.status import status_data
+        from basisbot.ops.status import status_data
 
         return status_data(self.settings.journal, self.settings)
 
@@ -241,7 +241,7 @@ class OpsService:
         if not summary_due(now, self.settings.alerts.daily_summary_utc, self._summary_day):
             return
         self._summary_day = now.date()
-        from basisbot.status import render_status
+        from basisbot.ops.status import render_status
 
         text = await asyncio.to_thread(render_status, self.settings.journal, self.settings)
         self.rules.daily_summary(text, now.date())

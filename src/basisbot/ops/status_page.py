@@ -1,4 +1,4 @@
-"""The status page: `basisbot.status.status_data` as one self-contained HTML page (no scripts, no external assets).
+"""The status page: `basisbot.ops.status.status_data` as one self-contained HTML page (no scripts, no external assets).
 
 Per symbol: phase, distance to liquidation, legs and hedge ratio, basis, predicted funding with APR and countdown,
 accrued and settled funding, the PnL split, a small inline-SVG chart of funding and of the distance to liquidation

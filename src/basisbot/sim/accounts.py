@@ -10,9 +10,9 @@ Money model of the futures account (USDT only, one-way mode), the same conventio
   wallet; closing returns all of it.
 * realized PnL and commissions go to the cross wallet; funding of an isolated position goes to its isolated wallet
   (Binance credits it there), of a cross position to the cross wallet.
-* an isolated position is liquidated when the mark crosses ``basisbot.margin.liquidation_price``; the whole
+* an isolated position is liquidated when the mark crosses ``basisbot.core.margin.liquidation_price``; the whole
   isolated wallet is lost (realized PnL at the liquidation price + the rest to the insurance fund).
-* cross positions are liquidated when ``basisbot.margin.cross_margin_ratio`` reaches 1.
+* cross positions are liquidated when ``basisbot.core.margin.cross_margin_ratio`` reaches 1.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from basisbot import margin
-from basisbot.carry import funding_payment
+from basisbot.core import margin
+from basisbot.core.carry import funding_payment
 from basisbot.sim.markets import Market, f8
 
 EPS = 1e-12

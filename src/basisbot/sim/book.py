@@ -17,7 +17,7 @@ from decimal import Decimal, InvalidOperation
 
 from basisbot.sim import errors
 from basisbot.sim.prices import quote
-from basisbot.reference import MarketSpec
+from basisbot.venues.binance.reference import MarketSpec
 
 
 @dataclass(frozen=True)

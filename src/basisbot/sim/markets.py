@@ -1,4 +1,4 @@
-"""Static market facts served by the venue: specs from the real 2021 exchangeInfo capture (basisbot.reference) or
+"""Static market facts served by the venue: specs from the real 2021 exchangeInfo capture (basisbot.venues.binance.reference) or
 an operator's exchangeInfo file (`--exchange-info`), bracket tables of every symbol (the bundled all-symbols snapshot,
 or `--brackets`), and Binance-style exchangeInfo and leverageBracket entries for spot and USDⓈ-M futures."""
 
@@ -11,8 +11,8 @@ from decimal import ROUND_DOWN, Decimal
 from functools import cache
 from pathlib import Path
 
-from basisbot import reference
-from basisbot.brackets import BracketTable, bracket_rows
+from basisbot.core.brackets import BracketTable, bracket_rows
+from basisbot.venues.binance import reference
 
 SPOT_ORDER_TYPES = ["LIMIT", "LIMIT_MAKER", "MARKET"]
 FUTURES_ORDER_TYPES = ["LIMIT", "MARKET"]

@@ -45,13 +45,13 @@ from basisbot.sim.clock import ReplayClock
 from basisbot.sim.config import SimConfig
 from basisbot.sim.errors import BinanceError
 from basisbot.sim.faults import FaultState, failure_response_parts
+from basisbot.sim.listen_keys import ListenKeys
 from basisbot.sim.markets import build_market
 from basisbot.sim.prices import load_paths
 from basisbot.sim.rest_futures import futures_routes
 from basisbot.sim.rest_spot import spot_routes
 from basisbot.sim.routing import API_KEY, SIGNED, Routes, json_response, make_ctx
 from basisbot.sim.venue import Venue
-from basisbot.sim.listen_keys import ListenKeys
 from basisbot.sim.ws import Hub
 
 log = logging.getLogger("basisbot.sim")

@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 from basisbot.sim import errors
 from basisbot.sim.accounts import FuturesAccount, SpotAccount
-from basisbot.sim.book import crossing_time, make_quote, Quote, resting_fills
+from basisbot.sim.book import Quote, crossing_time, make_quote, resting_fills
 from basisbot.sim.clock import ReplayClock
 from basisbot.sim.config import SimConfig
 from basisbot.sim.faults import FaultState

@@ -9,12 +9,11 @@ from basisbot.sim import errors
 from basisbot.sim.book import check_price, check_qty, floor_to_step, parse_decimal
 from basisbot.sim.errors import BinanceError
 from basisbot.sim.orders import (
-    execution_report,
     Order,
-    order_trade_update,
     Trade,
+    execution_report,
+    order_trade_update,
 )
-
 
 SPOT, FUT = "spot", "futures"
 

@@ -5,7 +5,7 @@ reaches 1."""
 from __future__ import annotations
 
 from basisbot.sim.markets import Market
-from basisbot.sim.orders import Order, order_trade_update, Trade
+from basisbot.sim.orders import Order, Trade, order_trade_update
 from basisbot.sim.venue_orders import FUT
 
 
@@ -48,7 +48,7 @@ class FundingAndLiquidation:
         cps = self.fut.cross_positions(marks)
         if not cps:
             return
-        from basisbot.margin import cross_margin_ratio
+        from basisbot.core.margin import cross_margin_ratio
 
         if cross_margin_ratio(self.fut.cross_wallet, [cp for _, cp in cps]) < 1.0:
             return

@@ -7,9 +7,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from basisbot.data.market_data import DataError
 from basisbot.backtest.run import BacktestInputError
-from basisbot.settings import ConfigError, Settings, load_settings
+from basisbot.config.settings import ConfigError, Settings, load_settings
+from basisbot.data.market_data import DataError
 from basisbot.sweep.grid import Grid, PointErrors, read_grid, validate_grid
 from basisbot.sweep.page import write_sweep_page
 from basisbot.sweep.plan import RunScope, plan_point

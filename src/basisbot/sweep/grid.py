@@ -10,7 +10,7 @@ A grid file is TOML with one `[grid]` table whose keys are dotted config paths:
     "symbols.*.notional_usdt" = {low = 1000, high = 50000, log = true}
 
 `symbols.*.KEY` applies to every symbol of the config, `symbols.SYM.KEY` to that one (it must be in the config).
-A point is applied onto the loaded settings' values and re-validated through `basisbot.settings` exactly like a config
+A point is applied onto the loaded settings' values and re-validated through `basisbot.config.settings` exactly like a config
 file (field bounds, cross-field rules, the venue's leverage brackets); problems are `ConfigError`s naming the grid
 file, the key and the value.
 """
@@ -28,7 +28,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from basisbot.settings import ConfigError, Settings, _format_errors, _venue_checks
+from basisbot.config.settings import ConfigError, Settings, _format_errors, _venue_checks
 
 MAX_SHOWN = 12  # problems listed in one refusal
 

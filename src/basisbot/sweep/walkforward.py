@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from basisbot.settings import ConfigError, Settings
+from basisbot.config.settings import ConfigError, Settings
 from basisbot.sweep.grid import Grid
 from basisbot.sweep.page import esc, page, table_html, write_sweep_page
 from basisbot.sweep.plan import RunScope, plan_point

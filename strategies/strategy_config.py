@@ -1,15 +1,15 @@
 """The one mapping from the operator's typed settings to the strategy's config, used by the backtest runner, the live
-and paper node (`strategy_config`), and a live config reload (`basisbot.strategy_fields.settings_fields`, the same
+and paper node (`strategy_config`), and a live config reload (`basisbot.config.strategy_fields.settings_fields`, the same
 field table). The perp's leverage brackets are passed once, as a typed `BracketTable` (the backtest's resolved
 snapshot, the exchange's table live).
 """
 
 from __future__ import annotations
 
-from basisbot.brackets import BracketTable, bracket_rows
-from basisbot.settings import Settings
-from basisbot.strategy_fields import settings_fields
-from strategies.basis_carry import BasisCarryConfig
+from basisbot.config.settings import Settings
+from basisbot.config.strategy_fields import settings_fields
+from basisbot.core.brackets import BracketTable, bracket_rows
+from basisbot.strategies.basis_carry import BasisCarryConfig
 
 # The periodic guard sweep is live's backstop against a silent mark stream. A backtest's marks are the data itself:
 # every bar has them and each mark outside the guard's quiet band runs the guard, so a sweep could only re-check the

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import sqlite_utils
 
-from basisbot.journal_schema import DONE_PAIR_STATUSES, dumps_json, EXPORT_ORDER, JSON_COLUMNS, TABLES
+from basisbot.journal.schema import DONE_PAIR_STATUSES, EXPORT_ORDER, JSON_COLUMNS, TABLES, dumps_json
 
 
 class JournalReader:

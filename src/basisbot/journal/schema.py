@@ -1,13 +1,12 @@
 """The journal's tables (columns and natural keys), export order, order-status ranks, and the expected-funding
-rule its funding rows are checked with. See `basisbot.journal` for the concurrency model."""
+rule its funding rows are checked with. See `basisbot.journal.writer` for the concurrency model."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
-from basisbot.carry import funding_payment
-
+from basisbot.core.carry import funding_payment
 
 NS = 1_000_000_000
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from basisbot import margin
+from basisbot.core import margin
 
 
 class Step(enum.IntEnum):

@@ -41,7 +41,7 @@ from pathlib import Path
 from nautilus_trader.common.actor import Actor
 from nautilus_trader.config import ActorConfig
 from nautilus_trader.model.data import MarkPriceUpdate
-from nautilus_trader.model.enums import liquidity_side_to_str, order_side_to_str, order_type_to_str, PriceType
+from nautilus_trader.model.enums import PriceType, liquidity_side_to_str, order_side_to_str, order_type_to_str
 from nautilus_trader.model.events import (
     OrderAccepted,
     OrderCanceled,
@@ -60,23 +60,22 @@ from nautilus_trader.model.events import (
 )
 from nautilus_trader.model.identifiers import InstrumentId
 
-from basisbot import margin
-from basisbot.journal import Journal
-from basisbot.venue_messages import (
+from basisbot.core import margin
+from basisbot.journal.writer import Journal
+from basisbot.nautilus.messages import (
     JOURNAL_TOPIC,
+    RESTORE_ENDPOINT,
     JournalRecord,
     PerpMarginState,
-    RESTORE_ENDPOINT,
     RestoreRequest,
     settlements_held_topic,
 )
-
 
 FUNDING_SETTLED_TOPIC = "basisbot.funding.settled"
 # an execution client answers with the `FundingSettled` it has published, to a callback: the journal reads those of
 # the connection (the settlements that fell while the node was down) when it starts, before a strategy's restore
 FUNDING_PUBLISHED_ENDPOINT = "basisbot.funding.published"
-MARGIN_TOPICS = "basisbot.margin.*"
+MARGIN_TOPICS = "basisbot.core.margin.*"
 NS = 1_000_000_000
 
 
@@ -284,7 +283,7 @@ class JournalActor(Actor):
             if raw:
                 table = margin.parse_brackets([{"symbol": symbol, "brackets": raw}], source="journal actor")[symbol]
             else:
-                from basisbot import reference
+                from basisbot.venues.binance import reference
 
                 table = reference.brackets().get(symbol)
         except Exception as e:  # pragma: no cover - bad bracket data: snapshots go without a liquidation price

@@ -34,7 +34,7 @@ import enum
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from basisbot.quantities import ZERO, exact
+from basisbot.core.quantities import ZERO, exact
 
 MAX_UNWIND_RETRIES = 5
 # retry n (1-based) waits RETRY_DELAYS[n-1] × leg_timeout_s: all five retries fit in 0.77 × the leg timeout

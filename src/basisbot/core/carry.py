@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import NamedTuple
 
-from basisbot import quantities as q
+from basisbot.core import quantities as q
 
 HOURS_PER_YEAR = 24 * 365
 NS_PER_HOUR = 3_600_000_000_000

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-ADJUST_MARGIN_ENDPOINT = "basisbot.margin.adjust"
+ADJUST_MARGIN_ENDPOINT = "basisbot.core.margin.adjust"
 
 
 def margin_topic(symbol: str) -> str:
-    return f"basisbot.margin.{symbol}"
+    return f"basisbot.core.margin.{symbol}"
 
 
 def liquidation_topic(symbol: str) -> str:
@@ -69,14 +69,14 @@ class Liquidated:
     ts_ns: int
 
 
-JOURNAL_TOPIC = "basisbot.journal"
-RESTORE_ENDPOINT = "basisbot.journal.restore"
+JOURNAL_TOPIC = "basisbot.journal.writer"
+RESTORE_ENDPOINT = "basisbot.journal.writer.restore"
 
 
 def settlements_held_topic(symbol: str) -> str:
     """The journal's count of settlements held (`RestoreRequest`'s "settlements_held"), published again when a
     settlement that fell before the node started reaches the journal after the strategies restored."""
-    return f"basisbot.journal.held.{symbol}"
+    return f"basisbot.journal.writer.held.{symbol}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,13 +103,13 @@ class RestoreRequest:
     reply: object
 
 
-PORTFOLIO_ENDPOINT = "basisbot.portfolio.bid"
+PORTFOLIO_ENDPOINT = "basisbot.core.portfolio.bid"
 
 
 @dataclass(frozen=True, slots=True)
 class BudgetRequest:
     """Sent by a strategy on PORTFOLIO_ENDPOINT (when a capital budget is configured) with its current bid
-    (`basisbot.portfolio.Bid`); the budget calls `reply(allowed: bool, scale: float)`: whether the symbol may hold
+    (`basisbot.core.portfolio.Bid`); the budget calls `reply(allowed: bool, scale: float)`: whether the symbol may hold
     its carry now, and the notional scale (1, or the equity growth with compounding)."""
 
     bid: object

@@ -4,15 +4,15 @@ pro rata on a reduce, which leaves the liquidation price where it was).
 
 `quiet_band` is the range of marks at which nothing can fire, kept current on every change of the margin state, the
 thresholds or the latched step: a mark inside it needs no check. It is narrowed by `QUIET_MARGIN` so that a mark
-inside it is quiet under the exact test as well. It is kept in `band`, a `basisbot.mark_watch.MarkBand`: the mark
+inside it is quiet under the exact test as well. It is kept in `band`, a `basisbot.core.mark_watch.MarkBand`: the mark
 watch tests it (two float comparisons) and calls the strategy only for the marks outside it."""
 
 from __future__ import annotations
 
 import math
 
-from basisbot import guard, margin
-from basisbot.mark_watch import EVERY_MARK_QUIET, NO_MARK_QUIET, MarkBand
+from basisbot.core import guard, margin
+from basisbot.core.mark_watch import EVERY_MARK_QUIET, NO_MARK_QUIET, MarkBand
 
 QUIET_MARGIN = 1e-9  # relative: far above float rounding, far below any threshold
 

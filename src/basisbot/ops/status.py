@@ -25,8 +25,8 @@ import sys
 import time
 from pathlib import Path
 
-from basisbot.journal import EXPORT_ORDER, JournalReader, expected_funding
-from basisbot.settings import ConfigError, Settings, load_settings
+from basisbot.config.settings import ConfigError, Settings, load_settings
+from basisbot.journal.writer import EXPORT_ORDER, JournalReader, expected_funding
 
 NS = 1_000_000_000
 EXIT_OK, EXIT_BAD_INPUT = 0, 2
@@ -182,7 +182,7 @@ def status_data(journal_path: str | Path, settings: Settings, now_ns: int | None
                 history_s: float = 86_400, recent: int = 8) -> dict:
     """Everything the status page shows: {"journal", "exists", "mode", "now_ns", "symbols": [symbol_status + "pnl",
     "history", "guard" (recent actions), "decisions" (recent)], "last_config_change"}."""
-    from basisbot.pnl_split import pnl_split
+    from basisbot.core.pnl import pnl_split
 
     path = Path(journal_path)
     now_ns = time.time_ns() if now_ns is None else now_ns

@@ -1,5 +1,5 @@
 """The capital budget as a nautilus actor, shared by backtest, paper and live: strategies send their bids
-(`BudgetRequest` on `PORTFOLIO_ENDPOINT`), the budget ranks the latest bid of every symbol (`basisbot.portfolio`) and
+(`BudgetRequest` on `PORTFOLIO_ENDPOINT`), the budget ranks the latest bid of every symbol (`basisbot.core.portfolio`) and
 answers whether the asking symbol may hold its carry, and with which notional scale (compounding: current equity ÷
 starting equity, from the accounts)."""
 
@@ -12,8 +12,8 @@ from nautilus_trader.config import ActorConfig
 from nautilus_trader.model.identifiers import InstrumentId, Venue
 from nautilus_trader.model.objects import Currency
 
-from basisbot import portfolio
-from basisbot.venue_messages import PORTFOLIO_ENDPOINT, BudgetRequest
+from basisbot.core import portfolio
+from basisbot.nautilus.messages import PORTFOLIO_ENDPOINT, BudgetRequest
 
 USDT = Currency.from_str("USDT")
 

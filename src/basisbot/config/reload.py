@@ -2,7 +2,7 @@
 
 `ConfigWatcher` polls the TOML file (and the .env file) once a second by content hash (no extra dependency). When the
 content changes and has stayed the same for `settle_polls` more polls (an editor saving in several writes is not read
-half-written), it re-validates with `basisbot.settings.load_settings`, exactly as `basisbot config check` does:
+half-written), it re-validates with `basisbot.config.settings.load_settings`, exactly as `basisbot config check` does:
 
 - **invalid** → refused: the ConfigError text (what `basisbot config check` prints) is logged and journaled
   (`config_changes` row, status ``refused``); the running config stays.
@@ -42,8 +42,7 @@ from typing import Any
 
 from pydantic import SecretStr, ValidationError
 
-from basisbot.strategy_fields import settings_fields
-from basisbot.settings import (
+from basisbot.config.settings import (
     SECRET_FIELDS,
     ConfigError,
     Settings,
@@ -51,12 +50,13 @@ from basisbot.settings import (
     _venue_checks,
     load_settings,
 )
+from basisbot.config.strategy_fields import settings_fields
 
 RESTART_ONLY_SYMBOL_KEYS = ("enabled", "spot_symbol", "leverage", "margin_mode")
 RESTART_ONLY_SECTIONS = ("mode", "journal", "exchange", "live", "alerts")
 IGNORED_SECTIONS = ("backtest",)
 
-_log = logging.getLogger("basisbot.config_reload")
+_log = logging.getLogger("basisbot.config.reload")
 
 
 def safe_to_apply(in_blackout: bool, leg_in_flight: bool) -> bool:

@@ -1,7 +1,7 @@
 """Margin money math for Binance USDⓈ-M perpetuals (one-way mode).
 
 Pure functions on floats: no I/O, no exchange or framework imports (the bracket
-tables and their loaders are in :mod:`basisbot.brackets`).  Every formula below follows Binance's published
+tables and their loaders are in :mod:`basisbot.core.brackets`).  Every formula below follows Binance's published
 definitions (see ``backtests/data/SOURCES.md``).
 
 Notation
@@ -37,8 +37,8 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-# The bracket table and its parsers live in basisbot.brackets; re-exported here for existing callers.
-from basisbot.brackets import (
+# The bracket table and its parsers live in basisbot.core.brackets; re-exported here for existing callers.
+from basisbot.core.brackets import (
     Bracket,
     BracketError,
     BracketTable,

@@ -4,7 +4,7 @@ Each field is one `SettingsField` row: its name, how it is read from `Settings` 
 config reload may change it on a running strategy (`tunable`). `TUNABLE_FIELDS` (what
 `BasisCarryStrategy.apply_config` accepts) is derived from the table; the rest (leverage, margin mode, the settled
 level's half-life) is set up at start and changes with a restart. Pure: no nautilus, no strategy import, so the
-strategy itself can import `TUNABLE_FIELDS` from here. `basisbot.nautilus.strategy_config` builds the config from it.
+strategy itself can import `TUNABLE_FIELDS` from here. `basisbot.strategies.strategy_config` builds the config from it.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from basisbot.settings import Settings
+from basisbot.config.settings import Settings
 
 
 @dataclass(frozen=True)

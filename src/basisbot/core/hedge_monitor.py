@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from basisbot.quantities import exact
+from basisbot.core.quantities import exact
 
 NS = 1_000_000_000
 

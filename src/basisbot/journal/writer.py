@@ -52,17 +52,16 @@ from typing import Any
 
 import sqlite_utils
 
-from basisbot.journal_reader import JournalReader
-from basisbot.journal_schema import (
-    dumps_json,
-    expected_funding,
+from basisbot.journal.reader import JournalReader
+from basisbot.journal.schema import (
     EXPORT_ORDER,
-    funding_mismatch,
     NS,
     STATUS_RANK,
     TABLES,
+    dumps_json,
+    expected_funding,
+    funding_mismatch,
 )
-
 
 __all__ = ["EXPORT_ORDER", "TABLES", "Journal", "JournalReader", "JournalThreadError", "expected_funding",
            "funding_mismatch"]
@@ -376,7 +375,7 @@ class Journal(JournalReader):
                                              "message": message})
 
     def record(self, rec) -> None:
-        """Write a `basisbot.venue_messages.JournalRecord` (kind decision | guard | prediction | leg | booking |
+        """Write a `basisbot.nautilus.messages.JournalRecord` (kind decision | guard | prediction | leg | booking |
         order_resolution | venue_clock | alert)."""
         d, s, ts = rec.data, rec.symbol, rec.ts_ns
         if rec.kind == "decision":

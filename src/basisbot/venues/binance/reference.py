@@ -24,9 +24,9 @@ from decimal import Decimal, InvalidOperation
 from functools import cache
 from pathlib import Path
 
-from basisbot.brackets import BracketError, BracketTable, load_brackets
+from basisbot.core.brackets import BracketError, BracketTable, load_brackets
 
-DATA_DIR = Path(__file__).resolve().parents[2] / "backtests" / "data" / "binance"
+DATA_DIR = Path(__file__).resolve().parents[4] / "backtests" / "data" / "binance"
 EXCHANGE_INFO = DATA_DIR / "fapi_v1_exchangeInfo_2021-07-21.json"
 BRACKETS = DATA_DIR / "leverage_brackets.json"  # 2026: BTCUSDT, ETHUSDT, SOLUSDT
 BRACKETS_ALL = DATA_DIR / "leverage_brackets_all.json"  # 2024-10: every USDT-margined perpetual then listed

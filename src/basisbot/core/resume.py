@@ -6,7 +6,7 @@
 - One leg held after an interrupted exit/reduce/unwind: unwind it.
 - One leg held after an interrupted entry: complete the entry with a NEW order for the missing leg when the market is
   within the slippage band of the held leg's entry price (a catch-up that fails unwinds the held leg, per
-  `basisbot.legs`); otherwise unwind it.
+  `basisbot.core.legs`); otherwise unwind it.
 Orders sent before the restart are never sent again: the exchange has them or not.
 
 The funding memory (`carry.FundingMemory`) is rebuilt from the journal's pre-settlement predictions as a run that
@@ -18,8 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
-from basisbot import carry
-from basisbot.quantities import ZERO, exact
+from basisbot.core import carry
+from basisbot.core.quantities import ZERO, exact
 
 
 @dataclass(frozen=True, slots=True)

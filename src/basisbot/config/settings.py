@@ -22,7 +22,7 @@ from dotenv import dotenv_values
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from basisbot import reference
+from basisbot.venues.binance import reference
 
 ENV_PREFIX = "BASISBOT_"
 ENV_DELIMITER = "__"

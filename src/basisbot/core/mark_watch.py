@@ -134,7 +134,7 @@ class MarkWatch:
 
 
 def _endpoint(instrument_id) -> str:
-    return f"basisbot.mark_watch.{instrument_id}"
+    return f"basisbot.core.mark_watch.{instrument_id}"
 
 
 def mark_watch(msgbus, instrument_id) -> MarkWatch:
