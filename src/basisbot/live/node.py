@@ -140,6 +140,11 @@ def scale_schedule_fields(fields: dict, speed: float) -> dict:
     return out
 
 
+# The fastest replay the node is rehearsed to follow (tests/test_live_speed.py): every settlement decided, booked and
+# journaled as its own row. Faster replays are refused at start rather than followed badly.
+MAX_VENUE_SPEED = 1800.0
+
+
 async def resolve_venue_speed(settings: Settings, requested: float | None) -> tuple[float, str]:
     """(speed, where it came from): the CLI/option, else `[live] venue_speed`, else the local venue's GET /sim/clock
     when `live.exchange_url` is set, else 1."""
@@ -210,14 +215,20 @@ class StopWatchdog:
             self._exit(1)
 
 
-def _journal_actor(settings: Settings, instruments: dict[str, tuple[str, str]], brackets: dict[str, list[dict]]):
-    """The journal writer (`basisbot.nautilus.journal_actor.JournalActor`) on `settings.journal`, or None if not installed."""
+def _journal_actor(settings: Settings, instruments: dict[str, tuple[str, str]], brackets: dict[str, list[dict]],
+                   venue_speed: float = 1.0):
+    """The journal writer (`basisbot.nautilus.journal_actor.JournalActor`) on `settings.journal`, or None if not installed.
+
+    Settlement times reach the journal on the local clock: against a venue replaying at `venue_speed`, the window in
+    which an income record belongs to a settlement (60 venue seconds of jitter) shrinks by the speed, so settlements
+    that are 8 venue hours but a few wall seconds apart stay separate rows."""
     try:
-        from basisbot.nautilus.journal_actor import JournalActor, journal_actor_config
+        from basisbot.nautilus.journal_actor import SETTLEMENT_MATCH_S, JournalActor, journal_actor_config
     except ImportError:
         return None
     Path(settings.journal).parent.mkdir(parents=True, exist_ok=True)
-    return JournalActor(journal_actor_config(settings, instruments, brackets))
+    return JournalActor(journal_actor_config(settings, instruments, brackets,
+                                             settlement_match_s=SETTLEMENT_MATCH_S / venue_speed))
 
 
 class BasisNode:
@@ -258,6 +269,11 @@ class BasisNode:
             if problem:
                 raise ConfigError("<environment>", [problem])
         self.venue_speed, self.venue_speed_source = await resolve_venue_speed(s, self.opts.venue_speed)
+        if not 0 < self.venue_speed <= MAX_VENUE_SPEED:
+            raise ConfigError(self.venue_speed_source, [
+                f"venue speed {self.venue_speed:g}x: the node follows replays of at most {MAX_VENUE_SPEED:g}x (an 8-hour "
+                f"interval in {8 * 3600 / MAX_VENUE_SPEED:g} wall seconds, each settlement booked and journaled); "
+                "replay the venue slower (basisbot sim --speed)"])
         self.session = VenueSession(SessionOptions(
             exchange_url=s.live.exchange_url,
             api_key=s.api_key.get_secret_value() if (live and s.api_key) else None,
@@ -360,7 +376,7 @@ class BasisNode:
         if self.opts.journal:
             self.journal = _journal_actor(s, {sym: (str(spot_insts[sym].id), str(perp_insts[sym].id))
                                               for sym in symbols},
-                                          {sym: list(configs[sym].brackets) for sym in symbols})
+                                          {sym: list(configs[sym].brackets) for sym in symbols}, self.venue_speed)
             if self.journal is not None:
                 node.trader.add_actor(self.journal)
 

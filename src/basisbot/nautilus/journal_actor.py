@@ -95,6 +95,9 @@ class FundingSettled:
     mark_price: float | None = None
 
 
+SETTLEMENT_MATCH_S = 60.0  # the exchange stamps its income records within this of the settlement (venue seconds)
+
+
 class JournalActorConfig(ActorConfig, frozen=True):
     journal_path: str
     # carry symbol -> [spot instrument id, perp instrument id] (e.g. {"BTCUSDT": ["BTCUSDT.BINANCE_SPOT",
@@ -106,7 +109,7 @@ class JournalActorConfig(ActorConfig, frozen=True):
     snapshot_interval_s: float = 300.0
     funding_abs_tol: float = 0.01  # USDT
     funding_rel_tol: float = 1e-6
-    settlement_match_s: float = 60.0  # exchange income stamped within this of T belongs to settlement T
+    settlement_match_s: float = SETTLEMENT_MATCH_S  # income stamped within this of T (local clock) belongs to T
     capture_settlement_marks: bool = True
     synchronous: str = "NORMAL"  # SQLite synchronous: NORMAL (no fsync per commit) or FULL
     mark_interval_s: float = 1.0  # latest mark per symbol (`marks`, what `status` shows): at most once per this (wall)
