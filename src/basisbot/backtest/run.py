@@ -191,7 +191,7 @@ def build_engine(p: Prepared, *, simulate_perp: bool = True) -> tuple[BacktestEn
     ledger = PerpLedger([
         PerpSymbol(s, p.perp_insts[s].id, p.brackets[s], cfg.leverage, cfg.margin_mode, p.feeds[s].worst)
         for s, cfg in p.enabled.items()
-    ])
+    ], liquidation_price=profile.liquidation_price)
     spot_modules = [SpotCollateralModule(ledger)] if simulate_perp else []
     perp_modules = [PerpMarginModule(ledger, {s: f.settlements for s, f in p.feeds.items()})] if simulate_perp else []
     engine.add_venue(
@@ -240,7 +240,7 @@ def run_prepared(p: Prepared, *, progress: bool = False) -> BacktestResult:
     recorder = BacktestRecorder(
         RecorderConfig(symbols=order, spot_ids=[str(p.spot_insts[s].id) for s in order],
                        perp_ids=[str(p.perp_insts[s].id) for s in order], spot_venue=settings.venue.spot_venue,
-                       perp_venue=settings.venue.perp_venue, start_ns=int(p.first.value + 3_600_000_000_000),
+                       perp_venue=settings.venue.perp_venue, exchange=settings.venue.name, start_ns=int(p.first.value + 3_600_000_000_000),
                        end_ns=int(p.last.value), progress=progress,
                        hedge_ratios=[str(p.enabled[s].hedge_ratio) for s in order],
                        perp_steps=[str(p.perp_insts[s].size_increment.as_decimal()) for s in order]),

@@ -23,7 +23,10 @@ def get_profile(name: str) -> VenueProfile:
     """The profile of exchange `name` (the config's ``[exchange] name``); an unknown name is a ValueError listing the
     known ones."""
     try:
-        module, attr = PROFILES[name]
+        entry = PROFILES[name]
     except (KeyError, TypeError):
         raise ValueError(f"unknown exchange {name!r}: known venues are {', '.join(sorted(PROFILES))}") from None
+    if isinstance(entry, VenueProfile):
+        return entry
+    module, attr = entry
     return getattr(import_module(module), attr)
