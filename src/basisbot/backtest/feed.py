@@ -32,6 +32,7 @@ from nautilus_trader.model.objects import Price, Quantity
 from basisbot.core.carry import FundingPredictor, premium
 from basisbot.core.data_quality import Flag, PrintFilter
 from basisbot.data.market_data import SymbolData
+from basisbot.venues.profile import FundingRules
 
 HOUR_NS = 3_600_000_000_000
 # ordering of events sharing one timestamp
@@ -130,7 +131,9 @@ def _intrabar(events, instrument, t_open, path, size, mark_shift, pp, ids, marks
 
 
 def build_feed(data: SymbolData, spot, perp, predictor_method: str = "premium", intrabar_step: float = 0.0,
-               print_filter: bool = True, premium_source: str = "mark") -> SymbolFeed:
+               print_filter: bool = True, premium_source: str = "mark", *, funding: FundingRules) -> SymbolFeed:
+    """The symbol's event stream and causal predictions; `funding` is the venue profile's funding rules (formula,
+    cap, default interval) the predictor reproduces."""
     bars = data.bars
     close_ns = (bars.index.asi8.astype(np.int64) * (1 if bars.index.unit == "ns" else _unit_mult(bars.index))
                 + HOUR_NS)
@@ -156,7 +159,9 @@ def build_feed(data: SymbolData, spot, perp, predictor_method: str = "premium", 
     f_int = fund["interval_hours"].to_numpy()
     settlements = [(_settlement_sim_ts(int(t)), int(t), float(r)) for t, r in zip(f_ns, f_rate)]
 
-    predictor = FundingPredictor(predictor_method, default_interval_hours=float(f_int[0]) if len(f_int) else 8.0)
+    predictor = FundingPredictor(predictor_method,
+                                 default_interval_hours=float(f_int[0]) if len(f_int) else funding.default_interval_hours,
+                                 cap=funding.cap(data.symbol), rate_from_premium=funding.rate_from_premium)
     spot_filter, perp_filter = PrintFilter("spot"), PrintFilter("perp")
     flags: list[Flag] = []
     use_mark = premium_source == "mark"

@@ -17,6 +17,7 @@ from basisbot.core import margin
 from basisbot.core.hedge_monitor import HedgeMonitor
 from basisbot.core.quantities import ZERO
 from basisbot.nautilus.messages import PerpMarginState, margin_topic
+from basisbot.venues import DEFAULT_EXCHANGE, get_profile
 
 USDT = Currency.from_str("USDT")
 HOUR_NS = 3_600_000_000_000
@@ -33,6 +34,7 @@ class RecorderConfig(ActorConfig, frozen=True):
     hedge_ratios: list[str] = []  # per symbol, exact (decimal strings)
     perp_steps: list[str] = []  # perp lot step per symbol (decimal strings)
     progress: bool = True
+    exchange: str = DEFAULT_EXCHANGE  # the venue profile: the liquidation price formula of the reported samples
 
 
 class BacktestRecorder(Actor):
@@ -174,6 +176,7 @@ class BacktestRecorder(Actor):
         """(ts, symbol, spot, mark, basis, predicted rate, spot qty, perp qty, perp wallet, liquidation price,
         distance to it) per hour and symbol (in that order), from the per-symbol columns of `_derive_samples`."""
         rows, lps, states = [], {}, self._margin_seen
+        venue_lp = get_profile(self.config.exchange).liquidation_price
         for order, symbol, ts_col, px_col, mark_col, rate_col, k_col, qty_col in columns:
             for key, ts, spot_px, mark, rate, k, (spot_qty, perp_qty) in zip(
                     order.tolist(), ts_col.tolist(), px_col.tolist(), mark_col.tolist(), rate_col, k_col, qty_col):
@@ -187,8 +190,7 @@ class BacktestRecorder(Actor):
                         lp = lps[k]  # the liquidation price depends on the margin state only
                     else:
                         try:
-                            lp = margin.liquidation_price(st.side, st.qty, st.entry_price, st.wallet,
-                                                          self.tables[symbol])
+                            lp = venue_lp(st.side, st.qty, st.entry_price, st.wallet, self.tables[symbol])
                         except ValueError:
                             lp = None
                         lps[k] = lp

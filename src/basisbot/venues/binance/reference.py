@@ -19,44 +19,17 @@ Live and paper never read these files: they take brackets and market rules from 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from functools import cache
 from pathlib import Path
 
 from basisbot.core.brackets import BracketError, BracketTable, load_brackets
+from basisbot.venues.profile import MarketSpec, VenueDataError
 
 DATA_DIR = Path(__file__).resolve().parents[4] / "backtests" / "data" / "binance"
 EXCHANGE_INFO = DATA_DIR / "fapi_v1_exchangeInfo_2021-07-21.json"
 BRACKETS = DATA_DIR / "leverage_brackets.json"  # 2026: BTCUSDT, ETHUSDT, SOLUSDT
 BRACKETS_ALL = DATA_DIR / "leverage_brackets_all.json"  # 2024-10: every USDT-margined perpetual then listed
-
-
-class VenueDataError(ValueError):
-    """A venue reference file (bundled or the operator's) is missing or malformed; the message names it."""
-
-
-@dataclass(frozen=True, slots=True)
-class MarketSpec:
-    """Trading rules of one market, as the exchange's filters state them."""
-
-    symbol: str
-    base: str
-    quote: str
-    tick_size: Decimal
-    step_size: Decimal
-    min_qty: Decimal
-    max_qty: Decimal
-    min_notional: Decimal
-    liquidation_fee: Decimal = Decimal(0)
-
-    @property
-    def price_precision(self) -> int:
-        return max(0, -self.tick_size.normalize().as_tuple().exponent)
-
-    @property
-    def size_precision(self) -> int:
-        return max(0, -self.step_size.normalize().as_tuple().exponent)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
