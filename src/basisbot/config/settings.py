@@ -257,7 +257,8 @@ class PortfolioSettings(_Model):
 
 
 class BacktestSettings(_Model):
-    data: Path = Field(Path("backtests/data/binance"), description="bundled layout or Binance public-dump layout")
+    data: Path | None = Field(None, description="market data folder, bundled layout or Binance public-dump layout "
+                              "(unset: the bundled Binance data, 2022-2023, BTC ETH SOL AVAX)")
     brackets: Path | None = Field(None, description="leverage brackets snapshot (Binance leverageBracket or ccxt "
                                                     "fetch_leverage_tiers JSON); wins over the bundled ones")
     exchange_info: Path | None = Field(None, description="Binance GET /fapi/v1/exchangeInfo JSON: market rules of "

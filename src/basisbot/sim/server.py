@@ -38,6 +38,7 @@ from pathlib import Path
 import pandas as pd
 from aiohttp import web
 
+from basisbot.data.bundled_files import bundled_market_dir
 from basisbot.data.market_data import DataError, available_symbols
 from basisbot.sim.auth import Auth
 from basisbot.sim.cliargs import add_sim_arguments
@@ -318,7 +319,7 @@ def config_from_args(args: argparse.Namespace) -> tuple[SimConfig, dict]:
     api_secret = g("api_secret") or secrets.token_hex(32)
     symbols = g("symbols")
     cfg = SimConfig(
-        data_dir=Path(g("data")),
+        data_dir=Path(g("data")) if g("data") else bundled_market_dir(),
         api_key=api_key,
         api_secret=api_secret,
         port=int(g("port", 0) or 0),
