@@ -1,4 +1,4 @@
-"""The fault matrix (issue 10): `basisbot sim` and `basisbot live` as real processes on 127.0.0.1, one fault per venue
+"""The fault matrix: `basisbot sim` and `basisbot live` as real processes on 127.0.0.1, one fault per venue
 + node pair (all symbols in it), each fault injected at a seeded random moment of its phase, judged from the VENUE's
 side (its admin API polled every 0.25 s), not from the bot's journal.
 

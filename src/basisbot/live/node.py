@@ -15,11 +15,11 @@ complete (their legs fill, catch up or unwind, per `basisbot.core.legs`; at most
 node stops. Open carries stay open and hedged; nothing is cancelled or closed on stop. A SIGKILL leaves whatever the
 exchange holds; the next start reconciles it and the strategy resumes from it (see `BasisCarryStrategy.on_start`).
 
-Hard deadline (issue 10): a stop is bounded in every state. `basisbot live/paper` arm a watchdog thread when the stop
+Hard deadline: a stop is bounded in every state. `basisbot live/paper` arm a watchdog thread when the stop
 begins (drain timeout + `stop_margin_s`); if the node has not stopped by then (a strategy stuck in a loop, a hung
 venue call), it prints what was left per symbol and exits with status 1. A second SIGINT/SIGTERM exits at once.
 
-Replaying venues (issue 10): the venue's replay speed comes from `--venue-speed`, `[live] venue_speed` or the local
+Replaying venues: the venue's replay speed comes from `--venue-speed`, `[live] venue_speed` or the local
 venue itself (GET /sim/clock); the schedule windows (decision, blackout, booking, guard sweep) are venue seconds, so
 they are divided by the speed: at 60x the decision 600 s before a settlement falls 10 wall seconds before it, where it
 falls at 1x in venue time. Leg timeouts stay wall seconds (they bound network round trips).
@@ -121,7 +121,7 @@ def credentials_problem(settings: Settings) -> str | None:
             f"(variable names from exchange.api_key_env / exchange.api_secret_env)")
 
 
-# -- replaying venues: venue seconds -> wall seconds (issue 10) ---------------------------------------------------------
+# -- replaying venues: venue seconds -> wall seconds ------------------------------------------------------------------
 SCHEDULE_SECONDS = ("decision_before_s", "blackout_before_s", "blackout_after_s", "booking_after_s", "guard_sweep_s")
 
 
@@ -154,7 +154,7 @@ async def resolve_venue_speed(settings: Settings, requested: float | None) -> tu
     return 1.0, "default (real time)"
 
 
-# -- shutdown watchdog (issue 10) ----------------------------------------------------------------------------------------
+# -- shutdown watchdog ------------------------------------------------------------------------------------------------
 def _left_in_flight(app) -> list[str]:
     """Per symbol, what a stop leaves behind (read from another thread: plain attribute reads only)."""
     out = []

@@ -20,7 +20,7 @@ JSON accepted by ``POST /admin/faults`` (every key optional, several at once all
     {"drop_ws": true}                                  abort every websocket connection now
     {"clear": true}                                    remove every pending fault
 
-Issue 10 (the fault matrix) adds:
+Per-symbol, per-side and order-timeout faults (what the fault matrix in benchmarks/fault_matrix.py injects):
 
     "symbol": "BTCUSDT" inside reject_next_order / partial_fill_next / timeout_next_order
                                                        only orders on that symbol take the fault (default: any)
