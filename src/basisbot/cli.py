@@ -10,6 +10,8 @@ import sys
 from pathlib import Path
 
 from basisbot.config.settings import ConfigError, effective_config, load_settings
+from basisbot.data.bundled_files import BundledDataMissing
+from basisbot.venues.binance.reference import VenueDataError
 
 EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT = 0, 1, 2
 DEFAULT_CONFIG = Path("config/basisbot.toml")
@@ -27,7 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
     bt = sub.add_parser("backtest", help="run the carry strategy on historical data")
     _add_config(bt)
     bt.add_argument("--out", type=Path, required=True, help="results folder (summary.json, funding.csv, report.html, ...)")
-    bt.add_argument("--data", type=Path, help="data folder: bundled layout or Binance public-dump layout")
+    bt.add_argument("--data", type=Path, help="data folder: bundled layout or Binance public-dump layout "
+                    "(default: backtest.data, else the bundled Binance data)")
     bt.add_argument("--start", help="first day, YYYY-MM-DD (UTC)")
     bt.add_argument("--end", help="end day (exclusive), YYYY-MM-DD (UTC)")
     bt.add_argument("--symbols", help="comma-separated subset of the config's symbols, e.g. BTCUSDT,ETHUSDT")
@@ -46,7 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     sim = sub.add_parser("sim", help="serve a local Binance-compatible venue replaying real data")
     sim.add_argument("--port", type=int, required=True, help="listen on 127.0.0.1:PORT (0 = any free port)")
-    sim.add_argument("--data", type=Path, required=True, help="bundled layout or Binance public-dump layout")
+    sim.add_argument("--data", type=Path, help="bundled layout or Binance public-dump layout (default: the bundled "
+                     "Binance data)")
     sim.add_argument("--speed", type=float, default=60.0, help="replay seconds per wall second (default 60)")
     sim.add_argument("--start", help="replay start, YYYY-MM-DD (default: start of the data)")
     sim.add_argument("--api-key", help="the one API key accepted (default: generated and printed)")
@@ -124,6 +128,9 @@ def main(argv: list[str] | None = None) -> int:
             main = live_main if args.command == "live" else paper_main
             return main(args, ops_factory=OpsService)
     except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except (VenueDataError, BundledDataMissing) as e:  # bundled reference or market data missing or unreadable
         print(f"error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
     return EXIT_FAILURE

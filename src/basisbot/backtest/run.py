@@ -26,6 +26,7 @@ from basisbot.backtest.feed import SymbolFeed, bar_type, build_feed
 from basisbot.backtest.recorder import BacktestRecorder, RecorderConfig
 from basisbot.config.settings import ConfigError, Settings, SymbolSettings, venue_reference
 from basisbot.data import market_data
+from basisbot.data.bundled_files import BundledDataMissing, bundled_market_dir
 from basisbot.nautilus.instruments import make_perp, make_spot, perp_venue, spot_venue
 from basisbot.nautilus.message_bus import in_process_message_bus
 from basisbot.nautilus.perp_venue import PerpLedger, PerpMarginModule, PerpSymbol, SpotCollateralModule
@@ -75,8 +76,14 @@ class BacktestResult:
     data_notes: list[str] = field(default_factory=list)
 
 
-def resolve_data_dir(path: Path, config_path: Path | None) -> Path:
-    """Relative paths: the current directory first, then the config file's folder."""
+def resolve_data_dir(path: Path | None, config_path: Path | None) -> Path:
+    """None: the bundled market data (package data). Relative paths: the current directory first, then the config
+    file's folder."""
+    if path is None:
+        try:
+            return bundled_market_dir()
+        except BundledDataMissing as e:
+            raise BacktestInputError(str(e)) from None
     tried = [path]
     if not path.is_absolute() and config_path is not None:
         tried.append(config_path.parent / path)
