@@ -1,4 +1,5 @@
-"""`basisbot` command line: backtest | sweep | paper | live | sim | config check | status | journal.
+"""`basisbot` command line: backtest | sweep | paper | live | sim | data download | scan | config check | status |
+journal.
 
 Exit status: 0 success, 2 bad configuration or bad input (nothing was started), 1 runtime failure.
 """
@@ -61,6 +62,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_sweep_arguments(sw)
 
+    data = sub.add_parser("data", help="market data tools")
+    data_sub = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
+    dl = data_sub.add_parser("download", help="fetch spot, perp, mark-price candles and funding of any symbol into a "
+                             "folder backtest/sweep/sim --data read (Binance dump site, or OKX through ccxt)")
+    from basisbot.data.download.command import add_arguments as add_download_arguments  # argparse only
+
+    add_download_arguments(dl)
+
     cfg = sub.add_parser("config", help="configuration tools")
     cfg_sub = cfg.add_subparsers(dest="config_command", required=True, metavar="ACTION")
     chk = cfg_sub.add_parser("check", help="validate and print the effective config with where each value came from")
@@ -88,6 +97,15 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _okx_client(base_url: str | None):
+    import ccxt.async_support as ccxt_async
+
+    from basisbot.exchange.ccxt_setup import use_local_venue
+
+    client = ccxt_async.okx({"enableRateLimit": True})
+    return use_local_venue(client, base_url) if base_url else client
+
+
 def cmd_backtest(args: argparse.Namespace) -> int:
     from basisbot.backtest.run import run_backtest_cli
 
@@ -99,6 +117,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "config":
             return cmd_config_check(args)
+        if args.command == "data":
+            from basisbot.data.download.command import download_main
+
+            return download_main(args, okx_client=_okx_client)
         if args.command == "backtest":
             return cmd_backtest(args)
         if args.command == "sweep":
