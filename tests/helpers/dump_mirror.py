@@ -14,7 +14,6 @@ import zipfile
 from pathlib import Path
 
 import pandas as pd
-
 from aiohttp import web
 
 from basisbot.data.dump_writer import export_binance_dump
