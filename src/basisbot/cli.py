@@ -102,7 +102,7 @@ def _okx_client(base_url: str | None):
 
     from basisbot.exchange.ccxt_setup import use_local_venue
 
-    client = ccxt_async.okx({"enableRateLimit": True})
+    client = ccxt_async.okx({"enableRateLimit": True, "options": {"fetchMarkets": {"types": ["spot", "swap"]}}})
     return use_local_venue(client, base_url) if base_url else client
 
 
