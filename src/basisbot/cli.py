@@ -70,6 +70,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_download_arguments(dl)
 
+    sc = sub.add_parser("scan", help="rank every USDT perpetual by carry (live venue or a data folder); write "
+                        "scan.csv and a [symbols.X] config snippet of the top N")
+    _add_config(sc)
+    from basisbot.ops.scan import add_arguments as add_scan_arguments  # argparse only
+
+    add_scan_arguments(sc)
+
     cfg = sub.add_parser("config", help="configuration tools")
     cfg_sub = cfg.add_subparsers(dest="config_command", required=True, metavar="ACTION")
     chk = cfg_sub.add_parser("check", help="validate and print the effective config with where each value came from")
@@ -123,6 +130,10 @@ def main(argv: list[str] | None = None) -> int:
             return download_main(args, okx_client=_okx_client)
         if args.command == "backtest":
             return cmd_backtest(args)
+        if args.command == "scan":
+            from basisbot.ops.scan import scan_main
+
+            return scan_main(args)
         if args.command == "sweep":
             from basisbot.sweep.command import sweep_main
 
