@@ -5,6 +5,7 @@ and a month OKX has no data for are named with exit 1."""
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -12,7 +13,8 @@ import ccxt.async_support as ccxt_async
 import pandas as pd
 import pytest
 
-from basisbot.cli import build_parser
+import basisbot.ops.scan as scan
+from basisbot.cli import build_parser, main
 from basisbot.data.download.command import download_main
 from basisbot.exchange.ccxt_setup import non_local_urls, use_local_venue
 from tests.helpers.okx_fake import OkxFake, okx_data_dir
@@ -82,3 +84,31 @@ def test_okx_unlisted_symbol_and_empty_month_are_named(okx, tmp_path, capsys):
     assert "missing: BTCUSDT 2022-05: OKX returned no swap candles, no spot candles" in err
     assert sorted(p.name for p in out.glob("*_2022-*")) == ["BTCUSDT_1h_2022-04.parquet",
                                                             "BTCUSDT_funding_2022-04.csv"]
+
+
+def test_okx_live_scan_of_the_stand_in_equals_the_scan_of_its_data(okx, tmp_path, capsys, monkeypatch):
+    """`basisbot scan --exchange okx` through ccxt against the stand-in (its clock: 2022-05-01 00:00) ranks BTC and
+    ETH exactly as a scan of the OKX data folder over the same 30 days (April 2022)."""
+    real = scan._client
+    monkeypatch.setattr(scan, "_client", lambda exchange, url: client_for(url)(url) if exchange == "okx"
+                        else real(exchange, url))
+    live, data = tmp_path / "live", tmp_path / "data"
+    assert main(["scan", "--exchange", "okx", "--base-url", okx.url, "--out", str(live)]) == 0
+    folder = tmp_path / "okx"
+    folder.mkdir()
+    for sym in ("BTCUSDT", "ETHUSDT"):
+        for pattern in (f"{sym}_1h_*.parquet", f"{sym}_funding_*.csv"):
+            src = next(DATA.glob(pattern))
+            (folder / src.name).symlink_to(src)
+    assert main(["scan", "--exchange", "okx", "--data", str(folder), "--end", "2022-05-01", "--out", str(data)]) == 0
+    out = capsys.readouterr().out
+    assert "2 USDT perpetuals, 30-day window" in out
+    with (live / "scan.csv").open() as fa, (data / "scan.csv").open() as fb:
+        a = {r["symbol"]: r for r in csv.DictReader(fa)}
+        b = {r["symbol"]: r for r in csv.DictReader(fb)}
+    assert sorted(a) == ["BTCUSDT", "ETHUSDT"]
+    for sym in a:
+        for col in ("funding_apr", "positive_share", "settlements", "basis_vol"):
+            assert a[sym][col] == b[sym][col], (sym, col)
+        assert a[sym]["settlements"] == "90" and a[sym]["capacity_usdt"] == "-" and a[sym]["current_rate"] != "-"
+        assert float(a[sym]["volume_usdt_24h"]) > 0

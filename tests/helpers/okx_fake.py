@@ -119,9 +119,46 @@ class OkxFake:
                  "fundingTime": str(times[i])} for i in self._window(request, times, 400)]
         return self.ok(rows)
 
+    def now_ms(self) -> int:
+        """The stand-in's clock: the close of the last hour it serves."""
+        return max(int(df.index[-1].value // 1_000_000) for df in self.bars.values()) + 3_600_000
+
+    def tickers(self, request: web.Request) -> web.Response:
+        out = []
+        for sym, df in self.bars.items():
+            base, last = sym[:-4], df.iloc[-24:]
+            swap = request.query.get("instType") == "SWAP"
+            leg = "perp" if swap else "spot"
+            vol = Decimal(_fmt(last[f"volume_{leg}_okx"].sum()))
+            ccy = vol * Decimal(CT_VAL.get(base, "1")) if swap else vol
+            close = last[f"close_{leg}_okx"]
+            out.append({"instType": "SWAP" if swap else "SPOT", "instId": f"{base}-USDT" + ("-SWAP" if swap else ""),
+                        "last": _fmt(close.iloc[-1]), "open24h": _fmt(last[f"open_{leg}_okx"].iloc[0]),
+                        "high24h": _fmt(last[f"high_{leg}_okx"].max()), "low24h": _fmt(last[f"low_{leg}_okx"].min()),
+                        "vol24h": str(vol), "volCcy24h": str(ccy), "ts": str(self.now_ms())})
+        return self.ok(out)
+
+    def current_funding(self, request: web.Request) -> web.Response:
+        out = []
+        for sym, f in self.funding.items():
+            inst = f"{sym[:-4]}-USDT-SWAP"
+            if request.query.get("instId") not in ("ANY", inst):
+                continue
+            last = f.iloc[-1]
+            out.append({"instType": "SWAP", "instId": inst, "fundingRate": _fmt(last["funding_rate"]),
+                        "fundingTime": str(int(last["ms"]) + 8 * 3_600_000), "method": "current_period",
+                        "nextFundingTime": str(int(last["ms"]) + 16 * 3_600_000), "formulaType": "noRate"})
+        return self.ok(out)
+
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         self.requests.append(request.path_qs)
         path = request.path
+        if path == "/api/v5/public/time":
+            return self.ok([{"ts": str(self.now_ms())}])
+        if path == "/api/v5/market/tickers":
+            return self.tickers(request)
+        if path == "/api/v5/public/funding-rate":
+            return self.current_funding(request)
         if path == "/api/v5/public/instruments":
             return self.instruments(request)
         if path == "/api/v5/public/funding-rate-history":

@@ -134,26 +134,57 @@ async def _closes(ex, market: str, since: int, until: int, params: dict, limit: 
     return out
 
 
+async def _rates(ex, sym: str, since: int, now: int, limit: asyncio.Semaphore) -> list[float]:
+    """Settled rates in [since, now): Binance pages forward from ``since``, OKX backwards from ``now`` (newest
+    first, ``after`` = older than)."""
+    got: dict[int, float] = {}
+    if ex.id.startswith("binance"):
+        start = since
+        while start < now:
+            async with limit:
+                page = await ex.fetch_funding_rate_history(sym, start, 1000)
+            page = [h for h in page if start <= h["timestamp"] < now]
+            got.update({int(h["timestamp"]): float(h["fundingRate"]) for h in page})
+            if len(page) < 1000:
+                break
+            start = int(page[-1]["timestamp"]) + 1
+    else:
+        after = now
+        while True:
+            async with limit:
+                page = await ex.fetch_funding_rate_history(sym, since, 100, {"after": after})
+            page = [h for h in page if since <= h["timestamp"] < after]
+            got.update({int(h["timestamp"]): float(h["fundingRate"]) for h in page})
+            if len(page) < 100:
+                break
+            after = min(int(h["timestamp"]) for h in page)
+    return [got[t] for t in sorted(got)]
+
+
+def _volume_usdt(t: dict) -> float | None:
+    """24 h quote volume of a ticker; OKX's swap tickers carry it only as base-coin volume (volCcy24h)."""
+    if t.get("quoteVolume") is not None:
+        return float(t["quoteVolume"])
+    info = t.get("info") or {}
+    if info.get("volCcy24h") and t.get("last") is not None:
+        return float(info["volCcy24h"]) * float(t["last"])
+    return None
+
+
 async def _live_symbol(ex, m: dict, since: int, now: int, tickers: dict, current: dict,
                        limit: asyncio.Semaphore) -> Inputs:
     sym = m["symbol"]
-    async with limit:
-        hist = await ex.fetch_funding_rate_history(sym, since, 1000 if ex.id.startswith("binance") else 100)
-    rates = [float(h["fundingRate"]) for h in hist if since <= h["timestamp"] < now]
+    rates = await _rates(ex, sym, since, now, limit)
     perp = await _closes(ex, sym, since, now, {}, limit)
     if ex.id.startswith("binance"):
         ref = await _closes(ex, sym, since, now, {"price": "index"}, limit)
     else:
         ref = await _closes(ex, f"{m['base']}/USDT", since, now, {}, limit)
     hours = sorted(perp)
-    t = tickers.get(sym) or {}
-    vol = t.get("quoteVolume")
-    if vol is None and t.get("baseVolume") is not None and t.get("last") is not None:
-        vol = float(t["baseVolume"]) * float(t["last"])
     rate_now = (current.get(sym) or {}).get("fundingRate")
     return Inputs(m["id"].replace("-SWAP", "").replace("-", ""), rates, (now - since) / HOUR_MS,
                   [perp[h] for h in hours], [ref.get(h, math.nan) for h in hours],
-                  None if vol is None else float(vol), None if rate_now is None else float(rate_now))
+                  _volume_usdt(tickers.get(sym) or {}), None if rate_now is None else float(rate_now))
 
 
 async def from_venue(exchange: str, base_url: str | None, days: int, jobs: int) -> list[Inputs]:
