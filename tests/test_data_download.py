@@ -5,18 +5,22 @@ non-zero exit."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as _dt
 import hashlib
 import json
 import re
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from basisbot.cli import build_parser, main
 from basisbot.data.download.command import download_main
 from basisbot.data.market_data import available_symbols, detect_layout, load_symbol
+from basisbot.sim import SimServer
 from tests.helpers.dump_mirror import MirrorServer, build_mirror, split_into_days
+from tests.helpers.sim_venue import config as sim_config
 
 REPO = Path(__file__).resolve().parents[1]
 BUNDLED = REPO / "backtests" / "data" / "binance"
@@ -89,6 +93,12 @@ def test_download_then_backtest_equals_the_bundled_run_and_a_second_run_fetches_
     sb = (b / "summary.json").read_text().replace(f'"data": "{out}"', '"data": "D"')
     assert sa.count('"data": "D"') == 1 and sa == sb
     assert json.loads((b / "summary.json").read_text())["total"]["entries"] >= 2
+
+    async def sim_symbols():  # the local venue replays the folder as it is
+        async with SimServer(sim_config(data_dir=out, start="2022-03-10", symbols=None)) as sim:
+            async with aiohttp.ClientSession() as s, s.get(sim.url + "/fapi/v1/premiumIndex") as r:
+                return sorted(x["symbol"] for x in await r.json())
+    assert asyncio.run(sim_symbols()) == SYMS
 
     n = len(mirror.requests)
     assert download(out, mirror.url) == 0

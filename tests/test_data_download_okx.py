@@ -77,8 +77,9 @@ def test_okx_download_writes_the_served_data_in_the_okx_layout(okx, tmp_path, ca
 
 
 def test_okx_unlisted_symbol_and_empty_month_are_named(okx, tmp_path, capsys):
-    out = tmp_path / "okx"
-    assert download(out, okx.url, "BTCUSDT,XRPUSDT", "2022-04", "2022-05") == 1
+    out = tmp_path / "okx"  # through the command line's own client (ccxt's rate limiter on)
+    assert main(["data", "download", "--exchange", "okx", "--symbols", "BTCUSDT,XRPUSDT", "--start", "2022-04",
+                 "--end", "2022-05", "--out", str(out), "--base-url", okx.url, "--quiet"]) == 1
     err = capsys.readouterr().err
     assert "missing: XRPUSDT: OKX lists no XRP/USDT:USDT (USDT swap) and no XRP/USDT (spot)" in err
     assert "missing: BTCUSDT 2022-05: OKX returned no swap candles, no spot candles" in err

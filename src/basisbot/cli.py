@@ -105,12 +105,13 @@ def cmd_config_check(args: argparse.Namespace) -> int:
 
 
 def _okx_client(base_url: str | None):
+    """ccxt's OKX client (rate-limited, spot and swap markets only); ``base_url`` replaces its REST host."""
     import ccxt.async_support as ccxt_async
 
-    from basisbot.exchange.ccxt_setup import use_local_venue
-
     client = ccxt_async.okx({"enableRateLimit": True, "options": {"fetchMarkets": {"types": ["spot", "swap"]}}})
-    return use_local_venue(client, base_url) if base_url else client
+    if base_url:
+        client.urls["api"] = {"rest": base_url.rstrip("/")}  # OKX has one REST root; paths are kept
+    return client
 
 
 def cmd_backtest(args: argparse.Namespace) -> int:

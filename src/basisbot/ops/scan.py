@@ -272,6 +272,9 @@ def scan_main(args: argparse.Namespace) -> int:
     if args.top < 1 or args.days < 1 or not 1 <= args.jobs <= 8:
         print("error: --top and --days must be at least 1, --jobs between 1 and 8", file=sys.stderr)
         return EXIT_BAD_INPUT
+    if args.base_url is not None and not args.base_url.startswith(("http://", "https://")):
+        print(f"error: --base-url {args.base_url!r}: expected http://HOST:PORT", file=sys.stderr)
+        return EXIT_BAD_INPUT
     if args.data is not None and not args.data.is_dir():
         print(f"error: --data {args.data}: not a folder", file=sys.stderr)
         return EXIT_BAD_INPUT

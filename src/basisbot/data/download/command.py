@@ -51,31 +51,34 @@ def download_main(args: argparse.Namespace, *, okx_client: Callable[[str | None]
                   today: _dt.date | None = None) -> int:
     """Run a download; ``okx_client(base_url)`` builds the ccxt OKX client (the caller points its hosts)."""
     today = today or _dt.datetime.now(_dt.UTC).date()
+    client = None
     try:
         symbols, months = _check(args, today)
+        if args.exchange == "okx":
+            if okx_client is None:
+                raise BadRequest("okx: no ccxt client factory given")
+            try:
+                client = okx_client(args.base_url)
+            except ValueError as exc:
+                raise BadRequest(f"--base-url {args.base_url!r}: {exc}") from None
         args.out.mkdir(parents=True, exist_ok=True)
         source = args.base_url or ("binance-dump" if args.exchange == "binance" else "okx-api")
         manifest = Manifest.open(args.out, args.exchange, source)
     except BadRequest as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    bar = tqdm(desc=f"download {args.exchange}", unit="file", file=sys.stderr, disable=args.quiet,
-               dynamic_ncols=True, delay=0.1)
-    try:
-        if args.exchange == "binance":
-            dl = BinanceDump(args.out, manifest, base_url=args.base_url or SITE, api_url=args.api_url,
-                             jobs=args.jobs, today=today, tick=lambda: bar.update(1))
-            bar.total = len(dl.plan(symbols, months))
-            report = asyncio.run(dl.run(symbols, months))
-        else:
-            from basisbot.data.download.okx import OkxDownload
+    if args.exchange == "binance":
+        dl = BinanceDump(args.out, manifest, base_url=args.base_url or SITE, api_url=args.api_url,
+                         jobs=args.jobs, today=today)
+    else:
+        from basisbot.data.download.okx import OkxDownload
 
-            if okx_client is None:
-                raise BadRequest("okx: no ccxt client factory given")
-            dl = OkxDownload(args.out, manifest, okx_client(args.base_url), jobs=args.jobs, today=today,
-                             tick=lambda: bar.update(1))
-            bar.total = len(dl.plan(symbols, months))
-            report = asyncio.run(dl.run(symbols, months))
+        dl = OkxDownload(args.out, manifest, client, jobs=args.jobs, today=today)
+    bar = tqdm(total=len(dl.plan(symbols, months)), desc=f"download {args.exchange}", unit="file",
+               file=sys.stderr, disable=args.quiet, dynamic_ncols=True)
+    dl.tick = lambda: bar.update(1)
+    try:
+        report = asyncio.run(dl.run(symbols, months))
     finally:
         bar.close()
         manifest.save()
