@@ -141,6 +141,11 @@ def test_corrupt_zip_is_fetched_again_once_then_refused(mirror, tmp_path, capsys
         rel = "futures/um/monthly/markPriceKlines/ETHUSDT/1h/ETHUSDT-1h-2022-03.zip"
         assert not (out / rel).exists() and rel not in json.loads((out / "manifest.json").read_text())["files"]
         assert len(list(out.rglob("*.zip"))) == 3  # the three good files of the month are kept
+        # a copy on disk that no longer verifies is removed when the source's file is refused, never left to be read
+        (out / rel).parent.mkdir(parents=True, exist_ok=True)
+        (out / rel).write_bytes(good[:100])
+        assert download(out, mirror.url, symbols="ETHUSDT", end="2022-03") == 1
+        assert not (out / rel).exists()
     finally:
         bad.write_bytes(good)
 

@@ -167,6 +167,7 @@ class BinanceDump:
                                      rows=csv_rows(zip_csv(data)))
                 return Outcome("fetched", f.label)
         self.manifest.forget(f.rel)
+        (self.out / f.rel).unlink(missing_ok=True)  # an earlier copy that no longer verifies is not left to be read
         return Outcome("corrupt", f.label, f"{url}: refused after a second fetch: {problem}")
 
     async def _one(self, s, limit, f: DumpFile) -> Outcome:
@@ -272,7 +273,6 @@ class BinanceDump:
             return Outcome("corrupt", label, f"{url}?symbol={sym}: unexpected answer ({exc})")
         except http.Unreachable as exc:
             return Outcome("failed", label, str(exc))
-        self.tick()
         if not rows:
             return Outcome("missing", label, f"{url}?symbol={sym} lists no settlement in {m}")
         body = "calc_time,funding_interval_hours,last_funding_rate\n" + "".join(
