@@ -1,4 +1,5 @@
-"""`basisbot` command line: backtest | sweep | paper | live | sim | config check | status | journal.
+"""`basisbot` command line: backtest | sweep | paper | live | sim | data download | scan | config check | status |
+journal.
 
 Exit status: 0 success, 2 bad configuration or bad input (nothing was started), 1 runtime failure.
 """
@@ -65,6 +66,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_sweep_arguments(sw)
 
+    data = sub.add_parser("data", help="market data tools")
+    data_sub = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
+    dl = data_sub.add_parser("download", help="fetch spot, perp, mark-price candles and funding of any symbol into a "
+                             "folder backtest/sweep/sim --data read (Binance dump site, or OKX through ccxt)")
+    from basisbot.data.download.command import add_arguments as add_download_arguments  # argparse only
+
+    add_download_arguments(dl)
+
+    sc = sub.add_parser("scan", help="rank every USDT perpetual by carry (live venue or a data folder); write "
+                        "scan.csv and a [symbols.X] config snippet of the top N")
+    _add_config(sc)
+    from basisbot.ops.scan import add_arguments as add_scan_arguments  # argparse only
+
+    add_scan_arguments(sc)
+
     cfg = sub.add_parser("config", help="configuration tools")
     cfg_sub = cfg.add_subparsers(dest="config_command", required=True, metavar="ACTION")
     chk = cfg_sub.add_parser("check", help="validate and print the effective config with where each value came from")
@@ -92,6 +108,16 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _okx_client(base_url: str | None):
+    """ccxt's OKX client (rate-limited, spot and swap markets only); ``base_url`` replaces its REST host."""
+    import ccxt.async_support as ccxt_async
+
+    client = ccxt_async.okx({"enableRateLimit": True, "options": {"fetchMarkets": {"types": ["spot", "swap"]}}})
+    if base_url:
+        client.urls["api"] = {"rest": base_url.rstrip("/")}  # OKX has one REST root; paths are kept
+    return client
+
+
 def cmd_backtest(args: argparse.Namespace) -> int:
     from basisbot.backtest.run import run_backtest_cli
 
@@ -103,8 +129,16 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "config":
             return cmd_config_check(args)
+        if args.command == "data":
+            from basisbot.data.download.command import download_main
+
+            return download_main(args, okx_client=_okx_client)
         if args.command == "backtest":
             return cmd_backtest(args)
+        if args.command == "scan":
+            from basisbot.ops.scan import scan_main
+
+            return scan_main(args)
         if args.command == "sweep":
             from basisbot.sweep.command import sweep_main
 

@@ -276,9 +276,8 @@ def run_prepared(p: Prepared, *, progress: bool = False) -> BacktestResult:
         run_seconds = time.perf_counter() - t0
     finally:
         gc.unfreeze()
-    if progress:
-        sys.stderr.write("\n")
     last_ts = recorder.equity_rows[-1][0] if recorder.equity_rows else 0
+    recorder.close_progress(complete=last_ts >= p.last.value)
     if last_ts < p.last.value:
         engine.dispose()
         raise RuntimeError(f"the backtest engine stopped early at {pd.Timestamp(last_ts, tz='UTC')} "
