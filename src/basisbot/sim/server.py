@@ -93,7 +93,8 @@ class SimServer:
         if cfg.exchange == "okx":
             from basisbot.sim.okx.api import build_markets
 
-            self.markets, okx_insts = build_markets(symbols, self.paths, start, cfg.exchange_info, cfg.brackets)
+            self.markets, okx_insts = build_markets(symbols, self.paths, start, cfg.exchange_info, cfg.brackets,
+                                                        data_dir)
         else:
             self.markets = {s: build_market(s, exchange_info=cfg.exchange_info, brackets=cfg.brackets)
                             for s in symbols}

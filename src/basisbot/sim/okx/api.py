@@ -21,6 +21,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from basisbot.data.market_data import DataError, data_venue
 from basisbot.sim.faults import FaultState, failure_response_parts
 from basisbot.sim.okx import errors, instruments
 from basisbot.sim.okx.auth import OkxAuth
@@ -33,8 +34,11 @@ log = logging.getLogger("basisbot.sim.okx")
 
 
 def build_markets(symbols: list[str], paths: dict, start_ms: int, exchange_info: Path | None,
-                  brackets: Path | None):
+                  brackets: Path | None, data_dir: Path | None = None):
     """Engine markets and OKX instruments of `symbols` (ValueError naming what to supply)."""
+    if data_dir is not None and (venue := data_venue(data_dir)) != "okx":
+        raise DataError(f"{data_dir}: this is {venue.capitalize()} data (its columns); --exchange okx replays OKX "
+                        "data (the backtests/data/okx layout: *_okx columns)")
     prices = {s: paths[s].mark(start_ms) for s in symbols}
     return instruments.build(symbols, prices, markets_file=exchange_info, tiers_file=brackets)
 

@@ -65,7 +65,7 @@ def _tiers_as_brackets(table: okx_tiers.TierTable, price: float) -> BracketTable
         cap = float(t.max_qty) * price
         mmr = float(t.mmr)
         cum += floor * (mmr - prev_mmr)
-        out.append(Bracket(n, int(float(t.max_leverage)), cap, floor, mmr, cum))
+        out.append(Bracket(n, int(float(t.max_leverage)), floor, cap, mmr, cum))
         prev_mmr, floor = mmr, cap
     return BracketTable(table.symbol, tuple(out))
 

@@ -136,7 +136,7 @@ def position_json(v, inst: OkxInstrument, lever: int, c_time: int, pos_id: str) 
         "liqPx": num(liq) if p.qty and liq > 0 else "", "margin": num(margin) if iso else "",
         "markPx": num(mark), "maxSpotInUseAmt": "", "mgnMode": "isolated" if iso else "cross",
         "mgnRatio": num(ratio) if p.qty else "", "mmr": num(mmr), "notionalUsd": num(notional), "optVal": "",
-        "pendingCloseOrdLiabVal": "", "pnl": "0", "pos": contracts(inst, p.qty), "posCcy": "", "posId": pos_id,
+        "pTime": str(v.t), "pendingCloseOrdLiabVal": "", "pnl": "0", "pos": contracts(inst, p.qty), "posCcy": "", "posId": pos_id,
         "posSide": "net", "quoteBal": "", "quoteBorrowed": "", "quoteInterest": "", "realizedPnl": "0",
         "spotInUseAmt": "", "spotInUseCcy": "", "thetaBS": "", "thetaPA": "", "tradeId": "", "uTime": str(p.update_time),
         "upl": num(upl), "uplLastPx": num(upl), "uplRatio": num(upl / margin) if margin else "0",
