@@ -349,3 +349,29 @@ def test_cli_config_and_data_venue():
     with pytest.raises(ValueError, match="Binance"):
         asyncio.run(SimServer(SimConfig(data_dir=ROOT / "backtests" / "data" / "binance", api_key="k",
                                         api_secret="s", exchange="okx", api_passphrase="p")).start())
+
+
+def test_position_tiers_are_okx_tiers_where_bundled():
+    """SOLUSDT has OKX's own tier table (venues/okx/tiers.py): position-tiers serves it in contracts, and the engine
+    liquidates by it (tier 1 mmr 1 % up to 500 contracts)."""
+
+    async def scenario(sim, ex):
+        status, ans = await call(sim, "GET", "/api/v5/public/position-tiers?instType=SWAP&tdMode=isolated"
+                                             "&instFamily=SOL-USDT")
+        assert status == 200
+        assert [(r["tier"], r["minSz"], r["maxSz"], r["mmr"], r["maxLever"]) for r in ans["data"]] == [
+            ("1", "0", "500", "0.01", "75"), ("2", "500", "1000", "0.015", "50"), ("3", "1000", "4000", "0.02", "20"),
+            ("4", "4000", "8000", "0.025", "18.18")]
+        table = sim.markets["SOLUSDT"].table
+        mark = sim.venue.mark("SOLUSDT")
+        assert table.brackets[0].mmr == 0.01
+        assert table.brackets[0].notional_cap == pytest.approx(500 * mark, rel=0.05)  # sizes at the start price
+
+    conf_symbols = ["SOLUSDT"]
+
+    async def main():
+        conf = SimConfig(data_dir=DATA, api_key=KEY, api_secret=SECRET, exchange="okx", api_passphrase=PASS,
+                         speed=60.0, start="2022-11-10", symbols=conf_symbols)
+        async with SimServer(conf) as sim:
+            await scenario(sim, None)
+    asyncio.run(asyncio.wait_for(main(), 60))
