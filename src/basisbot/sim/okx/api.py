@@ -67,14 +67,9 @@ class OkxApi:
         faults = self.faults
         if faults.delay_ms:
             await asyncio.sleep(faults.delay_ms / 1000)
-        rule = faults.take_failure(path)
-        if rule is not None:
-            if rule.status in (418, 429):
-                return _json(errors.rate_limited().body(), 429, {"Retry-After": "1"})
-            if rule.body == "json":
-                return _json(errors.service_unavailable().body(), rule.status)
-            status, ctype, body, headers = failure_response_parts(rule)
-            return web.Response(status=status, text=body, content_type=ctype, headers=headers)
+        failed = self._injected_failure(path)
+        if failed is not None:
+            return failed
         handler, private, known = self.rest.lookup(request.method, path)
         if handler is None:
             if known:
@@ -82,18 +77,7 @@ class OkxApi:
             return _json(errors.not_found(path).body(), 404)
         raw_body = await request.text() if request.can_read_body else ""
         try:
-            if private:
-                qs = request.rel_url.raw_query_string
-                self.auth.verify_rest(request.headers, request.method, path + (f"?{qs}" if qs else ""), raw_body)
-            params: dict = dict(request.query)
-            items = None
-            if request.method == "POST":
-                body = parse_body(raw_body)
-                if isinstance(body, list):
-                    items = body
-                else:
-                    params.update(body)
-            data = await handler(Req(request.method, path, params, items))
+            data = await self._call(request, handler, private, raw_body)
         except OkxError as e:
             p = dict(request.query)
             if request.method == "POST" and e.order_level:
@@ -116,6 +100,34 @@ class OkxApi:
                     return web.Response(status=504, text="dropped")
                 await asyncio.sleep(timeout.delay_ms / 1000)
         return _json({"code": code, "msg": msg, "data": data})
+
+    def _injected_failure(self, path: str) -> web.Response | None:
+        """The answer of an injected failure on `path` (rate limit, service unavailable, a raw HTTP error), or None."""
+        rule = self.faults.take_failure(path)
+        if rule is None:
+            return None
+        if rule.status in (418, 429):
+            return _json(errors.rate_limited().body(), 429, {"Retry-After": "1"})
+        if rule.body == "json":
+            return _json(errors.service_unavailable().body(), rule.status)
+        status, ctype, body, headers = failure_response_parts(rule)
+        return web.Response(status=status, text=body, content_type=ctype, headers=headers)
+
+    async def _call(self, request: web.Request, handler, private: bool, raw_body: str):
+        """Authenticates a private request, parses its parameters (query, JSON body or a batch list) and runs it."""
+        path = request.path
+        if private:
+            qs = request.rel_url.raw_query_string
+            self.auth.verify_rest(request.headers, request.method, path + (f"?{qs}" if qs else ""), raw_body)
+        params: dict = dict(request.query)
+        items = None
+        if request.method == "POST":
+            body = parse_body(raw_body)
+            if isinstance(body, list):
+                items = body
+            else:
+                params.update(body)
+        return await handler(Req(request.method, path, params, items))
 
     def _timeout_fault(self, data: list):
         if not data or not data[0].get("ordId"):

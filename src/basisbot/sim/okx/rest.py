@@ -596,32 +596,8 @@ class OkxRest:
         t = self.v.sync()
         inst, venue = self.inst(p.get("instId"))
         cl = self._check_cl_ord_id(p.get("clOrdId"))
-        side = str(p.get("side") or "").lower()
-        if side not in ("buy", "sell"):
-            raise errors.order_error("51000", "Parameter side error")
-        ord_type = str(p.get("ordType") or "").lower()
-        if ord_type not in ("market", "limit", "post_only", "ioc", "fok", "optimal_limit_ioc"):
-            raise errors.order_error("51000", "Parameter ordType error")
-        td = str(p.get("tdMode") or "")
-        if venue == SPOT and td != "cash":
-            raise errors.order_error("51000", "Parameter tdMode error")
-        if venue == FUT and td not in ("cross", "isolated"):
-            raise errors.order_error("51000", "Parameter tdMode error")
-        try:
-            sz = Decimal(str(p.get("sz")))
-        except InvalidOperation:
-            raise errors.order_error("51000", "Parameter sz error") from None
-        if not sz.is_finite() or sz <= 0:
-            raise errors.order_error("51000", "Parameter sz error")
-        px = None
-        if ord_type in ("limit", "post_only", "ioc", "fok"):
-            try:
-                px = Decimal(str(p.get("px")))
-            except InvalidOperation:
-                raise errors.order_error("51000", "Parameter px error") from None
-            tick = inst.swap.tick_sz if venue == FUT else inst.spot_tick
-            if not px.is_finite() or px <= 0 or px % tick != 0:
-                raise errors.order_error("51000", "Parameter px error")
+        side, ord_type, td = self._order_kind(p, venue)
+        sz, px = self._order_size_price(p, inst, venue, ord_type)
         engine_type, tif = {"market": ("MARKET", ""), "optimal_limit_ioc": ("MARKET", ""), "limit": ("LIMIT", "GTC"),
                             "ioc": ("LIMIT", "IOC"), "fok": ("LIMIT", "FOK"),
                             "post_only": ("LIMIT_MAKER" if venue == SPOT else "LIMIT", "" if venue == SPOT else "GTX")
@@ -633,39 +609,83 @@ class OkxRest:
             req["price"] = str(px)
         extra = {"tdMode": td, "tag": str(p.get("tag") or ""), "sz": dstr(sz)}
         if venue == FUT:
-            if sz % inst.swap.lot_sz != 0:
-                raise errors.lot_error()
-            if sz < inst.swap.min_sz:
-                raise errors.below_min()
-            req["quantity"] = str(inst.swap.to_base(sz))
-            reduce = str(p.get("reduceOnly", "false")).lower() in ("true", "1")
-            req["reduceOnly"] = "true" if reduce else "false"
-            self._apply_margin_mode(inst, td)
-            extra["lever"] = self.v.fut.leverage[inst.symbol]
-            self._fund_futures()
-            o = self.v.futures_new_order(req)
+            o = self._place_swap(p, inst, td, sz, req, extra)
         else:
-            tgt = str(p.get("tgtCcy") or ("quote_ccy" if engine_type == "MARKET" and side == "buy" else "base_ccy"))
-            if tgt not in ("base_ccy", "quote_ccy"):
-                raise errors.order_error("51000", "Parameter tgtCcy error")
-            extra["tgtCcy"] = tgt
-            if engine_type == "MARKET" and tgt == "quote_ccy":
-                req["quoteOrderQty"] = str(sz)
-                need = float(sz)
-            else:
-                if sz % inst.spot_lot != 0:
-                    raise errors.lot_error()
-                if sz < inst.spot_min:
-                    raise errors.below_min()
-                req["quantity"] = str(sz)
-                price = float(px) if px is not None else self.v.spot_quote(inst.symbol, t).ask
-                need = float(sz) * price
-            if side == "buy":
-                self._fund_spot(need)
-            o, _ = self.v.spot_new_order(req)
+            o = self._place_spot(p, inst, t, side, engine_type, sz, px, req, extra)
         self.extra[o.order_id] = extra
         return {"clOrdId": o.client_order_id if cl else "", "ordId": str(o.order_id), "sCode": "0",
                 "sMsg": "Order placed", "tag": extra["tag"], "ts": str(t)}
+
+    @staticmethod
+    def _order_kind(p: dict, venue) -> tuple[str, str, str]:
+        """(side, ordType, tdMode) of an order request, each checked as OKX checks it."""
+        side = str(p.get("side") or "").lower()
+        if side not in ("buy", "sell"):
+            raise errors.order_error("51000", "Parameter side error")
+        ord_type = str(p.get("ordType") or "").lower()
+        if ord_type not in ("market", "limit", "post_only", "ioc", "fok", "optimal_limit_ioc"):
+            raise errors.order_error("51000", "Parameter ordType error")
+        td = str(p.get("tdMode") or "")
+        if (venue == SPOT and td != "cash") or (venue == FUT and td not in ("cross", "isolated")):
+            raise errors.order_error("51000", "Parameter tdMode error")
+        return side, ord_type, td
+
+    @staticmethod
+    def _order_size_price(p: dict, inst: OkxInstrument, venue, ord_type: str) -> tuple[Decimal, Decimal | None]:
+        """(sz, px) of an order request: a positive size; a price on the tick for the priced order types."""
+        try:
+            sz = Decimal(str(p.get("sz")))
+        except InvalidOperation:
+            raise errors.order_error("51000", "Parameter sz error") from None
+        if not sz.is_finite() or sz <= 0:
+            raise errors.order_error("51000", "Parameter sz error")
+        if ord_type not in ("limit", "post_only", "ioc", "fok"):
+            return sz, None
+        try:
+            px = Decimal(str(p.get("px")))
+        except InvalidOperation:
+            raise errors.order_error("51000", "Parameter px error") from None
+        tick = inst.swap.tick_sz if venue == FUT else inst.spot_tick
+        if not px.is_finite() or px <= 0 or px % tick != 0:
+            raise errors.order_error("51000", "Parameter px error")
+        return sz, px
+
+    def _place_swap(self, p: dict, inst: OkxInstrument, td: str, sz: Decimal, req: dict, extra: dict):
+        """A swap order: size in contracts on the lot, sent to the engine in base units (contracts x ctVal)."""
+        if sz % inst.swap.lot_sz != 0:
+            raise errors.lot_error()
+        if sz < inst.swap.min_sz:
+            raise errors.below_min()
+        req["quantity"] = str(inst.swap.to_base(sz))
+        reduce = str(p.get("reduceOnly", "false")).lower() in ("true", "1")
+        req["reduceOnly"] = "true" if reduce else "false"
+        self._apply_margin_mode(inst, td)
+        extra["lever"] = self.v.fut.leverage[inst.symbol]
+        self._fund_futures()
+        return self.v.futures_new_order(req)
+
+    def _place_spot(self, p: dict, inst: OkxInstrument, t: int, side: str, engine_type: str, sz: Decimal,
+                    px: Decimal | None, req: dict, extra: dict):
+        """A spot order: a market buy sized in quote currency by default (OKX's tgtCcy), else in base on the lot."""
+        tgt = str(p.get("tgtCcy") or ("quote_ccy" if engine_type == "MARKET" and side == "buy" else "base_ccy"))
+        if tgt not in ("base_ccy", "quote_ccy"):
+            raise errors.order_error("51000", "Parameter tgtCcy error")
+        extra["tgtCcy"] = tgt
+        if engine_type == "MARKET" and tgt == "quote_ccy":
+            req["quoteOrderQty"] = str(sz)
+            need = float(sz)
+        else:
+            if sz % inst.spot_lot != 0:
+                raise errors.lot_error()
+            if sz < inst.spot_min:
+                raise errors.below_min()
+            req["quantity"] = str(sz)
+            price = float(px) if px is not None else self.v.spot_quote(inst.symbol, t).ask
+            need = float(sz) * price
+        if side == "buy":
+            self._fund_spot(need)
+        o, _ = self.v.spot_new_order(req)
+        return o
 
     def _apply_margin_mode(self, inst: OkxInstrument, td: str) -> None:
         s = inst.symbol
