@@ -8,6 +8,7 @@ import asyncio
 import pytest
 
 from basisbot.cli import main as cli_main
+from basisbot.config.loading import ConfigError, load_settings
 from basisbot.config.reload import (
     ConfigWatcher,
     PendingChange,
@@ -15,7 +16,6 @@ from basisbot.config.reload import (
     safe_to_apply,
     symbol_view,
 )
-from basisbot.config.settings import ConfigError, load_settings
 from basisbot.config.strategy_fields import settings_fields
 from basisbot.journal.writer import Journal
 

@@ -31,7 +31,7 @@ from nautilus_trader.test_kit.stubs.events import TestEventStubs
 from nautilus_trader.test_kit.stubs.execution import TestExecStubs
 from nautilus_trader.trading.strategy import Strategy
 
-from basisbot.config.settings import load_settings
+from basisbot.config.loading import load_settings
 from basisbot.core.carry import FundingMemory
 from basisbot.journal.writer import EXPORT_ORDER, Journal, JournalReader, expected_funding, funding_mismatch
 from basisbot.nautilus.instruments import PERP_VENUE, SPOT_VENUE, make_perp, make_spot

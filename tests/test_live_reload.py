@@ -10,8 +10,8 @@ import json
 import pytest
 from pydantic import SecretStr
 
+from basisbot.config.loading import ConfigError, load_settings
 from basisbot.config.reload import PendingChange, diff_settings, effective_settings
-from basisbot.config.settings import ConfigError, load_settings
 from basisbot.core.legs import LegPair
 from basisbot.journal.writer import Journal
 from basisbot.live.node import NodeOptions

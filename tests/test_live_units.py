@@ -9,7 +9,7 @@ import pytest
 from nautilus_trader.model.instruments import CryptoPerpetual, CurrencyPair
 from pydantic import SecretStr
 
-from basisbot.config.settings import load_settings
+from basisbot.config.loading import load_settings
 from basisbot.live.exec_client import CcxtExecutionClient
 from basisbot.live.exec_orders import is_duplicate_order
 from basisbot.live.instruments import (

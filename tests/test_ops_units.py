@@ -13,7 +13,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from basisbot.config.settings import AlertSettings, ConfigError, Settings, effective_config, load_settings
+from basisbot.config.loading import ConfigError, effective_config, load_settings
+from basisbot.config.schema import AlertSettings, Settings
 from basisbot.journal.writer import Journal
 from basisbot.nautilus.journal_actor import FundingSettled
 from basisbot.nautilus.messages import JournalRecord

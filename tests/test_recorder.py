@@ -13,7 +13,7 @@ from nautilus_trader.model.objects import Currency
 
 from basisbot.backtest import run as backtest_run
 from basisbot.backtest.recorder import BacktestRecorder
-from basisbot.config.settings import load_settings
+from basisbot.config.loading import load_settings
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "backtests" / "data" / "binance"

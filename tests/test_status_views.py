@@ -7,7 +7,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from basisbot.config.settings import load_settings
+from basisbot.config.loading import load_settings
 from basisbot.journal.writer import Journal
 from basisbot.nautilus.messages import JournalRecord
 from basisbot.ops.status import fresh_prices, pnl_split, render_status, venue_clock_view

@@ -9,7 +9,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from basisbot.config.settings import ConfigError, effective_config, load_settings
+from basisbot.config.loading import ConfigError, effective_config, load_settings
 
 EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT = 0, 1, 2
 DEFAULT_CONFIG = Path("config/basisbot.toml")

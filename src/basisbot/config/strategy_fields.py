@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from basisbot.config.settings import Settings
+from basisbot.config.schema import Settings
 
 
 @dataclass(frozen=True)

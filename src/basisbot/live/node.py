@@ -53,7 +53,9 @@ from nautilus_trader.config import (
 from nautilus_trader.live.node import TradingNode
 from nautilus_trader.model.identifiers import TraderId
 
-from basisbot.config.settings import ConfigError, Settings, leverage_problems, load_settings
+from basisbot.config.checks import leverage_problems
+from basisbot.config.loading import ConfigError, load_settings
+from basisbot.config.schema import Settings
 from basisbot.live.data_client import CcxtMarketDataClient, DataOptions
 from basisbot.live.exec_client import CcxtExecutionClient, ExecOptions
 from basisbot.live.instruments import (

@@ -20,7 +20,8 @@ from pathlib import Path
 import apprise
 from dotenv import dotenv_values
 
-from basisbot.config.settings import ALERT_URL_ENV, ConfigError
+from basisbot.config.loading import ConfigError
+from basisbot.config.schema import ALERT_URL_ENV
 from basisbot.ops.alerts import Alert, SendError
 
 _NOTIFY_TYPE = {"info": apprise.NotifyType.INFO, "warning": apprise.NotifyType.WARNING,

@@ -24,7 +24,7 @@ import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from basisbot.config.settings import AlertSettings
+from basisbot.config.schema import AlertSettings
 from basisbot.ops.alerts import Alert
 
 NS = 1_000_000_000

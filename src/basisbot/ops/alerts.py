@@ -31,7 +31,7 @@ MAX_BACKOFF_S = 60.0
 
 @dataclass(frozen=True, slots=True)
 class Alert:
-    event: str  # an ALERT_EVENTS name (basisbot.config.settings)
+    event: str  # an ALERT_EVENTS name (basisbot.config.schema)
     severity: str  # info | warning | error | critical
     title: str
     body: str

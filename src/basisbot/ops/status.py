@@ -25,7 +25,8 @@ import sys
 import time
 from pathlib import Path
 
-from basisbot.config.settings import ConfigError, Settings, load_settings
+from basisbot.config.loading import ConfigError, load_settings
+from basisbot.config.schema import Settings
 from basisbot.journal.writer import EXPORT_ORDER, JournalReader, expected_funding
 
 NS = 1_000_000_000
