@@ -20,6 +20,7 @@ from basisbot.core.legs import PairStatus
 from basisbot.core.portfolio import Bid, VolEstimator
 from basisbot.core.quantities import ZERO
 from basisbot.core.schedule import Job, JobKind, SettlementCalendar, Windows
+from basisbot.core.units import HOUR_NS
 from basisbot.nautilus.messages import (
     ADJUST_MARGIN_ENDPOINT,
     PORTFOLIO_ENDPOINT,
@@ -32,7 +33,6 @@ from basisbot.strategies.two_leg import USDT, GuardEvent, Phase, StrategyLog, Tw
 
 __all__ = ["BasisCarryConfig", "BasisCarryStrategy", "GuardEvent", "Phase", "StrategyLog", "TUNABLE_FIELDS"]
 
-HOUR_NS = 3_600_000_000_000
 ACTED_ON = frozenset({JobKind.DECISION, JobKind.BOOKING})  # the jobs this strategy has work for
 
 

@@ -33,6 +33,7 @@ from nautilus_trader.trading.strategy import Strategy
 
 from basisbot.config.loading import load_settings
 from basisbot.core.carry import FundingMemory
+from basisbot.core.units import NS
 from basisbot.journal.writer import EXPORT_ORDER, Journal, JournalReader, expected_funding, funding_mismatch
 from basisbot.nautilus.instruments import PERP_VENUE, SPOT_VENUE, make_perp, make_spot
 from basisbot.nautilus.journal_actor import (
@@ -57,7 +58,6 @@ from basisbot.strategies.strategy_config import strategy_config
 from basisbot.venues.binance import reference
 
 ROOT = Path(__file__).resolve().parents[1]
-NS = 1_000_000_000
 M = 60 * NS
 T0 = pd.Timestamp("2023-01-01", tz="UTC").value
 

@@ -128,7 +128,7 @@ def test_change_waits_for_the_safe_point(tmp_path):
             strat.apply_config(ch.strategy_fields())
         return ch
 
-    NS = 1_000_000_000
+    from basisbot.core.units import NS
     settle = 1646035200 * NS
     strat.calendar.on_funding_info(settle, 480, settle - 600 * NS, ACTED_ON)
     # a leg pair in flight (away from the settlement)

@@ -15,6 +15,7 @@ import pytest
 
 from basisbot.config.loading import ConfigError, effective_config, load_settings
 from basisbot.config.schema import AlertSettings, Settings
+from basisbot.core.units import NS
 from basisbot.journal.writer import Journal
 from basisbot.nautilus.journal_actor import FundingSettled
 from basisbot.nautilus.messages import JournalRecord
@@ -24,8 +25,6 @@ from basisbot.ops.alerts import Alert, AlertDispatcher, Coalescer, RateLimiter, 
 from basisbot.ops.server import OpsServer
 from basisbot.ops.status import status_data
 from basisbot.ops.status_page import render_page
-
-NS = 1_000_000_000
 
 
 class FakeClock:

@@ -8,11 +8,11 @@ import pandas as pd
 import pytest
 
 from basisbot.config.loading import load_settings
+from basisbot.core.units import NS
 from basisbot.journal.writer import Journal
 from basisbot.nautilus.messages import JournalRecord
 from basisbot.ops.status import fresh_prices, pnl_split, render_status, venue_clock_view
 
-NS = 1_000_000_000
 T0 = pd.Timestamp("2024-05-01T12:00:00Z").value
 
 

@@ -16,9 +16,7 @@ from decimal import Decimal
 from typing import NamedTuple
 
 from basisbot.core import quantities as q
-
-HOURS_PER_YEAR = 24 * 365
-NS_PER_HOUR = 3_600_000_000_000
+from basisbot.core.units import HOURS_PER_YEAR
 
 # Binance USDⓈ-M: interest component 0.03%/day, premium clamp ±0.05% per interval (documented in the funding rules).
 DAILY_INTEREST = 0.0003

@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-NS = 1_000_000_000
+from basisbot.core.units import NS
+
 UTC = dt.timezone.utc
 
 

@@ -8,9 +8,6 @@ from typing import Any
 
 from basisbot.core.carry import funding_payment
 
-NS = 1_000_000_000
-
-
 TABLES: dict[str, dict[str, Any]] = {
     "orders": {
         "columns": {

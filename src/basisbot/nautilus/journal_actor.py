@@ -61,6 +61,7 @@ from nautilus_trader.model.events import (
 from nautilus_trader.model.identifiers import InstrumentId
 
 from basisbot.core import margin
+from basisbot.core.units import NS
 from basisbot.journal.writer import Journal
 from basisbot.nautilus.messages import (
     JOURNAL_TOPIC,
@@ -76,7 +77,6 @@ FUNDING_SETTLED_TOPIC = "basisbot.funding.settled"
 # the connection (the settlements that fell while the node was down) when it starts, before a strategy's restore
 FUNDING_PUBLISHED_ENDPOINT = "basisbot.funding.published"
 MARGIN_TOPICS = "basisbot.core.margin.*"
-NS = 1_000_000_000
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,9 +25,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from basisbot.config.schema import AlertSettings
+from basisbot.core.units import NS
 from basisbot.ops.alerts import Alert
 
-NS = 1_000_000_000
 SETTLEMENT_MATCH_NS = 60 * NS
 
 

@@ -27,9 +27,9 @@ from pathlib import Path
 
 from basisbot.config.loading import ConfigError, load_settings
 from basisbot.config.schema import Settings
+from basisbot.core.units import NS
 from basisbot.journal.writer import EXPORT_ORDER, JournalReader, expected_funding
 
-NS = 1_000_000_000
 EXIT_OK, EXIT_BAD_INPUT = 0, 2
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import html
 
-NS = 1_000_000_000
+from basisbot.core.units import NS
 
 CSS = """
 body{font:14px/1.4 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;background:#f5f6f8;color:#1d2733}

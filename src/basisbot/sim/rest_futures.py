@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from basisbot.core.units import HOUR_MS
 from basisbot.sim import errors, marketdata
 from basisbot.sim.markets import bracket_entry, f8
 from basisbot.sim.orders import futures_order_json, futures_trade_json
-from basisbot.sim.prices import HOUR_MS
 from basisbot.sim.routing import API_KEY, SIGNED, Ctx, Routes, order_history, trade_history
 from basisbot.sim.venue_orders import FUT
 
