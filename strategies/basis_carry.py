@@ -13,8 +13,11 @@ from decimal import Decimal
 import msgspec
 from nautilus_trader.model.data import FundingRateUpdate
 
+from basisbot.config.schema import FeeSettings
 from basisbot.config.strategy_fields import TUNABLE_FIELDS
 from basisbot.core import carry, guard, margin, resume
+from basisbot.core import defaults as D
+from basisbot.core.guard import Thresholds
 from basisbot.core.guard_state import GuardState
 from basisbot.core.legs import PairStatus
 from basisbot.core.portfolio import Bid, VolEstimator
@@ -33,27 +36,28 @@ from basisbot.strategies.two_leg import USDT, GuardEvent, Phase, StrategyLog, Tw
 
 __all__ = ["BasisCarryConfig", "BasisCarryStrategy", "GuardEvent", "Phase", "StrategyLog", "TUNABLE_FIELDS"]
 
+FEES = FeeSettings()  # the default fee rates
 ACTED_ON = frozenset({JobKind.DECISION, JobKind.BOOKING})  # the jobs this strategy has work for
 
 
 class BasisCarryConfig(TwoLegConfig, frozen=True):
     brackets: list[dict] = []  # Binance leverage brackets of the perp (GET /fapi/v1/leverageBracket shape)
-    notional_usdt: float = 10_000.0
+    notional_usdt: float = D.NOTIONAL_USDT
     max_notional_usdt: float | None = None
-    leverage: int = 3
-    margin_mode: str = "isolated"
-    entry_apr: float = 0.0
-    exit_apr: float = -0.10
-    min_hold_intervals: int = 3
-    horizon_hours: float = 2160.0
-    persistence: float = 0.7
-    persistence_halflife: float = 21.0
-    spread: float = 0.0002
-    rebalance_tolerance: float = 0.02
-    spot_taker_fee: float = 0.001
-    perp_taker_fee: float = 0.0005
-    guard: dict = {}
-    schedule: dict = {}
+    leverage: int = D.LEVERAGE
+    margin_mode: str = D.MARGIN_MODE
+    entry_apr: float = D.ENTRY_APR
+    exit_apr: float = D.EXIT_APR
+    min_hold_intervals: int = D.MIN_HOLD_INTERVALS
+    horizon_hours: float = D.HORIZON_HOURS
+    persistence: float = D.PERSISTENCE
+    persistence_halflife: float = D.PERSISTENCE_HALFLIFE
+    spread: float = D.SPREAD
+    rebalance_tolerance: float = D.REBALANCE_TOLERANCE
+    spot_taker_fee: float = FEES.spot_taker
+    perp_taker_fee: float = FEES.perp_taker
+    guard: Thresholds | None = None  # the guard ladder; None: no thresholds (the guard only watches)
+    schedule: Windows = Windows()  # the windows around each settlement
 
 
 class BasisCarryStrategy(TwoLegStrategy):
@@ -86,12 +90,12 @@ class BasisCarryStrategy(TwoLegStrategy):
         self.rules = carry.CarryRules(c.entry_apr, c.exit_apr, c.min_hold_intervals, c.hedge_ratio,
                                       carry.Fees(c.spot_taker_fee, c.perp_taker_fee), c.horizon_hours,
                                       c.persistence, c.spread)
-        self.thresholds = guard.Thresholds(**c.guard) if c.guard else None
+        self.thresholds = c.guard
         if getattr(self, "guard", None) is None:
             self.guard = GuardState(self.thresholds, self.table, c.margin_mode == "isolated", band=self.mark_band)
         self.guard.thresholds = self.thresholds
         self._hedge_checked = None  # the hedge ratio or tolerance may have changed: check the drift again
-        self.calendar.windows = Windows(**c.schedule) if c.schedule else Windows()
+        self.calendar.windows = c.schedule
 
     def apply_config(self, fields: dict) -> dict:
         """Apply a validated live config change (`basisbot.config.reload.SymbolChange.strategy_fields()`), called by
@@ -210,7 +214,7 @@ class BasisCarryStrategy(TwoLegStrategy):
         apr = carry.expected_net_apr(self.rules, self._view())
         if apr is None:
             return held
-        t = self.thresholds.target_distance if self.thresholds else 0.15
+        t = self.thresholds.target_distance if self.thresholds else D.TARGET_DISTANCE
         bid = Bid(self.symbol, apr, self.cfg.notional_usdt, self.cfg.hedge_ratio, self.cfg.leverage, t,
                   self.vol.daily, held, str(self.perp_id))
         box: dict = {}

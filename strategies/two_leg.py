@@ -28,6 +28,7 @@ from nautilus_trader.model.identifiers import InstrumentId
 from nautilus_trader.model.objects import Currency
 from nautilus_trader.trading.strategy import Strategy
 
+from basisbot.core import defaults as D
 from basisbot.core import resume
 from basisbot.core.hedge_monitor import lone_leg
 from basisbot.core.legs import Instruction, LegPair, LegStatus, retry_delay_s
@@ -53,11 +54,11 @@ class TwoLegConfig(StrategyConfig, frozen=True):
     spot_instrument_id: str
     perp_instrument_id: str
     spot_bar_type: str | None = None  # backtests price the spot leg from bars; live from quotes
-    hedge_ratio: float = 1.0
-    leg_timeout_s: float = 10.0
-    slippage_band: float = 0.002
+    hedge_ratio: float = D.HEDGE_RATIO
+    leg_timeout_s: float = D.LEG_TIMEOUT_S
+    slippage_band: float = D.SLIPPAGE_BAND
     guard_enabled: bool = True
-    guard_sweep_s: int = 60  # periodic backstop to the event-driven guard (0 = off)
+    guard_sweep_s: int = D.GUARD_SWEEP_S  # periodic backstop to the event-driven guard (0 = off)
     scheduler: str = "clock"  # "clock": nautilus time alerts (backtests); "asyncio": APScheduler on the event loop (live)
     journal: bool = True  # publish JournalRecords (live and paper write them; a backtest, which has none, says False)
 

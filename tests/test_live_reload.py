@@ -5,6 +5,7 @@ refused with the `basisbot config check` message and the running values stay."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 
 import pytest
@@ -159,7 +160,7 @@ def test_apply_config_ignores_fields_that_cannot_change_live(tmp_path):
     strat._decide = lambda action, reason: None
     changed = strat.apply_config({"leverage": 20, "margin_mode": "cross", "spot_instrument_id": "X.Y",
                                   "scheduler": "asyncio", "exit_apr": 0.01,
-                                  "schedule": {**sc.schedule, "blackout_before_s": 30}})
+                                  "schedule": dataclasses.replace(sc.schedule, blackout_before_s=30)})
     assert set(changed) == {"exit_apr", "schedule"}
     assert strat.cfg.leverage == 10 and strat.cfg.margin_mode == sc.margin_mode
     assert strat.cfg.spot_instrument_id == "BTCUSDT.BINANCE" and strat.cfg.scheduler == sc.scheduler

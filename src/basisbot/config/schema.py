@@ -15,6 +15,10 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from basisbot.core import defaults as D
+from basisbot.core.guard import Thresholds
+from basisbot.core.schedule import Windows
+
 ENV_PREFIX = "BASISBOT_"
 ENV_DELIMITER = "__"
 SECRET_FIELDS = ("api_key", "api_secret")
@@ -27,11 +31,11 @@ class _Model(BaseModel):
 class ScheduleSettings(_Model):
     """Windows around each funding settlement, in seconds relative to the settlement time T."""
 
-    decision_before_s: int = Field(600, ge=0, le=3600, description="pre-settlement decision at T - this")
-    blackout_before_s: int = Field(300, ge=0, le=3600, description="blackout starts at T - this")
-    blackout_after_s: int = Field(60, ge=0, le=3600, description="blackout ends at T + this")
-    booking_after_s: int = Field(60, ge=0, le=3600, description="settled payment booked at T + this")
-    guard_sweep_s: int = Field(60, ge=1, le=3600, description="periodic guard backstop")
+    decision_before_s: int = Field(D.DECISION_BEFORE_S, ge=0, le=3600, description="pre-settlement decision at T - this")
+    blackout_before_s: int = Field(D.BLACKOUT_BEFORE_S, ge=0, le=3600, description="blackout starts at T - this")
+    blackout_after_s: int = Field(D.BLACKOUT_AFTER_S, ge=0, le=3600, description="blackout ends at T + this")
+    booking_after_s: int = Field(D.BOOKING_AFTER_S, ge=0, le=3600, description="settled payment booked at T + this")
+    guard_sweep_s: int = Field(D.GUARD_SWEEP_S, ge=1, le=3600, description="periodic guard backstop")
 
     @model_validator(mode="after")
     def _windows_ordered(self) -> ScheduleSettings:
@@ -42,17 +46,22 @@ class ScheduleSettings(_Model):
             )
         return self
 
+    def windows(self) -> Windows:
+        """The windows as the strategy's config and the settlement calendar take them."""
+        return Windows(self.decision_before_s, self.blackout_before_s, self.blackout_after_s, self.booking_after_s,
+                       self.guard_sweep_s)
+
 
 class GuardSettings(_Model):
     """Liquidation guard ladder. Distances are (liquidation price - mark) / mark, as fractions (0.10 = 10%)."""
 
     enabled: bool = True
-    warn_distance: float = Field(0.12, gt=0, lt=1)
-    add_margin_distance: float = Field(0.10, gt=0, lt=1)
-    target_distance: float = Field(0.15, gt=0, lt=1, description="distance restored by adding margin / reducing")
-    reduce_distance: float = Field(0.06, gt=0, lt=1)
-    close_distance: float = Field(0.03, gt=0, lt=1)
-    hysteresis: float = Field(0.01, ge=0, lt=0.5, description="distance must recover this much before a step re-arms")
+    warn_distance: float = Field(D.WARN_DISTANCE, gt=0, lt=1)
+    add_margin_distance: float = Field(D.ADD_MARGIN_DISTANCE, gt=0, lt=1)
+    target_distance: float = Field(D.TARGET_DISTANCE, gt=0, lt=1, description="distance restored by adding margin / reducing")
+    reduce_distance: float = Field(D.REDUCE_DISTANCE, gt=0, lt=1)
+    close_distance: float = Field(D.CLOSE_DISTANCE, gt=0, lt=1)
+    hysteresis: float = Field(D.GUARD_HYSTERESIS, ge=0, lt=0.5, description="distance must recover this much before a step re-arms")
     transfer_from_spot: bool = Field(True, description="move free spot collateral to the perp wallet when needed")
     max_margin_ratio: float = Field(0.8, gt=0, lt=1, description="cross margin: reduce above this margin ratio")
 
@@ -73,30 +82,35 @@ class GuardSettings(_Model):
             )
         return self
 
+    def thresholds(self) -> Thresholds:
+        """The ladder as the strategy's config and the guard take it."""
+        return Thresholds(self.warn_distance, self.add_margin_distance, self.target_distance, self.reduce_distance,
+                          self.close_distance, self.hysteresis)
+
 
 class SymbolSettings(_Model):
     """One carry: long `spot_symbol` on the spot venue, short the USDⓈ-M perpetual named by the table key."""
 
     enabled: bool = True
     spot_symbol: str | None = Field(None, description="spot market symbol; defaults to the perp symbol")
-    hedge_ratio: float = Field(1.0, ge=0.5, le=1.5, description="perp base qty / spot base qty")
-    notional_usdt: float = Field(10_000.0, gt=0, description="spot leg notional at entry, USDT")
+    hedge_ratio: float = Field(D.HEDGE_RATIO, ge=0.5, le=1.5, description="perp base qty / spot base qty")
+    notional_usdt: float = Field(D.NOTIONAL_USDT, gt=0, description="spot leg notional at entry, USDT")
     max_notional_usdt: float | None = Field(None, gt=0, description="cap on the spot leg notional, USDT")
-    leverage: int = Field(3, ge=1, le=125)
-    margin_mode: Literal["isolated", "cross"] = "isolated"
-    entry_apr: float = Field(0.0, ge=-10_000, le=10_000,
+    leverage: int = Field(D.LEVERAGE, ge=1, le=125)
+    margin_mode: Literal["isolated", "cross"] = D.MARGIN_MODE
+    entry_apr: float = Field(D.ENTRY_APR, ge=-10_000, le=10_000,
                              description="enter when the expected carry APR net of the round trip over horizon_hours is above")
-    exit_apr: float = Field(-0.10, ge=-10_000, le=10_000, description="exit when the expected carry APR is below")
-    min_hold_intervals: int = Field(3, ge=0, le=1000, description="minimum hold, in funding settlements")
-    horizon_hours: float = Field(2160.0, ge=1, le=100_000,
+    exit_apr: float = Field(D.EXIT_APR, ge=-10_000, le=10_000, description="exit when the expected carry APR is below")
+    min_hold_intervals: int = Field(D.MIN_HOLD_INTERVALS, ge=0, le=1000, description="minimum hold, in funding settlements")
+    horizon_hours: float = Field(D.HORIZON_HOURS, ge=1, le=100_000,
                                  description="expected holding period over which the entry's round trip is amortised")
-    persistence: float = Field(0.7, ge=0, le=1, description="weight of the settled level vs the current prediction")
-    persistence_halflife: float = Field(21.0, gt=0, le=10_000,
+    persistence: float = Field(D.PERSISTENCE, ge=0, le=1, description="weight of the settled level vs the current prediction")
+    persistence_halflife: float = Field(D.PERSISTENCE_HALFLIFE, gt=0, le=10_000,
                                         description="half-life of the settled level, in settlements")
-    spread: float = Field(0.0002, ge=0, le=0.05, description="spread cost per leg and side, fraction of notional")
-    rebalance_tolerance: float = Field(0.02, gt=0, le=0.5, description="rebalance when |hedge drift| exceeds this")
-    slippage_band: float = Field(0.002, gt=0, le=0.05, description="catch-up band for a lagging leg")
-    leg_timeout_s: float = Field(10.0, gt=0, le=600, description="longest a leg may stay unhedged")
+    spread: float = Field(D.SPREAD, ge=0, le=0.05, description="spread cost per leg and side, fraction of notional")
+    rebalance_tolerance: float = Field(D.REBALANCE_TOLERANCE, gt=0, le=0.5, description="rebalance when |hedge drift| exceeds this")
+    slippage_band: float = Field(D.SLIPPAGE_BAND, gt=0, le=0.05, description="catch-up band for a lagging leg")
+    leg_timeout_s: float = Field(D.LEG_TIMEOUT_S, gt=0, le=600, description="longest a leg may stay unhedged")
     guard: GuardSettings = GuardSettings()
     schedule: ScheduleSettings | None = Field(None, description="per-symbol override of [schedule]")
 
@@ -246,8 +260,8 @@ class BacktestSettings(_Model):
                                                          "symbols the bundled 2021 capture lacks; wins over it")
     start: dt.date | None = None
     end: dt.date | None = None
-    spot_balance_usdt: float = Field(100_000.0, gt=0)
-    perp_balance_usdt: float = Field(50_000.0, gt=0)
+    spot_balance_usdt: float = Field(D.SPOT_BALANCE_USDT, gt=0)
+    perp_balance_usdt: float = Field(D.PERP_BALANCE_USDT, gt=0)
     predictor: Literal["premium", "last_settled"] = "premium"
     premium_source: Literal["mark", "perp"] = Field(
         "mark", description="premium of the mark (default) or of the perp close over spot, for the premium predictor")

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import NamedTuple
 
+from basisbot.core import defaults as D
 from basisbot.core import quantities as q
 from basisbot.core.units import HOURS_PER_YEAR
 
@@ -134,9 +135,9 @@ class CarryRules:
     min_hold_intervals: int
     hedge_ratio: float
     fees: Fees
-    horizon_hours: float = 2160.0
-    persistence: float = 0.7
-    spread: float = 0.0002  # per leg and side, fraction of notional: what crossing the spread costs on top of fees
+    horizon_hours: float = D.HORIZON_HOURS
+    persistence: float = D.PERSISTENCE
+    spread: float = D.SPREAD  # per leg and side, fraction of notional: what crossing the spread costs on top of fees
 
 
 class CarryView(NamedTuple):
@@ -156,7 +157,7 @@ class FundingMemory:
     intervals of 1h to 8h mix), with a half-life of `halflife` settlements. Fed the last prediction before each
     settlement (live: the exchange's; backtest: the predictor's), which the settlement then confirms."""
 
-    def __init__(self, halflife: float = 21.0):
+    def __init__(self, halflife: float = D.PERSISTENCE_HALFLIFE):
         if not halflife > 0:
             raise ValueError(f"halflife must be > 0, got {halflife}")
         self.alpha = 1 - 0.5 ** (1 / halflife)
