@@ -19,7 +19,7 @@ from basisbot.core import carry, guard, margin, resume
 from basisbot.core import defaults as D
 from basisbot.core.guard import Thresholds
 from basisbot.core.guard_state import GuardState
-from basisbot.core.legs import PairStatus
+from basisbot.core.legs import Intent, PairStatus
 from basisbot.core.portfolio import Bid, VolEstimator
 from basisbot.core.quantities import ZERO
 from basisbot.core.schedule import Job, JobKind, SettlementCalendar, Windows
@@ -246,7 +246,7 @@ class BasisCarryStrategy(TwoLegStrategy):
                               f"spot {spot_qty} perp {perp_qty}")
         self.phase = Phase.ENTERING
         self.settlements_held = 0
-        self._start_pair("enter", spot=(1, spot_qty), perp=(-1, perp_qty))
+        self._start_pair(Intent.ENTER, spot=(1, spot_qty), perp=(-1, perp_qty))
 
     def _precheck(self, spot_qty: Decimal, perp_qty: Decimal, spot_px: float) -> tuple[str, str] | None:
         """Both legs must pass instrument limits and balances before either is sent: (kind, why) of the first
@@ -273,7 +273,7 @@ class BasisCarryStrategy(TwoLegStrategy):
         now = self.clock.timestamp_ns()
         if pair.status is PairStatus.STUCK:
             self._escalate(f"{pair.intent} could not complete: {pair.history[-1][2]}", now)
-        if pair.intent == "enter":
+        if pair.intent == Intent.ENTER:
             # an entry that did not complete is not retried at once: each failure in a row doubles the wait (from
             # the leg timeout, at most an hour), so a venue that keeps refusing a leg meets no order storm
             self._failed_entries = 0 if pair.status is PairStatus.COMPLETE else self._failed_entries + 1
@@ -304,11 +304,11 @@ class BasisCarryStrategy(TwoLegStrategy):
     def _unwind(self, reason: str) -> None:
         """Close whatever is held on either leg (market), ending flat."""
         self._decide("unwind", reason)
-        self._close_both("unwind")
+        self._close_both(Intent.UNWIND)
 
     def _exit(self, reason: str) -> None:
         self._decide("exit", reason)
-        self._close_both("exit")
+        self._close_both(Intent.EXIT)
 
     def _rebalance_if_drifted(self) -> None:
         if self._qty is not None and self._hedge_checked is self._qty:
@@ -333,7 +333,7 @@ class BasisCarryStrategy(TwoLegStrategy):
         if self._halted is not None:
             return
         self._decide("rebalance", f"hedge drift {drift:+.2%}, perp {perp} by {-delta:+}")
-        self._start_pair("rebalance", spot=(1, ZERO), perp=(-1 if delta > 0 else 1, abs(delta)))
+        self._start_pair(Intent.REBALANCE, spot=(1, ZERO), perp=(-1 if delta > 0 else 1, abs(delta)))
 
     def _on_margin_state(self, state: PerpMarginState) -> None:
         self.margin_state = state
@@ -399,4 +399,4 @@ class BasisCarryStrategy(TwoLegStrategy):
             self._exit(reason=f"guard reduce to zero: {reason}")
             return
         self._decide("reduce", f"{fraction:.1%}: perp -{perp_cut}, spot -{spot_cut} ({reason})")
-        self._start_pair("reduce", spot=(-1, spot_cut), perp=(1, perp_cut))
+        self._start_pair(Intent.REDUCE, spot=(-1, spot_cut), perp=(1, perp_cut))

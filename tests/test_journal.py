@@ -32,9 +32,9 @@ from nautilus_trader.test_kit.stubs.execution import TestExecStubs
 from nautilus_trader.trading.strategy import Strategy
 
 from basisbot.config.loading import load_settings
-from basisbot.core.carry import FundingMemory
+from basisbot.core.carry import FundingMemory, expected_funding, funding_mismatch
 from basisbot.core.units import NS
-from basisbot.journal.writer import EXPORT_ORDER, Journal, JournalReader, expected_funding, funding_mismatch
+from basisbot.journal.writer import EXPORT_ORDER, Journal, JournalReader
 from basisbot.nautilus.instruments import PERP_VENUE, SPOT_VENUE, make_perp, make_spot
 from basisbot.nautilus.journal_actor import (
     FUNDING_PUBLISHED_ENDPOINT,

@@ -17,8 +17,7 @@ from basisbot.config.loading import ConfigError, effective_config, load_settings
 from basisbot.config.schema import AlertSettings, Settings
 from basisbot.core.units import NS
 from basisbot.journal.writer import Journal
-from basisbot.nautilus.journal_actor import FundingSettled
-from basisbot.nautilus.messages import JournalRecord
+from basisbot.nautilus.messages import FundingSettled, JournalRecord
 from basisbot.ops.alert_channels import AppriseChannel, build_channels, resolve_urls
 from basisbot.ops.alert_events import AlertRules, Outages, summary_due
 from basisbot.ops.alerts import Alert, AlertDispatcher, Coalescer, RateLimiter, _Channel, backoff_delays

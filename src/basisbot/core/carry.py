@@ -29,6 +29,23 @@ def funding_payment(position_qty: float, mark_price: float, rate: float) -> floa
     return -position_qty * mark_price * rate
 
 
+def expected_funding(position_qty: float | None, mark: float | None, rate: float | None) -> float | None:
+    """`funding_payment` when the position, the mark and the rate are all known, else None."""
+    if position_qty is None or mark is None or rate is None:
+        return None
+    return funding_payment(position_qty, mark, rate)
+
+
+def funding_mismatch(expected: float | None, settled: float | None, abs_tol: float, rel_tol: float) -> bool:
+    """A settled payment is flagged when it differs from the expected one by more than BOTH tolerances
+    (`abs_tol` USDT and `rel_tol` × |expected|), i.e. by more than the larger of the two. Nothing to compare (either
+    side unknown) is no mismatch."""
+    if expected is None or settled is None:
+        return False
+    diff = abs(settled - expected)
+    return diff > abs_tol and diff > rel_tol * abs(expected)
+
+
 def annualise(rate_per_interval: float, interval_hours: float) -> float:
     """APR (plain fraction) of a per-interval funding rate, using the symbol's own interval (1h/2h/4h/8h)."""
     if not interval_hours > 0:

@@ -39,9 +39,8 @@ from basisbot.live.exec_orders import OrderCommands, OrderTrack
 from basisbot.live.exec_reports import ReconciliationReports
 from basisbot.live.exec_user_streams import UserStreams
 from basisbot.live.instruments import StaticInstrumentProvider
-from basisbot.live.messages import FUNDING_PUBLISHED_ENDPOINT
 from basisbot.live.venue import VenueSession
-from basisbot.nautilus.messages import ADJUST_MARGIN_ENDPOINT, Liquidated, MarginAdjusted
+from basisbot.nautilus.messages import ADJUST_MARGIN_ENDPOINT, FUNDING_PUBLISHED_ENDPOINT, Liquidated, MarginAdjusted
 
 
 @dataclass

@@ -11,7 +11,7 @@ import contextlib
 import ccxt
 
 from basisbot.core.units import NS
-from basisbot.live.messages import FUNDING_SETTLED_TOPIC, FundingSettled
+from basisbot.nautilus.messages import FUNDING_SETTLED_TOPIC, FundingSettled
 
 
 class FundingIncome:

@@ -27,8 +27,9 @@ from pathlib import Path
 
 from basisbot.config.loading import ConfigError, load_settings
 from basisbot.config.schema import Settings
+from basisbot.core.carry import expected_funding
 from basisbot.core.units import NS
-from basisbot.journal.writer import EXPORT_ORDER, JournalReader, expected_funding
+from basisbot.journal.writer import EXPORT_ORDER, JournalReader
 
 EXIT_OK, EXIT_BAD_INPUT = 0, 2
 
