@@ -11,7 +11,7 @@ from basisbot.config.loading import load_settings
 from basisbot.core.units import NS
 from basisbot.journal.writer import Journal
 from basisbot.nautilus.messages import JournalRecord
-from basisbot.ops.status import fresh_prices, render_status, status_data, symbol_pnl, venue_clock_view
+from basisbot.ops.status import fresh_prices, render_status, symbol_pnl, venue_clock_view
 
 T0 = pd.Timestamp("2024-05-01T12:00:00Z").value
 
