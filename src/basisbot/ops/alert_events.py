@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from basisbot.config.schema import AlertSettings
-from basisbot.core.carry import expected_funding, funding_mismatch
+from basisbot.core.carry import annualise, expected_funding, funding_mismatch
 from basisbot.core.legs import Intent
 from basisbot.core.units import NS
 from basisbot.ops.alerts import Alert
@@ -34,7 +34,8 @@ SETTLEMENT_MATCH_NS = 60 * NS
 
 
 def apr(rate: float, interval_minutes: int) -> float:
-    return rate * (365 * 24 * 60 / (interval_minutes or 480))
+    """`carry.annualise` of a rate per `interval_minutes` (unknown: the 8-hour default)."""
+    return annualise(rate, (interval_minutes or 480) / 60)
 
 
 def _ts(ns: int | None) -> str:

@@ -31,6 +31,7 @@ from basisbot.core.carry import expected_funding
 from basisbot.core.pnl import base_asset, pnl_split
 from basisbot.core.units import NS
 from basisbot.journal.writer import EXPORT_ORDER, JournalReader
+from basisbot.ops.alert_events import apr
 
 EXIT_OK, EXIT_BAD_INPUT = 0, 2
 
@@ -132,7 +133,7 @@ def symbol_status(r: JournalReader, symbol: str, settings: Settings, now_ns: int
         projected = nxt <= now_ns
         while nxt <= now_ns:  # the prediction's settlement has passed: the next one is an interval later
             nxt += step
-        out["prediction"] = {"rate": rate, "interval_minutes": interval, "apr": rate * (365 * 24 * 60 / interval),
+        out["prediction"] = {"rate": rate, "interval_minutes": interval, "apr": apr(rate, interval),
                              "next_settlement_ns": nxt, "projected": projected}
         out["accrued"] = expected_funding(perp_qty, mark, rate)
     total, n, flagged = r.funding_settled(symbol)
