@@ -19,7 +19,7 @@ from nautilus_trader.config import StrategyConfig
 from nautilus_trader.trading.strategy import Strategy
 
 from basisbot.backtest.run import build_engine, prepare, run_prepared
-from basisbot.config.settings import load_settings
+from basisbot.config.loading import load_settings
 
 
 class IdleStrategy(Strategy):

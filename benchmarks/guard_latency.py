@@ -21,7 +21,7 @@ import numpy as np
 
 import basisbot.strategies.basis_carry as carry_strategy
 from basisbot.backtest import run as bt_run
-from basisbot.config.settings import load_settings
+from basisbot.config.loading import load_settings
 from basisbot.core import guard, mark_watch
 from basisbot.strategies.basis_carry import BasisCarryStrategy
 

@@ -55,7 +55,7 @@ def _child(side: str, config: str, start: str, end: str, span: str) -> None:
     import backtest_throughput
 
     import basisbot.backtest.run as run_module
-    from basisbot.config.settings import load_settings
+    from basisbot.config.loading import load_settings
 
     p = run_module.prepare(load_settings(config), start=start, end=end)
     # the collector starts from nothing in both sides (where the data load left its generation counters would decide

@@ -18,17 +18,21 @@ import argparse
 import numpy as np
 
 from basisbot.backtest.feed import build_feed
+from basisbot.config.schema import FeeSettings
 from basisbot.core import carry
+from basisbot.core import defaults as D
 from basisbot.data import market_data
 from basisbot.nautilus.instruments import make_perp, make_spot
 from basisbot.venues import get_profile
 from basisbot.venues.binance import reference
 
+FEES = FeeSettings()
+
 
 def predicted_and_settled(data, symbol: str, method: str, print_filter: bool = True) -> tuple[np.ndarray, np.ndarray]:
     binance = get_profile("binance")
-    spot = make_spot(symbol, 0.001, 0.001, profile=binance)
-    perp = make_perp(symbol, 3, reference.brackets()[symbol], 0.0005, 0.0002, profile=binance)
+    spot = make_spot(symbol, FEES.spot_maker, FEES.spot_taker, profile=binance)
+    perp = make_perp(symbol, D.LEVERAGE, reference.brackets()[symbol], FEES.perp_taker, FEES.perp_maker, profile=binance)
     feed = build_feed(data, spot, perp, method, intrabar_step=0.0, print_filter=print_filter, funding=binance.funding)
     pts = feed.predictions["ts_ns"].to_numpy()
     preds = feed.predictions["predicted_rate"].to_numpy()
@@ -51,7 +55,7 @@ def main() -> None:
         rows = {m: predicted_and_settled(data, symbol, m) for m in ("premium", "last_settled")}
         rows["premium_raw"] = predicted_and_settled(data, symbol, "premium", print_filter=False)
         pred, settled = rows["premium"]
-        memory, blended = carry.FundingMemory(21.0), []
+        memory, blended = carry.FundingMemory(D.PERSISTENCE_HALFLIFE), []
         for p, r in zip(pred, settled):  # the level known before this settlement, blended with its prediction
             blended.append(p if memory.hourly is None else 0.3 * p + 0.7 * memory.hourly * 8)
             memory.observe(p, 8.0)  # per interval of 8 h (a ratio: the interval cancels for 8-hourly symbols)

@@ -43,7 +43,7 @@ def main() -> None:
     ap.add_argument("--workers", default="1,2", help="worker counts to measure, e.g. 1,2")
     args = ap.parse_args()
 
-    from basisbot.config.settings import load_settings
+    from basisbot.config.loading import load_settings
     from basisbot.sweep.plan import RunScope, plan_point
     from basisbot.sweep.runner import RayPool, run_points
 

@@ -13,13 +13,17 @@ from decimal import Decimal
 import msgspec
 from nautilus_trader.model.data import FundingRateUpdate
 
+from basisbot.config.schema import FeeSettings
 from basisbot.config.strategy_fields import TUNABLE_FIELDS
 from basisbot.core import carry, guard, margin, resume
+from basisbot.core import defaults as D
+from basisbot.core.guard import Thresholds
 from basisbot.core.guard_state import GuardState
-from basisbot.core.legs import PairStatus
+from basisbot.core.legs import Intent, PairStatus
 from basisbot.core.portfolio import Bid, VolEstimator
 from basisbot.core.quantities import ZERO
 from basisbot.core.schedule import Job, JobKind, SettlementCalendar, Windows
+from basisbot.core.units import HOUR_NS
 from basisbot.nautilus.messages import (
     ADJUST_MARGIN_ENDPOINT,
     PORTFOLIO_ENDPOINT,
@@ -32,28 +36,28 @@ from basisbot.strategies.two_leg import USDT, GuardEvent, Phase, StrategyLog, Tw
 
 __all__ = ["BasisCarryConfig", "BasisCarryStrategy", "GuardEvent", "Phase", "StrategyLog", "TUNABLE_FIELDS"]
 
-HOUR_NS = 3_600_000_000_000
+FEES = FeeSettings()  # the default fee rates
 ACTED_ON = frozenset({JobKind.DECISION, JobKind.BOOKING})  # the jobs this strategy has work for
 
 
 class BasisCarryConfig(TwoLegConfig, frozen=True):
     brackets: list[dict] = []  # Binance leverage brackets of the perp (GET /fapi/v1/leverageBracket shape)
-    notional_usdt: float = 10_000.0
+    notional_usdt: float = D.NOTIONAL_USDT
     max_notional_usdt: float | None = None
-    leverage: int = 3
-    margin_mode: str = "isolated"
-    entry_apr: float = 0.0
-    exit_apr: float = -0.10
-    min_hold_intervals: int = 3
-    horizon_hours: float = 2160.0
-    persistence: float = 0.7
-    persistence_halflife: float = 21.0
-    spread: float = 0.0002
-    rebalance_tolerance: float = 0.02
-    spot_taker_fee: float = 0.001
-    perp_taker_fee: float = 0.0005
-    guard: dict = {}
-    schedule: dict = {}
+    leverage: int = D.LEVERAGE
+    margin_mode: str = D.MARGIN_MODE
+    entry_apr: float = D.ENTRY_APR
+    exit_apr: float = D.EXIT_APR
+    min_hold_intervals: int = D.MIN_HOLD_INTERVALS
+    horizon_hours: float = D.HORIZON_HOURS
+    persistence: float = D.PERSISTENCE
+    persistence_halflife: float = D.PERSISTENCE_HALFLIFE
+    spread: float = D.SPREAD
+    rebalance_tolerance: float = D.REBALANCE_TOLERANCE
+    spot_taker_fee: float = FEES.spot_taker
+    perp_taker_fee: float = FEES.perp_taker
+    guard: Thresholds | None = None  # the guard ladder; None: no thresholds (the guard only watches)
+    schedule: Windows = Windows()  # the windows around each settlement
 
 
 class BasisCarryStrategy(TwoLegStrategy):
@@ -86,12 +90,12 @@ class BasisCarryStrategy(TwoLegStrategy):
         self.rules = carry.CarryRules(c.entry_apr, c.exit_apr, c.min_hold_intervals, c.hedge_ratio,
                                       carry.Fees(c.spot_taker_fee, c.perp_taker_fee), c.horizon_hours,
                                       c.persistence, c.spread)
-        self.thresholds = guard.Thresholds(**c.guard) if c.guard else None
+        self.thresholds = c.guard
         if getattr(self, "guard", None) is None:
             self.guard = GuardState(self.thresholds, self.table, c.margin_mode == "isolated", band=self.mark_band)
         self.guard.thresholds = self.thresholds
         self._hedge_checked = None  # the hedge ratio or tolerance may have changed: check the drift again
-        self.calendar.windows = Windows(**c.schedule) if c.schedule else Windows()
+        self.calendar.windows = c.schedule
 
     def apply_config(self, fields: dict) -> dict:
         """Apply a validated live config change (`basisbot.config.reload.SymbolChange.strategy_fields()`), called by
@@ -210,7 +214,7 @@ class BasisCarryStrategy(TwoLegStrategy):
         apr = carry.expected_net_apr(self.rules, self._view())
         if apr is None:
             return held
-        t = self.thresholds.target_distance if self.thresholds else 0.15
+        t = self.thresholds.target_distance if self.thresholds else D.TARGET_DISTANCE
         bid = Bid(self.symbol, apr, self.cfg.notional_usdt, self.cfg.hedge_ratio, self.cfg.leverage, t,
                   self.vol.daily, held, str(self.perp_id))
         box: dict = {}
@@ -242,7 +246,7 @@ class BasisCarryStrategy(TwoLegStrategy):
                               f"spot {spot_qty} perp {perp_qty}")
         self.phase = Phase.ENTERING
         self.settlements_held = 0
-        self._start_pair("enter", spot=(1, spot_qty), perp=(-1, perp_qty))
+        self._start_pair(Intent.ENTER, spot=(1, spot_qty), perp=(-1, perp_qty))
 
     def _precheck(self, spot_qty: Decimal, perp_qty: Decimal, spot_px: float) -> tuple[str, str] | None:
         """Both legs must pass instrument limits and balances before either is sent: (kind, why) of the first
@@ -269,7 +273,7 @@ class BasisCarryStrategy(TwoLegStrategy):
         now = self.clock.timestamp_ns()
         if pair.status is PairStatus.STUCK:
             self._escalate(f"{pair.intent} could not complete: {pair.history[-1][2]}", now)
-        if pair.intent == "enter":
+        if pair.intent == Intent.ENTER:
             # an entry that did not complete is not retried at once: each failure in a row doubles the wait (from
             # the leg timeout, at most an hour), so a venue that keeps refusing a leg meets no order storm
             self._failed_entries = 0 if pair.status is PairStatus.COMPLETE else self._failed_entries + 1
@@ -300,11 +304,11 @@ class BasisCarryStrategy(TwoLegStrategy):
     def _unwind(self, reason: str) -> None:
         """Close whatever is held on either leg (market), ending flat."""
         self._decide("unwind", reason)
-        self._close_both("unwind")
+        self._close_both(Intent.UNWIND)
 
     def _exit(self, reason: str) -> None:
         self._decide("exit", reason)
-        self._close_both("exit")
+        self._close_both(Intent.EXIT)
 
     def _rebalance_if_drifted(self) -> None:
         if self._qty is not None and self._hedge_checked is self._qty:
@@ -329,7 +333,7 @@ class BasisCarryStrategy(TwoLegStrategy):
         if self._halted is not None:
             return
         self._decide("rebalance", f"hedge drift {drift:+.2%}, perp {perp} by {-delta:+}")
-        self._start_pair("rebalance", spot=(1, ZERO), perp=(-1 if delta > 0 else 1, abs(delta)))
+        self._start_pair(Intent.REBALANCE, spot=(1, ZERO), perp=(-1 if delta > 0 else 1, abs(delta)))
 
     def _on_margin_state(self, state: PerpMarginState) -> None:
         self.margin_state = state
@@ -395,4 +399,4 @@ class BasisCarryStrategy(TwoLegStrategy):
             self._exit(reason=f"guard reduce to zero: {reason}")
             return
         self._decide("reduce", f"{fraction:.1%}: perp -{perp_cut}, spot -{spot_cut} ({reason})")
-        self._start_pair("reduce", spot=(-1, spot_cut), perp=(1, perp_cut))
+        self._start_pair(Intent.REDUCE, spot=(-1, spot_cut), perp=(1, perp_cut))

@@ -6,7 +6,7 @@ snapshot, the exchange's table live).
 
 from __future__ import annotations
 
-from basisbot.config.settings import Settings
+from basisbot.config.schema import Settings
 from basisbot.config.strategy_fields import settings_fields
 from basisbot.core.brackets import BracketTable, bracket_rows
 from basisbot.strategies.basis_carry import BasisCarryConfig

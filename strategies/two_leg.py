@@ -28,9 +28,10 @@ from nautilus_trader.model.identifiers import InstrumentId
 from nautilus_trader.model.objects import Currency
 from nautilus_trader.trading.strategy import Strategy
 
+from basisbot.core import defaults as D
 from basisbot.core import resume
 from basisbot.core.hedge_monitor import lone_leg
-from basisbot.core.legs import Instruction, LegPair, LegStatus, retry_delay_s
+from basisbot.core.legs import Instruction, Intent, LegPair, LegStatus, retry_delay_s
 from basisbot.core.mark_watch import MarkBand, mark_watch
 from basisbot.core.quantities import ZERO, exact, round_down
 from basisbot.nautilus.messages import (
@@ -53,11 +54,11 @@ class TwoLegConfig(StrategyConfig, frozen=True):
     spot_instrument_id: str
     perp_instrument_id: str
     spot_bar_type: str | None = None  # backtests price the spot leg from bars; live from quotes
-    hedge_ratio: float = 1.0
-    leg_timeout_s: float = 10.0
-    slippage_band: float = 0.002
+    hedge_ratio: float = D.HEDGE_RATIO
+    leg_timeout_s: float = D.LEG_TIMEOUT_S
+    slippage_band: float = D.SLIPPAGE_BAND
     guard_enabled: bool = True
-    guard_sweep_s: int = 60  # periodic backstop to the event-driven guard (0 = off)
+    guard_sweep_s: int = D.GUARD_SWEEP_S  # periodic backstop to the event-driven guard (0 = off)
     scheduler: str = "clock"  # "clock": nautilus time alerts (backtests); "asyncio": APScheduler on the event loop (live)
     journal: bool = True  # publish JournalRecords (live and paper write them; a backtest, which has none, says False)
 
@@ -256,7 +257,7 @@ class TwoLegStrategy(Strategy):
         missing = "perp" if held == "spot" else "spot"
         self._decide("resume", plan.reason)
         now = self.clock.timestamp_ns()
-        pair, _ = LegPair.start("enter", now, self._cancel_after_ns, entry_price, self.cfg.slippage_band,
+        pair, _ = LegPair.start(Intent.ENTER, now, self._cancel_after_ns, entry_price, self.cfg.slippage_band,
                                 spot=(1, plan.spot), perp=(-1, plan.perp))
         kept = pair.legs[held]
         kept.filled, kept.status = kept.target, LegStatus.FILLED
@@ -336,7 +337,7 @@ class TwoLegStrategy(Strategy):
     def _expire_after_ns(self) -> int:
         return int(self.cfg.leg_timeout_s * 0.75e9)
 
-    def _start_pair(self, intent: str, spot: tuple[int, Decimal], perp: tuple[int, Decimal]) -> None:
+    def _start_pair(self, intent: Intent, spot: tuple[int, Decimal], perp: tuple[int, Decimal]) -> None:
         pair, instructions = LegPair.start(intent, self.clock.timestamp_ns(), self._cancel_after_ns, self.mark or 0.0,
                                            self.cfg.slippage_band, spot=spot, perp=perp)
         self._run_pair(pair, instructions)
@@ -399,7 +400,7 @@ class TwoLegStrategy(Strategy):
         inst, iid = (self.spot, self.spot_id) if spot else (self.perp, self.perp_id)
         asked = exact(ins.qty)
         qty = round_down(asked, self._spot_lot if spot else self._perp_lot)
-        reduce_only = not spot and (pair.intent != "enter" or "unwind" in ins.reason)
+        reduce_only = not spot and (pair.intent != Intent.ENTER or "unwind" in ins.reason)
         why = ""
         if spot and ins.side < 0:
             held = self._spot_sellable()
@@ -508,7 +509,7 @@ class TwoLegStrategy(Strategy):
         reconfigure."""
         return self._busy()
 
-    def _close_both(self, intent: str) -> None:
+    def _close_both(self, intent: Intent) -> None:
         if self._busy():
             return
         spot = max(self.spot_qty(), ZERO)

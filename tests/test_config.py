@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from basisbot.cli import main
-from basisbot.config.settings import ConfigError, load_settings
+from basisbot.config.loading import ConfigError, load_settings
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "config" / "basisbot.toml"

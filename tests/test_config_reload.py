@@ -8,6 +8,7 @@ import asyncio
 import pytest
 
 from basisbot.cli import main as cli_main
+from basisbot.config.loading import ConfigError, load_settings
 from basisbot.config.reload import (
     ConfigWatcher,
     PendingChange,
@@ -15,7 +16,6 @@ from basisbot.config.reload import (
     safe_to_apply,
     symbol_view,
 )
-from basisbot.config.settings import ConfigError, load_settings
 from basisbot.config.strategy_fields import settings_fields
 from basisbot.journal.writer import Journal
 
@@ -178,7 +178,7 @@ def test_pending_change_is_applied_per_symbol_at_its_safe_point(setup):
     assert ch.symbol == "BTCUSDT" and ch.diff == {"entry_apr": [0.08, 0.11], "fees.perp_taker": [0.0005, 0.0004]}
     fields = ch.strategy_fields()
     assert fields["entry_apr"] == 0.11 and fields["perp_taker_fee"] == 0.0004 and fields["leverage"] == 3
-    assert fields["guard"]["warn_distance"] == 0.12 and fields["schedule"]["blackout_before_s"] == 300
+    assert fields["guard"].warn_distance == 0.12 and fields["schedule"].blackout_before_s == 300
     assert pending.take("BTCUSDT", in_blackout=False, leg_in_flight=False) is None  # applied once
     assert pending.pending_symbols() == ["ETHUSDT"]
     eth = pending.take("ETHUSDT", in_blackout=False, leg_in_flight=False, ts_ns=43)
@@ -199,7 +199,7 @@ def test_symbol_view_and_diff_follow_the_effective_schedule(tmp_path):
     assert symbol_view(old, "ETHUSDT")["schedule.blackout_before_s"] == 120
     # the global change reaches BTCUSDT only: ETHUSDT has its own schedule
     assert diff_settings(old, new)["symbols"] == {"BTCUSDT": {"schedule.blackout_before_s": [300, 240]}}
-    assert settings_fields(new, "BTCUSDT")["schedule"]["blackout_before_s"] == 240
+    assert settings_fields(new, "BTCUSDT")["schedule"].blackout_before_s == 240
 
 
 def test_run_polls_on_the_event_loop(tmp_path):

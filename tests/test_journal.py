@@ -31,9 +31,10 @@ from nautilus_trader.test_kit.stubs.events import TestEventStubs
 from nautilus_trader.test_kit.stubs.execution import TestExecStubs
 from nautilus_trader.trading.strategy import Strategy
 
-from basisbot.config.settings import load_settings
-from basisbot.core.carry import FundingMemory
-from basisbot.journal.writer import EXPORT_ORDER, Journal, JournalReader, expected_funding, funding_mismatch
+from basisbot.config.loading import load_settings
+from basisbot.core.carry import FundingMemory, expected_funding, funding_mismatch
+from basisbot.core.units import NS
+from basisbot.journal.writer import EXPORT_ORDER, Journal, JournalReader
 from basisbot.nautilus.instruments import make_perp, make_spot, perp_venue, spot_venue
 from basisbot.nautilus.journal_actor import (
     FUNDING_PUBLISHED_ENDPOINT,
@@ -58,7 +59,6 @@ from basisbot.venues import get_profile
 from basisbot.venues.binance import reference
 
 ROOT = Path(__file__).resolve().parents[1]
-NS = 1_000_000_000
 M = 60 * NS
 T0 = pd.Timestamp("2023-01-01", tz="UTC").value
 

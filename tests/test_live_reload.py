@@ -5,13 +5,14 @@ refused with the `basisbot config check` message and the running values stay."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 
 import pytest
 from pydantic import SecretStr
 
+from basisbot.config.loading import ConfigError, load_settings
 from basisbot.config.reload import PendingChange, diff_settings, effective_settings
-from basisbot.config.settings import ConfigError, load_settings
 from basisbot.core.legs import LegPair
 from basisbot.journal.writer import Journal
 from basisbot.live.node import NodeOptions
@@ -128,7 +129,7 @@ def test_change_waits_for_the_safe_point(tmp_path):
             strat.apply_config(ch.strategy_fields())
         return ch
 
-    NS = 1_000_000_000
+    from basisbot.core.units import NS
     settle = 1646035200 * NS
     strat.calendar.on_funding_info(settle, 480, settle - 600 * NS, ACTED_ON)
     # a leg pair in flight (away from the settlement)
@@ -159,7 +160,7 @@ def test_apply_config_ignores_fields_that_cannot_change_live(tmp_path):
     strat._decide = lambda action, reason: None
     changed = strat.apply_config({"leverage": 20, "margin_mode": "cross", "spot_instrument_id": "X.Y",
                                   "scheduler": "asyncio", "exit_apr": 0.01,
-                                  "schedule": {**sc.schedule, "blackout_before_s": 30}})
+                                  "schedule": dataclasses.replace(sc.schedule, blackout_before_s=30)})
     assert set(changed) == {"exit_apr", "schedule"}
     assert strat.cfg.leverage == 10 and strat.cfg.margin_mode == sc.margin_mode
     assert strat.cfg.spot_instrument_id == "BTCUSDT.BINANCE" and strat.cfg.scheduler == sc.scheduler

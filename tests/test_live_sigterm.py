@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 NODE = textwrap.dedent("""
     import asyncio, sys, time
     from basisbot.live.node import NodeOptions, run_node
-    from basisbot.config.settings import load_settings
+    from basisbot.config.loading import load_settings
     from basisbot.strategies.basis_carry import BasisCarryStrategy
 
     MODE = sys.argv[2]

@@ -106,7 +106,7 @@ def test_rehearsal_at_1800x_journals_every_payment_the_venue_made(tmp_path):
 
 
 def test_a_replay_faster_than_the_node_can_follow_is_refused_at_start(tmp_path):
-    from basisbot.config.settings import ConfigError
+    from basisbot.config.loading import ConfigError
     from basisbot.live.node import MAX_VENUE_SPEED, BasisNode
 
     settings = node_settings(tmp_path, "http://127.0.0.1:9", symbols={"BTCUSDT": {"notional_usdt": 1000.0}})

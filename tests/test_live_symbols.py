@@ -10,7 +10,7 @@ import json
 import pytest
 from pydantic import SecretStr
 
-from basisbot.config.settings import load_settings
+from basisbot.config.loading import load_settings
 from basisbot.core.brackets import parse_brackets
 from basisbot.journal.writer import Journal
 from basisbot.live.node import NodeOptions, run_node

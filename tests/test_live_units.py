@@ -9,7 +9,8 @@ import pytest
 from nautilus_trader.model.instruments import CryptoPerpetual, CurrencyPair
 from pydantic import SecretStr
 
-from basisbot.config.settings import load_settings
+from basisbot.config.loading import load_settings
+from basisbot.core.units import MS, NS
 from basisbot.live.exec_client import CcxtExecutionClient
 from basisbot.live.exec_orders import is_duplicate_order
 from basisbot.live.instruments import (
@@ -20,7 +21,7 @@ from basisbot.live.instruments import (
     spot_from_market,
 )
 from basisbot.live.node import credentials_problem
-from basisbot.live.venue import MS, NS, VenueTime
+from basisbot.live.venue import VenueTime
 from basisbot.venues.binance import reference
 from tests.helpers.live_node import write_config
 

@@ -15,7 +15,7 @@ from nautilus_trader.model.objects import Price, Quantity
 from nautilus_trader.serialization.serializer import MsgSpecSerializer
 
 from basisbot.backtest.run import build_engine, prepare
-from basisbot.config.settings import load_settings
+from basisbot.config.loading import load_settings
 from basisbot.nautilus.message_bus import in_process_message_bus, publishable_types
 
 REPO = Path(__file__).resolve().parents[1]

@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from basisbot.config.settings import load_settings
+from basisbot.config.loading import load_settings
 from basisbot.journal.writer import JournalReader
 from basisbot.live.node import NodeOptions
 from basisbot.sim import SimServer

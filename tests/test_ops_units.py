@@ -13,18 +13,17 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from basisbot.config.settings import AlertSettings, ConfigError, Settings, effective_config, load_settings
+from basisbot.config.loading import ConfigError, effective_config, load_settings
+from basisbot.config.schema import AlertSettings, Settings
+from basisbot.core.units import NS
 from basisbot.journal.writer import Journal
-from basisbot.nautilus.journal_actor import FundingSettled
-from basisbot.nautilus.messages import JournalRecord
+from basisbot.nautilus.messages import FundingSettled, JournalRecord
 from basisbot.ops.alert_channels import AppriseChannel, build_channels, resolve_urls
 from basisbot.ops.alert_events import AlertRules, Outages, summary_due
 from basisbot.ops.alerts import Alert, AlertDispatcher, Coalescer, RateLimiter, _Channel, backoff_delays
 from basisbot.ops.server import OpsServer
 from basisbot.ops.status import status_data
 from basisbot.ops.status_page import render_page
-
-NS = 1_000_000_000
 
 
 class FakeClock:

@@ -13,12 +13,12 @@ from nautilus_trader.model.objects import Currency
 
 from basisbot.backtest import run as backtest_run
 from basisbot.backtest.recorder import BacktestRecorder
-from basisbot.config.settings import load_settings
+from basisbot.config.loading import load_settings
+from basisbot.core.units import HOUR_NS
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "backtests" / "data" / "binance"
 USDT = Currency.from_str("USDT")
-HOUR_NS = 3_600_000_000_000
 
 
 class ProbedRecorder(BacktestRecorder):

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from basisbot.core import carry, guard, margin
 from basisbot.core.legs import LegPair, PairStatus
+from basisbot.core.units import HOURS_PER_YEAR
 from basisbot.venues import get_profile
 from basisbot.venues.binance import reference
 
@@ -68,7 +69,7 @@ def view(rate, in_carry=False, held=0, blackout=False, hours=8):
 
 def test_entry_needs_apr_net_of_the_round_trip_over_the_horizon_and_hysteresis():
     # round trip: 2 × (0.1% + 0.05% + 2 × 0.02% spread) = 0.38% of notional, over a 2160 h horizon = 1.54% APR
-    cost_apr = carry.round_trip_cost(RULES) * carry.HOURS_PER_YEAR / RULES.horizon_hours
+    cost_apr = carry.round_trip_cost(RULES) * HOURS_PER_YEAR / RULES.horizon_hours
     assert cost_apr == pytest.approx(0.0038 * 8760 / 2160)
     rate_for = lambda apr: (apr + cost_apr) * 8 / 8760  # noqa: E731  per-8h rate whose net APR is `apr`
     assert carry.decide(RULES, view(rate_for(0.099))) is carry.Action.NONE

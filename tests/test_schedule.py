@@ -7,7 +7,6 @@ import pytest
 
 from basisbot.core import carry
 from basisbot.core.schedule import (
-    NS,
     Job,
     JobKind,
     SettlementCalendar,
@@ -17,6 +16,7 @@ from basisbot.core.schedule import (
     ns_to_dt,
     projected_settlements,
 )
+from basisbot.core.units import NS
 from basisbot.data import market_data
 from basisbot.nautilus.scheduler import NautilusClockDriver
 

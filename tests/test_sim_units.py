@@ -9,6 +9,7 @@ import pytest
 
 from basisbot.core import margin
 from basisbot.core.carry import funding_payment
+from basisbot.core.units import HOUR_MS
 from basisbot.data.market_data import load_symbol
 from basisbot.sim import errors
 from basisbot.sim.auth import Auth, sign
@@ -18,7 +19,7 @@ from basisbot.sim.config import SimConfig
 from basisbot.sim.errors import BinanceError
 from basisbot.sim.faults import FaultState
 from basisbot.sim.markets import build_market
-from basisbot.sim.prices import HOUR_MS, load_paths
+from basisbot.sim.prices import load_paths
 from basisbot.sim.venue import Venue
 from basisbot.venues.binance import reference
 from tests.helpers.sim_venue import DATA, KEY, SECRET

@@ -7,12 +7,12 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from basisbot.config.settings import load_settings
+from basisbot.config.loading import load_settings
+from basisbot.core.units import NS
 from basisbot.journal.writer import Journal
 from basisbot.nautilus.messages import JournalRecord
-from basisbot.ops.status import fresh_prices, pnl_split, render_status, venue_clock_view
+from basisbot.ops.status import fresh_prices, render_status, symbol_pnl, venue_clock_view
 
-NS = 1_000_000_000
 T0 = pd.Timestamp("2024-05-01T12:00:00Z").value
 
 
@@ -38,13 +38,13 @@ def test_fresh_mark_and_pnl_split(tmp_path):
     j.record_mark("BTCUSDT", T0 + 600 * NS, mark=41000.0, spot_price=40980.0)
     f = fresh_prices(j, "BTCUSDT")
     assert (f["mark"], f["spot_price"], f["source"]) == (41000.0, 40980.0, "mark")
-    p = pnl_split(j, "BTCUSDT", f["mark"], f["spot_price"])
+    p = symbol_pnl(j, "BTCUSDT", f["mark"], f["spot_price"])
     assert p["funding"] == pytest.approx(0.92)
     assert p["spot"] == pytest.approx(0.2299 * (40980.0 - 40000.0))
     assert p["perp"] == pytest.approx(-0.229 * (41000.0 - 40010.0))
     assert p["fees"] == pytest.approx(0.0002299 * 40000.0 + 0.229 * 40010 * 0.0005)
     assert p["net"] == pytest.approx(p["funding"] + p["spot"] + p["perp"] - p["fees"])
-    assert pnl_split(j, "BTCUSDT", None, None)["net"] is None
+    assert symbol_pnl(j, "BTCUSDT", None, None)["net"] is None
     j.close()
 
 

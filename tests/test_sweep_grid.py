@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from basisbot.cli import main
-from basisbot.config.settings import ConfigError, load_settings
+from basisbot.config.loading import ConfigError, load_settings
 from basisbot.sweep.grid import PointErrors, Range, apply_point, read_grid, validate_grid
 from basisbot.sweep.plan import RunScope, plan_point
 from basisbot.sweep.walkforward import parse_window

@@ -14,7 +14,7 @@ import pytest
 
 from basisbot.backtest.run import prepare
 from basisbot.cli import main
-from basisbot.config.settings import load_settings
+from basisbot.config.loading import load_settings
 from basisbot.core import margin
 from basisbot.core.brackets import BracketError, bracket_rows, load_brackets, parse_brackets, unified_to_id
 from basisbot.core.carry import funding_payment

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from basisbot.backtest.run import prepare, run_prepared
-from basisbot.config.settings import ConfigError, load_settings
+from basisbot.config.loading import ConfigError, load_settings
 from basisbot.core import margin
 from basisbot.venues import PROFILES, AccountModel, VenueFees, get_profile
 from basisbot.venues.binance import reference

@@ -10,7 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from basisbot.config.settings import ConfigError, effective_config, load_settings
+from basisbot.config.loading import ConfigError, effective_config, load_settings
 from basisbot.data.bundled_files import BundledDataMissing
 from basisbot.venues.binance.reference import VenueDataError
 

@@ -21,7 +21,8 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
-from basisbot.config.settings import Settings, load_settings
+from basisbot.config.loading import load_settings
+from basisbot.config.schema import Settings
 from basisbot.live.node import BasisNode, NodeOptions, run_node
 from basisbot.ops.service import OpsService
 from tests.helpers.sim_venue import KEY, SECRET

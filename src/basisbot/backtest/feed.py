@@ -31,10 +31,10 @@ from nautilus_trader.model.objects import Price, Quantity
 
 from basisbot.core.carry import FundingPredictor, premium
 from basisbot.core.data_quality import Flag, PrintFilter
+from basisbot.core.units import HOUR_NS
 from basisbot.data.market_data import SymbolData
 from basisbot.venues.profile import FundingRules
 
-HOUR_NS = 3_600_000_000_000
 # ordering of events sharing one timestamp
 PRIO_SPOT_BAR, PRIO_PERP_BAR, PRIO_PREDICTION, PRIO_MARK, PRIO_SETTLEMENT = range(5)
 PRIO_TICK = 0

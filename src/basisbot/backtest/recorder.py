@@ -16,11 +16,11 @@ from tqdm import tqdm
 from basisbot.core import margin
 from basisbot.core.hedge_monitor import HedgeMonitor
 from basisbot.core.quantities import ZERO
+from basisbot.core.units import HOUR_NS
 from basisbot.nautilus.messages import PerpMarginState, margin_topic
 from basisbot.venues import DEFAULT_EXCHANGE, get_profile
 
 USDT = Currency.from_str("USDT")
-HOUR_NS = 3_600_000_000_000
 
 
 class RecorderConfig(ActorConfig, frozen=True):

@@ -12,8 +12,6 @@ from pathlib import Path
 from basisbot.backtest.report_charts import EVENT_STYLE, Marker
 from basisbot.backtest.report_format import fmt_num, parse_ts, pct, read_csv_rows, side_label, to_float
 
-MINUTES_PER_YEAR = 365 * 24 * 60
-
 
 def read_json(folder: Path, name: str) -> dict | None:
     try:

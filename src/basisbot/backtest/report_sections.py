@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 
 from basisbot.backtest.report_charts import COLORS, Series, figure, svg_chart
-from basisbot.backtest.report_data import MINUTES_PER_YEAR, ReportData, cum_at, events_of, max_drawdown, symbol_stats
+from basisbot.backtest.report_data import ReportData, cum_at, events_of, max_drawdown, symbol_stats
 from basisbot.backtest.report_format import (
     esc,
     fmt_num,
@@ -20,6 +20,7 @@ from basisbot.backtest.report_format import (
     tdt,
     to_float,
 )
+from basisbot.core.units import MINUTES_PER_YEAR
 
 MAX_TRADE_ROWS = 500       # trades table
 

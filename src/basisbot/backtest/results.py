@@ -20,6 +20,7 @@ import pandas as pd
 
 from basisbot.core import baselines
 from basisbot.core.schedule import ns_to_dt
+from basisbot.core.units import YEAR_S
 
 MONEY_KEYS = ("funding_pnl", "fees", "spot_pnl", "perp_pnl", "liquidation_loss", "net_pnl")
 
@@ -133,7 +134,7 @@ def build_summary(result) -> dict:
     for k in ("always_in_funding", "positive_funding", "capital_usdt"):
         total[k] = _r(sum(v[k] for v in symbols.values()))
     total["capture"] = _r(total["funding_pnl"] / total["positive_funding"], 4) if total["positive_funding"] > 0 else None
-    years = (result.end - result.start).total_seconds() / baselines.YEAR_S
+    years = (result.end - result.start).total_seconds() / YEAR_S
     total["net_apr"] = _r(total["net_pnl"] / total["capital_usdt"] / years, 6) if total["capital_usdt"] and years else None
     total["always_in_apr"] = (_r(total["always_in_funding"] / total["capital_usdt"] / years, 6)
                               if total["capital_usdt"] and years else None)

@@ -24,7 +24,9 @@ from nautilus_trader.model.objects import Money
 
 from basisbot.backtest.feed import SymbolFeed, bar_type, build_feed
 from basisbot.backtest.recorder import BacktestRecorder, RecorderConfig
-from basisbot.config.settings import ConfigError, Settings, SymbolSettings, venue_reference
+from basisbot.config.checks import venue_reference
+from basisbot.config.loading import ConfigError
+from basisbot.config.schema import Settings, SymbolSettings
 from basisbot.data import market_data
 from basisbot.data.bundled_files import BundledDataMissing, bundled_market_dir
 from basisbot.nautilus.instruments import make_perp, make_spot, perp_venue, spot_venue
@@ -323,7 +325,7 @@ def collect_fills(engine: BacktestEngine, spot_insts: dict, perp_insts: dict) ->
 def run_backtest_cli(args) -> int:
     from basisbot.backtest.report import write_report
     from basisbot.backtest.results import print_summary, write_results
-    from basisbot.config.settings import load_settings
+    from basisbot.config.loading import load_settings
 
     try:
         settings = load_settings(args.config, env_file=args.env_file,

@@ -2,7 +2,7 @@
 
 `ConfigWatcher` polls the TOML file (and the .env file) once a second by content hash (no extra dependency). When the
 content changes and has stayed the same for `settle_polls` more polls (an editor saving in several writes is not read
-half-written), it re-validates with `basisbot.config.settings.load_settings`, exactly as `basisbot config check` does:
+half-written), it re-validates with `basisbot.config.loading.load_settings`, exactly as `basisbot config check` does:
 
 - **invalid** → refused: the ConfigError text (what `basisbot config check` prints) is logged and journaled
   (`config_changes` row, status ``refused``); the running config stays.
@@ -42,14 +42,9 @@ from typing import Any
 
 from pydantic import SecretStr, ValidationError
 
-from basisbot.config.settings import (
-    SECRET_FIELDS,
-    ConfigError,
-    Settings,
-    _format_errors,
-    _venue_checks,
-    load_settings,
-)
+from basisbot.config.checks import venue_checks
+from basisbot.config.loading import ConfigError, format_errors, load_settings
+from basisbot.config.schema import SECRET_FIELDS, Settings
 from basisbot.config.strategy_fields import settings_fields
 
 RESTART_ONLY_SYMBOL_KEYS = ("enabled", "spot_symbol", "leverage", "margin_mode")
@@ -151,9 +146,9 @@ def effective_settings(old: Settings, new: Settings, label: str = "<reload>",
     try:
         eff = Settings.model_validate(d_new)
     except ValidationError as e:
-        raise ConfigError(label, _format_errors(e, label, {})
+        raise ConfigError(label, format_errors(e, label, {})
                           + ["(checked with the running values of the keys that only change on a restart)"]) from None
-    problems = venue_check(eff, label) if venue_check is not None else _venue_checks(eff, label)
+    problems = venue_check(eff, label) if venue_check is not None else venue_checks(eff, label)
     if problems:
         raise ConfigError(label, problems + ["(checked with the running values of the keys that only change on a "
                                              "restart)"])

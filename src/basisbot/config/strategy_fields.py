@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from basisbot.config.settings import Settings
+from basisbot.config.schema import Settings
 
 
 @dataclass(frozen=True)
@@ -27,13 +27,6 @@ class SettingsField:
 
 def _sym(attr: str) -> Callable[[Settings, str], Any]:
     return lambda s, sym: getattr(s.symbols[sym], attr)
-
-
-def _guard(s: Settings, sym: str) -> dict[str, float]:
-    g = s.symbols[sym].guard
-    return {"warn_distance": g.warn_distance, "add_margin_distance": g.add_margin_distance,
-            "target_distance": g.target_distance, "reduce_distance": g.reduce_distance,
-            "close_distance": g.close_distance, "hysteresis": g.hysteresis}
 
 
 SETTINGS_FIELDS: tuple[SettingsField, ...] = (
@@ -55,8 +48,8 @@ SETTINGS_FIELDS: tuple[SettingsField, ...] = (
     SettingsField("leg_timeout_s", _sym("leg_timeout_s"), True),
     SettingsField("slippage_band", _sym("slippage_band"), True),
     SettingsField("guard_enabled", lambda s, sym: s.symbols[sym].guard.enabled, True),
-    SettingsField("guard", _guard, True),
-    SettingsField("schedule", lambda s, sym: s.schedule_for(sym).model_dump(), True),
+    SettingsField("guard", lambda s, sym: s.symbols[sym].guard.thresholds(), True),
+    SettingsField("schedule", lambda s, sym: s.schedule_for(sym).windows(), True),
     SettingsField("guard_sweep_s", lambda s, sym: s.schedule_for(sym).guard_sweep_s, True),
 )
 

@@ -13,8 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-HOUR_NS = 3_600_000_000_000
-YEAR_S = 365 * 86400
+from basisbot.core.units import HOUR_NS, YEAR_S
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,15 +16,31 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import NamedTuple
 
+from basisbot.core import defaults as D
 from basisbot.core import quantities as q
-
-HOURS_PER_YEAR = 24 * 365
-NS_PER_HOUR = 3_600_000_000_000
+from basisbot.core.units import HOURS_PER_YEAR
 
 
 def funding_payment(position_qty: float, mark_price: float, rate: float) -> float:
     """USDT received (positive) or paid (negative) at a settlement. position_qty is signed, negative = short."""
     return -position_qty * mark_price * rate
+
+
+def expected_funding(position_qty: float | None, mark: float | None, rate: float | None) -> float | None:
+    """`funding_payment` when the position, the mark and the rate are all known, else None."""
+    if position_qty is None or mark is None or rate is None:
+        return None
+    return funding_payment(position_qty, mark, rate)
+
+
+def funding_mismatch(expected: float | None, settled: float | None, abs_tol: float, rel_tol: float) -> bool:
+    """A settled payment is flagged when it differs from the expected one by more than BOTH tolerances
+    (`abs_tol` USDT and `rel_tol` × |expected|), i.e. by more than the larger of the two. Nothing to compare (either
+    side unknown) is no mismatch."""
+    if expected is None or settled is None:
+        return False
+    diff = abs(settled - expected)
+    return diff > abs_tol and diff > rel_tol * abs(expected)
 
 
 def annualise(rate_per_interval: float, interval_hours: float) -> float:
@@ -138,9 +154,9 @@ class CarryRules:
     min_hold_intervals: int
     hedge_ratio: float
     fees: Fees
-    horizon_hours: float = 2160.0
-    persistence: float = 0.7
-    spread: float = 0.0002  # per leg and side, fraction of notional: what crossing the spread costs on top of fees
+    horizon_hours: float = D.HORIZON_HOURS
+    persistence: float = D.PERSISTENCE
+    spread: float = D.SPREAD  # per leg and side, fraction of notional: what crossing the spread costs on top of fees
 
 
 class CarryView(NamedTuple):
@@ -160,7 +176,7 @@ class FundingMemory:
     intervals of 1h to 8h mix), with a half-life of `halflife` settlements. Fed the last prediction before each
     settlement (live: the exchange's; backtest: the predictor's), which the settlement then confirms."""
 
-    def __init__(self, halflife: float = 21.0):
+    def __init__(self, halflife: float = D.PERSISTENCE_HALFLIFE):
         if not halflife > 0:
             raise ValueError(f"halflife must be > 0, got {halflife}")
         self.alpha = 1 - 0.5 ** (1 / halflife)

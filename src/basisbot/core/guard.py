@@ -18,6 +18,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from basisbot.core import defaults as D
 from basisbot.core import margin
 
 
@@ -36,7 +37,7 @@ class Thresholds:
     target_distance: float
     reduce_distance: float
     close_distance: float
-    hysteresis: float = 0.01
+    hysteresis: float = D.GUARD_HYSTERESIS
 
     def threshold(self, step: Step) -> float:
         return {

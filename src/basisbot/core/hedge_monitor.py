@@ -14,8 +14,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from basisbot.core.quantities import exact
-
-NS = 1_000_000_000
+from basisbot.core.units import NS
 
 
 def lone_leg(spot_qty, perp_qty, perp_step, hedge_ratio) -> str | None:

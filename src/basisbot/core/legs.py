@@ -54,6 +54,20 @@ class LegStatus(enum.Enum):
     FAILED = "failed"  # closed without filling its target (rejected, denied, cancelled, expired, lost)
 
 
+class Intent(enum.StrEnum):
+    """What a leg pair is for. A `str` enum: it compares equal to, and is journalled as, its plain value."""
+
+    ENTER = "enter"  # open the carry: buy spot, sell the perp
+    EXIT = "exit"  # close the carry
+    UNWIND = "unwind"  # close what is left of a carry that cannot stand (a lone leg, a long perp)
+    REDUCE = "reduce"  # cut both legs by a fraction (the guard)
+    REBALANCE = "rebalance"  # trade the perp back to the hedge ratio
+
+
+# pairs that take the whole carry off
+EXITING = frozenset({Intent.EXIT, Intent.UNWIND})
+
+
 class PairStatus(enum.Enum):
     WORKING = "working"
     COMPLETE = "complete"  # both legs traded their targets
@@ -89,7 +103,7 @@ class Instruction:
 
 @dataclass
 class LegPair:
-    intent: str
+    intent: Intent
     legs: dict[str, Leg]
     started_ns: int
     deadline_ns: int
@@ -105,10 +119,10 @@ class LegPair:
 
     @property
     def opening(self) -> bool:
-        return self.intent == "enter"
+        return self.intent == Intent.ENTER
 
     @classmethod
-    def start(cls, intent: str, now_ns: int, timeout_ns: int, reference_price: float, slippage_band: float,
+    def start(cls, intent: Intent, now_ns: int, timeout_ns: int, reference_price: float, slippage_band: float,
               spot: tuple[int, object], perp: tuple[int, object], max_retries: int | None = None
               ) -> tuple[LegPair, list[Instruction]]:
         legs = {}
@@ -118,7 +132,8 @@ class LegPair:
                 raise ValueError(f"{name} quantity must be >= 0 (the side carries the sign), got {qty!r}")
             if q > 0:
                 legs[name] = Leg(name, side, q)
-        retries = max_retries if max_retries is not None else (1 if intent == "enter" else 3)
+        intent = Intent(intent)  # a plain value is accepted; an unknown one is refused here
+        retries = max_retries if max_retries is not None else (1 if intent == Intent.ENTER else 3)
         pair = cls(intent, legs, now_ns, now_ns + timeout_ns, reference_price, slippage_band, retries)
         pair._log(now_ns, "start", ", ".join(f"{n} {l.side * l.target:+}" for n, l in legs.items()))
         if not legs:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from basisbot.core import carry
+from basisbot.core.legs import EXITING, Intent
 from basisbot.core.quantities import ZERO, exact
 
 
@@ -45,10 +46,10 @@ def plan_resume(spot, perp, *, hedge_ratio, spot_lot, perp_lot, intent: str | No
     if not has_spot and not has_perp:
         return ResumePlan("flat", "none", f"{held}: flat")
     if has_spot and has_perp:
-        if intent in ("exit", "unwind"):
+        if intent in EXITING:
             return ResumePlan("in_carry", "exit", f"resume: {held}: completing the interrupted {intent}")
         return ResumePlan("in_carry", "none", f"{held}: both legs held, in carry")
-    if intent in ("exit", "unwind", "reduce"):
+    if intent in EXITING or intent == Intent.REDUCE:
         return ResumePlan("in_carry", "unwind", f"resume: {held}: one leg left by the interrupted {intent}")
     leg = "spot" if has_spot else "perp"
     moved = abs(price / entry_price - 1) if entry_price else float("inf")  # prices: floats are fine

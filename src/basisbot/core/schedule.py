@@ -21,7 +21,9 @@ from dataclasses import dataclass
 from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-NS = 1_000_000_000
+from basisbot.core import defaults as D
+from basisbot.core.units import NS
+
 UTC = dt.timezone.utc
 
 
@@ -42,11 +44,17 @@ class JobKind(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class Windows:
-    decision_before_s: int = 600
-    blackout_before_s: int = 300
-    blackout_after_s: int = 60
-    booking_after_s: int = 60
-    guard_sweep_s: int = 60
+    decision_before_s: int = D.DECISION_BEFORE_S
+    blackout_before_s: int = D.BLACKOUT_BEFORE_S
+    blackout_after_s: int = D.BLACKOUT_AFTER_S
+    booking_after_s: int = D.BOOKING_AFTER_S
+    guard_sweep_s: int = D.GUARD_SWEEP_S
+
+    def at_speed(self, speed: float) -> Windows:
+        """The windows in wall seconds of a venue replaying `speed` venue seconds per wall second; the guard sweep
+        stays at 1 s or more."""
+        return Windows(self.decision_before_s / speed, self.blackout_before_s / speed, self.blackout_after_s / speed,
+                       self.booking_after_s / speed, max(self.guard_sweep_s / speed, 1.0))
 
 
 @dataclass(frozen=True, slots=True)

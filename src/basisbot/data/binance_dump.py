@@ -9,14 +9,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from basisbot.core.units import HOUR_NS, MINUTE_NS
 from basisbot.data.csv_table import parse_table
 from basisbot.data.discovery import dump_paths, unknown_symbol
 from basisbot.data.dump_files import MonthFile, monthly_files
 from basisbot.data.symbol_data import (
     FUNDING_HEADER,
-    HOUR_NS,
     KLINE_HEADER,
-    MINUTE_NS,
     OHLC,
     DataError,
     SymbolData,

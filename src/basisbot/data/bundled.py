@@ -13,9 +13,10 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
+from basisbot.core.units import HOUR_NS, MINUTE_NS
 from basisbot.data.csv_table import parse_table
 from basisbot.data.discovery import bundled_inventory, unknown_symbol
-from basisbot.data.symbol_data import HOUR_NS, MINUTE_NS, DataError, SymbolData, index_ns
+from basisbot.data.symbol_data import DataError, SymbolData, index_ns
 from basisbot.data.validation import (
     FundingRows,
     Klines,

@@ -33,9 +33,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from basisbot.core.units import HOUR_NS
 from basisbot.data.discovery import dump_paths
 from basisbot.data.market_data import load_symbol
-from basisbot.data.symbol_data import FUNDING_HEADER, HOUR_NS, KLINE_HEADER, SymbolData, index_ns
+from basisbot.data.symbol_data import FUNDING_HEADER, KLINE_HEADER, SymbolData, index_ns
 
 __all__ = ["export_binance_dump", "write_binance_dump"]
 

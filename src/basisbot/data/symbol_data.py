@@ -8,6 +8,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from basisbot.core.units import HOUR_NS, MINUTE_NS
+
 BAR_COLUMNS: tuple[str, ...] = (
     "spot_open", "spot_high", "spot_low", "spot_close", "spot_volume",
     "perp_open", "perp_high", "perp_low", "perp_close", "perp_volume",
@@ -27,10 +29,8 @@ KLINE_HEADER: tuple[str, ...] = (
 FUNDING_HEADER: tuple[str, ...] = ("calc_time", "funding_interval_hours", "last_funding_rate")
 
 
-HOUR_NS = 3_600_000_000_000
 
 
-MINUTE_NS = 60_000_000_000
 
 
 US_THRESHOLD = 10**14          # >= this: microseconds, below: milliseconds

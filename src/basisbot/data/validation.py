@@ -10,9 +10,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from basisbot.core.units import HOUR_NS
 from basisbot.data.symbol_data import (
     BAR_COLUMNS,
-    HOUR_NS,
     MAX_FUNDING_GAP_NS,
     MIN_FUNDING_GAP_NS,
     OHLC,

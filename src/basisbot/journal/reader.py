@@ -12,6 +12,7 @@ from pathlib import Path
 
 import sqlite_utils
 
+from basisbot.core.legs import EXITING, Intent
 from basisbot.journal.schema import DONE_PAIR_STATUSES, EXPORT_ORDER, JSON_COLUMNS, TABLES, dumps_json
 
 
@@ -100,10 +101,10 @@ class JournalReader:
             return "flat"
         intent, status = pair["intent"], pair["status"]
         if not pair["done"]:
-            return {"enter": "entering", "exit": "exiting", "unwind": "exiting"}.get(intent, "in_carry")
-        if intent == "enter":
+            return "entering" if intent == Intent.ENTER else "exiting" if intent in EXITING else "in_carry"
+        if intent == Intent.ENTER:
             return "in_carry" if status == "complete" else "flat"
-        if intent in ("exit", "unwind"):
+        if intent in EXITING:
             return "flat" if status == "complete" else "in_carry"
         return "in_carry"
 
@@ -114,7 +115,7 @@ class JournalReader:
         after a downtime would hold a carry past its minimum through negative funding."""
         if not self._has("funding"):
             return 0
-        enter = self.one("legs", "symbol = ? AND intent = 'enter'", [symbol], order_by="ts DESC, rowid DESC")
+        enter = self.one("legs", "symbol = ? AND intent = ?", [symbol, Intent.ENTER.value], order_by="ts DESC, rowid DESC")
         if enter is None:
             return 0
         since = self.one("legs", "pair_id = ?", [enter["pair_id"]], order_by="ts, rowid")["ts"]

@@ -6,11 +6,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from basisbot.core.carry import funding_payment
-
-NS = 1_000_000_000
-
-
 TABLES: dict[str, dict[str, Any]] = {
     "orders": {
         "columns": {
@@ -114,22 +109,6 @@ TERMINAL_STATUSES = frozenset(s for s, r in STATUS_RANK.items() if r == 4)
 
 
 DONE_PAIR_STATUSES = frozenset({"complete", "flat", "stuck"})
-
-
-def expected_funding(position_qty: float | None, mark: float | None, rate: float | None) -> float | None:
-    """`carry.funding_payment` of a journal row whose position, mark or rate may be unknown (then None)."""
-    if position_qty is None or mark is None or rate is None:
-        return None
-    return funding_payment(position_qty, mark, rate)
-
-
-def funding_mismatch(expected: float | None, settled: float | None, abs_tol: float, rel_tol: float) -> bool:
-    """A settled payment is flagged when it differs from the expected one by more than BOTH tolerances
-    (`abs_tol` USDT and `rel_tol` × |expected|), i.e. by more than the larger of the two."""
-    if expected is None or settled is None:
-        return False
-    diff = abs(settled - expected)
-    return diff > abs_tol and diff > rel_tol * abs(expected)
 
 
 def dumps_json(value: Any) -> str | None:

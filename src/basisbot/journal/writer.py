@@ -52,19 +52,12 @@ from typing import Any
 
 import sqlite_utils
 
+from basisbot.core.carry import expected_funding, funding_mismatch
+from basisbot.core.units import NS
 from basisbot.journal.reader import JournalReader
-from basisbot.journal.schema import (
-    EXPORT_ORDER,
-    NS,
-    STATUS_RANK,
-    TABLES,
-    dumps_json,
-    expected_funding,
-    funding_mismatch,
-)
+from basisbot.journal.schema import EXPORT_ORDER, STATUS_RANK, TABLES, dumps_json
 
-__all__ = ["EXPORT_ORDER", "TABLES", "Journal", "JournalReader", "JournalThreadError", "expected_funding",
-           "funding_mismatch"]
+__all__ = ["EXPORT_ORDER", "TABLES", "Journal", "JournalReader", "JournalThreadError"]
 
 
 class JournalThreadError(RuntimeError):

@@ -51,16 +51,18 @@ from nautilus_trader.model.identifiers import ClientId, InstrumentId, Venue
 from nautilus_trader.model.instruments import Instrument
 from nautilus_trader.model.objects import Price, Quantity
 
+from basisbot.config.schema import LiveSettings
 from basisbot.live.instruments import StaticInstrumentProvider
 from basisbot.live.venue import VenueSession
 
 DEFAULT_INTERVAL_MIN = 480
+LIVE = LiveSettings()  # the [live] defaults
 
 
 @dataclass
 class DataOptions:
-    reconnect_max_s: float = 30.0
-    poll_interval_s: float = 5.0
+    reconnect_max_s: float = LIVE.reconnect_max_s
+    poll_interval_s: float = LIVE.poll_interval_s
     reconnect_initial_s: float = 0.5
     interval_refresh_s: float = 3600.0
 

@@ -32,6 +32,7 @@ from nautilus_trader.model.enums import AccountType, OmsType
 from nautilus_trader.model.identifiers import AccountId, ClientId, Venue
 from nautilus_trader.model.instruments import Instrument
 
+from basisbot.config.schema import LiveSettings
 from basisbot.live.exec_account import AccountState, PerpPosition
 from basisbot.live.exec_funding import FundingIncome
 from basisbot.live.exec_margin import MarginOperations
@@ -39,16 +40,17 @@ from basisbot.live.exec_orders import OrderCommands, OrderTrack
 from basisbot.live.exec_reports import ReconciliationReports
 from basisbot.live.exec_user_streams import UserStreams
 from basisbot.live.instruments import StaticInstrumentProvider
-from basisbot.live.messages import FUNDING_PUBLISHED_ENDPOINT
 from basisbot.live.venue import VenueSession
-from basisbot.nautilus.messages import ADJUST_MARGIN_ENDPOINT, Liquidated, MarginAdjusted
+from basisbot.nautilus.messages import ADJUST_MARGIN_ENDPOINT, FUNDING_PUBLISHED_ENDPOINT, Liquidated, MarginAdjusted
+
+LIVE = LiveSettings()  # the [live] defaults
 
 
 @dataclass
 class ExecOptions:
-    reconnect_max_s: float = 30.0
+    reconnect_max_s: float = LIVE.reconnect_max_s
     reconnect_initial_s: float = 0.5
-    poll_interval_s: float = 5.0
+    poll_interval_s: float = LIVE.poll_interval_s
     recv_window_ms: int = 5000  # sent with every signed request; bounds how late an order can still execute
     lookup_margin_s: float = 1.0  # after recvWindow + this, "order does not exist" is definitive
     refresh_debounce_s: float = 0.05

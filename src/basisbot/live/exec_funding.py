@@ -10,8 +10,8 @@ import contextlib
 
 import ccxt
 
-from basisbot.live.messages import FUNDING_SETTLED_TOPIC, FundingSettled
-from basisbot.live.venue import NS
+from basisbot.core.units import NS
+from basisbot.nautilus.messages import FUNDING_SETTLED_TOPIC, FundingSettled
 
 
 class FundingIncome:

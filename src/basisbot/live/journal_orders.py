@@ -16,10 +16,10 @@ from pathlib import Path
 import ccxt
 from nautilus_trader.model.identifiers import InstrumentId
 
+from basisbot.core.units import NS
 from basisbot.journal.writer import JournalReader
 from basisbot.nautilus.messages import JOURNAL_TOPIC, JournalRecord
 
-NS = 1_000_000_000
 _CCXT_STATUS = {"closed": "filled", "canceled": "canceled", "cancelled": "canceled", "expired": "expired",
                 "rejected": "rejected", "open": "accepted"}
 

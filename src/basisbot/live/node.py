@@ -53,7 +53,10 @@ from nautilus_trader.config import (
 from nautilus_trader.live.node import TradingNode
 from nautilus_trader.model.identifiers import TraderId
 
-from basisbot.config.settings import ConfigError, Settings, leverage_problems, load_settings
+from basisbot.config.checks import leverage_problems
+from basisbot.config.loading import ConfigError, load_settings
+from basisbot.config.schema import Settings
+from basisbot.core.schedule import Windows
 from basisbot.live.data_client import CcxtMarketDataClient, DataOptions
 from basisbot.live.exec_client import CcxtExecutionClient, ExecOptions
 from basisbot.live.instruments import (
@@ -122,19 +125,14 @@ def credentials_problem(settings: Settings) -> str | None:
 
 
 # -- replaying venues: venue seconds -> wall seconds ------------------------------------------------------------------
-SCHEDULE_SECONDS = ("decision_before_s", "blackout_before_s", "blackout_after_s", "booking_after_s", "guard_sweep_s")
-
-
 def scale_schedule_fields(fields: dict, speed: float) -> dict:
     """Strategy fields with the schedule windows (venue seconds) turned into wall seconds at replay `speed`;
     the guard sweep is kept at 1 s or more. Identity at speed 1."""
     if speed == 1.0:
         return fields
     out = dict(fields)
-    if isinstance(out.get("schedule"), dict):
-        out["schedule"] = {k: (max(v / speed, 1.0) if k == "guard_sweep_s" else v / speed)
-                           if k in SCHEDULE_SECONDS and isinstance(v, (int, float)) else v
-                           for k, v in out["schedule"].items()}
+    if isinstance(out.get("schedule"), Windows):
+        out["schedule"] = out["schedule"].at_speed(speed)
     if isinstance(out.get("guard_sweep_s"), (int, float)) and out["guard_sweep_s"] > 0:
         out["guard_sweep_s"] = max(int(round(out["guard_sweep_s"] / speed)), 1)
     return out

@@ -33,8 +33,9 @@ from nautilus_trader.model.identifiers import InstrumentId
 from nautilus_trader.model.objects import Money
 
 from basisbot.core.carry import funding_payment
-from basisbot.live.messages import FUNDING_SETTLED_TOPIC, FundingSettled
-from basisbot.live.venue import NS, VenueSession
+from basisbot.core.units import NS
+from basisbot.live.venue import VenueSession
+from basisbot.nautilus.messages import FUNDING_SETTLED_TOPIC, FundingSettled
 from basisbot.nautilus.perp_venue import (
     USDT,
     FundingRow,

@@ -25,12 +25,11 @@ from dataclasses import dataclass, field
 import ccxt
 import ccxt.pro as ccxtpro
 
+from basisbot.core.units import MS, NS
 from basisbot.exchange.ccxt_setup import SPOT_CLIENT_OPTIONS, non_local_urls, restore_error_mapping, use_local_venue
 
 log = logging.getLogger("basisbot.live")
 
-NS = 1_000_000_000
-MS = 1_000_000
 
 
 class VenueError(Exception):

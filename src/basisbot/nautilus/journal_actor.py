@@ -61,10 +61,14 @@ from nautilus_trader.model.events import (
 from nautilus_trader.model.identifiers import InstrumentId
 
 from basisbot.core import margin
+from basisbot.core.units import NS
 from basisbot.journal.writer import Journal
 from basisbot.nautilus.messages import (
+    FUNDING_PUBLISHED_ENDPOINT,
+    FUNDING_SETTLED_TOPIC,
     JOURNAL_TOPIC,
     RESTORE_ENDPOINT,
+    FundingSettled,
     JournalRecord,
     PerpMarginState,
     RestoreRequest,
@@ -72,28 +76,7 @@ from basisbot.nautilus.messages import (
 )
 from basisbot.venues import DEFAULT_EXCHANGE, get_profile
 
-FUNDING_SETTLED_TOPIC = "basisbot.funding.settled"
-# an execution client answers with the `FundingSettled` it has published, to a callback: the journal reads those of
-# the connection (the settlements that fell while the node was down) when it starts, before a strategy's restore
-FUNDING_PUBLISHED_ENDPOINT = "basisbot.funding.published"
 MARGIN_TOPICS = "basisbot.core.margin.*"
-NS = 1_000_000_000
-
-
-@dataclass(frozen=True, slots=True)
-class FundingSettled:
-    """A settled funding payment as the exchange booked it (live: from the income history, FUNDING_FEE).
-
-    `payment` is signed as the exchange books it (positive = received). `position_qty` (signed, short < 0) and
-    `mark_price` are optional: when the execution client knows them for T they fill in what the journal lacks."""
-
-    symbol: str
-    settlement_ts_ns: int
-    rate: float
-    payment: float
-    source: str  # e.g. "binance:income" or "sim"
-    position_qty: float | None = None
-    mark_price: float | None = None
 
 
 SETTLEMENT_MATCH_S = 60.0  # the exchange stamps its income records within this of the settlement (venue seconds)

@@ -2,7 +2,8 @@
 
 The strategy never calls a venue directly for margin operations: it sends these on the nautilus message bus, and the
 world it runs in (backtest modules, live ccxt.pro execution client) registers the endpoints. Both worlds publish
-`PerpMarginState` on `margin_topic(symbol)` whenever the perp leg's margin changes.
+`PerpMarginState` on `margin_topic(symbol)` whenever the perp leg's margin changes. A live or paper execution client
+publishes `FundingSettled` on `FUNDING_SETTLED_TOPIC` for the journal to reconcile against the strategy's prediction.
 """
 
 from __future__ import annotations
@@ -10,6 +11,26 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 ADJUST_MARGIN_ENDPOINT = "basisbot.core.margin.adjust"
+FUNDING_SETTLED_TOPIC = "basisbot.funding.settled"
+# an execution client answers with the `FundingSettled` it has published, to a callback: the journal reads those of
+# the connection (the settlements that fell while the node was down) when it starts, before a strategy's restore
+FUNDING_PUBLISHED_ENDPOINT = "basisbot.funding.published"
+
+
+@dataclass(frozen=True, slots=True)
+class FundingSettled:
+    """A settled funding payment as the exchange booked it (live: from the income history, FUNDING_FEE).
+
+    `payment` is signed as the exchange books it (positive = received). `position_qty` (signed, short < 0) and
+    `mark_price` are optional: when the execution client knows them for T they fill in what the journal lacks."""
+
+    symbol: str
+    settlement_ts_ns: int
+    rate: float
+    payment: float
+    source: str  # e.g. "binance:income" or "sim"
+    position_qty: float | None = None
+    mark_price: float | None = None
 
 
 def margin_topic(symbol: str) -> str:

@@ -32,6 +32,7 @@ from nautilus_trader.model.identifiers import ClientOrderId, InstrumentId
 from nautilus_trader.model.objects import Currency, Money, Price
 from nautilus_trader.model.orders import LimitOrder
 
+from basisbot.core import isolated as iso_wallet
 from basisbot.core import margin
 from basisbot.core.carry import funding_payment
 from basisbot.core.mark_watch import EVERY_MARK_QUIET, MarkBand, mark_watch
@@ -326,7 +327,7 @@ class PerpMarginModule(_OutOfLoopModule):
         payment = funding_payment(qty, mark_px, rate)
         book = self.ledger.books[symbol]
         if spec.mode == "isolated" and book.side != 0:
-            book.wallet += payment  # funding of an isolated position is credited to (or taken from) its margin
+            book.wallet = iso_wallet.credit(book.wallet, payment)  # the venue credits it to the isolated margin
         book.changed()
         self.ledger.funding.append(FundingRow(exact_ts, symbol, rate, mark_px, qty, payment))
         return Money(payment, USDT)
@@ -389,8 +390,7 @@ class PerpMarginModule(_OutOfLoopModule):
         self.msgbus.publish(margin_topic(symbol), self.ledger.state(symbol, self.clock.timestamp_ns()))
 
     def _sync_position(self, symbol: str, spec: PerpSymbol) -> bool:
-        """Follow the venue's position: open → initial margin into the isolated wallet; increase → more margin;
-        reduce → the released share of the wallet goes back to the perp wallet."""
+        """Follow the venue's position; in isolated mode its wallet follows it (`basisbot.core.isolated`)."""
         book = self.ledger.books[symbol]
         positions = self.cache.positions_open(None, spec.instrument_id)
         pos = positions[0] if positions else None
@@ -403,17 +403,13 @@ class PerpMarginModule(_OutOfLoopModule):
             return True
         entry = pos.avg_px_open
         book.changed()
+        if spec.mode == "isolated":
+            book.wallet = iso_wallet.follow_position(book.wallet, (book.side, book.qty, book.entry), (side, qty, entry),
+                                                     spec.leverage).wallet
         if book.side != side:  # new position (or flipped)
             book.side, book.qty, book.entry = side, qty, entry
-            book.wallet = margin.initial_margin(qty * entry, spec.leverage) if spec.mode == "isolated" else 0.0
             book.opened_ns = pos.ts_opened
             return True
-        if qty > book.qty:
-            added_notional = qty * entry - book.qty * book.entry
-            if spec.mode == "isolated":
-                book.wallet += margin.initial_margin(added_notional, spec.leverage)
-        elif spec.mode == "isolated":
-            book.wallet *= qty / book.qty
         book.qty, book.entry = qty, entry
         return True
 
@@ -485,7 +481,7 @@ class PerpMarginModule(_OutOfLoopModule):
             self.ledger.spot_exchange.adjust_account(Money(-from_spot, USDT))
             self.exchange.adjust_account(Money(from_spot, USDT))
         if isolated:
-            book.wallet += from_perp + from_spot
+            book.wallet = iso_wallet.credit(book.wallet, from_perp + from_spot)
         book.changed()
         self.ledger.transfers.append(
             TransferRow(self.clock.timestamp_ns(), req.symbol, req.amount, from_perp, from_spot, req.reason)

@@ -10,7 +10,8 @@ from functools import partial
 
 from apscheduler.triggers.interval import IntervalTrigger
 
-from basisbot.core.schedule import NS, UTC, Job, ns_to_dt
+from basisbot.core.schedule import UTC, Job, ns_to_dt
+from basisbot.core.units import NS
 
 
 class NautilusClockDriver:

@@ -16,8 +16,15 @@ from nautilus_trader.config import ActorConfig
 from nautilus_trader.model.identifiers import InstrumentId
 
 from basisbot.core import margin
-from basisbot.nautilus.journal_actor import FUNDING_SETTLED_TOPIC, FundingSettled, classify_instrument
-from basisbot.nautilus.messages import JOURNAL_TOPIC, JournalRecord, Liquidated, PerpMarginState
+from basisbot.nautilus.journal_actor import classify_instrument
+from basisbot.nautilus.messages import (
+    FUNDING_SETTLED_TOPIC,
+    JOURNAL_TOPIC,
+    FundingSettled,
+    JournalRecord,
+    Liquidated,
+    PerpMarginState,
+)
 from basisbot.venues import DEFAULT_EXCHANGE, get_profile
 
 ORDER_TOPIC = "events.order.*"

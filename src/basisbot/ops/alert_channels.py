@@ -20,7 +20,8 @@ from pathlib import Path
 import apprise
 from dotenv import dotenv_values
 
-from basisbot.config.settings import ALERT_URL_ENV, ConfigError
+from basisbot.config.loading import ConfigError
+from basisbot.config.schema import ALERT_URL_ENV, AlertSettings
 from basisbot.ops.alerts import Alert, SendError
 
 _NOTIFY_TYPE = {"info": apprise.NotifyType.INFO, "warning": apprise.NotifyType.WARNING,
@@ -86,7 +87,7 @@ def resolve_urls(urls: list[str], env_file: str | Path | None = None) -> list[st
 class AppriseChannel:
     """One apprise URL. `label` is its privacy form (safe to log). Call with an Alert; raises SendError on failure."""
 
-    def __init__(self, url: str, timeout_s: float = 5.0, *, index: int = 0):
+    def __init__(self, url: str, timeout_s: float = AlertSettings().timeout_s, *, index: int = 0):
         _install_capture()
         plugin = apprise.Apprise.instantiate(url)
         if plugin is None:

@@ -24,29 +24,18 @@ import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from basisbot.config.settings import AlertSettings
+from basisbot.config.schema import AlertSettings
+from basisbot.core.carry import annualise, expected_funding, funding_mismatch
+from basisbot.core.legs import Intent
+from basisbot.core.units import NS
 from basisbot.ops.alerts import Alert
 
-NS = 1_000_000_000
 SETTLEMENT_MATCH_NS = 60 * NS
 
 
 def apr(rate: float, interval_minutes: int) -> float:
-    return rate * (365 * 24 * 60 / (interval_minutes or 480))
-
-
-def predicted_payment(position_qty: float | None, mark: float | None, rate: float | None) -> float | None:
-    """Funding received at a settlement (positive = received): a short (qty < 0) receives a positive rate."""
-    if position_qty is None or mark is None or rate is None:
-        return None
-    return -position_qty * mark * rate
-
-
-def funding_mismatch(predicted: float | None, booked: float, abs_tol: float, rel_tol: float) -> bool:
-    if predicted is None:
-        return False
-    diff = abs(booked - predicted)
-    return diff > abs_tol and diff > rel_tol * abs(predicted)
+    """`carry.annualise` of a rate per `interval_minutes` (unknown: the 8-hour default)."""
+    return annualise(rate, (interval_minutes or 480) / 60)
 
 
 def _ts(ns: int | None) -> str:
@@ -165,7 +154,7 @@ class AlertRules:
     def _funding_line(self, st: _Sym, perp_qty: float | None) -> str:
         if st.rate is None:
             return "predicted funding: not known yet"
-        pay = predicted_payment(perp_qty, st.mark, st.rate)
+        pay = expected_funding(perp_qty, st.mark, st.rate)
         nxt = f", next settlement {_ts(st.next_funding_ns)}" if st.next_funding_ns else ""
         return (f"predicted funding {st.rate:+.6f} per {_per(st.interval)} ({apr(st.rate, st.interval):+.2%} APR)"
                 + (f", {pay:+.4f} USDT expected at the next settlement" if pay is not None else "") + nxt)
@@ -176,7 +165,7 @@ class AlertRules:
         targets = d.get("targets") or {}
         st = self._s(symbol)
         pair = d.get("pair_id") or f"{symbol}-{intent}-{ts}"
-        if event == "complete" and intent == "enter":
+        if event == "complete" and intent == Intent.ENTER:
             spot_q = abs(filled.get("spot", 0.0))
             perp_q = abs(filled.get("perp", 0.0))
             notional = f" (≈ {spot_q * st.spot:,.2f} USDT spot notional)" if st.spot and spot_q else ""
@@ -184,7 +173,7 @@ class AlertRules:
             self.emit("entry", f"{symbol}: entered carry",
                       f"{symbol}: bought spot {spot_q:g}, sold perp {perp_q:g}{notional}.\n"
                       f"{self._funding_line(st, -perp_q)}.", symbol, key=f"entry:{pair}")
-        elif event == "complete" and intent == "exit":
+        elif event == "complete" and intent == Intent.EXIT:
             spot_q = abs(filled.get("spot", 0.0))
             perp_q = abs(filled.get("perp", 0.0))
             self.emit("exit", f"{symbol}: exited carry",
@@ -234,7 +223,7 @@ class AlertRules:
         if t is None or abs(t - msg.settlement_ts_ns) > SETTLEMENT_MATCH_NS:
             return
         rate, qty, mark = st.predictions[t]
-        pred = predicted_payment(qty, mark, rate)
+        pred = expected_funding(qty, mark, rate)
         if not funding_mismatch(pred, msg.payment, self.cfg.funding_diff_usdt, self.cfg.funding_diff_rel):
             return
         self.emit("funding_mismatch", f"{msg.symbol}: funding booked {msg.payment:+.4f} vs predicted {pred:+.4f} USDT",
@@ -260,4 +249,4 @@ class AlertRules:
         self.emit("daily_summary", f"daily summary {day.isoformat()}", text, None, key=f"summary:{day}")
 
 
-__all__ = ["AlertRules", "Outages", "apr", "funding_mismatch", "predicted_payment", "summary_due"]
+__all__ = ["AlertRules", "Outages", "apr", "summary_due"]

@@ -25,13 +25,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from basisbot.config.schema import AlertSettings
+
 SEVERITY_RANK = {"info": 0, "warning": 1, "error": 2, "critical": 3}
 MAX_BACKOFF_S = 60.0
 
 
 @dataclass(frozen=True, slots=True)
 class Alert:
-    event: str  # an ALERT_EVENTS name (basisbot.config.settings)
+    event: str  # an ALERT_EVENTS name (basisbot.config.schema)
     severity: str  # info | warning | error | critical
     title: str
     body: str
@@ -258,13 +260,17 @@ class _Channel:
             self._deliver(self.pending.popleft())
 
 
+ALERTS = AlertSettings()  # the [alerts] defaults
+
+
 class AlertDispatcher:
     """One worker thread per channel. `channels`: [(label, send)], `send(alert)` raises on failure (`SendError`).
 
     `min_severity` drops lower alerts at `submit` (the per-event levels are the rules' business)."""
 
-    def __init__(self, channels: list[tuple[str, Callable[[Alert], None]]], *, coalesce_s: float = 300.0,
-                 max_per_minute: int = 20, retries: int = 3, backoff_s: float = 1.0, min_severity: str = "info",
+    def __init__(self, channels: list[tuple[str, Callable[[Alert], None]]], *, coalesce_s: float = ALERTS.coalesce_s,
+                 max_per_minute: int = ALERTS.max_per_minute, retries: int = ALERTS.retries,
+                 backoff_s: float = ALERTS.backoff_s, min_severity: str = ALERTS.min_severity,
                  warn: Callable[[str], None] = print, on_failure: Callable[[str, Alert, str, int], None] | None = None,
                  on_sent: Callable[[str, Alert], None] | None = None, clock: Callable[[], float] = time.monotonic,
                  queue_max: int = 1000):

@@ -15,7 +15,8 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from basisbot.ops.alert_events import apr, predicted_payment
+from basisbot.core.carry import expected_funding
+from basisbot.ops.alert_events import apr
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
@@ -128,7 +129,7 @@ class OpsMetrics:
             self.basis.labels(symbol).set(mark / spot - 1)
         if spot_q and perp is not None:
             self.hedge.labels(symbol).set(abs(perp) / spot_q)
-        acc = predicted_payment(perp, mark, s["rate"])
+        acc = expected_funding(perp, mark, s["rate"])
         if acc is not None:
             self.accrued.labels(symbol).set(acc)
         if mark and s["liq"] and s["side"] and perp:

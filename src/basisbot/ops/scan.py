@@ -30,7 +30,7 @@ import pandas as pd
 from basisbot.core.carry_scan import Candidate, Filters, candidate, rank
 
 EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT = 0, 1, 2
-HOUR_MS = 3_600_000
+from basisbot.core.units import HOUR_MS
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -214,7 +214,7 @@ def _sizing(args: argparse.Namespace) -> tuple[float, int, Path | None, str]:
     notional, leverage, brackets, where = args.notional, args.leverage, None, "the command line"
     cfg_path = getattr(args, "config", None)
     if cfg_path is not None and cfg_path.exists():
-        from basisbot.config.settings import load_settings
+        from basisbot.config.loading import load_settings
 
         s = load_settings(cfg_path, env_file=args.env_file)
         enabled = [s.symbols[k] for k in s.enabled_symbols()]

@@ -22,7 +22,8 @@ import os
 import time
 from pathlib import Path
 
-from basisbot.config.settings import ConfigError, Settings
+from basisbot.config.loading import ConfigError
+from basisbot.config.schema import Settings
 from basisbot.journal.writer import JournalReader
 from basisbot.nautilus.messages import JOURNAL_TOPIC, JournalRecord
 from basisbot.ops.actor import OpsActor, OpsActorConfig

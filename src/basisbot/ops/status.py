@@ -11,7 +11,7 @@
 
 The journal path is `settings.journal`, relative to the current directory.
 
-Data functions (no printing; other views may use them): `venue_clock_view`, `fresh_prices`, `pnl_split`. Against a
+Data functions (no printing; other views may use them): `venue_clock_view`, `fresh_prices`, `symbol_pnl`. Against a
 replaying venue (the journal's `venue_clock`), times are shown in venue time with the wall countdown beside; the mark
 and basis come from the latest mark record (`marks`, at most a second old while the bot runs), not from the last
 position snapshot.
@@ -25,10 +25,14 @@ import sys
 import time
 from pathlib import Path
 
-from basisbot.config.settings import ConfigError, Settings, load_settings
-from basisbot.journal.writer import EXPORT_ORDER, JournalReader, expected_funding
+from basisbot.config.loading import ConfigError, load_settings
+from basisbot.config.schema import Settings
+from basisbot.core.carry import expected_funding
+from basisbot.core.pnl import base_asset, pnl_split
+from basisbot.core.units import NS
+from basisbot.journal.writer import EXPORT_ORDER, JournalReader
+from basisbot.ops.alert_events import apr
 
-NS = 1_000_000_000
 EXIT_OK, EXIT_BAD_INPUT = 0, 2
 
 
@@ -82,30 +86,18 @@ def fresh_prices(r: JournalReader, symbol: str) -> dict:
     return {"mark": None, "spot_price": None, "ts": None, "source": None}
 
 
-def pnl_split(r: JournalReader, symbol: str, mark: float | None, spot_price: float | None) -> dict:
-    """PnL in USDT from the journal's fills and settled funding, marked to `mark` (perp) and `spot_price` (spot):
-    {"funding", "spot", "perp", "fees", "net"}; a leg with fills but no price to mark it is None (and so is net).
-    spot/perp: sum over fills of side × qty × (price now - fill price), realised and open alike; fees: each fill's fee
-    in USDT (a fee taken in the base asset at its fill price)."""
+def symbol_pnl(r: JournalReader, symbol: str, mark: float | None, spot_price: float | None,
+               prices: dict[str, float] | None = None) -> dict:
+    """`basisbot.core.pnl.pnl_split` of `symbol` from the journal's fills and settled funding, marked to `mark` (perp)
+    and `spot_price` (spot)."""
     funding, _, _ = r.funding_settled(symbol)
-    legs = {"spot": 0.0, "perp": 0.0}
-    seen = {"spot": False, "perp": False}
-    fees = 0.0
-    for f in r.fills_of(symbol):
-        leg = f["leg"] if f["leg"] in legs else "spot"
-        sign = 1.0 if str(f["side"]).upper() == "BUY" else -1.0
-        px_now = mark if leg == "perp" else spot_price
-        seen[leg] = True
-        if px_now is None or legs[leg] is None:
-            legs[leg] = None
-        else:
-            legs[leg] += sign * f["qty"] * (px_now - f["price"])
-        fee = f["fee"] or 0.0
-        cur = (f["fee_currency"] or "").upper()
-        fees += fee if cur in ("USDT", "") else fee * f["price"]
-    net = None if any(v is None for v in legs.values()) else funding + legs["spot"] + legs["perp"] - fees
-    return {"funding": funding, "spot": legs["spot"] if seen["spot"] else 0.0,
-            "perp": legs["perp"] if seen["perp"] else 0.0, "fees": fees, "net": net}
+    return pnl_split(r.fills_of(symbol), spot_price, mark, funding, base=base_asset(symbol), prices=prices)
+
+
+def unpriced_fees_note(pnl: dict) -> str:
+    """What a view adds after the net when some fees have no USDT price (left out of fees and net)."""
+    un = pnl.get("unpriced_fees") or {}
+    return (" (fees not priced, left out: " + ", ".join(f"{v:g} {k}" for k, v in sorted(un.items())) + ")") if un else ""
 
 
 _ASK = object()  # symbol_status: read the venue clock from the journal
@@ -141,7 +133,7 @@ def symbol_status(r: JournalReader, symbol: str, settings: Settings, now_ns: int
         projected = nxt <= now_ns
         while nxt <= now_ns:  # the prediction's settlement has passed: the next one is an interval later
             nxt += step
-        out["prediction"] = {"rate": rate, "interval_minutes": interval, "apr": rate * (365 * 24 * 60 / interval),
+        out["prediction"] = {"rate": rate, "interval_minutes": interval, "apr": apr(rate, interval),
                              "next_settlement_ns": nxt, "projected": projected}
         out["accrued"] = expected_funding(perp_qty, mark, rate)
     total, n, flagged = r.funding_settled(symbol)
@@ -182,8 +174,6 @@ def status_data(journal_path: str | Path, settings: Settings, now_ns: int | None
                 history_s: float = 86_400, recent: int = 8) -> dict:
     """Everything the status page shows: {"journal", "exists", "mode", "now_ns", "symbols": [symbol_status + "pnl",
     "history", "guard" (recent actions), "decisions" (recent)], "last_config_change"}."""
-    from basisbot.core.pnl import pnl_split
-
     path = Path(journal_path)
     now_ns = time.time_ns() if now_ns is None else now_ns
     data = {"journal": str(path), "exists": path.exists(), "mode": settings.mode, "now_ns": now_ns, "symbols": [],
@@ -196,8 +186,7 @@ def status_data(journal_path: str | Path, settings: Settings, now_ns: int | None
     with JournalReader(path) as r:
         for s in status_symbols(r, settings):
             st = symbol_status(r, s, settings, now_ns)
-            st["pnl"] = pnl_split(r.rows("fills", "symbol = ?", [s], order_by="ts"), st["spot_price"], st["mark"],
-                                  st["settled"]["total"])
+            st["pnl"] = symbol_pnl(r, s, st["mark"], st["spot_price"])
             st["history"] = symbol_history(r, s, since)
             st["guard"] = r.rows("guard", "symbol = ?", [s], order_by="ts DESC, rowid DESC", limit=recent)
             st["decisions"] = r.rows("decisions", "symbol = ?", [s], order_by="ts DESC, rowid DESC", limit=recent)
@@ -258,9 +247,10 @@ def _symbol_block(r: JournalReader, symbol: str, settings: Settings, now_ns: int
     sd = st["settled"]
     lines.append(f"  settled     {sd['total']:+.4f} USDT over {sd['count']} settlement(s)"
                  + (f", {sd['flagged']} flagged (differs from expected)" if sd["flagged"] else ""))
-    pnl = pnl_split(r, symbol, mark, spot_px)
+    pnl = symbol_pnl(r, symbol, mark, spot_px)
     lines.append(f"  pnl         funding {pnl['funding']:+.4f}  spot {_num(pnl['spot'], '+.4f')}  perp "
-                 f"{_num(pnl['perp'], '+.4f')}  fees {-pnl['fees']:+.4f}  net {_num(pnl['net'], '+.4f')} USDT")
+                 f"{_num(pnl['perp'], '+.4f')}  fees {-pnl['fees']:+.4f}  net {_num(pnl['net'], '+.4f')} USDT"
+                 + unpriced_fees_note(pnl))
     if st["distance"] is not None:
         lines.append(f"  liquidation {st['distance']:.2%} away (liquidation price {st['liquidation_price']:g}, "
                      f"mark {mark:g})")

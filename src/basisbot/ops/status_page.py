@@ -11,7 +11,8 @@ from __future__ import annotations
 import datetime as dt
 import html
 
-NS = 1_000_000_000
+from basisbot.core.units import NS
+from basisbot.ops.status import unpriced_fees_note
 
 CSS = """
 body{font:14px/1.4 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;background:#f5f6f8;color:#1d2733}
@@ -150,7 +151,8 @@ def _symbol_section(st: dict, now_ns: int) -> str:
                 "<tr>" + "".join(f'<td class="n">{_num(pnl.get(k), "+,.2f", True)}</td>'
                                  for k in ("spot", "perp", "funding")) +
                 f'<td class="n">{_num(-(pnl.get("fees") or 0.0), "+,.2f", True)}</td>'
-                f'<td class="n"><b>{_num(pnl.get("net"), "+,.2f", True)}</b></td></tr></table>')
+                f'<td class="n"><b>{_num(pnl.get("net"), "+,.2f", True)}</b></td></tr></table>'
+                + (f'<p class="neg">{_e(unpriced_fees_note(pnl).strip(" ()"))}</p>' if pnl.get("unpriced_fees") else ""))
     hist = st.get("history") or {"funding": [], "distance": []}
     xr = (now_ns - 86_400 * NS, now_ns)
     charts = (f'<div class="charts"><div class="chart"><b>funding rate (per interval), last day</b><br>'

@@ -5,9 +5,9 @@ Money model of the futures account (USDT only, one-way mode), the same conventio
 
 * ``cross_wallet`` is the wallet not committed to isolated positions; Binance's ``walletBalance`` is
   ``cross_wallet + sum(isolated wallets)``.
-* opening / increasing an ISOLATED position moves the initial margin (fill notional / leverage) from the cross
-  wallet into the position's isolated wallet; reducing it returns the same share of the isolated wallet to the cross
-  wallet; closing returns all of it.
+* an ISOLATED position's wallet follows it by the rules the backtest's perp venue uses too
+  (``basisbot.core.isolated``): opening / increasing moves initial margin from the cross wallet into it, reducing
+  returns the closed share, closing returns all of it.
 * realized PnL and commissions go to the cross wallet; funding of an isolated position goes to its isolated wallet
   (Binance credits it there), of a cross position to the cross wallet.
 * an isolated position is liquidated when the mark crosses ``basisbot.core.margin.liquidation_price``; the whole
@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from basisbot.core import isolated as iso_wallet
 from basisbot.core import margin
 from basisbot.core.carry import funding_payment
 from basisbot.sim.markets import Market, f8
@@ -180,40 +181,29 @@ class FuturesAccount:
     def apply_fill(self, symbol: str, signed_qty: float, price: float, fee: float, t: int) -> float:
         """Book a fill into the position; returns the realized PnL (commission excluded)."""
         p = self.positions[symbol]
-        lev = self.leverage[symbol]
-        iso = self.isolated(symbol)
+        before = (p.side, abs(p.qty), p.entry)
         realized = 0.0
         dq = signed_qty
         if p.qty == 0 or (p.qty > 0) == (dq > 0):
             new_qty = p.qty + dq
             p.entry = (abs(p.qty) * p.entry + abs(dq) * price) / abs(new_qty)
             p.qty = _clean(new_qty)
-            if iso:
-                im = abs(dq) * price / lev
-                self.cross_wallet -= im
-                p.iso_wallet += im
         else:
             close = min(abs(dq), abs(p.qty))
             realized = close * (price - p.entry) * p.side
             self.cross_wallet += realized
-            if iso:
-                release = p.iso_wallet * close / abs(p.qty)
-                p.iso_wallet -= release
-                self.cross_wallet += release
             p.qty = _clean(p.qty + math.copysign(close, dq))
             rest = abs(dq) - close
             if p.qty == 0:
                 p.entry = 0.0
-                if iso:
-                    self.cross_wallet += p.iso_wallet
-                    p.iso_wallet = 0.0
             if rest > EPS:  # flipped
                 p.qty = _clean(math.copysign(rest, dq))
                 p.entry = price
-                if iso:
-                    im = rest * price / lev
-                    self.cross_wallet -= im
-                    p.iso_wallet += im
+        if self.isolated(symbol):
+            move = iso_wallet.follow_position(p.iso_wallet, before, (p.side, abs(p.qty), p.entry),
+                                              self.leverage[symbol])
+            p.iso_wallet = move.wallet
+            self.cross_wallet -= move.moved
         self.cross_wallet -= fee
         self.cross_wallet = _clean(self.cross_wallet)
         p.iso_wallet = _clean(p.iso_wallet)
@@ -231,7 +221,7 @@ class FuturesAccount:
             return None
         pay = funding_payment(p.qty, mark, rate)
         if self.isolated(symbol):
-            p.iso_wallet = _clean(p.iso_wallet + pay)
+            p.iso_wallet = _clean(iso_wallet.credit(p.iso_wallet, pay))
         else:
             self.cross_wallet = _clean(self.cross_wallet + pay)
         p.update_time = t

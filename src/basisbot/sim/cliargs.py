@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from basisbot.core import defaults as D
+
 
 def add_sim_arguments(p: argparse.ArgumentParser) -> None:
     """Optional flags beyond the ones cli.py already declares (--port --data --speed --start --api-key
@@ -17,12 +19,14 @@ def add_sim_arguments(p: argparse.ArgumentParser) -> None:
                    "bundled 2021 capture lacks (wins over it)")
     p.add_argument("--brackets", help="leverage brackets JSON (Binance leverageBracket answer or ccxt "
                    "fetch_leverage_tiers); wins over the bundled snapshots")
-    p.add_argument("--spot-usdt", type=float, default=100_000.0, help="initial spot USDT (default 100000)")
-    p.add_argument("--futures-usdt", type=float, default=50_000.0, help="initial USDⓈ-M USDT (default 50000)")
-    p.add_argument("--spot-fee", type=float, default=0.001)
-    p.add_argument("--futures-taker-fee", type=float, default=0.0005)
-    p.add_argument("--futures-maker-fee", type=float, default=0.0002)
-    p.add_argument("--leverage", type=int, default=20, help="default leverage per symbol (Binance: 20)")
+    p.add_argument("--spot-usdt", type=float, default=D.SPOT_BALANCE_USDT,
+                   help=f"initial spot USDT (default {D.SPOT_BALANCE_USDT:.0f})")
+    p.add_argument("--futures-usdt", type=float, default=D.PERP_BALANCE_USDT,
+                   help=f"initial USDⓈ-M USDT (default {D.PERP_BALANCE_USDT:.0f})")
+    p.add_argument("--spot-fee", type=float, help="spot fee rate (default: the [fees] default)")
+    p.add_argument("--futures-taker-fee", type=float, help="USDⓈ-M taker fee rate (default: the [fees] default)")
+    p.add_argument("--futures-maker-fee", type=float, help="USDⓈ-M maker fee rate (default: the [fees] default)")
+    p.add_argument("--leverage", type=int, help="default leverage per symbol (default: the venue's, 20)")
     p.add_argument("--margin-type", choices=("CROSSED", "ISOLATED"), default="CROSSED")
     p.add_argument("--duplicate-client-id", choices=("any", "open"), default="any")
     p.add_argument("--predicted-rate", choices=("interpolate", "next", "last"), default="interpolate")

@@ -5,6 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from basisbot.config.schema import FeeSettings
+from basisbot.core import defaults as D
+
+FEES = FeeSettings()  # the default fee rates
+
 
 @dataclass
 class SimConfig:
@@ -26,13 +31,13 @@ class SimConfig:
     tick_s: float = 0.05               # wall seconds between engine steps / market stream pushes
 
     # fees (fractions of notional)
-    spot_fee: float = 0.001            # maker and taker, charged in the asset received
-    futures_taker_fee: float = 0.0005
-    futures_maker_fee: float = 0.0002
+    spot_fee: float = FEES.spot_taker  # maker and taker, charged in the asset received
+    futures_taker_fee: float = FEES.perp_taker
+    futures_maker_fee: float = FEES.perp_maker
 
     # initial balances
-    spot_balances: dict[str, float] = field(default_factory=lambda: {"USDT": 100_000.0})
-    futures_usdt: float = 50_000.0
+    spot_balances: dict[str, float] = field(default_factory=lambda: {"USDT": D.SPOT_BALANCE_USDT})
+    futures_usdt: float = D.PERP_BALANCE_USDT
 
     # futures account defaults (Binance: cross, 20x)
     default_leverage: int = 20

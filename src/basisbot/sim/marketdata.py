@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from basisbot.core.units import HOUR_MS
 from basisbot.sim import errors
 from basisbot.sim.markets import (
     Market,
@@ -12,7 +13,7 @@ from basisbot.sim.markets import (
     raw_exchange_info,
     spot_symbol_info,
 )
-from basisbot.sim.prices import HOUR_MS, SymbolPaths
+from basisbot.sim.prices import SymbolPaths
 
 INTERVALS_MS = {
     "1m": 60_000, "3m": 180_000, "5m": 300_000, "15m": 900_000, "30m": 1_800_000,

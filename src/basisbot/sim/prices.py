@@ -28,9 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
+from basisbot.core.units import HOUR_MS
 from basisbot.data.market_data import SymbolData, load_symbol
 
-HOUR_MS = 3_600_000
 _OFFSETS = np.array([0, HOUR_MS // 3, 2 * HOUR_MS // 3, HOUR_MS - 1], dtype=np.int64)
 _FRACS = np.array([0.0, 1 / 3, 2 / 3, 1.0])
 

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from basisbot.core.units import HOUR_MS
 from basisbot.sim import errors, marketdata
 from basisbot.sim.markets import bracket_entry, f8
 from basisbot.sim.orders import futures_order_json, futures_trade_json
-from basisbot.sim.prices import HOUR_MS
 from basisbot.sim.routing import (
     API_KEY,
     NONE,

@@ -38,6 +38,7 @@ from pathlib import Path
 import pandas as pd
 from aiohttp import web
 
+from basisbot.core import defaults as D
 from basisbot.data.bundled_files import bundled_market_dir
 from basisbot.data.market_data import DataError, available_symbols
 from basisbot.sim.auth import Auth
@@ -330,7 +331,10 @@ async def serve(port: int, data_dir, speed: float, start, api_key: str, api_secr
 
 
 def config_from_args(args: argparse.Namespace) -> tuple[SimConfig, dict]:
-    g = lambda name, default=None: getattr(args, name, default)  # noqa: E731
+    def g(name, default=None):  # a flag left unset (None) takes the default
+        value = getattr(args, name, None)
+        return default if value is None else value
+
     api_key = g("api_key") or secrets.token_hex(32)
     api_secret = g("api_secret") or secrets.token_hex(32)
     symbols = g("symbols")
@@ -348,12 +352,12 @@ def config_from_args(args: argparse.Namespace) -> tuple[SimConfig, dict]:
         start=g("start"),
         symbols=[s.strip().upper() for s in symbols.split(",")] if symbols else None,
         paused=bool(g("paused", False)),
-        spot_fee=float(g("spot_fee", 0.001)),
-        futures_taker_fee=float(g("futures_taker_fee", 0.0005)),
-        futures_maker_fee=float(g("futures_maker_fee", 0.0002)),
-        spot_balances={"USDT": float(g("spot_usdt", 100_000.0))},
-        futures_usdt=float(g("futures_usdt", 50_000.0)),
-        default_leverage=int(g("leverage", 20)),
+        spot_fee=float(g("spot_fee", SimConfig.spot_fee)),
+        futures_taker_fee=float(g("futures_taker_fee", SimConfig.futures_taker_fee)),
+        futures_maker_fee=float(g("futures_maker_fee", SimConfig.futures_maker_fee)),
+        spot_balances={"USDT": float(g("spot_usdt", D.SPOT_BALANCE_USDT))},
+        futures_usdt=float(g("futures_usdt", D.PERP_BALANCE_USDT)),
+        default_leverage=int(g("leverage", SimConfig.default_leverage)),
         default_margin_type=g("margin_type", "CROSSED"),
         duplicate_client_id=g("duplicate_client_id", "any"),
         predicted_rate=g("predicted_rate", "interpolate"),

@@ -3,6 +3,7 @@ the spot and futures accounts, test deposits, and the state views (`all_orders`,
 
 from __future__ import annotations
 
+from basisbot.core import isolated as iso_wallet
 from basisbot.sim import errors
 from basisbot.sim.book import parse_decimal
 from basisbot.sim.errors import BinanceError
@@ -66,14 +67,14 @@ class AccountOperations:
             if amt > self.available() + 1e-9:
                 raise errors.cross_balance_insufficient()
             self.fut.cross_wallet -= amt
-            pos.iso_wallet += amt
+            pos.iso_wallet = iso_wallet.credit(pos.iso_wallet, amt)
         else:
             mark = self.mark(sym)
             im = abs(pos.qty) * mark / self.fut.leverage[sym]
             removable = pos.iso_wallet + min(self.fut.upnl(sym, mark), 0.0) - im
             if amt > removable + 1e-9:
                 raise errors.isolated_balance_insufficient()
-            pos.iso_wallet -= amt
+            pos.iso_wallet = iso_wallet.credit(pos.iso_wallet, -amt)
             self.fut.cross_wallet += amt
         pos.update_time = t
         self.emit(FUT, self.fut.account_update("MARGIN_TRANSFER", [sym], self.marks(t), t, 0.0))

@@ -8,7 +8,8 @@ import sys
 from pathlib import Path
 
 from basisbot.backtest.run import BacktestInputError
-from basisbot.config.settings import ConfigError, Settings, load_settings
+from basisbot.config.loading import ConfigError, load_settings
+from basisbot.config.schema import Settings
 from basisbot.data.market_data import DataError
 from basisbot.sweep.grid import Grid, PointErrors, read_grid, validate_grid
 from basisbot.sweep.page import write_sweep_page

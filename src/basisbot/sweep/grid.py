@@ -10,7 +10,7 @@ A grid file is TOML with one `[grid]` table whose keys are dotted config paths:
     "symbols.*.notional_usdt" = {low = 1000, high = 50000, log = true}
 
 `symbols.*.KEY` applies to every symbol of the config, `symbols.SYM.KEY` to that one (it must be in the config).
-A point is applied onto the loaded settings' values and re-validated through `basisbot.config.settings` exactly like a config
+A point is applied onto the loaded settings' values and re-validated through `basisbot.config.loading` exactly like a config
 file (field bounds, cross-field rules, the venue's leverage brackets); problems are `ConfigError`s naming the grid
 file, the key and the value.
 """
@@ -28,7 +28,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from basisbot.config.settings import ConfigError, Settings, _format_errors, _venue_checks
+from basisbot.config.checks import venue_checks
+from basisbot.config.loading import ConfigError, format_errors
+from basisbot.config.schema import Settings
 
 MAX_SHOWN = 12  # problems listed in one refusal
 
@@ -195,7 +197,7 @@ def apply_point(base: Settings, point: Mapping[str, Any], label: str) -> Setting
     try:
         settings = Settings.model_validate(data)  # no sources: the loaded settings already hold file, .env and env
     except ValidationError as e:
-        lines = _format_errors(e, label, {})
+        lines = format_errors(e, label, {})
         field_level = unknown = False
         for err in e.errors(include_url=False):
             loc = tuple(str(x) for x in err["loc"])
@@ -205,7 +207,7 @@ def apply_point(base: Settings, point: Mapping[str, Any], label: str) -> Setting
                     field_level = True
                     unknown = unknown or err["type"] == "extra_forbidden"
         raise PointErrors(lines, field_level, unknown) from None
-    problems = _venue_checks(settings, label)
+    problems = venue_checks(settings, label)
     if problems:
         raise PointErrors(problems, False)
     return settings

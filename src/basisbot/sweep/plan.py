@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from basisbot.backtest.run import resolve_data_dir
-from basisbot.config.settings import SECRET_FIELDS, Settings
+from basisbot.config.schema import SECRET_FIELDS, Settings
 from basisbot.sweep.grid import apply_point
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from basisbot.config.settings import Settings
+from basisbot.config.schema import Settings
 
 LoadKey = tuple[str, str, str | None, str | None, bool]
 

@@ -10,7 +10,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from basisbot.config.settings import Settings
+from basisbot.config.schema import Settings
 from basisbot.sweep.grid import Grid, PointErrors, Range
 from basisbot.sweep.plan import RunScope, plan_point
 from basisbot.sweep.progress import Progress

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from basisbot.config.settings import ConfigError, Settings
+from basisbot.config.loading import ConfigError
+from basisbot.config.schema import Settings
 from basisbot.sweep.grid import Grid
 from basisbot.sweep.page import esc, page, table_html, write_sweep_page
 from basisbot.sweep.plan import RunScope, plan_point

@@ -26,11 +26,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from basisbot.core.units import HOUR_MS
 from basisbot.data.download.manifest import Manifest
 from basisbot.data.download.months import Month, month_of
 from basisbot.data.download.report import Outcome, Report
 
-HOUR_MS = 3_600_000
 PAGE = 100
 SERIES = ("perp", "spot", "mark")
 COLUMNS = (

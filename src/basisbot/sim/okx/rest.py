@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from basisbot.core.units import HOUR_MS
 from basisbot.sim.errors import BinanceError
 from basisbot.sim.marketdata import window_stats, window_volume
 from basisbot.sim.okx import errors, views
@@ -28,7 +29,6 @@ from basisbot.sim.orders import Order
 from basisbot.sim.venue_orders import FUT, SPOT
 from basisbot.venues.okx import funding as okx_funding
 
-HOUR_MS = 3_600_000
 _CL_ORD_OK = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
 
 

@@ -30,7 +30,8 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-HOUR_NS = 3_600_000_000_000
+from basisbot.core.units import HOUR_NS
+
 INTEREST = 0.0  # OKX's interest component: 0
 BUNDLED_DATA_LAG = 2
 # |rate| cap per base coin (OKX help 360053909272); any other coin: OTHER_CAP
