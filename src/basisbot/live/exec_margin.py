@@ -26,6 +26,32 @@ from basisbot.nautilus.messages import (
     margin_topic,
 )
 
+# client order ids the exchange gives its own closing orders (Binance's USDⓈ-M "Event: Order Update")
+VENUE_CLOSE_PREFIXES = ("autoclose-", "adl_autoclose")
+
+
+def venue_close_kind(o: dict) -> str | None:
+    """"liquidation", "adl" or "insurance" for an order the exchange placed itself to close a position (a ccxt order:
+    Binance's raw status NEW_ADL / NEW_INSURANCE comes through ccxt unmapped), else None."""
+    cid = str(o.get("clientOrderId") or "")
+    status = str(o.get("status") or "")
+    if status == "NEW_ADL" or cid.startswith("adl_autoclose"):
+        return "adl"
+    if status == "NEW_INSURANCE":
+        return "insurance"
+    if cid.startswith("autoclose-"):
+        return "liquidation"
+    return None
+
+
+def venue_close_done(o: dict) -> bool:
+    """The exchange's closing order has executed: FILLED (ccxt "closed") on REST and for a liquidation; Binance's
+    stream pushes an ADL or an insurance-fund close with status NEW_ADL / NEW_INSURANCE and the fill in it."""
+    status = str(o.get("status") or "")
+    if status in ("closed", "filled"):
+        return True
+    return status in ("NEW_ADL", "NEW_INSURANCE") and float(o.get("filled") or 0.0) > 0
+
 
 class MarginOperations:
     """Perp margin: margin mode and leverage at connect, `PerpMarginState` publication, the strategy's
@@ -129,8 +155,12 @@ class MarginOperations:
         self._msgbus.publish(margin_topic(req.symbol) + ".adjusted", reply)
 
     def _on_liquidation_order(self, o: dict) -> None:
+        """The exchange's own closing order (`venue_close_kind`): a liquidation, an auto-deleveraging or an
+        insurance-fund close. Reported to nautilus as a filled external order (its fill moves the position), and
+        `Liquidated` (with the kind) published for the strategy, the alerts and the journal."""
         vid = str(o.get("id"))
-        if vid in self._liquidations_seen or o.get("status") not in ("closed", "filled"):
+        kind = venue_close_kind(o)
+        if vid in self._liquidations_seen or kind is None or not venue_close_done(o):
             return
         self._liquidations_seen.add(vid)
         xid = self._xid_of(o.get("symbol"))
@@ -140,10 +170,17 @@ class MarginOperations:
         qty = float(o.get("filled") or o.get("amount") or 0.0)
         price = float(o.get("average") or o.get("price") or 0.0)
         side = pos.side or (-1 if o.get("side") == "buy" else 1)
-        self._log.error(f"{xid}: LIQUIDATED by the exchange: {side * qty:+g} at {price}, isolated wallet "
-                        f"{pos.wallet:.2f} lost")
-        self._send_external_report(o)
-        liq = Liquidated(xid, side, qty, price, pos.wallet, self._ts(o.get("timestamp")))
+        if kind == "liquidation":
+            self._log.error(f"{xid}: LIQUIDATED by the exchange: {side * qty:+g} at {price}, isolated wallet "
+                            f"{pos.wallet:.2f} lost")
+        else:
+            what = "AUTO-DELEVERAGED (ADL)" if kind == "adl" else "CLOSED BY THE INSURANCE FUND"
+            self._log.error(f"{xid}: {what}: {side * qty:+g} of {side * pos.qty:+g} at {price} "
+                            f"(order {o.get('clientOrderId')}, status {o.get('status')})")
+        self._send_external_report({**o, "status": "closed"})
+        lost = pos.wallet if kind == "liquidation" else 0.0
+        liq = Liquidated(xid, side, qty, price, lost, self._ts(o.get("timestamp") or o.get("lastUpdateTimestamp")),
+                         kind)
         self.liquidations.append(liq)
         self._msgbus.publish(liquidation_topic(xid), liq)
         self._schedule_refresh()
@@ -156,7 +193,7 @@ class MarginOperations:
             except ccxt.BaseError:
                 continue
             for o in orders:
-                if str(o.get("clientOrderId") or "").startswith(("autoclose-", "adl_autoclose")):
+                if venue_close_kind(o) is not None:
                     self._on_liquidation_order(o)
 
     def _send_external_report(self, o: dict) -> None:

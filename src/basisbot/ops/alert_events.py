@@ -8,6 +8,7 @@ Inputs are what the strategy and the clients already publish (the journal's stre
   funding-rate stream; exit reason from the last `exit` decision) | info |
 | guard_warn, guard_add_margin, guard_reduce, guard_close | `guard` record, by step | off, warning, error, critical |
 | liquidation | `Liquidated` on `basisbot.liquidation.SYMBOL` | critical |
+| adl | `Liquidated` of kind "adl" / "insurance" (the venue closed part or all of the perp itself) | critical |
 | leg_unwind / leg_timeout / leg_stuck | `leg` record, event unwind / timeout / stuck | error / warning / critical |
 | funding_mismatch | `FundingSettled` vs the `prediction` record of the same settlement: booked − predicted beyond both
   `funding_diff_usdt` and `funding_diff_rel` × |predicted| | warning |
@@ -222,6 +223,14 @@ class AlertRules:
 
     # -- other topics -------------------------------------------------------------------------------------------------
     def liquidated(self, msg) -> None:
+        kind = getattr(msg, "kind", "liquidation")
+        if kind != "liquidation":
+            what = "AUTO-DELEVERAGED (ADL)" if kind == "adl" else "CLOSED BY THE INSURANCE FUND"
+            self.emit("adl", f"{msg.symbol}: perp {what}",
+                      f"{msg.symbol}: the venue closed {msg.qty:g} of the perp leg ({what.lower()}) at "
+                      f"{msg.price:g}. The spot it no longer hedges is being sold.", msg.symbol,
+                      key=f"adl:{msg.symbol}:{msg.ts_ns}")
+            return
         self.emit("liquidation", f"{msg.symbol}: LIQUIDATED",
                   f"{msg.symbol}: the perp leg ({msg.side * msg.qty:+g}) was liquidated at {msg.price:g}; isolated "
                   f"wallet lost {msg.wallet_lost:.2f} USDT. The spot leg is being sold.", msg.symbol,
