@@ -538,6 +538,21 @@ def _read_journal(journal: Path) -> tuple[dict, set, list]:
     return j_orders, j_fills, j_funding
 
 
+def _fill_orders(journal: Path) -> dict:
+    """(symbol, trade id) -> client order id of every journaled fill. A venue-initiated close reaches nautilus as an
+    order status report; the fill nautilus infers from it carries a trade id of its own, not the venue's."""
+    if not journal.exists():
+        return {}
+    con = sqlite3.connect(f"file:{journal}?mode=ro", uri=True)
+    try:
+        return {(r[0], str(r[1])): str(r[2] or "") for r in
+                con.execute("SELECT symbol, trade_id, client_order_id FROM fills")}
+    except sqlite3.OperationalError:
+        return {}
+    finally:
+        con.close()
+
+
 def _adl_journaled(journal: Path, symbol: str) -> bool:
     """A decision row naming the venue's deleveraging (action "adl")."""
     if not journal.exists():
@@ -577,6 +592,7 @@ def judge(fault: Fault, symbols, watch: VenueWatch, venue_orders: dict, venue_fu
     """`refused`: orders the venue refused (all symbols; a refused order is not stored with the venue's orders, so
     a storm of refusals is judged on this count: at most ORDERS_PER_MIN_MAX per symbol and started minute)."""
     j_orders, j_fills, j_funding = _read_journal(journal)
+    j_fill_orders = _fill_orders(journal)
     limit = LEG_TIMEOUT_S + 6.0 + 3.0 + fault.extra_limit_s
     out = []
     for s in symbols:
@@ -588,9 +604,13 @@ def judge(fault: Fault, symbols, watch: VenueWatch, venue_orders: dict, venue_fu
         times = sorted(o["time"] for o in orders)  # venue ms: a minute of wall is SPEED minutes of venue time
         win = 60_000 * SPEED
         per_min = max((sum(1 for t in times if t0 <= t < t0 + win) for t0 in times), default=0)
-        lacks = [c for c in cids if c not in j_orders]
+        # the node journals the exchange's own closing orders under "<venue client id>-<venue order id>"
+        journaled_as = [f"{o['clientOrderId']}-{o['orderId']}" if o["clientOrderId"].startswith(VENUE_CLOSE_PREFIXES)
+                        else o["clientOrderId"] for o in orders]
+        lacks = [j for j in journaled_as if j not in j_orders]
         venue_trades = {str(t["id"]) for o in orders for t in o["trades"]}
-        unexplained = _unexplained(s, j_orders, j_fills, set(cids), venue_trades)
+        inferred = {(s, t) for (sym, t), c in j_fill_orders.items() if sym == s and c.startswith(VENUE_CLOSE_PREFIXES)}
+        unexplained = _unexplained(s, j_orders, j_fills - inferred, set(journaled_as), venue_trades)
         paid = [f for f in venue_funding if f["symbol"] == s]
         j_paid = [f["settled_payment"] for f in j_funding if f["symbol"] == s and f["settled_payment"] is not None]
         funding_lacks = [f for f in paid if not any(abs(f["payment"] - x) < 1e-6 for x in j_paid)]

@@ -18,13 +18,24 @@ from nautilus_trader.model.currencies import USDT
 from basisbot.core.margin import perp_shortfall, split_margin_request
 from basisbot.live.exec_account import PerpPosition
 from basisbot.nautilus.messages import (
+    JOURNAL_TOPIC,
     AdjustMarginRequest,
+    JournalRecord,
     Liquidated,
     MarginAdjusted,
     PerpMarginState,
     liquidation_topic,
     margin_topic,
 )
+
+# the top bucket of Binance's ADL quantile (0..4): the first positions to be deleveraged
+ADL_TOP = 4
+
+
+def adl_rank_reason(rank: int, top: int = ADL_TOP) -> str:
+    """The journaled text of an ADL quantile (`basisbot.ops.status.adl_rank_of` reads it back)."""
+    return f"ADL quantile {rank} of {top}"
+
 
 # client order ids the exchange gives its own closing orders (Binance's USDⓈ-M "Event: Order Update")
 VENUE_CLOSE_PREFIXES = ("autoclose-", "adl_autoclose")
@@ -42,6 +53,12 @@ def venue_close_kind(o: dict) -> str | None:
     if cid.startswith("autoclose-"):
         return "liquidation"
     return None
+
+
+def venue_close_client_id(o: dict) -> str:
+    """The client order id a venue-initiated close is reported to nautilus and journaled under: the exchange's own
+    ("adl_autoclose", "autoclose-<ms>") and its order id, "-" between."""
+    return f"{o.get('clientOrderId') or 'autoclose'}-{o.get('id')}"
 
 
 def venue_close_done(o: dict) -> bool:
@@ -177,13 +194,43 @@ class MarginOperations:
             what = "AUTO-DELEVERAGED (ADL)" if kind == "adl" else "CLOSED BY THE INSURANCE FUND"
             self._log.error(f"{xid}: {what}: {side * qty:+g} of {side * pos.qty:+g} at {price} "
                             f"(order {o.get('clientOrderId')}, status {o.get('status')})")
-        self._send_external_report({**o, "status": "closed"})
+        # Binance names every ADL order "adl_autoclose": nautilus keys orders by client id, so the report carries
+        # the venue's order id too (one order per close, on any symbol)
+        self._send_external_report({**o, "status": "closed", "clientOrderId": venue_close_client_id(o)})
         lost = pos.wallet if kind == "liquidation" else 0.0
         liq = Liquidated(xid, side, qty, price, lost, self._ts(o.get("timestamp") or o.get("lastUpdateTimestamp")),
                          kind)
         self.liquidations.append(liq)
         self._msgbus.publish(liquidation_topic(xid), liq)
         self._schedule_refresh()
+
+    async def _poll_adl_rank(self) -> None:
+        """Each short's place in the exchange's auto-deleveraging queue (Binance `GET /fapi/v1/adlQuantile` through
+        ccxt's `fetch_positions_adl_rank`: 0 none .. `ADL_TOP` first in line), journaled as a decision
+        "adl_rank" whenever it changes (what `basisbot status`, the metrics, the status page and the alert read)."""
+        if not self.ex.has.get("fetchPositionsADLRank"):
+            return
+        try:
+            ranks = await self.ex.fetch_positions_adl_rank(list(self._symbols.values()))
+        except ccxt.BaseError as e:
+            self._log.warning(f"ADL quantile not read: {type(e).__name__}: {e}")
+            return
+        seen = {}
+        for r in ranks:
+            xid = self._xid_of(r.get("symbol"))
+            if xid is not None and r.get("rank") is not None:
+                seen[xid] = int(r["rank"])
+        last = self.__dict__.setdefault("_adl_ranks", {})
+        for xid in self._exchange_ids.values():
+            rank = seen.get(xid, 0)  # not listed: no position, nothing to deleverage
+            if last.get(xid, 0 if xid not in seen else None) == rank:
+                continue
+            last[xid] = rank
+            if rank >= ADL_TOP:
+                self._log.warning(f"{xid}: ADL quantile {rank} of {ADL_TOP}: first in line to be auto-deleveraged")
+            self._msgbus.publish(JOURNAL_TOPIC, JournalRecord(
+                "decision", xid, self._clock.timestamp_ns(),
+                {"action": "adl_rank", "reason": adl_rank_reason(rank), "phase": ""}))
 
     async def _catch_up_liquidations(self) -> None:
         since = self.session.time.venue_now_ms() - 3_600_000

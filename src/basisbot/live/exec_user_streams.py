@@ -116,3 +116,4 @@ class UserStreams:
             if self.kind == "perp" and now - last_funding >= self.opts.funding_poll_s:
                 last_funding = now
                 await self._book_funding()
+                await self._poll_adl_rank()
