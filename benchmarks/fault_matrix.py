@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
+from aiohttp import web
 
 ROOT = Path(__file__).resolve().parents[1]
 PY = str(ROOT / ".venv" / "bin" / "python") if (ROOT / ".venv" / "bin" / "python").exists() else sys.executable
@@ -116,15 +117,24 @@ FAULTS: dict[str, Fault] = {f.name: f for f in [
     Fault("kill9_exit", "exit", "kill", None, window_s=(0.0, 0.05), extra_limit_s=40.0, hold_s=25.0),
     Fault("kill9_guard", "guard", "kill", None, window_s=(0.0, 0.05), extra_limit_s=40.0, hold_s=25.0),
     Fault("venue_restart", "holding", "inject", {"outage": {"duration_s": 5.0}}, extra_limit_s=5.0, hold_s=15.0),
+    # the venue deleverages the short itself (auto-deleveraging at the mark): half of it, or all of it; the spot it no
+    # longer hedges must be sold within the leg timeout, the ADL alerted and journaled
+    Fault("adl_partial", "holding", "inject", lambda s: {"adl": {"symbol": s, "fraction": 0.5}}, per_symbol=True),
+    Fault("adl_full", "holding", "inject", lambda s: {"adl": {"symbol": s, "fraction": 1.0}}, per_symbol=True),
 ]}
+# the exchange's own closing orders carry its client ids (one "adl_autoclose" per ADL): not the bot's, not duplicates
+VENUE_CLOSE_PREFIXES = ("autoclose-", "adl_autoclose")
 
 
 # ----------------------------------------------------------------------------------------------------------------------
 # processes
 # ----------------------------------------------------------------------------------------------------------------------
-def _toml(symbols: list[str], url: str, journal: Path, phase: str, exit_now: bool = False) -> str:
+def _toml(symbols: list[str], url: str, journal: Path, phase: str, exit_now: bool = False,
+          alert_url: str | None = None) -> str:
     lines = ['mode = "live"', f'journal = "{journal}"', "", "[live]", f'exchange_url = "{url}"',
              "poll_interval_s = 2.0", "reconnect_max_s = 2.0", ""]
+    if alert_url:
+        lines += ["[alerts]", f"urls = [{json.dumps(alert_url)}]", ""]
     for s in symbols:
         lev, guard = 2, {"enabled": False}
         if phase == "guard":
@@ -273,6 +283,38 @@ class VenueWatch:
 
     def both_legs(self) -> bool:
         return all(s in self.legs and self.legs[s][0] > 0 and self.legs[s][1] < 0 for s in self.symbols)
+
+
+class AlertSink:
+    """Where the node's alerts go in the cells that judge them: a local endpoint for apprise's json:// channel, so
+    the cell sees what an operator would have received."""
+
+    def __init__(self):
+        self.port = free_port()
+        self.received: list[dict] = []
+        self._runner: web.AppRunner | None = None
+
+    @property
+    def url(self) -> str:
+        return f"json://127.0.0.1:{self.port}/alerts"
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_post("/{tail:.*}", self._post)
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+
+    async def _post(self, request: web.Request) -> web.Response:
+        try:
+            self.received.append(await request.json())
+        except ValueError:
+            self.received.append({"message": await request.text()})
+        return web.json_response({})
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -428,7 +470,10 @@ async def run_fault(fault: Fault, symbols: list[str], seed: int, workdir: Path) 
                            "--symbols", ",".join(symbols), "--paused"], env, work / "venue.log")
     journal = work / "journal.sqlite"
     cfg = work / "basisbot.toml"
-    cfg.write_text(_toml(symbols, url, journal, fault.phase), encoding="utf-8")
+    sink = AlertSink() if fault.name.startswith("adl") else None
+    if sink is not None:
+        await sink.start()
+    cfg.write_text(_toml(symbols, url, journal, fault.phase, alert_url=sink.url if sink else None), encoding="utf-8")
     node_args = [PY, "-m", "basisbot.cli", "live", "--config", str(cfg), "--env-file", "/nonexistent"]
     t_cell = time.monotonic()
     await venue.start()
@@ -467,9 +512,11 @@ async def run_fault(fault: Fault, symbols: list[str], seed: int, workdir: Path) 
         venue_orders, venue_funding, refused = await cell.venue_records()
         venue.signal(signal.SIGTERM)
         await venue.wait(10)
+        if sink is not None:
+            await sink.stop()
     restarts = len(cell.nodes) - 1
     return judge(fault, symbols, watch, venue_orders, venue_funding, journal, rc, stop_s, cell.notes,
-                 time.monotonic() - t_cell, restarts, refused)
+                 time.monotonic() - t_cell, restarts, refused, alerts=sink.received if sink else None)
 
 
 def _ms(iso: str) -> int:
@@ -489,6 +536,35 @@ def _read_journal(journal: Path) -> tuple[dict, set, list]:
     j_funding = [dict(r) for r in con.execute("SELECT * FROM funding")]
     con.close()
     return j_orders, j_fills, j_funding
+
+
+def _fill_orders(journal: Path) -> dict:
+    """(symbol, trade id) -> client order id of every journaled fill. A venue-initiated close reaches nautilus as an
+    order status report; the fill nautilus infers from it carries a trade id of its own, not the venue's."""
+    if not journal.exists():
+        return {}
+    con = sqlite3.connect(f"file:{journal}?mode=ro", uri=True)
+    try:
+        return {(r[0], str(r[1])): str(r[2] or "") for r in
+                con.execute("SELECT symbol, trade_id, client_order_id FROM fills")}
+    except sqlite3.OperationalError:
+        return {}
+    finally:
+        con.close()
+
+
+def _adl_journaled(journal: Path, symbol: str) -> bool:
+    """A decision row naming the venue's deleveraging (action "adl")."""
+    if not journal.exists():
+        return False
+    con = sqlite3.connect(f"file:{journal}?mode=ro", uri=True)
+    try:
+        return con.execute("SELECT COUNT(*) FROM decisions WHERE symbol = ? AND action = 'adl'",
+                           (symbol,)).fetchone()[0] > 0
+    except sqlite3.OperationalError:  # no decisions table yet: nothing written
+        return False
+    finally:
+        con.close()
 
 
 def _unexplained(symbol: str, j_orders: dict, j_fills: set, venue_cids: set, venue_trades: set) -> list[str]:
@@ -511,23 +587,30 @@ def _unexplained(symbol: str, j_orders: dict, j_fills: set, venue_cids: set, ven
 
 
 def judge(fault: Fault, symbols, watch: VenueWatch, venue_orders: dict, venue_funding: list, journal: Path,
-          rc, stop_s, notes, cell_s: float, restarts: int, refused: int = 0) -> list[CellResult]:
+          rc, stop_s, notes, cell_s: float, restarts: int, refused: int = 0,
+          alerts: list[dict] | None = None) -> list[CellResult]:
     """`refused`: orders the venue refused (all symbols; a refused order is not stored with the venue's orders, so
     a storm of refusals is judged on this count: at most ORDERS_PER_MIN_MAX per symbol and started minute)."""
     j_orders, j_fills, j_funding = _read_journal(journal)
+    j_fill_orders = _fill_orders(journal)
     limit = LEG_TIMEOUT_S + 6.0 + 3.0 + fault.extra_limit_s
     out = []
     for s in symbols:
         problems = list(notes)
         orders = [o for v in ("spot", "futures") for o in venue_orders.get(v, []) if o["symbol"] == s]
         cids = [o["clientOrderId"] for o in orders]
-        dup = len(cids) - len(set(cids))
+        own = [c for c in cids if not c.startswith(VENUE_CLOSE_PREFIXES)]
+        dup = len(own) - len(set(own))
         times = sorted(o["time"] for o in orders)  # venue ms: a minute of wall is SPEED minutes of venue time
         win = 60_000 * SPEED
         per_min = max((sum(1 for t in times if t0 <= t < t0 + win) for t0 in times), default=0)
-        lacks = [c for c in cids if c not in j_orders]
+        # the node journals the exchange's own closing orders under "<venue client id>-<venue order id>"
+        journaled_as = [f"{o['clientOrderId']}-{o['orderId']}" if o["clientOrderId"].startswith(VENUE_CLOSE_PREFIXES)
+                        else o["clientOrderId"] for o in orders]
+        lacks = [j for j in journaled_as if j not in j_orders]
         venue_trades = {str(t["id"]) for o in orders for t in o["trades"]}
-        unexplained = _unexplained(s, j_orders, j_fills, set(cids), venue_trades)
+        inferred = {(s, t) for (sym, t), c in j_fill_orders.items() if sym == s and c.startswith(VENUE_CLOSE_PREFIXES)}
+        unexplained = _unexplained(s, j_orders, j_fills - inferred, set(journaled_as), venue_trades)
         paid = [f for f in venue_funding if f["symbol"] == s]
         j_paid = [f["settled_payment"] for f in j_funding if f["symbol"] == s and f["settled_payment"] is not None]
         funding_lacks = [f for f in paid if not any(abs(f["payment"] - x) < 1e-6 for x in j_paid)]
@@ -547,6 +630,17 @@ def judge(fault: Fault, symbols, watch: VenueWatch, venue_orders: dict, venue_fu
             problems.append(f"journal lacks {len(funding_lacks)} funding payment(s)")
         if unexplained:
             problems.append(f"{len(unexplained)} journal row(s) unexplained: {unexplained[:3]}")
+        if fault.name.startswith("adl"):
+            deleveraged = [o for o in orders if o["clientOrderId"].startswith("adl_autoclose")]
+            decided = _adl_journaled(journal, s)
+            alerted = any(s in str(a.get("title", "")) and "AUTO-DELEVERAGED" in str(a.get("title", ""))
+                          for a in alerts or [])
+            if not deleveraged:
+                problems.append("the venue did not deleverage the short")
+            if not decided:
+                problems.append("no journal decision naming the ADL")
+            if not alerted:
+                problems.append("no ADL alert")
         d = watch.distance.get(s)
         if fault.phase == "guard" and d is not None and d <= GUARD_REDUCE_DISTANCE:
             problems.append(f"perp left {d:.1%} from liquidation at the end (the guard reduces at "

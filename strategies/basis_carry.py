@@ -346,18 +346,29 @@ class BasisCarryStrategy(TwoLegStrategy):
                 self.symbol, need, True, "restore distance after reduce", ts))
 
     def _on_liquidated(self, event: Liquidated) -> None:
-        self._decide("liquidated", f"perp {event.side * event.qty} at {event.price:.2f}, wallet lost {event.wallet_lost:.2f}")
-        self.guard.liquidated()
+        kind = getattr(event, "kind", "liquidation")
+        if kind == "liquidation":
+            self._decide("liquidated", f"perp {event.side * event.qty} at {event.price:.2f}, wallet lost "
+                                       f"{event.wallet_lost:.2f}")
+            self.guard.liquidated()
+        else:
+            # auto-deleveraging or an insurance-fund close: part or all of the perp closed by the venue; the spot it
+            # no longer hedges is sold (all of it when the perp is gone: the lone-leg check)
+            what = "auto-deleveraged (ADL)" if kind == "adl" else "closed by the insurance fund"
+            self.log.error(f"{self.symbol}: perp {event.side * event.qty:+} {what} at {event.price:.2f} by the venue")
+            self._decide(kind, f"perp {event.side * event.qty:+} {what} at {event.price:.2f}; the spot is brought "
+                               f"back to the hedge")
+            self.venue_closed_part()
         self._positions_changed()
-        # the perp leg is gone: sell the spot leg at once, never hold it naked. A pair in flight is abandoned (its
-        # open orders cancelled): its perp orders can no longer do anything useful.
+        # the perp leg is (partly) gone: sell the unhedged spot at once, never hold it naked. A pair in flight is
+        # abandoned (its open orders cancelled): its perp orders can no longer do anything useful.
         if self._busy():
             pair = self.pair
             for oid in list(self._order_leg):
                 order = self.cache.order(oid)
                 if order is not None and order.is_open:
                     self.cancel_order(order)
-            pair.history.append((self.clock.timestamp_ns(), "abandoned", "perp leg liquidated"))
+            pair.history.append((self.clock.timestamp_ns(), "abandoned", f"perp leg closed by the venue ({kind})"))
             self._journal_pair()
             self.pair = None
         self._check_hedge()

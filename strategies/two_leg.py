@@ -115,6 +115,8 @@ class TwoLegStrategy(Strategy):
         self._halted: str | None = None  # escalation: why new pairs are halted for this symbol
         self._stuck_count = 0
         self._stuck_retry_ns = 0
+        # until then, a spot leg above the hedge is sold: the venue closed part of the perp on its own (ADL)
+        self._venue_cut_until_ns = 0
         self._driver = None
         self._draining = False  # live shutdown: no new pairs
         # live restart: resume from what the exchange holds (reconciled into the cache) and the journal's last pair
@@ -476,12 +478,42 @@ class TwoLegStrategy(Strategy):
             return
         lone = self._lone_leg()
         if lone is None:
+            self._trim_after_venue_close()
             return
         now = self.clock.timestamp_ns()
         if now < self._stuck_retry_ns:
             return
         self.phase = Phase.IN_CARRY
         self._unwind(f"one leg alone: {lone} {self.spot_qty() if lone == 'spot' else self.perp_qty()}")
+
+    def venue_closed_part(self) -> None:
+        """The venue closed part of the perp on its own (auto-deleveraging, an insurance-fund close): for a while
+        (the position update may come after the order update), the spot the perp no longer hedges is sold as soon
+        as it shows."""
+        window_ns = int(max(60.0, 10 * self.cfg.leg_timeout_s) * 1e9)
+        self._venue_cut_until_ns = self.clock.timestamp_ns() + window_ns
+
+    def _trim_after_venue_close(self) -> None:
+        """After a venue-initiated partial close, sell the spot above the hedge at once (blackout or not: a spot sale
+        changes no funding), rather than shorting the perp again into the deleveraging queue it just left."""
+        if not self._venue_cut_until_ns:
+            return
+        if self.clock.timestamp_ns() > self._venue_cut_until_ns:
+            self._venue_cut_until_ns = 0
+            return
+        spot, perp = self.spot_qty(), self.perp_qty()
+        ratio = exact(self.cfg.hedge_ratio)
+        if perp >= 0 or ratio <= 0:
+            return
+        excess = round_down(spot - abs(perp) / ratio, self._spot_lot)
+        sellable = self._spot_sellable()
+        if sellable is not None:
+            excess = min(excess, sellable)
+        if excess * ratio < self._perp_lot:  # within a perp lot of the hedge: the position update has not come yet
+            return
+        self._venue_cut_until_ns = 0
+        self._decide("reduce", f"spot -{excess} back to the hedge of perp {perp} after the venue's own close")
+        self._start_pair("reduce", spot=(-1, excess), perp=(1, ZERO))
 
     def _escalate(self, reason: str, now: int) -> None:
         """A leg that cannot be closed: logged, journaled (alerts follow the journal), new pairs halted for this

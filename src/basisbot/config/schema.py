@@ -186,7 +186,7 @@ SEVERITIES = ("info", "warning", "error", "critical")
 ALERT_EVENTS: dict[str, str] = {
     "entry": "info", "exit": "info",
     "guard_warn": "off", "guard_add_margin": "warning", "guard_reduce": "error", "guard_close": "critical",
-    "liquidation": "critical",
+    "liquidation": "critical", "adl": "critical", "adl_rank": "warning",
     "leg_unwind": "error", "leg_timeout": "warning", "leg_stuck": "critical",
     "funding_mismatch": "warning",
     "venue_disconnect": "error", "venue_recovered": "info",

@@ -182,7 +182,12 @@ class JournalReader:
         return self.one("guard", "symbol = ?", [symbol], order_by="ts DESC, rowid DESC")
 
     def latest_decision(self, symbol: str) -> dict | None:
-        return self.one("decisions", "symbol = ?", [symbol], order_by="ts DESC, rowid DESC")
+        """The strategy's latest decision (the venue readings journaled beside them, "adl_rank", left out)."""
+        return self.one("decisions", "symbol = ? AND action != 'adl_rank'", [symbol], order_by="ts DESC, rowid DESC")
+
+    def latest_action(self, symbol: str, action: str) -> dict | None:
+        """The latest decisions row of one action (e.g. "adl_rank")."""
+        return self.one("decisions", "symbol = ? AND action = ?", [symbol, action], order_by="ts DESC, rowid DESC")
 
     def funding_settled(self, symbol: str) -> tuple[float, int, int]:
         """(sum of settled payments, settlements settled, settlements flagged)."""

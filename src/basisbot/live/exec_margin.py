@@ -18,13 +18,56 @@ from nautilus_trader.model.currencies import USDT
 from basisbot.core.margin import perp_shortfall, split_margin_request
 from basisbot.live.exec_account import PerpPosition
 from basisbot.nautilus.messages import (
+    JOURNAL_TOPIC,
     AdjustMarginRequest,
+    JournalRecord,
     Liquidated,
     MarginAdjusted,
     PerpMarginState,
     liquidation_topic,
     margin_topic,
 )
+
+# the top bucket of Binance's ADL quantile (0..4): the first positions to be deleveraged
+ADL_TOP = 4
+
+
+def adl_rank_reason(rank: int, top: int = ADL_TOP) -> str:
+    """The journaled text of an ADL quantile (`basisbot.ops.status.adl_rank_of` reads it back)."""
+    return f"ADL quantile {rank} of {top}"
+
+
+# client order ids the exchange gives its own closing orders (Binance's USDⓈ-M "Event: Order Update")
+VENUE_CLOSE_PREFIXES = ("autoclose-", "adl_autoclose")
+
+
+def venue_close_kind(o: dict) -> str | None:
+    """"liquidation", "adl" or "insurance" for an order the exchange placed itself to close a position (a ccxt order:
+    Binance's raw status NEW_ADL / NEW_INSURANCE comes through ccxt unmapped), else None."""
+    cid = str(o.get("clientOrderId") or "")
+    status = str(o.get("status") or "")
+    if status == "NEW_ADL" or cid.startswith("adl_autoclose"):
+        return "adl"
+    if status == "NEW_INSURANCE":
+        return "insurance"
+    if cid.startswith("autoclose-"):
+        return "liquidation"
+    return None
+
+
+def venue_close_client_id(o: dict) -> str:
+    """The client order id a venue-initiated close is reported to nautilus and journaled under: the exchange's own
+    ("adl_autoclose", "autoclose-<ms>") and its order id, "-" between."""
+    return f"{o.get('clientOrderId') or 'autoclose'}-{o.get('id')}"
+
+
+def venue_close_done(o: dict) -> bool:
+    """The exchange's closing order has executed: FILLED (ccxt "closed") on REST and for a liquidation; Binance's
+    stream pushes an ADL or an insurance-fund close with status NEW_ADL / NEW_INSURANCE and the fill in it."""
+    status = str(o.get("status") or "")
+    if status in ("closed", "filled"):
+        return True
+    return status in ("NEW_ADL", "NEW_INSURANCE") and float(o.get("filled") or 0.0) > 0
 
 
 class MarginOperations:
@@ -129,8 +172,12 @@ class MarginOperations:
         self._msgbus.publish(margin_topic(req.symbol) + ".adjusted", reply)
 
     def _on_liquidation_order(self, o: dict) -> None:
+        """The exchange's own closing order (`venue_close_kind`): a liquidation, an auto-deleveraging or an
+        insurance-fund close. Reported to nautilus as a filled external order (its fill moves the position), and
+        `Liquidated` (with the kind) published for the strategy, the alerts and the journal."""
         vid = str(o.get("id"))
-        if vid in self._liquidations_seen or o.get("status") not in ("closed", "filled"):
+        kind = venue_close_kind(o)
+        if vid in self._liquidations_seen or kind is None or not venue_close_done(o):
             return
         self._liquidations_seen.add(vid)
         xid = self._xid_of(o.get("symbol"))
@@ -140,13 +187,50 @@ class MarginOperations:
         qty = float(o.get("filled") or o.get("amount") or 0.0)
         price = float(o.get("average") or o.get("price") or 0.0)
         side = pos.side or (-1 if o.get("side") == "buy" else 1)
-        self._log.error(f"{xid}: LIQUIDATED by the exchange: {side * qty:+g} at {price}, isolated wallet "
-                        f"{pos.wallet:.2f} lost")
-        self._send_external_report(o)
-        liq = Liquidated(xid, side, qty, price, pos.wallet, self._ts(o.get("timestamp")))
+        if kind == "liquidation":
+            self._log.error(f"{xid}: LIQUIDATED by the exchange: {side * qty:+g} at {price}, isolated wallet "
+                            f"{pos.wallet:.2f} lost")
+        else:
+            what = "AUTO-DELEVERAGED (ADL)" if kind == "adl" else "CLOSED BY THE INSURANCE FUND"
+            self._log.error(f"{xid}: {what}: {side * qty:+g} of {side * pos.qty:+g} at {price} "
+                            f"(order {o.get('clientOrderId')}, status {o.get('status')})")
+        # Binance names every ADL order "adl_autoclose": nautilus keys orders by client id, so the report carries
+        # the venue's order id too (one order per close, on any symbol)
+        self._send_external_report({**o, "status": "closed", "clientOrderId": venue_close_client_id(o)})
+        lost = pos.wallet if kind == "liquidation" else 0.0
+        liq = Liquidated(xid, side, qty, price, lost, self._ts(o.get("timestamp") or o.get("lastUpdateTimestamp")),
+                         kind)
         self.liquidations.append(liq)
         self._msgbus.publish(liquidation_topic(xid), liq)
         self._schedule_refresh()
+
+    async def _poll_adl_rank(self) -> None:
+        """Each short's place in the exchange's auto-deleveraging queue (Binance `GET /fapi/v1/adlQuantile` through
+        ccxt's `fetch_positions_adl_rank`: 0 none .. `ADL_TOP` first in line), journaled as a decision
+        "adl_rank" whenever it changes (what `basisbot status`, the metrics, the status page and the alert read)."""
+        if not self.ex.has.get("fetchPositionsADLRank"):
+            return
+        try:
+            ranks = await self.ex.fetch_positions_adl_rank(list(self._symbols.values()))
+        except ccxt.BaseError as e:
+            self._log.warning(f"ADL quantile not read: {type(e).__name__}: {e}")
+            return
+        seen = {}
+        for r in ranks:
+            xid = self._xid_of(r.get("symbol"))
+            if xid is not None and r.get("rank") is not None:
+                seen[xid] = int(r["rank"])
+        last = self.__dict__.setdefault("_adl_ranks", {})
+        for xid in self._exchange_ids.values():
+            rank = seen.get(xid, 0)  # not listed: no position, nothing to deleverage
+            if last.get(xid, 0 if xid not in seen else None) == rank:
+                continue
+            last[xid] = rank
+            if rank >= ADL_TOP:
+                self._log.warning(f"{xid}: ADL quantile {rank} of {ADL_TOP}: first in line to be auto-deleveraged")
+            self._msgbus.publish(JOURNAL_TOPIC, JournalRecord(
+                "decision", xid, self._clock.timestamp_ns(),
+                {"action": "adl_rank", "reason": adl_rank_reason(rank), "phase": ""}))
 
     async def _catch_up_liquidations(self) -> None:
         since = self.session.time.venue_now_ms() - 3_600_000
@@ -156,7 +240,7 @@ class MarginOperations:
             except ccxt.BaseError:
                 continue
             for o in orders:
-                if str(o.get("clientOrderId") or "").startswith(("autoclose-", "adl_autoclose")):
+                if venue_close_kind(o) is not None:
                     self._on_liquidation_order(o)
 
     def _send_external_report(self, o: dict) -> None:

@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import time
 
+from basisbot.live.exec_margin import VENUE_CLOSE_PREFIXES, venue_close_kind
+
 
 class UserStreams:
     """The ccxt.pro user streams (orders, trades, balance, positions) with reconnect and resync, and the REST polling
@@ -60,7 +62,7 @@ class UserStreams:
             if sym not in self._by_symbol:
                 continue
             cid = o.get("clientOrderId")
-            if self.kind == "perp" and cid and str(cid).startswith(("autoclose-", "adl_autoclose")):
+            if self.kind == "perp" and venue_close_kind(o) is not None:
                 self._on_liquidation_order(o)
                 continue
             track = self._track_for(cid, str(o.get("id")) if o.get("id") else None)
@@ -77,8 +79,8 @@ class UserStreams:
             info = t.get("info") or {}
             raw = info.get("o") if isinstance(info.get("o"), dict) else info
             cid = raw.get("c") if isinstance(raw, dict) else None
-            if cid and str(cid).startswith(("autoclose-", "adl_autoclose")):
-                continue  # handled as a liquidation order
+            if cid and str(cid).startswith(VENUE_CLOSE_PREFIXES):
+                continue  # handled as the exchange's own closing order
             track = self._track_for(cid, str(t.get("order")) if t.get("order") else None)
             if track is None:
                 continue
@@ -114,3 +116,4 @@ class UserStreams:
             if self.kind == "perp" and now - last_funding >= self.opts.funding_poll_s:
                 last_funding = now
                 await self._book_funding()
+                await self._poll_adl_rank()

@@ -82,12 +82,17 @@ class MarginAdjusted:
 
 @dataclass(frozen=True, slots=True)
 class Liquidated:
+    """The venue closed (part of) the perp leg on its own. `kind`: "liquidation" (margin exhausted: the whole
+    position and its isolated wallet), "adl" (auto-deleveraging: part or all of a profitable position taken by a
+    liquidated counterparty) or "insurance" (taken over by the insurance fund). `qty` is what was closed."""
+
     symbol: str
     side: int
     qty: float
     price: float
     wallet_lost: float
     ts_ns: int
+    kind: str = "liquidation"
 
 
 JOURNAL_TOPIC = "basisbot.journal.writer"

@@ -25,6 +25,7 @@ from basisbot.nautilus.messages import (
     Liquidated,
     PerpMarginState,
 )
+from basisbot.ops.status import adl_rank_of
 from basisbot.venues import DEFAULT_EXCHANGE, get_profile
 
 ORDER_TOPIC = "events.order.*"
@@ -144,6 +145,10 @@ class OpsActor(Actor):
             self.metrics.guard.labels(rec.symbol, rec.data.get("step") or "?").inc()
         elif rec.kind == "leg":
             self._leg_gap(rec)
+        elif rec.kind == "decision" and rec.data.get("action") == "adl_rank":
+            adl = adl_rank_of(rec.data)
+            if adl is not None:
+                self.metrics.adl_rank.labels(rec.symbol).set(adl["rank"])
         self.rules.record(rec)
 
     def _leg_gap(self, rec: JournalRecord) -> None:

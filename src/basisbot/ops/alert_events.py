@@ -8,6 +8,8 @@ Inputs are what the strategy and the clients already publish (the journal's stre
   funding-rate stream; exit reason from the last `exit` decision) | info |
 | guard_warn, guard_add_margin, guard_reduce, guard_close | `guard` record, by step | off, warning, error, critical |
 | liquidation | `Liquidated` on `basisbot.liquidation.SYMBOL` | critical |
+| adl | `Liquidated` of kind "adl" / "insurance" (the venue closed part or all of the perp itself) | critical |
+| adl_rank | a `decision` record "adl_rank" in the top bucket (the exchange client journals each change) | warning |
 | leg_unwind / leg_timeout / leg_stuck | `leg` record, event unwind / timeout / stuck | error / warning / critical |
 | funding_mismatch | `FundingSettled` vs the `prediction` record of the same settlement: booked − predicted beyond both
   `funding_diff_usdt` and `funding_diff_rel` × |predicted| | warning |
@@ -21,6 +23,7 @@ Severities come from `[alerts] levels` (per event; "off" mutes it) over these de
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -143,6 +146,8 @@ class AlertRules:
         elif kind == "decision":
             if d.get("action") == "exit":
                 self._s(rec.symbol).exit_reason = d.get("reason")
+            elif d.get("action") == "adl_rank":
+                self._adl_rank(rec.symbol, rec.ts_ns, str(d.get("reason") or ""))
         elif kind == "prediction":
             t = d.get("settlement_ns")
             if t:
@@ -209,8 +214,25 @@ class AlertRules:
                   + f" (mark {d.get('mark') or 0:g}, liquidation price {d.get('liquidation_price') or 0:g})"
                   + (f": {d['reason']}" if d.get("reason") else ""), symbol)
 
+    def _adl_rank(self, symbol: str, ts: int, reason: str) -> None:
+        m = re.search(r"(\d+) of (\d+)", reason)
+        if m is None or int(m.group(1)) < int(m.group(2)):
+            return
+        self.emit("adl_rank", f"{symbol}: ADL rank {m.group(1)} of {m.group(2)}",
+                  f"{symbol}: the perp is in the top bucket of the venue's auto-deleveraging queue ({reason}): in a "
+                  f"sharp move it is among the first profitable positions to be closed by the venue, leaving the "
+                  f"spot unhedged.", symbol, key=f"adl_rank:{symbol}:{ts}")
+
     # -- other topics -------------------------------------------------------------------------------------------------
     def liquidated(self, msg) -> None:
+        kind = getattr(msg, "kind", "liquidation")
+        if kind != "liquidation":
+            what = "AUTO-DELEVERAGED (ADL)" if kind == "adl" else "CLOSED BY THE INSURANCE FUND"
+            self.emit("adl", f"{msg.symbol}: perp {what}",
+                      f"{msg.symbol}: the venue closed {msg.qty:g} of the perp leg ({what.lower()}) at "
+                      f"{msg.price:g}. The spot it no longer hedges is being sold.", msg.symbol,
+                      key=f"adl:{msg.symbol}:{msg.ts_ns}")
+            return
         self.emit("liquidation", f"{msg.symbol}: LIQUIDATED",
                   f"{msg.symbol}: the perp leg ({msg.side * msg.qty:+g}) was liquidated at {msg.price:g}; isolated "
                   f"wallet lost {msg.wallet_lost:.2f} USDT. The spot leg is being sold.", msg.symbol,

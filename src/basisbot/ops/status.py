@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -144,7 +145,14 @@ def symbol_status(r: JournalReader, symbol: str, settings: Settings, now_ns: int
     out["distance"] = ((lp - mark) / mark if (perp_qty or 0) < 0 else (mark - lp) / mark) if (lp and mark) else None
     out["last_guard"] = r.latest_guard(symbol)
     out["last_decision"] = r.latest_decision(symbol)
+    out["adl_rank"] = adl_rank_of(r.latest_action(symbol, "adl_rank"))
     return out
+
+
+def adl_rank_of(row: dict | None) -> dict | None:
+    """{"rank", "top", "ts"} from a journaled "adl_rank" decision ("ADL quantile R of T"), None when unknown."""
+    m = re.search(r"(\d+) of (\d+)", str(row.get("reason") or "")) if row else None
+    return {"rank": int(m.group(1)), "top": int(m.group(2)), "ts": row.get("ts")} if m else None
 
 
 def status_symbols(r: JournalReader, settings: Settings) -> list[str]:
@@ -256,6 +264,11 @@ def _symbol_block(r: JournalReader, symbol: str, settings: Settings, now_ns: int
                      f"mark {mark:g})")
     else:
         lines.append("  liquidation -")
+    adl = st.get("adl_rank")
+    if adl:
+        lines.append(f"  adl rank    {adl['rank']} of {adl['top']}"
+                     + (" (top bucket: first to be auto-deleveraged)" if adl["rank"] >= adl["top"] else "")
+                     + f" at {_ts(adl['ts'])}")
     g = st["last_guard"]
     if g:
         lines.append(f"  guard       last: {g['step']} at {_ts(g['ts'])}, distance {_num(g['distance'], '.2%')}"

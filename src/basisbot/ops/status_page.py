@@ -111,12 +111,22 @@ def _dist_class(d: float | None) -> str:
     return "ok" if d >= 0.10 else ("warn" if d >= 0.05 else "bad")
 
 
+def _adl_badge(adl: dict | None) -> str:
+    """The short's place in the venue's auto-deleveraging queue; "bad" in the top bucket."""
+    if not adl:
+        return ""
+    cls = "bad" if adl["rank"] >= adl["top"] else ("warn" if adl["rank"] >= adl["top"] - 1 else "ok")
+    return (f' <span class="adl dist {cls}" data-adl-rank="{adl["rank"]}">ADL {adl["rank"]}/{adl["top"]}'
+            f'</span>')
+
+
 def _symbol_section(st: dict, now_ns: int) -> str:
     sym, phase = st["symbol"], st.get("phase") or "flat"
     d = st.get("distance")
     head = (f'<h2><span class="sym-name">{_e(sym)}</span> <span class="phase {_e(phase)}" data-phase="{_e(phase)}">'
             f'{_e(phase)}</span> <span class="dist {_dist_class(d)}" data-distance="{"" if d is None else f"{d:.6f}"}">'
-            f'liquidation {_pct(d) if d is not None else "-"}{" away" if d is not None else ""}</span></h2>')
+            f'liquidation {_pct(d) if d is not None else "-"}{" away" if d is not None else ""}</span>'
+            + _adl_badge(st.get("adl_rank")) + '</h2>')
     if st.get("no_journal"):
         return f'<section class="sym" id="{_e(sym)}">{head}<p class="muted">nothing journaled yet</p></section>'
     notes = []

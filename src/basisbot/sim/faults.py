@@ -43,6 +43,21 @@ Per-symbol, per-side and order-timeout faults (what the fault matrix in benchmar
                                                        forgotten, REST connections closed unanswered and
                                                        websocket upgrades refused for duration_s (the accounts,
                                                        orders and positions survive, as on the exchange)
+
+What the venue does on its own (see venue_risk.py for the events it pushes):
+
+    {"adl": {"symbol": "BTCUSDT", "fraction": 0.5, "price": "mark", "via": "adl"}}
+                                                       now, the venue closes that fraction (0..1], rounded down to
+                                                       the lot; 1 = all) of the symbol's futures position itself:
+                                                       "via" "adl" (auto-deleveraging, c=adl_autoclose, X=NEW_ADL)
+                                                       or "insurance" (insurance-fund close, c=autoclose-...,
+                                                       X=NEW_INSURANCE); "price" "mark" (default), "bankruptcy"
+                                                       (the position's own) or a number. A list deleverages
+                                                       several symbols. Refused (400) when the symbol holds no
+                                                       futures position.
+    {"adl_quantile": {"symbol": "BTCUSDT", "value": 4}}
+                                                       GET /fapi/v1/adlQuantile reports that value (0..4) for the
+                                                       symbol until cleared ("value": null, or "clear")
 """
 
 from __future__ import annotations
@@ -87,12 +102,13 @@ class FaultState:
     timeout_next: dict = field(default_factory=lambda: {"spot": deque(), "futures": deque()})
     freeze_mark: set = field(default_factory=set)  # symbols, or {"*"}
     bad_prints: dict = field(default_factory=dict)  # (symbol, stream) -> [remaining, factor]
+    adl_quantile: dict = field(default_factory=dict)  # symbol -> forced ADL quantile 0..4
     skew_ms: int = 0
     skew_until: float | None = None  # monotonic; None: until cleared
     outage_until: float = 0.0  # monotonic
     injected: dict = field(default_factory=lambda: {"failed": 0, "rejected": 0, "partial": 0, "ws_dropped": 0,
                                                     "timed_out": 0, "bad_prints": 0, "keys_expired": 0,
-                                                    "skewed": 0, "outage_refused": 0})
+                                                    "skewed": 0, "outage_refused": 0, "adl": 0})
     wall: object = time.monotonic
 
     # -- configuration ---------------------------------------------------------------------------------------------
@@ -102,7 +118,7 @@ class FaultState:
             raise ValueError("fault spec must be a JSON object")
         unknown = set(spec) - {"delay_ms", "fail_next", "reject_next_order", "partial_fill_next", "freeze_mark",
                                "drop_ws", "clear", "timeout_next_order", "bad_print", "expire_listen_keys",
-                               "clock_skew", "outage", "drop_mode"}
+                               "clock_skew", "outage", "drop_mode", "adl", "adl_quantile"}
         if unknown:
             raise ValueError(f"unknown fault(s): {sorted(unknown)}")
         actions: dict = {}
@@ -122,6 +138,10 @@ class FaultState:
             actions["expire_listen_keys"] = True
         if "freeze_mark" in spec:
             self._set_freeze_mark(spec["freeze_mark"])
+        if "adl_quantile" in spec:
+            self._set_adl_quantile(spec["adl_quantile"])
+        if "adl" in spec:
+            actions["adl"] = _adl_specs(spec["adl"])
         if spec.get("drop_ws"):
             actions["drop_ws"] = True
         return actions
@@ -205,6 +225,21 @@ class FaultState:
         self.outage_until = self.wall() + dur
         return dur
 
+    def _set_adl_quantile(self, r) -> None:
+        for item in r if isinstance(r, list) else [r]:
+            if not isinstance(item, dict):
+                raise ValueError("adl_quantile must be an object {symbol, value} or a list of them")
+            sym = _symbol(item)
+            if sym is None:
+                raise ValueError("adl_quantile.symbol is required")
+            value = item.get("value")
+            if value is None:
+                self.adl_quantile.pop(sym, None)
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 4:
+                raise ValueError(f"adl_quantile.value must be an integer 0..4 (or null), got {value!r}")
+            self.adl_quantile[sym] = value
+
     def _set_freeze_mark(self, fm) -> None:
         if fm is True:
             self.freeze_mark = {"*"}
@@ -222,6 +257,7 @@ class FaultState:
         self.bad_prints.clear()
         self.skew_ms, self.skew_until = 0, None
         self.outage_until = 0.0
+        self.adl_quantile.clear()
 
     # -- use -------------------------------------------------------------------------------------------------------
     def take_failure(self, path: str) -> FailRule | None:
@@ -300,6 +336,7 @@ class FaultState:
             "clock_skew_ms": self.clock_skew_ms(),
             "outage_s": max(0.0, self.outage_until - self.wall()),
             "freeze_mark": sorted(self.freeze_mark),
+            "adl_quantile": dict(self.adl_quantile),
             "injected": dict(self.injected),
         }
 
@@ -307,6 +344,32 @@ class FaultState:
 def _symbol(r: dict) -> str | None:
     sym = r.get("symbol")
     return str(sym).upper() if sym else None
+
+
+def _adl_specs(r) -> list[dict]:
+    """The `adl` fault's deleveragings, checked: [{symbol, fraction, price, via}]."""
+    out = []
+    for item in r if isinstance(r, list) else [r]:
+        if not isinstance(item, dict):
+            raise ValueError("adl must be an object {symbol, fraction, price, via} or a list of them")
+        sym = _symbol(item)
+        if sym is None:
+            raise ValueError("adl.symbol is required")
+        try:
+            frac = float(item.get("fraction", 1.0))
+        except (TypeError, ValueError):
+            raise ValueError(f"adl.fraction must be a number in (0, 1], got {item.get('fraction')!r}") from None
+        if not 0.0 < frac <= 1.0:
+            raise ValueError(f"adl.fraction must be in (0, 1], got {frac}")
+        price = item.get("price", "mark")
+        if price not in ("mark", "bankruptcy") and (isinstance(price, bool) or not isinstance(price, (int, float))
+                                                    or price <= 0):
+            raise ValueError(f"adl.price must be 'mark', 'bankruptcy' or a positive number, got {price!r}")
+        via = str(item.get("via", "adl"))
+        if via not in ("adl", "insurance"):
+            raise ValueError(f"adl.via must be 'adl' or 'insurance', got {via!r}")
+        out.append({"symbol": sym, "fraction": frac, "price": price, "via": via})
+    return out
 
 
 def _venue(v: str) -> str:

@@ -254,7 +254,11 @@ def futures_trade_json(t: Trade, m: Market) -> dict:
     }
 
 
-def order_trade_update(o: Order, m: Market, exec_type: str, event_time: int, trade: Trade | None = None) -> dict:
+def order_trade_update(o: Order, m: Market, exec_type: str, event_time: int, trade: Trade | None = None,
+                       status: str | None = None) -> dict:
+    """USDⓈ-M user-stream order event. ``status`` overrides ``X`` where Binance's stream shows another status than
+    the order's final one (an auto-deleveraging fill is pushed as ``NEW_ADL``, an insurance-fund close as
+    ``NEW_INSURANCE``, both with execution type ``CALCULATED``; REST shows such an order FILLED)."""
     return {
         "e": "ORDER_TRADE_UPDATE",
         "E": event_time,
@@ -270,7 +274,7 @@ def order_trade_update(o: Order, m: Market, exec_type: str, event_time: int, tra
             "ap": m.fmt_perp_price(o.avg_price) if o.executed_qty else "0",
             "sp": "0",
             "x": exec_type,
-            "X": o.status,
+            "X": status or o.status,
             "i": o.order_id,
             "l": m.fmt_perp_qty(trade.qty if trade else 0.0),
             "z": m.fmt_perp_qty(o.executed_qty),

@@ -170,15 +170,30 @@ def _position_row(v: Venue, s: str, version: int) -> dict:
         return {**head, "leverage": str(lev), "maxNotionalValue": f"{v.fut.max_notional(s, lev):.0f}",
                 "marginType": "isolated" if iso else "cross", "isolatedMargin": f8(_isolated_margin(p, iso, up)),
                 "isAutoAddMargin": "false", "positionSide": "BOTH", "notional": f8(notional),
-                "isolatedWallet": f8(p.iso_wallet), "updateTime": p.update_time, "isolated": iso, "adlQuantile": 0}
+                "isolatedWallet": f8(p.iso_wallet), "updateTime": p.update_time, "isolated": iso,
+                "adlQuantile": v.adl_quantile(s)}
     oo_im = _open_order_im(v, s)
     pos_im = abs(notional) / lev
     return {"symbol": s, "positionSide": "BOTH", **{k: head[k] for k in list(head)[1:]},
             "isolatedMargin": f8(_isolated_margin(p, iso, up)), "notional": f8(notional), "marginAsset": "USDT",
             "isolatedWallet": f8(p.iso_wallet), "initialMargin": f8(pos_im + oo_im),
             "maintMargin": f8(v.fut.maint_margin(s, mark)), "positionInitialMargin": f8(pos_im),
-            "openOrderInitialMargin": f8(oo_im), "adl": 0, "bidNotional": "0", "askNotional": "0",
+            "openOrderInitialMargin": f8(oo_im), "adl": v.adl_quantile(s), "bidNotional": "0", "askNotional": "0",
             "updateTime": p.update_time}
+
+
+async def adl_quantile(sim: VenueHost, ctx: Ctx):
+    """GET /fapi/v1/adlQuantile: every symbol with a position (or the one asked for), one-way mode: the position's
+    quantile under "BOTH"; "LONG" / "SHORT" are the hedge-mode sides (0 here), as in Binance's documented answer."""
+    v = sim.venue
+    names, single = _syms(v, ctx)
+    out = []
+    for s in names:
+        if not v.fut.positions[s].qty and not single:
+            continue
+        q = v.adl_quantile(s)
+        out.append({"symbol": s, "adlQuantile": {"LONG": 0, "SHORT": 0, "BOTH": q}})
+    return out
 
 
 async def position_risk_v2(sim: VenueHost, ctx: Ctx):
@@ -454,6 +469,7 @@ ROUTES: RouteTable = [
     ("GET", "/fapi/v1/markPriceKlines", NONE, mark_price_klines),
     ("GET", "/fapi/v1/indexPriceKlines", NONE, index_price_klines),
     ("GET", "/fapi/v1/leverageBracket", SIGNED, leverage_bracket),
+    ("GET", "/fapi/v1/adlQuantile", SIGNED, adl_quantile),
     ("GET", "/fapi/v2/positionRisk", SIGNED, position_risk_v2),
     ("GET", "/fapi/v3/positionRisk", SIGNED, position_risk_v3),
     ("GET", "/fapi/v2/account", SIGNED, account_v2),

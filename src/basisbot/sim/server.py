@@ -256,6 +256,12 @@ class SimServer:
                 return json_response(self.admin_clock(body))
             if path == "/admin/faults" and request.method == "POST":
                 actions = self.faults.apply(body)
+                if actions.get("adl"):
+                    self.venue.sync()
+                    done = [self.venue.deleverage(a["symbol"], a["fraction"], a["price"], a["via"])
+                            for a in actions["adl"]]
+                    self.faults.injected["adl"] += len(done)
+                    return json_response({**self.faults.state(), "adl": done})
                 if actions.get("drop_ws") or actions.get("outage"):
                     self.hub.drop_all(str(body.get("drop_mode", "abort")))
                 if actions.get("expire_listen_keys") or actions.get("outage"):
