@@ -13,9 +13,9 @@ from nautilus_trader.model.identifiers import InstrumentId
 from basisbot.core import isolated
 from basisbot.core.margin import initial_margin
 from basisbot.nautilus.perp_venue import PerpMarginModule, PerpSymbol, _PositionBook
-from basisbot.sim.accounts import FuturesAccount
-from basisbot.sim.markets import build_market
-from basisbot.sim.prices import load_paths
+from basisbot.sim.engine.accounts import FuturesAccount
+from basisbot.sim.engine.markets import build_market
+from basisbot.sim.engine.prices import load_paths
 from basisbot.venues.binance import reference
 from tests.helpers.sim_venue import DATA
 

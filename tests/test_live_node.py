@@ -16,7 +16,7 @@ from basisbot.core import margin
 from basisbot.journal.writer import Journal
 from basisbot.live.node import NodeOptions
 from basisbot.sim import SimServer
-from basisbot.sim.prices import load_paths
+from basisbot.sim.engine.prices import load_paths
 from basisbot.strategies.basis_carry import Phase
 from tests.helpers.live_node import RunningNode, node_settings, sim_config, until
 from tests.helpers.sim_venue import DATA, admin, state

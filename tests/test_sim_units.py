@@ -11,16 +11,16 @@ from basisbot.core import margin
 from basisbot.core.carry import funding_payment
 from basisbot.core.units import HOUR_MS
 from basisbot.data.market_data import load_symbol
-from basisbot.sim import errors
-from basisbot.sim.auth import Auth, sign
-from basisbot.sim.book import make_quote, resting_fills
-from basisbot.sim.clock import ReplayClock
+from basisbot.sim.binance.auth import Auth, sign
 from basisbot.sim.config import SimConfig
-from basisbot.sim.errors import BinanceError
-from basisbot.sim.faults import FaultState
-from basisbot.sim.markets import build_market
-from basisbot.sim.prices import load_paths
-from basisbot.sim.venue import Venue
+from basisbot.sim.engine import errors
+from basisbot.sim.engine.book import make_quote, resting_fills
+from basisbot.sim.engine.clock import ReplayClock
+from basisbot.sim.engine.errors import BinanceError
+from basisbot.sim.engine.faults import FaultState
+from basisbot.sim.engine.markets import build_market
+from basisbot.sim.engine.prices import load_paths
+from basisbot.sim.engine.venue import Venue
 from basisbot.venues.binance import reference
 from tests.helpers.sim_venue import DATA, KEY, SECRET
 

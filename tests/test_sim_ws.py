@@ -10,7 +10,7 @@ import pytest
 
 from basisbot.core import margin
 from basisbot.core.carry import funding_payment
-from basisbot.sim.prices import load_paths
+from basisbot.sim.engine.prices import load_paths
 from basisbot.venues.binance import reference
 from tests.helpers.sim_venue import BTC_PERP, BTC_SPOT, DATA, admin, run_scenario, state
 

@@ -348,7 +348,7 @@ def test_local_venue_serves_every_symbol_with_brackets():
 
 
 def test_local_venue_refuses_a_symbol_without_market_rules(tmp_path):
-    from basisbot.sim.markets import build_market
+    from basisbot.sim.engine.markets import build_market
 
     with pytest.raises(ValueError, match=r"1000PEPEUSDT.*exchangeInfo.*--exchange-info"):
         build_market("1000PEPEUSDT")

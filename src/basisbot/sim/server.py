@@ -41,20 +41,20 @@ from aiohttp import web
 from basisbot.core import defaults as D
 from basisbot.data.bundled_files import bundled_market_dir
 from basisbot.data.market_data import DataError, available_symbols
-from basisbot.sim.auth import Auth
+from basisbot.sim.binance.auth import Auth
+from basisbot.sim.binance.listen_keys import ListenKeys
+from basisbot.sim.binance.rest_futures import futures_routes
+from basisbot.sim.binance.rest_spot import spot_routes
+from basisbot.sim.binance.routing import API_KEY, SIGNED, Route, Routes, json_response, make_ctx
+from basisbot.sim.binance.ws import Hub
 from basisbot.sim.cliargs import add_sim_arguments
-from basisbot.sim.clock import ReplayClock
 from basisbot.sim.config import SimConfig
-from basisbot.sim.errors import BinanceError
-from basisbot.sim.faults import FaultState, failure_response_parts
-from basisbot.sim.listen_keys import ListenKeys
-from basisbot.sim.markets import build_market
-from basisbot.sim.prices import load_paths
-from basisbot.sim.rest_futures import futures_routes
-from basisbot.sim.rest_spot import spot_routes
-from basisbot.sim.routing import API_KEY, SIGNED, Route, Routes, json_response, make_ctx
-from basisbot.sim.venue import Venue
-from basisbot.sim.ws import Hub
+from basisbot.sim.engine.clock import ReplayClock
+from basisbot.sim.engine.errors import BinanceError
+from basisbot.sim.engine.faults import FaultState, failure_response_parts
+from basisbot.sim.engine.markets import build_market
+from basisbot.sim.engine.prices import load_paths
+from basisbot.sim.engine.venue import Venue
 
 log = logging.getLogger("basisbot.sim")
 

@@ -22,13 +22,13 @@ from pathlib import Path
 from aiohttp import web
 
 from basisbot.data.market_data import DataError, data_venue
-from basisbot.sim.faults import FaultState, failure_response_parts
+from basisbot.sim.engine.faults import FaultState, failure_response_parts
+from basisbot.sim.engine.venue_orders import FUT, SPOT
 from basisbot.sim.okx import errors, instruments
 from basisbot.sim.okx.auth import OkxAuth
 from basisbot.sim.okx.errors import OkxError
 from basisbot.sim.okx.rest import Envelope, OkxRest, Req, parse_body
 from basisbot.sim.okx.ws import OkxHub
-from basisbot.sim.venue_orders import FUT, SPOT
 
 log = logging.getLogger("basisbot.sim.okx")
 

@@ -9,7 +9,7 @@ its okx ``exceptions['exact']`` table.
 
 from __future__ import annotations
 
-from basisbot.sim.errors import BinanceError
+from basisbot.sim.engine.errors import BinanceError
 
 
 class OkxError(Exception):

@@ -23,7 +23,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from basisbot.core.brackets import Bracket, BracketTable
-from basisbot.sim.markets import Market
+from basisbot.sim.engine.markets import Market
 from basisbot.venues.binance import reference
 from basisbot.venues.okx import tiers as okx_tiers
 from basisbot.venues.okx.contracts import ContractSpec, OkxDataError, contract_specs

@@ -20,13 +20,13 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from basisbot.core.units import HOUR_MS
-from basisbot.sim.errors import BinanceError
-from basisbot.sim.marketdata import window_stats, window_volume
+from basisbot.sim.engine.errors import BinanceError
+from basisbot.sim.engine.marketdata import window_stats, window_volume
+from basisbot.sim.engine.orders import Order
+from basisbot.sim.engine.venue_orders import FUT, SPOT
 from basisbot.sim.okx import errors, views
 from basisbot.sim.okx.errors import OkxError
 from basisbot.sim.okx.instruments import OkxInstrument, dstr, instrument_row, tier_rows
-from basisbot.sim.orders import Order
-from basisbot.sim.venue_orders import FUT, SPOT
 from basisbot.venues.okx import funding as okx_funding
 
 _CL_ORD_OK = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
@@ -62,7 +62,7 @@ Handler = Callable[[Req], Awaitable[list]]
 
 
 class OkxRest:
-    """OKX's REST API on the venue `v` (``basisbot.sim.venue.Venue``) for the instruments `insts`."""
+    """OKX's REST API on the venue `v` (``basisbot.sim.engine.venue.Venue``) for the instruments `insts`."""
 
     def __init__(self, venue, insts: dict[str, OkxInstrument]):
         self.v = venue

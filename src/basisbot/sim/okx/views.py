@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from basisbot.sim.engine.orders import Order, Trade
+from basisbot.sim.engine.venue_orders import FUT
 from basisbot.sim.okx.instruments import OkxInstrument, dstr
-from basisbot.sim.orders import Order, Trade
-from basisbot.sim.venue_orders import FUT
 
 STATE = {"NEW": "live", "PARTIALLY_FILLED": "partially_filled", "FILLED": "filled", "CANCELED": "canceled",
          "EXPIRED": "canceled", "REJECTED": "canceled"}

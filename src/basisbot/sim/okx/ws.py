@@ -23,9 +23,9 @@ import secrets
 
 from aiohttp import WSMsgType, web
 
+from basisbot.sim.engine.venue_orders import FUT, SPOT
 from basisbot.sim.okx import views
 from basisbot.sim.okx.errors import OkxError
-from basisbot.sim.venue_orders import FUT, SPOT
 
 PUBLIC = ("mark-price", "funding-rate", "tickers", "bbo-tbt")
 PRIVATE = ("orders", "positions", "account", "balance_and_position")

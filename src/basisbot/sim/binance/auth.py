@@ -14,7 +14,7 @@ import re
 import time
 from collections.abc import Callable, Mapping
 
-from basisbot.sim import errors
+from basisbot.sim.engine import errors
 
 _KEY_RE = re.compile(r"^[A-Za-z0-9]{1,128}$")
 

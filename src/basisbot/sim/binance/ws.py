@@ -35,11 +35,11 @@ from typing import TYPE_CHECKING
 
 from aiohttp import WSMsgType, web
 
-from basisbot.sim import marketdata
-from basisbot.sim.errors import BinanceError
+from basisbot.sim.engine import marketdata
+from basisbot.sim.engine.errors import BinanceError
 
 if TYPE_CHECKING:
-    from basisbot.sim.host import StreamHost
+    from basisbot.sim.binance.host import StreamHost
 
 SPOT, FUT, WSAPI = "spot", "futures", "wsapi"
 _KEY_RE = re.compile(r"^[A-Za-z0-9]{40,80}$")

@@ -13,7 +13,7 @@ from urllib.parse import parse_qsl
 from aiohttp import web
 
 if TYPE_CHECKING:
-    from basisbot.sim.host import VenueHost
+    from basisbot.sim.binance.host import VenueHost
 
 NONE, API_KEY, SIGNED = "NONE", "API_KEY", "SIGNED"
 
@@ -31,7 +31,7 @@ class Ctx:
         return default if v in (None, "") else v
 
     def int(self, name: str, default: int | None = None) -> int | None:
-        from basisbot.sim import errors
+        from basisbot.sim.engine import errors
 
         v = self.get(name)
         if v is None:

@@ -7,10 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from basisbot.sim import errors, marketdata
-from basisbot.sim.markets import f8
-from basisbot.sim.orders import spot_cancel_json, spot_order_json, spot_order_result, spot_trade_json
-from basisbot.sim.routing import (
+from basisbot.sim.binance.routing import (
     API_KEY,
     NONE,
     SIGNED,
@@ -21,10 +18,13 @@ from basisbot.sim.routing import (
     order_history,
     trade_history,
 )
-from basisbot.sim.venue_orders import SPOT
+from basisbot.sim.engine import errors, marketdata
+from basisbot.sim.engine.markets import f8
+from basisbot.sim.engine.orders import spot_cancel_json, spot_order_json, spot_order_result, spot_trade_json
+from basisbot.sim.engine.venue_orders import SPOT
 
 if TYPE_CHECKING:
-    from basisbot.sim.host import VenueHost
+    from basisbot.sim.binance.host import VenueHost
 
 
 def _symbols_param(ctx: Ctx, sim: VenueHost) -> list[str] | None:

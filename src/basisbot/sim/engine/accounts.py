@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from basisbot.core import isolated as iso_wallet
 from basisbot.core import margin
 from basisbot.core.carry import funding_payment
-from basisbot.sim.markets import Market, f8
+from basisbot.sim.engine.markets import Market, f8
 
 EPS = 1e-12
 

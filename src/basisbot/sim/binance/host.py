@@ -6,11 +6,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from basisbot.sim.auth import Auth
+    from basisbot.sim.binance.auth import Auth
+    from basisbot.sim.binance.listen_keys import ListenKeys
     from basisbot.sim.config import SimConfig
-    from basisbot.sim.faults import FaultState
-    from basisbot.sim.listen_keys import ListenKeys
-    from basisbot.sim.venue import Venue
+    from basisbot.sim.engine.faults import FaultState
+    from basisbot.sim.engine.venue import Venue
 
 
 class StreamHost(Protocol):

@@ -4,11 +4,11 @@ the spot and futures accounts, test deposits, and the state views (`all_orders`,
 from __future__ import annotations
 
 from basisbot.core import isolated as iso_wallet
-from basisbot.sim import errors
-from basisbot.sim.book import parse_decimal
-from basisbot.sim.errors import BinanceError
-from basisbot.sim.markets import f8
-from basisbot.sim.venue_orders import FUT, SPOT
+from basisbot.sim.engine import errors
+from basisbot.sim.engine.book import parse_decimal
+from basisbot.sim.engine.errors import BinanceError
+from basisbot.sim.engine.markets import f8
+from basisbot.sim.engine.venue_orders import FUT, SPOT
 
 
 class AccountOperations:

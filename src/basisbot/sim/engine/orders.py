@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from basisbot.sim.markets import Market, f8
+from basisbot.sim.engine.markets import Market, f8
 
 OPEN_STATUSES = ("NEW", "PARTIALLY_FILLED")
 

@@ -9,10 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from basisbot.core.units import HOUR_MS
-from basisbot.sim import errors, marketdata
-from basisbot.sim.markets import bracket_entry, f8
-from basisbot.sim.orders import futures_order_json, futures_trade_json
-from basisbot.sim.routing import (
+from basisbot.sim.binance.routing import (
     API_KEY,
     NONE,
     SIGNED,
@@ -23,11 +20,14 @@ from basisbot.sim.routing import (
     order_history,
     trade_history,
 )
-from basisbot.sim.venue_orders import FUT
+from basisbot.sim.engine import errors, marketdata
+from basisbot.sim.engine.markets import bracket_entry, f8
+from basisbot.sim.engine.orders import futures_order_json, futures_trade_json
+from basisbot.sim.engine.venue_orders import FUT
 
 if TYPE_CHECKING:
-    from basisbot.sim.host import VenueHost
-    from basisbot.sim.venue import Venue
+    from basisbot.sim.binance.host import VenueHost
+    from basisbot.sim.engine.venue import Venue
 
 
 def _syms(v: Venue, ctx: Ctx) -> tuple[list[str], bool]:

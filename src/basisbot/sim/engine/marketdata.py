@@ -5,15 +5,15 @@ from __future__ import annotations
 import numpy as np
 
 from basisbot.core.units import HOUR_MS
-from basisbot.sim import errors
-from basisbot.sim.markets import (
+from basisbot.sim.engine import errors
+from basisbot.sim.engine.markets import (
     Market,
     f8,
     futures_symbol_info,
     raw_exchange_info,
     spot_symbol_info,
 )
-from basisbot.sim.prices import SymbolPaths
+from basisbot.sim.engine.prices import SymbolPaths
 
 INTERVALS_MS = {
     "1m": 60_000, "3m": 180_000, "5m": 300_000, "15m": 900_000, "30m": 1_800_000,

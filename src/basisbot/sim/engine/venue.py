@@ -17,18 +17,18 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable
 
-from basisbot.sim import errors
-from basisbot.sim.accounts import FuturesAccount, SpotAccount
-from basisbot.sim.book import Quote, crossing_time, make_quote, resting_fills
-from basisbot.sim.clock import ReplayClock
 from basisbot.sim.config import SimConfig
-from basisbot.sim.faults import FaultState
-from basisbot.sim.markets import Market
-from basisbot.sim.orders import Order, Trade
-from basisbot.sim.prices import SymbolPaths
-from basisbot.sim.venue_accounts import AccountOperations
-from basisbot.sim.venue_orders import FUT, SPOT, OrderMatching
-from basisbot.sim.venue_risk import FundingAndLiquidation
+from basisbot.sim.engine import errors
+from basisbot.sim.engine.accounts import FuturesAccount, SpotAccount
+from basisbot.sim.engine.book import Quote, crossing_time, make_quote, resting_fills
+from basisbot.sim.engine.clock import ReplayClock
+from basisbot.sim.engine.faults import FaultState
+from basisbot.sim.engine.markets import Market
+from basisbot.sim.engine.orders import Order, Trade
+from basisbot.sim.engine.prices import SymbolPaths
+from basisbot.sim.engine.venue_accounts import AccountOperations
+from basisbot.sim.engine.venue_orders import FUT, SPOT, OrderMatching
+from basisbot.sim.engine.venue_risk import FundingAndLiquidation
 
 
 class Venue(OrderMatching, FundingAndLiquidation, AccountOperations):

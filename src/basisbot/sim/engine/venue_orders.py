@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import secrets
 
-from basisbot.sim import errors
-from basisbot.sim.book import check_price, check_qty, floor_to_step, parse_decimal
-from basisbot.sim.errors import BinanceError
-from basisbot.sim.orders import (
+from basisbot.sim.engine import errors
+from basisbot.sim.engine.book import check_price, check_qty, floor_to_step, parse_decimal
+from basisbot.sim.engine.errors import BinanceError
+from basisbot.sim.engine.orders import (
     Order,
     Trade,
     execution_report,

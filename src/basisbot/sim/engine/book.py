@@ -15,8 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
-from basisbot.sim import errors
-from basisbot.sim.prices import quote
+from basisbot.sim.engine import errors
+from basisbot.sim.engine.prices import quote
 from basisbot.venues.binance.reference import MarketSpec
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 import time
 
-from basisbot.sim import errors
+from basisbot.sim.engine import errors
 
 
 class ListenKeys:

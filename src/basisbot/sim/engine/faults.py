@@ -66,7 +66,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
-from basisbot.sim.errors import BinanceError, margin_insufficient, spot_insufficient
+from basisbot.sim.engine.errors import BinanceError, margin_insufficient, spot_insufficient
 
 FAIL_STATUSES = (418, 429, 500, 502, 503, 504)
 _GATEWAY_TEXT = {
