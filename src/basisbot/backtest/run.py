@@ -162,9 +162,11 @@ def prepare(settings: Settings, *, config_path: Path | None = None, data_dir: Pa
         raise BacktestInputError("no enabled symbol to backtest")
     brackets, specs = venue_facts(settings, config_path, enabled)
 
+    # the data must be the venue's own (its column suffix); a contract venue's swap volumes convert to base units
     venue = settings.venue
     datas = {s: market_data.load_symbol(data_path, s, start=start_ts, end=end_ts, allow_perp_gaps=True,
-                                        exchange=venue.name, contract_value=specs[s].contract_value) for s in enabled}
+                                        exchange=venue.data_suffix, contract_value=specs[s].contract_value)
+             for s in enabled}
     first = min(d.bars.index[0] for d in datas.values())
     last = max(d.bars.index[-1] for d in datas.values()) + pd.Timedelta(hours=1)
     fees, profile = settings.fees, settings.venue
