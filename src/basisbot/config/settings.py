@@ -525,7 +525,7 @@ def resolve_input_file(path: Path | None, config_path: Path | None) -> Path | No
     raise FileNotFoundError(f"file not found (tried {', '.join(str(p) for p in tried)})")
 
 
-BACKTEST_FILE_FLAGS = {"brackets": "--brackets", "exchange_info": "--exchange-info"}
+BACKTEST_FILE_FLAGS = {"brackets": "--brackets", "exchange_info": "--exchange-info/--markets"}
 
 
 def venue_reference(settings: Settings, file_label: str, config_path: Path | None = None,
