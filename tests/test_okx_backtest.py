@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from basisbot.backtest.results import write_results
-from basisbot.backtest.run import data_folder, prepare, run_prepared
+from basisbot.backtest.run import BacktestInputError, data_folder, prepare, run_prepared
 from basisbot.config.settings import ConfigError, load_settings
 from basisbot.core import margin
 from basisbot.core.carry import FundingPredictor, funding_payment
@@ -43,8 +43,21 @@ def okx_settings(tmp_path: Path, symbols, start: str, end: str, *, leverage: int
     return load_settings(cfg), cfg
 
 
-def bundled_tier_symbols() -> tuple[str, ...]:
-    return tuple(s for s in SYMBOLS if s in OKX.bundled_tiers())
+def published_tiers_file(tmp_path: Path) -> tuple[Path, tuple[str, ...]]:
+    """OKX's published tables (`tiers.PUBLISHED`: SOL's in force from 2022-11-08, ETH's and AVAX's from 2021, before
+    the data window) written as OKX's position-tiers answer (sizes in contracts), the operator's `--brackets` file of
+    a backtest that assumes them; BTCUSDT has no published table bundled, so it cannot run without the operator's."""
+    rows = []
+    for symbol, tables in tiers.PUBLISHED.items():
+        ct = contracts.BUNDLED[symbol].ct_val
+        fam = contracts.spot_id(symbol)
+        for t in tables[-1].tiers:
+            rows.append({"instFamily": fam, "uly": fam, "tier": str(t.tier), "minSz": str(t.min_qty / ct),
+                         "maxSz": str(t.max_qty / ct), "mmr": str(t.mmr), "imr": str(t.imr),
+                         "maxLever": str(t.max_leverage)})
+    path = tmp_path / "okx_position_tiers.json"
+    path.write_text(json.dumps({"code": "0", "msg": "", "data": rows}))
+    return path, tuple(s for s in SYMBOLS if s in tiers.PUBLISHED)
 
 
 def check_always_in(result, summary: dict, symbols) -> None:
@@ -136,9 +149,9 @@ def test_core_predictor_with_lag_two_is_okx_predictor():
 
 
 def test_always_in_2x_on_okx(tmp_path):
-    symbols = bundled_tier_symbols()
-    assert "SOLUSDT" in symbols
-    settings, cfg = okx_settings(tmp_path, symbols, "2022-03-01", "2022-05-01")
+    tier_file, symbols = published_tiers_file(tmp_path)
+    assert symbols == ("ETHUSDT", "SOLUSDT", "AVAXUSDT")
+    settings, cfg = okx_settings(tmp_path, symbols, "2022-03-01", "2022-05-01", extra=f'brackets = "{tier_file}"\n')
     result = run_prepared(prepare(settings, config_path=cfg))
     summary = write_results(result, tmp_path / "out")
     check_always_in(result, summary, symbols)
@@ -151,9 +164,9 @@ def test_always_in_2x_on_okx(tmp_path):
 
 @pytest.mark.slow
 def test_always_in_2x_on_okx_whole_data(tmp_path):
-    """The four OKX symbols over the 22 bundled months."""
-    symbols = bundled_tier_symbols()
-    settings, cfg = okx_settings(tmp_path, symbols, "2022-03-01", "2024-01-01")
+    """The OKX symbols with published tiers over the 22 bundled months."""
+    tier_file, symbols = published_tiers_file(tmp_path)
+    settings, cfg = okx_settings(tmp_path, symbols, "2022-03-01", "2024-01-01", extra=f'brackets = "{tier_file}"\n')
     result = run_prepared(prepare(settings, config_path=cfg))
     check_always_in(result, write_results(result, tmp_path / "out"), symbols)
 
@@ -268,3 +281,10 @@ def test_default_data_folder_follows_the_venue(tmp_path):
     assert data_folder(settings) == Path("backtests/data/okx")
     settings, _ = okx_settings(tmp_path, ["SOLUSDT"], "2022-03-01", "2022-04-01")
     assert data_folder(settings) == OKX_DATA
+
+
+def test_symbol_without_bundled_tiers_asks_for_a_tier_file(tmp_path):
+    settings, cfg = okx_settings(tmp_path, ["BTCUSDT"], "2022-03-01", "2022-04-01")
+    with pytest.raises(BacktestInputError) as e:
+        prepare(settings, config_path=cfg)
+    assert "BTCUSDT" in str(e.value) and "no OKX position tiers" in str(e.value) and "--brackets" in str(e.value)

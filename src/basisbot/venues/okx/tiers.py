@@ -167,11 +167,14 @@ class TierTable:
 
 def table_rows(table: TierTable) -> list[dict]:
     """A table as plain rows (sizes in base units, decimal strings) for a strategy config; `table_from_rows` reverses
-    it. The last row may carry `stepQty` / `stepMmr` (OKX's rule beyond the last listed tier)."""
+    it. The last row may carry `stepQty` / `stepMmr` (OKX's rule beyond the last listed tier), the first the table's
+    `effective` date and `source`."""
     rows = [{"tier": t.tier, "minQty": str(t.min_qty), "maxQty": str(t.max_qty), "mmr": str(t.mmr), "imr": str(t.imr),
              "maxLever": str(t.max_leverage)} for t in table.tiers]
     if table.step_qty is not None:
         rows[-1] = {**rows[-1], "stepQty": str(table.step_qty), "stepMmr": str(table.step_mmr)}
+    if table.effective is not None or table.source is not None:  # a published table's date and citation
+        rows[0] = {**rows[0], "effective": table.effective, "source": table.source}
     return rows
 
 
@@ -186,7 +189,7 @@ def table_from_rows(symbol: str, rows: list[dict], source: str = "strategy confi
     last = rows[-1]
     step_qty = Decimal(last["stepQty"]) if "stepQty" in last else None
     step_mmr = Decimal(last["stepMmr"]) if "stepMmr" in last else None
-    return TierTable(symbol, tiers, step_qty, step_mmr)
+    return TierTable(symbol, tiers, step_qty, step_mmr, rows[0].get("effective"), rows[0].get("source"))
 
 
 def _table(symbol: str, rows: list[tuple[int, int, str, str, str]], step: tuple[int, str] | None, effective: str,
