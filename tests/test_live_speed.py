@@ -1,4 +1,4 @@
-"""Rehearsal at speed (issue 10): the live node against `basisbot sim` replaying at 60x learns the speed from the venue
+"""Rehearsal at speed: the live node against `basisbot sim` replaying at 60x learns the speed from the venue
 (GET /sim/clock), so decision, blackout and booking fall where they would at 1x in venue time, and every settlement
 is booked with its prediction: one funding row per settlement carrying the prediction, the booking and the
 exchange's settled payment; no prediction-only rows, no storm of "venue clock jumped" re-anchorings.

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from basisbot.backtest.results import write_results
-from basisbot.backtest.run import BacktestInputError, data_folder, prepare, run_prepared
+from basisbot.backtest.run import BacktestInputError, prepare, resolve_data_dir, run_prepared
 from basisbot.config.settings import ConfigError, load_settings
 from basisbot.core import margin
 from basisbot.core.carry import FundingPredictor, funding_payment
@@ -277,10 +277,12 @@ def test_okx_tier_answer_and_markets_file_are_read(tmp_path):
 
 
 def test_default_data_folder_follows_the_venue(tmp_path):
-    settings, _ = okx_settings(tmp_path, ["SOLUSDT"], "2022-03-01", "2022-04-01", data=None)
-    assert data_folder(settings) == Path("backtests/data/okx")
-    settings, _ = okx_settings(tmp_path, ["SOLUSDT"], "2022-03-01", "2022-04-01")
-    assert data_folder(settings) == OKX_DATA
+    """A config without backtest.data reads its venue's bundled data."""
+    settings, cfg = okx_settings(tmp_path, ["SOLUSDT"], "2022-03-01", "2022-03-05", data=None)
+    assert resolve_data_dir(None, cfg, "okx").resolve() == OKX_DATA.resolve()
+    p = prepare(settings, config_path=cfg)
+    assert p.data_path.resolve() == OKX_DATA.resolve()
+    assert market_data.data_venue(p.data_path) == "okx"
 
 
 def test_symbol_without_bundled_tiers_asks_for_a_tier_file(tmp_path):

@@ -26,6 +26,7 @@ from basisbot.backtest.feed import SymbolFeed, bar_type, build_feed
 from basisbot.backtest.recorder import BacktestRecorder, RecorderConfig
 from basisbot.config.settings import ConfigError, Settings, SymbolSettings, venue_reference
 from basisbot.data import market_data
+from basisbot.data.bundled_files import BundledDataMissing, bundled_market_dir
 from basisbot.nautilus.instruments import make_perp, make_spot, perp_venue, spot_venue
 from basisbot.nautilus.message_bus import in_process_message_bus
 from basisbot.nautilus.perp_venue import PerpLedger, PerpMarginModule, PerpSymbol, SpotCollateralModule
@@ -75,20 +76,14 @@ class BacktestResult:
     data_notes: list[str] = field(default_factory=list)
 
 
-BUNDLED_DATA_ROOT = Path("backtests/data")  # the bundled data of each venue: backtests/data/<exchange>
-
-
-def data_folder(settings: Settings) -> Path:
-    """The run's data folder: `backtest.data` as configured; left at its default, the bundled data of the config's
-    venue (backtests/data/<exchange name>), so a config that only names another exchange reads that venue's data."""
-    bt = settings.backtest
-    if "data" in bt.model_fields_set:
-        return bt.data
-    return BUNDLED_DATA_ROOT / settings.venue.name
-
-
-def resolve_data_dir(path: Path, config_path: Path | None) -> Path:
-    """Relative paths: the current directory first, then the config file's folder."""
+def resolve_data_dir(path: Path | None, config_path: Path | None, exchange: str = "binance") -> Path:
+    """None: the bundled market data of `exchange` (package data), so a config that only names another venue reads
+    that venue's data. Relative paths: the current directory first, then the config file's folder."""
+    if path is None:
+        try:
+            return bundled_market_dir(exchange)
+        except BundledDataMissing as e:
+            raise BacktestInputError(str(e)) from None
     tried = [path]
     if not path.is_absolute() and config_path is not None:
         tried.append(config_path.parent / path)
@@ -147,7 +142,7 @@ def venue_facts(settings: Settings, config_path: Path | None, enabled) -> tuple[
 def prepare(settings: Settings, *, config_path: Path | None = None, data_dir: Path | None = None, start=None,
             end=None, symbols: list[str] | None = None) -> Prepared:
     bt = settings.backtest
-    data_path = resolve_data_dir(Path(data_dir) if data_dir else data_folder(settings), config_path)
+    data_path = resolve_data_dir(Path(data_dir) if data_dir else bt.data, config_path, settings.venue.name)
     start_ts = _parse_day(start, "--start") or _parse_day(bt.start, "backtest.start")
     end_ts = _parse_day(end, "--end") or _parse_day(bt.end, "backtest.end")
     if start_ts is not None and end_ts is not None and end_ts <= start_ts:
@@ -285,9 +280,8 @@ def run_prepared(p: Prepared, *, progress: bool = False) -> BacktestResult:
         run_seconds = time.perf_counter() - t0
     finally:
         gc.unfreeze()
-    if progress:
-        sys.stderr.write("\n")
     last_ts = recorder.equity_rows[-1][0] if recorder.equity_rows else 0
+    recorder.close_progress(complete=last_ts >= p.last.value)
     if last_ts < p.last.value:
         engine.dispose()
         raise RuntimeError(f"the backtest engine stopped early at {pd.Timestamp(last_ts, tz='UTC')} "

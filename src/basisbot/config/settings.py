@@ -266,7 +266,8 @@ class PortfolioSettings(_Model):
 
 
 class BacktestSettings(_Model):
-    data: Path = Field(Path("backtests/data/binance"), description="bundled layout or an exchange's public-dump layout")
+    data: Path | None = Field(None, description="market data folder, bundled layout or an exchange's public-dump "
+                              "layout (unset: the bundled data of the exchange)")
     brackets: Path | None = Field(None, description="leverage brackets snapshot (Binance leverageBracket or ccxt "
                                                     "fetch_leverage_tiers JSON); wins over the bundled ones")
     exchange_info: Path | None = Field(None, description="Binance GET /fapi/v1/exchangeInfo JSON: market rules of "

@@ -57,6 +57,22 @@ def use_local_venue(exchange, base_url: str, *, restore_errors: bool = False):
     return exchange
 
 
+OKX_CLIENT_OPTIONS = {"fetchMarkets": {"types": ["spot", "swap"]}}
+
+
+def use_local_okx_venue(exchange, base_url: str):
+    """Point a stock ccxt / ccxt.pro ``okx`` client at a local venue speaking OKX's v5 API (``basisbot sim --exchange
+    okx``): its REST host (``https://{hostname}``) and websocket host (``wss://ws.okx.com:443/ws/v5``) become
+    ``base_url``'s, paths kept. Only spot and swap markets are loaded (the venue lists no futures or options), and
+    the client must not be in sandbox mode (that adds a header and a query the venue does not expect). OKX's error
+    table in ccxt does not depend on the host: the client raises what it raises against OKX."""
+    use_local_venue(exchange, base_url)
+    if exchange.options.get("sandboxMode"):
+        raise ValueError("the okx client is in sandbox mode; the local venue answers the production API only")
+    exchange.options["fetchMarkets"] = dict(OKX_CLIENT_OPTIONS["fetchMarkets"])
+    return exchange
+
+
 def non_local_urls(exchange, base_url: str) -> list[str]:
     """URLs in ``exchange.urls['api']`` that do not point at ``base_url``'s host and port (should be empty)."""
     parts = urlsplit(base_url)

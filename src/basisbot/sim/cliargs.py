@@ -8,6 +8,9 @@ import argparse
 def add_sim_arguments(p: argparse.ArgumentParser) -> None:
     """Optional flags beyond the ones cli.py already declares (--port --data --speed --start --api-key
     --api-secret)."""
+    p.add_argument("--exchange", choices=("binance", "okx"), default="binance",
+                   help="the exchange API the venue speaks (default binance); okx replays OKX data (backtests/data/okx)")
+    p.add_argument("--api-passphrase", help="okx: the passphrase accepted with the API key (default: generated)")
     p.add_argument("--symbols", help="comma-separated subset, e.g. BTCUSDT,ETHUSDT (default: all with data)")
     p.add_argument("--paused", action="store_true", help="start with the replay clock paused")
     p.add_argument("--exchange-info", help="Binance GET /fapi/v1/exchangeInfo JSON: market rules of symbols the "

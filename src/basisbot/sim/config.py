@@ -11,13 +11,17 @@ class SimConfig:
     data_dir: Path
     api_key: str
     api_secret: str
+    exchange: str = "binance"          # the API the venue speaks: "binance" or "okx" (one engine either way)
+    api_passphrase: str | None = None  # okx: the passphrase OKX signs private requests with
     port: int = 0                      # 0: pick a free port (read SimServer.port after start)
     host: str = "127.0.0.1"
     speed: float = 60.0                # replay seconds per wall second
     start: str | None = None           # replay start (UTC date/datetime); None: first bar of the data
     symbols: list[str] | None = None   # None: every symbol with data
-    exchange_info: Path | None = None  # operator's GET /fapi/v1/exchangeInfo JSON (wins over the bundled capture)
-    brackets: Path | None = None       # operator's leverage brackets JSON (wins over the bundled snapshots)
+    exchange_info: Path | None = None  # operator's GET /fapi/v1/exchangeInfo JSON (wins over the bundled capture);
+                                       # okx: OKX's GET /api/v5/public/instruments?instType=SWAP answer
+    brackets: Path | None = None       # operator's leverage brackets JSON (wins over the bundled snapshots);
+                                       # okx: OKX's position-tiers answer
     paused: bool = False               # start with the replay clock paused
     tick_s: float = 0.05               # wall seconds between engine steps / market stream pushes
 

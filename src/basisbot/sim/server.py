@@ -38,6 +38,7 @@ from pathlib import Path
 import pandas as pd
 from aiohttp import web
 
+from basisbot.data.bundled_files import bundled_market_dir
 from basisbot.data.market_data import DataError, available_symbols
 from basisbot.sim.auth import Auth
 from basisbot.sim.cliargs import add_sim_arguments
@@ -50,7 +51,7 @@ from basisbot.sim.markets import build_market
 from basisbot.sim.prices import load_paths
 from basisbot.sim.rest_futures import futures_routes
 from basisbot.sim.rest_spot import spot_routes
-from basisbot.sim.routing import API_KEY, SIGNED, Routes, json_response, make_ctx
+from basisbot.sim.routing import API_KEY, SIGNED, Route, Routes, json_response, make_ctx
 from basisbot.sim.venue import Venue
 from basisbot.sim.ws import Hub
 
@@ -82,8 +83,6 @@ class SimServer:
         missing = [s for s in symbols if s not in have]
         if missing:
             raise DataError(f"{data_dir}: no data for {', '.join(missing)}; available: {', '.join(have)}")
-        self.markets = {s: build_market(s, exchange_info=cfg.exchange_info, brackets=cfg.brackets)
-                        for s in symbols}
         self.paths = {s: load_paths(data_dir, s) for s in symbols}
         first = max(p.first_open for p in self.paths.values())
         last = min(p.end_ms for p in self.paths.values())
@@ -91,10 +90,26 @@ class SimServer:
         if not first <= start < last:
             raise ValueError(f"start {pd.Timestamp(start, unit='ms', tz='UTC')} outside the data "
                              f"[{pd.Timestamp(first, unit='ms', tz='UTC')}, {pd.Timestamp(last, unit='ms', tz='UTC')}]")
+        self.okx = None
+        if cfg.exchange == "okx":
+            from basisbot.sim.okx.api import build_markets
+
+            self.markets, okx_insts = build_markets(symbols, self.paths, start, cfg.exchange_info, cfg.brackets,
+                                                        data_dir)
+        else:
+            self.markets = {s: build_market(s, exchange_info=cfg.exchange_info, brackets=cfg.brackets)
+                            for s in symbols}
         self.clock = ReplayClock(start, last, cfg.speed, paused=cfg.paused)
         self.faults = FaultState()
         self.venue = Venue(cfg, self.markets, self.paths, self.clock, self.faults)
         faults = self.faults
+        if cfg.exchange == "okx":  # OKX's API layer on the same engine
+            from basisbot.sim.okx.api import OkxApi
+
+            self.okx = OkxApi(cfg, self.venue, okx_insts, faults)
+            self.hub = self.okx.hub
+            self.listen_keys = ListenKeys(cfg.listen_key_ttl_s)
+            return
         self.auth = Auth(cfg.api_key, cfg.api_secret, cfg.recv_window_default_ms,
                          wall_ms=lambda: int(time.time() * 1000) + faults.clock_skew_ms())
         self.listen_keys = ListenKeys(cfg.listen_key_ttl_s)
@@ -164,6 +179,8 @@ class SimServer:
             if request.transport is not None:
                 request.transport.close()
             return web.Response(status=503, text="venue restarting")
+        if self.okx is not None:
+            return await self.okx.dispatch(request)
         if Hub.is_ws_path(path) and request.headers.get("Upgrade", "").lower() == "websocket":
             return await self.hub.handle(request)
         if faults.delay_ms:
@@ -178,6 +195,10 @@ class SimServer:
                 return json_response({"code": -1000, "msg": f"Method {request.method} not allowed"}, 405)
             return web.Response(status=404, text="<html><body><h1>404 Not Found</h1></body></html>",
                                 content_type="text/html")
+        return await self._serve_route(request, route)
+
+    async def _serve_route(self, request: web.Request, route: Route) -> web.StreamResponse:
+        """Authenticate, run the endpoint, apply an order-timeout fault; Binance's JSON error on failure."""
         headers = self._weight_headers()
         try:
             ctx = await make_ctx(request)
@@ -196,7 +217,7 @@ class SimServer:
         except BinanceError as e:
             return json_response(e.body(), e.status, {**headers, **e.headers})
         except Exception:
-            log.exception("%s %s failed", request.method, path)
+            log.exception("%s %s failed", request.method, request.path)
             return json_response({"code": -1000, "msg": "An unknown error occured while processing the request."},
                                  500, headers)
         return json_response(data, 200, headers)
@@ -313,10 +334,15 @@ def config_from_args(args: argparse.Namespace) -> tuple[SimConfig, dict]:
     api_key = g("api_key") or secrets.token_hex(32)
     api_secret = g("api_secret") or secrets.token_hex(32)
     symbols = g("symbols")
+    exchange = g("exchange", "binance") or "binance"
+    if exchange not in ("binance", "okx"):
+        raise ValueError(f"--exchange {exchange!r}: expected binance or okx")
     cfg = SimConfig(
-        data_dir=Path(g("data")),
+        data_dir=Path(g("data")) if g("data") else bundled_market_dir(),
         api_key=api_key,
         api_secret=api_secret,
+        exchange=exchange,
+        api_passphrase=(g("api_passphrase") or secrets.token_urlsafe(12)) if exchange == "okx" else None,
         port=int(g("port", 0) or 0),
         speed=float(g("speed", 60.0) or 60.0),
         start=g("start"),
@@ -381,7 +407,10 @@ def main(args: argparse.Namespace) -> int:
                   flush=True)
             if not getattr(args, "api_key", None):
                 print(f"  api key:    {cfg.api_key}\n  api secret: {cfg.api_secret}", flush=True)
-            print("  point ccxt at it with basisbot.exchange.ccxt_setup.use_local_venue(exchange, url); Ctrl-C stops",
+            if cfg.exchange == "okx" and not getattr(args, "api_passphrase", None):
+                print(f"  passphrase: {cfg.api_passphrase}", flush=True)
+            setup = "use_local_okx_venue" if cfg.exchange == "okx" else "use_local_venue"
+            print(f"  point ccxt at it with basisbot.exchange.ccxt_setup.{setup}(exchange, url); Ctrl-C stops",
                   flush=True)
             await stop.wait()
         finally:

@@ -216,11 +216,8 @@ VENUE_KEY = "exchange.name"
 
 
 def _follow_venue(base: Settings, data: dict, point: Mapping[str, Any]) -> None:
-    """What follows the venue when a point changes `exchange.name`: a data folder the config left at its default
-    (the bundled data of each venue, `basisbot.backtest.run.data_folder`) and fee rates left at the base venue's
-    regular-user defaults (the new venue's defaults apply)."""
-    if "data" not in base.backtest.model_fields_set and "backtest.data" not in point:
-        data["backtest"].pop("data", None)  # unset: the run reads backtests/data/<exchange>
+    """Fee rates left at the base venue's regular-user defaults follow a point's `exchange.name` (the new venue's
+    defaults apply); an unset `backtest.data` reads each venue's bundled data by itself."""
     name = data.get("exchange", {}).get("name")
     if VENUE_KEY not in point or name == base.exchange.name:
         return
