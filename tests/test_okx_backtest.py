@@ -238,7 +238,7 @@ def test_okx_data_with_binance_name_and_the_reverse(tmp_path):
 
 
 def test_tier_file_of_the_wrong_venue(tmp_path):
-    binance_brackets = BINANCE_DATA / "leverage_brackets.json"
+    binance_brackets = REPO / "src" / "basisbot" / "venues" / "binance" / "reference_data" / "leverage_brackets.json"
     with pytest.raises(ConfigError) as e:
         okx_settings(tmp_path, ["SOLUSDT"], "2022-03-01", "2022-04-01", extra=f'brackets = "{binance_brackets}"\n')
     assert "Binance" in str(e.value) and "OKX position tiers" in str(e.value) and "position-tiers" in str(e.value)
