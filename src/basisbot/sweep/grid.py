@@ -194,6 +194,7 @@ def apply_point(base: Settings, point: Mapping[str, Any], label: str) -> Setting
                 paths[path] = key
         except ValueError as e:
             raise PointErrors([f"{label}: {e}"], True, True) from None
+    _follow_venue(base, data, point)
     try:
         settings = Settings.model_validate(data)  # no sources: the loaded settings already hold file, .env and env
     except ValidationError as e:
@@ -211,6 +212,21 @@ def apply_point(base: Settings, point: Mapping[str, Any], label: str) -> Setting
     if problems:
         raise PointErrors(problems, False)
     return settings
+
+
+VENUE_KEY = "exchange.name"
+
+
+def _follow_venue(base: Settings, data: dict, point: Mapping[str, Any]) -> None:
+    """Fee rates left at the base venue's regular-user defaults follow a point's `exchange.name` (the new venue's
+    defaults apply); an unset `backtest.data` reads each venue's bundled data by itself."""
+    name = data.get("exchange", {}).get("name")
+    if VENUE_KEY not in point or name == base.exchange.name:
+        return
+    base_fees = base.venue.fees
+    for k in ("spot_maker", "spot_taker", "perp_maker", "perp_taker"):
+        if f"fees.{k}" not in point and data["fees"].get(k) == getattr(base_fees, k):
+            data["fees"].pop(k)
 
 
 def _show(value: Any) -> str:
