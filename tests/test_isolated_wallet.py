@@ -12,7 +12,7 @@ from nautilus_trader.model.identifiers import InstrumentId
 
 from basisbot.core import isolated
 from basisbot.core.margin import initial_margin
-from basisbot.nautilus.perp_venue import PerpMarginModule, PerpSymbol, _PositionBook
+from basisbot.nautilus.perp_simulation import PerpMarginModule, PerpSymbol, _PositionBook
 from basisbot.sim.engine.accounts import FuturesAccount
 from basisbot.sim.engine.markets import build_market
 from basisbot.sim.engine.prices import load_paths

@@ -11,7 +11,7 @@ import ccxt.pro as ccxtpro
 import pytest
 
 from basisbot.config.schema import AlertSettings
-from basisbot.live.exec_margin import (
+from basisbot.live.exec.margin import (
     ADL_TOP,
     adl_rank_reason,
     venue_close_client_id,

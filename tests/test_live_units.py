@@ -11,8 +11,8 @@ from pydantic import SecretStr
 
 from basisbot.config.loading import load_settings
 from basisbot.core.units import MS, NS
-from basisbot.live.exec_client import CcxtExecutionClient
-from basisbot.live.exec_orders import is_duplicate_order
+from basisbot.live.exec.client import CcxtExecutionClient
+from basisbot.live.exec.orders import is_duplicate_order
 from basisbot.live.instruments import (
     InstrumentError,
     find_market,
@@ -21,7 +21,7 @@ from basisbot.live.instruments import (
     spot_from_market,
 )
 from basisbot.live.node import credentials_problem
-from basisbot.live.venue import VenueTime
+from basisbot.live.session import VenueTime
 from basisbot.venues.binance import reference
 from tests.helpers.live_node import write_config
 

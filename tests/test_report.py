@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from basisbot.backtest.report import write_report
-from basisbot.backtest.report_charts import MAX_POINTS, downsample
-from basisbot.backtest.report_format import fmt_num
+from basisbot.backtest.report.charts import MAX_POINTS, downsample
+from basisbot.backtest.report.format import fmt_num
+from basisbot.backtest.report.html import write_report
 from basisbot.cli import main
 from tests.invariants import assert_backtest_invariants
 
@@ -222,7 +222,7 @@ def test_downsample_bounds_points_and_keeps_spikes():
 
 
 def test_long_tables_are_capped_with_a_note(flat_run, tmp_path):
-    from basisbot.backtest.report_sections import MAX_DECISION_ROWS, MAX_TRADE_ROWS
+    from basisbot.backtest.report.sections import MAX_DECISION_ROWS, MAX_TRADE_ROWS
 
     copy = tmp_path / "copy"
     shutil.copytree(flat_run, copy)

@@ -16,11 +16,11 @@ from basisbot.sim.config import SimConfig
 from basisbot.sim.engine import errors
 from basisbot.sim.engine.book import make_quote, resting_fills
 from basisbot.sim.engine.clock import ReplayClock
+from basisbot.sim.engine.core import Venue
 from basisbot.sim.engine.errors import BinanceError
 from basisbot.sim.engine.faults import FaultState
 from basisbot.sim.engine.markets import build_market
 from basisbot.sim.engine.prices import load_paths
-from basisbot.sim.engine.venue import Venue
 from basisbot.venues.binance import reference
 from tests.helpers.sim_venue import DATA, KEY, SECRET
 

@@ -31,7 +31,7 @@ from basisbot.data import market_data
 from basisbot.data.bundled_files import BundledDataMissing, bundled_market_dir
 from basisbot.nautilus.instruments import make_perp, make_spot, perp_venue, spot_venue
 from basisbot.nautilus.message_bus import in_process_message_bus
-from basisbot.nautilus.perp_venue import PerpLedger, PerpMarginModule, PerpSymbol, SpotCollateralModule
+from basisbot.nautilus.perp_simulation import PerpLedger, PerpMarginModule, PerpSymbol, SpotCollateralModule
 from basisbot.nautilus.portfolio_actor import PortfolioBudgetActor, PortfolioBudgetConfig
 from basisbot.strategies.basis_carry import BasisCarryStrategy
 from basisbot.strategies.strategy_config import strategy_config
@@ -327,7 +327,7 @@ def collect_fills(engine: BacktestEngine, spot_insts: dict, perp_insts: dict) ->
 
 
 def run_backtest_cli(args) -> int:
-    from basisbot.backtest.report import write_report
+    from basisbot.backtest.report.html import write_report
     from basisbot.backtest.results import print_summary, write_results
     from basisbot.config.loading import load_settings
 

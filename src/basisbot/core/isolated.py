@@ -1,5 +1,5 @@
 """The isolated margin wallet of one perp position, one set of rules for the backtest's perp venue
-(`basisbot.nautilus.perp_venue`) and the local venue's futures account (`basisbot.sim.engine.accounts`). Pure.
+(`basisbot.nautilus.perp_simulation`) and the local venue's futures account (`basisbot.sim.engine.accounts`). Pure.
 
 Rules (Binance USDⓈ-M isolated margin):
 - opening a position moves its initial margin (notional at entry / leverage) from the account's cross wallet into

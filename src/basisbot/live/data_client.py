@@ -53,7 +53,7 @@ from nautilus_trader.model.objects import Price, Quantity
 
 from basisbot.config.schema import LiveSettings
 from basisbot.live.instruments import StaticInstrumentProvider
-from basisbot.live.venue import VenueSession
+from basisbot.live.session import VenueSession
 
 DEFAULT_INTERVAL_MIN = 480
 LIVE = LiveSettings()  # the [live] defaults

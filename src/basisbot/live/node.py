@@ -58,7 +58,7 @@ from basisbot.config.loading import ConfigError, load_settings
 from basisbot.config.schema import Settings
 from basisbot.core.schedule import Windows
 from basisbot.live.data_client import CcxtMarketDataClient, DataOptions
-from basisbot.live.exec_client import CcxtExecutionClient, ExecOptions
+from basisbot.live.exec.client import CcxtExecutionClient, ExecOptions
 from basisbot.live.instruments import (
     PERP_VENUE,
     SPOT_VENUE,
@@ -67,7 +67,7 @@ from basisbot.live.instruments import (
     perp_from_market,
     spot_from_market,
 )
-from basisbot.live.venue import (
+from basisbot.live.session import (
     CredentialsNeeded,
     MissingTiers,
     SessionOptions,

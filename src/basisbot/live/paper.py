@@ -34,9 +34,9 @@ from nautilus_trader.model.objects import Money
 
 from basisbot.core.carry import funding_payment
 from basisbot.core.units import NS
-from basisbot.live.venue import VenueSession
+from basisbot.live.session import VenueSession
 from basisbot.nautilus.messages import FUNDING_SETTLED_TOPIC, FundingSettled
-from basisbot.nautilus.perp_venue import (
+from basisbot.nautilus.perp_simulation import (
     USDT,
     FundingRow,
     PerpLedger,

@@ -50,11 +50,11 @@ from basisbot.sim.binance.ws import Hub
 from basisbot.sim.cliargs import add_sim_arguments
 from basisbot.sim.config import SimConfig
 from basisbot.sim.engine.clock import ReplayClock
+from basisbot.sim.engine.core import Venue
 from basisbot.sim.engine.errors import BinanceError
 from basisbot.sim.engine.faults import FaultState, failure_response_parts
 from basisbot.sim.engine.markets import build_market
 from basisbot.sim.engine.prices import load_paths
-from basisbot.sim.engine.venue import Venue
 
 log = logging.getLogger("basisbot.sim")
 

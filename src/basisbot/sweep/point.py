@@ -82,7 +82,7 @@ def run_point(task: PointTask, loaded: dict[LoadKey, object]) -> dict:
     """Run one backtest. Never raises: a failure comes back as {"status": "failed", "error": ...}."""
     t0 = time.perf_counter()
     try:
-        from basisbot.backtest.report import write_report
+        from basisbot.backtest.report.html import write_report
         from basisbot.backtest.results import write_results
         from basisbot.backtest.run import prepare, run_prepared
 

@@ -9,8 +9,8 @@ if TYPE_CHECKING:
     from basisbot.sim.binance.auth import Auth
     from basisbot.sim.binance.listen_keys import ListenKeys
     from basisbot.sim.config import SimConfig
+    from basisbot.sim.engine.core import Venue
     from basisbot.sim.engine.faults import FaultState
-    from basisbot.sim.engine.venue import Venue
 
 
 class StreamHost(Protocol):

@@ -22,12 +22,12 @@ from basisbot.sim.binance.routing import (
 )
 from basisbot.sim.engine import errors, marketdata
 from basisbot.sim.engine.markets import bracket_entry, f8
+from basisbot.sim.engine.order_matching import FUT
 from basisbot.sim.engine.orders import futures_order_json, futures_trade_json
-from basisbot.sim.engine.venue_orders import FUT
 
 if TYPE_CHECKING:
     from basisbot.sim.binance.host import VenueHost
-    from basisbot.sim.engine.venue import Venue
+    from basisbot.sim.engine.core import Venue
 
 
 def _syms(v: Venue, ctx: Ctx) -> tuple[list[str], bool]:

@@ -20,8 +20,8 @@ from basisbot.sim.binance.routing import (
 )
 from basisbot.sim.engine import errors, marketdata
 from basisbot.sim.engine.markets import f8
+from basisbot.sim.engine.order_matching import SPOT
 from basisbot.sim.engine.orders import spot_cancel_json, spot_order_json, spot_order_result, spot_trade_json
-from basisbot.sim.engine.venue_orders import SPOT
 
 if TYPE_CHECKING:
     from basisbot.sim.binance.host import VenueHost

@@ -44,7 +44,7 @@ Per-symbol, per-side and order-timeout faults (what the fault matrix in benchmar
                                                        websocket upgrades refused for duration_s (the accounts,
                                                        orders and positions survive, as on the exchange)
 
-What the venue does on its own (see venue_risk.py for the events it pushes):
+What the venue does on its own (see funding_liquidation.py for the events it pushes):
 
     {"adl": {"symbol": "BTCUSDT", "fraction": 0.5, "price": "mark", "via": "adl"}}
                                                        now, the venue closes that fraction (0..1], rounded down to

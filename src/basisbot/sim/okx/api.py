@@ -23,7 +23,7 @@ from aiohttp import web
 
 from basisbot.data.market_data import DataError, data_venue
 from basisbot.sim.engine.faults import FaultState, failure_response_parts
-from basisbot.sim.engine.venue_orders import FUT, SPOT
+from basisbot.sim.engine.order_matching import FUT, SPOT
 from basisbot.sim.okx import errors, instruments
 from basisbot.sim.okx.auth import OkxAuth
 from basisbot.sim.okx.errors import OkxError

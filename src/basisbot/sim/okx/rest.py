@@ -22,8 +22,8 @@ from typing import Any
 from basisbot.core.units import HOUR_MS
 from basisbot.sim.engine.errors import BinanceError
 from basisbot.sim.engine.marketdata import window_stats, window_volume
+from basisbot.sim.engine.order_matching import FUT, SPOT
 from basisbot.sim.engine.orders import Order
-from basisbot.sim.engine.venue_orders import FUT, SPOT
 from basisbot.sim.okx import errors, views
 from basisbot.sim.okx.errors import OkxError
 from basisbot.sim.okx.instruments import OkxInstrument, dstr, instrument_row, tier_rows
@@ -62,7 +62,7 @@ Handler = Callable[[Req], Awaitable[list]]
 
 
 class OkxRest:
-    """OKX's REST API on the venue `v` (``basisbot.sim.engine.venue.Venue``) for the instruments `insts`."""
+    """OKX's REST API on the venue `v` (``basisbot.sim.engine.core.Venue``) for the instruments `insts`."""
 
     def __init__(self, venue, insts: dict[str, OkxInstrument]):
         self.v = venue

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from basisbot.sim.engine.order_matching import FUT
 from basisbot.sim.engine.orders import Order, Trade
-from basisbot.sim.engine.venue_orders import FUT
 from basisbot.sim.okx.instruments import OkxInstrument, dstr
 
 STATE = {"NEW": "live", "PARTIALLY_FILLED": "partially_filled", "FILLED": "filled", "CANCELED": "canceled",

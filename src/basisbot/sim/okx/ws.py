@@ -23,7 +23,7 @@ import secrets
 
 from aiohttp import WSMsgType, web
 
-from basisbot.sim.engine.venue_orders import FUT, SPOT
+from basisbot.sim.engine.order_matching import FUT, SPOT
 from basisbot.sim.okx import views
 from basisbot.sim.okx.errors import OkxError
 

@@ -8,7 +8,7 @@ from basisbot.sim.engine import errors
 from basisbot.sim.engine.book import parse_decimal
 from basisbot.sim.engine.errors import BinanceError
 from basisbot.sim.engine.markets import f8
-from basisbot.sim.engine.venue_orders import FUT, SPOT
+from basisbot.sim.engine.order_matching import FUT, SPOT
 
 
 class AccountOperations:

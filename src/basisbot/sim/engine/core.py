@@ -8,8 +8,8 @@ exactly, with the crossing time interpolated.
 User-stream events are handed to ``user_listeners`` (``fn(account, payload)`` with account "spot" or "futures")
 as they happen; public pushes that are not periodic (forceOrder) go to ``public_listeners`` (``fn(stream, payload)``).
 
-The venue's parts: `venue_orders` (order entry and matching), `venue_risk` (funding and liquidations),
-`venue_accounts` (account settings, transfers, state views).
+The venue's parts: `order_matching` (order entry and matching), `funding_liquidation` (funding and liquidations),
+`account_operations` (account settings, transfers, state views).
 """
 
 from __future__ import annotations
@@ -19,16 +19,16 @@ from collections.abc import Callable
 
 from basisbot.sim.config import SimConfig
 from basisbot.sim.engine import errors
+from basisbot.sim.engine.account_operations import AccountOperations
 from basisbot.sim.engine.accounts import FuturesAccount, SpotAccount
 from basisbot.sim.engine.book import Quote, crossing_time, make_quote, resting_fills
 from basisbot.sim.engine.clock import ReplayClock
 from basisbot.sim.engine.faults import FaultState
+from basisbot.sim.engine.funding_liquidation import FundingAndLiquidation
 from basisbot.sim.engine.markets import Market
+from basisbot.sim.engine.order_matching import FUT, SPOT, OrderMatching
 from basisbot.sim.engine.orders import Order, Trade
 from basisbot.sim.engine.prices import SymbolPaths
-from basisbot.sim.engine.venue_accounts import AccountOperations
-from basisbot.sim.engine.venue_orders import FUT, SPOT, OrderMatching
-from basisbot.sim.engine.venue_risk import FundingAndLiquidation
 
 
 class Venue(OrderMatching, FundingAndLiquidation, AccountOperations):

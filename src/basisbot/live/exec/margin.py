@@ -16,7 +16,7 @@ import ccxt
 from nautilus_trader.model.currencies import USDT
 
 from basisbot.core.margin import perp_shortfall, split_margin_request
-from basisbot.live.exec_account import PerpPosition
+from basisbot.live.exec.account import PerpPosition
 from basisbot.nautilus.messages import (
     JOURNAL_TOPIC,
     AdjustMarginRequest,

@@ -19,8 +19,8 @@ from __future__ import annotations
 from decimal import Decimal
 
 from basisbot.sim.engine.markets import Market, round_step_down
+from basisbot.sim.engine.order_matching import FUT
 from basisbot.sim.engine.orders import Order, Trade, order_trade_update
-from basisbot.sim.engine.venue_orders import FUT
 
 
 class FundingAndLiquidation:

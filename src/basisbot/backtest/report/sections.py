@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 
-from basisbot.backtest.report_charts import COLORS, Series, figure, svg_chart
-from basisbot.backtest.report_data import ReportData, cum_at, events_of, max_drawdown, symbol_stats
-from basisbot.backtest.report_format import (
+from basisbot.backtest.report.charts import COLORS, Series, figure, svg_chart
+from basisbot.backtest.report.data import ReportData, cum_at, events_of, max_drawdown, symbol_stats
+from basisbot.backtest.report.format import (
     esc,
     fmt_num,
     fmt_when,

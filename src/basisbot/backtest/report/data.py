@@ -9,8 +9,8 @@ from bisect import bisect_left
 from collections import defaultdict
 from pathlib import Path
 
-from basisbot.backtest.report_charts import EVENT_STYLE, Marker
-from basisbot.backtest.report_format import fmt_num, parse_ts, pct, read_csv_rows, side_label, to_float
+from basisbot.backtest.report.charts import EVENT_STYLE, Marker
+from basisbot.backtest.report.format import fmt_num, parse_ts, pct, read_csv_rows, side_label, to_float
 
 
 def read_json(folder: Path, name: str) -> dict | None:

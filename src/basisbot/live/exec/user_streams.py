@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from basisbot.live.exec_margin import VENUE_CLOSE_PREFIXES, venue_close_kind
+from basisbot.live.exec.margin import VENUE_CLOSE_PREFIXES, venue_close_kind
 
 
 class UserStreams:

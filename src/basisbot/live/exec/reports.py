@@ -21,7 +21,7 @@ from nautilus_trader.model.enums import LiquiditySide, OrderSide, OrderStatus, O
 from nautilus_trader.model.identifiers import ClientOrderId, InstrumentId, TradeId, VenueOrderId
 from nautilus_trader.model.objects import Money, Price, Quantity
 
-from basisbot.live.exec_orders import ORDER_STATUS, TIME_IN_FORCE
+from basisbot.live.exec.orders import ORDER_STATUS, TIME_IN_FORCE
 from basisbot.nautilus.instruments import currency
 
 

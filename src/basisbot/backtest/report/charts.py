@@ -9,7 +9,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
 
-from basisbot.backtest.report_format import esc, none_note, utc_datetime
+from basisbot.backtest.report.format import esc, none_note, utc_datetime
 
 MAX_POINTS = 2000          # per line in a chart
 

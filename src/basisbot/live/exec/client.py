@@ -33,14 +33,14 @@ from nautilus_trader.model.identifiers import AccountId, ClientId, Venue
 from nautilus_trader.model.instruments import Instrument
 
 from basisbot.config.schema import LiveSettings
-from basisbot.live.exec_account import AccountState, PerpPosition
-from basisbot.live.exec_funding import FundingIncome
-from basisbot.live.exec_margin import MarginOperations
-from basisbot.live.exec_orders import OrderCommands, OrderTrack
-from basisbot.live.exec_reports import ReconciliationReports
-from basisbot.live.exec_user_streams import UserStreams
+from basisbot.live.exec.account import AccountState, PerpPosition
+from basisbot.live.exec.funding import FundingIncome
+from basisbot.live.exec.margin import MarginOperations
+from basisbot.live.exec.orders import OrderCommands, OrderTrack
+from basisbot.live.exec.reports import ReconciliationReports
+from basisbot.live.exec.user_streams import UserStreams
 from basisbot.live.instruments import StaticInstrumentProvider
-from basisbot.live.venue import VenueSession
+from basisbot.live.session import VenueSession
 from basisbot.nautilus.messages import ADJUST_MARGIN_ENDPOINT, FUNDING_PUBLISHED_ENDPOINT, Liquidated, MarginAdjusted
 
 LIVE = LiveSettings()  # the [live] defaults

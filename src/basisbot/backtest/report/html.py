@@ -20,10 +20,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from basisbot.backtest.report_charts import reset_clip_ids
-from basisbot.backtest.report_data import ReportData
-from basisbot.backtest.report_format import esc
-from basisbot.backtest.report_sections import (
+from basisbot.backtest.report.charts import reset_clip_ids
+from basisbot.backtest.report.data import ReportData
+from basisbot.backtest.report.format import esc
+from basisbot.backtest.report.sections import (
     CSS,
     decisions_section,
     equity_section,
