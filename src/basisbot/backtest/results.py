@@ -145,13 +145,17 @@ def build_summary(result) -> dict:
         # computed before rounding; what remains is nautilus rounding each money event to USDT's 8 decimals
         "reconciliation_error": _r(change - net_raw, 8),
     })
-    return {
+    out = {
         "symbols": symbols,
         "total": total,
         "period": {"start": result.start.isoformat(), "end": result.end.isoformat()},
         "data": str(result.data_dir),
         "data_notes": [_relative_paths(n, result.data_dir) for n in result.data_notes[:50]],
     }
+    risk = getattr(result, "risk", None)
+    if risk is not None:  # only with [risk] configured: a run without limits keeps its summary as it was
+        out["risk"] = risk
+    return out
 
 
 def _relative_paths(note: str, data_dir) -> str:

@@ -22,6 +22,8 @@ from dotenv import dotenv_values
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from basisbot.config.control import ControlSettings
+from basisbot.config.risk import RiskSettings
 from basisbot.venues.binance import reference
 
 ENV_PREFIX = "BASISBOT_"
@@ -183,6 +185,7 @@ ALERT_EVENTS: dict[str, str] = {
     "venue_disconnect": "error", "venue_recovered": "info",
     "config_refused": "warning",
     "daily_summary": "info",
+    "control": "warning", "control_refused": "warning", "risk_breach": "critical",
 }
 ALERT_URL_ENV = re.compile(r"^env:([A-Za-z_][A-Za-z0-9_]*)$")
 
@@ -316,6 +319,8 @@ class Settings(BaseSettings):
     fees: FeeSettings = FeeSettings()
     backtest: BacktestSettings = BacktestSettings()
     portfolio: PortfolioSettings = PortfolioSettings()
+    control: ControlSettings = ControlSettings()
+    risk: RiskSettings = RiskSettings()
     symbols: dict[str, SymbolSettings] = Field(default_factory=dict)
     api_key: SecretStr | None = None
     api_secret: SecretStr | None = None
