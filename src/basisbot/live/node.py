@@ -372,6 +372,13 @@ class BasisNode:
                 capital_usdt=pf.capital_usdt, max_symbols=pf.max_symbols, hysteresis=pf.hysteresis,
                 compounding=pf.compounding, venues=[SPOT_VENUE.value, PERP_VENUE.value])))
 
+        if s.risk.configured:  # [risk]: the limits, evaluated on the marks; breaches pause or flatten every symbol
+            from basisbot.nautilus.risk_actor import RiskActor, risk_actor_config
+
+            node.trader.add_actor(RiskActor(risk_actor_config(
+                s.risk, {sym: (spot_insts[sym].id, perp_insts[sym].id) for sym in symbols},
+                [SPOT_VENUE.value, PERP_VENUE.value], journal=self.opts.journal)))
+
         # -- ops (basisbot.ops): alerts, metrics, status page; its actor listens to the same bus as the journal --
         if self.opts.ops and self.opts.ops_factory is not None:
             self.ops = self.opts.ops_factory(s, self.mode, {sym: (str(spot_insts[sym].id), str(perp_insts[sym].id))
