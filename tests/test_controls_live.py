@@ -1,0 +1,180 @@
+"""The operator's hands on a running node (issue 27's "done when"): `basisbot live` holding BTC and ETH carries on
+`basisbot sim` replaying at 60x, commanded with `basisbot control` through its ops server, judged from the VENUE
+(its admin state polled every 0.25 s, as the fault matrix does):
+
+- a wrong token is refused (exit 1) and journaled without the token; an unknown symbol is bad input (exit 2);
+- `flatten --all` leaves no position on either leg of either symbol within leg_timeout_s + 5 s, with no one-legged
+  stretch longer than leg_timeout_s; the node stays flat while paused (the carry rules want to enter at once);
+- a second flatten answers "already ..." and starts nothing; `status` shows the state (exit 0);
+- `resume --all` lets both enter again; the journal holds every command with its origin.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import time
+from pathlib import Path
+
+from pydantic import SecretStr
+
+from basisbot import cli
+from basisbot.config.settings import load_settings
+from basisbot.journal.writer import JournalReader
+from basisbot.live.node import NodeOptions
+from basisbot.sim import SimServer
+from basisbot.strategies.basis_carry import Phase
+from tests.helpers.live_node import RunningNode, sim_config, until, write_config
+from tests.helpers.sim_venue import KEY, SECRET, state
+
+SYMS = ("BTCUSDT", "ETHUSDT")
+LEG_TIMEOUT_S = 3.0
+TOKEN_VAR = "BASISBOT_TEST_CONTROL_TOKEN"
+TOKEN = "ctl-" + "x" * 28
+MIN_NOTIONAL = 5.0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class VenueLegs:
+    """The venue's legs per symbol every 0.25 s; the longest stretch with one leg alone (or the hedge off > 25%)."""
+
+    def __init__(self, sim):
+        self.sim = sim
+        self.legs: dict[str, tuple[float, float]] = {}
+        self.held: dict[str, tuple[bool, bool]] = {}  # (spot, perp) worth at least the venue's minimum notional
+        self.longest = dict.fromkeys(SYMS, 0.0)
+        self._since: dict[str, float | None] = dict.fromkeys(SYMS)
+        self._task: asyncio.Task | None = None
+
+    async def _loop(self):
+        while True:
+            st = await state(self.sim)
+            now = time.monotonic()
+            perp = {p["symbol"]: float(p["positionAmt"]) for p in st["futures"]["positions"]}
+            for s in SYMS:
+                bal = st["spot"].get(s[:-4]) or {"free": 0.0, "locked": 0.0}
+                spot, p, px = float(bal["free"]) + float(bal["locked"]), perp.get(s, 0.0), st["prices"][s]["mark"]
+                self.legs[s] = (spot, p)
+                self.held[s] = (spot_on := spot * px >= MIN_NOTIONAL, abs(p) * px >= MIN_NOTIONAL)
+                perp_on = self.held[s][1]
+                bad = spot_on != perp_on or (spot_on and (abs(spot - abs(p)) / max(spot, abs(p)) > 0.25 or p > 0))
+                if bad and self._since[s] is None:
+                    self._since[s] = now
+                elif not bad and self._since[s] is not None:
+                    self.longest[s] = max(self.longest[s], now - self._since[s])
+                    self._since[s] = None
+            await asyncio.sleep(0.25)
+
+    def start(self):
+        self._task = asyncio.create_task(self._loop())
+
+    async def stop(self):
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        now = time.monotonic()
+        for s, t0 in self._since.items():
+            if t0 is not None:
+                self.longest[s] = max(self.longest[s], now - t0)
+
+    def flat(self) -> bool:
+        """No perp position, and no spot worth the minimum notional (what a sale could not deliver is dust)."""
+        return all(s in self.legs and self.legs[s][1] == 0 and not self.held[s][0] for s in SYMS)
+
+    def both_held(self) -> bool:
+        return all(s in self.legs and self.legs[s][0] > 0 and self.legs[s][1] < 0 for s in SYMS)
+
+
+async def control(cfg: Path, *args: str) -> int:
+    return await asyncio.to_thread(cli.main, ["control", "--config", str(cfg), "--env-file", "/nonexistent", *args])
+
+
+async def scenario(tmp: Path, monkeypatch, capsys) -> dict:
+    out: dict = {}
+    monkeypatch.setenv(TOKEN_VAR, TOKEN)
+    port = free_port()
+    async with SimServer(sim_config(speed=60.0, start="2022-03-01T01:00:00Z", symbols=list(SYMS))) as sim:
+        sym_cfg = {"notional_usdt": 3000.0, "leverage": 2, "entry_apr": -1000.0, "exit_apr": -2000.0,
+                   "min_hold_intervals": 0, "leg_timeout_s": LEG_TIMEOUT_S, "slippage_band": 0.01,
+                   "guard": {"enabled": False}}
+        cfg = write_config(tmp, sim.url, symbols={s: dict(sym_cfg) for s in SYMS},
+                           live={"metrics_port": port})
+        with cfg.open("a") as f:
+            f.write(f'[control]\ntoken_env = "{TOKEN_VAR}"\n')
+        settings = load_settings(cfg, env_file=None).model_copy(
+            update={"api_key": SecretStr(KEY), "api_secret": SecretStr(SECRET)})
+        venue = VenueLegs(sim)
+        venue.start()
+        try:
+            async with RunningNode(settings, "live", NodeOptions(log_level="WARNING", env_file=None)) as node:
+                strats = [node.strategy(s) for s in SYMS]
+                await until(lambda: all(st.phase is Phase.IN_CARRY for st in strats), 40, what="both entered")
+                await until(venue.both_held, 10, what="venue holds both legs of both")
+                capsys.readouterr()
+                # bad input and a wrong token first: nothing may change
+                out["unknown_symbol_rc"] = await control(cfg, "pause", "DOGEUSDT")
+                out["no_target_rc"] = await control(cfg, "flatten")
+                monkeypatch.setenv(TOKEN_VAR, "wrong-token")
+                out["wrong_token_rc"] = await control(cfg, "flatten", "--all")
+                monkeypatch.setenv(TOKEN_VAR, TOKEN)
+                out["after_refusals"] = [st.control.mode for st in strats]
+                out["refusal_err"] = capsys.readouterr().err
+                # flatten every symbol, judged from the venue
+                t0 = time.monotonic()
+                out["flatten_rc"] = await control(cfg, "flatten", "--all", "--reason", "test")
+                out["flatten_out"] = capsys.readouterr().out
+                out["second_flatten_rc"] = await control(cfg, "flatten", "--all")
+                out["second_flatten_out"] = capsys.readouterr().out
+                await until(lambda: venue.flat() and all(st.control.mode == "paused" for st in strats),
+                            LEG_TIMEOUT_S + 15, interval=0.05, what="flat")
+                out["flat_after_s"] = time.monotonic() - t0
+                out["longest_one_leg_s"] = dict(venue.longest)
+                # paused: the rules (entry_apr -1000) would enter at once; nothing may be bought
+                await asyncio.sleep(6.0)
+                out["flat_while_paused"] = venue.flat() and all(st.phase is Phase.FLAT for st in strats)
+                out["status_rc"] = await control(cfg, "status")
+                out["status_out"] = capsys.readouterr().out
+                out["resume_rc"] = await control(cfg, "resume", "--all")
+                await until(lambda: all(st.phase is Phase.IN_CARRY for st in strats), 30, what="re-entered")
+                await until(venue.both_held, 10, what="venue holds both legs again")
+                out["reentered"] = True
+        finally:
+            await venue.stop()
+        out["longest_total_s"] = dict(venue.longest)
+    with JournalReader(settings.journal) as r:
+        out["control_rows"] = r.rows("control", order_by="ts, rowid")
+        out["decisions"] = [(d["symbol"], d["action"]) for d in r.rows("decisions", order_by="ts, rowid")]
+    out["journal_bytes"] = Path(settings.journal).read_bytes()
+    return out
+
+
+def test_flatten_pause_resume_on_the_local_venue(tmp_path, monkeypatch, capsys):
+    out = asyncio.run(asyncio.wait_for(scenario(tmp_path, monkeypatch, capsys), 240))
+    with capsys.disabled():
+        print(f"\nflat after {out['flat_after_s']:.2f}s; longest one-legged stretch {out['longest_total_s']}")
+    assert out["unknown_symbol_rc"] == 2 and out["no_target_rc"] == 2
+    assert out["wrong_token_rc"] == 1 and "refused" in out["refusal_err"]
+    assert out["after_refusals"] == ["active", "active"]
+    assert out["flatten_rc"] == 0, out
+    assert "flattening" in out["flatten_out"] and out["second_flatten_rc"] == 0
+    assert out["second_flatten_out"].count("already") == 2, out["second_flatten_out"]
+    assert out["flat_after_s"] <= LEG_TIMEOUT_S + 5, out["flat_after_s"]
+    assert max(out["longest_total_s"].values()) <= LEG_TIMEOUT_S, out["longest_total_s"]
+    assert out["flat_while_paused"]
+    assert out["status_rc"] == 0 and out["status_out"].count("-> paused") == 2, out["status_out"]
+    assert out["resume_rc"] == 0 and out["reentered"]
+    rows = out["control_rows"]
+    by = {(r["symbol"], r["command"]) for r in rows}
+    for s in SYMS:
+        assert {(s, "flatten"), (s, "flattened"), (s, "resume")} <= by, rows
+    assert all(r["origin"] == "cli" for r in rows if r["symbol"] in SYMS)
+    refused = [r for r in rows if r["command"] == "refused"]
+    assert refused and all(r["origin"] == "cli" for r in refused)
+    assert TOKEN.encode() not in out["journal_bytes"] and b"wrong-token" not in out["journal_bytes"]
+    assert sum(1 for s, a in out["decisions"] if a == "flatten") == 2  # one close per symbol: no second flatten
