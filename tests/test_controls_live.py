@@ -178,3 +178,70 @@ def test_flatten_pause_resume_on_the_local_venue(tmp_path, monkeypatch, capsys):
     assert refused and all(r["origin"] == "cli" for r in refused)
     assert TOKEN.encode() not in out["journal_bytes"] and b"wrong-token" not in out["journal_bytes"]
     assert sum(1 for s, a in out["decisions"] if a == "flatten") == 2  # one close per symbol: no second flatten
+
+
+async def telegram_scenario(tmp: Path, monkeypatch) -> dict:
+    from tests.helpers.fake_telegram import FakeBotAPI
+
+    bot_token = "4242:" + "T" * 30
+    monkeypatch.setenv("BASISBOT_TEST_TG_TOKEN", bot_token)
+    out: dict = {}
+    async with FakeBotAPI(bot_token) as tg, \
+            SimServer(sim_config(speed=60.0, start="2022-03-01T01:00:00Z", symbols=list(SYMS))) as sim:
+        sym_cfg = {"notional_usdt": 3000.0, "leverage": 2, "entry_apr": -1000.0, "exit_apr": -2000.0,
+                   "min_hold_intervals": 0, "leg_timeout_s": LEG_TIMEOUT_S, "guard": {"enabled": False}}
+        cfg = write_config(tmp, sim.url, symbols={s: dict(sym_cfg) for s in SYMS})
+        with cfg.open("a") as f:
+            f.write(f'[control]\ntelegram_token_env = "BASISBOT_TEST_TG_TOKEN"\ntelegram_chat_ids = [111]\n'
+                    f'telegram_base_url = "{tg.base_url}"\ntelegram_poll_s = 1\n')
+        settings = load_settings(cfg, env_file=None).model_copy(
+            update={"api_key": SecretStr(KEY), "api_secret": SecretStr(SECRET)})
+        venue = VenueLegs(sim)
+        venue.start()
+        try:
+            async with RunningNode(settings, "live", NodeOptions(log_level="WARNING", env_file=None)) as node:
+                strats = {s: node.strategy(s) for s in SYMS}
+                await until(lambda: all(st.phase is Phase.IN_CARRY for st in strats.values()), 40, what="entered")
+                await until(venue.both_held, 10, what="venue holds both")
+
+                async def ask(chat: int, text: str, replies: int = 1) -> list[str]:
+                    n = len(tg.sent)
+                    tg.say(chat, text)
+                    await until(lambda: len(tg.sent) >= n + replies, 10, what=f"reply to {text}")
+                    return [t for _, t in tg.sent[n:]]
+
+                tg.say(999, "/flatten")  # not an allowed chat: ignored, never answered
+                out["status"] = (await ask(111, "/status"))[0]
+                out["after_stranger"] = [st.control.mode for st in strats.values()]
+                out["pause_eth"] = (await ask(111, "/pause ETHUSDT"))[0]
+                out["flatten_btc"] = (await ask(111, "/flatten BTCUSDT"))[0]
+                out["bad_symbol"] = (await ask(111, "/flatten DOGEUSDT"))[0]
+                await until(lambda: venue.legs["BTCUSDT"][1] == 0 and not venue.held["BTCUSDT"][0]
+                            and strats["BTCUSDT"].control.mode == "paused", 15, what="BTC flat")
+                out["eth_held"] = venue.legs["ETHUSDT"][0] > 0 and venue.legs["ETHUSDT"][1] < 0
+                out["modes"] = {s: st.control.mode for s, st in strats.items()}
+                out["to_stranger"] = [t for c, t in tg.sent if c == 999]
+        finally:
+            await venue.stop()
+        out["longest"] = dict(venue.longest)
+    with JournalReader(settings.journal) as r:
+        out["control_rows"] = r.rows("control", order_by="ts, rowid")
+    out["journal_bytes"] = Path(settings.journal).read_bytes()
+    out["bot_token"] = bot_token
+    return out
+
+
+def test_telegram_commands_against_a_fake_bot_api(tmp_path, monkeypatch):
+    out = asyncio.run(asyncio.wait_for(telegram_scenario(tmp_path, monkeypatch), 240))
+    assert "BTCUSDT: active" in out["status"] and "ETHUSDT: active" in out["status"], out["status"]
+    assert out["after_stranger"] == ["active", "active"] and out["to_stranger"] == []
+    assert out["pause_eth"].startswith("ETHUSDT: paused"), out["pause_eth"]
+    assert out["flatten_btc"].startswith("BTCUSDT: flattening"), out["flatten_btc"]
+    assert out["bad_symbol"].startswith("refused: unknown symbol(s) DOGEUSDT"), out["bad_symbol"]
+    assert out["eth_held"] and out["modes"] == {"BTCUSDT": "paused", "ETHUSDT": "paused"}
+    assert max(out["longest"].values()) <= LEG_TIMEOUT_S
+    rows = out["control_rows"]
+    assert {(r["symbol"], r["command"], r["origin"]) for r in rows} >= {
+        ("*", "refused", "telegram"), ("ETHUSDT", "pause", "telegram"), ("BTCUSDT", "flatten", "telegram"),
+        ("BTCUSDT", "flattened", "telegram")}
+    assert out["bot_token"].encode() not in out["journal_bytes"]
