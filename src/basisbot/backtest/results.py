@@ -87,7 +87,7 @@ def symbol_summary(result, symbol: str) -> dict:
         "margin_added": _r(sum(t.from_perp + t.from_spot for t in transfers)),
         "margin_transferred_from_spot": _r(sum(t.from_spot for t in transfers)),
         "entries": decisions.get("enter", 0),
-        "exits": decisions.get("exit", 0),
+        "exits": decisions.get("exit", 0) + decisions.get("flatten", 0),  # a flatten closes the carry too
         "final_spot_qty": _r(spot_qty, 8),
         "final_perp_qty": _r(perp_qty, 8),
         "predictor_mae": _r(float(err.mean()), 9) if len(err) else None,
