@@ -13,6 +13,11 @@ Phases (config forces each one):
 - guard:   leverage 5 with a reduce threshold above the distance to liquidation: the guard reduces both legs right
            after the entry; the fault comes when the node logs the guard action.
 
+Control cells (kind "control"): at the seeded moment of their phase the fault (if any) is injected, then
+`basisbot control flatten --all` is sent through the node's ops server (token from the environment); they also
+require exit 0 from the command, every symbol flat at the venue within the leg timeout + 5 s of the command, and
+still flat when the cell ends (paused: the config would enter again at once).
+
 Per symbol, from the venue: the longest one-legged stretch (polled: one leg held and not the other, or the hedge off by
 more than 25%), client order ids at the venue unique, the most orders in any 60 s (no storm; orders the venue refused
 are counted too, over all symbols, shown as "+Nr"), venue orders and funding
@@ -83,6 +88,10 @@ class Fault:
     extra_limit_s: float = 0.0  # allowed one-legged stretch beyond the leg timeout + grace
 
 
+CONTROL_TOKEN_VAR = "FM_CONTROL_TOKEN"
+FLAT_WITHIN_S = LEG_TIMEOUT_S + 5.0  # a flatten: every leg of every symbol closed within this of the command
+
+
 FAULTS: dict[str, Fault] = {f.name: f for f in [
     Fault("ws_drop", "holding", "inject", {"drop_ws": True}),
     Fault("burst_429", "entry", "inject", {"fail_next": {"count": 6, "status": 429}}, window_s=(-0.5, 0.5)),
@@ -116,15 +125,27 @@ FAULTS: dict[str, Fault] = {f.name: f for f in [
     Fault("kill9_exit", "exit", "kill", None, window_s=(0.0, 0.05), extra_limit_s=40.0, hold_s=25.0),
     Fault("kill9_guard", "guard", "kill", None, window_s=(0.0, 0.05), extra_limit_s=40.0, hold_s=25.0),
     Fault("venue_restart", "holding", "inject", {"outage": {"duration_s": 5.0}}, extra_limit_s=5.0, hold_s=15.0),
+    # the operator's flatten: while the entry pair is in flight, while the guard's reduce pair is in flight, and
+    # with the first perp close refused by the venue (retried with the two-leg backoff)
+    Fault("flatten_in_flight", "entry", "control", None, window_s=(0.0, 0.05)),
+    Fault("flatten_during_guard", "guard", "control", None, window_s=(0.0, 0.05)),
+    Fault("flatten_perp_close_rejected", "holding", "control",
+          lambda s: {"reject_next_order": {"venue": "futures", "symbol": s, "count": 1}}, per_symbol=True),
 ]}
 
 
 # ----------------------------------------------------------------------------------------------------------------------
 # processes
 # ----------------------------------------------------------------------------------------------------------------------
-def _toml(symbols: list[str], url: str, journal: Path, phase: str, exit_now: bool = False) -> str:
+def _toml(symbols: list[str], url: str, journal: Path, phase: str, exit_now: bool = False,
+          control_port: int | None = None) -> str:
     lines = ['mode = "live"', f'journal = "{journal}"', "", "[live]", f'exchange_url = "{url}"',
-             "poll_interval_s = 2.0", "reconnect_max_s = 2.0", ""]
+             "poll_interval_s = 2.0", "reconnect_max_s = 2.0"]
+    if control_port is not None:
+        lines.append(f"metrics_port = {control_port}")
+    lines.append("")
+    if control_port is not None:
+        lines += ["[control]", f'token_env = "{CONTROL_TOKEN_VAR}"', ""]
     for s in symbols:
         lev, guard = 2, {"enabled": False}
         if phase == "guard":
@@ -212,6 +233,7 @@ class VenueWatch:
         self.distance: dict[str, float | None] = {}
         self._task: asyncio.Task | None = None
         self.paused = False  # while the venue itself is down (outage): keep the open stretch, do not sample
+        self.flat: dict[str, bool] = {}  # no perp and no spot worth the minimum notional
 
     async def get(self, path: str):
         async with self.http.get(self.url + path, timeout=aiohttp.ClientTimeout(total=5)) as r:
@@ -260,6 +282,7 @@ class VenueWatch:
             self.distance[s] = (lps[s] - px) / px if p < 0 and lps.get(s) else None
             spot_on = spot * px >= self.min_notional
             perp_on = abs(p) * px >= self.min_notional
+            self.flat[s] = p == 0 and not spot_on
             unhedged = spot_on != perp_on
             if spot_on and perp_on:
                 big = max(spot, abs(p))
@@ -300,9 +323,13 @@ async def run_fault(fault: Fault, symbols: list[str], seed: int, workdir: Path) 
                            "--symbols", ",".join(symbols), "--paused"], env, work / "venue.log")
     journal = work / "journal.sqlite"
     cfg = work / "basisbot.toml"
-    cfg.write_text(_toml(symbols, url, journal, fault.phase), encoding="utf-8")
+    control_port = free_port() if fault.kind == "control" else None
+    if control_port is not None:
+        env[CONTROL_TOKEN_VAR] = f"fm-{seed}-" + "c" * 24
+    cfg.write_text(_toml(symbols, url, journal, fault.phase, control_port=control_port), encoding="utf-8")
     node_args = [PY, "-m", "basisbot.cli", "live", "--config", str(cfg), "--env-file", "/nonexistent"]
     notes: list[str] = []
+    flat: dict[str, dict] = {}  # control cells: per symbol {flat_after_s, flat_at_end}
     t_cell = time.monotonic()
     await venue.start()
     if await venue.wait_line(r"listening on", 60) is None:
@@ -348,7 +375,8 @@ async def run_fault(fault: Fault, symbols: list[str], seed: int, workdir: Path) 
                 if watch.both_legs():
                     break
                 await asyncio.sleep(0.1)
-            cfg.write_text(_toml(symbols, url, journal, fault.phase, exit_now=True), encoding="utf-8")
+            cfg.write_text(_toml(symbols, url, journal, fault.phase, exit_now=True, control_port=control_port),
+                           encoding="utf-8")
             hit = await node.wait_line(r": exit: ", 45)
             t_phase = time.monotonic() if hit else None
             if hit is None:
@@ -362,6 +390,15 @@ async def run_fault(fault: Fault, symbols: list[str], seed: int, workdir: Path) 
         lo, hi = fault.window_s
         delay = rng.uniform(lo, hi)
         t_fault = None
+        if t_phase is not None and fault.kind == "control":
+            await asyncio.sleep(max(0.0, t_phase + delay - time.monotonic()))
+            t_fault = time.monotonic()
+            if fault.spec is not None:
+                for s in symbols:
+                    await watch.post("/admin/faults", fault.spec(s) if fault.per_symbol else fault.spec)
+            flat = await _flatten(cfg, env, watch, symbols, work, notes)
+        elif fault.kind == "control":
+            notes.append("phase not reached: no flatten sent")
         if t_phase is not None and fault.kind in ("inject", "kill"):
             await asyncio.sleep(max(0.0, t_phase + delay - time.monotonic()))
             t_fault = time.monotonic()
@@ -396,6 +433,8 @@ async def run_fault(fault: Fault, symbols: list[str], seed: int, workdir: Path) 
                 break
             await asyncio.sleep(0.25)
         await asyncio.sleep(4.0)  # the node reads the income history ~3 s after the settlement
+        for s, f in flat.items():  # paused after the flatten: still flat although the config would enter at once
+            f["flat_at_end"] = watch.flat.get(s, False)
         # -- SIGTERM: bounded stop -------------------------------------------------------------------------------------
         t0 = time.monotonic()
         node.signal(signal.SIGTERM)
@@ -427,7 +466,28 @@ async def run_fault(fault: Fault, symbols: list[str], seed: int, workdir: Path) 
         await venue.wait(10)
     restart_s = sum(1 for n in nodes) - 1
     return judge(fault, symbols, watch, venue_orders, venue_funding, journal, rc, stop_s, notes,
-                 time.monotonic() - t_cell, restart_s, refused)
+                 time.monotonic() - t_cell, restart_s, refused, flat if fault.kind == "control" else None)
+
+
+async def _flatten(cfg: Path, env: dict, watch: VenueWatch, symbols: list[str], work: Path,
+                   notes: list[str]) -> dict[str, dict]:
+    """`basisbot control flatten --all` as the operator runs it; then the time until each symbol is flat at the
+    venue (polled every POLL_S by `watch`)."""
+    t0 = time.monotonic()
+    ctl = Proc("control", [PY, "-m", "basisbot.cli", "control", "--config", str(cfg), "--env-file", "/nonexistent",
+                           "flatten", "--all", "--reason", "fault matrix"], env, work / "control.log")
+    await ctl.start()
+    rc = await ctl.wait(60)
+    if rc != 0:
+        notes.append(f"basisbot control flatten --all exit {rc}: {[t for _, t in ctl.lines][-2:]}")
+    out = {s: {"flat_after_s": None, "flat_at_end": False} for s in symbols}
+    deadline = t0 + FLAT_WITHIN_S + 10.0
+    while time.monotonic() < deadline and any(v["flat_after_s"] is None for v in out.values()):
+        for s in symbols:
+            if out[s]["flat_after_s"] is None and watch.flat.get(s):
+                out[s]["flat_after_s"] = round(time.monotonic() - t0, 2)
+        await asyncio.sleep(POLL_S / 2)
+    return out
 
 
 def _ms(iso: str) -> int:
@@ -437,7 +497,8 @@ def _ms(iso: str) -> int:
 
 
 def judge(fault: Fault, symbols, watch: VenueWatch, venue_orders: dict, venue_funding: list, journal: Path,
-          rc, stop_s, notes, cell_s: float, restarts: int, refused: int = 0) -> list[CellResult]:
+          rc, stop_s, notes, cell_s: float, restarts: int, refused: int = 0,
+          flat: dict[str, dict] | None = None) -> list[CellResult]:
     """`refused`: orders the venue refused (all symbols; a refused order is not stored with the venue's orders, so
     a storm of refusals is judged on this count: at most ORDERS_PER_MIN_MAX per symbol and started minute)."""
     j_orders, j_fills, j_funding = {}, set(), []
@@ -499,11 +560,19 @@ def judge(fault: Fault, symbols, watch: VenueWatch, venue_orders: dict, venue_fu
                             f"{GUARD_REDUCE_DISTANCE:.0%}): the guard did not act")
         if rc not in (0,):
             problems.append(f"SIGTERM exit {rc} after {stop_s if stop_s is None else round(stop_s, 1)}s")
+        f = (flat or {}).get(s)
+        if flat is not None:
+            if f is None or f["flat_after_s"] is None or f["flat_after_s"] > FLAT_WITHIN_S:
+                problems.append(f"not flat within {FLAT_WITHIN_S:g}s of the flatten "
+                                f"({None if f is None else f['flat_after_s']})")
+            elif not f["flat_at_end"]:
+                problems.append("held again at the end: entered while paused")
         out.append(CellResult(fault.name, s, not problems, {
             "one_legged_s": round(longest, 2), "orders": len(orders), "max_orders_per_min": per_min,
             "funding_paid": len(paid), "funding_journaled": len(paid) - len(funding_lacks),
             "stop_s": None if stop_s is None else round(stop_s, 1), "exit": rc, "cell_s": round(cell_s, 1),
-            "restarts": restarts, "polls": watch.samples, "end_distance": None if d is None else round(d, 4), "refused_all_symbols": refused}, problems))
+            "restarts": restarts, "polls": watch.samples, "end_distance": None if d is None else round(d, 4),
+            "refused_all_symbols": refused, **({"flat_after_s": f["flat_after_s"]} if f else {})}, problems))
     return out
 
 
@@ -523,7 +592,8 @@ def print_matrix(results: list[CellResult], symbols: list[str]) -> None:
             g = r.figures
             worst = max(worst, g.get("one_legged_s", 0.0))
             cell = (f"{'PASS' if r.passed else 'FAIL'} 1leg {g.get('one_legged_s')}s ord {g.get('orders')}"
-                    f"{'+' + str(g['refused_all_symbols']) + 'r' if g.get('refused_all_symbols') else ''} "
+                    + (f" flat {g['flat_after_s']}s" if g.get("flat_after_s") is not None else "")
+                    + f"{'+' + str(g['refused_all_symbols']) + 'r' if g.get('refused_all_symbols') else ''} "
                     f"/min {g.get('max_orders_per_min')} fund {g.get('funding_journaled')}/{g.get('funding_paid')}")
             row += cell.ljust(48)
         print(row + f"{worst:.2f}s")
