@@ -13,10 +13,13 @@ Phases (config forces each one):
 - guard:   leverage 5 with a reduce threshold above the distance to liquidation: the guard reduces both legs right
            after the entry; the fault comes when the node logs the guard action.
 
-Control cells (kind "control"): at the seeded moment of their phase the fault (if any) is injected, then
-`basisbot control flatten --all` is sent through the node's ops server (token from the environment); they also
-require exit 0 from the command, every symbol flat at the venue within the leg timeout + 5 s of the command, and
-still flat when the cell ends (paused: the config would enter again at once).
+Control cells (kind "control"): at the seeded moment of their phase the fault (if any) is injected, then the
+operator's flatten of every symbol is sent to the node's ops server (POST /control with the control token: the
+request `basisbot control flatten --all` sends, without the second the CLI takes to start, so that it can meet a pair
+in flight). Cells that must meet a pair in flight slow every venue REST answer by `slow_ms` once the node runs
+(cleared after the flatten) and require the node's answer to name the pair in flight for every symbol. All require
+the node's acknowledgement, every symbol flat at the venue within the leg timeout + 5 s of the command, and still
+flat when the cell ends (paused: the config would enter again at once).
 
 Per symbol, from the venue: the longest one-legged stretch (polled: one leg held and not the other, or the hedge off by
 more than 25%), client order ids at the venue unique, the most orders in any 60 s (no storm; orders the venue refused
@@ -86,6 +89,7 @@ class Fault:
     clear_after_s: float | None = None  # DELETE /admin/faults this long after injection (None: never)
     hold_s: float = 12.0  # observe this long after the injection
     extra_limit_s: float = 0.0  # allowed one-legged stretch beyond the leg timeout + grace
+    slow_ms: int = 0  # control cells: every venue REST answer waits this long from the node's start to the flatten
 
 
 CONTROL_TOKEN_VAR = "FM_CONTROL_TOKEN"
@@ -127,8 +131,8 @@ FAULTS: dict[str, Fault] = {f.name: f for f in [
     Fault("venue_restart", "holding", "inject", {"outage": {"duration_s": 5.0}}, extra_limit_s=5.0, hold_s=15.0),
     # the operator's flatten: while the entry pair is in flight, while the guard's reduce pair is in flight, and
     # with the first perp close refused by the venue (retried with the two-leg backoff)
-    Fault("flatten_in_flight", "entry", "control", None, window_s=(0.0, 0.05)),
-    Fault("flatten_during_guard", "guard", "control", None, window_s=(0.0, 0.05)),
+    Fault("flatten_in_flight", "entry", "control", None, window_s=(0.0, 0.1), slow_ms=600),
+    Fault("flatten_during_guard", "guard", "control", None, window_s=(0.0, 0.1), slow_ms=600),
     Fault("flatten_perp_close_rejected", "holding", "control",
           lambda s: {"reject_next_order": {"venue": "futures", "symbol": s, "count": 1}}, per_symbol=True),
 ]}
@@ -356,11 +360,15 @@ async def run_fault(fault: Fault, symbols: list[str], seed: int, workdir: Path) 
         await node.start()
         if await node.wait_line(r"basisbot live: running", START_TIMEOUT_S) is None:
             raise RuntimeError("node did not start")
+        if fault.slow_ms:  # the node runs: from now on each order takes slow_ms to reach the book
+            await watch.post("/admin/faults", {"delay_ms": fault.slow_ms})
         await watch.post("/admin/clock", {"resume": True})
         # -- the phase ------------------------------------------------------------------------------------------------
         t_phase = None
         if fault.phase == "entry":
             hit = await node.wait_line(r": enter: ", 30)
+            if hit and fault.kind == "control":  # a flatten must meet every symbol's entry in flight
+                hit = await _every_symbol(node, symbols, r"{}: enter: ", 30)
             t_phase = time.monotonic() if hit else None
             if hit is None and fault.kind != "withdraw":
                 notes.append("no entry seen")
@@ -383,6 +391,8 @@ async def run_fault(fault: Fault, symbols: list[str], seed: int, workdir: Path) 
                 notes.append("no exit seen")
         elif fault.phase == "guard":
             hit = await node.wait_line(r"guard \w+: REDUCE|: reduce: ", 45)
+            if hit and fault.kind == "control":  # a flatten must meet every symbol's reduce in flight
+                hit = await _every_symbol(node, symbols, r"{}: reduce: ", 45)
             t_phase = time.monotonic() if hit else None
             if hit is None:
                 notes.append("no guard action seen")
@@ -396,7 +406,9 @@ async def run_fault(fault: Fault, symbols: list[str], seed: int, workdir: Path) 
             if fault.spec is not None:
                 for s in symbols:
                     await watch.post("/admin/faults", fault.spec(s) if fault.per_symbol else fault.spec)
-            flat = await _flatten(cfg, env, watch, symbols, work, notes)
+            flat = await _flatten(control_port, env[CONTROL_TOKEN_VAR], watch, symbols, notes, fault.slow_ms > 0)
+            if fault.slow_ms:
+                await watch.post("/admin/faults", {"delay_ms": 0})
         elif fault.kind == "control":
             notes.append("phase not reached: no flatten sent")
         if t_phase is not None and fault.kind in ("inject", "kill"):
@@ -469,24 +481,51 @@ async def run_fault(fault: Fault, symbols: list[str], seed: int, workdir: Path) 
                  time.monotonic() - t_cell, restart_s, refused, flat if fault.kind == "control" else None)
 
 
-async def _flatten(cfg: Path, env: dict, watch: VenueWatch, symbols: list[str], work: Path,
-                   notes: list[str]) -> dict[str, dict]:
-    """`basisbot control flatten --all` as the operator runs it; then the time until each symbol is flat at the
-    venue (polled every POLL_S by `watch`)."""
+async def _every_symbol(node: Proc, symbols: list[str], pattern: str, timeout: float):
+    """The last of `pattern` (with {} = the symbol) logged for every symbol, or None."""
+    hit = None
+    for s in symbols:
+        hit = await node.wait_line(pattern.format(s), timeout)
+        if hit is None:
+            return None
+    return hit
+
+
+async def _flatten(port: int, token: str, watch: VenueWatch, symbols: list[str], notes: list[str],
+                   need_pair: bool) -> dict[str, dict]:
+    """The operator's flatten of every symbol (what `basisbot control flatten --all` posts); then the time until each
+    symbol is flat at the venue (polled every POLL_S by `watch`). `need_pair`: the node must answer that a pair was
+    in flight for the symbol (else the cell did not test what it names)."""
     t0 = time.monotonic()
-    ctl = Proc("control", [PY, "-m", "basisbot.cli", "control", "--config", str(cfg), "--env-file", "/nonexistent",
-                           "flatten", "--all", "--reason", "fault matrix"], env, work / "control.log")
-    await ctl.start()
-    rc = await ctl.wait(60)
-    if rc != 0:
-        notes.append(f"basisbot control flatten --all exit {rc}: {[t for _, t in ctl.lines][-2:]}")
-    out = {s: {"flat_after_s": None, "flat_at_end": False} for s in symbols}
-    deadline = t0 + FLAT_WITHIN_S + 10.0
-    while time.monotonic() < deadline and any(v["flat_after_s"] is None for v in out.values()):
-        for s in symbols:
-            if out[s]["flat_after_s"] is None and watch.flat.get(s):
-                out[s]["flat_after_s"] = round(time.monotonic() - t0, 2)
-        await asyncio.sleep(POLL_S / 2)
+    answers: dict[str, dict] = {}
+    try:
+        async with watch.http.post(f"http://127.0.0.1:{port}/control", timeout=aiohttp.ClientTimeout(total=15),
+                                   json={"command": "flatten", "symbols": "all", "origin": "cli",
+                                         "reason": "fault matrix"},
+                                   headers={"Authorization": f"Bearer {token}"}) as r:
+            body = await r.json()
+        if r.status != 200 or not body.get("ok"):
+            notes.append(f"flatten refused: HTTP {r.status} {body.get('error')}")
+        answers = {a["symbol"]: a for a in body.get("results") or []}
+    except Exception as e:  # noqa: BLE001 - the cell fails with the reason
+        notes.append(f"flatten not answered: {type(e).__name__}: {e}")
+    out = {s: {"flat_after_s": None, "flat_at_end": False, "answer": answers.get(s, {}).get("answer"),
+               "pair": answers.get(s, {}).get("pair"), "need_pair": need_pair} for s in symbols}
+    # flat = flat from then on: a pair in flight may still be filling at the venue when the flatten is sent (the
+    # venue looks flat before an entry's orders reach it), so the time is that of the last sample still holding
+    last_held = dict.fromkeys(symbols, t0)
+    n = watch.samples
+    deadline = t0 + FLAT_WITHIN_S + 4.0
+    while time.monotonic() < deadline:
+        if watch.samples != n:
+            n = watch.samples
+            for s in symbols:
+                if not watch.flat.get(s):
+                    last_held[s] = time.monotonic()
+        await asyncio.sleep(POLL_S / 5)
+    for s in symbols:
+        if watch.flat.get(s):
+            out[s]["flat_after_s"] = round(last_held[s] - t0, 2)
     return out
 
 
@@ -567,12 +606,17 @@ def judge(fault: Fault, symbols, watch: VenueWatch, venue_orders: dict, venue_fu
                                 f"({None if f is None else f['flat_after_s']})")
             elif not f["flat_at_end"]:
                 problems.append("held again at the end: entered while paused")
+            if f is not None and f["answer"] != "flattening":
+                problems.append(f"the node answered {f['answer']!r} to the flatten")
+            if f is not None and f["need_pair"] and not f["pair"]:
+                problems.append("no pair was in flight at the flatten: the cell did not test what it names")
         out.append(CellResult(fault.name, s, not problems, {
             "one_legged_s": round(longest, 2), "orders": len(orders), "max_orders_per_min": per_min,
             "funding_paid": len(paid), "funding_journaled": len(paid) - len(funding_lacks),
             "stop_s": None if stop_s is None else round(stop_s, 1), "exit": rc, "cell_s": round(cell_s, 1),
             "restarts": restarts, "polls": watch.samples, "end_distance": None if d is None else round(d, 4),
-            "refused_all_symbols": refused, **({"flat_after_s": f["flat_after_s"]} if f else {})}, problems))
+            "refused_all_symbols": refused,
+            **({"flat_after_s": f["flat_after_s"], "pair_at_flatten": f["pair"]} if f else {})}, problems))
     return out
 
 

@@ -245,3 +245,47 @@ def test_telegram_commands_against_a_fake_bot_api(tmp_path, monkeypatch):
         ("*", "refused", "telegram"), ("ETHUSDT", "pause", "telegram"), ("BTCUSDT", "flatten", "telegram"),
         ("BTCUSDT", "flattened", "telegram")}
     assert out["bot_token"].encode() not in out["journal_bytes"]
+
+
+async def restart_scenario(tmp: Path, monkeypatch) -> dict:
+    """Flatten BTC and pause ETH (held), stop the node, start it again on the same journal: both come back so."""
+    monkeypatch.setenv(TOKEN_VAR, TOKEN)
+    out: dict = {}
+    async with SimServer(sim_config(speed=60.0, start="2022-03-01T01:00:00Z", symbols=list(SYMS))) as sim:
+        sym_cfg = {"notional_usdt": 3000.0, "leverage": 2, "entry_apr": -1000.0, "exit_apr": -2000.0,
+                   "min_hold_intervals": 0, "leg_timeout_s": LEG_TIMEOUT_S, "guard": {"enabled": False}}
+        cfg = write_config(tmp, sim.url, symbols={s: dict(sym_cfg) for s in SYMS}, live={"metrics_port": free_port()})
+        with cfg.open("a") as f:
+            f.write(f'[control]\ntoken_env = "{TOKEN_VAR}"\n')
+        settings = load_settings(cfg, env_file=None).model_copy(
+            update={"api_key": SecretStr(KEY), "api_secret": SecretStr(SECRET)})
+        venue = VenueLegs(sim)
+        venue.start()
+        try:
+            async with RunningNode(settings, "live", NodeOptions(log_level="WARNING", env_file=None)) as node:
+                strats = {s: node.strategy(s) for s in SYMS}
+                await until(lambda: all(st.phase is Phase.IN_CARRY for st in strats.values()), 40, what="entered")
+                out["pause_rc"] = await control(cfg, "pause", "ETHUSDT")
+                out["flatten_rc"] = await control(cfg, "flatten", "BTCUSDT")
+                await until(lambda: strats["BTCUSDT"].control.mode == "paused" and venue.legs["BTCUSDT"][1] == 0,
+                            15, what="BTC flat")
+            async with RunningNode(settings, "live", NodeOptions(log_level="WARNING", env_file=None)) as node:
+                strats = {s: node.strategy(s) for s in SYMS}
+                await asyncio.sleep(6.0)  # the rules would enter BTC at once, were it not paused
+                out["modes"] = {s: st.control.mode for s, st in strats.items()}
+                out["phases"] = {s: st.phase for s, st in strats.items()}
+                out["btc_flat"] = venue.legs["BTCUSDT"][1] == 0 and not venue.held["BTCUSDT"][0]
+                out["eth_held"] = venue.legs["ETHUSDT"][1] < 0
+                out["resume_rc"] = await control(cfg, "resume", "BTCUSDT")
+                await until(lambda: strats["BTCUSDT"].phase is Phase.IN_CARRY, 30, what="BTC re-entered")
+        finally:
+            await venue.stop()
+    return out
+
+
+def test_control_state_survives_a_restart(tmp_path, monkeypatch):
+    out = asyncio.run(asyncio.wait_for(restart_scenario(tmp_path, monkeypatch), 240))
+    assert out["pause_rc"] == 0 and out["flatten_rc"] == 0
+    assert out["modes"] == {"BTCUSDT": "paused", "ETHUSDT": "paused"}
+    assert out["phases"] == {"BTCUSDT": Phase.FLAT, "ETHUSDT": Phase.IN_CARRY}
+    assert out["btc_flat"] and out["eth_held"] and out["resume_rc"] == 0

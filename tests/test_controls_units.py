@@ -224,3 +224,14 @@ def test_telegram_answers(monkeypatch):
     assert tg.answer("hello", 7) == HELP and tg.answer("/help", 7) == HELP
     assert len(applied) == 1
     assert tg._scrub("url https://x/bot123:abc/getUpdates failed") == "url https://x/bot***/getUpdates failed"
+
+
+def test_status_page_buttons_only_with_control():
+    from basisbot.ops.status_page import render_page
+
+    data = {"now_ns": 0, "symbols": [], "journal": "j.sqlite", "exists": False}
+    plain = render_page(data)
+    assert "ctl(" not in plain and "read-only" in plain
+    page = render_page(data, control={"states": {"BTCUSDT": "paused"}})
+    assert "BTCUSDT (paused)" in page and "confirm(" in page and "credentials: 'omit'" in page
+    assert "Authorization" in page and "method: 'POST'" in page and "document.cookie" not in page
