@@ -5,7 +5,8 @@
 - a wrong token is refused (exit 1) and journaled without the token; an unknown symbol is bad input (exit 2);
 - `flatten --all` leaves no position on either leg of either symbol within leg_timeout_s + 5 s, with no one-legged
   stretch longer than leg_timeout_s; the node stays flat while paused (the carry rules want to enter at once);
-- a second flatten answers "already ..." and starts nothing; `status` shows the state (exit 0);
+- a second flatten while the first one's pairs are in flight (the venue slowed) answers "already flattening" and
+  starts nothing; `status` shows the state (exit 0);
 - `resume --all` lets both enter again; the journal holds every command with its origin.
 """
 
@@ -26,7 +27,7 @@ from basisbot.live.node import NodeOptions
 from basisbot.sim import SimServer
 from basisbot.strategies.basis_carry import Phase
 from tests.helpers.live_node import RunningNode, sim_config, until, write_config
-from tests.helpers.sim_venue import KEY, SECRET, state
+from tests.helpers.sim_venue import KEY, SECRET, admin, state
 
 SYMS = ("BTCUSDT", "ETHUSDT")
 LEG_TIMEOUT_S = 3.0
@@ -125,7 +126,9 @@ async def scenario(tmp: Path, monkeypatch, capsys) -> dict:
                 monkeypatch.setenv(TOKEN_VAR, TOKEN)
                 out["after_refusals"] = [st.control.mode for st in strats]
                 out["refusal_err"] = capsys.readouterr().err
-                # flatten every symbol, judged from the venue
+                # flatten every symbol, judged from the venue; each venue answer takes 0.8 s, so that the second
+                # flatten meets the first one's pairs in flight
+                await admin(sim, "/admin/faults", {"delay_ms": 800})
                 t0 = time.monotonic()
                 out["flatten_rc"] = await control(cfg, "flatten", "--all", "--reason", "test")
                 out["flatten_out"] = capsys.readouterr().out
@@ -134,6 +137,7 @@ async def scenario(tmp: Path, monkeypatch, capsys) -> dict:
                 await until(lambda: venue.flat() and all(st.control.mode == "paused" for st in strats),
                             LEG_TIMEOUT_S + 15, interval=0.05, what="flat")
                 out["flat_after_s"] = time.monotonic() - t0
+                await admin(sim, "/admin/faults", {"delay_ms": 0})
                 out["longest_one_leg_s"] = dict(venue.longest)
                 # paused: the rules (entry_apr -1000) would enter at once; nothing may be bought
                 await asyncio.sleep(6.0)
@@ -163,7 +167,7 @@ def test_flatten_pause_resume_on_the_local_venue(tmp_path, monkeypatch, capsys):
     assert out["after_refusals"] == ["active", "active"]
     assert out["flatten_rc"] == 0, out
     assert "flattening" in out["flatten_out"] and out["second_flatten_rc"] == 0
-    assert out["second_flatten_out"].count("already") == 2, out["second_flatten_out"]
+    assert out["second_flatten_out"].count("already flattening") == 2, out["second_flatten_out"]
     assert out["flat_after_s"] <= LEG_TIMEOUT_S + 5, out["flat_after_s"]
     assert max(out["longest_total_s"].values()) <= LEG_TIMEOUT_S, out["longest_total_s"]
     assert out["flat_while_paused"]
