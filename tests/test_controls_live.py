@@ -293,3 +293,50 @@ def test_control_state_survives_a_restart(tmp_path, monkeypatch):
     assert out["modes"] == {"BTCUSDT": "paused", "ETHUSDT": "paused"}
     assert out["phases"] == {"BTCUSDT": Phase.FLAT, "ETHUSDT": Phase.IN_CARRY}
     assert out["btc_flat"] and out["eth_held"] and out["resume_rc"] == 0
+
+
+async def risk_scenario(tmp: Path) -> dict:
+    """[risk] in a live node: the gross notional cap lets one carry in and refuses the other; a drawdown limit
+    below the entry's fees (~4.5 USDT of 150k: 0.003%) trips at the entry and flattens what is held; journaled,
+    alerted, flat at the venue."""
+    out: dict = {}
+    async with SimServer(sim_config(speed=60.0, start="2022-03-01T01:00:00Z", symbols=list(SYMS))) as sim:
+        sym_cfg = {"notional_usdt": 3000.0, "leverage": 2, "entry_apr": -1000.0, "exit_apr": -2000.0,
+                   "min_hold_intervals": 0, "leg_timeout_s": LEG_TIMEOUT_S, "guard": {"enabled": False}}
+        cfg = write_config(tmp, sim.url, symbols={s: dict(sym_cfg) for s in SYMS})
+        with cfg.open("a") as f:  # one carry is ~6000 USDT over both legs: a second one is beyond 9000
+            f.write("[risk]\nmax_gross_notional_usdt = 9000\nmax_drawdown_pct = 0.001\naction = \"flatten\"\n")
+        settings = load_settings(cfg, env_file=None).model_copy(
+            update={"api_key": SecretStr(KEY), "api_secret": SecretStr(SECRET)})
+        venue = VenueLegs(sim)
+        venue.start()
+        try:
+            async with RunningNode(settings, "live", NodeOptions(log_level="WARNING", env_file=None)) as node:
+                strats = {s: node.strategy(s) for s in SYMS}
+                await until(lambda: all(st.control.mode == "paused" for st in strats.values()), 30,
+                            what="the drawdown limit paused every symbol")
+                await until(venue.flat, 15, what="flat at the venue")
+                out["entered"] = [s for s, st in strats.items()
+                                  if any(a == "enter" for _, a, _ in st.log_.decisions)]
+                out["skipped"] = [(s, r) for s, st in strats.items() for _, a, r in st.log_.decisions
+                                  if a == "skip_entry"]
+                out["alerts"] = [a.event for a in node.app.ops.rules.emitted]
+        finally:
+            await venue.stop()
+        out["longest"] = dict(venue.longest)
+    with JournalReader(settings.journal) as r:
+        out["risk_rows"] = r.rows("risk")
+        out["control_rows"] = r.rows("control")
+    return out
+
+
+def test_risk_limits_in_a_live_node(tmp_path):
+    out = asyncio.run(asyncio.wait_for(risk_scenario(tmp_path), 240))
+    assert len(out["entered"]) == 1, out
+    assert any("max_gross_notional_usdt 9000" in r for _, r in out["skipped"]), out["skipped"]
+    (row,) = out["risk_rows"]
+    assert row["limit_name"] == "max_drawdown_pct" and row["action"] == "flatten" and row["value"] > 0.001
+    assert {(r["symbol"], r["command"], r["origin"]) for r in out["control_rows"]} >= {
+        (s, "flatten", "risk") for s in SYMS}
+    assert "risk_breach" in out["alerts"]
+    assert max(out["longest"].values()) <= LEG_TIMEOUT_S

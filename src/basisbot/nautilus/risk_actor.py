@@ -7,7 +7,8 @@
   `CONTROL_TOPIC`, which the strategies apply like an operator's command. It stays latched until a `resume` of every
   symbol (not one sent by this actor), which re-arms the limits from the equity of that moment.
 - `RISK_ENDPOINT`: a strategy asks before a new entry (`EntryCheck`); refused beyond `max_gross_notional_usdt` (both
-  legs of every carry at market, plus the new one) or when the symbol's last mark is older than `stale_data_s`.
+  legs of every carry at market, the entries let through and not filled yet, plus the new one) or when the symbol's
+  last mark is older than `stale_data_s`.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from basisbot.nautilus.messages import (
 )
 
 USDT = Currency.from_str("USDT")
+ENTRY_RESERVE_NS = 60 * 1_000_000_000  # an entry let through counts this long before its fills (or its failure)
 
 
 class RiskActorConfig(ActorConfig, frozen=True):
@@ -80,6 +82,9 @@ class RiskActor(Actor):
         self.breaches: list[risk.Breach] = []
         self.refusals: dict[str, int] = {}  # entries refused, per limit kind
         self.last_equity: float | None = None
+        # entries let through and not yet in the positions: {symbol: (notional, ts)}, counted in the gross notional
+        # so that two symbols asking at the same moment cannot both pass a cap only one fits under
+        self._entering: dict[str, tuple[float, int]] = {}
 
     def on_start(self) -> None:
         self.msgbus.register(RISK_ENDPOINT, self._on_entry_check)
@@ -134,12 +139,16 @@ class RiskActor(Actor):
         mp = self.cache.mark_price(perp)
         return mp.value.as_double() if mp is not None else None
 
-    def gross_notional(self) -> float:
+    def gross_notional(self, now: int) -> float:
         legs = []
-        for spot, perp in self._ids.values():
+        for sym, (spot, perp) in self._ids.items():
             sq, pq = float(self.portfolio.net_position(spot)), float(self.portfolio.net_position(perp))
             if sq == 0 and pq == 0:
+                entering = self._entering.get(sym)
+                if entering is not None and now - entering[1] < ENTRY_RESERVE_NS:
+                    legs.append((1.0, entering[0], 0.0, 0.0))
                 continue
+            self._entering.pop(sym, None)
             mp = self.cache.mark_price(perp)
             mark = mp.value.as_double() if mp is not None else 0.0
             legs.append((sq, self._spot_price(spot, perp) or mark, pq, mark))
@@ -150,9 +159,11 @@ class RiskActor(Actor):
         why = self.book.stale(now, self.last_mark_ns.get(req.symbol))
         kind = "stale_data_s"
         if why is None:
-            why, kind = self.book.entry_refusal(self.gross_notional(), req.notional_usdt), "max_gross_notional_usdt"
+            why, kind = self.book.entry_refusal(self.gross_notional(now), req.notional_usdt), "max_gross_notional_usdt"
         if why is not None:
             self.refusals[kind] = self.refusals.get(kind, 0) + 1
+        else:
+            self._entering[req.symbol] = (req.notional_usdt, now)
         req.reply(why)
 
     # -- the operator's resume re-arms the limits ---------------------------------------------------------------------
