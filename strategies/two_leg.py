@@ -591,6 +591,8 @@ class TwoLegStrategy(Strategy):
         its retries) escalates; the next attempt waits for the escalation's backoff."""
         if not self.control.flattening or self._busy() or self._resume_pending or self.spot is None:
             return
+        if self._draining:  # stopping: no new pair; the journaled flatten carries on after the restart
+            return
         now = self.clock.timestamp_ns()
         if self._held_nothing():
             self.control = control.flattened(self.control)

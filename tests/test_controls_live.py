@@ -1,12 +1,12 @@
-"""The operator's hands on a running node (issue 27's "done when"): `basisbot live` holding BTC and ETH carries on
+"""The operator's hands on a running node: `basisbot live` holding BTC and ETH carries on
 `basisbot sim` replaying at 60x, commanded with `basisbot control` through its ops server, judged from the VENUE
 (its admin state polled every 0.25 s, as the fault matrix does):
 
 - a wrong token is refused (exit 1) and journaled without the token; an unknown symbol is bad input (exit 2);
 - `flatten --all` leaves no position on either leg of either symbol within leg_timeout_s + 5 s, with no one-legged
   stretch longer than leg_timeout_s; the node stays flat while paused (the carry rules want to enter at once);
-- a second flatten while the first one's pairs are in flight (the venue slowed) answers "already flattening" and
-  starts nothing; `status` shows the state (exit 0);
+- a second flatten while the first one's pairs are in flight (the venue slowed meanwhile) answers "already
+  flattening" and starts nothing; `status` shows the state (exit 0);
 - `resume --all` lets both enter again; the journal holds every command with its origin.
 """
 
@@ -126,18 +126,18 @@ async def scenario(tmp: Path, monkeypatch, capsys) -> dict:
                 monkeypatch.setenv(TOKEN_VAR, TOKEN)
                 out["after_refusals"] = [st.control.mode for st in strats]
                 out["refusal_err"] = capsys.readouterr().err
-                # flatten every symbol, judged from the venue; each venue answer takes 0.8 s, so that the second
-                # flatten meets the first one's pairs in flight
-                await admin(sim, "/admin/faults", {"delay_ms": 800})
+                # flatten every symbol, judged from the venue; the first flatten's orders take 0.6 s to reach the
+                # venue's book, so that the second flatten meets its pairs in flight
+                await admin(sim, "/admin/faults", {"delay_ms": 600})
                 t0 = time.monotonic()
                 out["flatten_rc"] = await control(cfg, "flatten", "--all", "--reason", "test")
                 out["flatten_out"] = capsys.readouterr().out
                 out["second_flatten_rc"] = await control(cfg, "flatten", "--all")
                 out["second_flatten_out"] = capsys.readouterr().out
+                await admin(sim, "/admin/faults", {"delay_ms": 0})
                 await until(lambda: venue.flat() and all(st.control.mode == "paused" for st in strats),
                             LEG_TIMEOUT_S + 15, interval=0.05, what="flat")
                 out["flat_after_s"] = time.monotonic() - t0
-                await admin(sim, "/admin/faults", {"delay_ms": 0})
                 out["longest_one_leg_s"] = dict(venue.longest)
                 # paused: the rules (entry_apr -1000) would enter at once; nothing may be bought
                 await asyncio.sleep(6.0)

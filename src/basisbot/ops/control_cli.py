@@ -77,7 +77,7 @@ def control_main(args) -> int:
             answer = {"error": f"HTTP {e.code}"}
     except (urllib.error.URLError, OSError, TimeoutError) as e:
         reason = getattr(e, "reason", e)
-        _err(f"no node answered at {url}: {reason} (is `basisbot live|paper` running with this config?)")
+        _err(f"no node answered at {url}: {reason} (is `basisbot live|paper` running with this config? The ops server answers once the node has started)")
         return EXIT_FAILURE
     except ValueError:
         _err(f"{url} answered something that is not a basisbot ops server")
