@@ -13,6 +13,14 @@ Phases (config forces each one):
 - guard:   leverage 5 with a reduce threshold above the distance to liquidation: the guard reduces both legs right
            after the entry; the fault comes when the node logs the guard action.
 
+Control cells (kind "control"): at the seeded moment of their phase the fault (if any) is injected, then the
+operator's flatten of every symbol is sent to the node's ops server (POST /control with the control token: the
+request `basisbot control flatten --all` sends, without the second the CLI takes to start, so that it can meet a pair
+in flight). Cells that must meet a pair in flight slow every venue REST answer by `slow_ms` once the node runs
+(cleared after the flatten) and require the node's answer to name the pair in flight for every symbol. All require
+the node's acknowledgement, every symbol flat at the venue within the leg timeout + 5 s of the command, and still
+flat when the cell ends (paused: the config would enter again at once).
+
 Per symbol, from the venue: the longest one-legged stretch (polled: one leg held and not the other, or the hedge off by
 more than 25%), client order ids at the venue unique, the most orders in any 60 s (no storm; orders the venue refused
 are counted too, over all symbols, shown as "+Nr"), venue orders and funding
@@ -82,6 +90,11 @@ class Fault:
     clear_after_s: float | None = None  # DELETE /admin/faults this long after injection (None: never)
     hold_s: float = 12.0  # observe this long after the injection
     extra_limit_s: float = 0.0  # allowed one-legged stretch beyond the leg timeout + grace
+    slow_ms: int = 0  # control cells: every venue REST answer waits this long from the node's start to the flatten
+
+
+CONTROL_TOKEN_VAR = "FM_CONTROL_TOKEN"
+FLAT_WITHIN_S = LEG_TIMEOUT_S + 5.0  # a flatten: every leg of every symbol closed within this of the command
 
 
 FAULTS: dict[str, Fault] = {f.name: f for f in [
@@ -121,6 +134,12 @@ FAULTS: dict[str, Fault] = {f.name: f for f in [
     # longer hedges must be sold within the leg timeout, the ADL alerted and journaled
     Fault("adl_partial", "holding", "inject", lambda s: {"adl": {"symbol": s, "fraction": 0.5}}, per_symbol=True),
     Fault("adl_full", "holding", "inject", lambda s: {"adl": {"symbol": s, "fraction": 1.0}}, per_symbol=True),
+    # the operator's flatten: while the entry pair is in flight, while the guard's reduce pair is in flight, and
+    # with the first perp close refused by the venue (retried with the two-leg backoff)
+    Fault("flatten_in_flight", "entry", "control", None, window_s=(0.0, 0.1), slow_ms=600),
+    Fault("flatten_during_guard", "guard", "control", None, window_s=(0.0, 0.1), slow_ms=600),
+    Fault("flatten_perp_close_rejected", "holding", "control",
+          lambda s: {"reject_next_order": {"venue": "futures", "symbol": s, "count": 1}}, per_symbol=True),
 ]}
 # the exchange's own closing orders carry its client ids (one "adl_autoclose" per ADL): not the bot's, not duplicates
 VENUE_CLOSE_PREFIXES = ("autoclose-", "adl_autoclose")
@@ -130,9 +149,14 @@ VENUE_CLOSE_PREFIXES = ("autoclose-", "adl_autoclose")
 # processes
 # ----------------------------------------------------------------------------------------------------------------------
 def _toml(symbols: list[str], url: str, journal: Path, phase: str, exit_now: bool = False,
-          alert_url: str | None = None) -> str:
+          alert_url: str | None = None, control_port: int | None = None) -> str:
     lines = ['mode = "live"', f'journal = "{journal}"', "", "[live]", f'exchange_url = "{url}"',
-             "poll_interval_s = 2.0", "reconnect_max_s = 2.0", ""]
+             "poll_interval_s = 2.0", "reconnect_max_s = 2.0"]
+    if control_port is not None:
+        lines.append(f"metrics_port = {control_port}")
+    lines.append("")
+    if control_port is not None:
+        lines += ["[control]", f'token_env = "{CONTROL_TOKEN_VAR}"', ""]
     if alert_url:
         lines += ["[alerts]", f"urls = [{json.dumps(alert_url)}]", ""]
     for s in symbols:
@@ -222,6 +246,7 @@ class VenueWatch:
         self.distance: dict[str, float | None] = {}
         self._task: asyncio.Task | None = None
         self.paused = False  # while the venue itself is down (outage): keep the open stretch, do not sample
+        self.flat: dict[str, bool] = {}  # no perp and no spot worth the minimum notional
 
     async def get(self, path: str):
         async with self.http.get(self.url + path, timeout=aiohttp.ClientTimeout(total=5)) as r:
@@ -270,6 +295,7 @@ class VenueWatch:
             self.distance[s] = (lps[s] - px) / px if p < 0 and lps.get(s) else None
             spot_on = spot * px >= self.min_notional
             perp_on = abs(p) * px >= self.min_notional
+            self.flat[s] = p == 0 and not spot_on
             unhedged = spot_on != perp_on
             if spot_on and perp_on:
                 big = max(spot, abs(p))
@@ -351,6 +377,9 @@ class _Cell:
     watch: VenueWatch
     nodes: list[Proc] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    control_port: int | None = None  # control cells: the node's ops server, and its token in `env`
+    alert_url: str | None = None
+    flat: dict[str, dict] = field(default_factory=dict)  # control cells: per symbol {flat_after_s, flat_at_end}
 
     @property
     def node(self) -> Proc:
@@ -380,6 +409,8 @@ class _Cell:
         fault, node = self.fault, self.node
         if fault.phase == "entry":
             hit = await node.wait_line(r": enter: ", 30)
+            if hit and fault.kind == "control":  # a flatten must meet every symbol's entry in flight
+                hit = await _every_symbol(node, self.symbols, r"{}: enter: ", 30)
             if hit is None and fault.kind != "withdraw":
                 self.notes.append("no entry seen")
             return time.monotonic() if hit else None
@@ -388,14 +419,16 @@ class _Cell:
             return time.monotonic()
         if fault.phase == "exit":
             await _wait_both_legs(self.watch)
-            self.cfg.write_text(_toml(self.symbols, self.url, self.journal, fault.phase, exit_now=True),
-                                encoding="utf-8")
+            self.cfg.write_text(_toml(self.symbols, self.url, self.journal, fault.phase, exit_now=True,
+                                      alert_url=self.alert_url, control_port=self.control_port), encoding="utf-8")
             hit = await node.wait_line(r": exit: ", 45)
             if hit is None:
                 self.notes.append("no exit seen")
             return time.monotonic() if hit else None
         if fault.phase == "guard":
             hit = await node.wait_line(r"guard \w+: REDUCE|: reduce: ", 45)
+            if hit and fault.kind == "control":  # a flatten must meet every symbol's reduce in flight
+                hit = await _every_symbol(node, self.symbols, r"{}: reduce: ", 45)
             if hit is None:
                 self.notes.append("no guard action seen")
             return time.monotonic() if hit else None
@@ -405,6 +438,8 @@ class _Cell:
         """The fault at its seeded moment after the phase began (inject a spec, or kill -9 and restart the node);
         when it struck (None: not at all)."""
         fault = self.fault
+        if fault.kind == "control":
+            return await self.flatten(t_phase, delay)
         if t_phase is None or fault.kind not in ("inject", "kill"):
             return t_phase if fault.kind == "arm" else None
         await asyncio.sleep(max(0.0, t_phase + delay - time.monotonic()))
@@ -417,6 +452,25 @@ class _Cell:
             await self.node.wait(10)
             if not await self.start_node():
                 self.notes.append("node did not restart")
+        return t_fault
+
+    async def flatten(self, t_phase: float | None, delay: float) -> float | None:
+        """Control cells: the fault's spec (if any), then the operator's flatten of every symbol at the seeded moment;
+        the venue's slowing (slow_ms) is lifted once the flatten is answered."""
+        fault, watch = self.fault, self.watch
+        if t_phase is None:
+            self.notes.append("phase not reached: no flatten sent")
+            return None
+        await asyncio.sleep(max(0.0, t_phase + delay - time.monotonic()))
+        t_fault = time.monotonic()
+        if fault.spec is not None:
+            for s in self.symbols:
+                await watch.post("/admin/faults", fault.spec(s) if fault.per_symbol else fault.spec)
+        flat = await _flatten(self.control_port, self.env[CONTROL_TOKEN_VAR], watch, self.symbols, self.notes,
+                              fault.slow_ms > 0)
+        self.flat = {s: {**f, "symbol": s} for s, f in flat.items()}
+        if fault.slow_ms:
+            await watch.post("/admin/faults", {"delay_ms": 0})
         return t_fault
 
     async def until_settled(self) -> None:
@@ -473,7 +527,11 @@ async def run_fault(fault: Fault, symbols: list[str], seed: int, workdir: Path) 
     sink = AlertSink() if fault.name.startswith("adl") else None
     if sink is not None:
         await sink.start()
-    cfg.write_text(_toml(symbols, url, journal, fault.phase, alert_url=sink.url if sink else None), encoding="utf-8")
+    control_port = free_port() if fault.kind == "control" else None
+    if control_port is not None:
+        env[CONTROL_TOKEN_VAR] = f"fm-{seed}-" + "c" * 24
+    cfg.write_text(_toml(symbols, url, journal, fault.phase, alert_url=sink.url if sink else None,
+                         control_port=control_port), encoding="utf-8")
     node_args = [PY, "-m", "basisbot.cli", "live", "--config", str(cfg), "--env-file", "/nonexistent"]
     t_cell = time.monotonic()
     await venue.start()
@@ -482,13 +540,16 @@ async def run_fault(fault: Fault, symbols: list[str], seed: int, workdir: Path) 
         return [CellResult(fault.name, s, False, problems=["venue did not start"]) for s in symbols]
     watch = VenueWatch(url, symbols)
     watch.start()
-    cell = _Cell(fault, symbols, url, cfg, journal, node_args, env, work / "node.log", watch)
+    cell = _Cell(fault, symbols, url, cfg, journal, node_args, env, work / "node.log", watch,
+                 control_port=control_port, alert_url=sink.url if sink else None)
     stop_s = None
     rc = None
     try:
         await cell.prepare()
         if not await cell.start_node():
             raise RuntimeError("node did not start")
+        if fault.slow_ms:  # the node runs: from now on each order takes slow_ms to reach the book
+            await watch.post("/admin/faults", {"delay_ms": fault.slow_ms})
         await watch.post("/admin/clock", {"resume": True})
         t_phase = await cell.reach_phase()
         lo, hi = fault.window_s
@@ -501,6 +562,8 @@ async def run_fault(fault: Fault, symbols: list[str], seed: int, workdir: Path) 
         if fault.name == "second_leg_rejected_always":
             await watch.post("/admin/faults", {"clear": True})
         await cell.until_settled()
+        for f in cell.flat.values():  # paused after the flatten: still flat although the config would enter at once
+            f["flat_at_end"] = watch.flat.get(f["symbol"], False)
         rc, stop_s = await cell.sigterm()
     except Exception as e:  # noqa: BLE001 - the cell fails with the reason
         cell.notes.append(f"{type(e).__name__}: {e}")
@@ -516,7 +579,56 @@ async def run_fault(fault: Fault, symbols: list[str], seed: int, workdir: Path) 
             await sink.stop()
     restarts = len(cell.nodes) - 1
     return judge(fault, symbols, watch, venue_orders, venue_funding, journal, rc, stop_s, cell.notes,
-                 time.monotonic() - t_cell, restarts, refused, alerts=sink.received if sink else None)
+                 time.monotonic() - t_cell, restarts, refused, alerts=sink.received if sink else None,
+                 flat=cell.flat if fault.kind == "control" else None)
+
+
+async def _every_symbol(node: Proc, symbols: list[str], pattern: str, timeout: float):
+    """The last of `pattern` (with {} = the symbol) logged for every symbol, or None."""
+    hit = None
+    for s in symbols:
+        hit = await node.wait_line(pattern.format(s), timeout)
+        if hit is None:
+            return None
+    return hit
+
+
+async def _flatten(port: int, token: str, watch: VenueWatch, symbols: list[str], notes: list[str],
+                   need_pair: bool) -> dict[str, dict]:
+    """The operator's flatten of every symbol (what `basisbot control flatten --all` posts); then the time until each
+    symbol is flat at the venue (polled every POLL_S by `watch`). `need_pair`: the node must answer that a pair was
+    in flight for the symbol (else the cell did not test what it names)."""
+    t0 = time.monotonic()
+    answers: dict[str, dict] = {}
+    try:
+        async with watch.http.post(f"http://127.0.0.1:{port}/control", timeout=aiohttp.ClientTimeout(total=15),
+                                   json={"command": "flatten", "symbols": "all", "origin": "cli",
+                                         "reason": "fault matrix"},
+                                   headers={"Authorization": f"Bearer {token}"}) as r:
+            body = await r.json()
+        if r.status != 200 or not body.get("ok"):
+            notes.append(f"flatten refused: HTTP {r.status} {body.get('error')}")
+        answers = {a["symbol"]: a for a in body.get("results") or []}
+    except Exception as e:  # noqa: BLE001 - the cell fails with the reason
+        notes.append(f"flatten not answered: {type(e).__name__}: {e}")
+    out = {s: {"flat_after_s": None, "flat_at_end": False, "answer": answers.get(s, {}).get("answer"),
+               "pair": answers.get(s, {}).get("pair"), "need_pair": need_pair} for s in symbols}
+    # flat = flat from then on: a pair in flight may still be filling at the venue when the flatten is sent (the
+    # venue looks flat before an entry's orders reach it), so the time is that of the last sample still holding
+    last_held = dict.fromkeys(symbols, t0)
+    n = watch.samples
+    deadline = t0 + FLAT_WITHIN_S + 4.0
+    while time.monotonic() < deadline:
+        if watch.samples != n:
+            n = watch.samples
+            for s in symbols:
+                if not watch.flat.get(s):
+                    last_held[s] = time.monotonic()
+        await asyncio.sleep(POLL_S / 5)
+    for s in symbols:
+        if watch.flat.get(s):
+            out[s]["flat_after_s"] = round(last_held[s] - t0, 2)
+    return out
 
 
 def _ms(iso: str) -> int:
@@ -586,9 +698,35 @@ def _unexplained(symbol: str, j_orders: dict, j_fills: set, venue_cids: set, ven
     return out
 
 
+def _adl_problems(s: str, orders: list[dict], journal: Path, alerts: list[dict] | None) -> list[str]:
+    """An ADL cell: the venue deleveraged the short, the journal names it, an alert says so."""
+    problems = []
+    if not any(o["clientOrderId"].startswith("adl_autoclose") for o in orders):
+        problems.append("the venue did not deleverage the short")
+    if not _adl_journaled(journal, s):
+        problems.append("no journal decision naming the ADL")
+    if not any(s in str(a.get("title", "")) and "AUTO-DELEVERAGED" in str(a.get("title", "")) for a in alerts or []):
+        problems.append("no ADL alert")
+    return problems
+
+
+def _flatten_problems(f: dict | None) -> list[str]:
+    """A control cell: flat within the limit of the command and still flat at the end, the node's answer."""
+    problems = []
+    if f is None or f["flat_after_s"] is None or f["flat_after_s"] > FLAT_WITHIN_S:
+        problems.append(f"not flat within {FLAT_WITHIN_S:g}s of the flatten ({None if f is None else f['flat_after_s']})")
+    elif not f["flat_at_end"]:
+        problems.append("held again at the end: entered while paused")
+    if f is not None and f["answer"] != "flattening":
+        problems.append(f"the node answered {f['answer']!r} to the flatten")
+    if f is not None and f["need_pair"] and not f["pair"]:
+        problems.append("no pair was in flight at the flatten: the cell did not test what it names")
+    return problems
+
+
 def judge(fault: Fault, symbols, watch: VenueWatch, venue_orders: dict, venue_funding: list, journal: Path,
           rc, stop_s, notes, cell_s: float, restarts: int, refused: int = 0,
-          alerts: list[dict] | None = None) -> list[CellResult]:
+          alerts: list[dict] | None = None, flat: dict[str, dict] | None = None) -> list[CellResult]:
     """`refused`: orders the venue refused (all symbols; a refused order is not stored with the venue's orders, so
     a storm of refusals is judged on this count: at most ORDERS_PER_MIN_MAX per symbol and started minute)."""
     j_orders, j_fills, j_funding = _read_journal(journal)
@@ -631,27 +769,23 @@ def judge(fault: Fault, symbols, watch: VenueWatch, venue_orders: dict, venue_fu
         if unexplained:
             problems.append(f"{len(unexplained)} journal row(s) unexplained: {unexplained[:3]}")
         if fault.name.startswith("adl"):
-            deleveraged = [o for o in orders if o["clientOrderId"].startswith("adl_autoclose")]
-            decided = _adl_journaled(journal, s)
-            alerted = any(s in str(a.get("title", "")) and "AUTO-DELEVERAGED" in str(a.get("title", ""))
-                          for a in alerts or [])
-            if not deleveraged:
-                problems.append("the venue did not deleverage the short")
-            if not decided:
-                problems.append("no journal decision naming the ADL")
-            if not alerted:
-                problems.append("no ADL alert")
+            problems += _adl_problems(s, orders, journal, alerts)
         d = watch.distance.get(s)
         if fault.phase == "guard" and d is not None and d <= GUARD_REDUCE_DISTANCE:
             problems.append(f"perp left {d:.1%} from liquidation at the end (the guard reduces at "
                             f"{GUARD_REDUCE_DISTANCE:.0%}): the guard did not act")
         if rc not in (0,):
             problems.append(f"SIGTERM exit {rc} after {stop_s if stop_s is None else round(stop_s, 1)}s")
+        f = (flat or {}).get(s)
+        if flat is not None:
+            problems += _flatten_problems(f)
         out.append(CellResult(fault.name, s, not problems, {
             "one_legged_s": round(longest, 2), "orders": len(orders), "max_orders_per_min": per_min,
             "funding_paid": len(paid), "funding_journaled": len(paid) - len(funding_lacks),
             "stop_s": None if stop_s is None else round(stop_s, 1), "exit": rc, "cell_s": round(cell_s, 1),
-            "restarts": restarts, "polls": watch.samples, "end_distance": None if d is None else round(d, 4), "refused_all_symbols": refused}, problems))
+            "restarts": restarts, "polls": watch.samples, "end_distance": None if d is None else round(d, 4),
+            "refused_all_symbols": refused,
+            **({"flat_after_s": f["flat_after_s"], "pair_at_flatten": f["pair"]} if f else {})}, problems))
     return out
 
 
@@ -671,7 +805,8 @@ def print_matrix(results: list[CellResult], symbols: list[str]) -> None:
             g = r.figures
             worst = max(worst, g.get("one_legged_s", 0.0))
             cell = (f"{'PASS' if r.passed else 'FAIL'} 1leg {g.get('one_legged_s')}s ord {g.get('orders')}"
-                    f"{'+' + str(g['refused_all_symbols']) + 'r' if g.get('refused_all_symbols') else ''} "
+                    + (f" flat {g['flat_after_s']}s" if g.get("flat_after_s") is not None else "")
+                    + f"{'+' + str(g['refused_all_symbols']) + 'r' if g.get('refused_all_symbols') else ''} "
                     f"/min {g.get('max_orders_per_min')} fund {g.get('funding_journaled')}/{g.get('funding_paid')}")
             row += cell.ljust(48)
         print(row + f"{worst:.2f}s")

@@ -27,8 +27,10 @@ from basisbot.core.units import HOUR_NS
 from basisbot.nautilus.messages import (
     ADJUST_MARGIN_ENDPOINT,
     PORTFOLIO_ENDPOINT,
+    RISK_ENDPOINT,
     AdjustMarginRequest,
     BudgetRequest,
+    EntryCheck,
     Liquidated,
     PerpMarginState,
 )
@@ -84,6 +86,7 @@ class BasisCarryStrategy(TwoLegStrategy):
         self._scale = 1.0  # notional scale from the capital budget (compounding)
         self._budget_said: bool | None = None
         self._budget: bool | None = None  # whether a capital budget ranks this symbol (`_budgeted`, on first use)
+        self._risk: bool | None = None  # whether risk limits ([risk]) check entries (`_risk_refusal`, on first use)
         self._guard_event_pending: GuardEvent | None = None
         self._failed_entries = 0  # entries in a row that did not complete
         self._entry_after_ns = 0  # no new entry before (backoff after failed entries)
@@ -172,7 +175,7 @@ class BasisCarryStrategy(TwoLegStrategy):
             self._check_hedge()
             return
         if self.phase is Phase.FLAT:
-            if self.clock.timestamp_ns() < self._entry_after_ns:
+            if self.clock.timestamp_ns() < self._entry_after_ns or not self.control.entries_allowed:
                 return
             if carry.decide(self.rules, self._view()) is carry.Action.ENTER and self._budget_allows(held=False):
                 self._enter()
@@ -241,7 +244,7 @@ class BasisCarryStrategy(TwoLegStrategy):
             notional = min(notional, self.cfg.max_notional_usdt)
         spot_qty, perp_qty = carry.leg_quantities(notional, spot_px, self.cfg.hedge_ratio, self._spot_lot,
                                                   self._perp_lot)
-        problem = self._precheck(spot_qty, perp_qty, spot_px)
+        problem = self._precheck(spot_qty, perp_qty, spot_px) or self._risk_refusal(spot_qty, perp_qty, spot_px)
         if problem:  # logged once per streak: live, the same check fails on every mark-price message until it clears
             if problem[0] != self._skipping:
                 self._skipping = problem[0]
@@ -253,6 +256,18 @@ class BasisCarryStrategy(TwoLegStrategy):
         self.phase = Phase.ENTERING
         self.settlements_held = 0
         self._start_pair(Intent.ENTER, spot=(1, spot_qty), perp=(-1, perp_qty))
+
+    def _risk_refusal(self, spot_qty: Decimal, perp_qty: Decimal, spot_px: float) -> tuple[str, str] | None:
+        """With risk limits ([risk]), the risk actor's refusal of this entry (gross notional cap, stale data)."""
+        if self._risk is None:
+            self._risk = RISK_ENDPOINT in self.msgbus.endpoints()
+        if not self._risk:
+            return None
+        box: dict = {}
+        notional = float(spot_qty) * spot_px + float(perp_qty) * (self.mark or spot_px)
+        self.msgbus.send(RISK_ENDPOINT, EntryCheck(self.symbol, notional, lambda why: box.update(why=why)))
+        why = box.get("why")
+        return None if why is None else ("risk", f"risk limit: {why}")
 
     def _precheck(self, spot_qty: Decimal, perp_qty: Decimal, spot_px: float) -> tuple[str, str] | None:
         """Both legs must pass instrument limits and balances before either is sent: (kind, why) of the first
@@ -303,6 +318,7 @@ class BasisCarryStrategy(TwoLegStrategy):
             self._guard_event_pending.perp_qty_after = float(perp)
             self._guard_event_pending = None
         self._check_hedge()
+        self._continue_flatten()
 
     def _entry_backoff_s(self) -> float:
         return min(self.cfg.leg_timeout_s * 2 ** (self._failed_entries - 1), 3600.0)

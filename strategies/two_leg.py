@@ -9,7 +9,10 @@ live (TradingNode + ccxt.pro clients); the world it runs in hands it its schedul
 - the one-leg invariant: a leg held alone is closed at once, in every phase; a leg that cannot be closed escalates
   (journaled, alerted, new pairs halted) instead of spinning;
 - restart: the journal's last pair and the reconciled positions give a plan (`basisbot.core.resume`), carried out here;
-- the journal stream (`JournalRecord`s on the message bus: live and paper write them, backtests ignore them).
+- the journal stream (`JournalRecord`s on the message bus: live and paper write them, backtests ignore them);
+- the operator's controls (`ControlCommand` on `CONTROL_TOPIC`, rules in `basisbot.core.control`): pause stops new
+  entries (the subclass asks `control.entries_allowed`), flatten closes both legs together as one closing pair once no
+  pair is in flight, then stays paused. A flatten does not wait for the settlement blackout (README "Controls").
 
 Subclasses supply the rules: `_on_pair_done`, `_unwind`, `_exit`, `_run_guard`, `_on_job`, `_on_margin_state`,
 `_on_liquidated`, and the phase.
@@ -28,15 +31,17 @@ from nautilus_trader.model.identifiers import InstrumentId
 from nautilus_trader.model.objects import Currency
 from nautilus_trader.trading.strategy import Strategy
 
+from basisbot.core import control, resume
 from basisbot.core import defaults as D
-from basisbot.core import resume
 from basisbot.core.hedge_monitor import lone_leg
 from basisbot.core.legs import Instruction, Intent, LegPair, LegStatus, retry_delay_s
 from basisbot.core.mark_watch import MarkBand, mark_watch
 from basisbot.core.quantities import ZERO, exact, round_down
 from basisbot.nautilus.messages import (
+    CONTROL_TOPIC,
     JOURNAL_TOPIC,
     RESTORE_ENDPOINT,
+    ControlCommand,
     JournalRecord,
     RestoreRequest,
     liquidation_topic,
@@ -124,6 +129,8 @@ class TwoLegStrategy(Strategy):
         self._resume_at_ns = 0
         self._resume_cancels_ns = 0
         self._restored: dict | None = None
+        self.control = control.ControlState()  # the operator's pause / flatten (journaled; restored at restart)
+        self._flatten_wake_ns = 0
 
     # -- lifecycle --------------------------------------------------------------------------------------------------
     def on_start(self) -> None:
@@ -146,6 +153,7 @@ class TwoLegStrategy(Strategy):
         self.subscribe_funding_rates(self.perp_id)
         self.msgbus.subscribe(margin_topic(self.symbol), self._on_margin_state)
         self.msgbus.subscribe(liquidation_topic(self.symbol), self._on_liquidated)
+        self.msgbus.subscribe(CONTROL_TOPIC, self._on_control)
         self._driver = make_driver(self.cfg.scheduler, self.clock, self._on_job)
         self._set_guard_sweep()
         if self._spot_bar_type is None:
@@ -158,6 +166,8 @@ class TwoLegStrategy(Strategy):
 
     def on_stop(self) -> None:
         mark_watch(self.msgbus, self.perp_id).remove(self.mark_band)
+        if self.msgbus.is_subscribed(CONTROL_TOPIC, self._on_control):
+            self.msgbus.unsubscribe(CONTROL_TOPIC, self._on_control)
         # legs stay hedged; nothing half-sent is left (in-flight legs finish or are unwound by the venue state)
         if self._driver is not None:
             self._driver.shutdown()
@@ -183,6 +193,13 @@ class TwoLegStrategy(Strategy):
             self.msgbus.subscribe(settlements_held_topic(self.symbol), self._on_settlements_held)
         if state.get("settlements_held") is not None:
             self.settlements_held = int(state["settlements_held"])
+        saved = state.get("control")
+        if saved and saved.get("state") in ("paused", "flattening"):
+            # a paused or flattening node comes back so; a flatten interrupted by the stop goes on after the resume
+            self.control = control.ControlState.from_mode(saved["state"], saved.get("origin") or "",
+                                                          saved.get("reason") or "", int(saved.get("ts") or 0))
+            self._decide("control", f"restored {self.control.mode} (set by {self.control.origin or '?'}: "
+                                    f"{self.control.reason or '-'})")
         pair = state.get("pair") or {}
         if pair and not pair.get("done"):
             # a pair was in flight when the node stopped: an order it sent may still reach the exchange (until its
@@ -318,7 +335,9 @@ class TwoLegStrategy(Strategy):
         self._on_risk_mark(mark)
         if self.pair is None and self._qty is None:
             self._check_hedge()
-        if not (self._resume_pending or (self.pair is None and self._qty is None)):
+        if self.control.flattening:
+            self._continue_flatten()
+        if not (self._resume_pending or (self.pair is None and self._qty is None) or self.control.flattening):
             self.mark_band.rest()
 
     def _on_risk_mark(self, mark: float) -> None:
@@ -564,6 +583,70 @@ class TwoLegStrategy(Strategy):
         if free is None:
             return None
         return round_down(free.as_decimal(), self._spot_lot)
+
+    # -- the operator's controls ---------------------------------------------------------------------------------------
+    def _on_control(self, cmd) -> None:
+        if not isinstance(cmd, ControlCommand) or (cmd.symbols and self.symbol not in cmd.symbols):
+            return
+        now = self.clock.timestamp_ns()
+        try:
+            new, answer = control.apply(self.control, cmd.command, cmd.origin, cmd.reason, now)
+        except ValueError as e:
+            self._reply(cmd, f"refused: {e}")
+            return
+        if cmd.command != "status":
+            changed = new != self.control
+            self.control = new
+            self._journal("control", now, command=cmd.command, origin=cmd.origin, reason=cmd.reason, answer=answer,
+                          state=new.mode)
+            self._decide("control", f"{cmd.command} from {cmd.origin}: {answer}"
+                                    + (f" ({cmd.reason})" if cmd.reason else ""))
+            if changed and new.flattening:
+                self.mark_band.wake()
+                self._continue_flatten()
+        self._reply(cmd, answer)
+
+    def _reply(self, cmd, answer: str) -> None:
+        if cmd.reply is None:
+            return
+        pair = self.pair if self._busy() else None
+        cmd.reply({"symbol": self.symbol, "command": cmd.command, "answer": answer, "state": self.control.mode,
+                   "origin": self.control.origin, "reason": self.control.reason, "phase": self.phase.value,
+                   "spot_qty": str(self.spot_qty()) if self.spot is not None else None,
+                   "perp_qty": str(self.perp_qty()) if self.perp is not None else None,
+                   "pair": None if pair is None else pair.intent, "halted": self._halted})
+
+    def _held_nothing(self) -> bool:
+        """Flat as far as a close can go: no perp, and no spot a sale could deliver (below a lot or the minimums)."""
+        if self.perp_qty() != 0:
+            return False
+        spot = self.spot_qty()
+        return spot <= 0 or self._below_minimum(self.spot, spot, self.spot_px) is not None
+
+    def _continue_flatten(self) -> None:
+        """A flatten: once no pair is in flight (and a restart has resumed), close both legs together; when nothing
+        is held, the flatten is done and the symbol stays paused. A close that did not complete (a leg refused past
+        its retries) escalates; the next attempt waits for the escalation's backoff."""
+        if not self.control.flattening or self._busy() or self._resume_pending or self.spot is None:
+            return
+        if self._draining:  # stopping: no new pair; the journaled flatten carries on after the restart
+            return
+        now = self.clock.timestamp_ns()
+        if self._held_nothing():
+            self.control = control.flattened(self.control)
+            self._journal("control", now, command="flattened", origin=self.control.origin,
+                          reason=self.control.reason, answer="flat", state=self.control.mode)
+            self._decide("control", "flatten complete: flat on both legs; paused until resume")
+            return
+        if now < self._stuck_retry_ns:
+            if self._flatten_wake_ns != self._stuck_retry_ns:  # one wake-up per backoff, however many marks come
+                self._flatten_wake_ns = self._stuck_retry_ns
+                self._driver.call_at(f"{self.symbol}:flatten:{self._stuck_retry_ns}", self._stuck_retry_ns,
+                                     self._continue_flatten)
+            return
+        self._decide("flatten", f"closing both legs: spot {self.spot_qty()}, perp {self.perp_qty()} "
+                                f"({self.control.origin}: {self.control.reason or 'operator flatten'})")
+        self._close_both("exit")
 
     def _decide(self, action: str, reason: str) -> None:
         ts = self.clock.timestamp_ns()

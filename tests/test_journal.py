@@ -104,6 +104,10 @@ def _replay(j: Journal) -> None:
     j.record_funding_settled("BTCUSDT", T0 + 60 * M + 3_000_000, rate=1e-4, payment=1.0, source="test")
     j.record_config_change(T0, "config/basisbot.toml", {"symbols": {"BTCUSDT": {"entry_apr": [0.08, 0.09]}}},
                            "applied", "BTCUSDT: applied", scope="BTCUSDT")
+    j.record_control("BTCUSDT", T0 + 5, command="flatten", origin="cli", reason="test", answer="flattening",
+                     state="flattening")
+    j.record_risk(T0 + 6, limit_name="max_drawdown_pct", value=5.5, threshold=5.0, equity=945.0, reference=1000.0,
+                  action="flatten", detail="drawdown")
 
 
 def test_round_trip_and_replay_is_idempotent(tmp_path):
@@ -113,7 +117,8 @@ def test_round_trip_and_replay_is_idempotent(tmp_path):
     first = j.export("json")
     counts = {t: len(first[t]) for t in EXPORT_ORDER}
     assert counts == {"orders": 2, "fills": 2, "funding": 1, "guard": 1, "legs": 4, "decisions": 1,
-                      "config_changes": 1, "positions": 1, "marks": 0, "venue_clock": 0, "alerts": 0}
+                      "config_changes": 1, "positions": 1, "marks": 0, "venue_clock": 0, "alerts": 0,
+                      "control": 1, "risk": 1}
     _replay(j)  # a restart replaying the same events
     assert j.export("json") == first
     # the same trade id on two instruments is two fills; the order status only moved forward

@@ -1,5 +1,5 @@
-"""`basisbot` command line: backtest | sweep | paper | live | sim | data download | scan | config check | status |
-journal.
+"""`basisbot` command line: backtest | sweep | paper | live | sim | data download | scan | config check | control |
+status | journal.
 
 Exit status: 0 success, 2 bad configuration or bad input (nothing was started), 1 runtime failure.
 """
@@ -89,6 +89,12 @@ def build_parser() -> argparse.ArgumentParser:
     chk = cfg_sub.add_parser("check", help="validate and print the effective config with where each value came from")
     _add_config(chk)
 
+    ctl = sub.add_parser("control", help="pause | resume | flatten | status of the running node (its ops server)")
+    _add_config(ctl)
+    from basisbot.ops.control_cli import add_arguments as add_control_arguments  # argparse only
+
+    add_control_arguments(ctl)
+
     st = sub.add_parser("status", help="per-symbol state from the journal")
     _add_config(st)
     jr = sub.add_parser("journal", help="list or export the journal")
@@ -150,6 +156,10 @@ def main(argv: list[str] | None = None) -> int:
             from basisbot.sim import main as sim_main
 
             return sim_main(args)
+        if args.command == "control":
+            from basisbot.ops.control_cli import control_main
+
+            return control_main(args)
         if args.command == "status":
             from basisbot.ops.status import status_main
 

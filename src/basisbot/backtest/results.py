@@ -88,7 +88,7 @@ def symbol_summary(result, symbol: str) -> dict:
         "margin_added": _r(sum(t.from_perp + t.from_spot for t in transfers)),
         "margin_transferred_from_spot": _r(sum(t.from_spot for t in transfers)),
         "entries": decisions.get("enter", 0),
-        "exits": decisions.get("exit", 0),
+        "exits": decisions.get("exit", 0) + decisions.get("flatten", 0),  # a flatten closes the carry too
         "final_spot_qty": _r(spot_qty, 8),
         "final_perp_qty": _r(perp_qty, 8),
         "predictor_mae": _r(float(err.mean()), 9) if len(err) else None,
@@ -146,13 +146,17 @@ def build_summary(result) -> dict:
         # computed before rounding; what remains is nautilus rounding each money event to USDT's 8 decimals
         "reconciliation_error": _r(change - net_raw, 8),
     })
-    return {
+    out = {
         "symbols": symbols,
         "total": total,
         "period": {"start": result.start.isoformat(), "end": result.end.isoformat()},
         "data": str(result.data_dir),
         "data_notes": [_relative_paths(n, result.data_dir) for n in result.data_notes[:50]],
     }
+    risk = getattr(result, "risk", None)
+    if risk is not None:  # only with [risk] configured: a run without limits keeps its summary as it was
+        out["risk"] = risk
+    return out
 
 
 def _relative_paths(note: str, data_dir) -> str:

@@ -1,5 +1,5 @@
 """Assemble and run a backtest: two venues (spot CASH, perp MARGIN with the standard margin model), the simulation
-modules of `perp_venue`, one `BasisCarryStrategy` per enabled symbol, and the recorder."""
+modules of `perp_simulation`, one `BasisCarryStrategy` per enabled symbol, and the recorder."""
 
 from __future__ import annotations
 
@@ -33,6 +33,7 @@ from basisbot.nautilus.instruments import make_perp, make_spot, perp_venue, spot
 from basisbot.nautilus.message_bus import in_process_message_bus
 from basisbot.nautilus.perp_simulation import PerpLedger, PerpMarginModule, PerpSymbol, SpotCollateralModule
 from basisbot.nautilus.portfolio_actor import PortfolioBudgetActor, PortfolioBudgetConfig
+from basisbot.nautilus.risk_actor import RiskActor, risk_actor_config
 from basisbot.strategies.basis_carry import BasisCarryStrategy
 from basisbot.strategies.strategy_config import strategy_config
 
@@ -76,6 +77,7 @@ class BacktestResult:
     events: int
     run_seconds: float
     data_notes: list[str] = field(default_factory=list)
+    risk: dict | None = None  # with [risk]: limits, breaches, refused entries (`risk_report`)
 
 
 def resolve_data_dir(path: Path | None, config_path: Path | None, exchange: str = "binance") -> Path:
@@ -218,7 +220,7 @@ def build_engine(p: Prepared, *, simulate_perp: bool = True) -> tuple[BacktestEn
         margin_model=StandardMarginModel(), default_leverage=Decimal(1), modules=perp_modules,
     )
     for m in spot_modules + perp_modules:
-        m.detach_from_loop()  # registered with their exchanges; nothing to do per data point (`perp_venue`)
+        m.detach_from_loop()  # registered with their exchanges; nothing to do per data point (`perp_simulation`)
     for s in p.enabled:
         engine.add_instrument(p.spot_insts[s])
         engine.add_instrument(p.perp_insts[s])
@@ -270,6 +272,12 @@ def run_prepared(p: Prepared, *, progress: bool = False) -> BacktestResult:
             capital_usdt=pf.capital_usdt, max_symbols=pf.max_symbols, hysteresis=pf.hysteresis,
             compounding=pf.compounding, venues=list(settings.venue.venues)))
         engine.add_actor(budget)
+    risk_actor = None
+    if settings.risk.configured:  # [risk]: the limits, as live and paper apply them (breaches in summary.json)
+        risk_actor = RiskActor(risk_actor_config(settings.risk, {s: (p.spot_insts[s].id, p.perp_insts[s].id)
+                                                                 for s in order},
+                                                 list(settings.venue.venues), journal=False))
+        engine.add_actor(risk_actor)
 
     # Everything built so far lives through the whole run (the replayed data, the engine, the strategies): frozen out
     # of the garbage collector's generations for it, so a full collection during the run walks only what the run
@@ -302,8 +310,23 @@ def run_prepared(p: Prepared, *, progress: bool = False) -> BacktestResult:
               f"{f.reason}); kept out of the funding prediction" for sym, feed in p.feeds.items() for f in feed.flags]
     result = BacktestResult(settings, order, p.first, p.last, p.data_path, ledger, recorder, strategies, p.feeds,
                             fills, starting, ending, final_spot, final_mark, len(p.events), run_seconds, notes)
+    if risk_actor is not None:
+        result.risk = risk_report(settings.risk, risk_actor, strategies)
     engine.dispose()
     return result
+
+
+def risk_report(limits, actor: RiskActor, strategies: dict) -> dict:
+    """summary.json's "risk" (only with [risk]): the limits, each breach with its figures and action, the entries
+    the limits refused, and each symbol's control state at the end."""
+    limit_keys = ("max_daily_loss_usdt", "max_drawdown_pct", "max_gross_notional_usdt", "stale_data_s", "action")
+    return {
+        "limits": {k: getattr(limits, k) for k in limit_keys},
+        "breaches": [{**b.as_dict(), "ts": pd.Timestamp(b.ts_ns, tz="UTC").isoformat(), "detail": b.describe()}
+                     for b in actor.breaches],
+        "entries_refused": dict(sorted(actor.refusals.items())),
+        "control": {s: strat.control.mode for s, strat in strategies.items()},
+    }
 
 
 def collect_fills(engine: BacktestEngine, spot_insts: dict, perp_insts: dict) -> list[FillRow]:

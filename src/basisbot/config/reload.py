@@ -12,11 +12,12 @@ half-written), it re-validates with `basisbot.config.loading.load_settings`, exa
   settlement blackout, no leg pair in flight); `PendingChange.take` journals it (status ``applied``).
 
 What cannot change while running is **accepted for the next restart only** (journaled once as ``deferred``, logged
-as a warning, and *not* applied): `mode`, `journal`, `exchange.*`, `live.*`, `alerts.*`, the credentials, and per symbol
-`enabled`, `spot_symbol`, `leverage`, `margin_mode`, plus adding or removing a symbol (new instruments, subscriptions
-and exchange-side leverage/margin settings are set up at start). `backtest.*` has no effect live (reported as
-``ignored``). The rest of the change is applied live; if the mix of new live values and the kept restart-only values
-is itself invalid (e.g. a larger notional that only the new, deferred leverage allows), the whole change is refused.
+as a warning, and *not* applied): `mode`, `journal`, `exchange.*`, `live.*`, `alerts.*`, `control.*`, `risk.*`, the
+credentials, and per symbol `enabled`, `spot_symbol`, `leverage`, `margin_mode`, plus adding or removing a symbol (new
+instruments, subscriptions and exchange-side leverage/margin settings are set up at start). `backtest.*` has no
+effect live (reported as ``ignored``). The rest of the change is applied live; if the mix of new live values and the
+kept restart-only values is itself invalid (e.g. a larger notional that only the new, deferred leverage allows), the
+whole change is refused.
 
 Threading: `poll()` is synchronous and cheap (a stat, a read and a hash of two small files). Run it on the node's
 event loop (`asyncio.create_task(watcher.run())`, or a 1 s nautilus timer calling `watcher.poll()`), so that journal
@@ -48,7 +49,7 @@ from basisbot.config.schema import SECRET_FIELDS, Settings
 from basisbot.config.strategy_fields import settings_fields
 
 RESTART_ONLY_SYMBOL_KEYS = ("enabled", "spot_symbol", "leverage", "margin_mode")
-RESTART_ONLY_SECTIONS = ("mode", "journal", "exchange", "live", "alerts")
+RESTART_ONLY_SECTIONS = ("mode", "journal", "exchange", "live", "alerts", "control", "risk")
 IGNORED_SECTIONS = ("backtest",)
 
 _log = logging.getLogger("basisbot.config.reload")

@@ -16,6 +16,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from basisbot.config.control import ControlSettings
+from basisbot.config.risk import RiskSettings
 from basisbot.core import defaults as D
 from basisbot.core.guard import Thresholds
 from basisbot.core.schedule import Windows
@@ -192,6 +194,7 @@ ALERT_EVENTS: dict[str, str] = {
     "venue_disconnect": "error", "venue_recovered": "info",
     "config_refused": "warning",
     "daily_summary": "info",
+    "control": "warning", "control_refused": "warning", "risk_breach": "critical",
 }
 ALERT_URL_ENV = re.compile(r"^env:([A-Za-z_][A-Za-z0-9_]*)$")
 
@@ -326,6 +329,8 @@ class Settings(BaseSettings):
     fees: FeeSettings = FeeSettings()
     backtest: BacktestSettings = BacktestSettings()
     portfolio: PortfolioSettings = PortfolioSettings()
+    control: ControlSettings = ControlSettings()
+    risk: RiskSettings = RiskSettings()
     symbols: dict[str, SymbolSettings] = Field(default_factory=dict)
     api_key: SecretStr | None = None
     api_secret: SecretStr | None = None

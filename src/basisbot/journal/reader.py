@@ -136,11 +136,12 @@ class JournalReader:
             "ORDER BY settlement_ts", [symbol])]
 
     def restore_state(self, symbol: str) -> dict | None:
-        """What a restarting strategy needs: {phase, settlements_held, pair, position, predictions}, or None if the
-        journal has nothing for the symbol."""
+        """What a restarting strategy needs: {phase, settlements_held, pair, position, predictions, control}, or
+        None if the journal has nothing for the symbol."""
         pair = self.latest_pair(symbol)
         position = self.latest_position(symbol)
-        if pair is None and position is None and symbol not in self.symbols():
+        ctl = self.control_state(symbol)
+        if pair is None and position is None and ctl is None and symbol not in self.symbols():
             return None
         return {
             "phase": self.phase(symbol),
@@ -151,7 +152,16 @@ class JournalReader:
                 "ts_last")},
             "position": position,
             "predictions": self.settlement_predictions(symbol),
+            "control": ctl,
         }
+
+    def control_state(self, symbol: str) -> dict | None:
+        """The operator's last command for `symbol` and the state it left ({ts, command, origin, reason, answer,
+        state}), or None."""
+        return self.one("control", "symbol = ?", [symbol], order_by="ts DESC") if self._has("control") else None
+
+    def risk_breaches(self) -> list[dict]:
+        return self.rows("risk", order_by="ts") if self._has("risk") else []
 
     def latest_mark(self, symbol: str) -> dict | None:
         return self.one("marks", "symbol = ?", [symbol], order_by="ts DESC")

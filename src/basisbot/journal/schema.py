@@ -87,11 +87,23 @@ TABLES: dict[str, dict[str, Any]] = {
         "pk": ("ts", "channel", "event", "status"),
         "indexes": [],
     },
+    "control": {  # every operator command (pause, resume, flatten, status excluded) and the state it left
+        "columns": {"ts": int, "symbol": str, "command": str, "origin": str, "reason": str, "answer": str,
+                    "state": str},
+        "pk": ("symbol", "ts", "command"),
+        "indexes": [],
+    },
+    "risk": {  # risk limit breaches with their figures
+        "columns": {"ts": int, "limit_name": str, "value": float, "threshold": float, "equity": float,
+                    "reference": float, "action": str, "detail": str},
+        "pk": ("ts", "limit_name"),
+        "indexes": [],
+    },
 }
 
 
 EXPORT_ORDER = ("orders", "fills", "funding", "guard", "legs", "decisions", "config_changes", "positions", "marks",
-                "venue_clock", "alerts")
+                "venue_clock", "alerts", "control", "risk")
 
 
 JSON_COLUMNS = {"legs": ("targets", "filled"), "config_changes": ("diff",)}

@@ -367,9 +367,20 @@ class Journal(JournalReader):
                                              "channel": channel, "status": status, "title": title,
                                              "message": message})
 
+    def record_control(self, symbol: str, ts: int, *, command: str, origin: str, reason: str = "", answer: str = "",
+                       state: str = "") -> None:
+        self._timed(self._upsert, "control", {"ts": ts, "symbol": symbol, "command": command, "origin": origin,
+                                              "reason": reason or "", "answer": answer, "state": state})
+
+    def record_risk(self, ts: int, *, limit_name: str, value: float, threshold: float, equity: float,
+                    reference: float, action: str, detail: str = "") -> None:
+        self._timed(self._upsert, "risk", {"ts": ts, "limit_name": limit_name, "value": value, "threshold": threshold,
+                                           "equity": equity, "reference": reference, "action": action,
+                                           "detail": detail})
+
     def record(self, rec) -> None:
         """Write a `basisbot.nautilus.messages.JournalRecord` (kind decision | guard | prediction | leg | booking |
-        order_resolution | venue_clock | alert)."""
+        order_resolution | venue_clock | alert | control | risk)."""
         d, s, ts = rec.data, rec.symbol, rec.ts_ns
         if rec.kind == "decision":
             self.record_decision(s, ts, action=d.get("action", ""), reason=d.get("reason", ""), phase=d.get("phase"))
@@ -397,6 +408,13 @@ class Journal(JournalReader):
             self.record_alert(ts, symbol=s or None, event=d.get("event", ""), severity=d.get("severity", ""),
                               channel=d.get("channel", ""), status=d.get("status", ""), title=d.get("title", ""),
                               message=d.get("message", ""))
+        elif rec.kind == "control":
+            self.record_control(s, ts, command=d.get("command", ""), origin=d.get("origin", ""),
+                                reason=d.get("reason", ""), answer=d.get("answer", ""), state=d.get("state", ""))
+        elif rec.kind == "risk":
+            self.record_risk(ts, limit_name=d["limit"], value=d["value"], threshold=d["threshold"],
+                             equity=d["equity"], reference=d["reference"], action=d["action"],
+                             detail=d.get("detail", ""))
         else:
             raise ValueError(f"unknown journal record kind {rec.kind!r}")
 

@@ -436,6 +436,12 @@ class BasisNode:
             node.trader.add_actor(PortfolioBudgetActor(PortfolioBudgetConfig(
                 capital_usdt=pf.capital_usdt, max_symbols=pf.max_symbols, hysteresis=pf.hysteresis,
                 compounding=pf.compounding, venues=[SPOT_VENUE.value, PERP_VENUE.value])))
+        if s.risk.configured:  # [risk]: the limits, evaluated on the marks; breaches pause or flatten every symbol
+            from basisbot.nautilus.risk_actor import RiskActor, risk_actor_config
+
+            node.trader.add_actor(RiskActor(risk_actor_config(
+                s.risk, {sym: (self.spot_insts[sym].id, self.perp_insts[sym].id) for sym in configs},
+                [SPOT_VENUE.value, PERP_VENUE.value], journal=self.opts.journal)))
         if self.opts.ops and self.opts.ops_factory is not None:
             self.ops = self.opts.ops_factory(s, self.mode, instruments, brackets, env_file=self.opts.env_file)
             node.trader.add_actor(self.ops.actor)

@@ -140,3 +140,34 @@ class BudgetRequest:
 
     bid: object
     reply: object
+
+
+CONTROL_TOPIC = "basisbot.control"
+
+
+@dataclass(frozen=True, slots=True)
+class ControlCommand:
+    """An operator's command (`basisbot.core.control`: pause | resume | flatten | status), published on CONTROL_TOPIC.
+    Each strategy whose symbol is in `symbols` (empty: every symbol) applies it and calls `reply(dict)` with its
+    answer: {"symbol", "command", "answer", "state", "phase", "spot_qty", "perp_qty", "pair"}. `origin`: cli | page |
+    telegram | risk."""
+
+    command: str
+    symbols: tuple[str, ...]
+    origin: str
+    reason: str
+    ts_ns: int
+    reply: object = None
+
+
+RISK_ENDPOINT = "basisbot.risk.entry"
+
+
+@dataclass(frozen=True, slots=True)
+class EntryCheck:
+    """Sent by a strategy on RISK_ENDPOINT (when `[risk]` is configured) before a new entry of `notional_usdt` (both
+    legs at market); the risk actor calls `reply(refusal: str | None)`."""
+
+    symbol: str
+    notional_usdt: float
+    reply: object

@@ -16,6 +16,9 @@ Inputs are what the strategy and the clients already publish (the journal's stre
 | venue_disconnect / venue_recovered | `Outages`: a stream down longer than `disconnect_after_s`, and its return | error / info |
 | config_refused | a `refused` row in the journal's config_changes | warning |
 | daily_summary | `basisbot status` text at `daily_summary_utc` | info |
+| control / control_refused | an operator's command (ops server, page, Telegram), a flatten complete, a command by the
+  risk limits / a refused command (wrong token, unknown chat) | warning / warning |
+| risk_breach | `risk` record: a `[risk]` limit crossed, with its figures and action | critical |
 
 Severities come from `[alerts] levels` (per event; "off" mutes it) over these defaults.
 """
@@ -143,6 +146,18 @@ class AlertRules:
             self._leg(rec.symbol, rec.ts_ns, d)
         elif kind == "guard":
             self._guard(rec.symbol, d)
+        elif kind == "risk":
+            if d.get("action") == "cleared":
+                self.emit("control", f"risk limit {d.get('limit')} cleared", str(d.get("detail") or ""))
+            else:
+                self.emit("risk_breach", f"RISK LIMIT BREACHED: {d.get('limit')} -> {d.get('action')}",
+                          str(d.get("detail") or ""), key=f"risk:{d.get('limit')}:{rec.ts_ns}")
+        elif kind == "control" and d.get("origin") == "risk" and d.get("command") != "flattened":
+            self.emit("control", f"{rec.symbol}: {d.get('command')} by the risk limits", str(d.get("reason") or ""),
+                      rec.symbol, key=f"control:{rec.symbol}:{rec.ts_ns}")
+        elif kind == "control" and d.get("command") == "flattened":
+            self.emit("control", f"{rec.symbol}: flatten complete", f"{rec.symbol}: flat on both legs; paused "
+                      "until resume", rec.symbol, key=f"flattened:{rec.symbol}:{rec.ts_ns}")
         elif kind == "decision":
             if d.get("action") == "exit":
                 self._s(rec.symbol).exit_reason = d.get("reason")

@@ -22,6 +22,7 @@ import os
 import time
 from pathlib import Path
 
+from basisbot.config.control import read_secret
 from basisbot.config.loading import ConfigError
 from basisbot.config.schema import Settings
 from basisbot.journal.writer import JournalReader
@@ -78,6 +79,11 @@ class OpsService:
             if not self.token:
                 raise ConfigError("<environment>", [f"live.status_token_env = {ls.status_token_env!r}: the variable "
                                                     "is not set (unset status_token_env to serve without a token)"])
+        self.control = None  # basisbot.ops.control.ControlHub when [control] token_env is set
+        self.control_token = None
+        self.telegram = None
+        self._telegram_task: asyncio.Task | None = None
+        self._build_control(settings, sorted(instruments), env_file)
         self.server = None
         self.outages = Outages(a.disconnect_after_s)
         self._app = None
@@ -86,6 +92,42 @@ class OpsService:
         self._config_seen_ns = time.time_ns()
         self._summary_day: dt.date | None = None
         self._alert_totals: dict[str, tuple[int, int]] = {}
+
+    def _build_control(self, settings: Settings, symbols: list[str], env_file) -> None:
+        """[control]: the hub the ops server and Telegram hand commands to; ConfigError when a named variable is not
+        set (a token that was asked for and is missing must stop the start, not silently switch control off)."""
+        c = settings.control
+        if c.token_env is None and c.telegram_token_env is None:
+            return
+        from basisbot.ops.control import ControlHub
+
+        self.control = ControlHub(symbols, msgbus=self._msgbus, alert=self._alert, running=lambda: self.health()[0],
+                                  timeout_s=c.ack_timeout_s)
+        if c.token_env:
+            self.control_token = read_secret(c.token_env, env_file)
+            if self.control_token is None:
+                raise ConfigError("<environment>", [f"control.token_env = {c.token_env!r}: the variable is not set "
+                                                    "(unset token_env to run without control)"])
+        if c.telegram_token_env:
+            token = read_secret(c.telegram_token_env, env_file)
+            if token is None:
+                raise ConfigError("<environment>", [f"control.telegram_token_env = {c.telegram_token_env!r}: the "
+                                                    "variable is not set"])
+            if not c.telegram_chat_ids:
+                raise ConfigError("<config>", ["control.telegram_chat_ids: empty; list the chats allowed to command "
+                                               "the node"])
+            from basisbot.ops.telegram import TelegramControl
+
+            self.telegram = TelegramControl(token, list(c.telegram_chat_ids), self.control,
+                                            base_url=c.telegram_base_url, poll_s=c.telegram_poll_s, log=self.log)
+
+    def _msgbus(self):
+        app = self._app
+        return app.node.kernel.msgbus if app is not None and app.node is not None else None
+
+    def _alert(self, event: str, title: str, body: str, symbol: str | None = None) -> None:
+        self.log.warning(f"{title}: {body.splitlines()[0] if body else ''}")
+        self.rules.emit(event, title, body, symbol)
 
     # -- alerts -------------------------------------------------------------------------------------------------------
     def _submit(self, alert: Alert) -> None:
@@ -128,8 +170,13 @@ class OpsService:
         from basisbot.ops.status_page import render_page
 
         ok, info = self.health()
+        control = None
+        if self.control is not None and self.control_token is not None:
+            strategies = getattr(self._app, "strategies", None) or {}
+            control = {"states": {s: getattr(getattr(st, "control", None), "mode", "?")
+                                  for s, st in strategies.items()}}
         return render_page(self.status_data(), refresh_s=self.refresh_s,
-                           node={"mode": self.mode, "trader": info["trader"]})
+                           node={"mode": self.mode, "trader": info["trader"]}, control=control)
 
     def metrics_body(self) -> tuple[bytes, str]:
         return self.metrics.exposition(), self.metrics.content_type
@@ -153,17 +200,31 @@ class OpsService:
             from basisbot.ops.server import OpsServer
 
             srv = OpsServer(ls.metrics_host, ls.metrics_port, metrics=self.metrics_body, page=self.page,
-                            data=self.status_data, health=self.health, token=self.token, on_error=self.log.error)
+                            data=self.status_data, health=self.health, token=self.token, on_error=self.log.error,
+                            control=self.control if self.control_token is not None else None,
+                            control_token=(self.control_token.get_secret_value()
+                                           if self.control_token is not None else None))
             try:
                 srv.start()
                 self.server = srv
                 self.log.info(f"ops server on {srv.url}: /metrics, /healthz, /status"
-                              + (" (token required)" if self.token else ""))
+                              + (" (token required)" if self.token else "")
+                              + (", POST /control (control token required)" if srv.control_token else ""))
             except OSError as e:
                 self.log.error(f"ops server not started on {ls.metrics_host}:{ls.metrics_port}: {e}")
+        if self.control is not None:
+            self.control.loop = self._loop
+        if self.telegram is not None:
+            self._telegram_task = asyncio.create_task(self.telegram.run(), name="basisbot-telegram")
+            self.log.info(f"telegram control: {len(self.telegram.allowed)} chat(s) allowed")
         self._task = asyncio.create_task(self._tick_loop(), name="basisbot-ops-tick")
 
     async def stop(self) -> None:
+        if self._telegram_task is not None:
+            self._telegram_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._telegram_task
+            self._telegram_task = None
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):

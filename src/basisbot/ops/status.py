@@ -339,6 +339,8 @@ _TABLE_COLUMNS = {
     "marks": ("ts", "symbol", "mark", "spot_price", "source"),
     "venue_clock": ("ts", "venue_ms", "local_ns", "speed"),
     "alerts": ("ts", "symbol", "event", "severity", "channel", "status", "title", "message"),
+    "control": ("ts", "symbol", "command", "origin", "answer", "state", "reason"),
+    "risk": ("ts", "limit_name", "value", "threshold", "equity", "reference", "action", "detail"),
 }
 
 

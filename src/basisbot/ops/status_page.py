@@ -183,8 +183,43 @@ def _symbol_section(st: dict, now_ns: int) -> str:
             + (dec or '<tr><td class="muted">none</td></tr>') + '</table></section>')
 
 
-def render_page(data: dict, *, refresh_s: int = 10, node: dict | None = None) -> str:
-    """The page for `status_data(...)`; `node`: optional live facts ({"mode", "trader", "started_ns"})."""
+CONTROL_JS = """
+const tok = document.getElementById('ctl-token');
+tok.value = sessionStorage.getItem('basisbotControl') || '';
+tok.addEventListener('change', () => sessionStorage.setItem('basisbotControl', tok.value));
+async function ctl(command) {
+  const sym = document.getElementById('ctl-symbol').value;
+  const target = sym === 'all' ? 'every symbol' : sym;
+  if (command === 'flatten' && !confirm('Flatten ' + target + '? Both legs are closed at market, then paused.')) return;
+  const out = document.getElementById('ctl-out');
+  out.textContent = command + ' ' + target + ' ...';
+  try {
+    const r = await fetch('/control', {method: 'POST', headers: {'Content-Type': 'application/json',
+      'Authorization': 'Bearer ' + tok.value, 'X-Basisbot-Origin': 'page'}, credentials: 'omit',
+      body: JSON.stringify({command: command, symbols: sym === 'all' ? 'all' : [sym], origin: 'page'})});
+    const j = await r.json();
+    out.textContent = j.ok ? j.results.map(x => x.symbol + ': ' + x.answer + ' (now ' + x.state + ')').join('\\n')
+                           : 'refused: ' + j.error;
+  } catch (e) { out.textContent = 'no answer: ' + e; }
+}
+"""
+
+
+def _control_section(control: dict) -> str:
+    """Pause / resume / flatten / status buttons: POST /control with the control token typed here (kept in this
+    tab's sessionStorage, sent as a Bearer header: no cookie, nothing changes on a GET). Flatten asks first."""
+    opts = "".join(f'<option value="{_e(s)}">{_e(s)} ({_e(m)})</option>'
+                   for s, m in sorted((control.get("states") or {}).items()))
+    buttons = "".join(f'<button type="button" onclick="ctl(\'{c}\')">{c}</button>'
+                      for c in ("pause", "resume", "flatten", "status"))
+    return (f'<section class="sym" id="control"><h2>control</h2><label>token <input id="ctl-token" type="password" '
+            f'autocomplete="off"></label> <select id="ctl-symbol"><option value="all">all symbols</option>{opts}'
+            f'</select> {buttons}<pre id="ctl-out"></pre><script>{CONTROL_JS}</script></section>')
+
+
+def render_page(data: dict, *, refresh_s: int = 10, node: dict | None = None, control: dict | None = None) -> str:
+    """The page for `status_data(...)`; `node`: optional live facts ({"mode", "trader", "started_ns"}); `control`:
+    {"states": {symbol: control state}} when control is on (the page then carries its buttons)."""
     now = data["now_ns"]
     node = node or {}
     mode = node.get("mode") or data.get("mode")
@@ -201,8 +236,8 @@ def render_page(data: dict, *, refresh_s: int = 10, node: dict | None = None) ->
             f'<header><h1>basisbot</h1><span>mode {_e(mode)}</span>'
             + (f'<span>trader {_e(node["trader"])}</span>' if node.get("trader") else "")
             + f'<span>{_e(_ts(now))}</span><span>refreshes every {int(refresh_s)}s</span>{journal_note}</header>'
-            f'<main>{sections}</main>{cc_html}'
-            f'<footer>read-only · journal {_e(data["journal"])} · /metrics · /healthz</footer></body></html>')
+            f'<main>{_control_section(control) if control else ""}{sections}</main>{cc_html}'
+            f'<footer>{"control: token required" if control else "read-only"} · journal {_e(data["journal"])} · /metrics · /healthz</footer></body></html>')
 
 
 __all__ = ["render_page", "sparkline"]

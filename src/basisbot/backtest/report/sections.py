@@ -314,7 +314,24 @@ def risk_section(d: ReportData) -> str:
     else:
         guard = none_note("none: no guard actions in this run")
     return (f'<section id="risk"><h2>Liquidations &amp; guard actions</h2><h3>Liquidations</h3>{liq}'
-            f"<h3>Guard actions</h3>{guard}</section>")
+            f"<h3>Guard actions</h3>{guard}{_limits_part(d.summary.get('risk'))}</section>")
+
+
+def _limits_part(risk: dict | None) -> str:
+    """The risk limits ([risk]) of the run, their breaches and the action each took (only when configured)."""
+    if not risk:
+        return ""
+    lim = ", ".join(f"{k} = {v}" for k, v in (risk.get("limits") or {}).items() if v is not None)
+    rows = ["<tr class='liq'>" + tdt(b.get("ts")) + tdt(b.get("limit")) + td(to_float(b.get("value")), 3)
+            + td(to_float(b.get("threshold")), 3) + td(to_float(b.get("equity"))) + td(to_float(b.get("reference")))
+            + tdt(b.get("action")) + "</tr>" for b in risk.get("breaches") or []]
+    table = (html_table(["ts (UTC)", "limit", "value", "limit value", "equity", "day start / peak", "action"], rows,
+                        numeric={2, 3, 4, 5}) if rows else none_note("none: no risk limit breached in this run"))
+    refused = risk.get("entries_refused") or {}
+    note = (f'<p class="note">limits: {esc(lim)}. Entries refused: '
+            f'{esc(", ".join(f"{k}: {n}" for k, n in refused.items()) or "none")}. Control state at the end: '
+            f'{esc(", ".join(f"{s}: {m}" for s, m in (risk.get("control") or {}).items()))}.</p>')
+    return f"<h3>Risk limits</h3>{note}{table}"
 
 
 def symbol_section(d: ReportData, sym: str) -> str:
