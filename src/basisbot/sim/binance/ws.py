@@ -37,6 +37,7 @@ from aiohttp import WSMsgType, web
 
 from basisbot.sim.engine import marketdata
 from basisbot.sim.engine.errors import BinanceError
+from basisbot.sim.ws_conn import WsConn
 
 if TYPE_CHECKING:
     from basisbot.sim.binance.host import StreamHost
@@ -46,37 +47,19 @@ _KEY_RE = re.compile(r"^[A-Za-z0-9]{40,80}$")
 _KLINE_RE = re.compile(r"^kline_(\w+)$")
 
 
-class Conn:
+class Conn(WsConn):
     def __init__(self, ws: web.WebSocketResponse, request: web.Request, family: str, combined: bool, maxsize: int):
-        self.ws = ws
-        self.request = request
+        super().__init__(ws, request, maxsize)
         self.family = family
         self.combined = combined
-        self.queue: asyncio.Queue = asyncio.Queue(maxsize=maxsize)
         self.streams: set[str] = set()
         self.listen_keys: set[str] = set()
         self.wsapi_subs: dict[int, str] = {}
-        self.sender: asyncio.Task | None = None
-        self.dead = False
 
     def send(self, payload, stream: str | None = None) -> None:
-        if self.dead:
-            return
         if self.combined and stream is not None:
             payload = {"stream": stream, "data": payload}
-        try:
-            self.queue.put_nowait(json.dumps(payload, separators=(",", ":")))
-        except asyncio.QueueFull:
-            self.dead = True  # slow consumer: Binance disconnects it too
-            self.abort()
-
-    def abort(self) -> None:
-        self.dead = True
-        transport = self.request.transport
-        if transport is not None:
-            transport.abort()
-        with contextlib.suppress(asyncio.QueueFull):
-            self.queue.put_nowait(None)
+        self.enqueue(payload)
 
 
 def parse_stream(name: str) -> tuple[str, str, object] | None:
@@ -161,7 +144,7 @@ class Hub:
         await ws.prepare(request)
         conn = Conn(ws, request, family, combined, self.sim.cfg.ws_queue_max)
         self.conns.add(conn)
-        conn.sender = asyncio.create_task(self._sender(conn))
+        conn.start_sender()
         try:
             for tok in tokens:
                 self._attach(conn, tok)
@@ -175,24 +158,8 @@ class Hub:
                     break
         finally:
             self.conns.discard(conn)
-            conn.dead = True
-            with contextlib.suppress(asyncio.QueueFull):
-                conn.queue.put_nowait(None)
-            if conn.sender is not None:
-                conn.sender.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await conn.sender
+            await conn.close()
         return ws
-
-    async def _sender(self, conn: Conn) -> None:
-        try:
-            while True:
-                item = await conn.queue.get()
-                if item is None or conn.ws.closed:
-                    break
-                await conn.ws.send_str(item)
-        except (ConnectionError, RuntimeError):
-            conn.dead = True
 
     def _attach(self, conn: Conn, token: str) -> str | None:
         """Attach a stream name or listen key; returns an error message if refused."""

@@ -26,39 +26,22 @@ from aiohttp import WSMsgType, web
 from basisbot.sim.engine.order_matching import FUT, SPOT
 from basisbot.sim.okx import views
 from basisbot.sim.okx.errors import OkxError
+from basisbot.sim.ws_conn import WsConn
 
 PUBLIC = ("mark-price", "funding-rate", "tickers", "bbo-tbt")
 PRIVATE = ("orders", "positions", "account", "balance_and_position")
 
 
-class Conn:
+class Conn(WsConn):
     def __init__(self, ws: web.WebSocketResponse, request: web.Request, kind: str, maxsize: int):
-        self.ws = ws
-        self.request = request
+        super().__init__(ws, request, maxsize)
         self.kind = kind  # "public" | "private"
         self.conn_id = secrets.token_hex(4)
-        self.queue: asyncio.Queue = asyncio.Queue(maxsize=maxsize)
         self.subs: dict[tuple[str, str], dict] = {}   # (channel, instId or "") -> arg as subscribed
         self.logged_in = False
-        self.sender: asyncio.Task | None = None
-        self.dead = False
 
     def send(self, payload) -> None:
-        if self.dead:
-            return
-        text = payload if isinstance(payload, str) else json.dumps(payload, separators=(",", ":"))
-        try:
-            self.queue.put_nowait(text)
-        except asyncio.QueueFull:
-            self.abort()
-
-    def abort(self) -> None:
-        self.dead = True
-        transport = self.request.transport
-        if transport is not None:
-            transport.abort()
-        with contextlib.suppress(asyncio.QueueFull):
-            self.queue.put_nowait(None)
+        self.enqueue(payload)
 
 
 class OkxHub:
@@ -84,7 +67,7 @@ class OkxHub:
         await ws.prepare(request)
         conn = Conn(ws, request, kind, self.api.cfg.ws_queue_max)
         self.conns.add(conn)
-        conn.sender = asyncio.create_task(self._sender(conn))
+        conn.start_sender()
         try:
             async for msg in ws:
                 if msg.type == WSMsgType.TEXT:
@@ -93,24 +76,8 @@ class OkxHub:
                     break
         finally:
             self.conns.discard(conn)
-            conn.dead = True
-            with contextlib.suppress(asyncio.QueueFull):
-                conn.queue.put_nowait(None)
-            if conn.sender is not None:
-                conn.sender.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await conn.sender
+            await conn.close()
         return ws
-
-    async def _sender(self, conn: Conn) -> None:
-        try:
-            while True:
-                item = await conn.queue.get()
-                if item is None or conn.ws.closed:
-                    break
-                await conn.ws.send_str(item)
-        except (ConnectionError, RuntimeError):
-            conn.dead = True
 
     # -- requests ----------------------------------------------------------------------------------------------
     def _error(self, conn: Conn, code: str, msg: str) -> None:
