@@ -8,6 +8,7 @@ margin, schedule, resume). Risk runs on the MARK price (`on_mark_price`), decisi
 
 from __future__ import annotations
 
+import copy
 from decimal import Decimal
 
 import msgspec
@@ -151,6 +152,65 @@ class BasisCarryStrategy(TwoLegStrategy):
             in_blackout=self.calendar.in_blackout(self.clock.timestamp_ns()),
             persistent_hourly=self.memory.hourly,
         )
+
+    # -- what a backtest's event stream asks (`basisbot.backtest.stream`): could this strategy act in the hour ahead?
+    def _state_after(self, before: list) -> tuple:
+        """(calendar, memory, settlements held, interval minutes, rate at decision) after the funding updates and
+        jobs of `before` (time-ordered), on copies: what `on_funding_rate` and `_on_job` would leave."""
+        cal, memory = copy.deepcopy(self.calendar), copy.deepcopy(self.memory)
+        held, interval, at_decision = self.settlements_held, self.interval_minutes, self._rate_at_decision
+        rate = self.predicted_rate
+        for item in before:
+            if isinstance(item, Job):
+                if item.kind is JobKind.DECISION and rate is not None:
+                    at_decision = (rate, interval / 60)
+                elif item.kind is JobKind.BOOKING:
+                    cal.settled(item.settlement_ns)
+                    if at_decision is not None:
+                        memory.observe(*at_decision)
+                        at_decision = None
+                    held += self.phase is Phase.IN_CARRY
+            else:  # a funding update
+                rate = float(item.rate)
+                if item.interval:
+                    interval = int(item.interval)
+                if item.next_funding_ns != cal.next_ns:
+                    cal.on_funding_info(item.next_funding_ns, item.interval, item.ts_event, ACTED_ON)
+        return cal, memory, held, interval, rate
+
+    def prediction_is_inert(self, rate: float, interval: int | None, next_funding_ns: int | None, at_ns: int,
+                            before: list = ()) -> bool:
+        """Whether a predicted rate at `at_ns` (after `before`: funding updates and jobs of the hour) would leave the
+        strategy sending nothing and reading no price but whether a mark exists. Conservative: False when unsure."""
+        if self._budgeted() or self._busy() or self._halted is not None or self._resume_pending or self._draining:
+            return False
+        cal, memory, held, interval_now, _ = self._state_after(list(before))
+        if interval:
+            interval_now = int(interval)
+        if next_funding_ns != cal.next_ns:
+            cal.on_funding_info(next_funding_ns, interval, at_ns, ACTED_ON)
+        if self.phase is Phase.FLAT:
+            if at_ns < self._entry_after_ns:
+                return True
+            view = carry.CarryView(rate, interval_now / 60, False, held, cal.in_blackout(at_ns), memory.hourly)
+            return carry.decide(self.rules, view) is not carry.Action.ENTER
+        if self.phase is Phase.IN_CARRY:
+            return self._qty is not None and self._hedge_checked is self._qty
+        return False
+
+    def job_is_inert(self, job: Job, at_ns: int, before: list = ()) -> bool:
+        """Whether `job` at `at_ns` (after `before`) would send nothing and read no price."""
+        if job.kind is JobKind.BOOKING:
+            return True
+        if job.kind is not JobKind.DECISION or self._busy() or self._halted is not None:
+            return False
+        if self.phase is Phase.FLAT:
+            return True
+        if self.phase is not Phase.IN_CARRY or self._budgeted():
+            return False
+        cal, memory, held, interval, rate = self._state_after(list(before))
+        view = carry.CarryView(rate, interval / 60, True, held, cal.in_blackout(at_ns), memory.hourly)
+        return carry.decide(self.rules, view) is not carry.Action.EXIT
 
     def _run_carry(self) -> None:
         """The carry rules at a new prediction (the caller has a mark price)."""

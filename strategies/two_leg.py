@@ -318,6 +318,18 @@ class TwoLegStrategy(Strategy):
         if not (self._resume_pending or (self.pair is None and self._qty is None)):
             self.mark_band.rest()
 
+    def idle(self) -> bool:
+        """Nothing to do until a price, a data event or an alert says so: no pair in flight, no escalation, no
+        restart to finish, no leg alone, and the next mark has no work whatever its price (a backtest's stream asks,
+        `basisbot.backtest.stream`). A risk rule with work at some marks says so through its own band."""
+        return (not self._busy() and self._halted is None and not self._resume_pending and not self.mark_band.awake
+                and self._qty is not None and self._lone_leg() is None)
+
+    def pending_alerts(self) -> list:
+        """(fire time ns, the schedule's job or None) of the one-off alerts still to run (`NautilusClockDriver`)."""
+        pending = getattr(self._driver, "pending", None)
+        return pending() if pending is not None else []
+
     def _on_risk_mark(self, mark: float) -> None:
         """What the strategy's risk rules do at a mark outside their quiet range (the carry strategy: the guard)."""
 

@@ -17,6 +17,7 @@ from nautilus_trader.backtest.engine import BacktestEngine
 from nautilus_trader.backtest.models import MakerTakerFeeModel
 from nautilus_trader.config import BacktestEngineConfig, LoggingConfig, PortfolioConfig
 from nautilus_trader.model.currencies import USDT
+from nautilus_trader.model.data import Bar
 from nautilus_trader.model.enums import AccountType, OmsType
 from nautilus_trader.model.events import OrderFilled
 from nautilus_trader.model.identifiers import TraderId
@@ -24,6 +25,7 @@ from nautilus_trader.model.objects import Money
 
 from basisbot.backtest.feed import SymbolFeed, bar_type, build_feed
 from basisbot.backtest.recorder import BacktestRecorder, RecorderConfig
+from basisbot.backtest.stream import QuietGate, hour_chunks
 from basisbot.config.settings import ConfigError, Settings, SymbolSettings, venue_reference
 from basisbot.data import market_data
 from basisbot.nautilus.instruments import PERP_VENUE, SPOT_VENUE, make_perp, make_spot
@@ -172,9 +174,12 @@ def _not_recorded(position_id, realized_pnl, ts_event=None) -> None:
     """The portfolio analyzer's `record_trade` in a backtest (see `build_engine`)."""
 
 
-def build_engine(p: Prepared, *, simulate_perp: bool = True) -> tuple[BacktestEngine, PerpLedger]:
+def build_engine(p: Prepared, *, simulate_perp: bool = True, gate: QuietGate | None = None,
+                 ) -> tuple[BacktestEngine, PerpLedger]:
     """Two venues, instruments and data. `simulate_perp=False` leaves out our funding/margin modules (the bare engine
-    the benchmark compares against)."""
+    the benchmark compares against). With a `gate`, the data after the bars streams in an hour at a time, each bar's
+    intra-hour path only where the gate finds something could act inside it (`basisbot.backtest.stream`); without,
+    every path is replayed."""
     bt = p.settings.backtest
     # run_analysis off: nautilus' post-run statistics are not used (the report computes its own from the recorder);
     # the message bus publishes nothing out of the process (`basisbot.nautilus.message_bus`: 13% of the instructions)
@@ -210,8 +215,22 @@ def build_engine(p: Prepared, *, simulate_perp: bool = True) -> tuple[BacktestEn
     for s in p.enabled:
         engine.add_instrument(p.spot_insts[s])
         engine.add_instrument(p.perp_insts[s])
-    engine.add_data(p.events, sort=True)  # already in order; the stable sort keeps same-ts priority
+    if gate is None:
+        engine.add_data(p.events, sort=True)  # already in order; the stable sort keeps same-ts priority
+        return engine, ledger
+    # the bars as static data (always replayed; nautilus registers their subscriptions from them), ahead of the
+    # stream's events at the same time as the full stream has them
+    bars = [e for e in p.events if type(e) is Bar]
+    engine.add_data(bars, sort=True)
+    gate.emitted = len(bars)
+    engine.add_data_iterator("basisbot-hours", _counted(hour_chunks(p.feeds, p.order, gate), gate))
     return engine, ledger
+
+
+def _counted(chunks, gate: QuietGate):
+    for chunk in chunks:
+        gate.emitted += len(chunk)
+        yield chunk
 
 
 def run_backtest(
@@ -228,9 +247,12 @@ def run_backtest(
     return run_prepared(p, progress=progress)
 
 
-def run_prepared(p: Prepared, *, progress: bool = False) -> BacktestResult:
+def run_prepared(p: Prepared, *, progress: bool = False, full_paths: bool = False) -> BacktestResult:
+    """Run a prepared backtest. `full_paths` replays every bar's intra-hour path (the reference the gated stream
+    must reproduce exactly)."""
     settings, order = p.settings, p.order
-    engine, ledger = build_engine(p)
+    gate = None if full_paths else QuietGate(p.feeds)
+    engine, ledger = build_engine(p, gate=gate)
     strategies = {}
     for s, cfg in p.enabled.items():
         strat = BasisCarryStrategy(strategy_config(settings, s, str(p.spot_insts[s].id), str(p.perp_insts[s].id),
@@ -258,6 +280,8 @@ def run_prepared(p: Prepared, *, progress: bool = False) -> BacktestResult:
             capital_usdt=pf.capital_usdt, max_symbols=pf.max_symbols, hysteresis=pf.hysteresis,
             compounding=pf.compounding, venues=[SPOT_VENUE.value, PERP_VENUE.value]))
         engine.add_actor(budget)
+    if gate is not None:
+        gate.bind(strategies, ledger, compounding=bool(pf.capital_usdt and pf.compounding))
 
     # Everything built so far lives through the whole run (the replayed data, the engine, the strategies): frozen out
     # of the garbage collector's generations for it, so a full collection during the run walks only what the run
@@ -265,7 +289,9 @@ def run_prepared(p: Prepared, *, progress: bool = False) -> BacktestResult:
     gc.freeze()
     try:
         t0 = time.perf_counter()
-        engine.run(end=pd.Timestamp(p.last.value + 60_000_000_000, tz="UTC"))  # past the last hour: final sample
+        # from the first event of the full stream (the clocks and periodic timers start there), past the last hour
+        engine.run(start=pd.Timestamp(p.events[0].ts_init, tz="UTC"),
+                   end=pd.Timestamp(p.last.value + 60_000_000_000, tz="UTC"))
         recorder.finish(int(p.last.value))  # derives the recorder's per-symbol rows: part of the run's time
         run_seconds = time.perf_counter() - t0
     finally:
@@ -290,7 +316,8 @@ def run_prepared(p: Prepared, *, progress: bool = False) -> BacktestResult:
     notes += [f"{f.what} print of {sym} at {pd.Timestamp(f.ts_ns, tz='UTC')} flagged ({f.price:g} vs mark {f.mark:g}: "
               f"{f.reason}); kept out of the funding prediction" for sym, feed in p.feeds.items() for f in feed.flags]
     result = BacktestResult(settings, order, p.first, p.last, p.data_path, ledger, recorder, strategies, p.feeds,
-                            fills, starting, ending, final_spot, final_mark, len(p.events), run_seconds, notes)
+                            fills, starting, ending, final_spot, final_mark,
+                            len(p.events) if gate is None else gate.emitted, run_seconds, notes)
     engine.dispose()
     return result
 

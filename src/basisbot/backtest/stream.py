@@ -1,0 +1,194 @@
+"""The backtest's event stream, hour by hour, with each bar's intra-hour path replayed only where something could
+act inside it.
+
+The feed (`basisbot.backtest.feed`) traces every bar: spot and perp trade prices and the perp mark along the bar's
+path. Inside most hours of a carry nothing can use them: no order is in flight or due, no decision falls in the
+hour, and every mark of the path sits inside every band of the mark watch (`basisbot.core.mark_watch`: the venue's
+liquidation side, the guard's quiet range), so the watch calls nobody and the guard's periodic sweep finds nothing.
+The engine pulls the stream an hour at a time during the run (`BacktestEngine.add_data_iterator`), so `QuietGate`
+decides each hour from the run's own state, just before it:
+
+- ``full``: the whole path (anything could act: a pair in flight, a band awake, a mark of the path on or past a band,
+  a decision or funding update that could trade, cross margin, a compounding budget);
+- ``last``: the path's last trade prices (spot and perp) and its last mark, what the strategy reads at the close
+  when it may trade there;
+- ``none``: the path's last trade prices, the settlements and the close. The last trade prices of every hour are
+  always replayed: nautilus' risk engine checks an order's notional against the last trade price, whenever the
+  order comes.
+
+Everything the gate cannot show quiet is replayed in full: it errs towards more events, never fewer. Bars go to the
+engine as static data (they are always replayed; nautilus registers their subscriptions from them)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+
+from nautilus_trader.model.data import MarkPriceUpdate
+
+from basisbot.backtest.feed import HOUR_NS, HourSpan, SymbolFeed
+from basisbot.core import margin
+from basisbot.core.carry import funding_payment
+from basisbot.core.guard_state import GuardState
+from basisbot.core.mark_watch import mark_watch
+from basisbot.nautilus.messages import PerpMarginState
+
+FULL, LAST, NONE = "full", "last", "none"
+
+
+def _inside(band: tuple[float, float], low: float, high: float) -> bool:
+    return band[0] < low and high < band[1]
+
+
+class QuietGate:
+    """Decides, hour by hour, how much of each symbol's path the engine replays (see the module)."""
+
+    def __init__(self, feeds: dict[str, SymbolFeed]):
+        self.feeds = feeds
+        self.strategies: dict = {}
+        self.ledger = None
+        self.compounding = False
+        self.modes = {FULL: 0, LAST: 0, NONE: 0}
+        self.emitted = 0  # events handed to the engine (`basisbot.backtest.run.build_engine` counts them)
+
+    def bind(self, strategies: dict, ledger, compounding: bool) -> None:
+        self.strategies, self.ledger, self.compounding = strategies, ledger, compounding
+
+    def plan(self, close_ns: int, spans: list[tuple[str, HourSpan, HourSpan | None]], pending) -> dict[str, str]:
+        """{symbol: mode} for the hour closing at `close_ns`. `spans`: (symbol, this hour, the symbol's previous
+        hour or None); `pending`: the last event handed to the engine, which it has not processed yet."""
+        everything = {s: FULL for s, _, _ in spans}
+        if not self.strategies or self.compounding or self.ledger is None:
+            return everything
+        if any(b.side != 0 and self.ledger.symbols[s].mode == "cross" for s, b in self.ledger.books.items()):
+            return everything  # cross margin: every mark moves every cross position's liquidation price
+        if not self._quiet_pending(pending):
+            return everything
+        modes = {s: self._mode(s, span, prev, close_ns) for s, span, prev in spans}
+        if FULL in modes.values():
+            # a symbol's hour replayed in full can move the accounts inside it: a symbol whose venue publishes its
+            # margin state at the hour's first mark then publishes what it finds there
+            for s, span, _ in spans:
+                if modes[s] != FULL and self._wakes(s, span, close_ns):
+                    modes[s] = FULL
+        for m in modes.values():
+            self.modes[m] += 1
+        return modes
+
+    def _quiet_pending(self, pending) -> bool:
+        """The event the engine has not processed yet: a close mark inside its watch's bands changes nothing."""
+        if not isinstance(pending, MarkPriceUpdate):
+            return False
+        for st in self.strategies.values():
+            if st.perp_id == pending.instrument_id:
+                watch = mark_watch(st.msgbus, st.perp_id)
+                return watch.low < pending.value.as_double() < watch.high
+        return False
+
+    def _settlements(self, symbol: str, t0: int, t1: int) -> list[tuple[int, int, float]]:
+        return [e for e in self.feeds[symbol].settlements if t0 < e[0] <= t1]
+
+    def _wakes(self, symbol: str, span: HourSpan, close_ns: int) -> bool:
+        book = self.ledger.books[symbol]
+        return book.band.awake or (book.side != 0 and bool(self._settlements(symbol, close_ns - HOUR_NS, close_ns)))
+
+    def _mode(self, symbol: str, span: HourSpan, prev: HourSpan | None, close_ns: int) -> str:
+        st = self.strategies[symbol]
+        t0 = close_ns - HOUR_NS
+        if prev is None or not st.idle() or not math.isfinite(prev.close_mark):
+            return FULL
+        low, high = min(span.low, prev.close_mark), max(span.high, prev.close_mark)
+        if not all(_inside(b, low, high) for b in self._bands(symbol, st, t0, close_ns, high)):
+            return FULL
+        events = self.feeds[symbol].events
+        # what reaches the strategy inside the hour, in time order: funding updates (settlements) and its alerts
+        seen = [(events[i][0], events[i][2]) for i in range(*span.settle)]
+        seen += [(fire_ns, job) for fire_ns, job in st.pending_alerts() if fire_ns <= close_ns]
+        seen.sort(key=lambda e: e[0])
+        before = []
+        for ts, item in seen:
+            if item is None:
+                continue  # a pair's timeout or retry: nothing to do for an idle strategy
+            if hasattr(item, "next_funding_ns"):
+                nxt = item.next_funding_ns
+                if nxt is not None and nxt - HOUR_NS <= close_ns:
+                    return FULL  # it announces a settlement whose jobs could fall in this hour
+                if not st.prediction_is_inert(float(item.rate), item.interval, nxt, ts, before):
+                    return FULL
+            elif not st.job_is_inert(item, ts, before):
+                return FULL
+            before.append(item)
+        close = [events[i][2] for i in range(*span.close)]
+        if len(close) != 2:
+            return NONE  # no prediction at the close: nothing reads the mark before the closing one
+        pred = close[0]
+        if st.prediction_is_inert(float(pred.rate), pred.interval, pred.next_funding_ns, close_ns, before):
+            return NONE
+        return LAST
+
+    def _bands(self, symbol: str, st, t0: int, t1: int, high: float) -> list[tuple[float, float]]:
+        """The quiet ranges every mark of the hour must sit in: the guard's and the venue's as they are, and, when
+        the venue will publish a new margin state at the hour's first mark (a settlement, a change), both as that
+        state will make them, for any funding payment the hour's settlements can bring."""
+        book = self.ledger.books[symbol]
+        bands = [st.guard.quiet_band, (book.band.low, book.band.high) if not book.band.awake else book.band.quiet]
+        settles = self._settlements(symbol, t0, t1) if book.side != 0 else []
+        if not (book.band.awake or settles):
+            return bands
+        if book.side == 0:
+            return bands + [(-math.inf, math.inf)]
+        spec = self.ledger.symbols[symbol]
+        wallet = self.ledger.effective_wallet(symbol)
+        mark = max(book.entry, high, st.mark or 0.0) * 1.01  # a bound on the mark the payments use
+        swing = sum(abs(funding_payment(book.qty, mark, rate)) for _, _, rate in settles) + 1e-6
+        for w in (wallet - swing, wallet, wallet + swing) if settles else (wallet,):
+            try:
+                lp = margin.liquidation_price(book.side, book.qty, book.entry, w, spec.table)
+            except (ValueError, ZeroDivisionError):
+                return bands + [(math.inf, -math.inf)]
+            if lp is None or lp <= 0:
+                bands.append((-math.inf, math.inf))
+            else:
+                bands.append((-math.inf, lp) if book.side < 0 else (lp, math.inf))
+            g = GuardState(st.thresholds, spec.table, spec.mode == "isolated")
+            g.on_margin_state(PerpMarginState(symbol, spec.mode, book.side, book.qty, book.entry, w, 0.0, 0.0, 0), None)
+            bands.append(g.quiet_band)
+        return bands
+
+
+def hour_chunks(feeds: dict[str, SymbolFeed], order: list[str], gate: QuietGate) -> Iterator[list]:
+    """The engine's data after the bars, an hour per chunk, in the engine's order (time, then the priority within a
+    time, then the symbol's place in `order`)."""
+    by_close: dict[int, list[tuple[int, str, HourSpan, HourSpan | None]]] = {}
+    for idx, s in enumerate(order):
+        prev = None
+        for span in feeds[s].hours:
+            by_close.setdefault(span.close_ns, []).append((idx, s, span, prev))
+            prev = span
+    pending = None
+    for close_ns in sorted(by_close):
+        group = by_close[close_ns]
+        modes = gate.plan(close_ns, [(s, span, prev) for _, s, span, prev in group], pending)
+        chunk = []
+        for idx, s, span, _ in group:
+            events = feeds[s].events
+            picks = list(range(*span.settle))
+            mode = modes[s]
+            if mode == FULL:
+                picks += range(*span.intra)
+            else:
+                picks += span.last_ticks  # the last trade prices: the risk engine checks any order against them
+                if mode == LAST and span.last_mark >= 0:
+                    picks.append(span.last_mark)
+            picks += range(*span.close)
+            chunk.extend((events[i][0], events[i][1], idx, events[i][2]) for i in picks)
+        chunk.sort(key=lambda e: e[:3])
+        pending = chunk[-1][3]
+        yield [e[3] for e in chunk]
+    tail = []
+    for idx, s in enumerate(order):
+        events = feeds[s].events
+        tail.extend((events[i][0], events[i][1], idx, events[i][2]) for i in range(*feeds[s].tail))
+    if tail:
+        tail.sort(key=lambda e: e[:3])
+        yield [e[3] for e in tail]
