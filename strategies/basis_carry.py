@@ -156,10 +156,13 @@ class BasisCarryStrategy(TwoLegStrategy):
     # -- what a backtest's event stream asks (`basisbot.backtest.stream`): could this strategy act in the hour ahead?
     def _state_after(self, before: list) -> tuple:
         """(calendar, memory, settlements held, interval minutes, rate at decision) after the funding updates and
-        jobs of `before` (time-ordered), on copies: what `on_funding_rate` and `_on_job` would leave."""
-        cal, memory = copy.deepcopy(self.calendar), copy.deepcopy(self.memory)
+        jobs of `before` (time-ordered): what `on_funding_rate` and `_on_job` would leave. With nothing before, the
+        strategy's own calendar and memory (a caller copies before changing them); otherwise copies."""
         held, interval, at_decision = self.settlements_held, self.interval_minutes, self._rate_at_decision
         rate = self.predicted_rate
+        if not before:
+            return self.calendar, self.memory, held, interval, rate
+        cal, memory = copy.deepcopy(self.calendar), copy.deepcopy(self.memory)
         for item in before:
             if isinstance(item, Job):
                 if item.kind is JobKind.DECISION and rate is not None:
@@ -188,6 +191,7 @@ class BasisCarryStrategy(TwoLegStrategy):
         if interval:
             interval_now = int(interval)
         if next_funding_ns != cal.next_ns:
+            cal = copy.deepcopy(cal)
             cal.on_funding_info(next_funding_ns, interval, at_ns, ACTED_ON)
         if self.phase is Phase.FLAT:
             if at_ns < self._entry_after_ns:
