@@ -1,4 +1,4 @@
-"""The fault matrix (issue 10): `basisbot sim` and `basisbot live` as real processes on 127.0.0.1, one fault per venue
+"""The fault matrix: `basisbot sim` and `basisbot live` as real processes on 127.0.0.1, one fault per venue
 + node pair (all symbols in it), each fault injected at a seeded random moment of its phase, judged from the VENUE's
 side (its admin API polled every 0.25 s), not from the bot's journal.
 
@@ -287,6 +287,134 @@ class CellResult:
     problems: list[str] = field(default_factory=list)
 
 
+async def _wait_both_legs(watch: VenueWatch, timeout_s: float = 30.0) -> None:
+    for _ in range(int(timeout_s / 0.1)):
+        if watch.both_legs():
+            return
+        await asyncio.sleep(0.1)
+
+
+@dataclass
+class _Cell:
+    """One cell group's running processes and what it noted on the way."""
+
+    fault: Fault
+    symbols: list[str]
+    url: str
+    cfg: Path
+    journal: Path
+    node_args: list[str]
+    env: dict
+    log: Path
+    watch: VenueWatch
+    nodes: list[Proc] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def node(self) -> Proc:
+        return self.nodes[-1]
+
+    async def start_node(self) -> bool:
+        node = Proc("node", self.node_args, self.env, self.log)
+        self.nodes.append(node)
+        await node.start()
+        return await node.wait_line(r"basisbot live: running", START_TIMEOUT_S) is not None
+
+    async def prepare(self) -> None:
+        """Faults armed before the node starts; for `withdraw`, a spot account that cannot pay for a spot leg."""
+        fault, watch = self.fault, self.watch
+        if fault.kind == "arm":
+            for s in self.symbols:
+                specs = fault.spec(s)
+                for spec in specs if isinstance(specs, list) else [specs]:
+                    await watch.post("/admin/faults", spec)
+        if fault.kind == "withdraw":
+            st = await watch.get("/admin/state")
+            free = float(st["spot"]["USDT"]["free"])
+            await watch.post("/admin/deposit", {"account": "spot", "asset": "USDT", "amount": -(free - 500.0)})
+
+    async def reach_phase(self) -> float | None:
+        """Wait for the fault's phase (entry, holding, exit, guard); when it began (None: never seen)."""
+        fault, node = self.fault, self.node
+        if fault.phase == "entry":
+            hit = await node.wait_line(r": enter: ", 30)
+            if hit is None and fault.kind != "withdraw":
+                self.notes.append("no entry seen")
+            return time.monotonic() if hit else None
+        if fault.phase == "holding":
+            await _wait_both_legs(self.watch)
+            return time.monotonic()
+        if fault.phase == "exit":
+            await _wait_both_legs(self.watch)
+            self.cfg.write_text(_toml(self.symbols, self.url, self.journal, fault.phase, exit_now=True),
+                                encoding="utf-8")
+            hit = await node.wait_line(r": exit: ", 45)
+            if hit is None:
+                self.notes.append("no exit seen")
+            return time.monotonic() if hit else None
+        if fault.phase == "guard":
+            hit = await node.wait_line(r"guard \w+: REDUCE|: reduce: ", 45)
+            if hit is None:
+                self.notes.append("no guard action seen")
+            return time.monotonic() if hit else None
+        return None
+
+    async def strike(self, t_phase: float | None, delay: float) -> float | None:
+        """The fault at its seeded moment after the phase began (inject a spec, or kill -9 and restart the node);
+        when it struck (None: not at all)."""
+        fault = self.fault
+        if t_phase is None or fault.kind not in ("inject", "kill"):
+            return t_phase if fault.kind == "arm" else None
+        await asyncio.sleep(max(0.0, t_phase + delay - time.monotonic()))
+        t_fault = time.monotonic()
+        if fault.kind == "inject":
+            for spec in ([fault.spec(s) for s in self.symbols] if fault.per_symbol else [fault.spec]):
+                await self.watch.post("/admin/faults", spec)
+        else:
+            self.node.signal(signal.SIGKILL)
+            await self.node.wait(10)
+            if not await self.start_node():
+                self.notes.append("node did not restart")
+        return t_fault
+
+    async def until_settled(self) -> None:
+        """Cells end after the settlement and its booking (venue T + 120 s) so funding is judged too."""
+        settle_ms = _ms(SETTLEMENT) + 120_000
+        for _ in range(600):
+            c = await self.watch.get("/sim/clock")
+            if c["time"] >= settle_ms:
+                break
+            await asyncio.sleep(0.25)
+        await asyncio.sleep(4.0)  # the node reads the income history ~3 s after the settlement
+
+    async def sigterm(self) -> tuple[int | None, float]:
+        """A bounded stop: (exit status, seconds it took); SIGKILL after 60 s."""
+        t0 = time.monotonic()
+        self.node.signal(signal.SIGTERM)
+        rc = await self.node.wait(60)
+        stop_s = time.monotonic() - t0
+        if rc is None:
+            self.node.signal(signal.SIGKILL)
+            await self.node.wait(5)
+            self.notes.append("node ignored SIGTERM for 60 s")
+        return rc, stop_s
+
+    async def venue_records(self) -> tuple[dict, list, int]:
+        """The venue's orders, funding payments and count of refused orders."""
+        try:
+            async with aiohttp.ClientSession() as http:
+                async with http.get(self.url + "/admin/orders") as r:
+                    venue_orders = await r.json()
+                async with http.get(self.url + "/admin/funding") as r:
+                    venue_funding = await r.json()
+                async with http.get(self.url + "/admin/state") as r:
+                    refused = (await r.json())["faults"]["injected"]["rejected"]
+            return venue_orders, venue_funding, refused
+        except Exception as e:  # noqa: BLE001
+            self.notes.append(f"venue state unavailable: {e}")
+            return {"spot": [], "futures": []}, [], 0
+
+
 async def run_fault(fault: Fault, symbols: list[str], seed: int, workdir: Path) -> list[CellResult]:
     rng = random.Random(f"{seed}:{fault.name}")
     work = workdir / fault.name
@@ -302,7 +430,6 @@ async def run_fault(fault: Fault, symbols: list[str], seed: int, workdir: Path) 
     cfg = work / "basisbot.toml"
     cfg.write_text(_toml(symbols, url, journal, fault.phase), encoding="utf-8")
     node_args = [PY, "-m", "basisbot.cli", "live", "--config", str(cfg), "--env-file", "/nonexistent"]
-    notes: list[str] = []
     t_cell = time.monotonic()
     await venue.start()
     if await venue.wait_line(r"listening on", 60) is None:
@@ -310,124 +437,39 @@ async def run_fault(fault: Fault, symbols: list[str], seed: int, workdir: Path) 
         return [CellResult(fault.name, s, False, problems=["venue did not start"]) for s in symbols]
     watch = VenueWatch(url, symbols)
     watch.start()
-    nodes: list[Proc] = []
+    cell = _Cell(fault, symbols, url, cfg, journal, node_args, env, work / "node.log", watch)
     stop_s = None
     rc = None
     try:
-        # -- arm / withdraw before the node starts ------------------------------------------------------------------
-        if fault.kind == "arm":
-            for s in symbols:
-                specs = fault.spec(s)
-                for spec in specs if isinstance(specs, list) else [specs]:
-                    await watch.post("/admin/faults", spec)
-        if fault.kind == "withdraw":  # the spot account cannot pay for the spot leg of any symbol
-            st = await watch.get("/admin/state")
-            free = float(st["spot"]["USDT"]["free"])
-            await watch.post("/admin/deposit", {"account": "spot", "asset": "USDT", "amount": -(free - 500.0)})
-        node = Proc("node", node_args, env, work / "node.log")
-        nodes.append(node)
-        await node.start()
-        if await node.wait_line(r"basisbot live: running", START_TIMEOUT_S) is None:
+        await cell.prepare()
+        if not await cell.start_node():
             raise RuntimeError("node did not start")
         await watch.post("/admin/clock", {"resume": True})
-        # -- the phase ------------------------------------------------------------------------------------------------
-        t_phase = None
-        if fault.phase == "entry":
-            hit = await node.wait_line(r": enter: ", 30)
-            t_phase = time.monotonic() if hit else None
-            if hit is None and fault.kind != "withdraw":
-                notes.append("no entry seen")
-        elif fault.phase == "holding":
-            for _ in range(int(30 / 0.1)):
-                if watch.both_legs():
-                    break
-                await asyncio.sleep(0.1)
-            t_phase = time.monotonic()
-        elif fault.phase == "exit":
-            for _ in range(int(30 / 0.1)):
-                if watch.both_legs():
-                    break
-                await asyncio.sleep(0.1)
-            cfg.write_text(_toml(symbols, url, journal, fault.phase, exit_now=True), encoding="utf-8")
-            hit = await node.wait_line(r": exit: ", 45)
-            t_phase = time.monotonic() if hit else None
-            if hit is None:
-                notes.append("no exit seen")
-        elif fault.phase == "guard":
-            hit = await node.wait_line(r"guard \w+: REDUCE|: reduce: ", 45)
-            t_phase = time.monotonic() if hit else None
-            if hit is None:
-                notes.append("no guard action seen")
-        # -- the fault at its seeded moment ---------------------------------------------------------------------------
+        t_phase = await cell.reach_phase()
         lo, hi = fault.window_s
-        delay = rng.uniform(lo, hi)
-        t_fault = None
-        if t_phase is not None and fault.kind in ("inject", "kill"):
-            await asyncio.sleep(max(0.0, t_phase + delay - time.monotonic()))
-            t_fault = time.monotonic()
-            if fault.kind == "inject":
-                if fault.per_symbol:
-                    for s in symbols:
-                        await watch.post("/admin/faults", fault.spec(s))
-                else:
-                    await watch.post("/admin/faults", fault.spec)
-            else:  # kill -9 then restart
-                node.signal(signal.SIGKILL)
-                await node.wait(10)
-                node = Proc("node", node_args, env, work / "node.log")
-                nodes.append(node)
-                await node.start()
-                if await node.wait_line(r"basisbot live: running", START_TIMEOUT_S) is None:
-                    notes.append("node did not restart")
-        elif fault.kind == "arm":
-            t_fault = t_phase
+        t_fault = await cell.strike(t_phase, rng.uniform(lo, hi))
         if fault.clear_after_s is not None and t_fault is not None:
             await asyncio.sleep(max(0.0, t_fault + fault.clear_after_s - time.monotonic()))
             await watch.post("/admin/faults", {"clear": True})
-        # -- observe, then make sure a settlement has passed ----------------------------------------------------------
+        # observe, then make sure a settlement has passed
         await asyncio.sleep(max(0.0, (t_fault or time.monotonic()) + fault.hold_s - time.monotonic()))
         if fault.name == "second_leg_rejected_always":
             await watch.post("/admin/faults", {"clear": True})
-        # cells end after the settlement and its booking (venue T + 120 s) so funding is judged too
-        settle_ms = _ms(SETTLEMENT) + 120_000
-        for _ in range(600):
-            c = await watch.get("/sim/clock")
-            if c["time"] >= settle_ms:
-                break
-            await asyncio.sleep(0.25)
-        await asyncio.sleep(4.0)  # the node reads the income history ~3 s after the settlement
-        # -- SIGTERM: bounded stop -------------------------------------------------------------------------------------
-        t0 = time.monotonic()
-        node.signal(signal.SIGTERM)
-        rc = await node.wait(60)
-        stop_s = time.monotonic() - t0
-        if rc is None:
-            node.signal(signal.SIGKILL)
-            await node.wait(5)
-            notes.append("node ignored SIGTERM for 60 s")
+        await cell.until_settled()
+        rc, stop_s = await cell.sigterm()
     except Exception as e:  # noqa: BLE001 - the cell fails with the reason
-        notes.append(f"{type(e).__name__}: {e}")
-        for n in nodes:
+        cell.notes.append(f"{type(e).__name__}: {e}")
+        for n in cell.nodes:
             n.signal(signal.SIGKILL)
     finally:
         await asyncio.sleep(0.3)
         await watch.stop()
-        try:
-            async with aiohttp.ClientSession() as http:
-                async with http.get(url + "/admin/orders") as r:
-                    venue_orders = await r.json()
-                async with http.get(url + "/admin/funding") as r:
-                    venue_funding = await r.json()
-                async with http.get(url + "/admin/state") as r:
-                    refused = (await r.json())["faults"]["injected"]["rejected"]
-        except Exception as e:  # noqa: BLE001
-            venue_orders, venue_funding, refused = {"spot": [], "futures": []}, [], 0
-            notes.append(f"venue state unavailable: {e}")
+        venue_orders, venue_funding, refused = await cell.venue_records()
         venue.signal(signal.SIGTERM)
         await venue.wait(10)
-    restart_s = sum(1 for n in nodes) - 1
-    return judge(fault, symbols, watch, venue_orders, venue_funding, journal, rc, stop_s, notes,
-                 time.monotonic() - t_cell, restart_s, refused)
+    restarts = len(cell.nodes) - 1
+    return judge(fault, symbols, watch, venue_orders, venue_funding, journal, rc, stop_s, cell.notes,
+                 time.monotonic() - t_cell, restarts, refused)
 
 
 def _ms(iso: str) -> int:
@@ -436,18 +478,43 @@ def _ms(iso: str) -> int:
     return int(dt.datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp() * 1000)
 
 
+def _read_journal(journal: Path) -> tuple[dict, set, list]:
+    """The journal's orders by client id, its fills as (symbol, trade id) and its funding rows (empty if absent)."""
+    if not journal.exists():
+        return {}, set(), []
+    con = sqlite3.connect(f"file:{journal}?mode=ro", uri=True)
+    con.row_factory = sqlite3.Row
+    j_orders = {r["client_order_id"]: dict(r) for r in con.execute("SELECT * FROM orders")}
+    j_fills = {(r["symbol"], str(r["trade_id"])) for r in con.execute("SELECT symbol, trade_id FROM fills")}
+    j_funding = [dict(r) for r in con.execute("SELECT * FROM funding")]
+    con.close()
+    return j_orders, j_fills, j_funding
+
+
+def _unexplained(symbol: str, j_orders: dict, j_fills: set, venue_cids: set, venue_trades: set) -> list[str]:
+    """Journal rows of `symbol` the venue contradicts: orders it acknowledged but does not hold (or the reverse),
+    orders left in flight, fills it never made."""
+    out = []
+    for c, o in j_orders.items():
+        if o.get("symbol") != symbol:
+            continue
+        at_venue = c in venue_cids
+        st = o.get("status")
+        if st in ("accepted", "filled", "partially_filled", "canceled", "expired") and not at_venue:
+            out.append(f"{c} {st} not at venue")
+        if st in ("not_at_venue",) and at_venue:
+            out.append(f"{c} not_at_venue but the venue has it")
+        if st in ("submitted", "initialized"):
+            out.append(f"{c} left {st}")
+    out += [f"fill {tid} not at venue" for sym, tid in j_fills if sym == symbol and tid not in venue_trades]
+    return out
+
+
 def judge(fault: Fault, symbols, watch: VenueWatch, venue_orders: dict, venue_funding: list, journal: Path,
           rc, stop_s, notes, cell_s: float, restarts: int, refused: int = 0) -> list[CellResult]:
     """`refused`: orders the venue refused (all symbols; a refused order is not stored with the venue's orders, so
     a storm of refusals is judged on this count: at most ORDERS_PER_MIN_MAX per symbol and started minute)."""
-    j_orders, j_fills, j_funding = {}, set(), []
-    if journal.exists():
-        con = sqlite3.connect(f"file:{journal}?mode=ro", uri=True)
-        con.row_factory = sqlite3.Row
-        j_orders = {r["client_order_id"]: dict(r) for r in con.execute("SELECT * FROM orders")}
-        j_fills = {(r["symbol"], str(r["trade_id"])) for r in con.execute("SELECT symbol, trade_id FROM fills")}
-        j_funding = [dict(r) for r in con.execute("SELECT * FROM funding")]
-        con.close()
+    j_orders, j_fills, j_funding = _read_journal(journal)
     limit = LEG_TIMEOUT_S + 6.0 + 3.0 + fault.extra_limit_s
     out = []
     for s in symbols:
@@ -460,20 +527,7 @@ def judge(fault: Fault, symbols, watch: VenueWatch, venue_orders: dict, venue_fu
         per_min = max((sum(1 for t in times if t0 <= t < t0 + win) for t0 in times), default=0)
         lacks = [c for c in cids if c not in j_orders]
         venue_trades = {str(t["id"]) for o in orders for t in o["trades"]}
-        sym_orders = {c: o for c, o in j_orders.items() if o.get("symbol") == s}
-        unexplained = []
-        for c, o in sym_orders.items():
-            at_venue = c in cids
-            st = o.get("status")
-            if st in ("accepted", "filled", "partially_filled", "canceled", "expired") and not at_venue:
-                unexplained.append(f"{c} {st} not at venue")
-            if st in ("not_at_venue",) and at_venue:
-                unexplained.append(f"{c} not_at_venue but the venue has it")
-            if st in ("submitted", "initialized"):
-                unexplained.append(f"{c} left {st}")
-        for sym, tid in j_fills:
-            if sym == s and tid not in venue_trades:
-                unexplained.append(f"fill {tid} not at venue")
+        unexplained = _unexplained(s, j_orders, j_fills, set(cids), venue_trades)
         paid = [f for f in venue_funding if f["symbol"] == s]
         j_paid = [f["settled_payment"] for f in j_funding if f["symbol"] == s and f["settled_payment"] is not None]
         funding_lacks = [f for f in paid if not any(abs(f["payment"] - x) < 1e-6 for x in j_paid)]

@@ -21,13 +21,15 @@ from basisbot.backtest.feed import build_feed
 from basisbot.core import carry
 from basisbot.data import market_data
 from basisbot.nautilus.instruments import make_perp, make_spot
+from basisbot.venues import get_profile
 from basisbot.venues.binance import reference
 
 
 def predicted_and_settled(data, symbol: str, method: str, print_filter: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    spot = make_spot(symbol, 0.001, 0.001)
-    perp = make_perp(symbol, 3, reference.brackets()[symbol], 0.0005, 0.0002)
-    feed = build_feed(data, spot, perp, method, intrabar_step=0.0, print_filter=print_filter)
+    binance = get_profile("binance")
+    spot = make_spot(symbol, 0.001, 0.001, profile=binance)
+    perp = make_perp(symbol, 3, reference.brackets()[symbol], 0.0005, 0.0002, profile=binance)
+    feed = build_feed(data, spot, perp, method, intrabar_step=0.0, print_filter=print_filter, funding=binance.funding)
     pts = feed.predictions["ts_ns"].to_numpy()
     preds = feed.predictions["predicted_rate"].to_numpy()
     pred, settled = [], []

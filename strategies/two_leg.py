@@ -515,6 +515,11 @@ class TwoLegStrategy(Strategy):
     def _busy(self) -> bool:
         return self.pair is not None and not self.pair.done()
 
+    def pair_in_flight(self) -> bool:
+        """A leg pair is placed and not yet done (filled, caught up or unwound): not a safe point to stop or
+        reconfigure."""
+        return self._busy()
+
     def _close_both(self, intent: str) -> None:
         if self._busy():
             return

@@ -16,6 +16,7 @@ from basisbot.core import margin
 from basisbot.data import market_data
 from basisbot.data.dump_writer import export_binance_dump
 from basisbot.nautilus.instruments import make_perp, make_spot
+from basisbot.venues import get_profile
 from basisbot.venues.binance import reference
 from tests.invariants import assert_backtest_invariants
 
@@ -122,8 +123,11 @@ def test_predictions_are_causal():
     full = market_data.load_symbol(DATA, "SOLUSDT", start="2022-11-01", end="2022-12-01", allow_perp_gaps=True)
     cut = market_data.load_symbol(DATA, "SOLUSDT", start="2022-11-01", end="2022-11-12", allow_perp_gaps=True)
     table = reference.brackets()["SOLUSDT"]
-    spot, perp = make_spot("SOLUSDT", 0.001, 0.001), make_perp("SOLUSDT", 3, table, 0.0005, 0.0002)
-    a, b = build_feed(full, spot, perp).predictions, build_feed(cut, spot, perp).predictions
+    binance = get_profile("binance")
+    spot = make_spot("SOLUSDT", 0.001, 0.001, profile=binance)
+    perp = make_perp("SOLUSDT", 3, table, 0.0005, 0.0002, profile=binance)
+    a = build_feed(full, spot, perp, funding=binance.funding).predictions
+    b = build_feed(cut, spot, perp, funding=binance.funding).predictions
     t_cut = pd.Timestamp("2022-11-12", tz="UTC").value
     a, b = a[a.ts_ns <= t_cut].reset_index(drop=True), b[b.ts_ns <= t_cut].reset_index(drop=True)
     assert len(a) > 200

@@ -1,4 +1,4 @@
-"""Carry that earns (issue 13's acceptance): on the bundled 2022-2023 data, four symbols at 3x isolated with the guard
+"""Carry that earns: on the bundled 2022-2023 data, four symbols at 3x isolated with the guard
 on and 10k each, with only the contract keys set so the defaults decide, the default rules earn at least what
 always-in earns in the same engine, and no symbol loses more than 1% of its notional."""
 

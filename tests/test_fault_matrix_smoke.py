@@ -1,4 +1,4 @@
-"""A smoke subset of the fault matrix (`benchmarks/fault_matrix.py`, issue 10): one seed, one symbol, five faults
+"""A smoke subset of the fault matrix (`benchmarks/fault_matrix.py`): one seed, one symbol, five faults
 (including the double perp rejection and a kill -9 during the entry), each with `basisbot sim` and `basisbot live` as
 real processes, judged from the venue's side. The cells run three at a time (one venue + node pair each); each test
 checks one cell."""

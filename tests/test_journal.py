@@ -34,7 +34,7 @@ from nautilus_trader.trading.strategy import Strategy
 from basisbot.config.settings import load_settings
 from basisbot.core.carry import FundingMemory
 from basisbot.journal.writer import EXPORT_ORDER, Journal, JournalReader, expected_funding, funding_mismatch
-from basisbot.nautilus.instruments import PERP_VENUE, SPOT_VENUE, make_perp, make_spot
+from basisbot.nautilus.instruments import make_perp, make_spot, perp_venue, spot_venue
 from basisbot.nautilus.journal_actor import (
     FUNDING_PUBLISHED_ENDPOINT,
     FUNDING_SETTLED_TOPIC,
@@ -54,6 +54,7 @@ from basisbot.nautilus.messages import (
 from basisbot.ops.status import journal_main, render_status, status_main
 from basisbot.strategies.basis_carry import BasisCarryStrategy
 from basisbot.strategies.strategy_config import strategy_config
+from basisbot.venues import get_profile
 from basisbot.venues.binance import reference
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -287,8 +288,10 @@ def test_classify_instrument():
     assert classify_instrument("ETHUSDT.BINANCEUSDM") == ("ETHUSDT", "perp")
 
 
-SPOT = make_spot("BTCUSDT", 0.001, 0.001)
-PERP = make_perp("BTCUSDT", 3, reference.brackets()["BTCUSDT"], 0.0005, 0.0002)
+BINANCE = get_profile("binance")
+SPOT_VENUE, PERP_VENUE = spot_venue(BINANCE), perp_venue(BINANCE)
+SPOT = make_spot("BTCUSDT", 0.001, 0.001, profile=BINANCE)
+PERP = make_perp("BTCUSDT", 3, reference.brackets()["BTCUSDT"], 0.0005, 0.0002, profile=BINANCE)
 T1, T2 = T0 + 60 * M, T0 + 70 * M
 RATE = 1e-4
 

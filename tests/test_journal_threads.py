@@ -1,4 +1,4 @@
-"""Every journal write runs on the journal's own thread (issue 10): a write asked from another thread is handed to
+"""Every journal write runs on the journal's own thread: a write asked from another thread is handed to
 the event loop, never run on the foreign thread (sqlite3's "objects created in a thread can only be used in that same
 thread" lost three writes in the field), and never lost.
 

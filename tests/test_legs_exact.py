@@ -1,6 +1,6 @@
 """Exact quantities in the two-leg state machine: whatever the lot step and however the venue splits the fills, a
-pair whose legs fill completes exactly, and no timeout fires for a filled leg (issue: a float sum one ulp short of
-111321.38 left DOGE unhedged for 720 days)."""
+pair whose legs fill completes exactly, and no timeout fires for a filled leg (a float sum one ulp short of the
+target, 111321.38 DOGE, would leave the pair waiting for fills that never come, and the symbol unhedged)."""
 
 from __future__ import annotations
 
@@ -104,7 +104,7 @@ def test_reduce_keeps_lots_and_ratio(perp_lots, step, fraction, ratio):
 
 def test_resized_unwind_of_what_the_account_holds_ends_flat():
     """The exchange took the buy fee in the base asset: the account holds less than the fill; the unwind is sent for
-    what is held and the pair settles flat (issue 10's 0.2299 bought, 0.22967 held)."""
+    what is held and the pair settles flat (0.2299 bought, 0.22967 held after the fee)."""
     pair, _ = LegPair.start("enter", 0, 10, 40_000.0, 0.002, spot=(1, "0.2299"), perp=(-1, "0.229"))
     pair.filled("spot", "0.2299", 1)
     assert pair.failed("perp", "rejected", 2, 40_000.0)[0].attempt == 1  # catch up, delayed

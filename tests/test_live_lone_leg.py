@@ -1,4 +1,4 @@
-"""Issue 10's reproduction, judged from the venue's side: the perp leg of an entry is rejected twice; the spot leg
+"""A lone leg unwound, judged from the venue's side: the perp leg of an entry is rejected twice; the spot leg
 (bought with the fee taken in BTC, so the account holds less than the fill) must be sold within `leg_timeout_s` of the
 second rejection, with a handful of orders (no retry storm), and the node must stop cleanly with its journal intact."""
 

@@ -1,4 +1,4 @@
-"""SIGTERM stops the node within a bounded time in every state (issue 10), tested on a real process: the node runs in
+"""SIGTERM stops the node within a bounded time in every state, tested on a real process: the node runs in
 a subprocess (`run_node` with the CLI's watchdog on) against the local venue, with a strategy that is stuck:
 
 - a pair that never completes: the drain gives up after its timeout, the node stops, says what was left, exit 1;

@@ -1,4 +1,4 @@
-"""Rehearsal at speed (issue 10): the live node against `basisbot sim` replaying at 60x learns the speed from the venue
+"""Rehearsal at speed: the live node against `basisbot sim` replaying at 60x learns the speed from the venue
 (GET /sim/clock), so decision, blackout and booking fall where they would at 1x in venue time, and every settlement
 is booked with its prediction: one funding row per settlement carrying the prediction, the booking and the
 exchange's settled payment; no prediction-only rows, no storm of "venue clock jumped" re-anchorings.
@@ -69,3 +69,48 @@ def test_rehearsal_at_60x_books_every_settlement_with_its_prediction(tmp_path, c
         assert 0.5e9 <= row["booked_ts"] - row["settlement_ts"] <= 3e9, row
     assert jumps <= 2, f"{jumps} venue clock re-anchorings"
     assert sum("venue clock jumped" in m for m in caplog.messages) <= 2
+
+
+def test_rehearsal_at_1800x_journals_every_payment_the_venue_made(tmp_path):
+    """At 1800x, settlements 8 venue hours apart are 16 wall seconds apart: each payment the venue made is its own
+    journal row (the window that ties an income record to its settlement is 60 venue seconds, not 60 wall seconds)."""
+    sym = "BTCUSDT"
+
+    async def scenario():
+        async with SimServer(sim_config(speed=1800.0, start="2022-03-01T00:00:00Z", symbols=[sym])) as sim:
+            settings = node_settings(tmp_path, sim.url, schedule=DEFAULT_WINDOWS, symbols={sym: {
+                "notional_usdt": 1000.0, "leverage": 2, "margin_mode": "isolated",
+                "entry_apr": -1000.0, "exit_apr": -2000.0}})
+            async with RunningNode(settings, "live", NodeOptions(log_level="ERROR")) as run:
+                assert run.app.venue_speed == 1800.0
+
+                async def paid_three():
+                    return len([f for f in (await state(sim))["funding"] if f["symbol"] == sym]) >= 3
+
+                await until(paid_three, timeout=120, interval=0.5, what="three payments by the venue")
+
+                async def all_journaled():
+                    paid = [f for f in (await state(sim))["funding"] if f["symbol"] == sym]
+                    with JournalReader(tmp_path / "journal.sqlite") as r:
+                        rows = r.rows("funding", "symbol = ? AND settled_payment IS NOT NULL", [sym])
+                    return len(rows) >= len(paid) and (paid, rows)
+
+                paid, rows = await until(all_journaled, timeout=30, interval=0.5, what="every payment journaled")
+        return paid, rows
+
+    paid, rows = asyncio.run(scenario())
+    assert len(rows) == len(paid) >= 3, (paid, rows)
+    settled = sorted(rows, key=lambda r: r["settlement_ts"])
+    assert [r["settled_payment"] for r in settled] == pytest.approx([p["payment"] for p in paid], abs=1e-8)
+    assert len({r["source"] for r in settled}) == len(settled)  # one income record per row
+
+
+def test_a_replay_faster_than_the_node_can_follow_is_refused_at_start(tmp_path):
+    from basisbot.config.settings import ConfigError
+    from basisbot.live.node import MAX_VENUE_SPEED, BasisNode
+
+    settings = node_settings(tmp_path, "http://127.0.0.1:9", symbols={"BTCUSDT": {"notional_usdt": 1000.0}})
+    node = BasisNode(settings, "live", NodeOptions(venue_speed=MAX_VENUE_SPEED * 2))
+    with pytest.raises(ConfigError) as err:
+        asyncio.run(node.build())
+    assert f"{MAX_VENUE_SPEED * 2:g}x" in str(err.value) and "--speed" in str(err.value)

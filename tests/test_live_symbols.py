@@ -18,12 +18,12 @@ from basisbot.sim import SimServer
 from basisbot.strategies.basis_carry import Phase
 from basisbot.venues.binance import reference
 from tests.helpers.live_node import RunningNode, node_settings, sim_config, until, write_config
-from tests.helpers.sim_venue import DATA, KEY, SECRET, state
+from tests.helpers.sim_venue import KEY, SECRET, state
 
 AVAX, BTC = "AVAXUSDT", "BTCUSDT"
 START = "2022-02-28T07:59:45Z"  # 15 s before the 08:00 settlement of every symbol
 T_SETTLE = 1646035200001  # 2022-02-28 08:00:00.001Z, AVAX's settlement in the data
-BTC_2024 = next(e for e in json.loads((DATA / "leverage_brackets_all.json").read_text()) if e["symbol"] == BTC)
+BTC_2024 = next(e for e in json.loads(reference.BRACKETS_ALL.read_text()) if e["symbol"] == BTC)
 
 
 def venue_config(tmp_path, **overrides):

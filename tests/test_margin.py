@@ -34,8 +34,9 @@ from basisbot.core.margin import (
     unrealized_pnl,
     wallet_for_distance,
 )
+from basisbot.venues.binance import reference
 
-BRACKETS_FILE = Path(__file__).resolve().parents[1] / "backtests" / "data" / "binance" / "leverage_brackets.json"
+BRACKETS_FILE = Path(str(reference.BRACKETS))  # the bundled 2026 tables (package data)
 TABLES = load_brackets(BRACKETS_FILE)
 BTC, ETH, SOL = TABLES["BTCUSDT"], TABLES["ETHUSDT"], TABLES["SOLUSDT"]
 LONG, SHORT = 1, -1

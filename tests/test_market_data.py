@@ -23,7 +23,8 @@ from basisbot.data.market_data import (
     load_symbol,
 )
 
-BUNDLED = Path(__file__).resolve().parents[1] / "backtests" / "data" / "binance"
+# the package data folder the checkout links to (the loader names files by their resolved path)
+BUNDLED = (Path(__file__).resolve().parents[1] / "backtests" / "data" / "binance").resolve()
 SYMBOLS = ["AVAXUSDT", "BTCUSDT", "ETHUSDT", "SOLUSDT"]
 H = pd.Timedelta(hours=1)
 

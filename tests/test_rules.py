@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from basisbot.core import carry, guard, margin
 from basisbot.core.legs import LegPair, PairStatus
+from basisbot.venues import get_profile
 from basisbot.venues.binance import reference
 
 BTC = reference.brackets()["BTCUSDT"]
@@ -32,13 +33,16 @@ def test_basis_uses_mark_and_binance_funding_formula():
     assert carry.premium(101.0, 100.0) == pytest.approx(0.01)
     with pytest.raises(ValueError):
         carry.premium(1.0, 0.0)
-    assert carry.binance_funding_from_premium(0.0, 8) == pytest.approx(0.0001)  # interest only, clamped in
-    assert carry.binance_funding_from_premium(0.002, 8) == pytest.approx(0.0015)  # interest - premium clamped at -0.05%
-    assert carry.binance_funding_from_premium(-0.001, 8) == pytest.approx(-0.0005)
+    rate = get_profile("binance").funding.rate_from_premium
+    assert rate(0.0, 8) == pytest.approx(0.0001)  # interest only, clamped in
+    assert rate(0.002, 8) == pytest.approx(0.0015)  # interest - premium clamped at -0.05%
+    assert rate(-0.001, 8) == pytest.approx(-0.0005)
+    assert rate(0.0, 4) == pytest.approx(0.00005)  # interest pro rata over a 4-hour interval
+    assert carry.clamped_premium_rate(0.0, 8, daily_interest=0.0003, clamp=0.0005) == rate(0.0, 8)
 
 
 def test_predictor_is_causal_and_clamped():
-    p = carry.FundingPredictor("premium", cap=0.02)
+    p = carry.FundingPredictor("premium", cap=0.02, rate_from_premium=get_profile("binance").funding.rate_from_premium)
     assert p.predict() is None
     p.on_premium(0.001)
     assert p.predict() == pytest.approx(0.0005)  # 0.1% + clamp(0.01% - 0.1%, ±0.05%)
@@ -51,6 +55,8 @@ def test_predictor_is_causal_and_clamped():
     assert q.predict() == -0.0003
     with pytest.raises(ValueError):
         carry.FundingPredictor("oracle")
+    with pytest.raises(ValueError, match="rate_from_premium"):
+        carry.FundingPredictor("premium")  # the formula is the venue's: no silent default
 
 
 RULES = carry.CarryRules(entry_apr=0.10, exit_apr=0.02, min_hold_intervals=3, hedge_ratio=1.0, fees=FEES)

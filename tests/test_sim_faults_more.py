@@ -1,4 +1,4 @@
-"""The venue faults issue 10's fault matrix needs, seen through the stock ccxt.pro clients: an order the venue booked
+"""The venue faults the fault matrix (benchmarks/fault_matrix.py) needs, seen through the stock ccxt.pro clients: an order the venue booked
 while the client saw a network error, faults limited to one symbol, a bad price print on the streams, listen keys
 expired, the venue's clock skewed beyond recvWindow, a venue restart (outage), and GET /sim/clock."""
 

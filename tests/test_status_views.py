@@ -1,4 +1,4 @@
-"""`basisbot status` data (issue 10): venue time from the journal's venue clock, the fresh mark from the latest mark
+"""`basisbot status` data: venue time from the journal's venue clock, the fresh mark from the latest mark
 record (not a minutes-old position snapshot), the PnL split (funding, spot, perp, fees) from fills and settlements,
 and orders that never reached the venue marked `not_at_venue`."""
 

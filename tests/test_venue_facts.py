@@ -25,7 +25,7 @@ from tests.invariants import assert_backtest_invariants
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "backtests" / "data" / "binance"
-RAW_ALL = {e["symbol"]: e for e in json.loads((DATA / "leverage_brackets_all.json").read_text())}
+RAW_ALL = {e["symbol"]: e for e in json.loads(reference.BRACKETS_ALL.read_text())}
 
 CONFIG = """
 [backtest]
@@ -93,7 +93,7 @@ def test_bundled_brackets_cover_every_symbol_newer_tables_win():
     tables = reference.brackets()
     assert len(tables) == len(RAW_ALL) == 318
     assert {"AVAXUSDT", "XRPUSDT", "DOGEUSDT", "BNBUSDT", "1000PEPEUSDT"} <= set(tables)
-    newer = load_brackets(DATA / "leverage_brackets.json")
+    newer = load_brackets(Path(str(reference.BRACKETS)))
     for sym, table in newer.items():  # the 2026 tables of BTC/ETH/SOL differ from the 2024 snapshot and win
         assert tables[sym] == table
         assert parse_brackets(RAW_ALL[sym])[sym] != table

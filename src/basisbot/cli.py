@@ -1,4 +1,5 @@
-"""`basisbot` command line: backtest | sweep | paper | live | sim | config check | status | journal.
+"""`basisbot` command line: backtest | sweep | paper | live | sim | data download | scan | config check | status |
+journal.
 
 Exit status: 0 success, 2 bad configuration or bad input (nothing was started), 1 runtime failure.
 """
@@ -10,6 +11,8 @@ import sys
 from pathlib import Path
 
 from basisbot.config.settings import ConfigError, effective_config, load_settings
+from basisbot.data.bundled_files import BundledDataMissing
+from basisbot.venues.binance.reference import VenueDataError
 
 EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT = 0, 1, 2
 DEFAULT_CONFIG = Path("config/basisbot.toml")
@@ -27,7 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
     bt = sub.add_parser("backtest", help="run the carry strategy on historical data")
     _add_config(bt)
     bt.add_argument("--out", type=Path, required=True, help="results folder (summary.json, funding.csv, report.html, ...)")
-    bt.add_argument("--data", type=Path, help="data folder: bundled layout or Binance public-dump layout")
+    bt.add_argument("--data", type=Path, help="data folder: bundled layout or Binance public-dump layout "
+                    "(default: backtest.data, else the bundled Binance data)")
     bt.add_argument("--start", help="first day, YYYY-MM-DD (UTC)")
     bt.add_argument("--end", help="end day (exclusive), YYYY-MM-DD (UTC)")
     bt.add_argument("--symbols", help="comma-separated subset of the config's symbols, e.g. BTCUSDT,ETHUSDT")
@@ -46,7 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     sim = sub.add_parser("sim", help="serve a local Binance-compatible venue replaying real data")
     sim.add_argument("--port", type=int, required=True, help="listen on 127.0.0.1:PORT (0 = any free port)")
-    sim.add_argument("--data", type=Path, required=True, help="bundled layout or Binance public-dump layout")
+    sim.add_argument("--data", type=Path, help="bundled layout or Binance public-dump layout (default: the bundled "
+                     "Binance data)")
     sim.add_argument("--speed", type=float, default=60.0, help="replay seconds per wall second (default 60)")
     sim.add_argument("--start", help="replay start, YYYY-MM-DD (default: start of the data)")
     sim.add_argument("--api-key", help="the one API key accepted (default: generated and printed)")
@@ -60,6 +65,21 @@ def build_parser() -> argparse.ArgumentParser:
     from basisbot.sweep.cliargs import add_arguments as add_sweep_arguments  # argparse only: keeps start-up quick
 
     add_sweep_arguments(sw)
+
+    data = sub.add_parser("data", help="market data tools")
+    data_sub = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
+    dl = data_sub.add_parser("download", help="fetch spot, perp, mark-price candles and funding of any symbol into a "
+                             "folder backtest/sweep/sim --data read (Binance dump site, or OKX through ccxt)")
+    from basisbot.data.download.command import add_arguments as add_download_arguments  # argparse only
+
+    add_download_arguments(dl)
+
+    sc = sub.add_parser("scan", help="rank every USDT perpetual by carry (live venue or a data folder); write "
+                        "scan.csv and a [symbols.X] config snippet of the top N")
+    _add_config(sc)
+    from basisbot.ops.scan import add_arguments as add_scan_arguments  # argparse only
+
+    add_scan_arguments(sc)
 
     cfg = sub.add_parser("config", help="configuration tools")
     cfg_sub = cfg.add_subparsers(dest="config_command", required=True, metavar="ACTION")
@@ -88,6 +108,16 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _okx_client(base_url: str | None):
+    """ccxt's OKX client (rate-limited, spot and swap markets only); ``base_url`` replaces its REST host."""
+    import ccxt.async_support as ccxt_async
+
+    client = ccxt_async.okx({"enableRateLimit": True, "options": {"fetchMarkets": {"types": ["spot", "swap"]}}})
+    if base_url:
+        client.urls["api"] = {"rest": base_url.rstrip("/")}  # OKX has one REST root; paths are kept
+    return client
+
+
 def cmd_backtest(args: argparse.Namespace) -> int:
     from basisbot.backtest.run import run_backtest_cli
 
@@ -99,8 +129,16 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "config":
             return cmd_config_check(args)
+        if args.command == "data":
+            from basisbot.data.download.command import download_main
+
+            return download_main(args, okx_client=_okx_client)
         if args.command == "backtest":
             return cmd_backtest(args)
+        if args.command == "scan":
+            from basisbot.ops.scan import scan_main
+
+            return scan_main(args)
         if args.command == "sweep":
             from basisbot.sweep.command import sweep_main
 
@@ -124,6 +162,9 @@ def main(argv: list[str] | None = None) -> int:
             main = live_main if args.command == "live" else paper_main
             return main(args, ops_factory=OpsService)
     except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except (VenueDataError, BundledDataMissing) as e:  # bundled reference or market data missing or unreadable
         print(f"error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
     return EXIT_FAILURE

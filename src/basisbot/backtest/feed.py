@@ -32,6 +32,7 @@ from nautilus_trader.model.objects import Price, Quantity
 from basisbot.core.carry import FundingPredictor, premium
 from basisbot.core.data_quality import Flag, PrintFilter
 from basisbot.data.market_data import SymbolData
+from basisbot.venues.profile import FundingRules
 
 HOUR_NS = 3_600_000_000_000
 # ordering of events sharing one timestamp
@@ -152,7 +153,7 @@ class _Builder:
     """The event list of one symbol, bar by bar (`build_feed`)."""
 
     def __init__(self, data: SymbolData, spot, perp, predictor_method: str, intrabar_step: float,
-                 print_filter: bool, premium_source: str):
+                 print_filter: bool, premium_source: str, funding: FundingRules):
         self.spot, self.perp, self.step = spot, perp, intrabar_step
         self.spot_bt, self.perp_bt = bar_type(spot), bar_type(perp)
         self.sp, self.pp = spot.price_precision, perp.price_precision
@@ -169,8 +170,10 @@ class _Builder:
                 else np.array([], dtype=np.int64))
         self.f_int = fund["interval_hours"].to_numpy()
         self.settlements = [(_settlement_sim_ts(int(t)), int(t), float(r)) for t, r in zip(f_ns, fund["rate"].to_numpy())]
-        self.predictor = FundingPredictor(predictor_method,
-                                          default_interval_hours=float(self.f_int[0]) if len(self.f_int) else 8.0)
+        self.predictor = FundingPredictor(
+            predictor_method,
+            default_interval_hours=float(self.f_int[0]) if len(self.f_int) else funding.default_interval_hours,
+            cap=funding.cap(data.symbol), rate_from_premium=funding.rate_from_premium)
         self.filters = (PrintFilter("spot"), PrintFilter("perp")) if print_filter else None
         self.flags: list[Flag] = []
         self.use_mark = premium_source == "mark"
@@ -282,7 +285,9 @@ class _Builder:
 
 
 def build_feed(data: SymbolData, spot, perp, predictor_method: str = "premium", intrabar_step: float = 0.0,
-               print_filter: bool = True, premium_source: str = "mark") -> SymbolFeed:
+               print_filter: bool = True, premium_source: str = "mark", *, funding: FundingRules) -> SymbolFeed:
+    """The symbol's event stream and causal predictions; `funding` is the venue profile's funding rules (formula,
+    cap, default interval) the predictor reproduces."""
     bars = data.bars
     close_ns = (bars.index.asi8.astype(np.int64) * (1 if bars.index.unit == "ns" else _unit_mult(bars.index))
                 + HOUR_NS)
@@ -291,7 +296,7 @@ def build_feed(data: SymbolData, spot, perp, predictor_method: str = "premium", 
     else:
         hi, lo = _worst_marks(bars)
         worst = {int(t): (float(h), float(l)) for t, h, l in zip(close_ns, hi, lo)}
-    b = _Builder(data, spot, perp, predictor_method, intrabar_step, print_filter, premium_source)
+    b = _Builder(data, spot, perp, predictor_method, intrabar_step, print_filter, premium_source, funding)
     # numpy scalars, as the columns hold them: the predictor sums them as such (Python's float sum compensates
     # rounding for exact floats only, so Python floats would move the predictions in their last digit)
     cols = [(c, bars[c].to_numpy()) for c in bars.columns]

@@ -5,18 +5,19 @@ from __future__ import annotations
 
 import math
 import sys
-import time
 
 import numpy as np
 from nautilus_trader.common.actor import Actor
 from nautilus_trader.config import ActorConfig
 from nautilus_trader.model.identifiers import InstrumentId, Venue
 from nautilus_trader.model.objects import Currency
+from tqdm import tqdm
 
 from basisbot.core import margin
 from basisbot.core.hedge_monitor import HedgeMonitor
 from basisbot.core.quantities import ZERO
 from basisbot.nautilus.messages import PerpMarginState, margin_topic
+from basisbot.venues import DEFAULT_EXCHANGE, get_profile
 
 USDT = Currency.from_str("USDT")
 HOUR_NS = 3_600_000_000_000
@@ -33,6 +34,7 @@ class RecorderConfig(ActorConfig, frozen=True):
     hedge_ratios: list[str] = []  # per symbol, exact (decimal strings)
     perp_steps: list[str] = []  # perp lot step per symbol (decimal strings)
     progress: bool = True
+    exchange: str = DEFAULT_EXCHANGE  # the venue profile: the liquidation price formula of the reported samples
 
 
 class BacktestRecorder(Actor):
@@ -69,8 +71,7 @@ class BacktestRecorder(Actor):
         # per symbol, each change of the legs: (time, spot, perp, the open perp's (signed qty, average open) or None)
         self._legs_at: dict[str, list[tuple]] = {s: [] for s in self.symbols}
         self._spot_venue, self._perp_venue = Venue(config.spot_venue), Venue(config.perp_venue)
-        self._wall0 = time.monotonic()
-        self._last_pct = -1
+        self._bar: tqdm | None = None  # the progress bar (stderr), opened at the first progress tick
 
     def _sample_times(self) -> range:
         """The samples' times: every hour + 1 µs after the start (the first closes the first whole hour)."""
@@ -174,6 +175,7 @@ class BacktestRecorder(Actor):
         """(ts, symbol, spot, mark, basis, predicted rate, spot qty, perp qty, perp wallet, liquidation price,
         distance to it) per hour and symbol (in that order), from the per-symbol columns of `_derive_samples`."""
         rows, lps, states = [], {}, self._margin_seen
+        venue_lp = get_profile(self.config.exchange).liquidation_price
         for order, symbol, ts_col, px_col, mark_col, rate_col, k_col, qty_col in columns:
             for key, ts, spot_px, mark, rate, k, (spot_qty, perp_qty) in zip(
                     order.tolist(), ts_col.tolist(), px_col.tolist(), mark_col.tolist(), rate_col, k_col, qty_col):
@@ -187,8 +189,7 @@ class BacktestRecorder(Actor):
                         lp = lps[k]  # the liquidation price depends on the margin state only
                     else:
                         try:
-                            lp = margin.liquidation_price(st.side, st.qty, st.entry_price, st.wallet,
-                                                          self.tables[symbol])
+                            lp = venue_lp(st.side, st.qty, st.entry_price, st.wallet, self.tables[symbol])
                         except ValueError:
                             lp = None
                         lps[k] = lp
@@ -200,13 +201,20 @@ class BacktestRecorder(Actor):
 
     def _progress(self, ts: int) -> None:
         span = max(self.config.end_ns - self.config.start_ns, 1)
-        pct = int(100 * (ts - self.config.start_ns) / span)
-        if pct != self._last_pct and pct % 2 == 0:
-            self._last_pct = pct
-            filled = pct // 4
-            elapsed = time.monotonic() - self._wall0
-            sys.stderr.write(f"\r  backtest [{'#' * filled}{'.' * (25 - filled)}] {pct:3d}%  {elapsed:5.1f}s")
-            sys.stderr.flush()
+        pct = min(100, int(100 * (ts - self.config.start_ns) / span))
+        if self._bar is None:
+            self._bar = tqdm(total=100, desc="backtest", file=sys.stderr, dynamic_ncols=True, leave=True,
+                             bar_format="{desc} {percentage:3.0f}%|{bar}| {elapsed}<{remaining}")
+        if pct > self._bar.n:
+            self._bar.update(pct - self._bar.n)
+
+    def close_progress(self, complete: bool) -> None:
+        """Close the progress bar, at 100% when the run reached its end (the last timer tick may fall short)."""
+        if self._bar is not None:
+            if complete:
+                self._bar.update(100 - self._bar.n)
+            self._bar.close()
+            self._bar = None
 
 
 def _asof(ts: np.ndarray, times: np.ndarray) -> np.ndarray:

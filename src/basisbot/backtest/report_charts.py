@@ -168,21 +168,36 @@ def _merge_markers(markers: list[Marker]) -> list[tuple[float, str, str]]:
     return out
 
 
-def svg_chart(series: list[Series], *, x_range: tuple[float, float] | None = None, markers: list[Marker] = (),
-              height: int = 250, unit: str = "", include_zero: bool = False, y2=None, y2_title: str = "",
-              y_fmt=None, spans: list[tuple[float, float]] = ()) -> str:
-    """An inline SVG line/step chart over time. `y2(v) -> str` labels a right-hand axis at the same ticks
-    (a second scale of the same quantity, e.g. per-interval vs annualised funding); `spans` are shaded time
-    intervals (position open)."""
-    pts = [(x, y) for s in series for x, y in zip(s.xs, s.ys) if y is not None and x is not None]
-    if not pts:
-        return none_note("no data for this chart")
-    xs_all = [p[0] for p in pts]
-    x0, x1 = x_range if x_range else (min(xs_all), max(xs_all))
-    x0, x1 = min(x0, min(xs_all)), max(x1, max(xs_all))
+@dataclass(frozen=True)
+class _Frame:
+    """The plot area of one chart: data bounds (x in seconds, y in the chart's unit) to SVG coordinates."""
+
+    x0: float
+    x1: float
+    lo: float
+    hi: float
+    top: float
+    pw: float
+    ph: float
+
+    def sx(self, x: float) -> float:
+        return PAD_L + (x - self.x0) / (self.x1 - self.x0) * self.pw
+
+    def sy(self, y: float) -> float:
+        return self.top + (self.hi - y) / (self.hi - self.lo) * self.ph
+
+
+def _x_bounds(xs: list[float], x_range: tuple[float, float] | None) -> tuple[float, float]:
+    """The requested time range widened to the data; an hour each side of a single instant."""
+    x0, x1 = x_range if x_range else (min(xs), max(xs))
+    x0, x1 = min(x0, min(xs)), max(x1, max(xs))
     if x1 <= x0:
         x0, x1 = x0 - 3600, x1 + 3600
-    ys = [p[1] for p in pts]
+    return x0, x1
+
+
+def _y_ticks(ys: list[float], include_zero: bool) -> tuple[list[float], int]:
+    """Round y ticks covering the data with a little headroom (and 0 if asked), and their decimals."""
     lo, hi = min(ys), max(ys)
     if include_zero:
         lo, hi = min(lo, 0.0), max(hi, 0.0)
@@ -192,10 +207,11 @@ def svg_chart(series: list[Series], *, x_range: tuple[float, float] | None = Non
     else:
         pad = (hi - lo) * 0.04
         lo, hi = lo - (pad if lo < 0 or not include_zero else 0), hi + pad
-    ticks, dec = _nice_ticks(lo, hi)
-    lo, hi = ticks[0], ticks[-1]
+    return _nice_ticks(lo, hi)
 
-    # legend (wraps), then plot area
+
+def _legend(series: list[Series], markers: list[Marker], spans) -> tuple[list[str], int]:
+    """The legend's SVG items, wrapped to the chart width, and the baseline of its last row."""
     items = [(s.name, s.color, s.dash) for s in series]
     if spans:
         items.append(("position open", "#e3f1ee", "span"))
@@ -218,77 +234,70 @@ def svg_chart(series: list[Series], *, x_range: tuple[float, float] | None = Non
                           f'stroke-width="2.2"{da}/>')
         legend.append(f'<text x="{lx + 28}" y="{ly + 1}" class="lg">{esc(name)}</text>')
         lx += wdt
-    top = ly + 12
-    pad_r = PAD_R
-    H = height + top
-    pw, ph = W - PAD_L - pad_r, height - PAD_B
+    return legend, ly
 
-    def sx(x):
-        return PAD_L + (x - x0) / (x1 - x0) * pw
 
-    def sy(y):
-        return top + (hi - y) / (hi - lo) * ph
-
-    out = [f'<svg class="chart" viewBox="0 0 {W} {H}" role="img">']
-    out += legend
-    out.append(f'<rect x="{PAD_L}" y="{top}" width="{pw}" height="{ph}" class="plot"/>')
-    for a, b in spans:
-        a, b = max(a, x0), min(b, x1)
-        if b > a:
-            out.append(f'<rect x="{sx(a):.1f}" y="{top}" width="{max(0.6, sx(b) - sx(a)):.1f}" height="{ph}" '
-                       f'fill="#e3f1ee"/>')
-    label = y_fmt or (lambda v: f"{v:,.{dec}f}{unit}")
+def _axes(f: _Frame, ticks: list[float], label, y2, y2_title: str) -> list[str]:
+    """Horizontal grid lines with y labels (left, and right when `y2`), vertical time grid with its labels."""
+    out = []
     for t in ticks:
-        y = sy(t)
-        cls = "zero" if abs(t) < 1e-12 * max(1.0, abs(hi - lo)) and lo < 0 < hi else "grid"
-        out.append(f'<line x1="{PAD_L}" y1="{y:.1f}" x2="{PAD_L + pw}" y2="{y:.1f}" class="{cls}"/>')
+        y = f.sy(t)
+        cls = "zero" if abs(t) < 1e-12 * max(1.0, abs(f.hi - f.lo)) and f.lo < 0 < f.hi else "grid"
+        out.append(f'<line x1="{PAD_L}" y1="{y:.1f}" x2="{PAD_L + f.pw}" y2="{y:.1f}" class="{cls}"/>')
         txt = esc(label(0.0 if abs(t) < 1e-15 else t))
         out.append(f'<text x="{PAD_L - 6}" y="{y + 3.5:.1f}" text-anchor="end">{txt}</text>')
         if y2:
-            out.append(f'<text x="{PAD_L + pw + 6}" y="{y + 3.5:.1f}">{esc(y2(t))}</text>')
+            out.append(f'<text x="{PAD_L + f.pw + 6}" y="{y + 3.5:.1f}">{esc(y2(t))}</text>')
     if y2 and y2_title:
-        out.append(f'<text x="{W - 4}" y="{top + ph / 2:.1f}" text-anchor="middle" class="ax2" '
-                   f'transform="rotate(-90 {W - 4} {top + ph / 2:.1f})">{esc(y2_title)}</text>')
-    for t, txt in _time_ticks(x0, x1):
-        x = sx(t)
-        out.append(f'<line x1="{x:.1f}" y1="{top}" x2="{x:.1f}" y2="{top + ph}" class="vgrid"/>')
-        out.append(f'<text x="{x:.1f}" y="{top + ph + 16}" text-anchor="middle">{esc(txt)}</text>')
+        out.append(f'<text x="{W - 4}" y="{f.top + f.ph / 2:.1f}" text-anchor="middle" class="ax2" '
+                   f'transform="rotate(-90 {W - 4} {f.top + f.ph / 2:.1f})">{esc(y2_title)}</text>')
+    for t, txt in _time_ticks(f.x0, f.x1):
+        x = f.sx(t)
+        out.append(f'<line x1="{x:.1f}" y1="{f.top}" x2="{x:.1f}" y2="{f.top + f.ph}" class="vgrid"/>')
+        out.append(f'<text x="{x:.1f}" y="{f.top + f.ph + 16}" text-anchor="middle">{esc(txt)}</text>')
+    return out
 
-    cid = f"clip{next(_CLIP_IDS)}"
-    out.append(f'<clipPath id="{cid}"><rect x="{PAD_L}" y="{top}" width="{pw}" height="{ph}"/></clipPath>')
-    out.append(f'<g clip-path="url(#{cid})">')
-    for s in series:
-        dx, dy = downsample(list(s.xs), list(s.ys))
-        d, prev = [], None
+
+def _series_svg(s: Series, f: _Frame, label) -> list[str]:
+    """One series as a path (lines or steps, broken at gaps) and, for short ones, dots with tooltips."""
+    out = []
+    dx, dy = downsample(list(s.xs), list(s.ys))
+    d, prev = [], None
+    for x, y in zip(dx, dy):
+        if y is None or x is None:
+            prev = None
+            continue
+        px, py = f.sx(x), f.sy(y)
+        if prev is None:
+            d.append(f"M{px:.1f} {py:.1f}")
+        elif s.step:
+            d.append(f"H{px:.1f}V{py:.1f}")
+        else:
+            d.append(f"L{px:.1f} {py:.1f}")
+        prev = (px, py)
+    if d:
+        da = f' stroke-dasharray="{s.dash}"' if s.dash else ""
+        out.append(f'<path d="{"".join(d)}" fill="none" stroke="{s.color}" stroke-width="{s.width}"'
+                   f' stroke-linejoin="round"{da}><title>{esc(s.name)}</title></path>')
+    if s.dots and len(dx) <= 400:
         for x, y in zip(dx, dy):
-            if y is None or x is None:
-                prev = None
+            if y is None:
                 continue
-            px, py = sx(x), sy(y)
-            if prev is None:
-                d.append(f"M{px:.1f} {py:.1f}")
-            elif s.step:
-                d.append(f"H{px:.1f}V{py:.1f}")
-            else:
-                d.append(f"L{px:.1f} {py:.1f}")
-            prev = (px, py)
-        if d:
-            da = f' stroke-dasharray="{s.dash}"' if s.dash else ""
-            out.append(f'<path d="{"".join(d)}" fill="none" stroke="{s.color}" stroke-width="{s.width}"'
-                       f' stroke-linejoin="round"{da}><title>{esc(s.name)}</title></path>')
-        if s.dots and len(dx) <= 400:
-            for x, y in zip(dx, dy):
-                if y is None:
-                    continue
-                tip = f"{utc_datetime(x):%Y-%m-%d %H:%M} UTC  {s.name}: {label(y)}"
-                out.append(f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="2.2" fill="{s.color}">'
-                           f'<title>{esc(tip)}</title></circle>')
-    out.append("</g>")
+            tip = f"{utc_datetime(x):%Y-%m-%d %H:%M} UTC  {s.name}: {label(y)}"
+            out.append(f'<circle cx="{f.sx(x):.1f}" cy="{f.sy(y):.1f}" r="2.2" fill="{s.color}">'
+                       f'<title>{esc(tip)}</title></circle>')
+    return out
+
+
+def _markers_svg(markers: list[Marker], f: _Frame) -> list[str]:
+    """Event markers (liquidations solid, guard actions dashed) with a glyph and a tooltip."""
+    out = []
+    top, ph = f.top, f.ph
     for x, kind, text in _merge_markers(list(markers)):
-        if not x0 <= x <= x1:
+        if not f.x0 <= x <= f.x1:
             continue
         color, glyph, _ = EVENT_STYLE.get(kind, ("#888", "?", 0))
-        px = sx(x)
+        px = f.sx(x)
         dash = "" if kind == "liquidation" else ' stroke-dasharray="3 2"'
         out.append(f'<g class="mk"><title>{esc(text)}</title>'
                    f'<line class="v" x1="{px:.1f}" y1="{top}" x2="{px:.1f}" y2="{top + ph}" stroke="{color}" '
@@ -297,6 +306,41 @@ def svg_chart(series: list[Series], *, x_range: tuple[float, float] | None = Non
                    f'stroke-width="9"/>'
                    f'<rect x="{px - 5:.1f}" y="{top + 1}" width="10" height="11" fill="{color}" rx="2"/>'
                    f'<text x="{px:.1f}" y="{top + 10}" text-anchor="middle" class="glyph">{glyph}</text></g>')
+    return out
+
+
+def svg_chart(series: list[Series], *, x_range: tuple[float, float] | None = None, markers: list[Marker] = (),
+              height: int = 250, unit: str = "", include_zero: bool = False, y2=None, y2_title: str = "",
+              y_fmt=None, spans: list[tuple[float, float]] = ()) -> str:
+    """An inline SVG line/step chart over time. `y2(v) -> str` labels a right-hand axis at the same ticks
+    (a second scale of the same quantity, e.g. per-interval vs annualised funding); `spans` are shaded time
+    intervals (position open)."""
+    pts = [(x, y) for s in series for x, y in zip(s.xs, s.ys) if y is not None and x is not None]
+    if not pts:
+        return none_note("no data for this chart")
+    x0, x1 = _x_bounds([p[0] for p in pts], x_range)
+    ticks, dec = _y_ticks([p[1] for p in pts], include_zero)
+    legend, ly = _legend(series, markers, spans)
+    top = ly + 12
+    f = _Frame(x0, x1, ticks[0], ticks[-1], top, W - PAD_L - PAD_R, height - PAD_B)
+
+    out = [f'<svg class="chart" viewBox="0 0 {W} {height + top}" role="img">']
+    out += legend
+    out.append(f'<rect x="{PAD_L}" y="{top}" width="{f.pw}" height="{f.ph}" class="plot"/>')
+    for a, b in spans:
+        a, b = max(a, x0), min(b, x1)
+        if b > a:
+            out.append(f'<rect x="{f.sx(a):.1f}" y="{top}" width="{max(0.6, f.sx(b) - f.sx(a)):.1f}" '
+                       f'height="{f.ph}" fill="#e3f1ee"/>')
+    label = y_fmt or (lambda v: f"{v:,.{dec}f}{unit}")
+    out += _axes(f, ticks, label, y2, y2_title)
+    cid = f"clip{next(_CLIP_IDS)}"
+    out.append(f'<clipPath id="{cid}"><rect x="{PAD_L}" y="{top}" width="{f.pw}" height="{f.ph}"/></clipPath>')
+    out.append(f'<g clip-path="url(#{cid})">')
+    for s in series:
+        out += _series_svg(s, f, label)
+    out.append("</g>")
+    out += _markers_svg(markers, f)
     out.append("</svg>")
     return "".join(out)
 

@@ -28,13 +28,13 @@ from basisbot.backtest.recorder import BacktestRecorder, RecorderConfig
 from basisbot.backtest.stream import QuietGate, hour_chunks
 from basisbot.config.settings import ConfigError, Settings, SymbolSettings, venue_reference
 from basisbot.data import market_data
-from basisbot.nautilus.instruments import PERP_VENUE, SPOT_VENUE, make_perp, make_spot
+from basisbot.data.bundled_files import BundledDataMissing, bundled_market_dir
+from basisbot.nautilus.instruments import make_perp, make_spot, perp_venue, spot_venue
 from basisbot.nautilus.message_bus import in_process_message_bus
 from basisbot.nautilus.perp_venue import PerpLedger, PerpMarginModule, PerpSymbol, SpotCollateralModule
 from basisbot.nautilus.portfolio_actor import PortfolioBudgetActor, PortfolioBudgetConfig
 from basisbot.strategies.basis_carry import BasisCarryStrategy
 from basisbot.strategies.strategy_config import strategy_config
-from basisbot.venues.binance import reference
 
 ACCOUNT_LOG_INTERVAL_MS = 100 * 365 * 86_400_000  # a century: see `build_engine`
 
@@ -78,8 +78,14 @@ class BacktestResult:
     data_notes: list[str] = field(default_factory=list)
 
 
-def resolve_data_dir(path: Path, config_path: Path | None) -> Path:
-    """Relative paths: the current directory first, then the config file's folder."""
+def resolve_data_dir(path: Path | None, config_path: Path | None) -> Path:
+    """None: the bundled market data (package data). Relative paths: the current directory first, then the config
+    file's folder."""
+    if path is None:
+        try:
+            return bundled_market_dir()
+        except BundledDataMissing as e:
+            raise BacktestInputError(str(e)) from None
     tried = [path]
     if not path.is_absolute() and config_path is not None:
         tried.append(config_path.parent / path)
@@ -126,12 +132,12 @@ def venue_facts(settings: Settings, config_path: Path | None, enabled) -> tuple[
     tables, specs, problems = venue_reference(settings, str(config_path or "<config>"), config_path)
     if problems:
         raise BacktestInputError("; ".join(problems))
-    bt = settings.backtest
+    bt, venue = settings.backtest, settings.venue
     for s in enabled:
         if s not in tables:
-            raise BacktestInputError(reference.missing_brackets_message(s, bt.brackets))
+            raise BacktestInputError(venue.missing_tiers_message(s, bt.brackets))
         if s not in specs:
-            raise BacktestInputError(reference.missing_rules_message(s, bt.exchange_info))
+            raise BacktestInputError(venue.missing_rules_message(s, bt.exchange_info))
     return tables, specs
 
 
@@ -156,12 +162,12 @@ def prepare(settings: Settings, *, config_path: Path | None = None, data_dir: Pa
     datas = {s: market_data.load_symbol(data_path, s, start=start_ts, end=end_ts, allow_perp_gaps=True) for s in enabled}
     first = min(d.bars.index[0] for d in datas.values())
     last = max(d.bars.index[-1] for d in datas.values()) + pd.Timedelta(hours=1)
-    fees = settings.fees
-    spot_insts = {s: make_spot(s, fees.spot_taker, fees.spot_maker, specs[s]) for s in enabled}
-    perp_insts = {s: make_perp(s, cfg.leverage, brackets[s], fees.perp_taker, fees.perp_maker, specs[s])
-                  for s, cfg in enabled.items()}
+    fees, profile = settings.fees, settings.venue
+    spot_insts = {s: make_spot(s, fees.spot_taker, fees.spot_maker, specs[s], profile=profile) for s in enabled}
+    perp_insts = {s: make_perp(s, cfg.leverage, brackets[s], fees.perp_taker, fees.perp_maker, specs[s],
+                               profile=profile) for s, cfg in enabled.items()}
     feeds = {s: build_feed(datas[s], spot_insts[s], perp_insts[s], bt.predictor, bt.intrabar_step,
-                           premium_source=bt.premium_source) for s in enabled}
+                           premium_source=bt.premium_source, funding=profile.funding) for s in enabled}
     merged = []
     for idx, s in enumerate(enabled):
         merged.extend((ts, prio, idx, obj) for ts, prio, obj in feeds[s].events)
@@ -180,7 +186,7 @@ def build_engine(p: Prepared, *, simulate_perp: bool = True, gate: QuietGate | N
     the benchmark compares against). With a `gate`, the data after the bars streams in an hour at a time, each bar's
     intra-hour path only where the gate finds something could act inside it (`basisbot.backtest.stream`); without,
     every path is replayed."""
-    bt = p.settings.backtest
+    bt, profile = p.settings.backtest, p.settings.venue
     # run_analysis off: nautilus' post-run statistics are not used (the report computes its own from the recorder);
     # the message bus publishes nothing out of the process (`basisbot.nautilus.message_bus`: 13% of the instructions)
     # nautilus' portfolio formats every account state it applies into an info line ("Updated AccountState(...)")
@@ -197,16 +203,16 @@ def build_engine(p: Prepared, *, simulate_perp: bool = True, gate: QuietGate | N
     ledger = PerpLedger([
         PerpSymbol(s, p.perp_insts[s].id, p.brackets[s], cfg.leverage, cfg.margin_mode, p.feeds[s].worst)
         for s, cfg in p.enabled.items()
-    ])
+    ], liquidation_price=profile.liquidation_price)
     spot_modules = [SpotCollateralModule(ledger)] if simulate_perp else []
     perp_modules = [PerpMarginModule(ledger, {s: f.settlements for s, f in p.feeds.items()})] if simulate_perp else []
     engine.add_venue(
-        venue=SPOT_VENUE, oms_type=OmsType.NETTING, account_type=AccountType.CASH, base_currency=None,
+        venue=spot_venue(profile), oms_type=OmsType.NETTING, account_type=AccountType.CASH, base_currency=None,
         starting_balances=[Money(bt.spot_balance_usdt, USDT)], fee_model=MakerTakerFeeModel(),
         modules=spot_modules,
     )
     engine.add_venue(
-        venue=PERP_VENUE, oms_type=OmsType.NETTING, account_type=AccountType.MARGIN, base_currency=USDT,
+        venue=perp_venue(profile), oms_type=OmsType.NETTING, account_type=AccountType.MARGIN, base_currency=USDT,
         starting_balances=[Money(bt.perp_balance_usdt, USDT)], fee_model=MakerTakerFeeModel(),
         margin_model=StandardMarginModel(), default_leverage=Decimal(1), modules=perp_modules,
     )
@@ -262,8 +268,8 @@ def run_prepared(p: Prepared, *, progress: bool = False, full_paths: bool = Fals
         engine.add_strategy(strat)
     recorder = BacktestRecorder(
         RecorderConfig(symbols=order, spot_ids=[str(p.spot_insts[s].id) for s in order],
-                       perp_ids=[str(p.perp_insts[s].id) for s in order], spot_venue=SPOT_VENUE.value,
-                       perp_venue=PERP_VENUE.value, start_ns=int(p.first.value + 3_600_000_000_000),
+                       perp_ids=[str(p.perp_insts[s].id) for s in order], spot_venue=settings.venue.spot_venue,
+                       perp_venue=settings.venue.perp_venue, exchange=settings.venue.name, start_ns=int(p.first.value + 3_600_000_000_000),
                        end_ns=int(p.last.value), progress=progress,
                        hedge_ratios=[str(p.enabled[s].hedge_ratio) for s in order],
                        perp_steps=[str(p.perp_insts[s].size_increment.as_decimal()) for s in order]),
@@ -278,7 +284,7 @@ def run_prepared(p: Prepared, *, progress: bool = False, full_paths: bool = Fals
     if pf.capital_usdt:
         budget = PortfolioBudgetActor(PortfolioBudgetConfig(
             capital_usdt=pf.capital_usdt, max_symbols=pf.max_symbols, hysteresis=pf.hysteresis,
-            compounding=pf.compounding, venues=[SPOT_VENUE.value, PERP_VENUE.value]))
+            compounding=pf.compounding, venues=list(settings.venue.venues)))
         engine.add_actor(budget)
     if gate is not None:
         gate.bind(strategies, ledger, compounding=bool(pf.capital_usdt and pf.compounding))
@@ -296,9 +302,8 @@ def run_prepared(p: Prepared, *, progress: bool = False, full_paths: bool = Fals
         run_seconds = time.perf_counter() - t0
     finally:
         gc.unfreeze()
-    if progress:
-        sys.stderr.write("\n")
     last_ts = recorder.equity_rows[-1][0] if recorder.equity_rows else 0
+    recorder.close_progress(complete=last_ts >= p.last.value)
     if last_ts < p.last.value:
         engine.dispose()
         raise RuntimeError(f"the backtest engine stopped early at {pd.Timestamp(last_ts, tz='UTC')} "

@@ -22,7 +22,7 @@ from dotenv import dotenv_values
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from basisbot.venues.binance import reference
+from basisbot.venues import DEFAULT_EXCHANGE, PROFILES, VenueDataError, VenueProfile, get_profile
 
 ENV_PREFIX = "BASISBOT_"
 ENV_DELIMITER = "__"
@@ -136,7 +136,8 @@ class SymbolSettings(_Model):
 
 
 class FeeSettings(_Model):
-    """Fee rates as fractions of notional (0.001 = 0.1%). Defaults: Binance VIP0 spot, USDⓈ-M."""
+    """Fee rates as fractions of notional (0.001 = 0.1%). A rate the config leaves out is the venue profile's
+    regular-user rate (`Settings` fills them in from `[exchange] name`)."""
 
     spot_maker: float = Field(0.001, ge=0, le=0.01)
     spot_taker: float = Field(0.001, ge=0, le=0.01)
@@ -145,9 +146,17 @@ class FeeSettings(_Model):
 
 
 class ExchangeSettings(_Model):
-    name: Literal["binance"] = "binance"
+    name: str = Field(DEFAULT_EXCHANGE, description="the venue: its profile supplies ids, funding, tiers, fees, rules")
     api_key_env: str = Field("BASISBOT_API_KEY", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     api_secret_env: str = Field("BASISBOT_API_SECRET", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+    @field_validator("name")
+    @classmethod
+    def _known_venue(cls, v: str) -> str:
+        if v not in PROFILES:
+            raise ValueError(f"unknown exchange {v!r}: allowed {', '.join(repr(k) for k in sorted(PROFILES))}")
+        return v
 
 
 class LiveSettings(_Model):
@@ -257,7 +266,8 @@ class PortfolioSettings(_Model):
 
 
 class BacktestSettings(_Model):
-    data: Path = Field(Path("backtests/data/binance"), description="bundled layout or Binance public-dump layout")
+    data: Path | None = Field(None, description="market data folder, bundled layout or an exchange's public-dump "
+                              "layout (unset: the bundled data of the exchange)")
     brackets: Path | None = Field(None, description="leverage brackets snapshot (Binance leverageBracket or ccxt "
                                                     "fetch_leverage_tiers JSON); wins over the bundled ones")
     exchange_info: Path | None = Field(None, description="Binance GET /fapi/v1/exchangeInfo JSON: market rules of "
@@ -331,6 +341,29 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # The TOML content arrives as init kwargs; it ranks below .env and the environment.
         return _SymbolKeysUpper(env_settings), _SymbolKeysUpper(dotenv_settings), init_settings
+
+    @model_validator(mode="before")
+    @classmethod
+    def _venue_fee_defaults(cls, data: Any) -> Any:
+        """Fee rates the config leaves out are the chosen venue's defaults (an unknown venue is reported by
+        `ExchangeSettings`)."""
+        if not isinstance(data, dict):
+            return data
+        exchange = data.get("exchange")
+        name = exchange.get("name", DEFAULT_EXCHANGE) if isinstance(exchange, Mapping) else DEFAULT_EXCHANGE
+        if name not in PROFILES:
+            return data
+        fees = data.get("fees")
+        if fees is None or isinstance(fees, Mapping):
+            venue = get_profile(name).fees
+            defaults = {k: getattr(venue, k) for k in ("spot_maker", "spot_taker", "perp_maker", "perp_taker")}
+            data = {**data, "fees": {**defaults, **(fees or {})}}
+        return data
+
+    @property
+    def venue(self) -> VenueProfile:
+        """The venue profile of `[exchange] name`."""
+        return get_profile(self.exchange.name)
 
     @field_validator("symbols")
     @classmethod
@@ -505,12 +538,13 @@ def venue_reference(settings: Settings, file_label: str, config_path: Path | Non
     problems = []
     bt = settings.backtest
     out = []
-    for field_name, load, fallback in (("brackets", reference.bracket_tables, reference.brackets),
-                                       ("exchange_info", reference.market_specs, reference.perp_specs)):
+    venue = settings.venue
+    for field_name, load, fallback in (("brackets", venue.tier_tables, venue.bundled_tiers),
+                                       ("exchange_info", venue.perp_rules, venue.bundled_perp_rules)):
         value = getattr(bt, field_name)
         try:
             out.append(load(resolve_input_file(value, config_path)))
-        except (FileNotFoundError, reference.VenueDataError) as e:
+        except (FileNotFoundError, VenueDataError) as e:
             where = (BACKTEST_FILE_FLAGS[field_name] if field_name in from_flags
                      else f"field 'backtest.{field_name}' =")
             problems.append(f"{file_label}: {where} {str(value)!r}: {e}")

@@ -133,38 +133,48 @@ def _check_brackets(symbol: str, brackets: Sequence[Bracket], source: str,
         def fail(attr: str, problem: str, index: int = i, bracket: Bracket = b) -> BracketError:
             return _bracket_error(source, symbol, where(index, attr), problem, getattr(bracket, attr))
 
-        for attr in _JSON_FIELDS:
-            value = getattr(b, attr)
-            integral = attr in _INTEGRAL
-            if isinstance(value, bool) or not isinstance(value, numbers.Integral if integral else numbers.Real):
-                raise fail(attr, "must be an integer" if integral else "must be a number")
-        for attr in ("notional_floor", "mmr", "cum"):
-            if not math.isfinite(getattr(b, attr)):
-                raise fail(attr, "must be finite")
-        is_last = i == len(brackets) - 1
-        if math.isnan(b.notional_cap) or (b.notional_cap == math.inf and not is_last):
-            raise fail("notional_cap", "must be finite (only the last may be inf)")
-        if not 0.0 < b.mmr < 1.0:
-            raise fail("mmr", "must be in (0, 1)")
-        if b.cum < 0.0:
-            raise fail("cum", "must be >= 0")
-        if b.initial_leverage < 1:
-            raise fail("initial_leverage", "must be >= 1")
-        if not b.notional_cap > b.notional_floor:
-            raise fail("notional_cap", f"must be > {where(i, 'notional_floor').rsplit('.', 1)[1]} {b.notional_floor!r}")
+        _check_bracket_fields(b, i == len(brackets) - 1, fail, lambda attr, i=i: where(i, attr).rsplit(".", 1)[1])
+        _check_bracket_link(b, brackets[i - 1] if i else None, fail,
+                            lambda attr, i=i: where(i, attr).rsplit(".", 1)[1])
 
-        if i == 0:
-            if b.notional_floor != 0.0:
-                raise fail("notional_floor", "the first bracket must start at 0")
-            if b.cum != 0.0:
-                raise fail("cum", "the first bracket must have cum 0 (else maintenance margin < 0)")
-            continue
-        prev = brackets[i - 1]
-        if b.notional_floor != prev.notional_cap:
-            raise fail("notional_floor", f"must equal the previous {where(i, 'notional_cap').rsplit('.', 1)[1]} "
-                                         f"{prev.notional_cap!r} (gap/overlap)")
-        if b.bracket <= prev.bracket:
-            raise fail("bracket", f"must be > the previous bracket number {prev.bracket!r}")
+
+def _check_bracket_fields(b: Bracket, is_last: bool, fail, field_name) -> None:
+    """One bracket on its own: numeric types, finite values (only the last cap may be inf), the ranges of mmr,
+    cum and initial leverage, cap above floor."""
+    for attr in _JSON_FIELDS:
+        value = getattr(b, attr)
+        integral = attr in _INTEGRAL
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral if integral else numbers.Real):
+            raise fail(attr, "must be an integer" if integral else "must be a number")
+    for attr in ("notional_floor", "mmr", "cum"):
+        if not math.isfinite(getattr(b, attr)):
+            raise fail(attr, "must be finite")
+    if math.isnan(b.notional_cap) or (b.notional_cap == math.inf and not is_last):
+        raise fail("notional_cap", "must be finite (only the last may be inf)")
+    if not 0.0 < b.mmr < 1.0:
+        raise fail("mmr", "must be in (0, 1)")
+    if b.cum < 0.0:
+        raise fail("cum", "must be >= 0")
+    if b.initial_leverage < 1:
+        raise fail("initial_leverage", "must be >= 1")
+    if not b.notional_cap > b.notional_floor:
+        raise fail("notional_cap", f"must be > {field_name('notional_floor')} {b.notional_floor!r}")
+
+
+def _check_bracket_link(b: Bracket, prev: Bracket | None, fail, field_name) -> None:
+    """A bracket against the one before it: the first starts at 0 with cum 0; the others start at the previous
+    cap, with a higher bracket number."""
+    if prev is None:
+        if b.notional_floor != 0.0:
+            raise fail("notional_floor", "the first bracket must start at 0")
+        if b.cum != 0.0:
+            raise fail("cum", "the first bracket must have cum 0 (else maintenance margin < 0)")
+        return
+    if b.notional_floor != prev.notional_cap:
+        raise fail("notional_floor", f"must equal the previous {field_name('notional_cap')} "
+                                     f"{prev.notional_cap!r} (gap/overlap)")
+    if b.bracket <= prev.bracket:
+        raise fail("bracket", f"must be > the previous bracket number {prev.bracket!r}")
 
 
 @dataclass(frozen=True)

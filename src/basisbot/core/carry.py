@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import enum
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import NamedTuple
@@ -19,10 +20,6 @@ from basisbot.core import quantities as q
 
 HOURS_PER_YEAR = 24 * 365
 NS_PER_HOUR = 3_600_000_000_000
-
-# Binance USDⓈ-M: interest component 0.03%/day, premium clamp ±0.05% per interval (documented in the funding rules).
-DAILY_INTEREST = 0.0003
-PREMIUM_CLAMP = 0.0005
 
 
 def funding_payment(position_qty: float, mark_price: float, rate: float) -> float:
@@ -45,35 +42,40 @@ def premium(perp_price: float, spot_price: float) -> float:
     return (perp_price - spot_price) / spot_price
 
 
-def binance_funding_from_premium(avg_premium: float, interval_hours: float) -> float:
-    """Binance's rule: F = P + clamp(I - P, -0.05%, +0.05%), I = interest per interval (0.03%/day pro rata)."""
-    interest = DAILY_INTEREST * interval_hours / 24
-    return avg_premium + min(max(interest - avg_premium, -PREMIUM_CLAMP), PREMIUM_CLAMP)
+def clamped_premium_rate(avg_premium: float, interval_hours: float, daily_interest: float, clamp: float) -> float:
+    """The interest-plus-clamped-premium funding rule: F = P + clamp(I - P, -clamp, +clamp), with I the interest of
+    one interval (`daily_interest` pro rata over `interval_hours`). The venue profile supplies the two parameters."""
+    interest = daily_interest * interval_hours / 24
+    return avg_premium + min(max(interest - avg_premium, -clamp), clamp)
 
 
 class FundingPredictor:
     """Causal predictor of the rate that will settle at the next settlement.
 
     Methods (`method`):
-    - "premium": Binance's own formula applied to the average premium (mark, else perp close, vs spot close) of the hours observed
-      so far in the current funding interval; before the first hour of a new interval is seen, the previous
-      interval's average is used.
+    - "premium": the venue's own formula (`rate_from_premium`, from its profile) applied to the average premium
+      (mark, else perp close, vs spot close) of the hours observed so far in the current funding interval; before
+      the first hour of a new interval is seen, the previous interval's average is used.
     - "last_settled": the most recent settled rate (persistence).
 
     Feed it in time order with `on_premium` (each closed bar) and `on_settlement` (each settled rate, known only
     once it has settled). It never sees the future: `predict` uses only what was fed before. Predictions are clamped to
-    ±`cap` (Binance's funding cap; 2% is the cap SOLUSDT hit in November 2022).
+    ±`cap` (the venue's funding cap for the symbol).
 
     Fed by the backtest feed with the premium of the mark over spot (bad prints kept out); `benchmarks/predictor_error.py`
     measures MAE and sign hit rate per symbol against the settled rates.
     """
 
-    def __init__(self, method: str = "premium", default_interval_hours: float = 8.0, cap: float = 0.02):
+    def __init__(self, method: str = "premium", default_interval_hours: float = 8.0, cap: float = 0.02,
+                 rate_from_premium: Callable[[float, float], float] | None = None):
         if method not in ("premium", "last_settled"):
             raise ValueError(f"unknown predictor method {method!r}: allowed 'premium', 'last_settled'")
         if not cap > 0:
             raise ValueError(f"cap must be > 0, got {cap}")
+        if method == "premium" and rate_from_premium is None:
+            raise ValueError("the 'premium' method needs the venue's rate_from_premium(avg_premium, interval_hours)")
         self.method = method
+        self.rate_from_premium = rate_from_premium
         self.cap = cap
         self.interval_hours = default_interval_hours
         self._premiums: list[float] = []
@@ -105,7 +107,7 @@ class FundingPredictor:
             avg = self._prev_avg
         else:
             return self.last_settled
-        rate = binance_funding_from_premium(avg, self.interval_hours)
+        rate = self.rate_from_premium(avg, self.interval_hours)
         return min(max(rate, -self.cap), self.cap)
 
 

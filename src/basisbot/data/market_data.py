@@ -85,8 +85,8 @@ from pathlib import Path
 import pandas as pd
 
 from basisbot.data.binance_dump import load_dump
-from basisbot.data.bundled import load_bundled
-from basisbot.data.discovery import available_symbols, detect_layout, dump_paths
+from basisbot.data.bundled import check_exchange, folder_venue, load_bundled
+from basisbot.data.discovery import available_symbols, bundled_inventory, detect_layout, dump_paths
 from basisbot.data.symbol_data import BAR_COLUMNS, FUNDING_COLUMNS, DataError, SymbolData, to_utc
 
 __all__ = [
@@ -95,6 +95,7 @@ __all__ = [
     "DataError",
     "SymbolData",
     "available_symbols",
+    "data_venue",
     "detect_layout",
     "dump_paths",
     "load_symbol",
@@ -104,12 +105,18 @@ __all__ = [
 def load_symbol(data_dir: str | Path, symbol: str,
                 start: str | _dt.date | _dt.datetime | pd.Timestamp | None = None,
                 end: str | _dt.date | _dt.datetime | pd.Timestamp | None = None,
-                *, allow_perp_gaps: bool = False) -> SymbolData:
+                *, allow_perp_gaps: bool = False, exchange: str | None = None,
+                contract_value=None) -> SymbolData:
     """Load one symbol from either layout into the canonical :class:`SymbolData`.
 
     ``start`` (inclusive) and ``end`` (exclusive) filter bars by open time and funding by
     settlement time; naive values are UTC. ``allow_perp_gaps=True`` keeps hours without a perp
     candle as NaN rows (listed in ``gaps``) instead of raising.
+
+    ``exchange`` (the config's ``[exchange] name``), when given, must match the venue of the data: OKX data (columns
+    ``*_okx``) with "binance", or Binance data (``*_binance`` columns, the public-dump tree) with "okx", is a
+    DataError naming what to supply. ``contract_value`` (base units per OKX swap contract) converts OKX swap volumes;
+    by default it comes from the bundled OKX snapshot.
     """
     root = Path(data_dir).resolve()
     layout = detect_layout(root)
@@ -120,5 +127,14 @@ def load_symbol(data_dir: str | Path, symbol: str,
     end_ns = None if end_ts is None else end_ts.value
     symbol = symbol.strip().upper()
     if layout == "bundled":
-        return load_bundled(root, symbol, start_ns, end_ns, allow_perp_gaps)
+        return load_bundled(root, symbol, start_ns, end_ns, allow_perp_gaps, exchange, contract_value)
+    check_exchange(root, "binance", exchange)  # the public-dump tree is Binance's
     return load_dump(root, symbol, start_ns, end_ns, allow_perp_gaps)
+
+
+def data_venue(data_dir: str | Path) -> str:
+    """The venue of a data folder: "okx" or "binance" (bundled layout: from the parquet columns; dump: binance)."""
+    root = Path(data_dir).resolve()
+    if detect_layout(root) != "bundled":
+        return "binance"
+    return folder_venue(root, bundled_inventory(root)[0])

@@ -176,8 +176,12 @@ def merge_funding(parts: list[FundingRows]) -> FundingRows:
                     [parts[j].label for j in labels])
 
 
+_BINANCE_RULE = "Binance settles at least every 8 h"
+
+
 def _finish_funding(f: FundingRows, start_ns: int | None, end_ns: int | None,
-                    grid_start: int, grid_end: int, files: str) -> pd.DataFrame:
+                    grid_start: int, grid_end: int, files: str, max_gap_ns: int = MAX_FUNDING_GAP_NS,
+                    coverage_rule: str = _BINANCE_RULE) -> pd.DataFrame:
     """Fill interval_hours, filter to [start, end), and check settlement coverage of the bars."""
     ts, rate, interval = f.ts, f.rate, f.interval.copy()
     if len(ts) >= 2:
@@ -196,7 +200,7 @@ def _finish_funding(f: FundingRows, start_ns: int | None, end_ns: int | None,
     inside = keep & (ts >= grid_start) & (ts <= grid_end)
     points = np.concatenate(([grid_start], ts[inside], [grid_end]))
     d = np.diff(points)
-    bad = d > MAX_FUNDING_GAP_NS
+    bad = d > max_gap_ns
     if bad.any():
         j = int(np.argmax(bad))
         lo, hi = int(points[j]), int(points[j + 1])
@@ -205,12 +209,12 @@ def _finish_funding(f: FundingRows, start_ns: int | None, end_ns: int | None,
             k = int(idx[j])
             raise row_error(f.label_of(k), int(f.rows[k]), int(ts[k]),
                              f"no funding settlement for {(hi - lo) / HOUR_NS:.1f} h before this one "
-                             f"(since {fmt_ts(lo)}); Binance settles at least every 8 h: "
+                             f"(since {fmt_ts(lo)}); {coverage_rule}: "
                              "settlements are missing")
         raise DataError(
             f"funding ({files}): no settlement between {fmt_ts(lo)} and {fmt_ts(hi)} UTC "
-            f"({(hi - lo) / HOUR_NS:.1f} h) although the bars cover that period; Binance settles at "
-            "least every 8 h: funding data is missing"
+            f"({(hi - lo) / HOUR_NS:.1f} h) although the bars cover that period; {coverage_rule}: "
+            "funding data is missing"
         )
     if np.isnan(interval[keep]).any():
         raise DataError(f"funding ({files}): a single settlement, its interval cannot be inferred")
@@ -233,7 +237,8 @@ class Series:
 
 def assemble(symbol: str, source: str, series: dict[str, Series], funding: FundingRows,
               funding_files: str, start_ns: int | None, end_ns: int | None,
-              allow_perp_gaps: bool, month_check: Callable[[int, int], None] | None) -> SymbolData:
+              allow_perp_gaps: bool, month_check: Callable[[int, int], None] | None,
+              max_gap_ns: int = MAX_FUNDING_GAP_NS, coverage_rule: str = _BINANCE_RULE) -> SymbolData:
     perp, mark, spot = series["perp"], series["mark"], series["spot"]
     anchor = np.concatenate((perp.times, mark.times))
     if len(anchor) == 0:
@@ -281,7 +286,8 @@ def assemble(symbol: str, source: str, series: dict[str, Series], funding: Fundi
         cols[f"mark_{n}"] = col
     index = pd.DatetimeIndex(pd.to_datetime(grid, unit="ns", utc=True), name="open_time")
     bars = pd.DataFrame({c: cols[c] for c in BAR_COLUMNS}, index=index)
-    fund = _finish_funding(funding, start_ns, end_ns, first, last + HOUR_NS, funding_files)
+    fund = _finish_funding(funding, start_ns, end_ns, first, last + HOUR_NS, funding_files, max_gap_ns,
+                           coverage_rule)
     return SymbolData(symbol=symbol, bars=bars, funding=fund, gaps=tuple(gaps), source=source)
 
 

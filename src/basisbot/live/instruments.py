@@ -19,7 +19,21 @@ from nautilus_trader.model.identifiers import InstrumentId
 from nautilus_trader.model.instruments import CryptoPerpetual, CurrencyPair, Instrument
 
 from basisbot.core.margin import BracketTable
-from basisbot.nautilus.instruments import PERP_VENUE, SPOT_VENUE, crypto_perpetual, currency_pair, perp_id, spot_id
+from basisbot.nautilus import instruments as _instruments
+from basisbot.venues import get_profile
+
+# the live adapter speaks Binance (ccxt binance / binanceusdm): its instruments carry the Binance profile's venue ids
+PROFILE = get_profile("binance")
+SPOT_VENUE = _instruments.spot_venue(PROFILE)
+PERP_VENUE = _instruments.perp_venue(PROFILE)
+
+
+def spot_id(symbol: str) -> InstrumentId:
+    return _instruments.spot_id(symbol, PROFILE)
+
+
+def perp_id(symbol: str) -> InstrumentId:
+    return _instruments.perp_id(symbol, PROFILE)
 
 __all__ = [
     "PERP_VENUE",
@@ -115,7 +129,7 @@ def spot_from_market(market: dict, taker_fee: float, maker_fee: float, ts_ns: in
     r = market_rules(market)
     if r.quote != "USDT":
         raise InstrumentError(f"{market.get('symbol')}: quote {r.quote} (only USDT pairs are traded)")
-    return currency_pair(r, taker_fee, maker_fee, ts_ns)
+    return _instruments.currency_pair(r, taker_fee, maker_fee, ts_ns, profile=PROFILE)
 
 
 def perp_from_market(market: dict, leverage: int, table: BracketTable, taker_fee: float, maker_fee: float,
@@ -125,7 +139,7 @@ def perp_from_market(market: dict, leverage: int, table: BracketTable, taker_fee
     r = market_rules(market)
     if r.quote != "USDT":
         raise InstrumentError(f"{market.get('symbol')}: quote {r.quote} (only USDT-margined perpetuals)")
-    return crypto_perpetual(r, leverage, table, taker_fee, maker_fee, ts_ns)
+    return _instruments.crypto_perpetual(r, leverage, table, taker_fee, maker_fee, ts_ns, profile=PROFILE)
 
 
 def find_market(markets: dict, exchange_id: str, *, kind: str) -> dict:

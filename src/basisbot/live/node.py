@@ -15,11 +15,11 @@ complete (their legs fill, catch up or unwind, per `basisbot.core.legs`; at most
 node stops. Open carries stay open and hedged; nothing is cancelled or closed on stop. A SIGKILL leaves whatever the
 exchange holds; the next start reconciles it and the strategy resumes from it (see `BasisCarryStrategy.on_start`).
 
-Hard deadline (issue 10): a stop is bounded in every state. `basisbot live/paper` arm a watchdog thread when the stop
+Hard deadline: a stop is bounded in every state. `basisbot live/paper` arm a watchdog thread when the stop
 begins (drain timeout + `stop_margin_s`); if the node has not stopped by then (a strategy stuck in a loop, a hung
 venue call), it prints what was left per symbol and exits with status 1. A second SIGINT/SIGTERM exits at once.
 
-Replaying venues (issue 10): the venue's replay speed comes from `--venue-speed`, `[live] venue_speed` or the local
+Replaying venues: the venue's replay speed comes from `--venue-speed`, `[live] venue_speed` or the local
 venue itself (GET /sim/clock); the schedule windows (decision, blackout, booking, guard sweep) are venue seconds, so
 they are divided by the speed: at 60x the decision 600 s before a settlement falls 10 wall seconds before it, where it
 falls at 1x in venue time. Leg timeouts stay wall seconds (they bound network round trips).
@@ -121,7 +121,7 @@ def credentials_problem(settings: Settings) -> str | None:
             f"(variable names from exchange.api_key_env / exchange.api_secret_env)")
 
 
-# -- replaying venues: venue seconds -> wall seconds (issue 10) ---------------------------------------------------------
+# -- replaying venues: venue seconds -> wall seconds ------------------------------------------------------------------
 SCHEDULE_SECONDS = ("decision_before_s", "blackout_before_s", "blackout_after_s", "booking_after_s", "guard_sweep_s")
 
 
@@ -140,6 +140,11 @@ def scale_schedule_fields(fields: dict, speed: float) -> dict:
     return out
 
 
+# The fastest replay the node is rehearsed to follow (tests/test_live_speed.py): every settlement decided, booked and
+# journaled as its own row. Faster replays are refused at start rather than followed badly.
+MAX_VENUE_SPEED = 1800.0
+
+
 async def resolve_venue_speed(settings: Settings, requested: float | None) -> tuple[float, str]:
     """(speed, where it came from): the CLI/option, else `[live] venue_speed`, else the local venue's GET /sim/clock
     when `live.exchange_url` is set, else 1."""
@@ -154,7 +159,7 @@ async def resolve_venue_speed(settings: Settings, requested: float | None) -> tu
     return 1.0, "default (real time)"
 
 
-# -- shutdown watchdog (issue 10) ----------------------------------------------------------------------------------------
+# -- shutdown watchdog ------------------------------------------------------------------------------------------------
 def _left_in_flight(app) -> list[str]:
     """Per symbol, what a stop leaves behind (read from another thread: plain attribute reads only)."""
     out = []
@@ -162,7 +167,7 @@ def _left_in_flight(app) -> list[str]:
         pair = getattr(st, "pair", None)
         busy = False
         try:
-            busy = bool(st._busy())
+            busy = bool(st.pair_in_flight())
         except Exception:  # pragma: no cover
             pass
         if busy and pair is not None:
@@ -210,14 +215,20 @@ class StopWatchdog:
             self._exit(1)
 
 
-def _journal_actor(settings: Settings, instruments: dict[str, tuple[str, str]], brackets: dict[str, list[dict]]):
-    """The journal writer (`basisbot.nautilus.journal_actor.JournalActor`) on `settings.journal`, or None if not installed."""
+def _journal_actor(settings: Settings, instruments: dict[str, tuple[str, str]], brackets: dict[str, list[dict]],
+                   venue_speed: float = 1.0):
+    """The journal writer (`basisbot.nautilus.journal_actor.JournalActor`) on `settings.journal`, or None if not installed.
+
+    Settlement times reach the journal on the local clock: against a venue replaying at `venue_speed`, the window in
+    which an income record belongs to a settlement (60 venue seconds of jitter) shrinks by the speed, so settlements
+    that are 8 venue hours but a few wall seconds apart stay separate rows."""
     try:
-        from basisbot.nautilus.journal_actor import JournalActor, journal_actor_config
+        from basisbot.nautilus.journal_actor import SETTLEMENT_MATCH_S, JournalActor, journal_actor_config
     except ImportError:
         return None
     Path(settings.journal).parent.mkdir(parents=True, exist_ok=True)
-    return JournalActor(journal_actor_config(settings, instruments, brackets))
+    return JournalActor(journal_actor_config(settings, instruments, brackets,
+                                             settlement_match_s=SETTLEMENT_MATCH_S / venue_speed))
 
 
 class BasisNode:
@@ -237,7 +248,7 @@ class BasisNode:
         self.journal = None
         self.ledger = None  # paper: the simulated perp ledger
         self.brackets: dict = {}  # symbol -> BracketTable, read from the exchange at build
-        self._run_task: asyncio.Task | None = None
+        self.run_task: asyncio.Task | None = None  # the node's run_async, from start() on
         self.watcher = None  # basisbot.config.reload.ConfigWatcher when running from a config file
         self.pending = None  # basisbot.config.reload.PendingChange
         self._reload_tasks: list[asyncio.Task] = []
@@ -248,16 +259,49 @@ class BasisNode:
 
     # -- build ------------------------------------------------------------------------------------------------------
     async def build(self) -> None:
-        s = self.settings
-        symbols = s.enabled_symbols()
+        """Check the config against the exchange, then assemble the node: instruments, clients, actors, strategies."""
+        symbols = self.settings.enabled_symbols()
+        self._check_startable(symbols)
+        await self._open_session()
+        await self._load_instruments(symbols)
+        self.node = TradingNode(config=self._node_config(), loop=asyncio.get_running_loop())
+        for sym in symbols:
+            self.node.kernel.cache.add_instrument(self.spot_insts[sym])
+            self.node.kernel.cache.add_instrument(self.perp_insts[sym])
+        self._add_data_clients()
+        if self.mode == "live":
+            self._add_exec_clients(symbols)
+        else:
+            self._add_paper_clients(symbols)
+        configs = self._strategy_configs(symbols)
+        self._add_actors(configs)
+        for sym, sc in configs.items():
+            strat = self.opts.strategy_class(sc)
+            self.node.trader.add_strategy(strat)
+            self.strategies[sym] = strat
+        # nautilus builds clients from factories named in the node config; ours are registered on the engines
+        # above (they share the session and instruments), so the configured factory set is empty and build() only
+        # marks the node built
+        self.node.build()
+
+    def _check_startable(self, symbols: dict) -> None:
         if not symbols:
             raise ConfigError("<config>", ["no enabled symbol to trade (symbols.SYM.enabled)"])
-        live = self.mode == "live"
-        if live:
-            problem = credentials_problem(s)
+        if self.mode == "live":
+            problem = credentials_problem(self.settings)
             if problem:
                 raise ConfigError("<environment>", [problem])
+
+    async def _open_session(self) -> None:
+        """The venue's replay speed, then the ccxt session (credentials only in live mode)."""
+        s = self.settings
+        live = self.mode == "live"
         self.venue_speed, self.venue_speed_source = await resolve_venue_speed(s, self.opts.venue_speed)
+        if not 0 < self.venue_speed <= MAX_VENUE_SPEED:
+            raise ConfigError(self.venue_speed_source, [
+                f"venue speed {self.venue_speed:g}x: the node follows replays of at most {MAX_VENUE_SPEED:g}x (an 8-hour "
+                f"interval in {8 * 3600 / MAX_VENUE_SPEED:g} wall seconds, each settlement booked and journaled); "
+                "replay the venue slower (basisbot sim --speed)"])
         self.session = VenueSession(SessionOptions(
             exchange_url=s.live.exchange_url,
             api_key=s.api_key.get_secret_value() if (live and s.api_key) else None,
@@ -265,10 +309,14 @@ class BasisNode:
             rate_limit=self.opts.rate_limit, venue_speed=self.venue_speed,
         ))
         await self.session.start()
-        fees = s.fees
+
+    async def _load_instruments(self, symbols: dict) -> None:
+        """Market rules from the exchange's markets (ccxt load_markets), leverage checked against its brackets, and
+        the spot and perp instruments of every symbol."""
+        s = self.settings
         spot_markets, perp_markets = {}, {}
         problems = []
-        for sym, cfg in symbols.items():  # market rules: the exchange's markets (ccxt load_markets)
+        for sym, cfg in symbols.items():
             try:
                 spot_markets[sym] = find_market(self.session.spot_markets, cfg.spot_symbol or sym, kind="spot")
                 perp_markets[sym] = find_market(self.session.perp_markets, sym, kind="perp")
@@ -280,18 +328,20 @@ class BasisNode:
         problems = leverage_problems(s, brackets, self.session.where(), "the exchange", symbols)
         if problems:
             raise ConfigError(self.session.where(), problems)
-        spot_insts = {sym: spot_from_market(spot_markets[sym], fees.spot_taker, fees.spot_maker) for sym in symbols}
-        perp_insts = {sym: perp_from_market(perp_markets[sym], cfg.leverage, brackets[sym], fees.perp_taker,
-                                            fees.perp_maker) for sym, cfg in symbols.items()}
-        self.spot_insts, self.perp_insts = spot_insts, perp_insts
+        fees = s.fees
+        self.spot_insts = {sym: spot_from_market(spot_markets[sym], fees.spot_taker, fees.spot_maker)
+                           for sym in symbols}
+        self.perp_insts = {sym: perp_from_market(perp_markets[sym], cfg.leverage, brackets[sym], fees.perp_taker,
+                                                 fees.perp_maker) for sym, cfg in symbols.items()}
 
-        loop = asyncio.get_running_loop()
-        logging = LoggingConfig(log_level=self.opts.log_level, log_colors=self.opts.log_colors,
-                                log_file_name=Path(self.opts.log_file).stem if self.opts.log_file else None,
-                                log_directory=str(Path(self.opts.log_file).parent) if self.opts.log_file else None,
-                                log_level_file=self.opts.log_level if self.opts.log_file else None,
+    def _node_config(self) -> TradingNodeConfig:
+        opts = self.opts
+        logging = LoggingConfig(log_level=opts.log_level, log_colors=opts.log_colors,
+                                log_file_name=Path(opts.log_file).stem if opts.log_file else None,
+                                log_directory=str(Path(opts.log_file).parent) if opts.log_file else None,
+                                log_level_file=opts.log_level if opts.log_file else None,
                                 use_pyo3=False)
-        config = TradingNodeConfig(
+        return TradingNodeConfig(
             trader_id=TraderId(TRADER_ID),
             logging=logging,
             # an exception escaping a handler stops the node (logged, exit status 1) instead of nautilus' os._exit
@@ -299,8 +349,8 @@ class BasisNode:
             risk_engine=LiveRiskEngineConfig(graceful_shutdown_on_exception=True),
             exec_engine=LiveExecEngineConfig(
                 graceful_shutdown_on_exception=True,
-                reconciliation=live,
-                reconciliation_lookback_mins=self.opts.reconciliation_lookback_mins,
+                reconciliation=self.mode == "live",
+                reconciliation_lookback_mins=opts.reconciliation_lookback_mins,
                 inflight_check_interval_ms=2_000,
                 inflight_check_threshold_ms=5_000,
                 reconciliation_startup_delay_secs=1.0,
@@ -311,80 +361,86 @@ class BasisNode:
             timeout_disconnection=5.0,
             timeout_post_stop=1.0,
         )
-        self.node = node = TradingNode(config=config, loop=loop)
-        k = node.kernel
-        for sym in symbols:
-            k.cache.add_instrument(spot_insts[sym])
-            k.cache.add_instrument(perp_insts[sym])
 
-        ro = s.live
+    def _venue_instruments(self) -> tuple:
+        return ((SPOT_VENUE, "spot", list(self.spot_insts.values())),
+                (PERP_VENUE, "perp", list(self.perp_insts.values())))
+
+    def _add_data_clients(self) -> None:
+        """One ccxt.pro market data client per venue (spot, perp), live and paper alike."""
+        k = self.node.kernel
+        ro = self.settings.live
         data_opts = self.opts.data or DataOptions(reconnect_max_s=ro.reconnect_max_s, poll_interval_s=ro.poll_interval_s)
-        for venue, kind, insts in ((SPOT_VENUE, "spot", list(spot_insts.values())),
-                                   (PERP_VENUE, "perp", list(perp_insts.values()))):
-            dc = CcxtMarketDataClient(loop, venue=venue, kind=kind, session=self.session, instruments=insts,
-                                      msgbus=k.msgbus, cache=k.cache, clock=k.clock, options=data_opts)
+        for venue, kind, insts in self._venue_instruments():
+            dc = CcxtMarketDataClient(asyncio.get_running_loop(), venue=venue, kind=kind, session=self.session,
+                                      instruments=insts, msgbus=k.msgbus, cache=k.cache, clock=k.clock,
+                                      options=data_opts)
             k.data_engine.register_client(dc)
             self.data_clients[kind] = dc
 
-        if live:
-            exec_opts = self.opts.exec or ExecOptions(reconnect_max_s=ro.reconnect_max_s,
-                                                      poll_interval_s=ro.poll_interval_s)
-            exec_opts.margin = {sym: (cfg.leverage, cfg.margin_mode) for sym, cfg in symbols.items()}
-            for venue, kind, insts in ((SPOT_VENUE, "spot", list(spot_insts.values())),
-                                       (PERP_VENUE, "perp", list(perp_insts.values()))):
-                ec = CcxtExecutionClient(loop, venue=venue, kind=kind, session=self.session, instruments=insts,
-                                         msgbus=k.msgbus, cache=k.cache, clock=k.clock, options=exec_opts)
-                k.exec_engine.register_client(ec)
-                self.exec_clients[kind] = ec
-        else:
-            from basisbot.live.paper import PaperQuotes, PaperQuotesConfig, paper_clients
+    def _add_exec_clients(self, symbols: dict) -> None:
+        """Live: one ccxt execution client per venue, which sets each perp's leverage and margin mode."""
+        k = self.node.kernel
+        ro = self.settings.live
+        exec_opts = self.opts.exec or ExecOptions(reconnect_max_s=ro.reconnect_max_s, poll_interval_s=ro.poll_interval_s)
+        exec_opts.margin = {sym: (cfg.leverage, cfg.margin_mode) for sym, cfg in symbols.items()}
+        for venue, kind, insts in self._venue_instruments():
+            ec = CcxtExecutionClient(asyncio.get_running_loop(), venue=venue, kind=kind, session=self.session,
+                                     instruments=insts, msgbus=k.msgbus, cache=k.cache, clock=k.clock,
+                                     options=exec_opts)
+            k.exec_engine.register_client(ec)
+            self.exec_clients[kind] = ec
 
-            clients, self.ledger = paper_clients(loop, k, self.session, spot_insts, perp_insts, symbols,
-                                                 s.backtest.spot_balance_usdt, s.backtest.perp_balance_usdt,
-                                                 brackets)
-            for kind, ec in zip(("spot", "perp"), clients):
-                k.exec_engine.register_client(ec)
-                self.exec_clients[kind] = ec
-            node.trader.add_actor(PaperQuotes(PaperQuotesConfig(
-                component_id="PaperQuotes", instrument_ids=[str(i.id) for i in perp_insts.values()])))
+    def _add_paper_clients(self, symbols: dict) -> None:
+        """Paper: nautilus sandbox execution with the margin and funding modules, fed by the live quotes."""
+        from basisbot.live.paper import PaperQuotes, PaperQuotesConfig, paper_clients
 
+        s = self.settings
+        k = self.node.kernel
+        clients, self.ledger = paper_clients(asyncio.get_running_loop(), k, self.session, self.spot_insts,
+                                             self.perp_insts, symbols, s.backtest.spot_balance_usdt,
+                                             s.backtest.perp_balance_usdt, self.brackets)
+        for kind, ec in zip(("spot", "perp"), clients):
+            k.exec_engine.register_client(ec)
+            self.exec_clients[kind] = ec
+        self.node.trader.add_actor(PaperQuotes(PaperQuotesConfig(
+            component_id="PaperQuotes", instrument_ids=[str(i.id) for i in self.perp_insts.values()])))
+
+    def _strategy_configs(self, symbols: dict) -> dict:
+        """Each symbol's strategy config: the schedule windows in wall seconds at the venue's speed, both
+        instruments claimed for reconciliation, and the options' overrides."""
         configs = {}
         for sym in symbols:
-            sc = strategy_config(s, sym, str(spot_insts[sym].id), str(perp_insts[sym].id), None, table=brackets[sym])
+            spot, perp = self.spot_insts[sym], self.perp_insts[sym]
+            sc = strategy_config(self.settings, sym, str(spot.id), str(perp.id), None, table=self.brackets[sym])
             extra = {"scheduler": "asyncio"} if "scheduler" in BasisCarryConfig.__struct_fields__ else {}
             timing = scale_schedule_fields({"schedule": sc.schedule, "guard_sweep_s": sc.guard_sweep_s},
                                            self.venue_speed)
-            configs[sym] = msgspec.structs.replace(
-                sc, external_order_claims=[spot_insts[sym].id, perp_insts[sym].id],
-                **{**extra, **timing, **self.opts.strategy_overrides})
+            configs[sym] = msgspec.structs.replace(sc, external_order_claims=[spot.id, perp.id],
+                                                   **{**extra, **timing, **self.opts.strategy_overrides})
+        return configs
+
+    def _add_actors(self, configs: dict) -> None:
+        """The journal writer, the portfolio budget ([portfolio] capital_usdt) and ops (alerts, metrics, status
+        page; its actor listens to the same bus as the journal)."""
+        s = self.settings
+        node = self.node
+        instruments = {sym: (str(self.spot_insts[sym].id), str(self.perp_insts[sym].id)) for sym in configs}
+        brackets = {sym: list(sc.brackets) for sym, sc in configs.items()}
         if self.opts.journal:
-            self.journal = _journal_actor(s, {sym: (str(spot_insts[sym].id), str(perp_insts[sym].id))
-                                              for sym in symbols},
-                                          {sym: list(configs[sym].brackets) for sym in symbols})
+            self.journal = _journal_actor(s, instruments, brackets, self.venue_speed)
             if self.journal is not None:
                 node.trader.add_actor(self.journal)
-
-        if s.portfolio.capital_usdt:  # the capital budget across symbols ([portfolio]), as in backtests
+        if s.portfolio.capital_usdt:  # the capital budget across symbols, as in backtests
             from basisbot.nautilus.portfolio_actor import PortfolioBudgetActor, PortfolioBudgetConfig
 
             pf = s.portfolio
             node.trader.add_actor(PortfolioBudgetActor(PortfolioBudgetConfig(
                 capital_usdt=pf.capital_usdt, max_symbols=pf.max_symbols, hysteresis=pf.hysteresis,
                 compounding=pf.compounding, venues=[SPOT_VENUE.value, PERP_VENUE.value])))
-
-        # -- ops (basisbot.ops): alerts, metrics, status page; its actor listens to the same bus as the journal --
         if self.opts.ops and self.opts.ops_factory is not None:
-            self.ops = self.opts.ops_factory(s, self.mode, {sym: (str(spot_insts[sym].id), str(perp_insts[sym].id))
-                                                 for sym in symbols},
-                                           {sym: list(configs[sym].brackets) for sym in symbols}, env_file=self.opts.env_file)
+            self.ops = self.opts.ops_factory(s, self.mode, instruments, brackets, env_file=self.opts.env_file)
             node.trader.add_actor(self.ops.actor)
-        # -- end ops --
-
-        for sym, sc in configs.items():
-            strat = self.opts.strategy_class(sc)
-            node.trader.add_strategy(strat)
-            self.strategies[sym] = strat
-        node._is_built = True  # clients registered directly (what TradingNodeBuilder does from factories)
 
     def _reload_venue_check(self, settings: Settings, label: str) -> list[str]:
         """A reloaded config is checked against the exchange's brackets read at start (not the bundled snapshots)."""
@@ -410,11 +466,11 @@ class BasisNode:
     async def start(self) -> None:
         """Run the node in the background and wait until the trader runs (connected, reconciled)."""
         self._started_ns = time.time_ns()
-        self._run_task = asyncio.create_task(self.node.run_async())
+        self.run_task = asyncio.create_task(self.node.run_async())
         deadline = time.monotonic() + self.opts.start_timeout_s
         while not self.node.trader.is_running:
-            if self._run_task.done():
-                exc = self._run_task.exception()
+            if self.run_task.done():
+                exc = self.run_task.exception()
                 raise StartError(f"the node stopped while starting: {exc!r}")
             if time.monotonic() > deadline:
                 raise StartError(f"the node did not start within {self.opts.start_timeout_s:.0f}s "
@@ -441,7 +497,7 @@ class BasisNode:
                 k.msgbus.publish(JOURNAL_TOPIC, JournalRecord("venue_clock", "*", k.clock.timestamp_ns(), {
                     "venue_ms": venue_ms, "local_ns": local_ns, "speed": speed}))
 
-            publish_clock(vt._anchor_venue_ns // 1_000_000, vt._anchor_local_ns, vt.speed)
+            publish_clock(*vt.anchor, vt.speed)
             vt.on_anchor = publish_clock
         if self.journal is not None and self.mode == "live":
             from basisbot.live.journal_orders import resolve_unresolved_orders
@@ -488,7 +544,7 @@ class BasisNode:
             try:
                 now = strat.clock.timestamp_ns()
                 ch = self.pending.take(sym, in_blackout=strat.calendar.in_blackout(now),
-                                       leg_in_flight=strat._busy(), ts_ns=now)
+                                       leg_in_flight=strat.pair_in_flight(), ts_ns=now)
                 if ch is not None:
                     strat.apply_config(scale_schedule_fields(ch.strategy_fields(), self.venue_speed))
             except Exception as e:  # a failed apply must not stop the node; the old parameters stay
@@ -502,18 +558,22 @@ class BasisNode:
                 await task
         self._reload_tasks = []
 
+    def drain_timeout_s(self) -> float:
+        """How long a stop waits for pairs in flight: the option, else the longest leg timeout + 5 s."""
+        if self.opts.drain_timeout_s is not None:
+            return self.opts.drain_timeout_s
+        return max((getattr(st, "cfg", st.config).leg_timeout_s for st in self.strategies.values()),
+                   default=10.0) + 5.0
+
     async def drain(self) -> None:
         """No new pairs; wait for the pairs in flight to finish (filled, caught up or unwound)."""
         for strat in self.strategies.values():
             if hasattr(strat, "halt_new_pairs"):
                 strat.halt_new_pairs()
-        timeout = self.opts.drain_timeout_s
-        if timeout is None:
-            timeout = max((getattr(st, "cfg", st.config).leg_timeout_s for st in self.strategies.values()), default=10.0) + 5.0
-        deadline = time.monotonic() + timeout
-        while any(st._busy() for st in self.strategies.values()):
+        deadline = time.monotonic() + self.drain_timeout_s()
+        while any(st.pair_in_flight() for st in self.strategies.values()):
             if time.monotonic() > deadline:
-                busy = [s for s, st in self.strategies.items() if st._busy()]
+                busy = [s for s, st in self.strategies.items() if st.pair_in_flight()]
                 self.left_in_flight = busy
                 print(f"basisbot: stopping with pairs still in flight for {busy} (the exchange holds the result; "
                       "the next start reconciles it)", file=sys.stderr)
@@ -530,10 +590,10 @@ class BasisNode:
             await self.node.stop_async()
         if self.ops is not None:  # ops: after the node, so what the drain did is still alerted
             await self.ops.stop()
-        if self._run_task is not None:
-            self._run_task.cancel()
+        if self.run_task is not None:
+            self.run_task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._run_task
+                await self.run_task
         if self.session is not None:
             await self.session.close()
 
@@ -543,115 +603,133 @@ class BasisNode:
                 self.node.kernel.dispose()
 
 
+async def _until_stopped(aw, stop: asyncio.Event) -> bool:
+    """Await `aw` unless a stop request comes first (True: `aw` finished)."""
+    task = asyncio.ensure_future(aw)
+    waiter = asyncio.create_task(stop.wait())
+    await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    waiter.cancel()
+    if task.done():
+        task.result()
+        return True
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await task
+    return False
+
+
+class _StopSignals:
+    """SIGINT/SIGTERM set `stop` on the event loop. With `exit_on_deadline`, a plain Python handler also runs in
+    the main thread between bytecodes even when the event loop is stuck in a handler: it arms the stop watchdog,
+    and a second signal exits at once."""
+
+    def __init__(self, app: BasisNode, stop: asyncio.Event, loop: asyncio.AbstractEventLoop):
+        self.app = app
+        self.stop = stop
+        self.loop = loop
+        self.exit_on_deadline = app.opts.exit_on_deadline
+        self.watchdog: StopWatchdog | None = None
+        self.received: list[int] = []
+
+    def arm_watchdog(self) -> None:
+        if self.exit_on_deadline and self.watchdog is None:
+            self.watchdog = StopWatchdog(self.app, self.app.drain_timeout_s() + self.app.opts.stop_margin_s).start()
+
+    def _on_signal_in_main_thread(self, signum, _frame) -> None:
+        self.received.append(signum)
+        self.arm_watchdog()
+        if len(self.received) > 1:  # a second SIGINT/SIGTERM: no more waiting
+            self.watchdog.fire_now(f"second {signal.Signals(signum).name}")
+
+    def install(self) -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                self.loop.add_signal_handler(sig, self.stop.set)
+            if self.exit_on_deadline and threading.current_thread() is threading.main_thread():
+                with contextlib.suppress(ValueError, OSError):
+                    signal.signal(sig, self._on_signal_in_main_thread)
+
+    def remove(self) -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(Exception):
+                self.loop.remove_signal_handler(sig)
+
+    def disarm(self) -> None:
+        if self.watchdog is not None:
+            self.watchdog.disarm()
+
+
+async def _build_and_start(app: BasisNode, stop: asyncio.Event, signals: _StopSignals,
+                           failure: list[str]) -> int | None:
+    """Build and start the node; None once it runs, else the exit status (0: stopped while starting)."""
+    mode = app.mode
+    try:
+        if not await _until_stopped(app.build(), stop):
+            print(f"basisbot {mode}: stopped while starting", flush=True)
+            return 0
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except VenueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    signals.install()  # again: after the kernel's own handlers, ours drain first
+    if app.venue_speed != 1.0:
+        print(f"basisbot {mode}: venue replays at {app.venue_speed:g}x ({app.venue_speed_source}); schedule "
+              "windows scaled to wall time", flush=True)
+
+    def on_shutdown(command) -> None:  # an engine asked the system to stop (unexpected exception)
+        failure.append(str(getattr(command, "reason", command)))
+        stop.set()
+
+    app.node.kernel.msgbus.subscribe("commands.system.shutdown", on_shutdown)
+    try:
+        if not await _until_stopped(app.start(), stop):
+            print(f"basisbot {mode}: stopped while starting", flush=True)
+            return 0
+    except StartError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    return None
+
+
+async def _run_until_stopped(app: BasisNode, stop: asyncio.Event, signals: _StopSignals, ready) -> int:
+    failure: list[str] = []
+    rc = await _build_and_start(app, stop, signals, failure)
+    if rc is not None:
+        return rc
+    mode = app.mode
+    print(f"basisbot {mode}: running {', '.join(app.strategies)} on {app.session.where()}", flush=True)
+    if ready is not None:
+        ready(app)
+    waiter = asyncio.create_task(stop.wait())
+    await asyncio.wait({waiter, app.run_task}, return_when=asyncio.FIRST_COMPLETED)
+    waiter.cancel()
+    if failure or (app.run_task.done() and not stop.is_set()):
+        print(f"error: the node stopped unexpectedly: {'; '.join(failure) or 'see the log'}", file=sys.stderr)
+        return 1
+    print(f"basisbot {mode}: stopping (open carries stay hedged)", flush=True)
+    return 0
+
+
 async def run_node(settings: Settings, mode: str, options: NodeOptions | None = None,
                    stop: asyncio.Event | None = None, ready=None) -> int:
     """Build, start, run until `stop` is set (or SIGINT/SIGTERM), stop cleanly. Returns the exit status."""
     stop = stop or asyncio.Event()
     app = BasisNode(settings, mode, options)
-    opts = app.opts
-    loop = asyncio.get_running_loop()
-    watchdog: list[StopWatchdog] = []
-    signals: list[int] = []
-
-    def stop_deadline_s() -> float:
-        drain = opts.drain_timeout_s
-        if drain is None:
-            drain = max((getattr(st, "cfg", st.config).leg_timeout_s for st in app.strategies.values()),
-                        default=10.0) + 5.0
-        return drain + opts.stop_margin_s
-
-    def arm_watchdog() -> None:
-        if opts.exit_on_deadline and not watchdog:
-            watchdog.append(StopWatchdog(app, stop_deadline_s()).start())
-
-    def on_signal_in_main_thread(signum, _frame) -> None:
-        # a plain Python handler runs in the main thread between bytecodes even when the event loop is stuck in a
-        # handler: it arms the watchdog; the loop's handler (same signal, via the wakeup fd) sets `stop`
-        signals.append(signum)
-        arm_watchdog()
-        if len(signals) > 1:  # a second SIGINT/SIGTERM: no more waiting
-            watchdog[0].fire_now(f"second {signal.Signals(signum).name}")
-
-    def install_signal_handlers() -> None:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-                loop.add_signal_handler(sig, stop.set)
-            if opts.exit_on_deadline and threading.current_thread() is threading.main_thread():
-                with contextlib.suppress(ValueError, OSError):
-                    signal.signal(sig, on_signal_in_main_thread)
-
-    async def until_stopped(aw) -> bool:
-        """Await `aw` unless a stop request comes first (True: `aw` finished)."""
-        task = asyncio.ensure_future(aw)
-        waiter = asyncio.create_task(stop.wait())
-        await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
-        waiter.cancel()
-        if task.done():
-            task.result()
-            return True
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await task
-        return False
-
-    async def body() -> int:
-        try:
-            if not await until_stopped(app.build()):
-                print(f"basisbot {mode}: stopped while starting", flush=True)
-                return 0
-        except ConfigError as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 2
-        except VenueError as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 1
-        install_signal_handlers()  # again: after the kernel's own handlers, ours drain first
-        if app.venue_speed != 1.0:
-            print(f"basisbot {mode}: venue replays at {app.venue_speed:g}x ({app.venue_speed_source}); schedule "
-                  "windows scaled to wall time", flush=True)
-        failure: list[str] = []
-
-        def on_shutdown(command) -> None:  # an engine asked the system to stop (unexpected exception)
-            failure.append(str(getattr(command, "reason", command)))
-            stop.set()
-
-        app.node.kernel.msgbus.subscribe("commands.system.shutdown", on_shutdown)
-        try:
-            if not await until_stopped(app.start()):
-                print(f"basisbot {mode}: stopped while starting", flush=True)
-                return 0
-        except StartError as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 1
-        print(f"basisbot {mode}: running {', '.join(app.strategies)} on {app.session.where()}", flush=True)
-        if ready is not None:
-            ready(app)
-        waiter = asyncio.create_task(stop.wait())
-        await asyncio.wait({waiter, app._run_task}, return_when=asyncio.FIRST_COMPLETED)
-        waiter.cancel()
-        if failure or (app._run_task.done() and not stop.is_set()):
-            print(f"error: the node stopped unexpectedly: {'; '.join(failure) or 'see the log'}", file=sys.stderr)
-            return 1
-        print(f"basisbot {mode}: stopping (open carries stay hedged)", flush=True)
-        return 0
-
-    install_signal_handlers()  # a stop request while building or starting is honoured too
+    signals = _StopSignals(app, stop, asyncio.get_running_loop())
+    signals.install()  # a stop request while building or starting is honoured too
     try:
-        rc = await body()
+        rc = await _run_until_stopped(app, stop, signals, ready)
     finally:
-        arm_watchdog()  # bounded from here on, whatever the path
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(Exception):
-                loop.remove_signal_handler(sig)
-        if opts.exit_on_deadline:  # a signal during the stop itself: handled (second one = exit now)
-            install_signal_handlers()
+        signals.arm_watchdog()  # bounded from here on, whatever the path
+        signals.remove()
+        if app.opts.exit_on_deadline:  # a signal during the stop itself: handled (second one = exit now)
+            signals.install()
         await app.stop()
         app.dispose()
-        for w in watchdog:
-            w.disarm()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(Exception):
-                loop.remove_signal_handler(sig)
+        signals.disarm()
+        signals.remove()
     if rc == 0 and app.left_in_flight:
         rc = 1  # stopped with a pair still in flight: the next start must reconcile it
     return rc

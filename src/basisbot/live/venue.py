@@ -78,6 +78,11 @@ class VenueTime:
             except Exception:  # pragma: no cover - a listener's failure never breaks the time base
                 log.exception("venue time anchor listener failed")
 
+    @property
+    def anchor(self) -> tuple[int, int]:
+        """(venue ms, local ns) of the current anchor."""
+        return self._anchor_venue_ns // MS, self._anchor_local_ns
+
     def to_local(self, venue_ms: int | float | None) -> int:
         if venue_ms is None:
             return self._clock_ns()

@@ -1,5 +1,7 @@
-"""Nautilus instruments and venue ids shared by backtest, live and paper: spot CurrencyPair and USDⓈ-M CryptoPerpetual
-built from venue market rules (bundled snapshots, the operator's files, or the exchange's markets live)."""
+"""Nautilus instruments and venue ids shared by backtest, live and paper: spot CurrencyPair and USDT-margined linear
+CryptoPerpetual built from venue market rules (bundled snapshots, the operator's files, or the exchange's markets live).
+Venue ids and the perp's symbol suffix come from the venue profile; quantities are in base units on every venue (a
+contract venue's lot is its contract lot times the contract value, see `basisbot.venues.profile.MarketSpec`)."""
 
 from __future__ import annotations
 
@@ -11,18 +13,23 @@ from nautilus_trader.model.instruments import CryptoPerpetual, CurrencyPair
 from nautilus_trader.model.objects import Currency, Money, Price, Quantity
 
 from basisbot.core.margin import BracketTable
-from basisbot.venues.binance import reference
-
-SPOT_VENUE = Venue("BINANCE_SPOT")
-PERP_VENUE = Venue("BINANCE_PERP")
+from basisbot.venues.profile import MarketSpec, VenueProfile
 
 
-def spot_id(symbol: str) -> InstrumentId:
-    return InstrumentId(Symbol(symbol), SPOT_VENUE)
+def spot_venue(profile: VenueProfile) -> Venue:
+    return Venue(profile.spot_venue)
 
 
-def perp_id(symbol: str) -> InstrumentId:
-    return InstrumentId(Symbol(f"{symbol}-PERP"), PERP_VENUE)
+def perp_venue(profile: VenueProfile) -> Venue:
+    return Venue(profile.perp_venue)
+
+
+def spot_id(symbol: str, profile: VenueProfile) -> InstrumentId:
+    return InstrumentId(Symbol(symbol), spot_venue(profile))
+
+
+def perp_id(symbol: str, profile: VenueProfile) -> InstrumentId:
+    return InstrumentId(Symbol(f"{symbol}{profile.perp_suffix}"), perp_venue(profile))
 
 
 def currency(code: str) -> Currency:
@@ -36,12 +43,13 @@ def currency(code: str) -> Currency:
         return cur
 
 
-def currency_pair(rules, taker_fee: float, maker_fee: float, ts_ns: int = 0) -> CurrencyPair:
-    """The spot instrument from market rules (`reference.MarketSpec` in backtests, the exchange's filters live), so
-    both worlds build identical instruments."""
+def currency_pair(rules, taker_fee: float, maker_fee: float, ts_ns: int = 0, *, profile: VenueProfile
+                  ) -> CurrencyPair:
+    """The spot instrument from market rules (`MarketSpec` in backtests, the exchange's filters live), so both worlds
+    build identical instruments."""
     pp, sp = rules.price_precision, rules.size_precision
     return CurrencyPair(
-        instrument_id=spot_id(rules.symbol),
+        instrument_id=spot_id(rules.symbol, profile),
         raw_symbol=Symbol(rules.symbol),
         base_currency=currency(rules.base),
         quote_currency=USDT,
@@ -58,13 +66,13 @@ def currency_pair(rules, taker_fee: float, maker_fee: float, ts_ns: int = 0) -> 
 
 
 def crypto_perpetual(rules, leverage: int, table: BracketTable, taker_fee: float, maker_fee: float,
-                     ts_ns: int = 0) -> CryptoPerpetual:
-    """The USDⓈ-M perpetual from market rules. margin_init = 1/leverage and margin_maint = the first bracket's rate,
+                     ts_ns: int = 0, *, profile: VenueProfile) -> CryptoPerpetual:
+    """The USDT-margined perpetual from market rules, sized in base units. margin_init = 1/leverage and margin_maint = the first bracket's rate,
     used with nautilus' *standard* margin model (notional × rate) — the default leveraged model would divide by
     leverage a second time."""
     pp, sp = rules.price_precision, rules.size_precision
     return CryptoPerpetual(
-        instrument_id=perp_id(rules.symbol),
+        instrument_id=perp_id(rules.symbol, profile),
         raw_symbol=Symbol(rules.symbol),
         base_currency=currency(rules.base),
         quote_currency=USDT,
@@ -97,15 +105,16 @@ def _limits(rules, pp: int, sp: int) -> dict:
     }
 
 
-def make_spot(symbol: str, taker_fee: float, maker_fee: float, rules: reference.MarketSpec | None = None
-              ) -> CurrencyPair:
-    """The spot instrument; `rules` are the perp's market rules (bundled capture by default), spot's derived."""
-    perp_rules = rules if rules is not None else reference.perp_specs()[symbol]
-    return currency_pair(reference.spot_rules(perp_rules), taker_fee, maker_fee)
+def make_spot(symbol: str, taker_fee: float, maker_fee: float, rules: MarketSpec | None = None, *,
+              profile: VenueProfile) -> CurrencyPair:
+    """The spot instrument; `rules` are the perp's market rules (the profile's bundled ones by default), the spot's
+    derived by the profile."""
+    perp_rules = rules if rules is not None else profile.bundled_perp_rules()[symbol]
+    return currency_pair(profile.spot_rules(symbol, perp_rules), taker_fee, maker_fee, profile=profile)
 
 
 def make_perp(symbol: str, leverage: int, table: BracketTable, taker_fee: float, maker_fee: float,
-              rules: reference.MarketSpec | None = None) -> CryptoPerpetual:
-    """The perp instrument from `rules` (the bundled capture's by default)."""
-    return crypto_perpetual(rules if rules is not None else reference.perp_specs()[symbol], leverage, table,
-                            taker_fee, maker_fee)
+              rules: MarketSpec | None = None, *, profile: VenueProfile) -> CryptoPerpetual:
+    """The perp instrument from `rules` (the profile's bundled ones by default)."""
+    return crypto_perpetual(rules if rules is not None else profile.bundled_perp_rules()[symbol], leverage, table,
+                            taker_fee, maker_fee, profile=profile)

@@ -70,6 +70,7 @@ from basisbot.nautilus.messages import (
     RestoreRequest,
     settlements_held_topic,
 )
+from basisbot.venues import DEFAULT_EXCHANGE, get_profile
 
 FUNDING_SETTLED_TOPIC = "basisbot.funding.settled"
 # an execution client answers with the `FundingSettled` it has published, to a callback: the journal reads those of
@@ -95,18 +96,22 @@ class FundingSettled:
     mark_price: float | None = None
 
 
+SETTLEMENT_MATCH_S = 60.0  # the exchange stamps its income records within this of the settlement (venue seconds)
+
+
 class JournalActorConfig(ActorConfig, frozen=True):
     journal_path: str
-    # carry symbol -> [spot instrument id, perp instrument id] (e.g. {"BTCUSDT": ["BTCUSDT.BINANCE_SPOT",
-    # "BTCUSDT-PERP.BINANCE_PERP"]}); instruments not listed are classified by name
+    # carry symbol -> [spot instrument id, perp instrument id] (e.g. {"BTCUSDT": ["BTCUSDT.<SPOT VENUE>",
+    # "BTCUSDT-PERP.<PERP VENUE>"]}); instruments not listed are classified by name
     instruments: dict[str, list[str]] = {}
-    # carry symbol -> Binance leverage brackets (GET /fapi/v1/leverageBracket shape), for the liquidation price in
-    # snapshots; a symbol not given falls back to the bundled reference brackets
+    # carry symbol -> leverage brackets in the venue's bracket shape, for the liquidation price in snapshots; a symbol
+    # not given falls back to the venue profile's bundled tiers
     brackets: dict[str, list[dict]] = {}
+    exchange: str = DEFAULT_EXCHANGE  # the venue profile: bundled tiers and the liquidation price formula
     snapshot_interval_s: float = 300.0
     funding_abs_tol: float = 0.01  # USDT
     funding_rel_tol: float = 1e-6
-    settlement_match_s: float = 60.0  # exchange income stamped within this of T belongs to settlement T
+    settlement_match_s: float = SETTLEMENT_MATCH_S  # income stamped within this of T (local clock) belongs to T
     capture_settlement_marks: bool = True
     synchronous: str = "NORMAL"  # SQLite synchronous: NORMAL (no fsync per commit) or FULL
     mark_interval_s: float = 1.0  # latest mark per symbol (`marks`, what `status` shows): at most once per this (wall)
@@ -283,9 +288,7 @@ class JournalActor(Actor):
             if raw:
                 table = margin.parse_brackets([{"symbol": symbol, "brackets": raw}], source="journal actor")[symbol]
             else:
-                from basisbot.venues.binance import reference
-
-                table = reference.brackets().get(symbol)
+                table = get_profile(self.config.exchange).bundled_tiers().get(symbol)
         except Exception as e:  # pragma: no cover - bad bracket data: snapshots go without a liquidation price
             self.log.warning(f"journal: no brackets for {symbol} ({e}); snapshots without liquidation price")
         self._tables[symbol] = table
@@ -387,7 +390,7 @@ class JournalActor(Actor):
             table = self._table(state.symbol)
             if table is not None:
                 try:
-                    st.liquidation_price = margin.liquidation_price(state.side, state.qty, state.entry_price,
+                    st.liquidation_price = get_profile(self.config.exchange).liquidation_price(state.side, state.qty, state.entry_price,
                                                                     state.wallet, table)
                 except Exception:  # pragma: no cover - an unreachable state: no price, keep journaling
                     st.liquidation_price = None
@@ -509,5 +512,6 @@ def journal_actor_config(settings, instruments: dict[str, tuple[str, str]],
         journal_path=str(settings.journal),
         instruments={s: [str(a), str(b)] for s, (a, b) in instruments.items()},
         brackets=dict(brackets or {}),
+        exchange=settings.exchange.name,
         **overrides,
     )

@@ -1,7 +1,7 @@
-"""What nautilus' BacktestEngine does not simulate for a USDⓈ-M perpetual, as `SimulationModule`s (one per venue):
+"""What nautilus' BacktestEngine does not simulate for a USDT-margined perpetual, as `SimulationModule`s (one per venue):
 
 - `PerpMarginModule` (perp venue): an isolated wallet per position (initial margin from leverage + funding + margin
-  added), Binance's tiered maintenance margin and liquidation price (with the bracket re-check), checked against the
+  added), the venue's tiered maintenance margin and liquidation price (the profile's formula), checked against the
   worst mark inside each bar; a liquidation closes the position AT the liquidation price through the matching engine
   and the isolated wallet is lost. Cross mode uses the whole perp wallet instead. It also serves the strategy's
   `AdjustMarginRequest`s: margin comes from free perp balance first, then is moved from the spot account.
@@ -44,6 +44,7 @@ from basisbot.nautilus.messages import (
     liquidation_topic,
     margin_topic,
 )
+from basisbot.venues.profile import LiquidationPrice
 
 USDT = Currency.from_str("USDT")
 
@@ -122,7 +123,9 @@ class TransferRow:
 class PerpLedger:
     """Shared state of the simulated perp venue: isolated wallets, and handles on both simulated exchanges."""
 
-    def __init__(self, symbols: list[PerpSymbol]):
+    def __init__(self, symbols: list[PerpSymbol], liquidation_price: LiquidationPrice = margin.liquidation_price):
+        """`liquidation_price` is the venue profile's isolated formula (side, qty, entry, wallet, tier table)."""
+        self._lp = liquidation_price
         self.symbols = {s.symbol: s for s in symbols}
         self.by_instrument = {s.instrument_id: s for s in symbols}
         self.books = {s.symbol: _PositionBook() for s in symbols}
@@ -179,8 +182,7 @@ class PerpLedger:
         book = self.books[symbol]
         if book.side == 0:
             return None
-        return margin.liquidation_price(book.side, book.qty, book.entry, self.effective_wallet(symbol),
-                                        self.symbols[symbol].table)
+        return self._lp(book.side, book.qty, book.entry, self.effective_wallet(symbol), self.symbols[symbol].table)
 
     def state(self, symbol: str, ts_ns: int) -> PerpMarginState:
         book = self.books[symbol]
@@ -324,7 +326,7 @@ class PerpMarginModule(_OutOfLoopModule):
         payment = funding_payment(qty, mark_px, rate)
         book = self.ledger.books[symbol]
         if spec.mode == "isolated" and book.side != 0:
-            book.wallet += payment  # Binance credits funding of an isolated position to its isolated margin
+            book.wallet += payment  # funding of an isolated position is credited to (or taken from) its margin
         book.changed()
         self.ledger.funding.append(FundingRow(exact_ts, symbol, rate, mark_px, qty, payment))
         return Money(payment, USDT)

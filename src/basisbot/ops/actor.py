@@ -18,6 +18,7 @@ from nautilus_trader.model.identifiers import InstrumentId
 from basisbot.core import margin
 from basisbot.nautilus.journal_actor import FUNDING_SETTLED_TOPIC, FundingSettled, classify_instrument
 from basisbot.nautilus.messages import JOURNAL_TOPIC, JournalRecord, Liquidated, PerpMarginState
+from basisbot.venues import DEFAULT_EXCHANGE, get_profile
 
 ORDER_TOPIC = "events.order.*"
 POSITION_TOPIC = "events.position.*"
@@ -28,8 +29,10 @@ LIQUIDATION_TOPICS = "basisbot.liquidation.*"
 class OpsActorConfig(ActorConfig, frozen=True):
     # carry symbol -> [spot instrument id, perp instrument id]
     instruments: dict[str, list[str]] = {}
-    # carry symbol -> Binance leverage brackets (liquidation price of the perp leg); default: the bundled ones
+    # carry symbol -> leverage brackets in the venue's bracket shape (liquidation price of the perp leg); default: the
+    # venue profile's bundled ones
     brackets: dict[str, list[dict]] = {}
+    exchange: str = DEFAULT_EXCHANGE  # the venue profile: bundled tiers and the liquidation price formula
 
 
 class OpsActor(Actor):
@@ -98,9 +101,7 @@ class OpsActor(Actor):
                 if raw:
                     table = margin.parse_brackets([{"symbol": symbol, "brackets": raw}], source="ops actor")[symbol]
                 else:
-                    from basisbot.venues.binance import reference
-
-                    table = reference.brackets().get(symbol)
+                    table = get_profile(self.config.exchange).bundled_tiers().get(symbol)
             except Exception:  # pragma: no cover
                 table = None
             self._tables[symbol] = table
@@ -196,7 +197,7 @@ class OpsActor(Actor):
             table = self._table(state.symbol)
             if table is not None:
                 try:
-                    lp = margin.liquidation_price(state.side, state.qty, state.entry_price, state.wallet, table)
+                    lp = get_profile(self.config.exchange).liquidation_price(state.side, state.qty, state.entry_price, state.wallet, table)
                 except Exception:  # pragma: no cover - unreachable state: no price
                     lp = None
         self.metrics.on_liquidation_price(state.symbol, state.side, lp)

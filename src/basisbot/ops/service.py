@@ -64,7 +64,8 @@ class OpsService:
         self.rules = AlertRules(a, self._submit, mode)
         self.actor = OpsActor(OpsActorConfig(component_id="OpsActor",
                                              instruments={s: [str(x), str(y)] for s, (x, y) in instruments.items()},
-                                             brackets=dict(brackets or {})), self.metrics, self.rules)
+                                             brackets=dict(brackets or {}), exchange=settings.exchange.name),
+                              self.metrics, self.rules)
         ls = settings.live
         self.token = None
         if ls.status_token_env:

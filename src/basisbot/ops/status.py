@@ -54,7 +54,7 @@ def no_journal_message(path: Path) -> str:
             "(the journal path is `journal` in the config, relative to the current directory)")
 
 
-# -- data functions (issue 10) ---------------------------------------------------------------------------------------
+# -- data functions (pure reads of the journal, tested apart from the printing) -----------------------------------
 def venue_clock_view(r: JournalReader, now_ns: int) -> dict | None:
     """{"speed", "venue_now_ns", "to_venue_ns": f(local ns) -> venue ns} from the journal's venue time base, or None
     (against Binance: wall time is venue time)."""

@@ -20,7 +20,7 @@ JSON accepted by ``POST /admin/faults`` (every key optional, several at once all
     {"drop_ws": true}                                  abort every websocket connection now
     {"clear": true}                                    remove every pending fault
 
-Issue 10 (the fault matrix) adds:
+Per-symbol, per-side and order-timeout faults (what the fault matrix in benchmarks/fault_matrix.py injects):
 
     "symbol": "BTCUSDT" inside reject_next_order / partial_fill_next / timeout_next_order
                                                        only orders on that symbol take the fault (default: any)
@@ -105,100 +105,113 @@ class FaultState:
                                "clock_skew", "outage", "drop_mode"}
         if unknown:
             raise ValueError(f"unknown fault(s): {sorted(unknown)}")
-        actions = {}
+        actions: dict = {}
         if spec.get("clear"):
             self.clear()
-        if "delay_ms" in spec:
-            d = int(spec["delay_ms"])
-            if d < 0 or d > 120_000:
-                raise ValueError("delay_ms must be in [0, 120000]")
-            self.delay_ms = d
-        if "fail_next" in spec:
-            f = spec["fail_next"]
-            if isinstance(f, int):
-                f = {"count": f}
-            status = int(f.get("status", 503))
-            if status not in FAIL_STATUSES:
-                raise ValueError(f"fail_next.status must be one of {FAIL_STATUSES}")
-            count = int(f.get("count", 1))
-            if count < 1:
-                raise ValueError("fail_next.count must be >= 1")
-            body = f.get("body", "text")
-            if body not in ("text", "json"):
-                raise ValueError("fail_next.body must be 'text' or 'json'")
-            self.fail_rules.append(FailRule(count, status, str(f.get("path_prefix", "")), body))
-        if "reject_next_order" in spec:
-            r = spec["reject_next_order"]
-            venue = _venue(r.get("venue", "spot"))
-            default = spot_insufficient() if venue == "spot" else margin_insufficient()
-            code = int(r.get("code", default.code))
-            msg = str(r.get("msg", default.msg if code == default.code else "Order rejected."))
-            sym = _symbol(r)
-            side = r.get("side")
-            if side is not None and str(side).upper() not in ("BUY", "SELL"):
-                raise ValueError("reject_next_order.side must be 'BUY' or 'SELL'")
-            side = None if side is None else str(side).upper()
-            for _ in range(int(r.get("count", 1))):
-                self.reject_next[venue].append((sym, (side, BinanceError(code, msg, int(r.get("status", 400))))))
-        if "partial_fill_next" in spec:
-            r = spec["partial_fill_next"]
-            venue = _venue(r.get("venue", "spot"))
-            frac = float(r.get("fraction", 0.5))
-            if not 0.0 <= frac < 1.0:
-                raise ValueError("partial_fill_next.fraction must be in [0, 1)")
-            sym = _symbol(r)
-            for _ in range(int(r.get("count", 1))):
-                self.partial_next[venue].append((sym, frac))
-        if "timeout_next_order" in spec:
-            r = spec["timeout_next_order"]
-            venue = _venue(r.get("venue", "futures"))
-            mode = str(r.get("mode", "drop"))
-            if mode not in ("drop", "delay"):
-                raise ValueError("timeout_next_order.mode must be 'drop' or 'delay'")
-            delay = int(r.get("delay_ms", 15_000))
-            if not 0 <= delay <= 120_000:
-                raise ValueError("timeout_next_order.delay_ms must be in [0, 120000]")
-            for _ in range(int(r.get("count", 1))):
-                self.timeout_next[venue].append((_symbol(r), TimeoutRule(_symbol(r), mode, delay)))
-        if "bad_print" in spec:
-            r = spec["bad_print"]
-            sym = _symbol(r)
-            if sym is None:
-                raise ValueError("bad_print.symbol is required")
-            stream = str(r.get("stream", "mark"))
-            if stream not in ("mark", "book"):
-                raise ValueError("bad_print.stream must be 'mark' or 'book'")
-            factor = float(r.get("factor", 0.9))
-            if not 0 < factor < 10 or factor == 1.0:
-                raise ValueError("bad_print.factor must be in (0, 10) and not 1")
-            self.bad_prints[(sym, stream)] = [int(r.get("count", 1)), factor]
-        if "clock_skew" in spec:
-            r = spec["clock_skew"]
-            if isinstance(r, (int, float)):
-                r = {"ms": r}
-            self.skew_ms = int(r.get("ms", 0))
-            dur = float(r.get("duration_s", 0))
-            self.skew_until = self.wall() + dur if dur > 0 else None
+        # one setter per fault, applied in this order; "drop_mode" is read by the server with "drop_ws"
+        setters = (("delay_ms", self._set_delay), ("fail_next", self._add_fail_next),
+                   ("reject_next_order", self._add_reject_next), ("partial_fill_next", self._add_partial_next),
+                   ("timeout_next_order", self._add_timeout_next), ("bad_print", self._add_bad_print),
+                   ("clock_skew", self._set_clock_skew))
+        for key, setter in setters:
+            if key in spec:
+                setter(spec[key])
         if "outage" in spec:
-            r = spec["outage"]
-            dur = float(r.get("duration_s", 5) if isinstance(r, dict) else r)
-            if not 0 < dur <= 600:
-                raise ValueError("outage.duration_s must be in (0, 600]")
-            self.outage_until = self.wall() + dur
-            actions["outage"] = dur
+            actions["outage"] = self._start_outage(spec["outage"])
         if spec.get("expire_listen_keys"):
             actions["expire_listen_keys"] = True
         if "freeze_mark" in spec:
-            fm = spec["freeze_mark"]
-            if fm is True:
-                self.freeze_mark = {"*"}
-            elif fm is False or fm is None:
-                self.freeze_mark = set()
-            else:
-                self.freeze_mark = {str(s).upper() for s in fm}
+            self._set_freeze_mark(spec["freeze_mark"])
         if spec.get("drop_ws"):
             actions["drop_ws"] = True
         return actions
+
+    def _set_delay(self, value) -> None:
+        d = int(value)
+        if d < 0 or d > 120_000:
+            raise ValueError("delay_ms must be in [0, 120000]")
+        self.delay_ms = d
+
+    def _add_fail_next(self, f) -> None:
+        if isinstance(f, int):
+            f = {"count": f}
+        status = int(f.get("status", 503))
+        if status not in FAIL_STATUSES:
+            raise ValueError(f"fail_next.status must be one of {FAIL_STATUSES}")
+        count = int(f.get("count", 1))
+        if count < 1:
+            raise ValueError("fail_next.count must be >= 1")
+        body = f.get("body", "text")
+        if body not in ("text", "json"):
+            raise ValueError("fail_next.body must be 'text' or 'json'")
+        self.fail_rules.append(FailRule(count, status, str(f.get("path_prefix", "")), body))
+
+    def _add_reject_next(self, r: dict) -> None:
+        venue = _venue(r.get("venue", "spot"))
+        default = spot_insufficient() if venue == "spot" else margin_insufficient()
+        code = int(r.get("code", default.code))
+        msg = str(r.get("msg", default.msg if code == default.code else "Order rejected."))
+        sym = _symbol(r)
+        side = r.get("side")
+        if side is not None and str(side).upper() not in ("BUY", "SELL"):
+            raise ValueError("reject_next_order.side must be 'BUY' or 'SELL'")
+        side = None if side is None else str(side).upper()
+        for _ in range(int(r.get("count", 1))):
+            self.reject_next[venue].append((sym, (side, BinanceError(code, msg, int(r.get("status", 400))))))
+
+    def _add_partial_next(self, r: dict) -> None:
+        venue = _venue(r.get("venue", "spot"))
+        frac = float(r.get("fraction", 0.5))
+        if not 0.0 <= frac < 1.0:
+            raise ValueError("partial_fill_next.fraction must be in [0, 1)")
+        sym = _symbol(r)
+        for _ in range(int(r.get("count", 1))):
+            self.partial_next[venue].append((sym, frac))
+
+    def _add_timeout_next(self, r: dict) -> None:
+        venue = _venue(r.get("venue", "futures"))
+        mode = str(r.get("mode", "drop"))
+        if mode not in ("drop", "delay"):
+            raise ValueError("timeout_next_order.mode must be 'drop' or 'delay'")
+        delay = int(r.get("delay_ms", 15_000))
+        if not 0 <= delay <= 120_000:
+            raise ValueError("timeout_next_order.delay_ms must be in [0, 120000]")
+        for _ in range(int(r.get("count", 1))):
+            self.timeout_next[venue].append((_symbol(r), TimeoutRule(_symbol(r), mode, delay)))
+
+    def _add_bad_print(self, r: dict) -> None:
+        sym = _symbol(r)
+        if sym is None:
+            raise ValueError("bad_print.symbol is required")
+        stream = str(r.get("stream", "mark"))
+        if stream not in ("mark", "book"):
+            raise ValueError("bad_print.stream must be 'mark' or 'book'")
+        factor = float(r.get("factor", 0.9))
+        if not 0 < factor < 10 or factor == 1.0:
+            raise ValueError("bad_print.factor must be in (0, 10) and not 1")
+        self.bad_prints[(sym, stream)] = [int(r.get("count", 1)), factor]
+
+    def _set_clock_skew(self, r) -> None:
+        if isinstance(r, (int, float)):
+            r = {"ms": r}
+        self.skew_ms = int(r.get("ms", 0))
+        dur = float(r.get("duration_s", 0))
+        self.skew_until = self.wall() + dur if dur > 0 else None
+
+    def _start_outage(self, r) -> float:
+        dur = float(r.get("duration_s", 5) if isinstance(r, dict) else r)
+        if not 0 < dur <= 600:
+            raise ValueError("outage.duration_s must be in (0, 600]")
+        self.outage_until = self.wall() + dur
+        return dur
+
+    def _set_freeze_mark(self, fm) -> None:
+        if fm is True:
+            self.freeze_mark = {"*"}
+        elif fm is False or fm is None:
+            self.freeze_mark = set()
+        else:
+            self.freeze_mark = {str(s).upper() for s in fm}
 
     def clear(self) -> None:
         self.delay_ms = 0

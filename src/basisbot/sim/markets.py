@@ -68,13 +68,13 @@ def round_step_down(x: float, step: Decimal) -> Decimal:
 
 @cache
 def _raw_by_symbol(path: Path | None = None) -> dict[str, dict]:
-    info = json.loads((path or reference.EXCHANGE_INFO).read_text())
+    info = json.loads(path.read_text()) if path else reference.exchange_info_json()
     return {s["symbol"]: s for s in info["symbols"] if isinstance(s, dict) and "symbol" in s}
 
 
 @cache
 def raw_exchange_info() -> dict:
-    return json.loads(reference.EXCHANGE_INFO.read_text())
+    return reference.exchange_info_json()
 
 
 def build_market(symbol: str, *, exchange_info: Path | None = None, brackets: Path | None = None) -> Market:

@@ -6,10 +6,14 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from functools import partial
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
 from aiohttp import web
+
+if TYPE_CHECKING:
+    from basisbot.sim.host import VenueHost
 
 NONE, API_KEY, SIGNED = "NONE", "API_KEY", "SIGNED"
 
@@ -39,6 +43,10 @@ class Ctx:
 
 
 Handler = Callable[[Ctx], Awaitable[Any]]
+# an endpoint written as a module-level function of the server and the request
+HostHandler = Callable[["VenueHost", Ctx], Awaitable[Any]]
+# (method, path, security, handler): one row per endpoint
+RouteTable = list[tuple[str, str, str, HostHandler]]
 
 
 @dataclass
@@ -66,6 +74,14 @@ class Routes:
     def has_path(self, path: str) -> bool:
         path = path.rstrip("/")
         return any(p == path for (_, p) in self.table)
+
+
+def bind_routes(table: RouteTable, sim: VenueHost) -> Routes:
+    """The table's handlers bound to a running server."""
+    routes = Routes()
+    for method, path, security, handler in table:
+        routes.add(method, path, security)(partial(handler, sim))
+    return routes
 
 
 async def make_ctx(request: web.Request) -> Ctx:

@@ -38,6 +38,7 @@ from pathlib import Path
 import pandas as pd
 from aiohttp import web
 
+from basisbot.data.bundled_files import bundled_market_dir
 from basisbot.data.market_data import DataError, available_symbols
 from basisbot.sim.auth import Auth
 from basisbot.sim.cliargs import add_sim_arguments
@@ -50,7 +51,7 @@ from basisbot.sim.markets import build_market
 from basisbot.sim.prices import load_paths
 from basisbot.sim.rest_futures import futures_routes
 from basisbot.sim.rest_spot import spot_routes
-from basisbot.sim.routing import API_KEY, SIGNED, Routes, json_response, make_ctx
+from basisbot.sim.routing import API_KEY, SIGNED, Route, Routes, json_response, make_ctx
 from basisbot.sim.venue import Venue
 from basisbot.sim.ws import Hub
 
@@ -178,6 +179,10 @@ class SimServer:
                 return json_response({"code": -1000, "msg": f"Method {request.method} not allowed"}, 405)
             return web.Response(status=404, text="<html><body><h1>404 Not Found</h1></body></html>",
                                 content_type="text/html")
+        return await self._serve_route(request, route)
+
+    async def _serve_route(self, request: web.Request, route: Route) -> web.StreamResponse:
+        """Authenticate, run the endpoint, apply an order-timeout fault; Binance's JSON error on failure."""
         headers = self._weight_headers()
         try:
             ctx = await make_ctx(request)
@@ -196,7 +201,7 @@ class SimServer:
         except BinanceError as e:
             return json_response(e.body(), e.status, {**headers, **e.headers})
         except Exception:
-            log.exception("%s %s failed", request.method, path)
+            log.exception("%s %s failed", request.method, request.path)
             return json_response({"code": -1000, "msg": "An unknown error occured while processing the request."},
                                  500, headers)
         return json_response(data, 200, headers)
@@ -314,7 +319,7 @@ def config_from_args(args: argparse.Namespace) -> tuple[SimConfig, dict]:
     api_secret = g("api_secret") or secrets.token_hex(32)
     symbols = g("symbols")
     cfg = SimConfig(
-        data_dir=Path(g("data")),
+        data_dir=Path(g("data")) if g("data") else bundled_market_dir(),
         api_key=api_key,
         api_secret=api_secret,
         port=int(g("port", 0) or 0),

@@ -35,6 +35,87 @@ def _bool(value: str | None) -> bool:
     return str(value).lower() == "true"
 
 
+def _side_and_type(p: dict, order_types: tuple[str, ...]) -> tuple[str, str]:
+    side = (p.get("side") or "").upper()
+    if side not in ("BUY", "SELL"):
+        raise errors.invalid_side() if side else errors.mandatory("side")
+    otype = (p.get("type") or "").upper()
+    if otype not in order_types:
+        raise errors.invalid_order_type() if otype else errors.mandatory("type")
+    return side, otype
+
+
+def _spot_tif(p: dict, otype: str) -> str:
+    """A spot LIMIT order's timeInForce (required); the other types are GTC."""
+    if otype != "LIMIT":
+        return "GTC"
+    tif = (p.get("timeInForce") or "").upper()
+    if not tif:
+        raise errors.mandatory("timeInForce")
+    if tif not in ("GTC", "IOC", "FOK"):
+        raise errors.invalid_tif()
+    return tif
+
+
+def _spot_limit_terms(m, p: dict, otype: str, side: str, q) -> tuple[float, float]:
+    """(qty, price) of a spot LIMIT / LIMIT_MAKER order, through the symbol's filters."""
+    dprice = parse_decimal(p.get("price"), "price")
+    check_price(m.spot, dprice, futures=False)
+    price = float(dprice)
+    dqty = parse_decimal(p.get("quantity"), "quantity")
+    check_qty(m.spot, dqty, futures=False)
+    qty = float(dqty)
+    if qty * price < float(m.spot.min_notional):
+        raise errors.filter_failure("NOTIONAL")
+    if otype == "LIMIT_MAKER" and q.marketable(side, price):
+        raise errors.would_take()
+    return qty, price
+
+
+def _spot_market_size(m, p: dict, touch: float) -> tuple[float, float]:
+    """(qty, quoteOrderQty) of a spot MARKET order: exactly one of `quantity` and `quoteOrderQty`, the latter
+    converted at the touch and floored to the step size."""
+    has_q = p.get("quantity") not in (None, "")
+    has_qq = p.get("quoteOrderQty") not in (None, "")
+    if has_q == has_qq:
+        msg = ("Param 'quantity' or 'quoteOrderQty' must be sent, but both were empty/null!" if not has_q
+               else "Parameter 'quoteOrderQty' sent when not required.")
+        raise errors.BinanceError(-1102 if not has_q else -1106, msg, 400)
+    quote_qty = 0.0
+    if has_q:
+        dqty = parse_decimal(p.get("quantity"), "quantity")
+        check_qty(m.spot, dqty, futures=False)
+        qty = float(dqty)
+    else:
+        quote_qty = float(parse_decimal(p.get("quoteOrderQty"), "quoteOrderQty"))
+        if quote_qty <= 0:
+            raise errors.BinanceError(-1013, "Invalid quoteOrderQty.", 400)
+        qty = float(floor_to_step(quote_qty / touch, m.spot.step_size))
+        if qty < float(m.spot.min_qty):
+            raise errors.filter_failure("LOT_SIZE")
+    if qty * touch < float(m.spot.min_notional):
+        raise errors.filter_failure("NOTIONAL")
+    return qty, quote_qty
+
+
+def _futures_limit_terms(m, p: dict, otype: str, side: str, mark: float) -> tuple[str, float]:
+    """(timeInForce, price) of a futures LIMIT order: the filters and the percent-price band around the mark."""
+    tif = (p.get("timeInForce") or "").upper()
+    if not tif:
+        raise errors.mandatory("timeInForce")
+    if tif not in ("GTC", "IOC", "FOK", "GTX"):
+        raise errors.invalid_tif()
+    dprice = parse_decimal(p.get("price"), "price")
+    check_price(m.perp, dprice, futures=True)
+    price = float(dprice)
+    up, down = m.percent_price()
+    if side == "BUY" and price > mark * up:
+        raise errors.price_above_cap()
+    if side == "SELL" and price < mark * down:
+        raise errors.price_below_floor()
+    return tif, price
+
+
 class OrderMatching:
     """Orders of both markets: validation, matching against the replayed touch and resting fills, cancels,
     lookups, and the user-stream events they produce."""
@@ -139,12 +220,7 @@ class OrderMatching:
     def spot_new_order(self, p: dict) -> tuple[Order, list[Trade]]:
         t = self.sync()
         m = self.market(p.get("symbol"))
-        side = (p.get("side") or "").upper()
-        if side not in ("BUY", "SELL"):
-            raise errors.invalid_side() if side else errors.mandatory("side")
-        otype = (p.get("type") or "").upper()
-        if otype not in ("LIMIT", "MARKET", "LIMIT_MAKER"):
-            raise errors.invalid_order_type() if otype else errors.mandatory("type")
+        side, otype = _side_and_type(p, ("LIMIT", "MARKET", "LIMIT_MAKER"))
         cid = _client_id(p.get("newClientOrderId"))
         self._check_duplicate(SPOT, cid)
         rejected = self.faults.take_reject(SPOT, m.symbol, side)
@@ -153,59 +229,14 @@ class OrderMatching:
         if not self.paths[m.symbol].spot_is_open(t):
             raise errors.market_closed()
         q = self.spot_quote(m.symbol, t)
-        tif = (p.get("timeInForce") or "").upper()
-        price = 0.0
-        quote_qty = 0.0
-        if otype == "LIMIT":
-            if not tif:
-                raise errors.mandatory("timeInForce")
-            if tif not in ("GTC", "IOC", "FOK"):
-                raise errors.invalid_tif()
-        elif otype == "LIMIT_MAKER":
-            tif = "GTC"
+        tif = _spot_tif(p, otype)
+        price = quote_qty = 0.0
+        if otype == "MARKET":
+            qty, quote_qty = _spot_market_size(m, p, q.touch(side))
         else:
-            tif = "GTC"
-        if otype in ("LIMIT", "LIMIT_MAKER"):
-            dprice = parse_decimal(p.get("price"), "price")
-            check_price(m.spot, dprice, futures=False)
-            price = float(dprice)
-            dqty = parse_decimal(p.get("quantity"), "quantity")
-            check_qty(m.spot, dqty, futures=False)
-            qty = float(dqty)
-            if qty * price < float(m.spot.min_notional):
-                raise errors.filter_failure("NOTIONAL")
-            if otype == "LIMIT_MAKER" and q.marketable(side, price):
-                raise errors.would_take()
-        else:
-            has_q = p.get("quantity") not in (None, "")
-            has_qq = p.get("quoteOrderQty") not in (None, "")
-            if has_q == has_qq:
-                msg = ("Param 'quantity' or 'quoteOrderQty' must be sent, but both were empty/null!" if not has_q
-                       else "Parameter 'quoteOrderQty' sent when not required.")
-                raise errors.BinanceError(-1102 if not has_q else -1106, msg, 400)
-            touch = q.touch(side)
-            if has_q:
-                dqty = parse_decimal(p.get("quantity"), "quantity")
-                check_qty(m.spot, dqty, futures=False)
-                qty = float(dqty)
-            else:
-                quote_qty = float(parse_decimal(p.get("quoteOrderQty"), "quoteOrderQty"))
-                if quote_qty <= 0:
-                    raise errors.BinanceError(-1013, "Invalid quoteOrderQty.", 400)
-                qty = float(floor_to_step(quote_qty / touch, m.spot.step_size))
-                if qty < float(m.spot.min_qty):
-                    raise errors.filter_failure("LOT_SIZE")
-            if qty * touch < float(m.spot.min_notional):
-                raise errors.filter_failure("NOTIONAL")
-        # funds
+            qty, price = _spot_limit_terms(m, p, otype, side, q)
         immediate = otype == "MARKET" or (otype == "LIMIT" and q.marketable(side, price))
-        if side == "BUY":
-            need = qty * (q.ask if otype == "MARKET" else price)
-            if self.spot.free(m.quote) + 1e-9 < need:
-                raise errors.spot_insufficient()
-        else:
-            if self.spot.free(m.base) + 1e-12 < qty:
-                raise errors.spot_insufficient()
+        self._check_spot_funds(m, side, qty, q.ask if otype == "MARKET" else price)
         o = Order(SPOT, next(self._order_ids[SPOT]), cid, m.symbol, side, otype, tif, qty, price, t, t,
                   quote_order_qty=quote_qty, working_time=t)
         o.partial_fraction = self.faults.take_partial(SPOT, m.symbol)
@@ -227,6 +258,14 @@ class OrderMatching:
             self._emit_order(o, "EXPIRED", t)
             self.emit(SPOT, self.spot.position_event([m.base, m.quote], t))
         return o, list(o.trades)
+
+    def _check_spot_funds(self, m, side: str, qty: float, price: float) -> None:
+        """A buy needs the quote asset for qty at `price`, a sell the base asset itself."""
+        if side == "BUY":
+            if self.spot.free(m.quote) + 1e-9 < qty * price:
+                raise errors.spot_insufficient()
+        elif self.spot.free(m.base) + 1e-12 < qty:
+            raise errors.spot_insufficient()
 
     def _fill_spot(self, o: Order, qty: float, price: float, maker: bool, t: int) -> None:
         m = self.markets[o.symbol]
@@ -297,12 +336,7 @@ class OrderMatching:
         t = self.sync()
         m = self.market(p.get("symbol"))
         sym = m.symbol
-        side = (p.get("side") or "").upper()
-        if side not in ("BUY", "SELL"):
-            raise errors.invalid_side() if side else errors.mandatory("side")
-        otype = (p.get("type") or "").upper()
-        if otype not in ("LIMIT", "MARKET"):
-            raise errors.invalid_order_type() if otype else errors.mandatory("type")
+        side, otype = _side_and_type(p, ("LIMIT", "MARKET"))
         ps = (p.get("positionSide") or "BOTH").upper()
         if ps != "BOTH":
             raise BinanceError(-4061, "Order's position side does not match user's setting.", 400)
@@ -317,46 +351,13 @@ class OrderMatching:
         qty = float(dqty)
         q = self.perp_quote(sym, t)
         mark = self.mark(sym, t)
-        tif = (p.get("timeInForce") or "").upper()
-        price = 0.0
-        if otype == "LIMIT":
-            if not tif:
-                raise errors.mandatory("timeInForce")
-            if tif not in ("GTC", "IOC", "FOK", "GTX"):
-                raise errors.invalid_tif()
-            dprice = parse_decimal(p.get("price"), "price")
-            check_price(m.perp, dprice, futures=True)
-            price = float(dprice)
-            up, down = m.percent_price()
-            if side == "BUY" and price > mark * up:
-                raise errors.price_above_cap()
-            if side == "SELL" and price < mark * down:
-                raise errors.price_below_floor()
-        else:
-            tif = "GTC"
+        tif, price = _futures_limit_terms(m, p, otype, side, mark) if otype == "LIMIT" else ("GTC", 0.0)
         marketable = otype == "MARKET" or q.marketable(side, price)
         est = q.touch(side) if marketable else price
         if not reduce_only and qty * (price if otype == "LIMIT" else mark) < float(m.perp.min_notional):
             raise errors.min_notional_futures(f"{m.perp.min_notional}")
-        pos = self.fut.positions[sym].qty
-        sign = 1 if side == "BUY" else -1
-        reduce_part = min(qty, abs(pos)) if pos and (pos > 0) != (sign > 0) else 0.0
-        inc = qty - reduce_part
-        if reduce_only and reduce_part <= 0:
-            raise errors.reduce_only_rejected()
-        if reduce_only:
-            inc = 0.0
-        lev = self.fut.leverage[sym]
-        if inc > 0:
-            new_notional = (abs(pos) - reduce_part + inc) * est
-            if new_notional > self.fut.max_notional(sym, lev):
-                raise errors.max_position_at_leverage()
-            im = inc * est / lev
-            if im > self.available() + 1e-9:
-                raise errors.margin_insufficient()
-        else:
-            im = 0.0
-        if otype == "LIMIT" and tif == "GTX" and marketable:
+        im = self._futures_initial_margin(sym, side, qty, est, reduce_only)
+        if otype == "LIMIT" and tif == "GTX" and marketable:  # post-only that would take: expired at once
             o = Order(FUT, next(self._order_ids[FUT]), cid, sym, side, otype, tif, qty, price, t, t,
                       reduce_only=reduce_only, status="EXPIRED")
             self._register(o)
@@ -375,6 +376,28 @@ class OrderMatching:
             self._close(o, "EXPIRED", t)
             self._emit_order(o, "EXPIRED", t)
         return o
+
+    def _futures_initial_margin(self, sym: str, side: str, qty: float, est: float, reduce_only: bool) -> float:
+        """The initial margin the part of the order that grows the position needs at price `est`, after the
+        reduce-only, max-notional-at-leverage and available-margin checks."""
+        pos = self.fut.positions[sym].qty
+        sign = 1 if side == "BUY" else -1
+        reduce_part = min(qty, abs(pos)) if pos and (pos > 0) != (sign > 0) else 0.0
+        inc = qty - reduce_part
+        if reduce_only and reduce_part <= 0:
+            raise errors.reduce_only_rejected()
+        if reduce_only:
+            inc = 0.0
+        if inc <= 0:
+            return 0.0
+        lev = self.fut.leverage[sym]
+        new_notional = (abs(pos) - reduce_part + inc) * est
+        if new_notional > self.fut.max_notional(sym, lev):
+            raise errors.max_position_at_leverage()
+        im = inc * est / lev
+        if im > self.available() + 1e-9:
+            raise errors.margin_insufficient()
+        return im
 
     def _fill_futures(self, o: Order, qty: float, price: float, maker: bool, t: int) -> None:
         rate = self.cfg.futures_maker_fee if maker else self.cfg.futures_taker_fee

@@ -319,70 +319,81 @@ class Hub:
             self._expire(key, t)
 
     def _due(self, family: str, stream: str, t: int) -> list:
+        """The events one subscribed stream owes at replay time `t`."""
         parsed = parse_stream(stream)
         if parsed is None:
             return []
         kind, sym, arg = parsed
-        v = self.venue
-        mode = v.cfg.predicted_rate
         state_key = (family, stream)
         if kind == "markPrice":
-            bucket = t // int(arg)  # type: ignore[arg-type]
-            if self._state.get(state_key) == bucket:
-                return []
-            self._state[state_key] = bucket
-            syms = list(v.markets) if sym == "*" else [sym] if sym in v.markets else []
-            syms = [s for s in syms if not self.sim.faults.mark_frozen(s)]
-            if not syms:
-                return []
-            ups = [marketdata.mark_price_update(v.paths[s], v.markets[s], t, mode) for s in syms]
-            for u in ups:
-                factor = self.sim.faults.take_bad_print(u["s"], "mark") if self.sim.faults.bad_prints else None
-                if factor is not None:
-                    u["p"] = marketdata.f8(float(u["p"]) * factor)
-            return [ups] if sym == "*" else ups
+            return self._due_mark_price(state_key, sym, int(arg), t)  # type: ignore[arg-type]
         if kind == "bookTicker":
-            futures = family == FUT
-            syms = list(v.markets) if sym == "*" else [sym] if sym in v.markets else []
-            if sym == "*" and not futures:
-                return []
-            last: dict = self._state.setdefault(state_key, {})  # type: ignore[assignment]
-            out = []
-            for s in syms:
-                if not futures and not v.paths[s].spot_is_open(t):
-                    continue
-                q = v.perp_quote(s, t) if futures else v.spot_quote(s, t)
-                if last.get(s) == (q.bid, q.ask):
-                    continue
-                last[s] = (q.bid, q.ask)
-                self._book_ids += 1
-                msg = marketdata.book_ticker_ws(q, v.markets[s], t, futures, self._book_ids)
-                factor = self.sim.faults.take_bad_print(s, "book") if self.sim.faults.bad_prints else None
-                if factor is not None:
-                    msg["b"], msg["a"] = (marketdata.f8(float(msg["b"]) * factor),
-                                          marketdata.f8(float(msg["a"]) * factor))
-                out.append(msg)
-            return out
+            return self._due_book_ticker(state_key, family == FUT, sym, t)
         if kind == "kline":
-            if sym not in v.markets:
-                return []
-            futures = family == FUT
-            interval = str(arg)
-            step = marketdata.INTERVALS_MS[interval]
-            prev = self._state.get(state_key)
-            out = []
-            path_kind = "perp" if futures else "spot"
-            if isinstance(prev, int):
-                if prev >= t:
-                    return []
-                if prev // step != t // step:
-                    close_t = (prev // step) * step + step - 1
-                    out.append(marketdata.kline_event(v.paths[sym], v.markets[sym], path_kind, interval, close_t,
-                                                      futures))
-            self._state[state_key] = t
-            out.append(marketdata.kline_event(v.paths[sym], v.markets[sym], path_kind, interval, t, futures))
-            return out
+            return self._due_kline(state_key, family == FUT, sym, str(arg), t)
         return []  # forceOrder: event driven
+
+    def _due_mark_price(self, state_key: tuple, sym: str, every_ms: int, t: int) -> list:
+        """One markPrice update per `every_ms` bucket (all symbols in one array for `!markPrice@arr`)."""
+        v = self.venue
+        bucket = t // every_ms
+        if self._state.get(state_key) == bucket:
+            return []
+        self._state[state_key] = bucket
+        syms = list(v.markets) if sym == "*" else [sym] if sym in v.markets else []
+        syms = [s for s in syms if not self.sim.faults.mark_frozen(s)]
+        if not syms:
+            return []
+        ups = [marketdata.mark_price_update(v.paths[s], v.markets[s], t, v.cfg.predicted_rate) for s in syms]
+        for u in ups:
+            factor = self.sim.faults.take_bad_print(u["s"], "mark") if self.sim.faults.bad_prints else None
+            if factor is not None:
+                u["p"] = marketdata.f8(float(u["p"]) * factor)
+        return [ups] if sym == "*" else ups
+
+    def _due_book_ticker(self, state_key: tuple, futures: bool, sym: str, t: int) -> list:
+        """A bookTicker event per symbol whose top of book changed (spot: only while its market is open)."""
+        v = self.venue
+        syms = list(v.markets) if sym == "*" else [sym] if sym in v.markets else []
+        if sym == "*" and not futures:
+            return []
+        last: dict = self._state.setdefault(state_key, {})  # type: ignore[assignment]
+        out = []
+        for s in syms:
+            if not futures and not v.paths[s].spot_is_open(t):
+                continue
+            q = v.perp_quote(s, t) if futures else v.spot_quote(s, t)
+            if last.get(s) == (q.bid, q.ask):
+                continue
+            last[s] = (q.bid, q.ask)
+            self._book_ids += 1
+            msg = marketdata.book_ticker_ws(q, v.markets[s], t, futures, self._book_ids)
+            factor = self.sim.faults.take_bad_print(s, "book") if self.sim.faults.bad_prints else None
+            if factor is not None:
+                msg["b"], msg["a"] = (marketdata.f8(float(msg["b"]) * factor),
+                                      marketdata.f8(float(msg["a"]) * factor))
+            out.append(msg)
+        return out
+
+    def _due_kline(self, state_key: tuple, futures: bool, sym: str, interval: str, t: int) -> list:
+        """The running kline, preceded by the closed one when `t` crossed an interval boundary."""
+        v = self.venue
+        if sym not in v.markets:
+            return []
+        step = marketdata.INTERVALS_MS[interval]
+        prev = self._state.get(state_key)
+        out = []
+        path_kind = "perp" if futures else "spot"
+        if isinstance(prev, int):
+            if prev >= t:
+                return []
+            if prev // step != t // step:
+                close_t = (prev // step) * step + step - 1
+                out.append(marketdata.kline_event(v.paths[sym], v.markets[sym], path_kind, interval, close_t,
+                                                  futures))
+        self._state[state_key] = t
+        out.append(marketdata.kline_event(v.paths[sym], v.markets[sym], path_kind, interval, t, futures))
+        return out
 
     def _expire(self, key: str, t: int) -> None:
         for conn in list(self.conns):

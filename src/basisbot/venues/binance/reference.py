@@ -11,7 +11,7 @@ Where the facts come from (see README.md "Where venue facts come from"):
 - Market rules (tick, lot step, limits): the real exchangeInfo capture of 2021-07-21 (117 USDT perpetuals),
   overlaid by an operator's own `GET /fapi/v1/exchangeInfo` file (`backtest.exchange_info` / `--exchange-info`)
   for the symbols it lists. The capture has only the futures side; spot rules are derived from the perp's (see
-  `spot_rules`), as documented in README.md and backtests/data/SOURCES.md.
+  `spot_rules`), as documented in README.md and basisbot/data/bundled_market/SOURCES.md.
 
 Live and paper never read these files: they take brackets and market rules from the exchange (`basisbot.live`).
 """
@@ -19,44 +19,20 @@ Live and paper never read these files: they take brackets and market rules from 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from functools import cache
+from importlib import resources
 from pathlib import Path
 
-from basisbot.core.brackets import BracketError, BracketTable, load_brackets
+from basisbot.core.brackets import BracketError, BracketTable, load_brackets, parse_brackets
+from basisbot.venues.profile import MarketSpec, VenueDataError
 
-DATA_DIR = Path(__file__).resolve().parents[4] / "backtests" / "data" / "binance"
-EXCHANGE_INFO = DATA_DIR / "fapi_v1_exchangeInfo_2021-07-21.json"
-BRACKETS = DATA_DIR / "leverage_brackets.json"  # 2026: BTCUSDT, ETHUSDT, SOLUSDT
-BRACKETS_ALL = DATA_DIR / "leverage_brackets_all.json"  # 2024-10: every USDT-margined perpetual then listed
-
-
-class VenueDataError(ValueError):
-    """A venue reference file (bundled or the operator's) is missing or malformed; the message names it."""
-
-
-@dataclass(frozen=True, slots=True)
-class MarketSpec:
-    """Trading rules of one market, as the exchange's filters state them."""
-
-    symbol: str
-    base: str
-    quote: str
-    tick_size: Decimal
-    step_size: Decimal
-    min_qty: Decimal
-    max_qty: Decimal
-    min_notional: Decimal
-    liquidation_fee: Decimal = Decimal(0)
-
-    @property
-    def price_precision(self) -> int:
-        return max(0, -self.tick_size.normalize().as_tuple().exponent)
-
-    @property
-    def size_precision(self) -> int:
-        return max(0, -self.step_size.normalize().as_tuple().exponent)
+# package data (`reference_data/`, its checksums in SHA256SUMS), found through importlib.resources so a wheel
+# installed anywhere reads the same files as the source checkout
+DATA_DIR = resources.files("basisbot.venues.binance").joinpath("reference_data")
+EXCHANGE_INFO = DATA_DIR.joinpath("fapi_v1_exchangeInfo_2021-07-21.json")
+BRACKETS = DATA_DIR.joinpath("leverage_brackets.json")  # 2026: BTCUSDT, ETHUSDT, SOLUSDT
+BRACKETS_ALL = DATA_DIR.joinpath("leverage_brackets_all.json")  # 2024-10: every USDT-margined perpetual then listed
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -114,9 +90,9 @@ def parse_exchange_info(obj: object, source: str = "<memory>") -> dict[str, Mark
     return out
 
 
-def _read_json(path: Path, what: str):
+def _read_json(path, what: str):
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8") if hasattr(path, "read_text") else Path(path).read_text("utf-8")
     except OSError as e:
         raise VenueDataError(f"{path}: cannot read the {what} file: {e.strerror or e}") from None
     try:
@@ -125,9 +101,27 @@ def _read_json(path: Path, what: str):
         raise VenueDataError(f"{path}: invalid JSON: {e}") from None
 
 
+def _bundled_text(resource, what: str, flag: str) -> str:
+    """A bundled reference file's text; a missing or unreadable one is a VenueDataError saying how to supply one."""
+    try:
+        return resource.read_text(encoding="utf-8")
+    except OSError as e:
+        raise VenueDataError(f"{resource}: cannot read the bundled {what} ({e.strerror or e}); supply one with "
+                             f"{flag} FILE (or the matching backtest.* key in the config)") from None
+
+
 @cache
 def _exchange_info() -> dict:
-    return json.loads(EXCHANGE_INFO.read_text())
+    try:
+        return json.loads(_bundled_text(EXCHANGE_INFO, "exchangeInfo capture", "--exchange-info"))
+    except json.JSONDecodeError as e:
+        raise VenueDataError(f"{EXCHANGE_INFO}: invalid JSON: {e}; supply an exchangeInfo file with "
+                             "--exchange-info FILE") from None
+
+
+def exchange_info_json() -> dict:
+    """The bundled exchangeInfo capture as Binance answered it."""
+    return _exchange_info()
 
 
 @cache
@@ -191,7 +185,15 @@ def missing_rules_message(symbol: str, exchange_info: Path | None) -> str:
 @cache
 def brackets() -> dict[str, BracketTable]:
     """Bundled brackets of every symbol: the all-symbols snapshot, overlaid by the newer BTC/ETH/SOL tables."""
-    return {**load_brackets(BRACKETS_ALL), **load_brackets(BRACKETS)}
+    return {**_bundled_brackets(BRACKETS_ALL), **_bundled_brackets(BRACKETS)}
+
+
+def _bundled_brackets(resource) -> dict[str, BracketTable]:
+    try:
+        return parse_brackets(json.loads(_bundled_text(resource, "leverage brackets", "--brackets")),
+                              source=str(resource))
+    except (json.JSONDecodeError, BracketError) as e:
+        raise VenueDataError(f"{resource}: {e}; supply a brackets file with --brackets FILE") from None
 
 
 @cache
