@@ -157,12 +157,13 @@ class BasisCarryStrategy(TwoLegStrategy):
     def _state_after(self, before: list) -> tuple:
         """(calendar, memory, settlements held, interval minutes, rate at decision) after the funding updates and
         jobs of `before` (time-ordered): what `on_funding_rate` and `_on_job` would leave. With nothing before, the
-        strategy's own calendar and memory (a caller copies before changing them); otherwise copies."""
+        strategy's own calendar and memory (a caller copies before changing them); otherwise copies (shallow: both
+        hold only immutable values)."""
         held, interval, at_decision = self.settlements_held, self.interval_minutes, self._rate_at_decision
         rate = self.predicted_rate
         if not before:
             return self.calendar, self.memory, held, interval, rate
-        cal, memory = copy.deepcopy(self.calendar), copy.deepcopy(self.memory)
+        cal, memory = copy.copy(self.calendar), copy.copy(self.memory)
         for item in before:
             if isinstance(item, Job):
                 if item.kind is JobKind.DECISION and rate is not None:
@@ -187,20 +188,20 @@ class BasisCarryStrategy(TwoLegStrategy):
         strategy sending nothing and reading no price but whether a mark exists. Conservative: False when unsure."""
         if self._budgeted() or self._busy() or self._halted is not None or self._resume_pending or self._draining:
             return False
+        if self.phase is Phase.IN_CARRY:  # in carry a prediction only checks the hedge, once per position change
+            return self._qty is not None and self._hedge_checked is self._qty
+        if self.phase is not Phase.FLAT:
+            return False
+        if at_ns < self._entry_after_ns:
+            return True
         cal, memory, held, interval_now, _ = self._state_after(list(before))
         if interval:
             interval_now = int(interval)
         if next_funding_ns != cal.next_ns:
-            cal = copy.deepcopy(cal)
+            cal = copy.copy(cal)
             cal.on_funding_info(next_funding_ns, interval, at_ns, ACTED_ON)
-        if self.phase is Phase.FLAT:
-            if at_ns < self._entry_after_ns:
-                return True
-            view = carry.CarryView(rate, interval_now / 60, False, held, cal.in_blackout(at_ns), memory.hourly)
-            return carry.decide(self.rules, view) is not carry.Action.ENTER
-        if self.phase is Phase.IN_CARRY:
-            return self._qty is not None and self._hedge_checked is self._qty
-        return False
+        view = carry.CarryView(rate, interval_now / 60, False, held, cal.in_blackout(at_ns), memory.hourly)
+        return carry.decide(self.rules, view) is not carry.Action.ENTER
 
     def job_is_inert(self, job: Job, at_ns: int, before: list = ()) -> bool:
         """Whether `job` at `at_ns` (after `before`) would send nothing and read no price."""

@@ -22,6 +22,7 @@ engine as static data (they are always replayed; nautilus registers their subscr
 from __future__ import annotations
 
 import math
+from bisect import bisect_right
 from collections.abc import Iterator
 
 from nautilus_trader.model.data import MarkPriceUpdate
@@ -45,14 +46,21 @@ class QuietGate:
 
     def __init__(self, feeds: dict[str, SymbolFeed]):
         self.feeds = feeds
+        # each symbol's settlement times (as the venue applies them), sorted: an hour's are found by bisection
+        self._settle_ts = {s: [e[0] for e in f.settlements] for s, f in feeds.items()}
         self.strategies: dict = {}
         self.ledger = None
         self.compounding = False
         self.modes = {FULL: 0, LAST: 0, NONE: 0}
         self.emitted = 0  # events handed to the engine (`basisbot.backtest.run.build_engine` counts them)
+        self._cross: list[str] = []  # the symbols in cross margin
+        self._by_perp: dict = {}  # perp instrument id -> its strategy
+        self._watches: dict = {}  # perp instrument id -> its mark watch (one per instrument for the run)
 
     def bind(self, strategies: dict, ledger, compounding: bool) -> None:
         self.strategies, self.ledger, self.compounding = strategies, ledger, compounding
+        self._cross = [s for s, spec in ledger.symbols.items() if spec.mode == "cross"]
+        self._by_perp = {st.perp_id: st for st in strategies.values()}
 
     def plan(self, close_ns: int, spans: list[tuple[str, HourSpan, HourSpan | None]], pending) -> dict[str, str]:
         """{symbol: mode} for the hour closing at `close_ns`. `spans`: (symbol, this hour, the symbol's previous
@@ -60,7 +68,8 @@ class QuietGate:
         everything = {s: FULL for s, _, _ in spans}
         if not self.strategies or self.compounding or self.ledger is None:
             return everything
-        if any(b.side != 0 and self.ledger.symbols[s].mode == "cross" for s, b in self.ledger.books.items()):
+        books = self.ledger.books
+        if any(books[s].side != 0 for s in self._cross):
             return everything  # cross margin: every mark moves every cross position's liquidation price
         if not self._quiet_pending(pending):
             return everything
@@ -79,14 +88,18 @@ class QuietGate:
         """The event the engine has not processed yet: a close mark inside its watch's bands changes nothing."""
         if not isinstance(pending, MarkPriceUpdate):
             return False
-        for st in self.strategies.values():
-            if st.perp_id == pending.instrument_id:
-                watch = mark_watch(st.msgbus, st.perp_id)
-                return watch.low < pending.value.as_double() < watch.high
-        return False
+        iid = pending.instrument_id
+        watch = self._watches.get(iid)
+        if watch is None:
+            st = self._by_perp.get(iid)
+            if st is None:
+                return False
+            watch = self._watches[iid] = mark_watch(st.msgbus, iid)
+        return watch.low < pending.value.as_double() < watch.high
 
     def _settlements(self, symbol: str, t0: int, t1: int) -> list[tuple[int, int, float]]:
-        return [e for e in self.feeds[symbol].settlements if t0 < e[0] <= t1]
+        ts = self._settle_ts[symbol]
+        return self.feeds[symbol].settlements[bisect_right(ts, t0):bisect_right(ts, t1)]
 
     def _wakes(self, symbol: str, span: HourSpan, close_ns: int) -> bool:
         book = self.ledger.books[symbol]
