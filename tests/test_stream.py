@@ -23,9 +23,7 @@ def _config(tmp: Path, name: str, *, guard: bool, lev: int, mode: str, start: st
 
 
 def _observed(result) -> dict:
-    # a liquidation's order id ends in a random part (`PerpMarginModule._liquidate`): compared without it
-    fills = [(f.ts_ns, f.symbol, f.leg, f.side, f.qty, f.price, f.fee_usdt, f.tag,
-              f.client_order_id.rsplit("-", 1)[0] if f.client_order_id.startswith("LIQ-") else f.client_order_id)
+    fills = [(f.ts_ns, f.symbol, f.leg, f.side, f.qty, f.price, f.fee_usdt, f.tag, f.client_order_id)
              for f in result.fills]
     return {
         "fills": fills,
