@@ -147,6 +147,11 @@ class HourSpan:
     low: float = math.inf  # the intra-hour marks' range (inf, -inf: none)
     high: float = -math.inf
     close_mark: float = math.nan  # the closing mark, as its Price has it
+    # the path's head: the later of the first perp and the first spot trade tick (-1: a leg has no tick in the hour),
+    # and the range of the marks up to it
+    head_ns: int = -1
+    head_low: float = math.inf
+    head_high: float = -math.inf
 
 
 class _Builder:
@@ -220,6 +225,7 @@ class _Builder:
 
     def _path(self, t: int, row: dict, span: HourSpan) -> None:
         t_open = t - HOUR_NS
+        e0, n_marks = len(self.events), len(self.marks[0])
         if not math.isnan(row["perp_close"]):
             ppath = bar_path(row["perp_open"], row["perp_high"], row["perp_low"], row["perp_close"], self.step)
             n0 = len(self.marks[0])
@@ -236,6 +242,11 @@ class _Builder:
             _intrabar(self.events, self.spot, t_open, spath, self.spot_tick_size, 0.0, self.sp, self.ids, None)
             if len(self.events) > n0:
                 span.last_ticks += (len(self.events) - 1,)
+            if n0 > e0 and len(self.events) > n0:  # both legs have ticks: the head ends at the later first one
+                span.head_ns = max(self.events[e0][0], self.events[n0][0])
+                head = [m for ts, m in zip(self.marks[0][n_marks:], self.marks[1][n_marks:]) if ts <= span.head_ns]
+                if head:
+                    span.head_low, span.head_high = min(head), max(head)
 
     def _bars(self, t: int, row: dict) -> None:
         sp, pp, ssz, psz = self.sp, self.pp, self.ssz, self.psz

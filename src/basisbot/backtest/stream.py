@@ -12,9 +12,13 @@ decides each hour from the run's own state, just before it:
   a decision or funding update that could trade, cross margin, a compounding budget);
 - ``last``: the path's last trade prices (spot and perp) and its last mark, what the strategy reads at the close
   when it may trade there;
-- ``none``: the path's last trade prices, the settlements and the close. The last trade prices of every hour are
-  always replayed: nautilus' risk engine checks an order's notional against the last trade price, whenever the
-  order comes.
+- ``none``: the path's last trade prices, the settlements and the close. nautilus' risk engine checks an order's
+  notional and the balance against the last trade price, whenever the order comes, so the last trade prices of an
+  hour are replayed unless no order can come before the next trade prices the engine gets:
+- ``quiet``: the settlements and the close only: ``none``, and nothing can act from the close to the next hour's
+  first trade ticks of both legs (no settlement and no alert there, every mark up to them inside every band). By
+  induction the engine's last trade price at any order is the full stream's: an hour replayed in full has all its
+  ticks, ``last`` keeps its last ones and acts only at its close, ``none`` and ``quiet`` act nowhere.
 
 Everything the gate cannot show quiet is replayed in full: it errs towards more events, never fewer. Bars go to the
 engine as static data (they are always replayed; nautilus registers their subscriptions from them)."""
@@ -34,7 +38,7 @@ from basisbot.core.guard_state import GuardState
 from basisbot.core.mark_watch import mark_watch
 from basisbot.nautilus.messages import PerpMarginState
 
-FULL, LAST, NONE = "full", "last", "none"
+FULL, LAST, NONE, QUIET = "full", "last", "none", "quiet"
 
 
 def _inside(band: tuple[float, float], low: float, high: float) -> bool:
@@ -51,7 +55,7 @@ class QuietGate:
         self.strategies: dict = {}
         self.ledger = None
         self.compounding = False
-        self.modes = {FULL: 0, LAST: 0, NONE: 0}
+        self.modes = {FULL: 0, LAST: 0, NONE: 0, QUIET: 0}
         self.emitted = 0  # events handed to the engine (`basisbot.backtest.run.build_engine` counts them)
         self._cross: list[str] = []  # the symbols in cross margin
         self._by_perp: dict = {}  # perp instrument id -> its strategy
@@ -62,10 +66,12 @@ class QuietGate:
         self._cross = [s for s, spec in ledger.symbols.items() if spec.mode == "cross"]
         self._by_perp = {st.perp_id: st for st in strategies.values()}
 
-    def plan(self, close_ns: int, spans: list[tuple[str, HourSpan, HourSpan | None]], pending) -> dict[str, str]:
+    def plan(self, close_ns: int, spans: list[tuple[str, HourSpan, HourSpan | None, HourSpan | None]],
+             pending) -> dict[str, str]:
         """{symbol: mode} for the hour closing at `close_ns`. `spans`: (symbol, this hour, the symbol's previous
-        hour or None); `pending`: the last event handed to the engine, which it has not processed yet."""
-        everything = {s: FULL for s, _, _ in spans}
+        hour or None, its next hour or None); `pending`: the last event handed to the engine, which it has not
+        processed yet."""
+        everything = {s: FULL for s, *_ in spans}
         if not self.strategies or self.compounding or self.ledger is None:
             return everything
         books = self.ledger.books
@@ -73,11 +79,11 @@ class QuietGate:
             return everything  # cross margin: every mark moves every cross position's liquidation price
         if not self._quiet_pending(pending):
             return everything
-        modes = {s: self._mode(s, span, prev, close_ns) for s, span, prev in spans}
+        modes = {s: self._mode(s, span, prev, nxt, close_ns) for s, span, prev, nxt in spans}
         if FULL in modes.values():
             # a symbol's hour replayed in full can move the accounts inside it: a symbol whose venue publishes its
             # margin state at the hour's first mark then publishes what it finds there
-            for s, span, _ in spans:
+            for s, span, *_ in spans:
                 if modes[s] != FULL and self._wakes(s, span, close_ns):
                     modes[s] = FULL
         for m in modes.values():
@@ -105,13 +111,14 @@ class QuietGate:
         book = self.ledger.books[symbol]
         return book.band.awake or (book.side != 0 and bool(self._settlements(symbol, close_ns - HOUR_NS, close_ns)))
 
-    def _mode(self, symbol: str, span: HourSpan, prev: HourSpan | None, close_ns: int) -> str:
+    def _mode(self, symbol: str, span: HourSpan, prev: HourSpan | None, nxt: HourSpan | None, close_ns: int) -> str:
         st = self.strategies[symbol]
         t0 = close_ns - HOUR_NS
         if prev is None or not st.idle() or not math.isfinite(prev.close_mark):
             return FULL
         low, high = min(span.low, prev.close_mark), max(span.high, prev.close_mark)
-        if not all(_inside(b, low, high) for b in self._bands(symbol, st, t0, close_ns, high)):
+        bands = self._bands(symbol, st, t0, close_ns, high)
+        if not all(_inside(b, low, high) for b in bands):
             return FULL
         events = self.feeds[symbol].events
         # what reaches the strategy inside the hour, in time order: funding updates (settlements) and its alerts
@@ -123,21 +130,45 @@ class QuietGate:
             if item is None:
                 continue  # a pair's timeout or retry: nothing to do for an idle strategy
             if hasattr(item, "next_funding_ns"):
-                nxt = item.next_funding_ns
-                if nxt is not None and nxt - HOUR_NS <= close_ns:
+                announced = item.next_funding_ns
+                if announced is not None and announced - HOUR_NS <= close_ns:
                     return FULL  # it announces a settlement whose jobs could fall in this hour
-                if not st.prediction_is_inert(float(item.rate), item.interval, nxt, ts, before):
+                if not st.prediction_is_inert(float(item.rate), item.interval, announced, ts, before):
                     return FULL
             elif not st.job_is_inert(item, ts, before):
                 return FULL
             before.append(item)
         close = [events[i][2] for i in range(*span.close)]
-        if len(close) != 2:
-            return NONE  # no prediction at the close: nothing reads the mark before the closing one
-        pred = close[0]
-        if st.prediction_is_inert(float(pred.rate), pred.interval, pred.next_funding_ns, close_ns, before):
-            return NONE
-        return LAST
+        if len(close) == 2:
+            pred = close[0]
+            if not st.prediction_is_inert(float(pred.rate), pred.interval, pred.next_funding_ns, close_ns, before):
+                return LAST
+            before.append(pred)
+        # else no prediction at the close: nothing reads the mark before the closing one
+        return QUIET if self._quiet_until_next_ticks(symbol, st, span, nxt, bands, before) else NONE
+
+    def _quiet_until_next_ticks(self, symbol: str, st, span: HourSpan, nxt: HourSpan | None, bands: list,
+                                announced: list) -> bool:
+        """Whether nothing can act for `symbol` from the close of `span` (an hour where nothing acts) up to the
+        next hour's first trade ticks of both legs: no settlement and no alert due there, no settlement announced in
+        the hour whose jobs could fall there, the closing mark and every mark up to those ticks inside every band
+        (the bands of the hour: no settlement comes in between to change the margin state)."""
+        if nxt is None or nxt.head_ns < 0 or not math.isfinite(span.close_mark):
+            return False
+        close_ns, head_ns = span.close_ns, nxt.head_ns
+        ts = self._settle_ts[symbol]
+        if bisect_right(ts, head_ns) != bisect_right(ts, close_ns):
+            return False
+        if any(close_ns < fire_ns <= head_ns for fire_ns, _ in st.pending_alerts()):
+            return False
+        w = st.calendar.windows
+        lead = max(w.decision_before_s, w.blackout_before_s, 0) * 1_000_000_000
+        for item in announced:
+            nf = getattr(item, "next_funding_ns", None)
+            if nf is not None and nf - lead <= head_ns:
+                return False
+        low, high = min(nxt.head_low, span.close_mark), max(nxt.head_high, span.close_mark)
+        return all(_inside(b, low, high) for b in bands)
 
     def _bands(self, symbol: str, st, t0: int, t1: int, high: float) -> list[tuple[float, float]]:
         """The quiet ranges every mark of the hour must sit in: the guard's and the venue's as they are, and, when
@@ -172,24 +203,24 @@ class QuietGate:
 def hour_chunks(feeds: dict[str, SymbolFeed], order: list[str], gate: QuietGate) -> Iterator[list]:
     """The engine's data after the bars, an hour per chunk, in the engine's order (time, then the priority within a
     time, then the symbol's place in `order`)."""
-    by_close: dict[int, list[tuple[int, str, HourSpan, HourSpan | None]]] = {}
+    by_close: dict[int, list[tuple[int, str, HourSpan, HourSpan | None, HourSpan | None]]] = {}
     for idx, s in enumerate(order):
-        prev = None
-        for span in feeds[s].hours:
-            by_close.setdefault(span.close_ns, []).append((idx, s, span, prev))
-            prev = span
+        hours = feeds[s].hours
+        for k, span in enumerate(hours):
+            by_close.setdefault(span.close_ns, []).append(
+                (idx, s, span, hours[k - 1] if k else None, hours[k + 1] if k + 1 < len(hours) else None))
     pending = None
     for close_ns in sorted(by_close):
         group = by_close[close_ns]
-        modes = gate.plan(close_ns, [(s, span, prev) for _, s, span, prev in group], pending)
+        modes = gate.plan(close_ns, [g[1:] for g in group], pending)
         chunk = []
-        for idx, s, span, _ in group:
+        for idx, s, span, *_ in group:
             events = feeds[s].events
             picks = list(range(*span.settle))
             mode = modes[s]
             if mode == FULL:
                 picks += range(*span.intra)
-            else:
+            elif mode != QUIET:
                 picks += span.last_ticks  # the last trade prices: the risk engine checks any order against them
                 if mode == LAST and span.last_mark >= 0:
                     picks.append(span.last_mark)
