@@ -77,9 +77,11 @@ class QuietGate:
         books = self.ledger.books
         if any(books[s].side != 0 for s in self._cross):
             return everything  # cross margin: every mark moves every cross position's liquidation price
-        if not self._quiet_pending(pending):
+        loud = self._loud_pending(pending)
+        if loud is None:
             return everything
-        modes = {s: self._mode(s, span, prev, nxt, close_ns) for s, span, prev, nxt in spans}
+        # a symbol whose closing mark (not processed yet) reaches its watchers is decided on a stale state: in full
+        modes = {s: FULL if s == loud else self._mode(s, span, prev, nxt, close_ns) for s, span, prev, nxt in spans}
         if FULL in modes.values():
             # a symbol's hour replayed in full can move the accounts inside it: a symbol whose venue publishes its
             # margin state at the hour's first mark then publishes what it finds there
@@ -90,18 +92,19 @@ class QuietGate:
             self.modes[m] += 1
         return modes
 
-    def _quiet_pending(self, pending) -> bool:
-        """The event the engine has not processed yet: a close mark inside its watch's bands changes nothing."""
+    def _loud_pending(self, pending) -> str | None:
+        """The event the engine has not processed yet: a closing mark inside its watch's bands changes nothing ("");
+        outside, it reaches the watchers of its symbol only (the symbol). None: anything else (unknown effects)."""
         if not isinstance(pending, MarkPriceUpdate):
-            return False
+            return None
         iid = pending.instrument_id
+        st = self._by_perp.get(iid)
+        if st is None:
+            return None
         watch = self._watches.get(iid)
         if watch is None:
-            st = self._by_perp.get(iid)
-            if st is None:
-                return False
             watch = self._watches[iid] = mark_watch(st.msgbus, iid)
-        return watch.low < pending.value.as_double() < watch.high
+        return "" if watch.low < pending.value.as_double() < watch.high else st.symbol
 
     def _settlements(self, symbol: str, t0: int, t1: int) -> list[tuple[int, int, float]]:
         ts = self._settle_ts[symbol]
