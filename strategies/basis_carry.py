@@ -183,9 +183,12 @@ class BasisCarryStrategy(TwoLegStrategy):
         return cal, memory, held, interval, rate
 
     def prediction_is_inert(self, rate: float, interval: int | None, next_funding_ns: int | None, at_ns: int,
-                            before: list = ()) -> bool:
+                            before: list = (), prices: tuple | None = None) -> bool:
         """Whether a predicted rate at `at_ns` (after `before`: funding updates and jobs of the hour) would leave the
-        strategy sending nothing and reading no price but whether a mark exists. Conservative: False when unsure."""
+        strategy sending nothing, logging nothing and reading no price but whether a mark exists. Conservative: False
+        when unsure. With `prices` (spot price, the marks it may read), an entry the carry rules want is inert if it
+        would stop at the pre-check failure already logged at each of those marks, the accounts as they are now
+        (`entry_skipped_quietly`: the caller answers for the accounts not moving until then)."""
         if self._budgeted() or self._busy() or self._halted is not None or self._resume_pending or self._draining:
             return False
         if self.phase is Phase.IN_CARRY:  # in carry a prediction only checks the hedge, once per position change
@@ -201,7 +204,21 @@ class BasisCarryStrategy(TwoLegStrategy):
             cal = copy.copy(cal)
             cal.on_funding_info(next_funding_ns, interval, at_ns, ACTED_ON)
         view = carry.CarryView(rate, interval_now / 60, False, held, cal.in_blackout(at_ns), memory.hourly)
-        return carry.decide(self.rules, view) is not carry.Action.ENTER
+        if carry.decide(self.rules, view) is not carry.Action.ENTER:
+            return True
+        return prices is not None and self.entry_skipped_quietly(*prices)
+
+    def entry_skipped_quietly(self, spot_px: float, marks: tuple[float, ...]) -> bool:
+        """Whether an entry tried at `spot_px`, with the perp's mark at each of `marks`, stops at the pre-check
+        failure already logged (sending nothing, logging nothing), the accounts as they are now."""
+        if self._skipping is None or not marks:
+            return False
+        spot_qty, perp_qty = self._entry_quantities(spot_px)
+        for mark in marks:
+            problem = self._precheck(spot_qty, perp_qty, spot_px, mark)
+            if problem is None or problem[0] != self._skipping:
+                return False
+        return True
 
     def job_is_inert(self, job: Job, at_ns: int, before: list = ()) -> bool:
         """Whether `job` at `at_ns` (after `before`) would send nothing and read no price."""
@@ -291,11 +308,7 @@ class BasisCarryStrategy(TwoLegStrategy):
         spot_px = self.spot_px
         if spot_px is None:
             return  # no spot price yet
-        notional = self.cfg.notional_usdt * self._scale
-        if self.cfg.max_notional_usdt:
-            notional = min(notional, self.cfg.max_notional_usdt)
-        spot_qty, perp_qty = carry.leg_quantities(notional, spot_px, self.cfg.hedge_ratio, self._spot_lot,
-                                                  self._perp_lot)
+        spot_qty, perp_qty = self._entry_quantities(spot_px)
         problem = self._precheck(spot_qty, perp_qty, spot_px)
         if problem:  # logged once per streak: live, the same check fails on every mark-price message until it clears
             if problem[0] != self._skipping:
@@ -309,10 +322,18 @@ class BasisCarryStrategy(TwoLegStrategy):
         self.settlements_held = 0
         self._start_pair("enter", spot=(1, spot_qty), perp=(-1, perp_qty))
 
-    def _precheck(self, spot_qty: Decimal, perp_qty: Decimal, spot_px: float) -> tuple[str, str] | None:
+    def _entry_quantities(self, spot_px: float) -> tuple[Decimal, Decimal]:
+        notional = self.cfg.notional_usdt * self._scale
+        if self.cfg.max_notional_usdt:
+            notional = min(notional, self.cfg.max_notional_usdt)
+        return carry.leg_quantities(notional, spot_px, self.cfg.hedge_ratio, self._spot_lot, self._perp_lot)
+
+    def _precheck(self, spot_qty: Decimal, perp_qty: Decimal, spot_px: float,
+                  mark: float | None = None) -> tuple[str, str] | None:
         """Both legs must pass instrument limits and balances before either is sent: (kind, why) of the first
-        failure."""
-        for inst, qty, px in ((self.spot, spot_qty, spot_px), (self.perp, perp_qty, self.mark)):
+        failure. `mark`: the perp's mark to check at (default the latest)."""
+        mark = self.mark if mark is None else mark
+        for inst, qty, px in ((self.spot, spot_qty, spot_px), (self.perp, perp_qty, mark)):
             problem = self._below_minimum(inst, qty, px)
             if problem:
                 return "minimum", problem
@@ -321,7 +342,7 @@ class BasisCarryStrategy(TwoLegStrategy):
         spot_free = spot_acct.balance_free(USDT).as_double() if spot_acct else 0.0
         perp_free = perp_acct.balance_free(USDT).as_double() if perp_acct else 0.0
         spot_cost, perp_margin = carry.entry_costs(float(spot_qty), spot_px, self.cfg.spot_taker_fee, float(perp_qty),
-                                                   self.mark, self.cfg.leverage, self.cfg.perp_taker_fee)
+                                                   mark, self.cfg.leverage, self.cfg.perp_taker_fee)
         if spot_cost > spot_free:
             return "spot_balance", f"spot balance {spot_free:.2f} USDT < {spot_cost:.2f} needed"
         if perp_margin > perp_free:

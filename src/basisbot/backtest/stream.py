@@ -60,6 +60,7 @@ class QuietGate:
         self._cross: list[str] = []  # the symbols in cross margin
         self._by_perp: dict = {}  # perp instrument id -> its strategy
         self._watches: dict = {}  # perp instrument id -> its mark watch (one per instrument for the run)
+        self._on_accounts: set[str] = set()  # symbols of the hour whose close is inert only if the accounts stay
 
     def bind(self, strategies: dict, ledger, compounding: bool) -> None:
         self.strategies, self.ledger, self.compounding = strategies, ledger, compounding
@@ -81,6 +82,7 @@ class QuietGate:
         if loud is None:
             return everything
         # a symbol whose closing mark (not processed yet) reaches its watchers is decided on a stale state: in full
+        self._on_accounts = set()
         modes = {s: FULL if s == loud else self._mode(s, span, prev, nxt, close_ns) for s, span, prev, nxt in spans}
         if FULL in modes.values():
             # a symbol's hour replayed in full can move the accounts inside it: a symbol whose venue publishes its
@@ -88,6 +90,12 @@ class QuietGate:
             for s, span, *_ in spans:
                 if modes[s] != FULL and self._wakes(s, span, close_ns):
                     modes[s] = FULL
+        if self._on_accounts and (FULL in modes.values() or LAST in modes.values()
+                                  or any(span.settle[0] != span.settle[1] for _, span, *_ in spans)):
+            # an entry found inert on the accounts as they are: another symbol trading or a settlement paying in
+            # the hour could change them before the close
+            for s in self._on_accounts:
+                modes[s] = LAST
         for m in modes.values():
             self.modes[m] += 1
         return modes
@@ -144,11 +152,27 @@ class QuietGate:
         close = [events[i][2] for i in range(*span.close)]
         if len(close) == 2:
             pred = close[0]
-            if not st.prediction_is_inert(float(pred.rate), pred.interval, pred.next_funding_ns, close_ns, before):
-                return LAST
+            args = (float(pred.rate), pred.interval, pred.next_funding_ns, close_ns, before)
+            if not st.prediction_is_inert(*args):
+                prices = self._entry_prices(st, span, prev)
+                if prices is None or not st.prediction_is_inert(*args, prices=prices):
+                    return LAST
+                self._on_accounts.add(symbol)
             before.append(pred)
         # else no prediction at the close: nothing reads the mark before the closing one
         return QUIET if self._quiet_until_next_ticks(symbol, st, span, nxt, bands, before) else NONE
+
+    def _entry_prices(self, st, span: HourSpan, prev: HourSpan) -> tuple[float, tuple[float, ...]] | None:
+        """What an entry tried at the hour's close reads: the spot price (the closing spot bar's close, newer than
+        any trade tick), and the perp's mark as the full stream has it there (the hour's last mark) and as this
+        stream has it when the hour's marks are left out (the previous close). None: no closing spot bar."""
+        events = self.feeds[st.symbol].events
+        spot = next((events[i][2] for i in range(*span.bars) if events[i][2].bar_type.instrument_id == st.spot_id),
+                    None)
+        if spot is None:
+            return None
+        full = events[span.last_mark][2].value.as_double() if span.last_mark >= 0 else prev.close_mark
+        return spot.close.as_double(), (full, prev.close_mark)
 
     def _quiet_until_next_ticks(self, symbol: str, st, span: HourSpan, nxt: HourSpan | None, bands: list,
                                 announced: list) -> bool:
