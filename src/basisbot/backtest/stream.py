@@ -176,26 +176,45 @@ class QuietGate:
 
     def _quiet_until_next_ticks(self, symbol: str, st, span: HourSpan, nxt: HourSpan | None, bands: list,
                                 announced: list) -> bool:
-        """Whether nothing can act for `symbol` from the close of `span` (an hour where nothing acts) up to the
-        next hour's first trade ticks of both legs: no settlement and no alert due there, no settlement announced in
-        the hour whose jobs could fall there, the closing mark and every mark up to those ticks inside every band
-        (the bands of the hour: no settlement comes in between to change the margin state)."""
+        """Whether nothing can act for `symbol` from the close of `span` (an hour where nothing acts, after
+        `announced`: its funding updates and alerts) up to the next hour's first trade ticks of both legs: every
+        funding update (a settlement's) and alert due there inert, no settlement announced whose jobs could fall
+        there, the closing mark and every mark up to those ticks inside every band (with a settlement there, the
+        bands as the margin state it brings makes them)."""
         if nxt is None or nxt.head_ns < 0 or not math.isfinite(span.close_mark):
             return False
         close_ns, head_ns = span.close_ns, nxt.head_ns
+        low, high = min(nxt.head_low, span.close_mark), max(nxt.head_high, span.close_mark)
+        events = self.feeds[symbol].events
+        seen = [(events[i][0], events[i][2]) for i in range(*nxt.settle) if events[i][0] <= head_ns]
         ts = self._settle_ts[symbol]
-        if bisect_right(ts, head_ns) != bisect_right(ts, close_ns):
+        if bisect_right(ts, head_ns) != bisect_right(ts, close_ns):  # a settlement before the head
+            bands = self._bands(symbol, st, close_ns - HOUR_NS, head_ns, high)
+        if not all(_inside(b, low, high) for b in bands):
             return False
-        if any(close_ns < fire_ns <= head_ns for fire_ns, _ in st.pending_alerts()):
-            return False
-        w = st.calendar.windows
+        seen += [(fire_ns, job) for fire_ns, job in st.pending_alerts() if close_ns < fire_ns <= head_ns]
+        seen.sort(key=lambda e: e[0])
+        # a settlement the calendar knows has its jobs among the alerts; one announced since could have jobs here
+        w, known = st.calendar.windows, st.calendar.next_ns
         lead = max(w.decision_before_s, w.blackout_before_s, 0) * 1_000_000_000
         for item in announced:
             nf = getattr(item, "next_funding_ns", None)
-            if nf is not None and nf - lead <= head_ns:
+            if nf is not None and nf != known and nf - lead <= head_ns:
                 return False
-        low, high = min(nxt.head_low, span.close_mark), max(nxt.head_high, span.close_mark)
-        return all(_inside(b, low, high) for b in bands)
+        before = list(announced)
+        for at, item in seen:
+            if item is None:
+                continue  # a pair's timeout or retry: nothing to do for an idle strategy
+            if hasattr(item, "next_funding_ns"):
+                nf = item.next_funding_ns
+                if nf is not None and nf != known and nf - lead <= head_ns:
+                    return False
+                if not st.prediction_is_inert(float(item.rate), item.interval, nf, at, before):
+                    return False
+            elif not st.job_is_inert(item, at, before):
+                return False
+            before.append(item)
+        return True
 
     def _bands(self, symbol: str, st, t0: int, t1: int, high: float) -> list[tuple[float, float]]:
         """The quiet ranges every mark of the hour must sit in: the guard's and the venue's as they are, and, when
