@@ -31,7 +31,7 @@ from collections.abc import Iterator
 
 from nautilus_trader.model.data import MarkPriceUpdate
 
-from basisbot.backtest.feed import HOUR_NS, HourSpan, SymbolFeed
+from basisbot.backtest.feed import HOUR_NS, PRIO_MARK, PRIO_PREDICTION, HourSpan, SymbolFeed
 from basisbot.core import margin
 from basisbot.core.carry import funding_payment
 from basisbot.core.guard_state import GuardState
@@ -61,6 +61,8 @@ class QuietGate:
         self._by_perp: dict = {}  # perp instrument id -> its strategy
         self._watches: dict = {}  # perp instrument id -> its mark watch (one per instrument for the run)
         self._on_accounts: set[str] = set()  # symbols of the hour whose close is inert only if the accounts stay
+        self._known: dict[str, tuple] = {}  # symbol -> (signature, earliest alert) of the last hour shown quiet
+        self._band_cache: dict[tuple, tuple] = {}  # (state, settlements) -> (mark bound, the margin states' bands)
 
     def bind(self, strategies: dict, ledger, compounding: bool) -> None:
         self.strategies, self.ledger, self.compounding = strategies, ledger, compounding
@@ -124,6 +126,61 @@ class QuietGate:
 
     def _mode(self, symbol: str, span: HourSpan, prev: HourSpan | None, nxt: HourSpan | None, close_ns: int) -> str:
         st = self.strategies[symbol]
+        sig = self._signature(st, self.ledger.books[symbol])
+        known = self._known.get(symbol)
+        if known is not None and known[0] == sig and prev is not None and span.settle[0] == span.settle[1]:
+            mode = self._mode_unchanged(st, span, prev, nxt, close_ns, known[1])
+            if mode is not None:
+                return mode
+        mode = self._mode_checked(symbol, st, span, prev, nxt, close_ns)
+        if mode in (NONE, QUIET) and symbol not in self._on_accounts:
+            self._known[symbol] = (sig, min((f for f, _ in st.pending_alerts()), default=math.inf))
+        else:
+            self._known.pop(symbol, None)
+        return mode
+
+    @staticmethod
+    def _signature(st, book) -> tuple:
+        """What the checks of an hour without settlements read of the strategy's and the venue's state, besides
+        the prices and the alerts: equal signatures, equal answers (`_mode_unchanged`)."""
+        pair = st.pair
+        return (st.phase, st._qty, pair, pair is None or pair.done(), st._halted, st._resume_pending, st._draining,
+                st.mark_band.awake, st._hedge_checked, st._skipping, st.calendar.next_ns, st.guard.quiet_band,
+                book.version, book.side, book.band.low, book.band.high, book.band.awake)
+
+    def _mode_unchanged(self, st, span: HourSpan, prev: HourSpan, nxt: HourSpan | None, close_ns: int,
+                        next_alert: float) -> str | None:
+        """The checks of `_mode_checked` for an hour without settlements, the state unchanged since an hour they
+        found quiet (same signature; no alert added since, the earliest then `next_alert`): the marks against the
+        same bands, the closing prediction, the next hour's head. None: not shown quiet here (the full checks
+        decide)."""
+        if next_alert <= close_ns or not math.isfinite(prev.close_mark):
+            return None
+        book = self.ledger.books[st.symbol]
+        (g_lo, g_hi), v_lo, v_hi = st.guard.quiet_band, book.band.low, book.band.high
+        lo, hi = max(g_lo, v_lo), min(g_hi, v_hi)
+        if not (lo < min(span.low, prev.close_mark) and max(span.high, prev.close_mark) < hi):
+            return None
+        events = self.feeds[st.symbol].events
+        c0, c1 = span.close
+        pred = events[c0][2] if c1 - c0 == 2 else None
+        if pred is not None and not st.prediction_is_inert(float(pred.rate), pred.interval, pred.next_funding_ns,
+                                                           close_ns, []):
+            return None
+        if nxt is None or nxt.head_ns < 0 or not math.isfinite(span.close_mark) or next_alert <= nxt.head_ns:
+            return NONE
+        head_ns = nxt.head_ns
+        ts = self._settle_ts[st.symbol]
+        if bisect_right(ts, head_ns) != bisect_right(ts, close_ns):
+            return NONE
+        if pred is not None and pred.next_funding_ns not in (None, st.calendar.next_ns):
+            return NONE
+        if lo < min(nxt.head_low, span.close_mark) and max(nxt.head_high, span.close_mark) < hi:
+            return QUIET
+        return NONE
+
+    def _mode_checked(self, symbol: str, st, span: HourSpan, prev: HourSpan | None, nxt: HourSpan | None,
+                      close_ns: int) -> str:
         t0 = close_ns - HOUR_NS
         if prev is None or not st.idle() or not math.isfinite(prev.close_mark):
             return FULL
@@ -227,15 +284,25 @@ class QuietGate:
             return bands
         if book.side == 0:
             return bands + [(-math.inf, math.inf)]
-        spec = self.ledger.symbols[symbol]
         wallet = self.ledger.effective_wallet(symbol)
         mark = max(book.entry, high, st.mark or 0.0) * 1.01  # a bound on the mark the payments use
+        # the same state and settlements give the same bands: kept for a bound on the mark at least as high (the
+        # next hour asks again for the settlement just after this hour's close)
+        key = (symbol, book.version, book.side, book.qty, book.entry, wallet, tuple(settles), id(st.thresholds))
+        kept = self._band_cache.get(key)
+        if kept is None or kept[0] < mark:
+            kept = self._band_cache[key] = (mark, self._margin_bands(symbol, st, book, wallet, settles, mark))
+        return bands + kept[1]
+
+    def _margin_bands(self, symbol: str, st, book, wallet: float, settles: list, mark: float) -> list:
+        spec = self.ledger.symbols[symbol]
         swing = sum(abs(funding_payment(book.qty, mark, rate)) for _, _, rate in settles) + 1e-6
+        bands = []
         for w in (wallet - swing, wallet, wallet + swing) if settles else (wallet,):
             try:
                 lp = margin.liquidation_price(book.side, book.qty, book.entry, w, spec.table)
             except (ValueError, ZeroDivisionError):
-                return bands + [(math.inf, -math.inf)]
+                return [(math.inf, -math.inf)]
             if lp is None or lp <= 0:
                 bands.append((-math.inf, math.inf))
             else:
@@ -259,6 +326,11 @@ def hour_chunks(feeds: dict[str, SymbolFeed], order: list[str], gate: QuietGate)
     for close_ns in sorted(by_close):
         group = by_close[close_ns]
         modes = gate.plan(close_ns, [g[1:] for g in group], pending)
+        out = _quiet_chunk(feeds, group) if all(m == QUIET for m in modes.values()) else None
+        if out:
+            pending = out[-1]
+            yield out
+            continue
         chunk = []
         for idx, s, span, *_ in group:
             events = feeds[s].events
@@ -282,3 +354,27 @@ def hour_chunks(feeds: dict[str, SymbolFeed], order: list[str], gate: QuietGate)
     if tail:
         tail.sort(key=lambda e: e[:3])
         yield [e[3] for e in tail]
+
+
+def _quiet_chunk(feeds: dict[str, SymbolFeed], group: list) -> list | None:
+    """The chunk of an hour quiet for every symbol, in the engine's order without a sort of everything: the
+    settlements inside the hour (before the close), then at the close every symbol's prediction, then every
+    symbol's closing mark (their priorities), each in the symbols' order. None: something else at the close."""
+    settles, preds, marks = [], [], []
+    for idx, s, span, *_ in group:
+        events = feeds[s].events
+        s0, s1 = span.settle
+        if s1 > s0:
+            settles.extend((events[i][0], events[i][1], idx, events[i][2]) for i in range(s0, s1))
+        for i in range(*span.close):
+            prio = events[i][1]
+            if prio == PRIO_PREDICTION:
+                preds.append(events[i][2])
+            elif prio == PRIO_MARK:
+                marks.append(events[i][2])
+            else:
+                return None
+    if settles:
+        settles.sort(key=lambda e: e[:3])
+        return [e[3] for e in settles] + preds + marks
+    return preds + marks
