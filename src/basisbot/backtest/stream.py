@@ -97,7 +97,8 @@ class QuietGate:
             # an entry found inert on the accounts as they are: another symbol trading or a settlement paying in
             # the hour could change them before the close
             for s in self._on_accounts:
-                modes[s] = LAST
+                if modes[s] != FULL:
+                    modes[s] = LAST
         for m in modes.values():
             self.modes[m] += 1
         return modes
@@ -129,11 +130,13 @@ class QuietGate:
         sig = self._signature(st, self.ledger.books[symbol])
         known = self._known.get(symbol)
         if known is not None and known[0] == sig and prev is not None and span.settle[0] == span.settle[1]:
-            mode = self._mode_unchanged(st, span, prev, nxt, close_ns, known[1])
-            if mode is not None:
-                return mode
+            found = self._mode_unchanged(st, span, prev, nxt, close_ns, known[1])
+            if found is not None:
+                self._known[symbol] = (sig, found[1])
+                return found[0]
+        self._on_accounts.discard(symbol)  # the full checks decide it afresh
         mode = self._mode_checked(symbol, st, span, prev, nxt, close_ns)
-        if mode in (NONE, QUIET) and symbol not in self._on_accounts:
+        if mode in (NONE, QUIET):
             self._known[symbol] = (sig, min((f for f, _ in st.pending_alerts()), default=math.inf))
         else:
             self._known.pop(symbol, None)
@@ -149,13 +152,23 @@ class QuietGate:
                 book.version, book.side, book.band.low, book.band.high, book.band.awake)
 
     def _mode_unchanged(self, st, span: HourSpan, prev: HourSpan, nxt: HourSpan | None, close_ns: int,
-                        next_alert: float) -> str | None:
+                        next_alert: float) -> tuple[str, float] | None:
         """The checks of `_mode_checked` for an hour without settlements, the state unchanged since an hour they
         found quiet (same signature; no alert added since, the earliest then `next_alert`): the marks against the
-        same bands, the closing prediction, the next hour's head. None: not shown quiet here (the full checks
-        decide)."""
-        if next_alert <= close_ns or not math.isfinite(prev.close_mark):
+        same bands, the alerts due in the hour, the closing prediction, the next hour's head. (mode, the earliest
+        alert after the hour); None: not shown quiet here (the full checks decide)."""
+        if not math.isfinite(prev.close_mark):
             return None
+        before = []
+        if next_alert <= close_ns:
+            alerts = st.pending_alerts()
+            for at, job in sorted(((f, j) for f, j in alerts if f <= close_ns), key=lambda e: e[0]):
+                if job is None:
+                    continue  # a pair's timeout or retry: nothing to do for an idle strategy
+                if not st.job_is_inert(job, at, before):
+                    return None
+                before.append(job)
+            next_alert = min((f for f, _ in alerts if f > close_ns), default=math.inf)
         book = self.ledger.books[st.symbol]
         (g_lo, g_hi), v_lo, v_hi = st.guard.quiet_band, book.band.low, book.band.high
         lo, hi = max(g_lo, v_lo), min(g_hi, v_hi)
@@ -164,20 +177,24 @@ class QuietGate:
         events = self.feeds[st.symbol].events
         c0, c1 = span.close
         pred = events[c0][2] if c1 - c0 == 2 else None
-        if pred is not None and not st.prediction_is_inert(float(pred.rate), pred.interval, pred.next_funding_ns,
-                                                           close_ns, []):
-            return None
-        if nxt is None or nxt.head_ns < 0 or not math.isfinite(span.close_mark) or next_alert <= nxt.head_ns:
-            return NONE
+        if pred is not None:
+            args = (float(pred.rate), pred.interval, pred.next_funding_ns, close_ns, before)
+            if not st.prediction_is_inert(*args):
+                prices = self._entry_prices(st, span, prev)
+                if prices is None or not st.prediction_is_inert(*args, prices=prices):
+                    return None
+                self._on_accounts.add(st.symbol)
+        if nxt is None or nxt.head_ns < 0 or not math.isfinite(span.close_mark):
+            return NONE, next_alert
+        # a settlement, an alert or a new settlement's jobs before the next hour's head: the full checks look
         head_ns = nxt.head_ns
         ts = self._settle_ts[st.symbol]
-        if bisect_right(ts, head_ns) != bisect_right(ts, close_ns):
-            return NONE
-        if pred is not None and pred.next_funding_ns not in (None, st.calendar.next_ns):
-            return NONE
+        if (next_alert <= head_ns or bisect_right(ts, head_ns) != bisect_right(ts, close_ns)
+                or (pred is not None and pred.next_funding_ns not in (None, st.calendar.next_ns))):
+            return None
         if lo < min(nxt.head_low, span.close_mark) and max(nxt.head_high, span.close_mark) < hi:
-            return QUIET
-        return NONE
+            return QUIET, next_alert
+        return NONE, next_alert
 
     def _mode_checked(self, symbol: str, st, span: HourSpan, prev: HourSpan | None, nxt: HourSpan | None,
                       close_ns: int) -> str:
