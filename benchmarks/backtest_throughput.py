@@ -66,7 +66,7 @@ def main() -> None:
     for _ in range(a.repeat):
         bares.append(bare_run(p))
         fulls.append(run_prepared(p, full_paths=True).run_seconds)
-        r = run_prepared(p)
+        r = run_prepared(p, full_paths=False)
         gateds.append(r.run_seconds)
         gated_events = r.events
     bare, full, gated = statistics.median(bares), statistics.median(fulls), statistics.median(gateds)

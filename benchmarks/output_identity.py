@@ -1,11 +1,11 @@
 """Run the backtests whose outputs must not change with the engine's event stream, and compare two sets of outputs
 byte for byte (every CSV and summary.json).
 
-    python benchmarks/output_identity.py run OUT [--full-paths]  # the five runs into OUT/<name>/
-    python benchmarks/output_identity.py compare A B              # exit 1 and list what differs
+    python benchmarks/output_identity.py run OUT [--gated]  # the five runs into OUT/<name>/
+    python benchmarks/output_identity.py compare A B         # exit 1 and list what differs
 
---full-paths replays every bar's intra-hour path (`run_prepared(full_paths=True)`): the reference the gated event
-stream must reproduce, from the same code.
+--gated runs them from the gated event stream (`run_prepared(full_paths=False)`), which must reproduce the default
+(every bar's intra-hour path replayed) byte for byte.
 
 The runs: the quick start (config/basisbot.toml), cross margin at 5x with and without the guard (January 2023: the
 guard acts; without it positions are liquidated), isolated 5x without the guard through 2023 (liquidations), and a
@@ -44,14 +44,14 @@ def configs() -> dict[str, str]:
     }
 
 
-def run(out: Path, full_paths: bool = False) -> None:
+def run(out: Path, gated: bool = False) -> None:
     import functools
 
     import basisbot.backtest.run as backtest_run
     from basisbot.cli import main
 
-    if full_paths:
-        backtest_run.run_prepared = functools.partial(backtest_run.run_prepared, full_paths=True)
+    if gated:
+        backtest_run.run_prepared = functools.partial(backtest_run.run_prepared, full_paths=False)
 
     out.mkdir(parents=True, exist_ok=True)
     for name, text in configs().items():
@@ -78,8 +78,8 @@ def compare(a: Path, b: Path) -> int:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) in (3, 4) and sys.argv[1] == "run" and sys.argv[3:] in ([], ["--full-paths"]):
-        run(Path(sys.argv[2]), full_paths=len(sys.argv) == 4)
+    if len(sys.argv) in (3, 4) and sys.argv[1] == "run" and sys.argv[3:] in ([], ["--gated"]):
+        run(Path(sys.argv[2]), gated=len(sys.argv) == 4)
     elif len(sys.argv) == 4 and sys.argv[1] == "compare":
         sys.exit(compare(Path(sys.argv[2]), Path(sys.argv[3])))
     else:

@@ -52,7 +52,7 @@ def test_gated_stream_gives_the_full_expansions_run(tmp_path, name, guard, lev, 
     cfg = _config(tmp_path, name, guard=guard, lev=lev, mode=mode, start=start, end=end, spot=spot)
     settings = load_settings(cfg, env_file=None)
     full = run_prepared(prepare(settings, config_path=cfg), full_paths=True)
-    gated = run_prepared(prepare(settings, config_path=cfg))
+    gated = run_prepared(prepare(settings, config_path=cfg), full_paths=False)
     a, b = _observed(full), _observed(gated)
     for key in a:
         assert a[key] == b[key], f"{name}: {key} differs between the full expansion and the gated stream"

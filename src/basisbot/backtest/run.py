@@ -253,9 +253,11 @@ def run_backtest(
     return run_prepared(p, progress=progress)
 
 
-def run_prepared(p: Prepared, *, progress: bool = False, full_paths: bool = False) -> BacktestResult:
-    """Run a prepared backtest. `full_paths` replays every bar's intra-hour path (the reference the gated stream
-    must reproduce exactly)."""
+def run_prepared(p: Prepared, *, progress: bool = False, full_paths: bool = True) -> BacktestResult:
+    """Run a prepared backtest. `full_paths` (the default) replays every bar's intra-hour path; False streams the
+    gated events (`basisbot.backtest.stream`): the same outputs byte for byte from about a third of the events, but
+    the gate's per-hour checks cost about what the left-out events save (docs/benchmarks.md), so it is not the
+    default."""
     settings, order = p.settings, p.order
     gate = None if full_paths else QuietGate(p.feeds)
     engine, ledger = build_engine(p, gate=gate)

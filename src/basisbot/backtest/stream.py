@@ -308,7 +308,8 @@ class QuietGate:
         key = (symbol, book.version, book.side, book.qty, book.entry, wallet, tuple(settles), id(st.thresholds))
         kept = self._band_cache.get(key)
         if kept is None or kept[0] < mark:
-            kept = self._band_cache[key] = (mark, self._margin_bands(symbol, st, book, wallet, settles, mark))
+            bound = mark * 1.05  # kept for marks a little higher too (a wider swing only narrows the bands)
+            kept = self._band_cache[key] = (bound, self._margin_bands(symbol, st, book, wallet, settles, bound))
         return bands + kept[1]
 
     def _margin_bands(self, symbol: str, st, book, wallet: float, settles: list, mark: float) -> list:
