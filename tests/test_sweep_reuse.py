@@ -1,6 +1,7 @@
-"""A sweep worker runs point after point in one process (`basisbot.sweep.runner`: Ray's max_calls=0). Eight points
-of real data (entries, exits, the guard acting, isolated liquidations, cross margin) run one after the other in one
-process give byte for byte the results (every CSV and summary.json) of the same points each in a fresh process."""
+"""A sweep worker runs point after point in one process (`basisbot.sweep.runner`: Ray's max_calls=0), reusing the
+event stream it built for the first (`prepare(feed_cache=...)`). Eight points of real data (entries, exits, the guard
+acting, isolated liquidations, cross margin, leverage from 2 to 10) run one after the other in one process give byte
+for byte the results (every CSV and summary.json) of the same points each in a fresh process."""
 
 from __future__ import annotations
 
@@ -42,14 +43,17 @@ POINTS = [
 RUNNER = """
 import pickle, sys
 from pathlib import Path
-from basisbot.sweep.point import run_point
+from basisbot.sweep import point
 tasks = pickle.loads(Path(sys.argv[1]).read_bytes())
+streams = []
 for task, out in tasks:
-    outcome = run_point(task, {})
+    outcome = point.run_point(task, {})
     assert outcome["status"] == "ok", outcome.get("traceback")
     for name, blob in outcome["files"].items():
         (Path(out) / name).parent.mkdir(parents=True, exist_ok=True)
         (Path(out) / name).write_bytes(blob)
+    streams.append(str(id(next(iter(point._FEEDS.values()))[1])))
+Path(sys.argv[1]).with_suffix(".streams").write_text(" ".join(streams))
 """
 
 
@@ -69,6 +73,8 @@ def test_one_process_running_many_points_gives_what_fresh_processes_give(tmp_pat
     _run(tmp_path, "reused", [(t, str(tmp_path / "reused" / str(i))) for i, t in enumerate(tasks)])
     for i, t in enumerate(tasks):
         _run(tmp_path, f"fresh{i}", [(t, str(tmp_path / "fresh" / str(i)))])
+    # the points share the data and the instruments' ids: the process built the event stream once and reused it
+    assert len(set((tmp_path / "reused.streams").read_text().split())) == 1
     liquidated = 0
     for i in range(len(tasks)):
         a, b = tmp_path / "reused" / str(i), tmp_path / "fresh" / str(i)

@@ -142,7 +142,11 @@ def venue_facts(settings: Settings, config_path: Path | None, enabled) -> tuple[
 
 
 def prepare(settings: Settings, *, config_path: Path | None = None, data_dir: Path | None = None, start=None,
-            end=None, symbols: list[str] | None = None) -> Prepared:
+            end=None, symbols: list[str] | None = None, feed_cache: dict | None = None) -> Prepared:
+    """Validated inputs, data, instruments and the event stream. `feed_cache` (a sweep worker's, kept between its
+    points): the feeds and the merged stream are reused when everything they are built from is the same (the data
+    and window, the symbols, the predictor and path settings, the venue, the instruments' ids and increments); the
+    instruments themselves (leverage, fees) are always made afresh."""
     bt = settings.backtest
     data_path = resolve_data_dir(Path(data_dir) if data_dir else bt.data, config_path)
     start_ts = _parse_day(start, "--start") or _parse_day(bt.start, "backtest.start")
@@ -166,14 +170,24 @@ def prepare(settings: Settings, *, config_path: Path | None = None, data_dir: Pa
     spot_insts = {s: make_spot(s, fees.spot_taker, fees.spot_maker, specs[s], profile=profile) for s in enabled}
     perp_insts = {s: make_perp(s, cfg.leverage, brackets[s], fees.perp_taker, fees.perp_maker, specs[s],
                                profile=profile) for s, cfg in enabled.items()}
-    feeds = {s: build_feed(datas[s], spot_insts[s], perp_insts[s], bt.predictor, bt.intrabar_step,
-                           premium_source=bt.premium_source, funding=profile.funding) for s in enabled}
-    merged = []
-    for idx, s in enumerate(enabled):
-        merged.extend((ts, prio, idx, obj) for ts, prio, obj in feeds[s].events)
-    merged.sort(key=lambda e: (e[0], e[1], e[2]))
-    return Prepared(settings, data_path, enabled, datas, first, last, spot_insts, perp_insts, feeds, brackets,
-                    [e[3] for e in merged])
+    key = (str(data_path), start_ts, end_ts, tuple(enabled), bt.predictor, bt.intrabar_step, bt.premium_source,
+           settings.venue.name,
+           tuple((str(i.id), i.price_precision, i.size_precision, str(i.size_increment))
+                 for s in enabled for i in (spot_insts[s], perp_insts[s])))
+    if feed_cache is not None and key in feed_cache:
+        feeds, events = feed_cache[key]
+    else:
+        feeds = {s: build_feed(datas[s], spot_insts[s], perp_insts[s], bt.predictor, bt.intrabar_step,
+                               premium_source=bt.premium_source, funding=profile.funding) for s in enabled}
+        merged = []
+        for idx, s in enumerate(enabled):
+            merged.extend((ts, prio, idx, obj) for ts, prio, obj in feeds[s].events)
+        merged.sort(key=lambda e: (e[0], e[1], e[2]))
+        events = [e[3] for e in merged]
+        if feed_cache is not None:
+            feed_cache.clear()  # one stream kept: a sweep's points mostly share it
+            feed_cache[key] = (feeds, events)
+    return Prepared(settings, data_path, enabled, datas, first, last, spot_insts, perp_insts, feeds, brackets, events)
 
 
 def _not_recorded(position_id, realized_pnl, ts_event=None) -> None:

@@ -66,6 +66,11 @@ def serve_loaded_data(loaded: dict[LoadKey, object]):
         market_data.load_symbol = real
 
 
+# the last event stream this worker built, reused by its next points when they replay the same one
+# (`basisbot.backtest.run.prepare`'s feed_cache; tests/test_sweep_reuse.py)
+_FEEDS: dict = {}
+
+
 @dataclass(frozen=True)
 class PointTask:
     point_id: str
@@ -90,7 +95,7 @@ def run_point(task: PointTask, loaded: dict[LoadKey, object]) -> dict:
         t_imported = time.perf_counter()
         with serve_loaded_data(loaded) as served:
             prepared = prepare(task.settings, data_dir=Path(task.data_path), start=task.start, end=task.end,
-                               symbols=list(task.symbols) if task.symbols else None)
+                               symbols=list(task.symbols) if task.symbols else None, feed_cache=_FEEDS)
         t_prepared = time.perf_counter()
         result = run_prepared(prepared)
         t_run = time.perf_counter()
