@@ -66,11 +66,12 @@ def _child(side: str, config: str, start: str, end: str, span: str) -> None:
         if side == "bare":
             backtest_throughput.bare_run(p)
         else:
-            run_module.run_prepared(p)
+            run_module.run_prepared(p, full_paths=True)  # the same events as the bare side
         return
     print("READY", len(p.events), flush=True)
     sys.stdin.readline()  # the parent has switched instrumentation on
-    run = backtest_throughput.bare_run(p) if side == "bare" else run_module.run_prepared(p).run_seconds
+    run = (backtest_throughput.bare_run(p) if side == "bare"
+           else run_module.run_prepared(p, full_paths=True).run_seconds)
     print(f"DONE {run:.2f}", flush=True)
     sys.stdin.readline()  # ... and off
 

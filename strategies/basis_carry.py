@@ -8,6 +8,7 @@ margin, schedule, resume). Risk runs on the MARK price (`on_mark_price`), decisi
 
 from __future__ import annotations
 
+import copy
 from decimal import Decimal
 
 import msgspec
@@ -165,6 +166,87 @@ class BasisCarryStrategy(TwoLegStrategy):
             persistent_hourly=self.memory.hourly,
         )
 
+    # -- what a backtest's event stream asks (`basisbot.backtest.stream`): could this strategy act in the hour ahead?
+    def _state_after(self, before: list) -> tuple:
+        """(calendar, memory, settlements held, interval minutes, rate at decision) after the funding updates and
+        jobs of `before` (time-ordered): what `on_funding_rate` and `_on_job` would leave. With nothing before, the
+        strategy's own calendar and memory (a caller copies before changing them); otherwise copies (shallow: both
+        hold only immutable values)."""
+        held, interval, at_decision = self.settlements_held, self.interval_minutes, self._rate_at_decision
+        rate = self.predicted_rate
+        if not before:
+            return self.calendar, self.memory, held, interval, rate
+        cal, memory = copy.copy(self.calendar), copy.copy(self.memory)
+        for item in before:
+            if isinstance(item, Job):
+                if item.kind is JobKind.DECISION and rate is not None:
+                    at_decision = (rate, interval / 60)
+                elif item.kind is JobKind.BOOKING:
+                    cal.settled(item.settlement_ns)
+                    if at_decision is not None:
+                        memory.observe(*at_decision)
+                        at_decision = None
+                    held += self.phase is Phase.IN_CARRY
+            else:  # a funding update
+                rate = float(item.rate)
+                if item.interval:
+                    interval = int(item.interval)
+                if item.next_funding_ns != cal.next_ns:
+                    cal.on_funding_info(item.next_funding_ns, item.interval, item.ts_event, ACTED_ON)
+        return cal, memory, held, interval, rate
+
+    def prediction_is_inert(self, rate: float, interval: int | None, next_funding_ns: int | None, at_ns: int,
+                            before: list = (), prices: tuple | None = None) -> bool:
+        """Whether a predicted rate at `at_ns` (after `before`: funding updates and jobs of the hour) would leave the
+        strategy sending nothing, logging nothing and reading no price but whether a mark exists. Conservative: False
+        when unsure. With `prices` (spot price, the marks it may read), an entry the carry rules want is inert if it
+        would stop at the pre-check failure already logged at each of those marks, the accounts as they are now
+        (`entry_skipped_quietly`: the caller answers for the accounts not moving until then)."""
+        if self._budgeted() or self._busy() or self._halted is not None or self._resume_pending or self._draining:
+            return False
+        if self.phase is Phase.IN_CARRY:  # in carry a prediction only checks the hedge, once per position change
+            return self._qty is not None and self._hedge_checked is self._qty
+        if self.phase is not Phase.FLAT:
+            return False
+        if at_ns < self._entry_after_ns:
+            return True
+        cal, memory, held, interval_now, _ = self._state_after(list(before))
+        if interval:
+            interval_now = int(interval)
+        if next_funding_ns != cal.next_ns:
+            cal = copy.copy(cal)
+            cal.on_funding_info(next_funding_ns, interval, at_ns, ACTED_ON)
+        view = carry.CarryView(rate, interval_now / 60, False, held, cal.in_blackout(at_ns), memory.hourly)
+        if carry.decide(self.rules, view) is not carry.Action.ENTER:
+            return True
+        return prices is not None and self.entry_skipped_quietly(*prices)
+
+    def entry_skipped_quietly(self, spot_px: float, marks: tuple[float, ...]) -> bool:
+        """Whether an entry tried at `spot_px`, with the perp's mark at each of `marks`, stops at the pre-check
+        failure already logged (sending nothing, logging nothing), the accounts as they are now."""
+        if self._skipping is None or not marks:
+            return False
+        spot_qty, perp_qty = self._entry_quantities(spot_px)
+        for mark in marks:
+            problem = self._precheck(spot_qty, perp_qty, spot_px, mark)
+            if problem is None or problem[0] != self._skipping:
+                return False
+        return True
+
+    def job_is_inert(self, job: Job, at_ns: int, before: list = ()) -> bool:
+        """Whether `job` at `at_ns` (after `before`) would send nothing and read no price."""
+        if job.kind is JobKind.BOOKING:
+            return True
+        if job.kind is not JobKind.DECISION or self._busy() or self._halted is not None:
+            return False
+        if self.phase is Phase.FLAT:
+            return True
+        if self.phase is not Phase.IN_CARRY or self._budgeted():
+            return False
+        cal, memory, held, interval, rate = self._state_after(list(before))
+        view = carry.CarryView(rate, interval / 60, True, held, cal.in_blackout(at_ns), memory.hourly)
+        return carry.decide(self.rules, view) is not carry.Action.EXIT
+
     def _run_carry(self) -> None:
         """The carry rules at a new prediction (the caller has a mark price)."""
         if self._draining or self._resume_pending:
@@ -239,11 +321,7 @@ class BasisCarryStrategy(TwoLegStrategy):
         spot_px = self.spot_px
         if spot_px is None:
             return  # no spot price yet
-        notional = self.cfg.notional_usdt * self._scale
-        if self.cfg.max_notional_usdt:
-            notional = min(notional, self.cfg.max_notional_usdt)
-        spot_qty, perp_qty = carry.leg_quantities(notional, spot_px, self.cfg.hedge_ratio, self._spot_lot,
-                                                  self._perp_lot)
+        spot_qty, perp_qty = self._entry_quantities(spot_px)
         problem = self._precheck(spot_qty, perp_qty, spot_px) or self._risk_refusal(spot_qty, perp_qty, spot_px)
         if problem:  # logged once per streak: live, the same check fails on every mark-price message until it clears
             if problem[0] != self._skipping:
@@ -269,10 +347,18 @@ class BasisCarryStrategy(TwoLegStrategy):
         why = box.get("why")
         return None if why is None else ("risk", f"risk limit: {why}")
 
-    def _precheck(self, spot_qty: Decimal, perp_qty: Decimal, spot_px: float) -> tuple[str, str] | None:
+    def _entry_quantities(self, spot_px: float) -> tuple[Decimal, Decimal]:
+        notional = self.cfg.notional_usdt * self._scale
+        if self.cfg.max_notional_usdt:
+            notional = min(notional, self.cfg.max_notional_usdt)
+        return carry.leg_quantities(notional, spot_px, self.cfg.hedge_ratio, self._spot_lot, self._perp_lot)
+
+    def _precheck(self, spot_qty: Decimal, perp_qty: Decimal, spot_px: float,
+                  mark: float | None = None) -> tuple[str, str] | None:
         """Both legs must pass instrument limits and balances before either is sent: (kind, why) of the first
-        failure."""
-        for inst, qty, px in ((self.spot, spot_qty, spot_px), (self.perp, perp_qty, self.mark)):
+        failure. `mark`: the perp's mark to check at (default the latest)."""
+        mark = self.mark if mark is None else mark
+        for inst, qty, px in ((self.spot, spot_qty, spot_px), (self.perp, perp_qty, mark)):
             problem = self._below_minimum(inst, qty, px)
             if problem:
                 return "minimum", problem
@@ -281,7 +367,7 @@ class BasisCarryStrategy(TwoLegStrategy):
         spot_free = spot_acct.balance_free(USDT).as_double() if spot_acct else 0.0
         perp_free = perp_acct.balance_free(USDT).as_double() if perp_acct else 0.0
         spot_cost, perp_margin = carry.entry_costs(float(spot_qty), spot_px, self.cfg.spot_taker_fee, float(perp_qty),
-                                                   self.mark, self.cfg.leverage, self.cfg.perp_taker_fee)
+                                                   mark, self.cfg.leverage, self.cfg.perp_taker_fee)
         if spot_cost > spot_free:
             return "spot_balance", f"spot balance {spot_free:.2f} USDT < {spot_cost:.2f} needed"
         if perp_margin > perp_free:

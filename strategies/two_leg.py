@@ -113,6 +113,8 @@ class TwoLegStrategy(Strategy):
         self.phase = Phase.FLAT
         self.settlements_held = 0
         self._qty: tuple[Decimal, Decimal] | None = None  # (spot, perp) net positions, refreshed on position events
+        self._idle_key: tuple | None = None  # what `idle` last checked for a lone leg, and what it found
+        self._idle_lone: str | None = None
         self.pair: LegPair | None = None
         self._order_leg: dict = {}
         self._pair_seq = 0
@@ -339,6 +341,24 @@ class TwoLegStrategy(Strategy):
             self._continue_flatten()
         if not (self._resume_pending or (self.pair is None and self._qty is None) or self.control.flattening):
             self.mark_band.rest()
+
+    def idle(self) -> bool:
+        """Nothing to do until a price, a data event or an alert says so: no pair in flight, no escalation, no
+        restart to finish, no leg alone, and the next mark has no work whatever its price (a backtest's stream asks,
+        `basisbot.backtest.stream`). A risk rule with work at some marks says so through its own band."""
+        if (self._busy() or self._halted is not None or self._resume_pending or self.mark_band.awake
+                or self._qty is None):
+            return False
+        # the lone-leg check, again only when what it reads changed (positions, spot held, hedge ratio)
+        key = (self._qty, self._spot_held(), self.cfg.hedge_ratio)
+        if key != self._idle_key:
+            self._idle_key, self._idle_lone = key, self._lone_leg()
+        return self._idle_lone is None
+
+    def pending_alerts(self) -> list:
+        """(fire time ns, the schedule's job or None) of the one-off alerts still to run (`NautilusClockDriver`)."""
+        pending = getattr(self._driver, "pending", None)
+        return pending() if pending is not None else []
 
     def _on_risk_mark(self, mark: float) -> None:
         """What the strategy's risk rules do at a mark outside their quiet range (the carry strategy: the guard)."""

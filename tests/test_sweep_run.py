@@ -1,4 +1,4 @@
-"""`basisbot sweep` on an embedded Ray (loopback, one fresh worker process per point) over the bundled data: a 4-point
+"""`basisbot sweep` on an embedded Ray (loopback, two worker processes running point after point) over the bundled data: a 4-point
 grid's rows are exactly four single `basisbot backtest` runs of the same points; the data is loaded once and served to
 the workers; a resumed sweep skips the points already done; a failing point is recorded and the others go on."""
 
@@ -96,8 +96,12 @@ def test_grid_rows_equal_single_backtests(swept, singles):
 
 def test_data_loaded_once_and_served_to_the_workers(swept):
     out = swept[3]
-    for rec in (json.loads(p.read_text()) for p in out.glob("points/*/point.json")):
+    recs = [json.loads(p.read_text()) for p in out.glob("points/*/point.json")]
+    for rec in recs:
         assert rec["data_hits"] == 1 and rec["data_misses"] == 0  # the worker never read the data files
+        assert rec["phases"]["run"] > 0 and rec["events"] > 0
+    # two workers ran the four points: a worker process runs point after point
+    assert len(recs) == 4 and len({r["worker_pid"] for r in recs}) <= 2
 
 
 def test_parquet_and_page(swept):

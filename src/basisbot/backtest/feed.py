@@ -91,6 +91,8 @@ class SymbolFeed:
     # every mark published: times (ns) and prices (as the venue's Price has them), in order: what the recorder values
     # the perp at
     marks: tuple[np.ndarray, np.ndarray] = (np.array([], dtype=np.int64), np.array([], dtype=np.float64))
+    hours: list[HourSpan] = field(default_factory=list)  # each bar's share of `events`, in order
+    tail: tuple[int, int] = (0, 0)  # the settlements after the last bar's close
 
 
 def _settlement_sim_ts(exact_ns: int) -> int:
@@ -130,6 +132,170 @@ def _intrabar(events, instrument, t_open, path, size, mark_shift, pp, ids, marks
             marks[1].append(mark.as_double())
 
 
+@dataclass(slots=True)
+class HourSpan:
+    """One bar's share of `SymbolFeed.events` (index ranges), for a stream that replays its intra-hour path only
+    where something could act inside it (`basisbot.backtest.stream`)."""
+
+    close_ns: int
+    settle: tuple[int, int]  # the settlements' funding updates applied inside the hour (before its close)
+    intra: tuple[int, int]  # the intra-hour path: trade ticks and marks
+    bars: tuple[int, int]  # the spot and perp bars at the close
+    close: tuple[int, int]  # the rest at the close: the predicted rate, the closing mark
+    last_mark: int = -1  # index of the last intra-hour mark (-1: none)
+    last_ticks: tuple[int, ...] = ()  # indices of the last intra-hour trade tick of the perp and of the spot
+    low: float = math.inf  # the intra-hour marks' range (inf, -inf: none)
+    high: float = -math.inf
+    close_mark: float = math.nan  # the closing mark, as its Price has it
+    # the path's head: the later of the first perp and the first spot trade tick (-1: a leg has no tick in the hour),
+    # and the range of the marks up to it
+    head_ns: int = -1
+    head_low: float = math.inf
+    head_high: float = -math.inf
+
+
+class _Builder:
+    """The event list of one symbol, bar by bar (`build_feed`)."""
+
+    def __init__(self, data: SymbolData, spot, perp, predictor_method: str, intrabar_step: float,
+                 print_filter: bool, premium_source: str, funding: FundingRules):
+        self.spot, self.perp, self.step = spot, perp, intrabar_step
+        self.spot_bt, self.perp_bt = bar_type(spot), bar_type(perp)
+        self.sp, self.pp = spot.price_precision, perp.price_precision
+        self.ssz, self.psz = spot.size_precision, perp.size_precision
+        self.events: list[tuple[int, int, object]] = []
+        self.spot_closes: list[tuple[int, float]] = []
+        self.marks: tuple[list[int], list[float]] = ([], [])
+        self.hours: list[HourSpan] = []
+        self.ids = [0]
+        self.spot_tick_size = Quantity(spot.size_increment.as_double(), self.ssz)
+        self.perp_tick_size = Quantity(perp.size_increment.as_double(), self.psz)
+        fund = data.funding
+        f_ns = (fund["ts"].astype("datetime64[ns, UTC]").astype("int64").to_numpy() if len(fund)
+                else np.array([], dtype=np.int64))
+        self.f_int = fund["interval_hours"].to_numpy()
+        self.settlements = [(_settlement_sim_ts(int(t)), int(t), float(r)) for t, r in zip(f_ns, fund["rate"].to_numpy())]
+        self.predictor = FundingPredictor(
+            predictor_method,
+            default_interval_hours=float(self.f_int[0]) if len(self.f_int) else funding.default_interval_hours,
+            cap=funding.cap(data.symbol), rate_from_premium=funding.rate_from_premium,
+            lag_periods=funding.predictor_lag_periods)
+        self.filters = (PrintFilter("spot"), PrintFilter("perp")) if print_filter else None
+        self.flags: list[Flag] = []
+        self.use_mark = premium_source == "mark"
+        self.held: tuple[int, float] | None = None  # (ts, premium) of a suspect hour, counted if the next confirms it
+        self.pred_rows: list[tuple] = []
+        self.si = 0  # next settlement index
+        self.spot_gaps = 0
+        self.perp_gaps = 0
+
+    def next_info(self, i: int) -> tuple[int | None, int]:
+        if i < len(self.settlements):
+            return self.settlements[i][1], int(round(self.f_int[i] * 60))
+        return None, int(round(self.predictor.interval_hours * 60))
+
+    def settle_until(self, t: int, inclusive: bool = False) -> None:
+        """Apply the settlements before `t` (at or before with `inclusive`), in time order."""
+        s = self.settlements
+        while self.si < len(s) and (s[self.si][0] <= t if inclusive else s[self.si][0] < t):
+            self.si = _emit_settlement(s, self.si, self.f_int, self.predictor, self.perp, self.events, self.pred_rows,
+                                       self.next_info)
+
+    def bar(self, t: int, row: dict) -> None:
+        """Everything of the bar closing at `t`: settlements inside the hour, the intra-hour path, the close."""
+        events = self.events
+        lo = len(events)
+        self.settle_until(t)
+        span = HourSpan(t, (lo, len(events)), (0, 0), (0, 0), (0, 0))
+        span.intra = (len(events), len(events))
+        if self.step > 0:
+            self._path(t, row, span)
+            span.intra = (span.intra[0], len(events))
+        b0 = len(events)
+        self._bars(t, row)
+        span.bars = (b0, len(events))
+        c0 = len(events)
+        self._prediction(t, row)
+        mark = Price(row["mark_close"], self.pp)
+        events.append((t, PRIO_MARK, MarkPriceUpdate(self.perp.id, mark, t, t)))
+        span.close_mark = mark.as_double()
+        self.marks[0].append(t)
+        self.marks[1].append(span.close_mark)
+        span.close = (c0, len(events))
+        self.hours.append(span)
+
+    def _path(self, t: int, row: dict, span: HourSpan) -> None:
+        t_open = t - HOUR_NS
+        e0, n_marks = len(self.events), len(self.marks[0])
+        if not math.isnan(row["perp_close"]):
+            ppath = bar_path(row["perp_open"], row["perp_high"], row["perp_low"], row["perp_close"], self.step)
+            n0 = len(self.marks[0])
+            _intrabar(self.events, self.perp, t_open, ppath, self.perp_tick_size, row["mark_close"] - row["perp_close"],
+                      self.pp, self.ids, self.marks)
+            seen = self.marks[1][n0:]
+            if seen:
+                span.low, span.high = min(seen), max(seen)
+                span.last_mark = len(self.events) - 1  # the path ends with a tick and its mark
+                span.last_ticks = (len(self.events) - 2,)
+        if not math.isnan(row["spot_close"]):
+            spath = bar_path(row["spot_open"], row["spot_high"], row["spot_low"], row["spot_close"], self.step)
+            n0 = len(self.events)
+            _intrabar(self.events, self.spot, t_open, spath, self.spot_tick_size, 0.0, self.sp, self.ids, None)
+            if len(self.events) > n0:
+                span.last_ticks += (len(self.events) - 1,)
+            if n0 > e0 and len(self.events) > n0:  # both legs have ticks: the head ends at the later first one
+                span.head_ns = max(self.events[e0][0], self.events[n0][0])
+                head = [m for ts, m in zip(self.marks[0][n_marks:], self.marks[1][n_marks:]) if ts <= span.head_ns]
+                if head:
+                    span.head_low, span.head_high = min(head), max(head)
+
+    def _bars(self, t: int, row: dict) -> None:
+        sp, pp, ssz, psz = self.sp, self.pp, self.ssz, self.psz
+        if math.isnan(row["spot_close"]):
+            self.spot_gaps += 1
+        else:
+            close = Price(row["spot_close"], sp)
+            self.events.append((t, PRIO_SPOT_BAR, Bar(
+                self.spot_bt, Price(row["spot_open"], sp), Price(row["spot_high"], sp), Price(row["spot_low"], sp),
+                close, Quantity(row["spot_volume"], ssz), t, t)))
+            self.spot_closes.append((t, close.as_double()))
+        if math.isnan(row["perp_close"]):
+            self.perp_gaps += 1  # a hole in the source (reported by the loader); the mark still drives risk and funding
+        else:
+            self.events.append((t, PRIO_PERP_BAR, Bar(
+                self.perp_bt, Price(row["perp_open"], pp), Price(row["perp_high"], pp), Price(row["perp_low"], pp),
+                Price(row["perp_close"], pp), Quantity(row["perp_volume"], psz), t, t)))
+
+    def _observe(self, t: int, s_close: float, p_close: float, m_close: float) -> None:
+        """Feed the hour's premium to the predictor; a bad print (spot or perp inconsistent with the mark and its
+        recent basis) never enters it."""
+        if self.filters is not None:
+            (fs, cs), (fp, cp) = self.filters[0].check(t, s_close, m_close), self.filters[1].check(t, p_close, m_close)
+        else:  # benchmarks only: every print counts
+            (fs, cs), (fp, cp) = (None, False), (None, False)
+        held = self.held
+        if held is not None and (cs or cp):  # the suspect print before was the market moving: it counts
+            self.predictor.on_premium(held[1])
+            self.flags[:] = [f for f in self.flags if f.ts_ns != held[0]]
+        self.held = None
+        prem = premium(m_close if (self.use_mark and m_close > 0) else p_close, s_close)
+        if fs or fp:
+            self.flags.extend(f for f in (fs, fp) if f)
+            self.held = (t, prem)
+        else:
+            self.predictor.on_premium(prem)
+
+    def _prediction(self, t: int, row: dict) -> None:
+        if not (math.isnan(row["spot_close"]) or math.isnan(row["perp_close"])):
+            self._observe(t, row["spot_close"], row["perp_close"], row["mark_close"])
+        pred = self.predictor.predict()
+        nxt, interval_min = self.next_info(self.si)
+        if pred is not None:
+            self.events.append((t, PRIO_PREDICTION, FundingRateUpdate(
+                self.perp.id, Decimal(repr(float(pred))), t, t, interval=interval_min, next_funding_ns=nxt)))
+            self.pred_rows.append((t, pred, interval_min, nxt))
+
+
 def build_feed(data: SymbolData, spot, perp, predictor_method: str = "premium", intrabar_step: float = 0.0,
                print_filter: bool = True, premium_source: str = "mark", *, funding: FundingRules) -> SymbolFeed:
     """The symbol's event stream and causal predictions; `funding` is the venue profile's funding rules (formula,
@@ -137,116 +303,26 @@ def build_feed(data: SymbolData, spot, perp, predictor_method: str = "premium", 
     bars = data.bars
     close_ns = (bars.index.asi8.astype(np.int64) * (1 if bars.index.unit == "ns" else _unit_mult(bars.index))
                 + HOUR_NS)
-    spot_bt, perp_bt = bar_type(spot), bar_type(perp)
-    sp, pp = spot.price_precision, perp.price_precision
-    ssz, psz = spot.size_precision, perp.size_precision
-    events: list[tuple[int, int, object]] = []
-    spot_closes: list[tuple[int, float]] = []
-    marks: tuple[list[int], list[float]] = ([], [])
-    cols = {c: bars[c].to_numpy() for c in bars.columns}
     if intrabar_step > 0:
         worst = {}  # the marks themselves trace each bar: the margin module checks every one
     else:
         hi, lo = _worst_marks(bars)
         worst = {int(t): (float(h), float(l)) for t, h, l in zip(close_ns, hi, lo)}
-    ids = [0]
-    spot_tick_size = Quantity(spot.size_increment.as_double(), ssz)
-    perp_tick_size = Quantity(perp.size_increment.as_double(), psz)
-
-    fund = data.funding
-    f_ns = fund["ts"].astype("datetime64[ns, UTC]").astype("int64").to_numpy() if len(fund) else np.array([], dtype=np.int64)
-    f_rate = fund["rate"].to_numpy()
-    f_int = fund["interval_hours"].to_numpy()
-    settlements = [(_settlement_sim_ts(int(t)), int(t), float(r)) for t, r in zip(f_ns, f_rate)]
-
-    predictor = FundingPredictor(predictor_method,
-                                 default_interval_hours=float(f_int[0]) if len(f_int) else funding.default_interval_hours,
-                                 cap=funding.cap(data.symbol), rate_from_premium=funding.rate_from_premium,
-                                 lag_periods=funding.predictor_lag_periods)
-    spot_filter, perp_filter = PrintFilter("spot"), PrintFilter("perp")
-    flags: list[Flag] = []
-    use_mark = premium_source == "mark"
-    held: tuple[int, float] | None = None  # (ts, premium) of a suspect hour, counted if the next hour confirms it
-    pred_rows = []
-    si = 0  # next settlement index
-    n_settle = len(settlements)
-    spot_gaps = 0
-    perp_gaps = 0
-
-    def next_info(i: int) -> tuple[int | None, int]:
-        if i < n_settle:
-            return settlements[i][1], int(round(f_int[i] * 60))
-        return None, int(round(predictor.interval_hours * 60))
-
-    for k in range(len(bars)):
-        t = int(close_ns[k])
-        # settlements strictly before this bar's close apply first (in time order)
-        while si < n_settle and settlements[si][0] < t:
-            si = _emit_settlement(settlements, si, f_int, predictor, perp, events, pred_rows, next_info)
-        s_close = cols["spot_close"][k]
-        p_close = cols["perp_close"][k]
-        if intrabar_step > 0:
-            t_open = t - HOUR_NS
-            if not math.isnan(p_close):
-                ppath = bar_path(cols["perp_open"][k], cols["perp_high"][k], cols["perp_low"][k], p_close,
-                                 intrabar_step)
-                _intrabar(events, perp, t_open, ppath, perp_tick_size, cols["mark_close"][k] - p_close, pp, ids,
-                          marks)
-            if not math.isnan(s_close):
-                spath = bar_path(cols["spot_open"][k], cols["spot_high"][k], cols["spot_low"][k], s_close,
-                                 intrabar_step)
-                _intrabar(events, spot, t_open, spath, spot_tick_size, 0.0, sp, ids, None)
-        if math.isnan(s_close):
-            spot_gaps += 1
-        else:
-            close = Price(s_close, sp)
-            events.append((t, PRIO_SPOT_BAR, Bar(
-                spot_bt,
-                Price(cols["spot_open"][k], sp), Price(cols["spot_high"][k], sp),
-                Price(cols["spot_low"][k], sp), close,
-                Quantity(cols["spot_volume"][k], ssz), t, t)))
-            spot_closes.append((t, close.as_double()))
-        if math.isnan(p_close):
-            perp_gaps += 1  # a hole in the source (reported by the loader); the mark still drives risk and funding
-        else:
-            events.append((t, PRIO_PERP_BAR, Bar(
-                perp_bt,
-                Price(cols["perp_open"][k], pp), Price(cols["perp_high"][k], pp),
-                Price(cols["perp_low"][k], pp), Price(p_close, pp),
-                Quantity(cols["perp_volume"][k], psz), t, t)))
-        if not (math.isnan(s_close) or math.isnan(p_close)):
-            # a bad print (spot or perp inconsistent with the mark and its recent basis) never enters the prediction
-            m_close = cols["mark_close"][k]
-            if print_filter:
-                (fs, cs), (fp, cp) = spot_filter.check(t, s_close, m_close), perp_filter.check(t, p_close, m_close)
-            else:  # benchmarks only: every print counts
-                (fs, cs), (fp, cp) = (None, False), (None, False)
-            if held is not None and (cs or cp):  # the suspect print before was the market moving: it counts
-                predictor.on_premium(held[1])
-                flags[:] = [f for f in flags if f.ts_ns != held[0]]
-            held = None
-            if fs or fp:
-                flags.extend(f for f in (fs, fp) if f)
-                held = (t, premium(m_close if (use_mark and m_close > 0) else p_close, s_close))
-            else:
-                predictor.on_premium(premium(m_close if (use_mark and m_close > 0) else p_close, s_close))
-        pred = predictor.predict()
-        nxt, interval_min = next_info(si)
-        if pred is not None:
-            events.append((t, PRIO_PREDICTION, FundingRateUpdate(perp.id, Decimal(repr(float(pred))), t, t,
-                                                                 interval=interval_min, next_funding_ns=nxt)))
-            pred_rows.append((t, pred, interval_min, nxt))
-        mark = Price(cols["mark_close"][k], pp)
-        events.append((t, PRIO_MARK, MarkPriceUpdate(perp.id, mark, t, t)))
-        marks[0].append(t)
-        marks[1].append(mark.as_double())
+    b = _Builder(data, spot, perp, predictor_method, intrabar_step, print_filter, premium_source, funding)
+    # numpy scalars, as the columns hold them: the predictor sums them as such (Python's float sum compensates
+    # rounding for exact floats only, so Python floats would move the predictions in their last digit)
+    cols = [(c, bars[c].to_numpy()) for c in bars.columns]
+    for k, t in enumerate(close_ns.tolist()):
+        b.bar(int(t), {c: v[k] for c, v in cols})
     end_t = int(close_ns[-1]) if len(close_ns) else 0
-    while si < n_settle and settlements[si][0] <= end_t + HOUR_NS:
-        si = _emit_settlement(settlements, si, f_int, predictor, perp, events, pred_rows, next_info)
-
-    predictions = pd.DataFrame(pred_rows, columns=["ts_ns", "predicted_rate", "interval_minutes", "next_funding_ns"])
-    return SymbolFeed(data.symbol, events, settlements, worst, predictions, spot_gaps, perp_gaps, flags, spot_closes,
-                      (np.array(marks[0], dtype=np.int64), np.array(marks[1], dtype=np.float64)))
+    tail0 = len(b.events)
+    b.settle_until(end_t + HOUR_NS, inclusive=True)
+    predictions = pd.DataFrame(b.pred_rows, columns=["ts_ns", "predicted_rate", "interval_minutes", "next_funding_ns"])
+    feed = SymbolFeed(data.symbol, b.events, b.settlements, worst, predictions, b.spot_gaps, b.perp_gaps, b.flags,
+                      b.spot_closes, (np.array(b.marks[0], dtype=np.int64), np.array(b.marks[1], dtype=np.float64)))
+    feed.hours = b.hours
+    feed.tail = (tail0, len(b.events))
+    return feed
 
 
 def _emit_settlement(settlements, si, f_int, predictor, perp, events, pred_rows, next_info) -> int:

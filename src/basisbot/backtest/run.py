@@ -17,6 +17,7 @@ from nautilus_trader.backtest.engine import BacktestEngine
 from nautilus_trader.backtest.models import MakerTakerFeeModel
 from nautilus_trader.config import BacktestEngineConfig, LoggingConfig, PortfolioConfig
 from nautilus_trader.model.currencies import USDT
+from nautilus_trader.model.data import Bar
 from nautilus_trader.model.enums import AccountType, OmsType
 from nautilus_trader.model.events import OrderFilled
 from nautilus_trader.model.identifiers import TraderId
@@ -24,6 +25,7 @@ from nautilus_trader.model.objects import Money
 
 from basisbot.backtest.feed import SymbolFeed, bar_type, build_feed
 from basisbot.backtest.recorder import BacktestRecorder, RecorderConfig
+from basisbot.backtest.stream import QuietGate, hour_chunks
 from basisbot.config.checks import venue_reference
 from basisbot.config.loading import ConfigError
 from basisbot.config.schema import Settings, SymbolSettings
@@ -144,7 +146,11 @@ def venue_facts(settings: Settings, config_path: Path | None, enabled) -> tuple[
 
 
 def prepare(settings: Settings, *, config_path: Path | None = None, data_dir: Path | None = None, start=None,
-            end=None, symbols: list[str] | None = None) -> Prepared:
+            end=None, symbols: list[str] | None = None, feed_cache: dict | None = None) -> Prepared:
+    """Validated inputs, data, instruments and the event stream. `feed_cache` (a sweep worker's, kept between its
+    points): the feeds and the merged stream are reused when everything they are built from is the same (the data
+    and window, the symbols, the predictor and path settings, the venue, the instruments' ids and increments); the
+    instruments themselves (leverage, fees) are always made afresh."""
     bt = settings.backtest
     data_path = resolve_data_dir(Path(data_dir) if data_dir else bt.data, config_path, settings.venue.name)
     start_ts = _parse_day(start, "--start") or _parse_day(bt.start, "backtest.start")
@@ -172,23 +178,36 @@ def prepare(settings: Settings, *, config_path: Path | None = None, data_dir: Pa
     spot_insts = {s: make_spot(s, fees.spot_taker, fees.spot_maker, specs[s], profile=profile) for s in enabled}
     perp_insts = {s: make_perp(s, cfg.leverage, brackets[s], fees.perp_taker, fees.perp_maker, specs[s],
                                profile=profile) for s, cfg in enabled.items()}
-    feeds = {s: build_feed(datas[s], spot_insts[s], perp_insts[s], bt.predictor, bt.intrabar_step,
-                           premium_source=bt.premium_source, funding=profile.funding) for s in enabled}
-    merged = []
-    for idx, s in enumerate(enabled):
-        merged.extend((ts, prio, idx, obj) for ts, prio, obj in feeds[s].events)
-    merged.sort(key=lambda e: (e[0], e[1], e[2]))
-    return Prepared(settings, data_path, enabled, datas, first, last, spot_insts, perp_insts, feeds, brackets,
-                    [e[3] for e in merged])
+    key = (str(data_path), start_ts, end_ts, tuple(enabled), bt.predictor, bt.intrabar_step, bt.premium_source,
+           settings.venue.name,
+           tuple((str(i.id), i.price_precision, i.size_precision, str(i.size_increment))
+                 for s in enabled for i in (spot_insts[s], perp_insts[s])))
+    if feed_cache is not None and key in feed_cache:
+        feeds, events = feed_cache[key]
+    else:
+        feeds = {s: build_feed(datas[s], spot_insts[s], perp_insts[s], bt.predictor, bt.intrabar_step,
+                               premium_source=bt.premium_source, funding=profile.funding) for s in enabled}
+        merged = []
+        for idx, s in enumerate(enabled):
+            merged.extend((ts, prio, idx, obj) for ts, prio, obj in feeds[s].events)
+        merged.sort(key=lambda e: (e[0], e[1], e[2]))
+        events = [e[3] for e in merged]
+        if feed_cache is not None:
+            feed_cache.clear()  # one stream kept: a sweep's points mostly share it
+            feed_cache[key] = (feeds, events)
+    return Prepared(settings, data_path, enabled, datas, first, last, spot_insts, perp_insts, feeds, brackets, events)
 
 
 def _not_recorded(position_id, realized_pnl, ts_event=None) -> None:
     """The portfolio analyzer's `record_trade` in a backtest (see `build_engine`)."""
 
 
-def build_engine(p: Prepared, *, simulate_perp: bool = True) -> tuple[BacktestEngine, PerpLedger]:
+def build_engine(p: Prepared, *, simulate_perp: bool = True, gate: QuietGate | None = None,
+                 ) -> tuple[BacktestEngine, PerpLedger]:
     """Two venues, instruments and data. `simulate_perp=False` leaves out our funding/margin modules (the bare engine
-    the benchmark compares against)."""
+    the benchmark compares against). With a `gate`, the data after the bars streams in an hour at a time, each bar's
+    intra-hour path only where the gate finds something could act inside it (`basisbot.backtest.stream`); without,
+    every path is replayed."""
     bt, profile = p.settings.backtest, p.settings.venue
     # run_analysis off: nautilus' post-run statistics are not used (the report computes its own from the recorder);
     # the message bus publishes nothing out of the process (`basisbot.nautilus.message_bus`: 13% of the instructions)
@@ -224,8 +243,22 @@ def build_engine(p: Prepared, *, simulate_perp: bool = True) -> tuple[BacktestEn
     for s in p.enabled:
         engine.add_instrument(p.spot_insts[s])
         engine.add_instrument(p.perp_insts[s])
-    engine.add_data(p.events, sort=True)  # already in order; the stable sort keeps same-ts priority
+    if gate is None:
+        engine.add_data(p.events, sort=True)  # already in order; the stable sort keeps same-ts priority
+        return engine, ledger
+    # the bars as static data (always replayed; nautilus registers their subscriptions from them), ahead of the
+    # stream's events at the same time as the full stream has them
+    bars = [e for e in p.events if type(e) is Bar]
+    engine.add_data(bars, sort=True)
+    gate.emitted = len(bars)
+    engine.add_data_iterator("basisbot-hours", _counted(hour_chunks(p.feeds, p.order, gate), gate))
     return engine, ledger
+
+
+def _counted(chunks, gate: QuietGate):
+    for chunk in chunks:
+        gate.emitted += len(chunk)
+        yield chunk
 
 
 def run_backtest(
@@ -242,9 +275,14 @@ def run_backtest(
     return run_prepared(p, progress=progress)
 
 
-def run_prepared(p: Prepared, *, progress: bool = False) -> BacktestResult:
+def run_prepared(p: Prepared, *, progress: bool = False, full_paths: bool = True) -> BacktestResult:
+    """Run a prepared backtest. `full_paths` (the default) replays every bar's intra-hour path; False streams the
+    gated events (`basisbot.backtest.stream`): the same outputs byte for byte from about a third of the events, but
+    the gate's per-hour checks cost about what the left-out events save (docs/benchmarks.md), so it is not the
+    default."""
     settings, order = p.settings, p.order
-    engine, ledger = build_engine(p)
+    gate = None if full_paths else QuietGate(p.feeds)
+    engine, ledger = build_engine(p, gate=gate)
     strategies = {}
     for s, cfg in p.enabled.items():
         strat = BasisCarryStrategy(strategy_config(settings, s, str(p.spot_insts[s].id), str(p.perp_insts[s].id),
@@ -278,6 +316,8 @@ def run_prepared(p: Prepared, *, progress: bool = False) -> BacktestResult:
                                                                  for s in order},
                                                  list(settings.venue.venues), journal=False))
         engine.add_actor(risk_actor)
+    if gate is not None:
+        gate.bind(strategies, ledger, compounding=bool(pf.capital_usdt and pf.compounding))
 
     # Everything built so far lives through the whole run (the replayed data, the engine, the strategies): frozen out
     # of the garbage collector's generations for it, so a full collection during the run walks only what the run
@@ -285,7 +325,9 @@ def run_prepared(p: Prepared, *, progress: bool = False) -> BacktestResult:
     gc.freeze()
     try:
         t0 = time.perf_counter()
-        engine.run(end=pd.Timestamp(p.last.value + 60_000_000_000, tz="UTC"))  # past the last hour: final sample
+        # from the first event of the full stream (the clocks and periodic timers start there), past the last hour
+        engine.run(start=pd.Timestamp(p.events[0].ts_init, tz="UTC"),
+                   end=pd.Timestamp(p.last.value + 60_000_000_000, tz="UTC"))
         recorder.finish(int(p.last.value))  # derives the recorder's per-symbol rows: part of the run's time
         run_seconds = time.perf_counter() - t0
     finally:
@@ -309,7 +351,8 @@ def run_prepared(p: Prepared, *, progress: bool = False) -> BacktestResult:
     notes += [f"{f.what} print of {sym} at {pd.Timestamp(f.ts_ns, tz='UTC')} flagged ({f.price:g} vs mark {f.mark:g}: "
               f"{f.reason}); kept out of the funding prediction" for sym, feed in p.feeds.items() for f in feed.flags]
     result = BacktestResult(settings, order, p.first, p.last, p.data_path, ledger, recorder, strategies, p.feeds,
-                            fills, starting, ending, final_spot, final_mark, len(p.events), run_seconds, notes)
+                            fills, starting, ending, final_spot, final_mark,
+                            len(p.events) if gate is None else gate.emitted, run_seconds, notes)
     if risk_actor is not None:
         result.risk = risk_report(settings.risk, risk_actor, strategies)
     engine.dispose()

@@ -21,7 +21,6 @@ so all state changes are ordered with the market data and the strategy's orders.
 from __future__ import annotations
 
 import math
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -438,7 +437,9 @@ class PerpMarginModule(_OutOfLoopModule):
             trader_id=position.trader_id,
             strategy_id=position.strategy_id,
             instrument_id=position.instrument_id,
-            client_order_id=ClientOrderId(f"LIQ-{symbol}-{uuid.uuid4().hex[:12]}"),
+            # named by the symbol and the time: the same run gives the same id, and a paper session restarted on
+            # its journal never reuses one (one liquidation per symbol and time: it flattens the book)
+            client_order_id=ClientOrderId(f"LIQ-{symbol}-{self.clock.timestamp_ns()}"),
             order_side=OrderSide.BUY if position.side == PositionSide.SHORT else OrderSide.SELL,
             quantity=position.quantity,
             price=lp_price,

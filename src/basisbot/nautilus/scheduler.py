@@ -24,10 +24,12 @@ class NautilusClockDriver:
         self._clock = clock
         self._handler = handler
         self._pending: dict[str, Callable[[], None]] = {}  # alert name -> what it runs
+        self._due: dict[str, tuple[int, Job | None]] = {}  # alert name -> (fire time, the job or None)
         self._on_alert = self._fire  # the one callback (a bound method made once)
 
     def _fire(self, event) -> None:
         fn = self._pending.pop(event.name, None)
+        self._due.pop(event.name, None)
         if fn is not None:
             fn()
 
@@ -36,11 +38,18 @@ class NautilusClockDriver:
             return
         self._clock.set_time_alert_ns(job.name, job.fire_ns, self._on_alert)
         self._pending[job.name] = partial(self._handler, job)
+        self._due[job.name] = (job.fire_ns, job)
 
     def call_at(self, name: str, fire_ns: int, fn: Callable[[], None]) -> None:
         """One-off callback at `fire_ns` (leg timeouts, delayed retries), in order with the data."""
-        self._clock.set_time_alert_ns(name, max(fire_ns, self._clock.timestamp_ns()), self._on_alert)
+        at = max(fire_ns, self._clock.timestamp_ns())
+        self._clock.set_time_alert_ns(name, at, self._on_alert)
         self._pending[name] = fn
+        self._due[name] = (at, None)
+
+    def pending(self) -> list[tuple[int, Job | None]]:
+        """(fire time ns, the job, or None for a one-off callback) of every alert still to run."""
+        return list(self._due.values())
 
     def every(self, name: str, seconds: float, fn: Callable[[], None] | None) -> None:
         """(Re)start a periodic callback; `fn=None` stops it."""

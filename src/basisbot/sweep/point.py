@@ -8,6 +8,7 @@ another machine than the worker) writes the point's folder. Nothing here imports
 from __future__ import annotations
 
 import contextlib
+import os
 import tempfile
 import time
 import traceback
@@ -44,8 +45,8 @@ class DataServed:
 @contextlib.contextmanager
 def serve_loaded_data(loaded: dict[LoadKey, object]):
     """While active, `market_data.load_symbol` answers from `loaded` for the exact same arguments (folder, symbol,
-    window, gap policy) and reads the files otherwise (counted as a miss). Used only in a sweep worker, a process
-    that runs this one backtest and exits (max_calls=1)."""
+    window, gap policy) and reads the files otherwise (counted as a miss). Used only in a sweep worker, around one
+    point's `prepare` (the real loader is back after it)."""
     from basisbot.data import market_data
 
     real = market_data.load_symbol
@@ -68,6 +69,11 @@ def serve_loaded_data(loaded: dict[LoadKey, object]):
         market_data.load_symbol = real
 
 
+# the last event stream this worker built, reused by its next points when they replay the same one
+# (`basisbot.backtest.run.prepare`'s feed_cache; tests/test_sweep_reuse.py)
+_FEEDS: dict = {}
+
+
 @dataclass(frozen=True)
 class PointTask:
     point_id: str
@@ -79,7 +85,10 @@ class PointTask:
 
 
 def run_point(task: PointTask, loaded: dict[LoadKey, object]) -> dict:
-    """Run one backtest. Never raises: a failure comes back as {"status": "failed", "error": ...}."""
+    """Run one backtest. Never raises: a failure comes back as {"status": "failed", "error": ...}. `phases` says
+    where the point's time went (seconds): the imports (only in a worker's first point), preparing the backtest
+    (data served, feeds, instruments), the backtest (engine build, `run`: its replay alone, results collected),
+    writing the results and the report."""
     t0 = time.perf_counter()
     try:
         from basisbot.backtest.report.html import write_report
@@ -89,15 +98,22 @@ def run_point(task: PointTask, loaded: dict[LoadKey, object]) -> dict:
         t_imported = time.perf_counter()
         with serve_loaded_data(loaded) as served:
             prepared = prepare(task.settings, data_dir=Path(task.data_path), start=task.start, end=task.end,
-                               symbols=list(task.symbols) if task.symbols else None)
+                               symbols=list(task.symbols) if task.symbols else None, feed_cache=_FEEDS)
+        t_prepared = time.perf_counter()
         result = run_prepared(prepared)
+        t_run = time.perf_counter()
         with tempfile.TemporaryDirectory(prefix="basisbot-point-") as tmp:
             out = Path(tmp)
             summary = write_results(result, out)
+            t_results = time.perf_counter()
             write_report(summary, out / "report.html")
+            t_report = time.perf_counter()
             files = {str(f.relative_to(out)): f.read_bytes() for f in sorted(out.rglob("*")) if f.is_file()}
+        phases = {"import": t_imported - t0, "prepare": t_prepared - t_imported, "backtest": t_run - t_prepared,
+                  "run": result.run_seconds, "results": t_results - t_run, "report": t_report - t_results}
         return {"status": "ok", "point_id": task.point_id, "summary": summary, "files": files,
                 "seconds": time.perf_counter() - t_imported, "import_seconds": t_imported - t0,
+                "events": result.events, "phases": phases, "pid": os.getpid(),
                 "data_hits": served.hits, "data_misses": served.misses}
     except Exception as e:  # noqa: BLE001 - every failure is recorded with its point; the others go on
         return {"status": "failed", "point_id": task.point_id, "error": f"{type(e).__name__}: {e}",

@@ -48,6 +48,9 @@ def write_point(out: Path, point, outcome: dict) -> dict:
         "import_seconds": round(outcome.get("import_seconds", 0.0), 3),
         "data_hits": outcome.get("data_hits"),
         "data_misses": outcome.get("data_misses"),
+        "events": outcome.get("events"),
+        "worker_pid": outcome.get("pid"),
+        "phases": {k: round(v, 3) for k, v in outcome.get("phases", {}).items()},
     }
     (folder / POINT_FILE).write_text(json.dumps(record, indent=2) + "\n")
     return row_of(out, point, record, outcome.get("summary"))

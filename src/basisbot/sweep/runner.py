@@ -1,5 +1,7 @@
-"""Running sweep points as Ray tasks: each backtest in a fresh worker process (`max_calls=1`; nautilus' engine is not
-reliably re-created in one process), the market data loaded once by the driver and shared through the object store.
+"""Running sweep points as Ray tasks, the market data loaded once by the driver and shared through the object store.
+A worker process imports once and runs point after point, each on a fresh engine (`run_point`: everything a backtest
+builds is built again per point; tests/test_sweep_reuse.py proves a reused process gives byte for byte the results of
+fresh ones); `RayPool(fresh_workers=True)` starts a process per point instead (`max_calls=1`).
 
 Without an address, a local Ray is started for the command and stopped after it, on loopback only: Ray 2.60 on Linux
 binds its node to the machine's interface address unless `RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0` is set before it
@@ -48,8 +50,8 @@ def _import_ray(*, loopback: bool):
 class RayPool:
     """Ray for one command: started (or joined) on first use, stopped (or left) on exit."""
 
-    def __init__(self, *, workers: int | None = None, address: str | None = None):
-        self.workers, self.address = workers, address
+    def __init__(self, *, workers: int | None = None, address: str | None = None, fresh_workers: bool = False):
+        self.workers, self.address, self.fresh_workers = workers, address, fresh_workers
         self.ray = None
         self.capacity = 0
         self.node_ip: str | None = None
@@ -92,7 +94,8 @@ class RayPool:
                 raise SweepRuntimeError(f"the local Ray node is not on loopback ({sorted(addrs)}); refusing to run")
         cpus = int(ray.cluster_resources().get("CPU", 1))
         self.capacity = max(1, min(self.workers, cpus) if self.workers else cpus)
-        self._task = ray.remote(max_calls=1, num_cpus=1, max_retries=0)(run_point)
+        # max_calls=0: a worker process runs any number of points (imports paid once per process)
+        self._task = ray.remote(max_calls=1 if self.fresh_workers else 0, num_cpus=1, max_retries=0)(run_point)
 
     def put(self, obj):
         self.start()

@@ -1,0 +1,398 @@
+"""The backtest's event stream, hour by hour, with each bar's intra-hour path replayed only where something could
+act inside it.
+
+The feed (`basisbot.backtest.feed`) traces every bar: spot and perp trade prices and the perp mark along the bar's
+path. Inside most hours of a carry nothing can use them: no order is in flight or due, no decision falls in the
+hour, and every mark of the path sits inside every band of the mark watch (`basisbot.core.mark_watch`: the venue's
+liquidation side, the guard's quiet range), so the watch calls nobody and the guard's periodic sweep finds nothing.
+The engine pulls the stream an hour at a time during the run (`BacktestEngine.add_data_iterator`), so `QuietGate`
+decides each hour from the run's own state, just before it:
+
+- ``full``: the whole path (anything could act: a pair in flight, a band awake, a mark of the path on or past a band,
+  a decision or funding update that could trade, cross margin, a compounding budget);
+- ``last``: the path's last trade prices (spot and perp) and its last mark, what the strategy reads at the close
+  when it may trade there;
+- ``none``: the path's last trade prices, the settlements and the close. nautilus' risk engine checks an order's
+  notional and the balance against the last trade price, whenever the order comes, so the last trade prices of an
+  hour are replayed unless no order can come before the next trade prices the engine gets:
+- ``quiet``: the settlements and the close only: ``none``, and nothing can act from the close to the next hour's
+  first trade ticks of both legs (no settlement and no alert there, every mark up to them inside every band). By
+  induction the engine's last trade price at any order is the full stream's: an hour replayed in full has all its
+  ticks, ``last`` keeps its last ones and acts only at its close, ``none`` and ``quiet`` act nowhere.
+
+Everything the gate cannot show quiet is replayed in full: it errs towards more events, never fewer. Bars go to the
+engine as static data (they are always replayed; nautilus registers their subscriptions from them)."""
+
+from __future__ import annotations
+
+import math
+from bisect import bisect_right
+from collections.abc import Iterator
+
+from nautilus_trader.model.data import MarkPriceUpdate
+
+from basisbot.backtest.feed import HOUR_NS, PRIO_MARK, PRIO_PREDICTION, HourSpan, SymbolFeed
+from basisbot.core import margin
+from basisbot.core.carry import funding_payment
+from basisbot.core.guard_state import GuardState
+from basisbot.core.mark_watch import mark_watch
+from basisbot.nautilus.messages import PerpMarginState
+
+FULL, LAST, NONE, QUIET = "full", "last", "none", "quiet"
+
+
+def _inside(band: tuple[float, float], low: float, high: float) -> bool:
+    return band[0] < low and high < band[1]
+
+
+class QuietGate:
+    """Decides, hour by hour, how much of each symbol's path the engine replays (see the module)."""
+
+    def __init__(self, feeds: dict[str, SymbolFeed]):
+        self.feeds = feeds
+        # each symbol's settlement times (as the venue applies them), sorted: an hour's are found by bisection
+        self._settle_ts = {s: [e[0] for e in f.settlements] for s, f in feeds.items()}
+        self.strategies: dict = {}
+        self.ledger = None
+        self.compounding = False
+        self.modes = {FULL: 0, LAST: 0, NONE: 0, QUIET: 0}
+        self.emitted = 0  # events handed to the engine (`basisbot.backtest.run.build_engine` counts them)
+        self._cross: list[str] = []  # the symbols in cross margin
+        self._by_perp: dict = {}  # perp instrument id -> its strategy
+        self._watches: dict = {}  # perp instrument id -> its mark watch (one per instrument for the run)
+        self._on_accounts: set[str] = set()  # symbols of the hour whose close is inert only if the accounts stay
+        self._known: dict[str, tuple] = {}  # symbol -> (signature, earliest alert) of the last hour shown quiet
+        self._band_cache: dict[tuple, tuple] = {}  # (state, settlements) -> (mark bound, the margin states' bands)
+
+    def bind(self, strategies: dict, ledger, compounding: bool) -> None:
+        self.strategies, self.ledger, self.compounding = strategies, ledger, compounding
+        self._cross = [s for s, spec in ledger.symbols.items() if spec.mode == "cross"]
+        self._by_perp = {st.perp_id: st for st in strategies.values()}
+
+    def plan(self, close_ns: int, spans: list[tuple[str, HourSpan, HourSpan | None, HourSpan | None]],
+             pending) -> dict[str, str]:
+        """{symbol: mode} for the hour closing at `close_ns`. `spans`: (symbol, this hour, the symbol's previous
+        hour or None, its next hour or None); `pending`: the last event handed to the engine, which it has not
+        processed yet."""
+        everything = {s: FULL for s, *_ in spans}
+        if not self.strategies or self.compounding or self.ledger is None:
+            return everything
+        books = self.ledger.books
+        if any(books[s].side != 0 for s in self._cross):
+            return everything  # cross margin: every mark moves every cross position's liquidation price
+        loud = self._loud_pending(pending)
+        if loud is None:
+            return everything
+        # a symbol whose closing mark (not processed yet) reaches its watchers is decided on a stale state: in full
+        self._on_accounts = set()
+        modes = {s: FULL if s == loud else self._mode(s, span, prev, nxt, close_ns) for s, span, prev, nxt in spans}
+        if FULL in modes.values():
+            # a symbol's hour replayed in full can move the accounts inside it: a symbol whose venue publishes its
+            # margin state at the hour's first mark then publishes what it finds there
+            for s, span, *_ in spans:
+                if modes[s] != FULL and self._wakes(s, span, close_ns):
+                    modes[s] = FULL
+        if self._on_accounts and (FULL in modes.values() or LAST in modes.values()
+                                  or any(span.settle[0] != span.settle[1] for _, span, *_ in spans)):
+            # an entry found inert on the accounts as they are: another symbol trading or a settlement paying in
+            # the hour could change them before the close
+            for s in self._on_accounts:
+                if modes[s] != FULL:
+                    modes[s] = LAST
+        for m in modes.values():
+            self.modes[m] += 1
+        return modes
+
+    def _loud_pending(self, pending) -> str | None:
+        """The event the engine has not processed yet: a closing mark inside its watch's bands changes nothing ("");
+        outside, it reaches the watchers of its symbol only (the symbol). None: anything else (unknown effects)."""
+        if not isinstance(pending, MarkPriceUpdate):
+            return None
+        iid = pending.instrument_id
+        st = self._by_perp.get(iid)
+        if st is None:
+            return None
+        watch = self._watches.get(iid)
+        if watch is None:
+            watch = self._watches[iid] = mark_watch(st.msgbus, iid)
+        return "" if watch.low < pending.value.as_double() < watch.high else st.symbol
+
+    def _settlements(self, symbol: str, t0: int, t1: int) -> list[tuple[int, int, float]]:
+        ts = self._settle_ts[symbol]
+        return self.feeds[symbol].settlements[bisect_right(ts, t0):bisect_right(ts, t1)]
+
+    def _wakes(self, symbol: str, span: HourSpan, close_ns: int) -> bool:
+        book = self.ledger.books[symbol]
+        return book.band.awake or (book.side != 0 and bool(self._settlements(symbol, close_ns - HOUR_NS, close_ns)))
+
+    def _mode(self, symbol: str, span: HourSpan, prev: HourSpan | None, nxt: HourSpan | None, close_ns: int) -> str:
+        st = self.strategies[symbol]
+        sig = self._signature(st, self.ledger.books[symbol])
+        known = self._known.get(symbol)
+        if known is not None and known[0] == sig and prev is not None and span.settle[0] == span.settle[1]:
+            found = self._mode_unchanged(st, span, prev, nxt, close_ns, known[1])
+            if found is not None:
+                self._known[symbol] = (sig, found[1])
+                return found[0]
+        self._on_accounts.discard(symbol)  # the full checks decide it afresh
+        mode = self._mode_checked(symbol, st, span, prev, nxt, close_ns)
+        if mode in (NONE, QUIET):
+            self._known[symbol] = (sig, min((f for f, _ in st.pending_alerts()), default=math.inf))
+        else:
+            self._known.pop(symbol, None)
+        return mode
+
+    @staticmethod
+    def _signature(st, book) -> tuple:
+        """What the checks of an hour without settlements read of the strategy's and the venue's state, besides
+        the prices and the alerts: equal signatures, equal answers (`_mode_unchanged`)."""
+        pair = st.pair
+        return (st.phase, st._qty, pair, pair is None or pair.done(), st._halted, st._resume_pending, st._draining,
+                st.mark_band.awake, st._hedge_checked, st._skipping, st.calendar.next_ns, st.guard.quiet_band,
+                book.version, book.side, book.band.low, book.band.high, book.band.awake)
+
+    def _mode_unchanged(self, st, span: HourSpan, prev: HourSpan, nxt: HourSpan | None, close_ns: int,
+                        next_alert: float) -> tuple[str, float] | None:
+        """The checks of `_mode_checked` for an hour without settlements, the state unchanged since an hour they
+        found quiet (same signature; no alert added since, the earliest then `next_alert`): the marks against the
+        same bands, the alerts due in the hour, the closing prediction, the next hour's head. (mode, the earliest
+        alert after the hour); None: not shown quiet here (the full checks decide)."""
+        if not math.isfinite(prev.close_mark):
+            return None
+        before = []
+        if next_alert <= close_ns:
+            alerts = st.pending_alerts()
+            for at, job in sorted(((f, j) for f, j in alerts if f <= close_ns), key=lambda e: e[0]):
+                if job is None:
+                    continue  # a pair's timeout or retry: nothing to do for an idle strategy
+                if not st.job_is_inert(job, at, before):
+                    return None
+                before.append(job)
+            next_alert = min((f for f, _ in alerts if f > close_ns), default=math.inf)
+        book = self.ledger.books[st.symbol]
+        (g_lo, g_hi), v_lo, v_hi = st.guard.quiet_band, book.band.low, book.band.high
+        lo, hi = max(g_lo, v_lo), min(g_hi, v_hi)
+        if not (lo < min(span.low, prev.close_mark) and max(span.high, prev.close_mark) < hi):
+            return None
+        events = self.feeds[st.symbol].events
+        c0, c1 = span.close
+        pred = events[c0][2] if c1 - c0 == 2 else None
+        if pred is not None:
+            args = (float(pred.rate), pred.interval, pred.next_funding_ns, close_ns, before)
+            if not st.prediction_is_inert(*args):
+                prices = self._entry_prices(st, span, prev)
+                if prices is None or not st.prediction_is_inert(*args, prices=prices):
+                    return None
+                self._on_accounts.add(st.symbol)
+        if nxt is None or nxt.head_ns < 0 or not math.isfinite(span.close_mark):
+            return NONE, next_alert
+        # a settlement, an alert or a new settlement's jobs before the next hour's head: the full checks look
+        head_ns = nxt.head_ns
+        ts = self._settle_ts[st.symbol]
+        if (next_alert <= head_ns or bisect_right(ts, head_ns) != bisect_right(ts, close_ns)
+                or (pred is not None and pred.next_funding_ns not in (None, st.calendar.next_ns))):
+            return None
+        if lo < min(nxt.head_low, span.close_mark) and max(nxt.head_high, span.close_mark) < hi:
+            return QUIET, next_alert
+        return NONE, next_alert
+
+    def _mode_checked(self, symbol: str, st, span: HourSpan, prev: HourSpan | None, nxt: HourSpan | None,
+                      close_ns: int) -> str:
+        t0 = close_ns - HOUR_NS
+        if prev is None or not st.idle() or not math.isfinite(prev.close_mark):
+            return FULL
+        low, high = min(span.low, prev.close_mark), max(span.high, prev.close_mark)
+        bands = self._bands(symbol, st, t0, close_ns, high)
+        if not all(_inside(b, low, high) for b in bands):
+            return FULL
+        events = self.feeds[symbol].events
+        # what reaches the strategy inside the hour, in time order: funding updates (settlements) and its alerts
+        seen = [(events[i][0], events[i][2]) for i in range(*span.settle)]
+        seen += [(fire_ns, job) for fire_ns, job in st.pending_alerts() if fire_ns <= close_ns]
+        seen.sort(key=lambda e: e[0])
+        before = []
+        for ts, item in seen:
+            if item is None:
+                continue  # a pair's timeout or retry: nothing to do for an idle strategy
+            if hasattr(item, "next_funding_ns"):
+                announced = item.next_funding_ns
+                if announced is not None and announced - HOUR_NS <= close_ns:
+                    return FULL  # it announces a settlement whose jobs could fall in this hour
+                if not st.prediction_is_inert(float(item.rate), item.interval, announced, ts, before):
+                    return FULL
+            elif not st.job_is_inert(item, ts, before):
+                return FULL
+            before.append(item)
+        close = [events[i][2] for i in range(*span.close)]
+        if len(close) == 2:
+            pred = close[0]
+            args = (float(pred.rate), pred.interval, pred.next_funding_ns, close_ns, before)
+            if not st.prediction_is_inert(*args):
+                prices = self._entry_prices(st, span, prev)
+                if prices is None or not st.prediction_is_inert(*args, prices=prices):
+                    return LAST
+                self._on_accounts.add(symbol)
+            before.append(pred)
+        # else no prediction at the close: nothing reads the mark before the closing one
+        return QUIET if self._quiet_until_next_ticks(symbol, st, span, nxt, bands, before) else NONE
+
+    def _entry_prices(self, st, span: HourSpan, prev: HourSpan) -> tuple[float, tuple[float, ...]] | None:
+        """What an entry tried at the hour's close reads: the spot price (the closing spot bar's close, newer than
+        any trade tick), and the perp's mark as the full stream has it there (the hour's last mark) and as this
+        stream has it when the hour's marks are left out (the previous close). None: no closing spot bar."""
+        events = self.feeds[st.symbol].events
+        spot = next((events[i][2] for i in range(*span.bars) if events[i][2].bar_type.instrument_id == st.spot_id),
+                    None)
+        if spot is None:
+            return None
+        full = events[span.last_mark][2].value.as_double() if span.last_mark >= 0 else prev.close_mark
+        return spot.close.as_double(), (full, prev.close_mark)
+
+    def _quiet_until_next_ticks(self, symbol: str, st, span: HourSpan, nxt: HourSpan | None, bands: list,
+                                announced: list) -> bool:
+        """Whether nothing can act for `symbol` from the close of `span` (an hour where nothing acts, after
+        `announced`: its funding updates and alerts) up to the next hour's first trade ticks of both legs: every
+        funding update (a settlement's) and alert due there inert, no settlement announced whose jobs could fall
+        there, the closing mark and every mark up to those ticks inside every band (with a settlement there, the
+        bands as the margin state it brings makes them)."""
+        if nxt is None or nxt.head_ns < 0 or not math.isfinite(span.close_mark):
+            return False
+        close_ns, head_ns = span.close_ns, nxt.head_ns
+        low, high = min(nxt.head_low, span.close_mark), max(nxt.head_high, span.close_mark)
+        events = self.feeds[symbol].events
+        seen = [(events[i][0], events[i][2]) for i in range(*nxt.settle) if events[i][0] <= head_ns]
+        ts = self._settle_ts[symbol]
+        if bisect_right(ts, head_ns) != bisect_right(ts, close_ns):  # a settlement before the head
+            bands = self._bands(symbol, st, close_ns - HOUR_NS, head_ns, high)
+        if not all(_inside(b, low, high) for b in bands):
+            return False
+        seen += [(fire_ns, job) for fire_ns, job in st.pending_alerts() if close_ns < fire_ns <= head_ns]
+        seen.sort(key=lambda e: e[0])
+        # a settlement the calendar knows has its jobs among the alerts; one announced since could have jobs here
+        w, known = st.calendar.windows, st.calendar.next_ns
+        lead = max(w.decision_before_s, w.blackout_before_s, 0) * 1_000_000_000
+        for item in announced:
+            nf = getattr(item, "next_funding_ns", None)
+            if nf is not None and nf != known and nf - lead <= head_ns:
+                return False
+        before = list(announced)
+        for at, item in seen:
+            if item is None:
+                continue  # a pair's timeout or retry: nothing to do for an idle strategy
+            if hasattr(item, "next_funding_ns"):
+                nf = item.next_funding_ns
+                if nf is not None and nf != known and nf - lead <= head_ns:
+                    return False
+                if not st.prediction_is_inert(float(item.rate), item.interval, nf, at, before):
+                    return False
+            elif not st.job_is_inert(item, at, before):
+                return False
+            before.append(item)
+        return True
+
+    def _bands(self, symbol: str, st, t0: int, t1: int, high: float) -> list[tuple[float, float]]:
+        """The quiet ranges every mark of the hour must sit in: the guard's and the venue's as they are, and, when
+        the venue will publish a new margin state at the hour's first mark (a settlement, a change), both as that
+        state will make them, for any funding payment the hour's settlements can bring."""
+        book = self.ledger.books[symbol]
+        bands = [st.guard.quiet_band, (book.band.low, book.band.high) if not book.band.awake else book.band.quiet]
+        settles = self._settlements(symbol, t0, t1) if book.side != 0 else []
+        if not (book.band.awake or settles):
+            return bands
+        if book.side == 0:
+            return bands + [(-math.inf, math.inf)]
+        wallet = self.ledger.effective_wallet(symbol)
+        mark = max(book.entry, high, st.mark or 0.0) * 1.01  # a bound on the mark the payments use
+        # the same state and settlements give the same bands: kept for a bound on the mark at least as high (the
+        # next hour asks again for the settlement just after this hour's close)
+        key = (symbol, book.version, book.side, book.qty, book.entry, wallet, tuple(settles), id(st.thresholds))
+        kept = self._band_cache.get(key)
+        if kept is None or kept[0] < mark:
+            bound = mark * 1.05  # kept for marks a little higher too (a wider swing only narrows the bands)
+            kept = self._band_cache[key] = (bound, self._margin_bands(symbol, st, book, wallet, settles, bound))
+        return bands + kept[1]
+
+    def _margin_bands(self, symbol: str, st, book, wallet: float, settles: list, mark: float) -> list:
+        spec = self.ledger.symbols[symbol]
+        swing = sum(abs(funding_payment(book.qty, mark, rate)) for _, _, rate in settles) + 1e-6
+        bands = []
+        for w in (wallet - swing, wallet, wallet + swing) if settles else (wallet,):
+            try:
+                lp = margin.liquidation_price(book.side, book.qty, book.entry, w, spec.table)
+            except (ValueError, ZeroDivisionError):
+                return [(math.inf, -math.inf)]
+            if lp is None or lp <= 0:
+                bands.append((-math.inf, math.inf))
+            else:
+                bands.append((-math.inf, lp) if book.side < 0 else (lp, math.inf))
+            g = GuardState(st.thresholds, spec.table, spec.mode == "isolated")
+            g.on_margin_state(PerpMarginState(symbol, spec.mode, book.side, book.qty, book.entry, w, 0.0, 0.0, 0), None)
+            bands.append(g.quiet_band)
+        return bands
+
+
+def hour_chunks(feeds: dict[str, SymbolFeed], order: list[str], gate: QuietGate) -> Iterator[list]:
+    """The engine's data after the bars, an hour per chunk, in the engine's order (time, then the priority within a
+    time, then the symbol's place in `order`)."""
+    by_close: dict[int, list[tuple[int, str, HourSpan, HourSpan | None, HourSpan | None]]] = {}
+    for idx, s in enumerate(order):
+        hours = feeds[s].hours
+        for k, span in enumerate(hours):
+            by_close.setdefault(span.close_ns, []).append(
+                (idx, s, span, hours[k - 1] if k else None, hours[k + 1] if k + 1 < len(hours) else None))
+    pending = None
+    for close_ns in sorted(by_close):
+        group = by_close[close_ns]
+        modes = gate.plan(close_ns, [g[1:] for g in group], pending)
+        out = _quiet_chunk(feeds, group) if all(m == QUIET for m in modes.values()) else None
+        if out:
+            pending = out[-1]
+            yield out
+            continue
+        chunk = []
+        for idx, s, span, *_ in group:
+            events = feeds[s].events
+            picks = list(range(*span.settle))
+            mode = modes[s]
+            if mode == FULL:
+                picks += range(*span.intra)
+            elif mode != QUIET:
+                picks += span.last_ticks  # the last trade prices: the risk engine checks any order against them
+                if mode == LAST and span.last_mark >= 0:
+                    picks.append(span.last_mark)
+            picks += range(*span.close)
+            chunk.extend((events[i][0], events[i][1], idx, events[i][2]) for i in picks)
+        chunk.sort(key=lambda e: e[:3])
+        pending = chunk[-1][3]
+        yield [e[3] for e in chunk]
+    tail = []
+    for idx, s in enumerate(order):
+        events = feeds[s].events
+        tail.extend((events[i][0], events[i][1], idx, events[i][2]) for i in range(*feeds[s].tail))
+    if tail:
+        tail.sort(key=lambda e: e[:3])
+        yield [e[3] for e in tail]
+
+
+def _quiet_chunk(feeds: dict[str, SymbolFeed], group: list) -> list | None:
+    """The chunk of an hour quiet for every symbol, in the engine's order without a sort of everything: the
+    settlements inside the hour (before the close), then at the close every symbol's prediction, then every
+    symbol's closing mark (their priorities), each in the symbols' order. None: something else at the close."""
+    settles, preds, marks = [], [], []
+    for idx, s, span, *_ in group:
+        events = feeds[s].events
+        s0, s1 = span.settle
+        if s1 > s0:
+            settles.extend((events[i][0], events[i][1], idx, events[i][2]) for i in range(s0, s1))
+        for i in range(*span.close):
+            prio = events[i][1]
+            if prio == PRIO_PREDICTION:
+                preds.append(events[i][2])
+            elif prio == PRIO_MARK:
+                marks.append(events[i][2])
+            else:
+                return None
+    if settles:
+        settles.sort(key=lambda e: e[:3])
+        return [e[3] for e in settles] + preds + marks
+    return preds + marks
