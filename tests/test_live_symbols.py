@@ -11,12 +11,12 @@ import pytest
 from pydantic import SecretStr
 
 from basisbot.config.loading import load_settings
-from basisbot.core.brackets import parse_brackets
 from basisbot.journal.writer import Journal
 from basisbot.live.node import NodeOptions, run_node
 from basisbot.sim import SimServer
 from basisbot.strategies.basis_carry import Phase
 from basisbot.venues.binance import reference
+from basisbot.venues.binance.brackets_file import parse_brackets
 from tests.helpers.live_node import RunningNode, node_settings, sim_config, until, write_config
 from tests.helpers.sim_venue import KEY, SECRET, state
 

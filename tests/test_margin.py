@@ -23,11 +23,9 @@ from basisbot.core.margin import (
     distance_to_liquidation,
     initial_margin,
     liquidation_price,
-    load_brackets,
     margin_balance,
     margin_ratio,
     margin_to_add,
-    parse_brackets,
     reduce_fraction_for_distance,
     reduce_position,
     target_liquidation_price,
@@ -35,6 +33,7 @@ from basisbot.core.margin import (
     wallet_for_distance,
 )
 from basisbot.venues.binance import reference
+from basisbot.venues.binance.brackets_file import load_brackets, parse_brackets
 
 BRACKETS_FILE = Path(str(reference.BRACKETS))  # the bundled 2026 tables (package data)
 TABLES = load_brackets(BRACKETS_FILE)

@@ -18,6 +18,7 @@ from basisbot.core import margin
 from basisbot.core.carry import FundingPredictor, funding_payment
 from basisbot.data import market_data
 from basisbot.venues import AccountModel, get_profile
+from basisbot.venues.binance.brackets_file import parse_brackets
 from basisbot.venues.okx import contracts, funding, tiers
 from basisbot.venues.okx.profile import liquidation_price as okx_liquidation_price
 
@@ -188,7 +189,7 @@ def test_5x_short_liquidates_at_okx_liquidation_price(tmp_path):
         assert fill.price == round(expected, 3)  # on SOL-USDT-SWAP's 0.001 tick
         assert fill.qty == liq.qty and liq.bar_worst >= liq.price
         binance_formula = margin.liquidation_price(-1, liq.qty, liq.entry, liq.wallet_lost,
-                                                   margin.parse_brackets([{"symbol": "SOLUSDT", "brackets": [
+                                                   parse_brackets([{"symbol": "SOLUSDT", "brackets": [
                                                        {"bracket": 1, "initialLeverage": 75, "notionalFloor": 0,
                                                         "notionalCap": 1e12, "maintMarginRatio": 0.01, "cum": 0}]}])
                                                    ["SOLUSDT"])

@@ -16,10 +16,11 @@ from basisbot.backtest.run import prepare
 from basisbot.cli import main
 from basisbot.config.loading import load_settings
 from basisbot.core import margin
-from basisbot.core.brackets import BracketError, bracket_rows, load_brackets, parse_brackets, unified_to_id
+from basisbot.core.brackets import BracketError, bracket_rows
 from basisbot.core.carry import funding_payment
 from basisbot.data.dump_writer import export_binance_dump
 from basisbot.venues.binance import reference
+from basisbot.venues.binance.brackets_file import load_brackets, parse_brackets, unified_to_id
 from tests.helpers.sim_venue import run_scenario
 from tests.invariants import assert_backtest_invariants
 

@@ -51,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="replay speed of a replaying venue (overrides [live] venue_speed; default: asked from "
                             "the local venue, else 1)")
 
-    sim = sub.add_parser("sim", help="serve a local Binance-compatible venue replaying real data")
+    sim = sub.add_parser("sim", help="serve a local venue (Binance's or OKX's API, --exchange) replaying real data")
     sim.add_argument("--port", type=int, required=True, help="listen on 127.0.0.1:PORT (0 = any free port)")
     sim.add_argument("--data", type=Path, help="bundled layout or Binance public-dump layout (default: the bundled "
                      "Binance data)")

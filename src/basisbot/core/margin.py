@@ -1,8 +1,10 @@
-"""Margin money math for Binance USDⓈ-M perpetuals (one-way mode).
+"""Margin money math for a linear perpetual in one-way mode, on tiered maintenance margin.
 
-Pure functions on floats: no I/O, no exchange or framework imports (the bracket
-tables and their loaders are in :mod:`basisbot.core.brackets`).  Every formula below follows Binance's published
-definitions (see ``backtests/data/SOURCES.md``).
+Pure functions on floats: no I/O, no exchange or framework imports (the bracket table is
+:mod:`basisbot.core.brackets`; the files that carry it are read by the venue profiles). The formulas are the
+``cum`` formulation Binance publishes (see ``backtests/data/SOURCES.md``); a venue whose liquidation rule differs
+supplies its own through its profile (``VenueProfile.liquidation_price``: OKX's adds the closing fee,
+``basisbot.venues.okx.tiers``), and `reduce_fraction_for_distance`, which searches liquidation prices, takes the venue's.
 
 Notation
 --------
@@ -37,15 +39,8 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-# The bracket table and its parsers live in basisbot.core.brackets; re-exported here for existing callers.
-from basisbot.core.brackets import (
-    Bracket,
-    BracketError,
-    BracketTable,
-    _require_finite,
-    load_brackets,
-    parse_brackets,
-)
+# The bracket table lives in basisbot.core.brackets (its file formats in the venue profiles); re-exported here.
+from basisbot.core.brackets import Bracket, BracketError, BracketTable, _require_finite
 
 __all__ = [
     "Bracket",
@@ -57,11 +52,9 @@ __all__ = [
     "distance_to_liquidation",
     "initial_margin",
     "liquidation_price",
-    "load_brackets",
     "margin_balance",
     "margin_ratio",
     "margin_to_add",
-    "parse_brackets",
     "reduce_fraction_for_distance",
     "reduce_position",
     "target_liquidation_price",

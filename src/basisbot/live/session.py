@@ -230,8 +230,9 @@ class VenueSession:
 
         Raises `CredentialsNeeded` without credentials, `MissingTiers` naming the symbols the exchange gave none
         for, and `VenueError` when the exchange cannot be reached or answers something unusable."""
-        from basisbot.core.brackets import BracketError, parse_ccxt_tiers
+        from basisbot.core.brackets import BracketError
         from basisbot.live.instruments import find_market
+        from basisbot.venues.binance.brackets_file import parse_ccxt_tiers
 
         unified = {find_market(self.perp_markets, i, kind="perp")["symbol"]: i for i in exchange_ids}
         client, temporary = self._perp_client(api_key, api_secret)

@@ -1,4 +1,4 @@
-"""Local Binance-compatible venue (spot + USDⓈ-M futures, REST + websockets) replaying the bundled real data.
+"""The local venue (spot + perpetual, REST + websockets; Binance's or OKX's API) replaying the bundled real data.
 
 See ``README.md`` and ``server.py`` for the entry points, ``client.py`` for pointing ccxt at it. Names are resolved
 lazily so ``basisbot.sim.cliargs`` can be imported without aiohttp/pandas.

@@ -1,4 +1,4 @@
-"""The local Binance-compatible venue: one aiohttp server (REST + websockets) on 127.0.0.1, replaying real data.
+"""The local venue: one aiohttp server (REST + websockets) on 127.0.0.1, replaying real data.
 
 Entry points:
 

@@ -28,7 +28,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from basisbot.core.brackets import BracketTable, bracket_rows, parse_brackets
+from basisbot.core.brackets import BracketTable, bracket_rows
+from basisbot.venues.binance.brackets_file import parse_brackets
 
 
 class VenueDataError(ValueError):

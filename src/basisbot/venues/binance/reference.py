@@ -24,7 +24,8 @@ from functools import cache
 from importlib import resources
 from pathlib import Path
 
-from basisbot.core.brackets import BracketError, BracketTable, load_brackets, parse_brackets
+from basisbot.core.brackets import BracketError, BracketTable
+from basisbot.venues.binance.brackets_file import load_brackets, parse_brackets
 from basisbot.venues.profile import MarketSpec, VenueDataError
 
 # package data (`reference_data/`, its checksums in SHA256SUMS), found through importlib.resources so a wheel
