@@ -14,7 +14,7 @@ import msgspec
 from nautilus_trader.model.data import FundingRateUpdate
 
 from basisbot.config.strategy_fields import TUNABLE_FIELDS
-from basisbot.core import carry, guard, margin, resume
+from basisbot.core import carry, guard, resume
 from basisbot.core.guard_state import GuardState
 from basisbot.core.legs import PairStatus
 from basisbot.core.portfolio import Bid, VolEstimator
@@ -29,6 +29,7 @@ from basisbot.nautilus.messages import (
     PerpMarginState,
 )
 from basisbot.strategies.two_leg import USDT, GuardEvent, Phase, StrategyLog, TwoLegConfig, TwoLegStrategy
+from basisbot.venues import DEFAULT_EXCHANGE, get_profile
 
 __all__ = ["BasisCarryConfig", "BasisCarryStrategy", "GuardEvent", "Phase", "StrategyLog", "TUNABLE_FIELDS"]
 
@@ -37,7 +38,11 @@ ACTED_ON = frozenset({JobKind.DECISION, JobKind.BOOKING})  # the jobs this strat
 
 
 class BasisCarryConfig(TwoLegConfig, frozen=True):
-    brackets: list[dict] = []  # Binance leverage brackets of the perp (GET /fapi/v1/leverageBracket shape)
+    # the perp's tier table as its venue profile's rows (`VenueProfile.tier_rows`: Binance's leverageBracket shape,
+    # OKX's position tiers by size) and the venue (`[exchange] name`) whose profile reads them and supplies the
+    # liquidation price the guard uses
+    brackets: list[dict] = []
+    exchange: str = DEFAULT_EXCHANGE
     notional_usdt: float = 10_000.0
     max_notional_usdt: float | None = None
     leverage: int = 3
@@ -60,8 +65,8 @@ class BasisCarryStrategy(TwoLegStrategy):
     def __init__(self, config: BasisCarryConfig):
         super().__init__(config)
         self.cfg: BasisCarryConfig = config
-        self.table = margin.parse_brackets([{"symbol": config.symbol, "brackets": config.brackets}],
-                                           source="strategy config")[config.symbol]
+        self.venue = get_profile(config.exchange)
+        self.table = self.venue.tiers_from_rows(config.symbol, config.brackets)
         self.calendar = SettlementCalendar(config.symbol, Windows())
         self.guard: GuardState | None = None
         self._derive()
@@ -88,7 +93,8 @@ class BasisCarryStrategy(TwoLegStrategy):
                                       c.persistence, c.spread)
         self.thresholds = guard.Thresholds(**c.guard) if c.guard else None
         if getattr(self, "guard", None) is None:
-            self.guard = GuardState(self.thresholds, self.table, c.margin_mode == "isolated", band=self.mark_band)
+            self.guard = GuardState(self.thresholds, self.table, c.margin_mode == "isolated", band=self.mark_band,
+                                    liquidation=self.venue.liquidation_price)
         self.guard.thresholds = self.thresholds
         self._hedge_checked = None  # the hedge ratio or tolerance may have changed: check the drift again
         self.calendar.windows = Windows(**c.schedule) if c.schedule else Windows()

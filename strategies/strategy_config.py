@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from basisbot.config.settings import Settings
 from basisbot.config.strategy_fields import settings_fields
-from basisbot.core.brackets import BracketTable, bracket_rows
+from basisbot.core.brackets import BracketTable
 from basisbot.strategies.basis_carry import BasisCarryConfig
 
 # The periodic guard sweep is live's backstop against a silent mark stream. A backtest's marks are the data itself:
@@ -33,7 +33,8 @@ def strategy_config(settings: Settings, symbol: str, spot_id: str, perp_id: str,
         symbol=symbol,
         spot_instrument_id=spot_id,
         perp_instrument_id=perp_id,
-        brackets=bracket_rows(table),
+        brackets=settings.venue.tier_rows(table),
+        exchange=settings.exchange.name,
         spot_bar_type=spot_bar_type,
         journal=journal,
         **fields,

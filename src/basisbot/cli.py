@@ -35,10 +35,13 @@ def build_parser() -> argparse.ArgumentParser:
     bt.add_argument("--start", help="first day, YYYY-MM-DD (UTC)")
     bt.add_argument("--end", help="end day (exclusive), YYYY-MM-DD (UTC)")
     bt.add_argument("--symbols", help="comma-separated subset of the config's symbols, e.g. BTCUSDT,ETHUSDT")
-    bt.add_argument("--brackets", type=Path, help="leverage brackets JSON (Binance GET /fapi/v1/leverageBracket "
-                    "answer or ccxt fetch_leverage_tiers); overrides backtest.brackets, wins over the bundled ones")
-    bt.add_argument("--exchange-info", type=Path, help="Binance GET /fapi/v1/exchangeInfo JSON: market rules for "
-                    "symbols the bundled 2021 capture lacks; overrides backtest.exchange_info")
+    bt.add_argument("--brackets", type=Path, help="leverage brackets / position tiers JSON (Binance GET "
+                    "/fapi/v1/leverageBracket answer or ccxt fetch_leverage_tiers; OKX's position-tiers answer or "
+                    "ccxt fetch_market_leverage_tiers); overrides backtest.brackets, wins over the bundled ones")
+    bt.add_argument("--exchange-info", "--markets", dest="exchange_info", type=Path,
+                    help="market rules of the venue's perps: Binance GET /fapi/v1/exchangeInfo JSON, or OKX's "
+                    "instruments answer / ccxt's okx markets (contract value, lot, tick); overrides "
+                    "backtest.exchange_info, wins over the bundled snapshot")
     bt.add_argument("--quiet", action="store_true", help="no progress bar or summary table")
 
     for name, text in (("live", "trade on the exchange"), ("paper", "live market data, simulated fills")):

@@ -161,7 +161,8 @@ def build_feed(data: SymbolData, spot, perp, predictor_method: str = "premium", 
 
     predictor = FundingPredictor(predictor_method,
                                  default_interval_hours=float(f_int[0]) if len(f_int) else funding.default_interval_hours,
-                                 cap=funding.cap(data.symbol), rate_from_premium=funding.rate_from_premium)
+                                 cap=funding.cap(data.symbol), rate_from_premium=funding.rate_from_premium,
+                                 lag_periods=funding.predictor_lag_periods)
     spot_filter, perp_filter = PrintFilter("spot"), PrintFilter("perp")
     flags: list[Flag] = []
     use_mark = premium_source == "mark"

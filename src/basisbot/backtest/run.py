@@ -76,14 +76,21 @@ class BacktestResult:
     data_notes: list[str] = field(default_factory=list)
 
 
-def resolve_data_dir(path: Path | None, config_path: Path | None) -> Path:
-    """None: the bundled market data (package data). Relative paths: the current directory first, then the config
-    file's folder."""
-    if path is None:
-        try:
-            return bundled_market_dir()
-        except BundledDataMissing as e:
-            raise BacktestInputError(str(e)) from None
+def data_folder(settings: Settings) -> Path:
+    """The run's data folder: `backtest.data` as configured; left at its default, the bundled data of the config's
+    venue (package data, `basisbot.data.bundled_files`), so a config that only names another exchange reads that
+    venue's data."""
+    bt = settings.backtest
+    if "data" in bt.model_fields_set and bt.data is not None:
+        return bt.data
+    try:
+        return bundled_market_dir(settings.venue.name)
+    except BundledDataMissing as e:
+        raise BacktestInputError(str(e)) from None
+
+
+def resolve_data_dir(path: Path, config_path: Path | None) -> Path:
+    """Relative paths: the current directory first, then the config file's folder."""
     tried = [path]
     if not path.is_absolute() and config_path is not None:
         tried.append(config_path.parent / path)
@@ -142,7 +149,7 @@ def venue_facts(settings: Settings, config_path: Path | None, enabled) -> tuple[
 def prepare(settings: Settings, *, config_path: Path | None = None, data_dir: Path | None = None, start=None,
             end=None, symbols: list[str] | None = None) -> Prepared:
     bt = settings.backtest
-    data_path = resolve_data_dir(Path(data_dir) if data_dir else bt.data, config_path)
+    data_path = resolve_data_dir(Path(data_dir) if data_dir else data_folder(settings), config_path)
     start_ts = _parse_day(start, "--start") or _parse_day(bt.start, "backtest.start")
     end_ts = _parse_day(end, "--end") or _parse_day(bt.end, "backtest.end")
     if start_ts is not None and end_ts is not None and end_ts <= start_ts:
@@ -157,7 +164,11 @@ def prepare(settings: Settings, *, config_path: Path | None = None, data_dir: Pa
         raise BacktestInputError("no enabled symbol to backtest")
     brackets, specs = venue_facts(settings, config_path, enabled)
 
-    datas = {s: market_data.load_symbol(data_path, s, start=start_ts, end=end_ts, allow_perp_gaps=True) for s in enabled}
+    # the data must be the venue's own (its column suffix); a contract venue's swap volumes convert to base units
+    venue = settings.venue
+    datas = {s: market_data.load_symbol(data_path, s, start=start_ts, end=end_ts, allow_perp_gaps=True,
+                                        exchange=venue.data_suffix, contract_value=specs[s].contract_value)
+             for s in enabled}
     first = min(d.bars.index[0] for d in datas.values())
     last = max(d.bars.index[-1] for d in datas.values()) + pd.Timedelta(hours=1)
     fees, profile = settings.fees, settings.venue
@@ -198,7 +209,7 @@ def build_engine(p: Prepared, *, simulate_perp: bool = True) -> tuple[BacktestEn
     ledger = PerpLedger([
         PerpSymbol(s, p.perp_insts[s].id, p.brackets[s], cfg.leverage, cfg.margin_mode, p.feeds[s].worst)
         for s, cfg in p.enabled.items()
-    ], liquidation_price=profile.liquidation_price)
+    ], liquidation_price=profile.liquidation_price, unified=profile.unified_account)
     spot_modules = [SpotCollateralModule(ledger)] if simulate_perp else []
     perp_modules = [PerpMarginModule(ledger, {s: f.settlements for s, f in p.feeds.items()})] if simulate_perp else []
     engine.add_venue(

@@ -526,7 +526,7 @@ def resolve_input_file(path: Path | None, config_path: Path | None) -> Path | No
     raise FileNotFoundError(f"file not found (tried {', '.join(str(p) for p in tried)})")
 
 
-BACKTEST_FILE_FLAGS = {"brackets": "--brackets", "exchange_info": "--exchange-info"}
+BACKTEST_FILE_FLAGS = {"brackets": "--brackets", "exchange_info": "--exchange-info/--markets"}
 
 
 def venue_reference(settings: Settings, file_label: str, config_path: Path | None = None,
@@ -539,11 +539,20 @@ def venue_reference(settings: Settings, file_label: str, config_path: Path | Non
     bt = settings.backtest
     out = []
     venue = settings.venue
+    markets = None
+    if bt.exchange_info is not None:
+        try:
+            markets = resolve_input_file(bt.exchange_info, config_path)
+        except FileNotFoundError:
+            pass  # reported below, with the field
     for field_name, load, fallback in (("brackets", venue.tier_tables, venue.bundled_tiers),
                                        ("exchange_info", venue.perp_rules, venue.bundled_perp_rules)):
         value = getattr(bt, field_name)
         try:
-            out.append(load(resolve_input_file(value, config_path)))
+            path = resolve_input_file(value, config_path)
+            # tiers in contracts (OKX) are converted with the contract values of the operator's markets file
+            out.append(load(path, markets_file=markets) if field_name == "brackets" and path is not None
+                       else load(path))
         except (FileNotFoundError, VenueDataError) as e:
             where = (BACKTEST_FILE_FLAGS[field_name] if field_name in from_flags
                      else f"field 'backtest.{field_name}' =")
@@ -562,7 +571,7 @@ def leverage_problems(settings: Settings, tables: Mapping, file_label: str, sour
         if table is None:
             continue
         notional = sym.perp_notional_cap()
-        allowed = table.max_leverage(notional)
+        allowed = table.leverage_limit(notional)
         if sym.leverage > allowed:
             problems.append(
                 f"{file_label}: symbol {name}, field 'symbols.{name}.leverage' = {sym.leverage}: the venue allows "
@@ -580,6 +589,11 @@ def _venue_checks(settings: Settings, file_label: str, config_path: Path | None 
     for name, sym in settings.symbols.items():
         if name not in known:
             close = sorted(s for s in known if s[:3] == name[:3])[:5]
+            if settings.venue.name != DEFAULT_EXCHANGE:  # another venue's own wording: what snapshot to supply
+                problems.append(f"{file_label}: symbol {name}, field 'symbols.{name}': {settings.venue.display_name}: "
+                                + settings.venue.missing_rules_message(name, settings.backtest.exchange_info)
+                                + (f" (did you mean one of {close}?)" if close else ""))
+                continue
             problems.append(
                 f"{file_label}: symbol {name}, field 'symbols.{name}': unknown USDⓈ-M perpetual {name!r}: not in the "
                 f"leverage brackets ({len(tables)} symbols) nor the exchangeInfo ({len(specs)} symbols)"

@@ -231,6 +231,22 @@ class BracketTable:
         """``MM(N) = N * mmr - cum`` with the bracket of ``N``."""
         return self.for_notional(notional).maintenance_margin(notional)
 
+    # The tier-table interface the margin math reads (:mod:`basisbot.core.margin`), shared with venues whose tiers are
+    # by position size (OKX's ``TierTable``): what the position must keep at a price, the first tier's rate and the
+    # largest leverage allowed for a position.
+    def maintenance_at(self, qty: float, price: float) -> float:
+        """Maintenance margin of ``qty`` (base units) valued at ``price``: ``MM(qty * price)``."""
+        return self.maintenance_margin(qty * price)
+
+    @property
+    def base_mmr(self) -> float:
+        """The first bracket's maintenance margin rate."""
+        return self.brackets[0].mmr
+
+    def leverage_limit(self, notional: float, price: float | None = None) -> int:
+        """Largest leverage for a position of ``notional`` USDT (the bracket is by notional: ``price`` unused)."""
+        return self.max_leverage(notional)
+
 
 def bracket_rows(table: BracketTable) -> list[dict]:
     """The table in Binance's ``leverageBracket`` JSON shape (the ``brackets`` list of one symbol)."""

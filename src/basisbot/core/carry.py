@@ -58,6 +58,10 @@ class FundingPredictor:
       the first hour of a new interval is seen, the previous interval's average is used.
     - "last_settled": the most recent settled rate (persistence).
 
+    `lag_periods` (the venue's, `FundingRules.predictor_lag_periods`): 0 reads the current interval as above; 1 or 2
+    read the average premium of the interval that closed 1 or 2 settlements ago (a venue that settles at S the rate
+    fixed from an earlier period: OKX's cross-period collection), falling back to the last settled rate until it exists.
+
     Feed it in time order with `on_premium` (each closed bar) and `on_settlement` (each settled rate, known only
     once it has settled). It never sees the future: `predict` uses only what was fed before. Predictions are clamped to
     ±`cap` (the venue's funding cap for the symbol).
@@ -67,7 +71,9 @@ class FundingPredictor:
     """
 
     def __init__(self, method: str = "premium", default_interval_hours: float = 8.0, cap: float = 0.02,
-                 rate_from_premium: Callable[[float, float], float] | None = None):
+                 rate_from_premium: Callable[[float, float], float] | None = None, lag_periods: int = 0):
+        if lag_periods not in (0, 1, 2):
+            raise ValueError(f"lag_periods must be 0, 1 or 2, got {lag_periods}")
         if method not in ("premium", "last_settled"):
             raise ValueError(f"unknown predictor method {method!r}: allowed 'premium', 'last_settled'")
         if not cap > 0:
@@ -81,6 +87,8 @@ class FundingPredictor:
         self._premiums: list[float] = []
         self._prev_avg: float | None = None
         self.last_settled: float | None = None
+        self.lag = lag_periods
+        self._closed: list[float | None] = []  # lag > 0: average premium of the last closed intervals, oldest first
 
     def on_premium(self, value: float) -> None:
         if math.isfinite(value):
@@ -89,6 +97,9 @@ class FundingPredictor:
     def on_settlement(self, rate: float, interval_hours: float | None = None) -> None:
         """A settlement happened: start a new interval."""
         self.last_settled = rate
+        if self.lag:
+            self._closed.append(sum(self._premiums) / len(self._premiums) if self._premiums else None)
+            del self._closed[:-2]
         if self._premiums:
             self._prev_avg = sum(self._premiums) / len(self._premiums)
         self._premiums = []
@@ -101,7 +112,11 @@ class FundingPredictor:
     def predict(self) -> float | None:
         if self.method == "last_settled":
             return self.last_settled
-        if self._premiums:
+        if self.lag:
+            avg = self._closed[-self.lag] if len(self._closed) >= self.lag else None
+            if avg is None:
+                return self.last_settled
+        elif self._premiums:
             avg = sum(self._premiums) / len(self._premiums)
         elif self._prev_avg is not None:
             avg = self._prev_avg

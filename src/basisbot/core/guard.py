@@ -16,6 +16,7 @@ margin ratio reaching 1), with the wallet being what the account has for this po
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from basisbot.core import margin
@@ -88,10 +89,13 @@ def evaluate(
     free_collateral: float,
     latched: Step = Step.NONE,
     liquidation_price: float | None = None,
+    liquidation: Callable[[int, float, float, float, margin.BracketTable], float] = margin.liquidation_price,
 ) -> tuple[Decision, Step]:
     """Returns (decision, new latched step). `free_collateral`: what ADD_MARGIN can draw (perp free + spot free).
-    `liquidation_price` may be passed when the caller has it for this exact state (it does not depend on the mark)."""
-    lp = liquidation_price if liquidation_price is not None else margin.liquidation_price(side, qty, entry, wallet, table)
+    `liquidation_price` may be passed when the caller has it for this exact state (it does not depend on the mark).
+    `liquidation`: the venue's isolated liquidation price formula (side, qty, entry, wallet, table); Binance's by
+    default."""
+    lp = liquidation_price if liquidation_price is not None else liquidation(side, qty, entry, wallet, table)
     d = margin.distance_to_liquidation(side, mark, lp)
     latched = rearm(t, latched, d)
     step = _raw_step(t, d)
@@ -108,10 +112,12 @@ def evaluate(
         if add >= need - 1e-6:
             return Decision(Step.ADD_MARGIN, d, lp, add_margin=need,
                             reason=f"distance {d:.2%} <= {t.add_margin_distance:.2%}: add {need:.2f} USDT"), step
-        frac = margin.reduce_fraction_for_distance(side, qty, entry, mark, wallet + add, t.target_distance, table)
+        frac = margin.reduce_fraction_for_distance(side, qty, entry, mark, wallet + add, t.target_distance, table,
+                                                   liquidation=liquidation)
         return Decision(Step.REDUCE, d, lp, add_margin=add, reduce_fraction=frac,
                         reason=f"distance {d:.2%}: only {add:.2f} of {need:.2f} USDT free, reduce {frac:.1%}"), step
     # REDUCE: add what is free first would need a round trip; reduce now, by what restores the target.
-    frac = margin.reduce_fraction_for_distance(side, qty, entry, mark, wallet, t.target_distance, table)
+    frac = margin.reduce_fraction_for_distance(side, qty, entry, mark, wallet, t.target_distance, table,
+                                               liquidation=liquidation)
     return Decision(Step.REDUCE, d, lp, reduce_fraction=frac,
                     reason=f"distance {d:.2%} <= reduce {t.reduce_distance:.2%}: reduce {frac:.1%}"), step

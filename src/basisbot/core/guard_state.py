@@ -19,8 +19,11 @@ QUIET_MARGIN = 1e-9  # relative: far above float rounding, far below any thresho
 
 class GuardState:
     def __init__(self, thresholds: guard.Thresholds | None, table: margin.BracketTable, isolated: bool,
-                 band: MarkBand | None = None):
+                 band: MarkBand | None = None, liquidation=margin.liquidation_price):
+        """`table`: the symbol's tier table; `liquidation`: the venue's isolated liquidation price formula (side, qty,
+        entry, wallet, table), Binance's by default."""
         self.table = table
+        self.liquidation = liquidation
         self.isolated = isolated
         self.state = None  # the last PerpMarginState (side, qty, entry_price, wallet, perp_free, spot_free)
         self.lp: float | None = None
@@ -61,7 +64,7 @@ class GuardState:
     def on_margin_state(self, state, mark: float | None) -> float:
         """A new margin state; returns the margin to add to restore the target distance after a reduce (0: none)."""
         prev, self.state = self.state, state
-        self.lp = (margin.liquidation_price(state.side, state.qty, state.entry_price, state.wallet, self.table)
+        self.lp = (self.liquidation(state.side, state.qty, state.entry_price, state.wallet, self.table)
                    if state.side != 0 and state.qty > 0 else None)
         self._set_band()
         if (self._restore_after_reduce and state.side != 0 and prev is not None and state.qty < prev.qty
@@ -90,7 +93,8 @@ class GuardState:
             return None
         decision, latched = guard.evaluate(
             t, side=st.side, qty=st.qty, entry=st.entry_price, mark=mark, wallet=st.wallet, table=self.table,
-            free_collateral=st.perp_free + st.spot_free, latched=self.latched, liquidation_price=self.lp)
+            free_collateral=st.perp_free + st.spot_free, latched=self.latched, liquidation_price=self.lp,
+            liquidation=self.liquidation)
         if decision.step is guard.Step.NONE:
             self._latch(latched)
             return None

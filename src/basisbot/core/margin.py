@@ -104,8 +104,10 @@ def _require_distance(target_distance: float) -> float:
 
 
 def _require_table(table: BracketTable) -> None:
-    if not isinstance(table, BracketTable):
-        raise ValueError(f"table must be a BracketTable, got {type(table).__name__}")
+    """A tier table: Binance's `BracketTable` (by notional) or a venue's table by size with the same interface
+    (`maintenance_at(qty, price)`, e.g. OKX's ``TierTable``)."""
+    if not callable(getattr(table, "maintenance_at", None)):
+        raise ValueError(f"table must be a BracketTable (or a tier table with maintenance_at), got {type(table).__name__}")
 
 
 # --------------------------------------------------------------------------
@@ -320,7 +322,7 @@ def wallet_for_distance(
     entry = _require_positive("entry", entry)
     _require_table(table)
     lp = target_liquidation_price(side, mark, target_distance)
-    return table.maintenance_margin(qty * lp) - side * qty * (lp - entry)
+    return table.maintenance_at(qty, lp) - side * qty * (lp - entry)
 
 
 def margin_to_add(
@@ -371,6 +373,7 @@ def reduce_fraction_for_distance(
     target_distance: float,
     table: BracketTable,
     tol: float = REDUCE_FRACTION_TOL,
+    liquidation: Callable[[int, float, float, float, BracketTable], float] | None = None,
 ) -> float:
     """Smallest fraction ``f`` in [0, 1] of the position to close (at ``mark``) to reach ``target_distance``.
 
@@ -391,7 +394,8 @@ def reduce_fraction_for_distance(
     ``tol``.  Returns 0.0 if the position already meets the target and 1.0 when
     only closing everything does (margin balance <= 0, a long's target
     distance > 1, or ``f*`` within ``tol`` of 1).  Callers must round the
-    closing quantity *up* to the lot size.
+    closing quantity *up* to the lot size. ``liquidation``: the venue's liquidation price (same arguments as
+    :func:`liquidation_price`, Binance's, the default).
     """
     side = _require_side(side)
     qty = _require_positive("qty", qty)
@@ -401,12 +405,13 @@ def reduce_fraction_for_distance(
     target_distance = _require_distance(target_distance)
     _require_table(table)
     tol = _require_positive("tol", tol)
+    lp_of = liquidation_price if liquidation is None else liquidation
 
     def meets_target(fraction: float) -> bool:
         remaining_qty, remaining_wallet = reduce_position(side, qty, entry, mark, wallet_balance, fraction)
         if remaining_qty <= 0:
             return True
-        lp = liquidation_price(side, remaining_qty, entry, remaining_wallet, table)
+        lp = lp_of(side, remaining_qty, entry, remaining_wallet, table)
         return distance_to_liquidation(side, mark, lp) >= target_distance
 
     if meets_target(0.0):

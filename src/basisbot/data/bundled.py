@@ -30,6 +30,7 @@ from basisbot.data.validation import (
     range_mask,
     row_error,
 )
+from basisbot.venues import get_profile
 from basisbot.venues.okx.contracts import OkxDataError, spec_for
 
 
@@ -202,14 +203,20 @@ def load_bundled(root: Path, symbol: str, start_ns: int | None, end_ns: int | No
         series[kind] = Series(kind, times, values, locate)
     funding = merge_funding([_read_bundled_funding(p) for p in funding_files[symbol]])
     files = ", ".join(str(p) for p in funding_files[symbol])
-    rules = FUNDING_RULES[venue]
+    rules = funding_rules(venue)
     return assemble(symbol, str(root), series, funding, files, start_ns, end_ns,
                      allow_perp_gaps, None, **rules)
 
 
-# the settlement-coverage rule of each venue: the longest silence that is still a complete series, and its wording
-FUNDING_RULES = {
-    "binance": {},
-    "okx": {"max_gap_ns": 10 * HOUR_NS + MINUTE_NS,
-            "coverage_rule": "OKX settles at least every 8 h (10 h once, when the 2022-12-19 settlement came 2 h late)"},
+def funding_rules(venue: str) -> dict:
+    """The settlement-coverage rule of a venue: the longest silence that is still a complete series (the profile's
+    `max_interval_hours`, plus a minute of jitter) and its wording."""
+    hours = get_profile(venue).funding.max_interval_hours
+    return {"max_gap_ns": int(hours * HOUR_NS) + MINUTE_NS, "coverage_rule": COVERAGE_RULES[venue]}
+
+
+# how each venue's rule reads in an error
+COVERAGE_RULES = {
+    "binance": "Binance settles at least every 8 h",
+    "okx": "OKX settles at least every 8 h (10 h once, when the 2022-12-19 settlement came 2 h late)",
 }

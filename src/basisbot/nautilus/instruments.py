@@ -67,7 +67,7 @@ def currency_pair(rules, taker_fee: float, maker_fee: float, ts_ns: int = 0, *, 
 
 def crypto_perpetual(rules, leverage: int, table: BracketTable, taker_fee: float, maker_fee: float,
                      ts_ns: int = 0, *, profile: VenueProfile) -> CryptoPerpetual:
-    """The USDT-margined perpetual from market rules, sized in base units. margin_init = 1/leverage and margin_maint = the first bracket's rate,
+    """The USDT-margined perpetual from market rules, sized in base units. margin_init = 1/leverage and margin_maint = the first tier's rate,
     used with nautilus' *standard* margin model (notional × rate) — the default leveraged model would divide by
     leverage a second time."""
     pp, sp = rules.price_precision, rules.size_precision
@@ -84,7 +84,7 @@ def crypto_perpetual(rules, leverage: int, table: BracketTable, taker_fee: float
         size_increment=Quantity(rules.step_size, sp),
         **_limits(rules, pp, sp),
         margin_init=Decimal(1) / Decimal(leverage),
-        margin_maint=Decimal(str(table.brackets[0].mmr)),
+        margin_maint=Decimal(str(table.base_mmr)),
         maker_fee=Decimal(str(maker_fee)),
         taker_fee=Decimal(str(taker_fee)),
         ts_event=ts_ns,

@@ -286,7 +286,7 @@ class JournalActor(Actor):
         raw = self.config.brackets.get(symbol)
         try:
             if raw:
-                table = margin.parse_brackets([{"symbol": symbol, "brackets": raw}], source="journal actor")[symbol]
+                table = get_profile(self.config.exchange).tiers_from_rows(symbol, raw)
             else:
                 table = get_profile(self.config.exchange).bundled_tiers().get(symbol)
         except Exception as e:  # pragma: no cover - bad bracket data: snapshots go without a liquidation price

@@ -4,7 +4,8 @@
   added), the venue's tiered maintenance margin and liquidation price (the profile's formula), checked against the
   worst mark inside each bar; a liquidation closes the position AT the liquidation price through the matching engine
   and the isolated wallet is lost. Cross mode uses the whole perp wallet instead. It also serves the strategy's
-  `AdjustMarginRequest`s: margin comes from free perp balance first, then is moved from the spot account.
+  `AdjustMarginRequest`s: margin comes from free perp balance first, then is moved from the spot account (a unified
+  account, OKX: from the account's available USDT, no transfer).
   Given the data's settlements (backtest), it also applies funding: at each real settlement in the data, every open
   perp position pays or receives -position_qty × mark_price × rate, credited once to the perp account (and to the
   isolated wallet). Paper trading plugs its own funding module (on the live settlement times) beside it instead.
@@ -123,9 +124,15 @@ class TransferRow:
 class PerpLedger:
     """Shared state of the simulated perp venue: isolated wallets, and handles on both simulated exchanges."""
 
-    def __init__(self, symbols: list[PerpSymbol], liquidation_price: LiquidationPrice = margin.liquidation_price):
-        """`liquidation_price` is the venue profile's isolated formula (side, qty, entry, wallet, tier table)."""
+    def __init__(self, symbols: list[PerpSymbol], liquidation_price: LiquidationPrice = margin.liquidation_price,
+                 unified: bool = False):
+        """`liquidation_price` is the venue profile's isolated formula (side, qty, entry, wallet, tier table).
+        `unified`: the venue holds both legs' money in one account (OKX, `AccountModel.UNIFIED`): margin added to
+        an isolated position comes from the account's available USDT with no transfer (the engine's spot and perp
+        accounts are two books of that one account: their balances move together, nothing is reported as a transfer);
+        otherwise separate wallets with transfers from spot (Binance)."""
         self._lp = liquidation_price
+        self.unified = unified
         self.symbols = {s.symbol: s for s in symbols}
         self.by_instrument = {s.instrument_id: s for s in symbols}
         self.books = {s.symbol: _PositionBook() for s in symbols}
@@ -175,7 +182,7 @@ class PerpLedger:
                 continue
             mark = marks.get(other, ob.entry)
             wallet += margin.unrealized_pnl(ob.side, ob.qty, ob.entry, mark)
-            wallet -= ospec.table.maintenance_margin(ob.qty * mark)
+            wallet -= ospec.table.maintenance_at(ob.qty, mark)
         return wallet
 
     def liquidation_price(self, symbol: str) -> float | None:
@@ -475,7 +482,8 @@ class PerpMarginModule(_OutOfLoopModule):
             self._reply(req, 0.0, 0.0, False, "no open position or non-positive amount")
             return
         isolated = spec.mode == "isolated"
-        spot_allowed = req.from_spot and self.ledger.spot_exchange is not None
+        unified = self.ledger.unified
+        spot_allowed = (req.from_spot or unified) and self.ledger.spot_exchange is not None
         top_up = margin.split_margin_request(
             req.amount, max(0.0, self.ledger.perp_unallocated() - 1e-9) if isolated else 0.0,
             max(0.0, self.ledger.spot_free() - 1e-9) if spot_allowed else 0.0,
@@ -487,6 +495,8 @@ class PerpMarginModule(_OutOfLoopModule):
         if isolated:
             book.wallet += from_perp + from_spot
         book.changed()
+        if unified:  # one account: all of it came from the account's available USDT, none was transferred
+            from_perp, from_spot = from_perp + from_spot, 0.0
         self.ledger.transfers.append(
             TransferRow(self.clock.timestamp_ns(), req.symbol, req.amount, from_perp, from_spot, req.reason)
         )

@@ -15,7 +15,6 @@ from nautilus_trader.common.actor import Actor
 from nautilus_trader.config import ActorConfig
 from nautilus_trader.model.identifiers import InstrumentId
 
-from basisbot.core import margin
 from basisbot.nautilus.journal_actor import FUNDING_SETTLED_TOPIC, FundingSettled, classify_instrument
 from basisbot.nautilus.messages import JOURNAL_TOPIC, JournalRecord, Liquidated, PerpMarginState
 from basisbot.venues import DEFAULT_EXCHANGE, get_profile
@@ -99,7 +98,7 @@ class OpsActor(Actor):
             raw = self.config.brackets.get(symbol)
             try:
                 if raw:
-                    table = margin.parse_brackets([{"symbol": symbol, "brackets": raw}], source="ops actor")[symbol]
+                    table = get_profile(self.config.exchange).tiers_from_rows(symbol, raw)
                 else:
                     table = get_profile(self.config.exchange).bundled_tiers().get(symbol)
             except Exception:  # pragma: no cover

@@ -192,6 +192,7 @@ def apply_point(base: Settings, point: Mapping[str, Any], label: str) -> Setting
                 paths[path] = key
         except ValueError as e:
             raise PointErrors([f"{label}: {e}"], True, True) from None
+    _follow_venue(base, data, point)
     try:
         settings = Settings.model_validate(data)  # no sources: the loaded settings already hold file, .env and env
     except ValidationError as e:
@@ -209,6 +210,24 @@ def apply_point(base: Settings, point: Mapping[str, Any], label: str) -> Setting
     if problems:
         raise PointErrors(problems, False)
     return settings
+
+
+VENUE_KEY = "exchange.name"
+
+
+def _follow_venue(base: Settings, data: dict, point: Mapping[str, Any]) -> None:
+    """What follows the venue when a point changes `exchange.name`: a data folder the config left at its default
+    (the bundled data of each venue, `basisbot.backtest.run.data_folder`) and fee rates left at the base venue's
+    regular-user defaults (the new venue's defaults apply)."""
+    if "data" not in base.backtest.model_fields_set and "backtest.data" not in point:
+        data["backtest"].pop("data", None)  # unset: the run reads backtests/data/<exchange>
+    name = data.get("exchange", {}).get("name")
+    if VENUE_KEY not in point or name == base.exchange.name:
+        return
+    base_fees = base.venue.fees
+    for k in ("spot_maker", "spot_taker", "perp_maker", "perp_taker"):
+        if f"fees.{k}" not in point and data["fees"].get(k) == getattr(base_fees, k):
+            data["fees"].pop(k)
 
 
 def _show(value: Any) -> str:

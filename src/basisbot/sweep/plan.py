@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from basisbot.backtest.run import resolve_data_dir
+from basisbot.backtest.run import BacktestInputError, data_folder, resolve_data_dir
 from basisbot.config.settings import SECRET_FIELDS, Settings
-from basisbot.sweep.grid import apply_point
+from basisbot.sweep.grid import VENUE_KEY, apply_point
 
 
 @dataclass(frozen=True)
@@ -71,7 +71,14 @@ def plan_point(base: Settings, values: dict[str, Any], index: int, scope: RunSco
     shown = ", ".join(f"{k}={v!r}" for k, v in values.items()) or "base config"
     settings = apply_point(base, values, f"point {index + 1} ({shown})")
     bt = settings.backtest
-    data_path = resolve_data_dir(Path(scope.data_dir) if scope.data_dir else bt.data, scope.config_path).resolve()
+    if VENUE_KEY in values and "backtest.data" not in values and (scope.data_dir or "data" in base.backtest.model_fields_set):
+        fixed = f"--data {scope.data_dir}" if scope.data_dir else f"backtest.data = {str(base.backtest.data)!r}"
+        raise BacktestInputError(
+            f"{VENUE_KEY} is a grid key but the data folder is fixed ({fixed}): one folder holds one venue's data. "
+            f"Leave backtest.data unset and drop --data (each point then reads its venue's bundled data, "
+            f"backtests/data/<exchange>), or make backtest.data a grid key too")
+    data_path = resolve_data_dir(Path(scope.data_dir) if scope.data_dir else data_folder(settings),
+                                 scope.config_path).resolve()
     start = _day(scope.start) or _day(bt.start)
     end = _day(scope.end) or _day(bt.end)
     symbols = tuple(scope.symbols) if scope.symbols else tuple(settings.enabled_symbols())

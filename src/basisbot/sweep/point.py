@@ -18,7 +18,7 @@ import pandas as pd
 
 from basisbot.config.settings import Settings
 
-LoadKey = tuple[str, str, str | None, str | None, bool]
+LoadKey = tuple[str, str, str | None, str | None, bool, str | None, str | None]
 
 
 def _instant(value) -> str | None:
@@ -28,10 +28,11 @@ def _instant(value) -> str | None:
     return (ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")).isoformat()
 
 
-def load_key(data_dir, symbol: str, start=None, end=None, allow_perp_gaps: bool = False) -> LoadKey:
+def load_key(data_dir, symbol: str, start=None, end=None, allow_perp_gaps: bool = False, exchange: str | None = None,
+             contract_value=None) -> LoadKey:
     """The arguments of one `market_data.load_symbol` call, normalised (folder resolved, instants in UTC)."""
     return (str(Path(data_dir).resolve()), symbol.strip().upper(), _instant(start), _instant(end),
-            bool(allow_perp_gaps))
+            bool(allow_perp_gaps), exchange, None if contract_value is None else str(contract_value))
 
 
 @dataclass
@@ -50,13 +51,15 @@ def serve_loaded_data(loaded: dict[LoadKey, object]):
     real = market_data.load_symbol
     served = DataServed()
 
-    def load_symbol(data_dir, symbol, start=None, end=None, *, allow_perp_gaps=False):
-        hit = loaded.get(load_key(data_dir, symbol, start, end, allow_perp_gaps))
+    def load_symbol(data_dir, symbol, start=None, end=None, *, allow_perp_gaps=False, exchange=None,
+                    contract_value=None):
+        hit = loaded.get(load_key(data_dir, symbol, start, end, allow_perp_gaps, exchange, contract_value))
         if hit is not None:
             served.hits += 1
             return hit
         served.misses += 1
-        return real(data_dir, symbol, start, end, allow_perp_gaps=allow_perp_gaps)
+        return real(data_dir, symbol, start, end, allow_perp_gaps=allow_perp_gaps, exchange=exchange,
+                    contract_value=contract_value)
 
     market_data.load_symbol = load_symbol
     try:

@@ -140,17 +140,23 @@ class SharedData:
     def load(cls, pool: RayPool, points: list[PlannedPoint]) -> SharedData:
         from basisbot.data import market_data
 
-        groups: dict[tuple, set[str]] = defaultdict(set)
+        groups: dict[tuple, dict[str, object]] = defaultdict(dict)
         for p in points:
-            groups[cls.group_of(p)].update(p.symbols)
+            try:
+                specs = p.settings.venue.perp_rules(p.settings.backtest.exchange_info)
+            except (ValueError, OSError):
+                specs = {}
+            for s in p.symbols:
+                groups[cls.group_of(p)][s] = specs[s].contract_value if s in specs else None
         refs = {}
         for group, symbols in groups.items():
-            data_path, start, end = group
+            data_path, start, end, exchange = group
             loaded: dict[LoadKey, object] = {}
-            for s in sorted(symbols):
-                try:  # the same call `prepare` makes (hours where the perp has a gap kept)
-                    loaded[load_key(data_path, s, start, end, True)] = market_data.load_symbol(
-                        data_path, s, start=_utc(start), end=_utc(end), allow_perp_gaps=True)
+            for s, ct in sorted(symbols.items()):
+                try:  # the same call `prepare` makes (hours where the perp has a gap kept, the venue checked)
+                    loaded[load_key(data_path, s, start, end, True, exchange, ct)] = market_data.load_symbol(
+                        data_path, s, start=_utc(start), end=_utc(end), allow_perp_gaps=True, exchange=exchange,
+                        contract_value=ct)
                 except (market_data.DataError, OSError):
                     continue
             refs[group] = pool.put(loaded)
@@ -158,7 +164,7 @@ class SharedData:
 
     @staticmethod
     def group_of(p: PlannedPoint) -> tuple:
-        return (str(p.data_path), p.start, p.end)
+        return (str(p.data_path), p.start, p.end, p.settings.venue.data_suffix)
 
 
 def _utc(day: str | None):

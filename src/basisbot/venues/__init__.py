@@ -16,6 +16,7 @@ DEFAULT_EXCHANGE = "binance"  # the venue of a config without `[exchange] name`
 # exchange name -> (module, attribute) of its profile
 PROFILES: dict[str, tuple[str, str]] = {
     "binance": ("basisbot.venues.binance.profile", "BINANCE"),
+    "okx": ("basisbot.venues.okx.profile", "OKX"),
 }
 
 

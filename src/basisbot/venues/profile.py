@@ -26,8 +26,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
-from basisbot.core.brackets import BracketTable
+from basisbot.core.brackets import BracketTable, bracket_rows, parse_brackets
 
 
 class VenueDataError(ValueError):
@@ -104,10 +105,20 @@ class FundingRules:
     default_interval_hours: float = 8.0
     # the longest interval the venue ever uses: a longer silence in the settlements while bars exist is missing data
     max_interval_hours: float = 8.0
+    # which closed funding period's premium the predictor reads: 0 = the current one (the rate is fixed from the
+    # period it pays for: Binance), 1 or 2 = that many periods back (OKX's cross-period collection; 2 fits the
+    # bundled OKX settlements, see basisbot.venues.okx.funding)
+    predictor_lag_periods: int = 0
 
 
-# (side +1 long / -1 short, qty in base units > 0, entry price, isolated wallet, tier table) -> liquidation price
-LiquidationPrice = Callable[[int, float, float, float, BracketTable], float]
+# (side +1 long / -1 short, qty in base units > 0, entry price, isolated wallet, tier table) -> liquidation price.
+# The tier table is the venue's own: Binance's `BracketTable` by notional, OKX's `TierTable` by size; both offer the
+# interface the margin math reads (`maintenance_at(qty, price)`, `base_mmr`, `leverage_limit(notional, price)`).
+LiquidationPrice = Callable[[int, float, float, float, Any], float]
+
+
+def _bracket_table_from_rows(symbol: str, rows: list[dict], source: str = "strategy config") -> BracketTable:
+    return parse_brackets([{"symbol": symbol, "brackets": rows}], source=source)[symbol]
 
 
 @dataclass(frozen=True)
@@ -130,11 +141,11 @@ class VenueProfile:
     # the isolated liquidation price of a USDT-margined linear perp, given the symbol's tier table (Binance's with
     # `cum` is `basisbot.core.margin.liquidation_price`; OKX must supply its own, pinned by a hand-worked example)
     liquidation_price: LiquidationPrice
-    # maintenance tiers: the bundled tables overlaid by the operator's file (the path, or None for bundled only);
-    # a bad file raises VenueDataError naming it. OKX: tiers from its position-tiers tables (as BracketTables by
-    # notional, or whatever its liquidation_price reads), the operator's ccxt fetch_market_leverage_tiers JSON or
-    # OKX's own position-tiers answer
-    tier_tables: Callable[[Path | None], Mapping[str, BracketTable]]
+    # maintenance tiers: the bundled tables overlaid by the operator's file (the path, or None for bundled only; the
+    # operator's markets file as `markets_file=` where the tiers are in contracts); a bad file raises
+    # VenueDataError naming it. OKX: its position-tiers tables by size (`TierTable`), the operator's ccxt
+    # fetch_market_leverage_tiers JSON or OKX's own position-tiers answer
+    tier_tables: Callable[..., Mapping[str, Any]]
     # the bundled tables alone (the fallback when the operator's file is bad)
     bundled_tiers: Callable[[], Mapping[str, BracketTable]]
     # perp market rules: bundled snapshot overlaid by the operator's markets file (Binance's exchangeInfo; OKX's
@@ -155,6 +166,9 @@ class VenueProfile:
     perp_suffix: str = "-PERP"
     # data file naming in the bundled layout: the column suffix of prices (``close_perp_binance``) and the folder
     data_suffix: str = ""
+    # a tier table as plain rows for a strategy config (a nautilus config holds only plain data), and back
+    tier_rows: Callable[[Any], list[dict]] = bracket_rows
+    tiers_from_rows: Callable[[str, list[dict]], Any] = _bracket_table_from_rows
     # operator-facing source notes, e.g. where the bundled facts come from (shown by `config check`)
     notes: tuple[str, ...] = field(default_factory=tuple)
 

@@ -28,6 +28,11 @@ def _spot_rules(symbol: str, perp: MarketSpec) -> MarketSpec:
     return reference.spot_rules(perp)
 
 
+def _tier_tables(user_file=None, markets_file=None):
+    """Binance's brackets are by notional: the markets file plays no part."""
+    return reference.bracket_tables(user_file)
+
+
 def _same(symbol: str) -> str:
     return symbol
 
@@ -46,7 +51,7 @@ BINANCE = VenueProfile(
         max_interval_hours=8.0,
     ),
     liquidation_price=margin.liquidation_price,
-    tier_tables=reference.bracket_tables,
+    tier_tables=_tier_tables,
     bundled_tiers=reference.brackets,
     perp_rules=reference.market_specs,
     bundled_perp_rules=reference.perp_specs,

@@ -196,8 +196,29 @@ def _bundled_brackets(resource) -> dict[str, BracketTable]:
         raise VenueDataError(f"{resource}: {e}; supply a brackets file with --brackets FILE") from None
 
 
+def _okx_tiers_hint(path: Path) -> str | None:
+    """The refusal of an OKX position-tiers file (OKX's answer, `{"code", "data": [{instFamily, minSz, maxSz, mmr,
+    ...}]}`, or ccxt's tiers of OKX, whose `info` rows hold the same) given as Binance brackets; None otherwise."""
+    try:
+        obj = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    rows = obj.get("data") if isinstance(obj, dict) else obj
+    if isinstance(obj, dict) and not isinstance(rows, list):
+        rows = [t for v in obj.values() if isinstance(v, list) for t in v]
+    rows = [r.get("info", r) if isinstance(r, dict) else r for r in (rows if isinstance(rows, list) else [])]
+    if any(isinstance(r, dict) and ("instFamily" in r or "uly" in r) and "mmr" in r for r in rows):
+        return (f"{path}: this is OKX's position tiers (sizes in contracts), not Binance leverage brackets: set "
+                "[exchange] name = \"okx\" to backtest OKX, or supply Binance's brackets (signed GET "
+                "/fapi/v1/leverageBracket, or ccxt: json.dump(ccxt.binanceusdm().fetch_leverage_tiers(), f))")
+    return None
+
+
 @cache
 def _user_brackets(path: Path, mtime_ns: int) -> dict[str, BracketTable]:
+    okx = _okx_tiers_hint(path)
+    if okx is not None:
+        raise VenueDataError(okx)
     try:
         return load_brackets(path)
     except BracketError as e:

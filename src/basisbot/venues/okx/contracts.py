@@ -24,8 +24,10 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
+from basisbot.venues.profile import VenueDataError
 
-class OkxDataError(ValueError):
+
+class OkxDataError(VenueDataError):
     """An OKX reference file (bundled or the operator's) is missing, malformed or for another venue; the message names
     it and what to supply."""
 

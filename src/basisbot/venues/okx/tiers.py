@@ -145,6 +145,52 @@ class TierTable:
         n = max(int(((1 / lev - last.imr) / self.step_mmr).to_integral_value(ROUND_FLOOR)), 0)
         return last.max_qty + n * self.step_qty
 
+    # The tier-table interface of the margin math (`basisbot.core.brackets.BracketTable` has the same methods), so the
+    # guard, the backtest's perp venue and the reports read OKX's tables by size like Binance's by notional.
+    def maintenance_at(self, qty: float, price: float) -> float:
+        """What the position must keep at `price` not to be liquidated: (mmr of its size + the taker fee of closing)
+        × qty × price (OKX's margin ratio, module docstring); the inverse of `table_liquidation_price`."""
+        return float(self.mmr_for(qty) + SWAP_TAKER) * qty * price
+
+    @property
+    def base_mmr(self) -> float:
+        """The first tier's maintenance margin rate."""
+        return float(self.tiers[0].mmr)
+
+    def leverage_limit(self, notional: float, price: float | None = None) -> int | float:
+        """Largest leverage for a position of `notional` USDT at `price` (the tier is by size: notional / price);
+        without a price, the first tier's (the loosest bound: a larger position can only fall in a later tier)."""
+        lev = (self.tiers[0].max_leverage if price is None or not price > 0
+               else self.max_leverage_for(Decimal(str(notional)) / Decimal(str(price))))
+        return int(lev) if lev == lev.to_integral_value() else float(lev)
+
+
+def table_rows(table: TierTable) -> list[dict]:
+    """A table as plain rows (sizes in base units, decimal strings) for a strategy config; `table_from_rows` reverses
+    it. The last row may carry `stepQty` / `stepMmr` (OKX's rule beyond the last listed tier), the first the table's
+    `effective` date and `source`."""
+    rows = [{"tier": t.tier, "minQty": str(t.min_qty), "maxQty": str(t.max_qty), "mmr": str(t.mmr), "imr": str(t.imr),
+             "maxLever": str(t.max_leverage)} for t in table.tiers]
+    if table.step_qty is not None:
+        rows[-1] = {**rows[-1], "stepQty": str(table.step_qty), "stepMmr": str(table.step_mmr)}
+    if table.effective is not None or table.source is not None:  # a published table's date and citation
+        rows[0] = {**rows[0], "effective": table.effective, "source": table.source}
+    return rows
+
+
+def table_from_rows(symbol: str, rows: list[dict], source: str = "strategy config") -> TierTable:
+    """The TierTable of `table_rows`; Binance bracket rows are an OkxDataError saying what to supply."""
+    if not rows:
+        raise OkxDataError(f"{source}: {symbol}: no OKX position tiers; {_HINT}")
+    if any("maintMarginRatio" in r or "notionalCap" in r for r in rows):
+        raise OkxDataError(f"{source}: {symbol}: these are Binance leverage brackets, not OKX position tiers; {_HINT}")
+    tiers = tuple(Tier(int(r["tier"]), Decimal(r["minQty"]), Decimal(r["maxQty"]), Decimal(r["mmr"]),
+                       Decimal(r["imr"]), Decimal(r["maxLever"])) for r in rows)
+    last = rows[-1]
+    step_qty = Decimal(last["stepQty"]) if "stepQty" in last else None
+    step_mmr = Decimal(last["stepMmr"]) if "stepMmr" in last else None
+    return TierTable(symbol, tiers, step_qty, step_mmr, rows[0].get("effective"), rows[0].get("source"))
+
 
 def _table(symbol: str, rows: list[tuple[int, int, str, str, str]], step: tuple[int, str] | None, effective: str,
            source: str) -> TierTable:
