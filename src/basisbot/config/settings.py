@@ -26,7 +26,7 @@ from basisbot.venues import DEFAULT_EXCHANGE, PROFILES, VenueDataError, VenuePro
 
 ENV_PREFIX = "BASISBOT_"
 ENV_DELIMITER = "__"
-SECRET_FIELDS = ("api_key", "api_secret")
+SECRET_FIELDS = ("api_key", "api_secret", "api_passphrase")
 
 
 class ConfigError(Exception):
@@ -149,6 +149,8 @@ class ExchangeSettings(_Model):
     name: str = Field(DEFAULT_EXCHANGE, description="the venue: its profile supplies ids, funding, tiers, fees, rules")
     api_key_env: str = Field("BASISBOT_API_KEY", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     api_secret_env: str = Field("BASISBOT_API_SECRET", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    # OKX signs every private request with a passphrase chosen when the key was made (unused by Binance)
+    api_passphrase_env: str = Field("BASISBOT_API_PASSPHRASE", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
     @field_validator("name")
@@ -329,6 +331,7 @@ class Settings(BaseSettings):
     symbols: dict[str, SymbolSettings] = Field(default_factory=dict)
     api_key: SecretStr | None = None
     api_secret: SecretStr | None = None
+    api_passphrase: SecretStr | None = None
 
     @classmethod
     def settings_customise_sources(
@@ -635,7 +638,8 @@ def load_settings(
     # Credentials named by other variables than the default ones
     secrets: dict[str, SecretStr] = {}
     dotenv = dotenv_values(envf) if envf and envf.is_file() else {}
-    for field, var in (("api_key", settings.exchange.api_key_env), ("api_secret", settings.exchange.api_secret_env)):
+    for field, var in (("api_key", settings.exchange.api_key_env), ("api_secret", settings.exchange.api_secret_env),
+                       ("api_passphrase", settings.exchange.api_passphrase_env)):
         if getattr(settings, field) is None or var != f"{ENV_PREFIX}{field.upper()}":
             value = os.environ.get(var) or dotenv.get(var)
             if value:
@@ -676,7 +680,7 @@ def effective_config(settings: Settings, path: str | Path | None, env_file: str 
         if leaf[0] in SECRET_FIELDS:
             secret = getattr(settings, leaf[0])
             shown = "<not set>" if secret is None else "**********"
-            var = settings.exchange.api_key_env if leaf[0] == "api_key" else settings.exchange.api_secret_env
+            var = getattr(settings.exchange, f"{leaf[0]}_env")
             rows.append((key, shown, f"env:{var}" if secret is not None else "default"))
             continue
         source = prov.get(key, "default")

@@ -35,25 +35,12 @@ class MarginOperations:
         for iid, sym in self._symbols.items():
             xid = self._exchange_ids[iid]
             lev, mode = self.opts.margin.get(xid, (None, "isolated"))
-            try:
-                await self.ex.set_margin_mode(mode, sym)
-                self._log.info(f"{xid}: margin mode {mode}")
-            except ccxt.BaseError as e:
-                msg = str(e)
-                if "-4046" in msg or "No need to change margin type" in msg:
-                    pass  # already so
-                elif "-4048" in msg or "-4047" in msg:
-                    self._log.warning(f"{xid}: margin mode not changed to {mode} (open position or orders): {msg}")
-                else:
-                    raise
-            if lev:
-                await self.ex.set_leverage(int(lev), sym)
-                self._log.info(f"{xid}: leverage {lev}x")
+            await self.hooks.setup_margin(self.ex, sym, mode, lev, self._log)
 
     def _spot_free_usdt(self) -> float:
-        from basisbot.live.instruments import SPOT_VENUE
+        from basisbot.nautilus.instruments import spot_venue
 
-        acct = self._cache.account_for_venue(SPOT_VENUE)
+        acct = self._cache.account_for_venue(spot_venue(self.hooks.profile))
         if acct is None:
             return 0.0
         b = acct.balance_free(USDT)
@@ -101,7 +88,8 @@ class MarginOperations:
                 bal = await self.ex.fetch_balance()
                 avail = float((bal.get("USDT") or {}).get("free") or 0.0)
                 isolated = pos.mode == "isolated"
-                spot_allowed = req.from_spot and self.opts.allow_transfer_from_spot
+                # one unified account (OKX): the available USDT already is the spot's, nothing to transfer
+                spot_allowed = req.from_spot and self.opts.allow_transfer_from_spot and self.hooks.transfer_from_spot
                 spot_free = 0.0
                 if perp_shortfall(amount, avail, isolated) > 0 and spot_allowed:
                     spot_bal = await self.session.spot.fetch_balance()
@@ -113,7 +101,7 @@ class MarginOperations:
                     await self.ex.transfer("USDT", moved_spot, "spot", "linear")  # MAIN -> UMFUTURE
                     self._log.info(f"{req.symbol}: moved {moved_spot:.2f} USDT spot -> futures ({req.reason})")
                 if isolated and top_up.added > 0:
-                    await self.ex.add_margin(self._symbols[iid], top_up.added)
+                    await self.hooks.add_isolated_margin(self.ex, self._symbols[iid], top_up.added)
                 from_perp, moved = top_up.from_perp, top_up.added  # cross: the wallet backs the position directly
             except ccxt.BaseError as e:
                 self._log.error(f"{req.symbol}: margin request {amount:.2f} failed: {type(e).__name__}: {e}")
@@ -137,7 +125,7 @@ class MarginOperations:
         pos = self._positions.get(xid) or PerpPosition()
         if pos.side == 0:
             pos = self._last_open.get(xid) or pos  # the exchange's position update may have come first
-        qty = float(o.get("filled") or o.get("amount") or 0.0)
+        qty = float(self._base_of(o.get("symbol"), o.get("filled") or o.get("amount") or 0))
         price = float(o.get("average") or o.get("price") or 0.0)
         side = pos.side or (-1 if o.get("side") == "buy" else 1)
         self._log.error(f"{xid}: LIQUIDATED by the exchange: {side * qty:+g} at {price}, isolated wallet "
@@ -152,11 +140,11 @@ class MarginOperations:
         since = self.session.time.venue_now_ms() - 3_600_000
         for sym in self._symbols.values():
             try:
-                orders = await self.ex.fetch_orders(sym, since)
+                orders = await self.hooks.fetch_orders(self.ex, sym, since)
             except ccxt.BaseError:
                 continue
             for o in orders:
-                if str(o.get("clientOrderId") or "").startswith(("autoclose-", "adl_autoclose")):
+                if self.hooks.is_liquidation(o):
                     self._on_liquidation_order(o)
 
     def _send_external_report(self, o: dict) -> None:

@@ -60,7 +60,7 @@ class UserStreams:
             if sym not in self._by_symbol:
                 continue
             cid = o.get("clientOrderId")
-            if self.kind == "perp" and cid and str(cid).startswith(("autoclose-", "adl_autoclose")):
+            if self.kind == "perp" and self.hooks.is_liquidation(o):
                 self._on_liquidation_order(o)
                 continue
             track = self._track_for(cid, str(o.get("id")) if o.get("id") else None)
@@ -74,10 +74,8 @@ class UserStreams:
         for t in trades:
             if t.get("symbol") not in self._by_symbol:
                 continue
-            info = t.get("info") or {}
-            raw = info.get("o") if isinstance(info.get("o"), dict) else info
-            cid = raw.get("c") if isinstance(raw, dict) else None
-            if cid and str(cid).startswith(("autoclose-", "adl_autoclose")):
+            cid = self.hooks.trade_client_id(t)
+            if cid and self.hooks.is_liquidation({"clientOrderId": cid}):
                 continue  # handled as a liquidation order
             track = self._track_for(cid, str(t.get("order")) if t.get("order") else None)
             if track is None:
@@ -85,8 +83,7 @@ class UserStreams:
             self._apply_trade(track, t)
 
     def _on_balance(self, bal: dict) -> None:
-        info = bal.get("info") or {}
-        if self.kind == "perp" and isinstance(info.get("a"), dict) and info["a"].get("m") == "FUNDING_FEE":
+        if self.kind == "perp" and self.hooks.funding_fee_pushed(bal):
             self._loop.call_later(0.2, lambda: self.create_task(self._book_funding(), log_msg="funding booking"))
         self._schedule_refresh(positions=self.kind == "perp")
 
@@ -96,7 +93,7 @@ class UserStreams:
             xid = self._xid_of(p.get("symbol"))
             if xid is None:
                 continue
-            self._set_position(xid, self._norm_position(p, self._positions.get(xid)))
+            self._set_position(xid, self._position_of(p, self._positions.get(xid)))
             changed = True
         if changed:
             self._schedule_refresh(positions=False)
