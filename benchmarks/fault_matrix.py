@@ -3,6 +3,12 @@
 side (its admin API polled every 0.25 s), not from the bot's journal.
 
     .venv/bin/python benchmarks/fault_matrix.py --symbols BTCUSDT,ETHUSDT,SOLUSDT --seed 1 [--faults a,b] [--parallel 3]
+        [--exchange binance|okx]
+
+`--exchange okx`: the venue speaks OKX's v5 API (`basisbot sim --exchange okx` on the bundled OKX data) and the node
+runs with `[exchange] name = "okx"` through ccxt.pro's okx client; the faults are the same engine's, judged from the
+same admin state (positions in base units on both venues). OKX has no listen keys: `listen_key_expired` does not
+apply there and is left out (its private websocket drop is the `ws_drop` cell).
 
 Phases (config forces each one):
 - entry:   entry_apr -1000 / exit_apr -2000: the node enters at once; order faults are armed before it starts (the
@@ -44,6 +50,14 @@ ROOT = Path(__file__).resolve().parents[1]
 PY = str(ROOT / ".venv" / "bin" / "python") if (ROOT / ".venv" / "bin" / "python").exists() else sys.executable
 DATA = ROOT / "backtests" / "data" / "binance"
 KEY, SECRET = "fmkey" + "a" * 59, "fmsecret" + "b" * 56
+PASSPHRASE = "fmPass1"  # OKX signs with a passphrase too
+# per exchange: the data the venue replays, the venue's extra arguments, faults that do not apply there
+EXCHANGES = {
+    "binance": {"data": DATA, "sim_args": [], "not_applicable": ()},
+    "okx": {"data": ROOT / "backtests" / "data" / "okx", "sim_args": ["--exchange", "okx", "--api-passphrase",
+                                                                      PASSPHRASE],
+            "not_applicable": ("listen_key_expired",)},
+}
 
 SPEED = 60.0
 # the venue starts PAUSED 20 venue minutes before a settlement and resumes when the node runs (start-up takes 5-20 wall
@@ -122,9 +136,10 @@ FAULTS: dict[str, Fault] = {f.name: f for f in [
 # ----------------------------------------------------------------------------------------------------------------------
 # processes
 # ----------------------------------------------------------------------------------------------------------------------
-def _toml(symbols: list[str], url: str, journal: Path, phase: str, exit_now: bool = False) -> str:
-    lines = ['mode = "live"', f'journal = "{journal}"', "", "[live]", f'exchange_url = "{url}"',
-             "poll_interval_s = 2.0", "reconnect_max_s = 2.0", ""]
+def _toml(symbols: list[str], url: str, journal: Path, phase: str, exit_now: bool = False,
+          exchange: str = "binance") -> str:
+    lines = ['mode = "live"', f'journal = "{journal}"', "", "[exchange]", f'name = "{exchange}"', "", "[live]",
+             f'exchange_url = "{url}"', "poll_interval_s = 2.0", "reconnect_max_s = 2.0", ""]
     for s in symbols:
         lev, guard = 2, {"enabled": False}
         if phase == "guard":
@@ -309,6 +324,7 @@ class _Cell:
     watch: VenueWatch
     nodes: list[Proc] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    exchange: str = "binance"
 
     @property
     def node(self) -> Proc:
@@ -332,6 +348,9 @@ class _Cell:
             st = await watch.get("/admin/state")
             free = float(st["spot"]["USDT"]["free"])
             await watch.post("/admin/deposit", {"account": "spot", "asset": "USDT", "amount": -(free - 500.0)})
+            if self.exchange == "okx":  # one unified account: the swap wallet pays for spot too; leave it 500 as well
+                wallet = float(st["futures"]["crossWallet"])
+                await watch.post("/admin/deposit", {"account": "futures", "asset": "USDT", "amount": -(wallet - 500.0)})
 
     async def reach_phase(self) -> float | None:
         """Wait for the fault's phase (entry, holding, exit, guard); when it began (None: never seen)."""
@@ -346,8 +365,8 @@ class _Cell:
             return time.monotonic()
         if fault.phase == "exit":
             await _wait_both_legs(self.watch)
-            self.cfg.write_text(_toml(self.symbols, self.url, self.journal, fault.phase, exit_now=True),
-                                encoding="utf-8")
+            self.cfg.write_text(_toml(self.symbols, self.url, self.journal, fault.phase, exit_now=True,
+                                      exchange=self.exchange), encoding="utf-8")
             hit = await node.wait_line(r": exit: ", 45)
             if hit is None:
                 self.notes.append("no exit seen")
@@ -415,20 +434,23 @@ class _Cell:
             return {"spot": [], "futures": []}, [], 0
 
 
-async def run_fault(fault: Fault, symbols: list[str], seed: int, workdir: Path) -> list[CellResult]:
+async def run_fault(fault: Fault, symbols: list[str], seed: int, workdir: Path, exchange: str = "binance"
+                    ) -> list[CellResult]:
     rng = random.Random(f"{seed}:{fault.name}")
     work = workdir / fault.name
     work.mkdir(parents=True, exist_ok=True)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("BASISBOT_")}
-    env.update(BASISBOT_API_KEY=KEY, BASISBOT_API_SECRET=SECRET, PYTHONUNBUFFERED="1")
-    venue = Proc("venue", [PY, "-m", "basisbot.cli", "sim", "--port", str(port), "--data", str(DATA),
+    env.update(BASISBOT_API_KEY=KEY, BASISBOT_API_SECRET=SECRET, BASISBOT_API_PASSPHRASE=PASSPHRASE,
+               PYTHONUNBUFFERED="1")
+    ex = EXCHANGES[exchange]
+    venue = Proc("venue", [PY, "-m", "basisbot.cli", "sim", "--port", str(port), "--data", str(ex["data"]),
                            "--start", VENUE_START, "--speed", str(SPEED), "--api-key", KEY, "--api-secret", SECRET,
-                           "--symbols", ",".join(symbols), "--paused"], env, work / "venue.log")
+                           *ex["sim_args"], "--symbols", ",".join(symbols), "--paused"], env, work / "venue.log")
     journal = work / "journal.sqlite"
     cfg = work / "basisbot.toml"
-    cfg.write_text(_toml(symbols, url, journal, fault.phase), encoding="utf-8")
+    cfg.write_text(_toml(symbols, url, journal, fault.phase, exchange=exchange), encoding="utf-8")
     node_args = [PY, "-m", "basisbot.cli", "live", "--config", str(cfg), "--env-file", "/nonexistent"]
     t_cell = time.monotonic()
     await venue.start()
@@ -437,7 +459,7 @@ async def run_fault(fault: Fault, symbols: list[str], seed: int, workdir: Path) 
         return [CellResult(fault.name, s, False, problems=["venue did not start"]) for s in symbols]
     watch = VenueWatch(url, symbols)
     watch.start()
-    cell = _Cell(fault, symbols, url, cfg, journal, node_args, env, work / "node.log", watch)
+    cell = _Cell(fault, symbols, url, cfg, journal, node_args, env, work / "node.log", watch, exchange=exchange)
     stop_s = None
     rc = None
     try:
@@ -588,7 +610,8 @@ def print_matrix(results: list[CellResult], symbols: list[str]) -> None:
 
 async def main_async(args) -> int:
     symbols = [s.strip().upper() for s in args.symbols.split(",") if s.strip()]
-    names = [f.strip() for f in args.faults.split(",")] if args.faults else list(FAULTS)
+    skip = EXCHANGES[args.exchange]["not_applicable"]
+    names = [f.strip() for f in args.faults.split(",")] if args.faults else [f for f in FAULTS if f not in skip]
     unknown = [n for n in names if n not in FAULTS]
     if unknown:
         print(f"error: unknown fault(s) {unknown}; known: {', '.join(FAULTS)}", file=sys.stderr)
@@ -602,7 +625,7 @@ async def main_async(args) -> int:
     async def one(name: str):
         async with sem:
             t = time.monotonic()
-            res = await run_fault(FAULTS[name], symbols, args.seed, workdir)
+            res = await run_fault(FAULTS[name], symbols, args.seed, workdir, args.exchange)
             print(f"  {name}: {'pass' if all(r.passed for r in res) else 'FAIL'} ({time.monotonic() - t:.0f}s)",
                   flush=True)
             results.extend(res)
@@ -610,7 +633,7 @@ async def main_async(args) -> int:
     await asyncio.gather(*(one(n) for n in names))
     order = {n: i for i, n in enumerate(names)}
     results.sort(key=lambda r: (order[r.fault], symbols.index(r.symbol)))
-    print(f"\nfault matrix: seed {args.seed}, symbols {','.join(symbols)}, {len(names)} faults, "
+    print(f"\nfault matrix: {args.exchange}, seed {args.seed}, symbols {','.join(symbols)}, {len(names)} faults, "
           f"{time.monotonic() - t0:.0f}s wall (parallel {args.parallel}); logs in {workdir}")
     print_matrix(results, symbols)
     if args.json:
@@ -622,6 +645,8 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--symbols", default="BTCUSDT,ETHUSDT,SOLUSDT")
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--exchange", choices=sorted(EXCHANGES), default="binance",
+                   help="the venue's API and the node's [exchange] name")
     p.add_argument("--faults", help=f"comma-separated subset of: {', '.join(FAULTS)}")
     p.add_argument("--parallel", type=int, default=3, help="fault cells run at once (each: one venue + one node)")
     p.add_argument("--workdir", help="where configs, journals and logs go (default: a temp folder)")

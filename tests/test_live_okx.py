@@ -22,6 +22,7 @@ import pytest
 
 from basisbot.journal.reader import JournalReader
 from basisbot.live.node import NodeOptions
+from basisbot.ops.status import render_status
 from basisbot.sim import SimServer
 from basisbot.strategies.basis_carry import Phase
 from tests.helpers.live_node import RunningNode, until
@@ -74,6 +75,12 @@ def test_okx_carry_enters_books_settlements_and_adds_isolated_margin(tmp_path):
                 paid, rows = await until(booked, 60, interval=0.5, what="a settlement journaled")
                 after = await state(sim)
                 orders = await admin(sim, "/admin/orders", method="GET")
+                # metrics, status page and status name the venue
+                metrics = run.app.ops.metrics_body()[0].decode()
+                page = run.app.ops.page()
+                status = render_status(settings.journal, settings)
+        assert 'basisbot_venue{exchange="okx"} 1.0' in metrics
+        assert "<span>venue OKX</span>" in page and "venue OKX" in status.splitlines()[0]
         return entered, after, orders, paid, rows, run
 
     entered, after, orders, paid, rows, run = asyncio.run(scenario())
