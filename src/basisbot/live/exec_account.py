@@ -5,6 +5,7 @@ free = available); the exchange's perp positions.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import ROUND_HALF_EVEN, Decimal
 
 import ccxt
 from nautilus_trader.execution.messages import QueryAccount
@@ -15,6 +16,15 @@ from nautilus_trader.model.objects import AccountBalance, MarginBalance, Money
 
 from basisbot.live.venue_hooks.base import ONE
 from basisbot.nautilus.instruments import currency
+
+
+def account_balance(free: float, used: float, cur) -> AccountBalance:
+    """total = free + locked exactly at the currency's precision (nautilus checks it; float sums of large balances
+    rounded one by one can miss it by a unit of the last place)."""
+    step = Decimal(1).scaleb(-cur.precision)
+    f = Decimal(repr(float(free))).quantize(step, rounding=ROUND_HALF_EVEN)
+    u = Decimal(repr(float(used))).quantize(step, rounding=ROUND_HALF_EVEN)
+    return AccountBalance(Money(f + u, cur), Money(u, cur), Money(f, cur))
 
 
 @dataclass
@@ -85,7 +95,7 @@ class AccountState:
         wallet, avail, init, maint, self._cross_wallet = self.hooks.perp_account(bal)
         self._available = avail
         free = min(avail, wallet)
-        balances = [AccountBalance(Money(wallet, USDT), Money(wallet - free, USDT), Money(free, USDT))]
+        balances = [account_balance(free, wallet - free, USDT)]
         margins = [MarginBalance(Money(init, USDT), Money(maint, USDT))] if init or maint else []
         self.generate_account_state(balances, margins, True, ts)
 
@@ -103,7 +113,7 @@ class AccountState:
                 continue
             cur = currency(code)
             free = max(free, 0.0)
-            balances.append(AccountBalance(Money(free + used, cur), Money(used, cur), Money(free, cur)))
+            balances.append(account_balance(free, used, cur))
         if not balances:
             balances = [AccountBalance(Money(0, USDT), Money(0, USDT), Money(0, USDT))]
         self.generate_account_state(balances, [], True, ts)
