@@ -181,3 +181,33 @@ def test_okx_cli_guard_adds_margin_and_kill9_restart_reconciles_without_resendin
     assert not any("SubmitOrder" in line for line in bot2.lines)
     assert rc == 0, "\n".join(bot2.lines[-30:])
     assert float(_short(st)["positionAmt"]) == pytest.approx(-0.05)
+
+
+def test_okx_paper_trades_on_the_venues_data_without_credentials(tmp_path):
+    """Paper on OKX: OKX's position tiers are public, so paper needs no key at all; fills are simulated on the venue's
+    live touch in base units (the swap's contract lot), the isolated wallet and the settlement come from the paper
+    modules with OKX's unified account and liquidation price, and nothing reaches the venue's accounts."""
+
+    async def scenario():
+        async with SimServer(okx_sim_config(speed=600.0, start="2022-03-01T06:00:00Z")) as sim:
+            settings = okx_settings(tmp_path, sim.url, credentials=False, mode="paper", schedule=VENUE_WINDOWS,
+                                    symbols={SYM: ALWAYS_IN},
+                                    backtest={"spot_balance_usdt": 20000.0, "perp_balance_usdt": 10000.0})
+            async with RunningNode(settings, "paper", NodeOptions(log_level="ERROR")) as node:
+                assert not node.app.session.authenticated
+                assert node.app.ledger.unified and node.app.ledger.symbols[SYM].table.symbol == SYM
+                strat = node.strategy(SYM)
+                await until(lambda: strat.phase is Phase.IN_CARRY, 20, what="paper entry")
+                assert float(strat.perp_qty()) == pytest.approx(-0.05)
+                await until(lambda: node.app.ledger.funding, 30, what="paper settlement")
+                row = node.app.ledger.funding[0]
+                paid_rates = await node.app.session.perp.fetch_funding_rate_history("BTC/USDT:USDT", limit=5)
+                st = await state(sim)
+            assert node.rc == 0
+        return row, paid_rates, st
+
+    row, paid_rates, st = asyncio.run(asyncio.wait_for(scenario(), 90))
+    assert row.position_qty == pytest.approx(-0.05)
+    assert any(r["fundingRate"] == pytest.approx(row.rate) for r in paid_rates)  # the rate the venue settled
+    assert row.payment == pytest.approx(0.05 * row.mark_price * row.rate)
+    assert _short(st) is None and st["spot"].get("BTC", {"free": 0.0})["free"] == 0.0
