@@ -5,7 +5,7 @@ free = available); the exchange's perp positions.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import ROUND_FLOOR, ROUND_HALF_EVEN, Decimal
 
 import ccxt
 from nautilus_trader.execution.messages import QueryAccount
@@ -20,9 +20,13 @@ from basisbot.nautilus.instruments import currency
 
 def account_balance(free: float, used: float, cur) -> AccountBalance:
     """total = free + locked exactly at the currency's precision (nautilus checks it; float sums of large balances
-    rounded one by one can miss it by a unit of the last place)."""
+    rounded one by one can miss it by a unit of the last place). The free amount is rounded down: a balance finer
+    than the precision (OKX takes a 0.1% spot fee in the asset bought: 1.0240533 ETH bought, 1.0230292467 held) must
+    never read as more than the account holds, or a sale of all of it is refused."""
     step = Decimal(1).scaleb(-cur.precision)
-    f = Decimal(repr(float(free))).quantize(step, rounding=ROUND_HALF_EVEN)
+    # float noise first (0.3 - 0.1 = 0.19999999999999998 is 0.2), then down to the precision
+    f = Decimal(repr(float(free))).quantize(Decimal("1e-12"), rounding=ROUND_HALF_EVEN)
+    f = f.quantize(step, rounding=ROUND_FLOOR)
     u = Decimal(repr(float(used))).quantize(step, rounding=ROUND_HALF_EVEN)
     return AccountBalance(Money(f + u, cur), Money(u, cur), Money(f, cur))
 
