@@ -45,10 +45,10 @@ class CredentialsNeeded(Exception):
 class MissingTiers(Exception):
     """The exchange gave no leverage brackets for some configured perps."""
 
-    def __init__(self, symbols: list[str], where: str):
+    def __init__(self, symbols: list[str], where: str, endpoint: str = "GET /fapi/v1/leverageBracket"):
         self.symbols = symbols
         super().__init__(f"the exchange ({where}) gave no leverage brackets for {', '.join(symbols)} "
-                         "(GET /fapi/v1/leverageBracket): not a USDⓈ-M perpetual it trades for this account")
+                         f"({endpoint}): not a USDⓈ-M perpetual it trades for this account")
 
 
 class VenueTime:

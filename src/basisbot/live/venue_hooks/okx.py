@@ -113,7 +113,7 @@ class OkxHooks(VenueHooks):
             else:
                 out[carry] = tables[carry]
         if missing:
-            raise MissingTiers(missing, where)
+            raise MissingTiers(missing, where, "GET /api/v5/public/position-tiers")
         return out
 
     # -- orders -------------------------------------------------------------------------------------------------------
