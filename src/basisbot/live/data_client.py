@@ -1,4 +1,7 @@
 """Live market data on ccxt.pro: spot quotes, and the perp's mark price, index price and predicted funding rate.
+What the messages look like per exchange is read by the session's venue hooks (`basisbot.live.venue_hooks`); the
+Binance streams are described below. OKX: quotes from `bbo-tbt`, the mark from `mark-price`, and the predicted rate,
+next settlement and interval from its own `funding-rate` channel (a separate feed, `watch_funding_rate`).
 
 One `CcxtMarketDataClient` per venue (BINANCE_SPOT, BINANCE_PERP), both on the node's shared `VenueSession`.
 
@@ -354,13 +357,6 @@ class CcxtMarketDataClient(LiveMarketDataClient):
     def feed_stats(self) -> dict:
         return {f"{k[0]}:{k[1]}": {"messages": f.messages, "polled": f.polled, "reconnects": f.reconnects,
                                    "down": f.down_since is not None} for k, f in self._feeds.items()}
-
-
-def _f(v) -> float | None:
-    try:
-        return None if v in (None, "") else float(v)
-    except (TypeError, ValueError):
-        return None
 
 
 __all__ = ["CcxtMarketDataClient", "DataOptions"]

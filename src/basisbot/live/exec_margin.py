@@ -1,10 +1,12 @@
-"""Live execution, perp margin operations: at connect, margin mode (isolated by default) and leverage per symbol from
-the config. The `ADJUST_MARGIN_ENDPOINT` handler adds isolated margin (`add_margin`) from the free futures balance,
-first moving the shortfall from spot (`transfer` spot -> future) when allowed; `MarginAdjusted` is published on
-`margin_topic(symbol) + ".adjusted"`. `PerpMarginState` is published on `margin_topic(symbol)` whenever the exchange's
-position (positionAmt, entryPrice, isolatedWallet, margin type) or the free balances change, and `Liquidated` on
-`liquidation_topic(symbol)` when the exchange's liquidation order (`autoclose-...`) shows up; the liquidation fill
-reaches nautilus as an order status report (claimed by the strategy via external_order_claims).
+"""Live execution, perp margin operations (the exchange's own calls are the venue hooks'; Binance's described here,
+OKX's in `basisbot.live.venue_hooks.okx`: leverage per mode, margin-balance top-ups, no transfer): at connect, margin
+mode (isolated by default) and leverage per symbol from the config. The `ADJUST_MARGIN_ENDPOINT` handler adds
+isolated margin (`add_margin`) from the free futures balance, first moving the shortfall from spot (`transfer` spot ->
+future) when allowed; `MarginAdjusted` is published on `margin_topic(symbol) + ".adjusted"`. `PerpMarginState` is
+published on `margin_topic(symbol)` whenever the exchange's position (positionAmt, entryPrice, isolatedWallet, margin
+type) or the free balances change, and `Liquidated` on `liquidation_topic(symbol)` when the exchange's liquidation
+order (`autoclose-...`) shows up; the liquidation fill reaches nautilus as an order status report (claimed by the
+strategy via external_order_claims).
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ class MarginOperations:
         for iid, sym in self._symbols.items():
             xid = self._exchange_ids[iid]
             lev, mode = self.opts.margin.get(xid, (None, "isolated"))
-            await self.hooks.setup_margin(self.ex, sym, mode, lev, self._log)
+            await self.hooks.setup_margin(self.ex, sym, mode, lev, self._log, label=xid)
 
     def _spot_free_usdt(self) -> float:
         from basisbot.nautilus.instruments import spot_venue

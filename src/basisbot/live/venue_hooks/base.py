@@ -95,7 +95,8 @@ class VenueHooks:
         raise NotImplementedError
 
     # -- account and margin -------------------------------------------------------------------------------------------
-    async def setup_margin(self, ex, symbol: str, mode: str, leverage: int | None, log) -> None:
+    async def setup_margin(self, ex, symbol: str, mode: str, leverage: int | None, log, label: str = "") -> None:
+        """Margin mode and leverage of one perp at connect (`label`: the carry symbol, for the log)."""
         raise NotImplementedError
 
     async def add_isolated_margin(self, ex, symbol: str, amount: float) -> None:

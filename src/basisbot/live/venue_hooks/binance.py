@@ -100,21 +100,22 @@ class BinanceHooks(VenueHooks):
         return await ex.fetch_orders(symbol, since)
 
     # -- account and margin -------------------------------------------------------------------------------------------
-    async def setup_margin(self, ex, symbol: str, mode: str, leverage: int | None, log) -> None:
+    async def setup_margin(self, ex, symbol: str, mode: str, leverage: int | None, log, label: str = "") -> None:
+        label = label or symbol
         try:
             await ex.set_margin_mode(mode, symbol)
-            log.info(f"{symbol}: margin mode {mode}")
+            log.info(f"{label}: margin mode {mode}")
         except ccxt.BaseError as e:
             msg = str(e)
             if "-4046" in msg or "No need to change margin type" in msg:
                 pass  # already so
             elif "-4048" in msg or "-4047" in msg:
-                log.warning(f"{symbol}: margin mode not changed to {mode} (open position or orders): {msg}")
+                log.warning(f"{label}: margin mode not changed to {mode} (open position or orders): {msg}")
             else:
                 raise
         if leverage:
             await ex.set_leverage(int(leverage), symbol)
-            log.info(f"{symbol}: leverage {leverage}x")
+            log.info(f"{label}: leverage {leverage}x")
 
     async def add_isolated_margin(self, ex, symbol: str, amount: float) -> None:
         await ex.add_margin(symbol, amount)

@@ -161,11 +161,11 @@ class OkxHooks(VenueHooks):
         return opened + [o for o in closed if o.get("id") not in seen]
 
     # -- account and margin -------------------------------------------------------------------------------------------
-    async def setup_margin(self, ex, symbol: str, mode: str, leverage: int | None, log) -> None:
+    async def setup_margin(self, ex, symbol: str, mode: str, leverage: int | None, log, label: str = "") -> None:
         """OKX states the margin mode on every order (tdMode); the leverage is set per instrument and mode."""
         if leverage:
             await ex.set_leverage(int(leverage), symbol, {"marginMode": mode})
-            log.info(f"{symbol}: leverage {leverage}x ({mode})")
+            log.info(f"{label or symbol}: leverage {leverage}x ({mode})")
 
     async def add_isolated_margin(self, ex, symbol: str, amount: float) -> None:
         # ccxt's okx.add_margin sends this very request and then fails parsing OKX's answer: call it directly
