@@ -3,6 +3,12 @@
 side (its admin API polled every 0.25 s), not from the bot's journal.
 
     .venv/bin/python benchmarks/fault_matrix.py --symbols BTCUSDT,ETHUSDT,SOLUSDT --seed 1 [--faults a,b] [--parallel 3]
+        [--exchange binance|okx]
+
+`--exchange okx`: the venue speaks OKX's v5 API (`basisbot sim --exchange okx` on the bundled OKX data) and the node
+runs with `[exchange] name = "okx"` through ccxt.pro's okx client; the faults are the same engine's, judged from the
+same admin state (positions in base units on both venues). OKX has no listen keys: `listen_key_expired` does not
+apply there and is left out (its private websocket drop is the `ws_drop` cell).
 
 Phases (config forces each one):
 - entry:   entry_apr -1000 / exit_apr -2000: the node enters at once; order faults are armed before it starts (the
@@ -53,6 +59,14 @@ ROOT = Path(__file__).resolve().parents[1]
 PY = str(ROOT / ".venv" / "bin" / "python") if (ROOT / ".venv" / "bin" / "python").exists() else sys.executable
 DATA = ROOT / "backtests" / "data" / "binance"
 KEY, SECRET = "fmkey" + "a" * 59, "fmsecret" + "b" * 56
+PASSPHRASE = "fmPass1"  # OKX signs with a passphrase too
+# per exchange: the data the venue replays, the venue's extra arguments, faults that do not apply there
+EXCHANGES = {
+    "binance": {"data": DATA, "sim_args": [], "not_applicable": ()},
+    "okx": {"data": ROOT / "backtests" / "data" / "okx", "sim_args": ["--exchange", "okx", "--api-passphrase",
+                                                                      PASSPHRASE],
+            "not_applicable": ("listen_key_expired",)},
+}
 
 SPEED = 60.0
 # the venue starts PAUSED 20 venue minutes before a settlement and resumes when the node runs (start-up takes 5-20 wall
@@ -149,9 +163,9 @@ VENUE_CLOSE_PREFIXES = ("autoclose-", "adl_autoclose")
 # processes
 # ----------------------------------------------------------------------------------------------------------------------
 def _toml(symbols: list[str], url: str, journal: Path, phase: str, exit_now: bool = False,
-          alert_url: str | None = None, control_port: int | None = None) -> str:
-    lines = ['mode = "live"', f'journal = "{journal}"', "", "[live]", f'exchange_url = "{url}"',
-             "poll_interval_s = 2.0", "reconnect_max_s = 2.0"]
+          alert_url: str | None = None, control_port: int | None = None, exchange: str = "binance") -> str:
+    lines = ['mode = "live"', f'journal = "{journal}"', "", "[exchange]", f'name = "{exchange}"', "", "[live]",
+             f'exchange_url = "{url}"', "poll_interval_s = 2.0", "reconnect_max_s = 2.0"]
     if control_port is not None:
         lines.append(f"metrics_port = {control_port}")
     lines.append("")
@@ -380,6 +394,7 @@ class _Cell:
     control_port: int | None = None  # control cells: the node's ops server, and its token in `env`
     alert_url: str | None = None
     flat: dict[str, dict] = field(default_factory=dict)  # control cells: per symbol {flat_after_s, flat_at_end}
+    exchange: str = "binance"
 
     @property
     def node(self) -> Proc:
@@ -403,6 +418,9 @@ class _Cell:
             st = await watch.get("/admin/state")
             free = float(st["spot"]["USDT"]["free"])
             await watch.post("/admin/deposit", {"account": "spot", "asset": "USDT", "amount": -(free - 500.0)})
+            if self.exchange == "okx":  # one unified account: the swap wallet pays for spot too; leave it 500 as well
+                wallet = float(st["futures"]["crossWallet"])
+                await watch.post("/admin/deposit", {"account": "futures", "asset": "USDT", "amount": -(wallet - 500.0)})
 
     async def reach_phase(self) -> float | None:
         """Wait for the fault's phase (entry, holding, exit, guard); when it began (None: never seen)."""
@@ -420,7 +438,8 @@ class _Cell:
         if fault.phase == "exit":
             await _wait_both_legs(self.watch)
             self.cfg.write_text(_toml(self.symbols, self.url, self.journal, fault.phase, exit_now=True,
-                                      alert_url=self.alert_url, control_port=self.control_port), encoding="utf-8")
+                                      alert_url=self.alert_url, control_port=self.control_port,
+                                      exchange=self.exchange), encoding="utf-8")
             hit = await node.wait_line(r": exit: ", 45)
             if hit is None:
                 self.notes.append("no exit seen")
@@ -511,17 +530,20 @@ class _Cell:
             return {"spot": [], "futures": []}, [], 0
 
 
-async def run_fault(fault: Fault, symbols: list[str], seed: int, workdir: Path) -> list[CellResult]:
+async def run_fault(fault: Fault, symbols: list[str], seed: int, workdir: Path, exchange: str = "binance"
+                    ) -> list[CellResult]:
     rng = random.Random(f"{seed}:{fault.name}")
     work = workdir / fault.name
     work.mkdir(parents=True, exist_ok=True)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("BASISBOT_")}
-    env.update(BASISBOT_API_KEY=KEY, BASISBOT_API_SECRET=SECRET, PYTHONUNBUFFERED="1")
-    venue = Proc("venue", [PY, "-m", "basisbot.cli", "sim", "--port", str(port), "--data", str(DATA),
+    env.update(BASISBOT_API_KEY=KEY, BASISBOT_API_SECRET=SECRET, BASISBOT_API_PASSPHRASE=PASSPHRASE,
+               PYTHONUNBUFFERED="1")
+    ex = EXCHANGES[exchange]
+    venue = Proc("venue", [PY, "-m", "basisbot.cli", "sim", "--port", str(port), "--data", str(ex["data"]),
                            "--start", VENUE_START, "--speed", str(SPEED), "--api-key", KEY, "--api-secret", SECRET,
-                           "--symbols", ",".join(symbols), "--paused"], env, work / "venue.log")
+                           *ex["sim_args"], "--symbols", ",".join(symbols), "--paused"], env, work / "venue.log")
     journal = work / "journal.sqlite"
     cfg = work / "basisbot.toml"
     sink = AlertSink() if fault.name.startswith("adl") else None
@@ -531,7 +553,7 @@ async def run_fault(fault: Fault, symbols: list[str], seed: int, workdir: Path) 
     if control_port is not None:
         env[CONTROL_TOKEN_VAR] = f"fm-{seed}-" + "c" * 24
     cfg.write_text(_toml(symbols, url, journal, fault.phase, alert_url=sink.url if sink else None,
-                         control_port=control_port), encoding="utf-8")
+                         control_port=control_port, exchange=exchange), encoding="utf-8")
     node_args = [PY, "-m", "basisbot.cli", "live", "--config", str(cfg), "--env-file", "/nonexistent"]
     t_cell = time.monotonic()
     await venue.start()
@@ -541,7 +563,7 @@ async def run_fault(fault: Fault, symbols: list[str], seed: int, workdir: Path) 
     watch = VenueWatch(url, symbols)
     watch.start()
     cell = _Cell(fault, symbols, url, cfg, journal, node_args, env, work / "node.log", watch,
-                 control_port=control_port, alert_url=sink.url if sink else None)
+                 control_port=control_port, alert_url=sink.url if sink else None, exchange=exchange)
     stop_s = None
     rc = None
     try:
@@ -817,7 +839,8 @@ def print_matrix(results: list[CellResult], symbols: list[str]) -> None:
 
 async def main_async(args) -> int:
     symbols = [s.strip().upper() for s in args.symbols.split(",") if s.strip()]
-    names = [f.strip() for f in args.faults.split(",")] if args.faults else list(FAULTS)
+    skip = EXCHANGES[args.exchange]["not_applicable"]
+    names = [f.strip() for f in args.faults.split(",")] if args.faults else [f for f in FAULTS if f not in skip]
     unknown = [n for n in names if n not in FAULTS]
     if unknown:
         print(f"error: unknown fault(s) {unknown}; known: {', '.join(FAULTS)}", file=sys.stderr)
@@ -831,7 +854,7 @@ async def main_async(args) -> int:
     async def one(name: str):
         async with sem:
             t = time.monotonic()
-            res = await run_fault(FAULTS[name], symbols, args.seed, workdir)
+            res = await run_fault(FAULTS[name], symbols, args.seed, workdir, args.exchange)
             print(f"  {name}: {'pass' if all(r.passed for r in res) else 'FAIL'} ({time.monotonic() - t:.0f}s)",
                   flush=True)
             results.extend(res)
@@ -839,7 +862,7 @@ async def main_async(args) -> int:
     await asyncio.gather(*(one(n) for n in names))
     order = {n: i for i, n in enumerate(names)}
     results.sort(key=lambda r: (order[r.fault], symbols.index(r.symbol)))
-    print(f"\nfault matrix: seed {args.seed}, symbols {','.join(symbols)}, {len(names)} faults, "
+    print(f"\nfault matrix: {args.exchange}, seed {args.seed}, symbols {','.join(symbols)}, {len(names)} faults, "
           f"{time.monotonic() - t0:.0f}s wall (parallel {args.parallel}); logs in {workdir}")
     print_matrix(results, symbols)
     if args.json:
@@ -851,6 +874,8 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--symbols", default="BTCUSDT,ETHUSDT,SOLUSDT")
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--exchange", choices=sorted(EXCHANGES), default="binance",
+                   help="the venue's API and the node's [exchange] name")
     p.add_argument("--faults", help=f"comma-separated subset of: {', '.join(FAULTS)}")
     p.add_argument("--parallel", type=int, default=3, help="fault cells run at once (each: one venue + one node)")
     p.add_argument("--workdir", help="where configs, journals and logs go (default: a temp folder)")

@@ -11,13 +11,8 @@ import ccxt.pro as ccxtpro
 import pytest
 
 from basisbot.config.schema import AlertSettings
-from basisbot.live.exec.margin import (
-    ADL_TOP,
-    adl_rank_reason,
-    venue_close_client_id,
-    venue_close_done,
-    venue_close_kind,
-)
+from basisbot.live.exec.margin import ADL_TOP, adl_rank_reason
+from basisbot.live.venue_hooks.binance import venue_close_client_id, venue_close_done, venue_close_kind
 from basisbot.nautilus.messages import JournalRecord, Liquidated
 from basisbot.ops.alert_events import AlertRules
 from basisbot.ops.status import adl_rank_of

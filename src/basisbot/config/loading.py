@@ -186,7 +186,8 @@ def load_settings(
     # Credentials named by other variables than the default ones
     secrets: dict[str, SecretStr] = {}
     dotenv = dotenv_values(envf) if envf and envf.is_file() else {}
-    for field, var in (("api_key", settings.exchange.api_key_env), ("api_secret", settings.exchange.api_secret_env)):
+    for field, var in (("api_key", settings.exchange.api_key_env), ("api_secret", settings.exchange.api_secret_env),
+                       ("api_passphrase", settings.exchange.api_passphrase_env)):
         if getattr(settings, field) is None or var != f"{ENV_PREFIX}{field.upper()}":
             value = os.environ.get(var) or dotenv.get(var)
             if value:
@@ -227,7 +228,7 @@ def effective_config(settings: Settings, path: str | Path | None, env_file: str 
         if leaf[0] in SECRET_FIELDS:
             secret = getattr(settings, leaf[0])
             shown = "<not set>" if secret is None else "**********"
-            var = settings.exchange.api_key_env if leaf[0] == "api_key" else settings.exchange.api_secret_env
+            var = getattr(settings.exchange, f"{leaf[0]}_env")
             rows.append((key, shown, f"env:{var}" if secret is not None else "default"))
             continue
         source = prov.get(key, "default")

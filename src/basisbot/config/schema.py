@@ -25,7 +25,7 @@ from basisbot.venues import DEFAULT_EXCHANGE, PROFILES, VenueProfile, get_profil
 
 ENV_PREFIX = "BASISBOT_"
 ENV_DELIMITER = "__"
-SECRET_FIELDS = ("api_key", "api_secret")
+SECRET_FIELDS = ("api_key", "api_secret", "api_passphrase")
 
 
 class _Model(BaseModel):
@@ -152,6 +152,8 @@ class ExchangeSettings(_Model):
     name: str = Field(DEFAULT_EXCHANGE, description="the venue: its profile supplies ids, funding, tiers, fees, rules")
     api_key_env: str = Field("BASISBOT_API_KEY", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     api_secret_env: str = Field("BASISBOT_API_SECRET", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    # OKX signs every private request with a passphrase chosen when the key was made (unused by Binance)
+    api_passphrase_env: str = Field("BASISBOT_API_PASSPHRASE", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
 
     @field_validator("name")
     @classmethod
@@ -334,6 +336,7 @@ class Settings(BaseSettings):
     symbols: dict[str, SymbolSettings] = Field(default_factory=dict)
     api_key: SecretStr | None = None
     api_secret: SecretStr | None = None
+    api_passphrase: SecretStr | None = None
 
     @classmethod
     def settings_customise_sources(

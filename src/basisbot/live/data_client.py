@@ -1,4 +1,7 @@
 """Live market data on ccxt.pro: spot quotes, and the perp's mark price, index price and predicted funding rate.
+What the messages look like per exchange is read by the session's venue hooks (`basisbot.live.venue_hooks`); the
+Binance streams are described below. OKX: quotes from `bbo-tbt`, the mark from `mark-price`, and the predicted rate,
+next settlement and interval from its own `funding-rate` channel (a separate feed, `watch_funding_rate`).
 
 One `CcxtMarketDataClient` per venue (BINANCE_SPOT, BINANCE_PERP), both on the node's shared `VenueSession`.
 
@@ -175,10 +178,12 @@ class CcxtMarketDataClient(LiveMarketDataClient):
         self._release("mark", command.instrument_id, "funding")
 
     def _ensure(self, kind: str, iid: InstrumentId, what: str | None) -> None:
+        if kind == "mark" and what == "funding" and self.session.hooks.separate_funding_stream:
+            kind = "funding"  # OKX: the predicted rate and next settlement have their own channel
         if iid not in self._symbols:
             self._log.error(f"{iid}: not an instrument of {self.id}")
             return
-        if kind == "mark" and self.kind != "perp":
+        if kind in ("mark", "funding") and self.kind != "perp":
             self._log.error(f"{iid}: mark/index/funding exist for the perpetual only")
             return
         key = (kind, iid)
@@ -191,6 +196,8 @@ class CcxtMarketDataClient(LiveMarketDataClient):
             feed.wants.add(what)
 
     def _release(self, kind: str, iid: InstrumentId, what: str | None) -> None:
+        if kind == "mark" and what == "funding" and self.session.hooks.separate_funding_stream:
+            kind = "funding"
         feed = self._feeds.get((kind, iid))
         if feed is None:
             return
@@ -210,6 +217,8 @@ class CcxtMarketDataClient(LiveMarketDataClient):
                     msg = await self.ex.watch_mark_price(feed.symbol)
                     recv = time.perf_counter_ns()
                     self._on_mark_message(feed, msg, recv)
+                elif feed.kind == "funding":
+                    self._on_funding_message(feed, await self.ex.watch_funding_rate(feed.symbol))
                 else:
                     msgs = await self.ex.watch_bids_asks([feed.symbol])
                     for m in msgs.values():
@@ -258,14 +267,17 @@ class CcxtMarketDataClient(LiveMarketDataClient):
         self._handle_data(quote)
 
     def _on_mark_message(self, feed: _Feed, t: dict, recv_ns: int | None = None) -> None:
-        info = t.get("info") or {}
-        venue_ms = info.get("E") or t.get("timestamp")
+        venue_ms, mark, index, rate, next_ms = self.session.hooks.mark_fields(t)
         self.session.time.observe(venue_ms)
-        mark = t.get("markPrice") if t.get("markPrice") is not None else _f(info.get("p"))
-        index = t.get("indexPrice") if t.get("indexPrice") is not None else _f(info.get("i"))
-        rate = info.get("r")
-        next_ms = info.get("T")
         self._publish_perp(feed, venue_ms, mark, index, rate, next_ms, recv_ns)
+
+    def _on_funding_message(self, feed: _Feed, fr: dict) -> None:
+        """A funding-rate message of its own channel (OKX): the predicted rate of the coming settlement, its time
+        and the interval it states."""
+        venue_ms, rate, next_ms, interval = self.session.hooks.funding_fields(fr)
+        if interval:
+            self._intervals[self._instruments[feed.instrument_id].raw_symbol.value] = interval
+        self._publish_perp(feed, venue_ms, None, None, rate, next_ms)
 
     def _publish_perp(self, feed: _Feed, venue_ms, mark, index, rate, next_ms, recv_ns=None) -> None:
         inst = self._instruments[feed.instrument_id]
@@ -301,18 +313,10 @@ class CcxtMarketDataClient(LiveMarketDataClient):
 
     async def _refresh_intervals(self) -> None:
         try:
-            res = await self.ex.fetch_funding_intervals()
+            out = await self.session.hooks.funding_intervals(self.ex)
         except Exception as e:
             self._log.warning(f"funding intervals: {type(e).__name__}: {e} (keeping {self._intervals or 'defaults'})")
             return
-        out = {}
-        for sym, fr in (res or {}).items():
-            info = fr.get("info") or {}
-            hours = info.get("fundingIntervalHours")
-            if hours is None and fr.get("interval"):
-                hours = float(str(fr["interval"]).rstrip("h"))
-            if hours:
-                out[str(info.get("symbol") or self.ex.market(sym)["id"])] = int(round(float(hours) * 60))
         self._intervals.update(out)
         self._intervals_at = time.monotonic()
 
@@ -343,13 +347,8 @@ class CcxtMarketDataClient(LiveMarketDataClient):
                     self._log.warning(f"poll {feed.kind} {feed.symbol}: {type(e).__name__}: {e}")
 
     async def _poll_once(self, feed: _Feed) -> None:
-        if feed.kind == "mark":
-            fr = await self.ex.fetch_funding_rate(feed.symbol)
-            info = fr.get("info") or {}
-            venue_ms = fr.get("timestamp") or info.get("time")
-            self._publish_perp(feed, venue_ms, fr.get("markPrice"), fr.get("indexPrice"),
-                               info.get("lastFundingRate", fr.get("fundingRate")),
-                               info.get("nextFundingTime") or fr.get("fundingTimestamp"))
+        if feed.kind in ("mark", "funding"):
+            self._publish_perp(feed, *(await self.session.hooks.poll_perp(self.ex, feed.symbol)))
         else:
             res = await self.ex.fetch_bids_asks([feed.symbol])
             t = res.get(feed.symbol)
@@ -360,13 +359,6 @@ class CcxtMarketDataClient(LiveMarketDataClient):
     def feed_stats(self) -> dict:
         return {f"{k[0]}:{k[1]}": {"messages": f.messages, "polled": f.polled, "reconnects": f.reconnects,
                                    "down": f.down_since is not None} for k, f in self._feeds.items()}
-
-
-def _f(v) -> float | None:
-    try:
-        return None if v in (None, "") else float(v)
-    except (TypeError, ValueError):
-        return None
 
 
 __all__ = ["CcxtMarketDataClient", "DataOptions"]

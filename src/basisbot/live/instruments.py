@@ -1,4 +1,5 @@
-"""Nautilus instruments from the exchange's own markets (ccxt `load_markets` of `binance` spot and `binanceusdm`).
+"""Nautilus instruments from the exchange's own markets (ccxt `load_markets` of the venue's clients; OKX's rules come
+from its instruments row through `basisbot.live.venue_hooks.okx`, in base units).
 
 Same identifiers as the backtest (`basisbot.nautilus.instruments`): spot `BTCUSDT.BINANCE_SPOT` (CurrencyPair),
 perp `BTCUSDT-PERP.BINANCE_PERP` (CryptoPerpetual). Precisions and increments come from the exchange's filters
@@ -22,7 +23,7 @@ from basisbot.core.margin import BracketTable
 from basisbot.nautilus import instruments as _instruments
 from basisbot.venues import get_profile
 
-# the live adapter speaks Binance (ccxt binance / binanceusdm): its instruments carry the Binance profile's venue ids
+# the venue of instruments built without venue hooks (Binance's); with hooks, the hooks' profile names the venues
 PROFILE = get_profile("binance")
 SPOT_VENUE = _instruments.spot_venue(PROFILE)
 PERP_VENUE = _instruments.perp_venue(PROFILE)
@@ -123,23 +124,29 @@ def market_rules(market: dict) -> MarketRules:
     )
 
 
-def spot_from_market(market: dict, taker_fee: float, maker_fee: float, ts_ns: int = 0) -> CurrencyPair:
+def spot_from_market(market: dict, taker_fee: float, maker_fee: float, ts_ns: int = 0, *, hooks=None
+                     ) -> CurrencyPair:
+    """The spot instrument of a ccxt market; `hooks` (`basisbot.live.venue_hooks`, Binance's by default) read the
+    exchange's rules and name the venue."""
     if not market.get("spot"):
         raise InstrumentError(f"{market.get('symbol')}: not a spot market")
-    r = market_rules(market)
+    r = hooks.rules(market) if hooks is not None else market_rules(market)
     if r.quote != "USDT":
         raise InstrumentError(f"{market.get('symbol')}: quote {r.quote} (only USDT pairs are traded)")
-    return _instruments.currency_pair(r, taker_fee, maker_fee, ts_ns, profile=PROFILE)
+    profile = hooks.profile if hooks is not None else PROFILE
+    return _instruments.currency_pair(r, taker_fee, maker_fee, ts_ns, profile=profile)
 
 
 def perp_from_market(market: dict, leverage: int, table: BracketTable, taker_fee: float, maker_fee: float,
-                     ts_ns: int = 0) -> CryptoPerpetual:
+                     ts_ns: int = 0, *, hooks=None) -> CryptoPerpetual:
+    """The perp instrument of a ccxt market, in base units (an OKX swap's lot is `lotSz` × `ctVal`)."""
     if not (market.get("swap") and market.get("linear")):
         raise InstrumentError(f"{market.get('symbol')}: not a USDⓈ-M perpetual")
-    r = market_rules(market)
+    r = hooks.rules(market) if hooks is not None else market_rules(market)
     if r.quote != "USDT":
         raise InstrumentError(f"{market.get('symbol')}: quote {r.quote} (only USDT-margined perpetuals)")
-    return _instruments.crypto_perpetual(r, leverage, table, taker_fee, maker_fee, ts_ns, profile=PROFILE)
+    profile = hooks.profile if hooks is not None else PROFILE
+    return _instruments.crypto_perpetual(r, leverage, table, taker_fee, maker_fee, ts_ns, profile=profile)
 
 
 def find_market(markets: dict, exchange_id: str, *, kind: str) -> dict:

@@ -66,7 +66,7 @@ async def resolve_unresolved_orders(journal_path: str | Path, exec_clients: dict
         status, reason = None, None
         for attempt in range(3):
             try:
-                o = await ec.ex.fetch_order(None, sym, {"clientOrderId": cid})
+                o = await ec.ex.fetch_order(None, sym, ec.hooks.by_client_id(cid))
             except ccxt.OrderNotFound:
                 status = "not_at_venue"
                 reason = "not at the exchange at restart (looked up by client order id after its recvWindow)"

@@ -60,8 +60,6 @@ from basisbot.core.schedule import Windows
 from basisbot.live.data_client import CcxtMarketDataClient, DataOptions
 from basisbot.live.exec.client import CcxtExecutionClient, ExecOptions
 from basisbot.live.instruments import (
-    PERP_VENUE,
-    SPOT_VENUE,
     InstrumentError,
     find_market,
     perp_from_market,
@@ -75,6 +73,7 @@ from basisbot.live.session import (
     VenueSession,
     read_venue_clock,
 )
+from basisbot.nautilus import instruments as _instruments
 from basisbot.nautilus.messages import JOURNAL_TOPIC, JournalRecord
 from basisbot.strategies.basis_carry import BasisCarryConfig, BasisCarryStrategy
 from basisbot.strategies.strategy_config import strategy_config
@@ -116,12 +115,17 @@ class NodeOptions:
 
 
 def credentials_problem(settings: Settings) -> str | None:
-    missing = [var for var, val in ((settings.exchange.api_key_env, settings.api_key),
-                                    (settings.exchange.api_secret_env, settings.api_secret)) if val is None]
+    ex = settings.exchange
+    needed = [(ex.api_key_env, settings.api_key), (ex.api_secret_env, settings.api_secret)]
+    names = "exchange.api_key_env / exchange.api_secret_env"
+    if ex.name == "okx":  # OKX signs with a passphrase too
+        needed.append((ex.api_passphrase_env, settings.api_passphrase))
+        names += " / exchange.api_passphrase_env"
+    missing = [var for var, val in needed if val is None]
     if not missing:
         return None
     return (f"live trading needs API credentials: set {' and '.join(missing)} in the environment or .env "
-            f"(variable names from exchange.api_key_env / exchange.api_secret_env)")
+            f"(variable names from {names})")
 
 
 # -- replaying venues: venue seconds -> wall seconds ------------------------------------------------------------------
@@ -304,8 +308,11 @@ class BasisNode:
             exchange_url=s.live.exchange_url,
             api_key=s.api_key.get_secret_value() if (live and s.api_key) else None,
             api_secret=s.api_secret.get_secret_value() if (live and s.api_secret) else None,
-            rate_limit=self.opts.rate_limit, venue_speed=self.venue_speed,
+            api_passphrase=s.api_passphrase.get_secret_value() if s.api_passphrase else None,
+            exchange=s.exchange.name, rate_limit=self.opts.rate_limit, venue_speed=self.venue_speed,
         ))
+        profile = self.session.hooks.profile
+        self.spot_venue, self.perp_venue = _instruments.spot_venue(profile), _instruments.perp_venue(profile)
         await self.session.start()
 
     async def _load_instruments(self, symbols: dict) -> None:
@@ -315,9 +322,11 @@ class BasisNode:
         spot_markets, perp_markets = {}, {}
         problems = []
         for sym, cfg in symbols.items():
+            hooks = self.session.hooks
             try:
-                spot_markets[sym] = find_market(self.session.spot_markets, cfg.spot_symbol or sym, kind="spot")
-                perp_markets[sym] = find_market(self.session.perp_markets, sym, kind="perp")
+                spot_markets[sym] = find_market(self.session.spot_markets,
+                                                hooks.market_id(cfg.spot_symbol or sym, "spot"), kind="spot")
+                perp_markets[sym] = find_market(self.session.perp_markets, hooks.market_id(sym, "perp"), kind="perp")
             except InstrumentError as e:
                 problems.append(f"symbol {sym}: {e}")
         if problems:
@@ -327,10 +336,11 @@ class BasisNode:
         if problems:
             raise ConfigError(self.session.where(), problems)
         fees = s.fees
-        self.spot_insts = {sym: spot_from_market(spot_markets[sym], fees.spot_taker, fees.spot_maker)
+        hooks = self.session.hooks
+        self.spot_insts = {sym: spot_from_market(spot_markets[sym], fees.spot_taker, fees.spot_maker, hooks=hooks)
                            for sym in symbols}
         self.perp_insts = {sym: perp_from_market(perp_markets[sym], cfg.leverage, brackets[sym], fees.perp_taker,
-                                                 fees.perp_maker) for sym, cfg in symbols.items()}
+                                                 fees.perp_maker, hooks=hooks) for sym, cfg in symbols.items()}
 
     def _node_config(self) -> TradingNodeConfig:
         opts = self.opts
@@ -361,8 +371,8 @@ class BasisNode:
         )
 
     def _venue_instruments(self) -> tuple:
-        return ((SPOT_VENUE, "spot", list(self.spot_insts.values())),
-                (PERP_VENUE, "perp", list(self.perp_insts.values())))
+        return ((self.spot_venue, "spot", list(self.spot_insts.values())),
+                (self.perp_venue, "perp", list(self.perp_insts.values())))
 
     def _add_data_clients(self) -> None:
         """One ccxt.pro market data client per venue (spot, perp), live and paper alike."""
@@ -415,7 +425,8 @@ class BasisNode:
             timing = scale_schedule_fields({"schedule": sc.schedule, "guard_sweep_s": sc.guard_sweep_s},
                                            self.venue_speed)
             configs[sym] = msgspec.structs.replace(sc, external_order_claims=[spot.id, perp.id],
-                                                   **{**extra, **timing, **self.opts.strategy_overrides})
+                                                   **{**extra, **timing, **self.session.hooks.strategy_overrides,
+                                                      **self.opts.strategy_overrides})
         return configs
 
     def _add_actors(self, configs: dict) -> None:
@@ -435,13 +446,13 @@ class BasisNode:
             pf = s.portfolio
             node.trader.add_actor(PortfolioBudgetActor(PortfolioBudgetConfig(
                 capital_usdt=pf.capital_usdt, max_symbols=pf.max_symbols, hysteresis=pf.hysteresis,
-                compounding=pf.compounding, venues=[SPOT_VENUE.value, PERP_VENUE.value])))
+                compounding=pf.compounding, venues=[self.spot_venue.value, self.perp_venue.value])))
         if s.risk.configured:  # [risk]: the limits, evaluated on the marks; breaches pause or flatten every symbol
             from basisbot.nautilus.risk_actor import RiskActor, risk_actor_config
 
             node.trader.add_actor(RiskActor(risk_actor_config(
                 s.risk, {sym: (self.spot_insts[sym].id, self.perp_insts[sym].id) for sym in configs},
-                [SPOT_VENUE.value, PERP_VENUE.value], journal=self.opts.journal)))
+                [self.spot_venue.value, self.perp_venue.value], journal=self.opts.journal)))
         if self.opts.ops and self.opts.ops_factory is not None:
             self.ops = self.opts.ops_factory(s, self.mode, instruments, brackets, env_file=self.opts.env_file)
             node.trader.add_actor(self.ops.actor)

@@ -170,20 +170,22 @@ class PaperQuotes(Actor):
 def paper_clients(loop, kernel, session: VenueSession, spot_insts: dict, perp_insts: dict, symbols: dict,
                   spot_balance: float, perp_balance: float, brackets: dict) -> tuple[list, PerpLedger]:
     """Two sandbox execution clients (spot CASH, perp MARGIN) with the margin and funding modules."""
-    from basisbot.live.instruments import PERP_VENUE, SPOT_VENUE
+    from basisbot.nautilus.instruments import perp_venue, spot_venue
 
+    profile = session.hooks.profile
     spot_cfg = SandboxExecutionClientConfig(
-        venue=SPOT_VENUE.value, starting_balances=[f"{spot_balance} USDT"], base_currency=None,
+        venue=spot_venue(profile).value, starting_balances=[f"{spot_balance} USDT"], base_currency=None,
         oms_type="NETTING", account_type="CASH", bar_execution=False, trade_execution=False)
     perp_cfg = SandboxExecutionClientConfig(
-        venue=PERP_VENUE.value, starting_balances=[f"{perp_balance} USDT"], base_currency="USDT",
+        venue=perp_venue(profile).value, starting_balances=[f"{perp_balance} USDT"], base_currency="USDT",
         oms_type="NETTING", account_type="MARGIN", default_leverage=Decimal(1), bar_execution=False,
         trade_execution=False)
     kw = dict(loop=loop, portfolio=kernel.portfolio, msgbus=kernel.msgbus, cache=kernel.cache, clock=kernel.clock)
     spot = PaperSandboxClient(config=spot_cfg, **kw)
     perp = PaperSandboxClient(config=perp_cfg, **kw)
     ledger = PerpLedger([PerpSymbol(s, perp_insts[s].id, brackets[s], cfg.leverage, cfg.margin_mode)
-                         for s, cfg in symbols.items()])
+                         for s, cfg in symbols.items()], liquidation_price=profile.liquidation_price,
+                        unified=profile.unified_account)
     spot.add_modules([SpotCollateralModule(ledger)], kernel.portfolio)
     unified = {s: session.perp_symbol(perp_insts[s].raw_symbol.value) for s in symbols}
     perp.add_modules([LiveFundingModule(ledger, session, loop, unified), PerpMarginModule(ledger)], kernel.portfolio)

@@ -1,8 +1,9 @@
-"""One connection to the exchange for the whole node: the stock ccxt.pro `binance` (spot) and `binanceusdm` (USDⓈ-M)
-clients, their markets, and the time base that maps the exchange's timestamps onto the node's clock.
+"""One connection to the exchange for the whole node: the stock ccxt.pro spot and perp clients of `[exchange] name`
+(Binance: `binance` + `binanceusdm`; OKX: `okx` twice, see `basisbot.live.venue_hooks`), their markets, and the time
+base that maps the exchange's timestamps onto the node's clock.
 
-- Credentials come from `Settings.api_key/api_secret` (environment or `.env`, named by `exchange.api_key_env`);
-  paper mode runs without them (public market data only).
+- Credentials come from `Settings.api_key/api_secret` (and, for OKX, `api_passphrase`; environment or `.env`, named
+  by `exchange.api_key_env` ...); paper mode runs without them (public market data only).
 - `live.exchange_url` rewrites every REST and websocket host of both clients (`basisbot.exchange.ccxt_setup.use_local_venue`:
   hosts only, paths kept, https/wss -> http/ws), and ccxt's market-specific error tables are merged back so the
   clients raise what they would raise against Binance (InsufficientFunds, OrderNotFound...).
@@ -23,10 +24,10 @@ import time
 from dataclasses import dataclass, field
 
 import ccxt
-import ccxt.pro as ccxtpro
 
 from basisbot.core.units import MS, NS
-from basisbot.exchange.ccxt_setup import SPOT_CLIENT_OPTIONS, non_local_urls, restore_error_mapping, use_local_venue
+from basisbot.exchange.ccxt_setup import non_local_urls
+from basisbot.live.venue_hooks import VenueHooks, hooks_for
 
 log = logging.getLogger("basisbot.live")
 
@@ -43,10 +44,10 @@ class CredentialsNeeded(Exception):
 class MissingTiers(Exception):
     """The exchange gave no leverage brackets for some configured perps."""
 
-    def __init__(self, symbols: list[str], where: str):
+    def __init__(self, symbols: list[str], where: str, endpoint: str = "GET /fapi/v1/leverageBracket"):
         self.symbols = symbols
         super().__init__(f"the exchange ({where}) gave no leverage brackets for {', '.join(symbols)} "
-                         "(GET /fapi/v1/leverageBracket): not a USDⓈ-M perpetual it trades for this account")
+                         f"({endpoint}): not a USDⓈ-M perpetual it trades for this account")
 
 
 class VenueTime:
@@ -136,6 +137,8 @@ class SessionOptions:
     exchange_url: str | None = None
     api_key: str | None = None
     api_secret: str | None = None
+    api_passphrase: str | None = None  # OKX
+    exchange: str = "binance"  # [exchange] name: which venue hooks the clients follow
     rate_limit: bool = True  # ccxt's client-side throttle (keep on against Binance)
     timeout_ms: int = 10_000
     venue_speed: float = 1.0  # replay seconds per wall second of a replaying venue (the local simulator)
@@ -148,29 +151,26 @@ class VenueSession:
 
     def __init__(self, opts: SessionOptions):
         self.opts = opts
-        creds = {}
-        if opts.api_key and opts.api_secret:
-            creds = {"apiKey": opts.api_key, "secret": opts.api_secret}
+        self.hooks: VenueHooks = hooks_for(opts.exchange)
+        creds = self.hooks.credentials(opts.api_key, opts.api_secret, opts.api_passphrase)
         self.authenticated = bool(creds)
         common = {"enableRateLimit": opts.rate_limit, "timeout": opts.timeout_ms, **creds}
-        spot_options = {**SPOT_CLIENT_OPTIONS, "defaultType": "spot",
-                        "newOrderRespType": {"market": "FULL", "limit": "FULL"}, **opts.extra_spot_options}
-        perp_options = {"warnOnFetchOpenOrdersWithoutSymbol": False, **opts.extra_perp_options}
-        self.spot = ccxtpro.binance({**common, "options": spot_options})
-        self.perp = ccxtpro.binanceusdm({**common, "options": perp_options})
+        self.spot, self.perp = self.hooks.make_clients(common, opts.extra_spot_options, opts.extra_perp_options)
         if opts.exchange_url:
             for ex in (self.spot, self.perp):
-                use_local_venue(ex, opts.exchange_url, restore_errors=True)
-                bad = non_local_urls(ex, opts.exchange_url)
-                if bad:
-                    raise VenueError(f"could not rewrite every host to {opts.exchange_url}: {bad[:3]}")
+                self._point_at_local(ex)
         else:
-            restore_error_mapping(self.spot, "spot")
-            restore_error_mapping(self.perp, "linear")
+            self.hooks.restore_errors(self.spot, self.perp)
         self.time = VenueTime(speed=opts.venue_speed, follow_jumps=bool(opts.exchange_url))
         self.spot_markets: dict = {}
         self.perp_markets: dict = {}
         self._closed = False
+
+    def _point_at_local(self, ex) -> None:
+        self.hooks.point_at(ex, self.opts.exchange_url)
+        bad = non_local_urls(ex, self.opts.exchange_url)
+        if bad:
+            raise VenueError(f"could not rewrite every host to {self.opts.exchange_url}: {bad[:3]}")
 
     async def start(self, *, retries: int = 3) -> None:
         """Load both clients' markets and calibrate the time base (a few retries on network errors)."""
@@ -201,7 +201,7 @@ class VenueSession:
                      self.time.speed)
 
     def where(self) -> str:
-        return self.opts.exchange_url or "api.binance.com / fapi.binance.com"
+        return self.opts.exchange_url or self.hooks.default_where()
 
     def _perp_client(self, api_key: str | None, api_secret: str | None):
         """An authenticated USDⓈ-M client: the session's own, or (paper: the session stays public) a short-lived one
@@ -210,15 +210,11 @@ class VenueSession:
             return self.perp, False
         if not (api_key and api_secret):
             return None, False
-        tmp = ccxtpro.binanceusdm({"enableRateLimit": self.opts.rate_limit, "timeout": self.opts.timeout_ms,
-                                   "apiKey": api_key, "secret": api_secret,
-                                   "options": {"warnOnFetchOpenOrdersWithoutSymbol": False,
-                                               **self.opts.extra_perp_options}})
+        creds = self.hooks.credentials(api_key, api_secret, self.opts.api_passphrase)
+        tmp = self.hooks.make_perp_client({"enableRateLimit": self.opts.rate_limit, "timeout": self.opts.timeout_ms,
+                                           **creds}, self.opts.extra_perp_options)
         if self.opts.exchange_url:
-            use_local_venue(tmp, self.opts.exchange_url, restore_errors=True)
-            bad = non_local_urls(tmp, self.opts.exchange_url)
-            if bad:
-                raise VenueError(f"could not rewrite every host to {self.opts.exchange_url}: {bad[:3]}")
+            self._point_at_local(tmp)
         if self.perp.markets:
             tmp.set_markets(self.perp.markets, self.perp.currencies)
         return tmp, True
@@ -232,33 +228,29 @@ class VenueSession:
         for, and `VenueError` when the exchange cannot be reached or answers something unusable."""
         from basisbot.core.brackets import BracketError
         from basisbot.live.instruments import find_market
-        from basisbot.venues.binance.brackets_file import parse_ccxt_tiers
 
-        unified = {find_market(self.perp_markets, i, kind="perp")["symbol"]: i for i in exchange_ids}
-        client, temporary = self._perp_client(api_key, api_secret)
+        unified = {find_market(self.perp_markets, self.hooks.market_id(i, "perp"), kind="perp")["symbol"]: i
+                   for i in exchange_ids}
+        if self.hooks.tiers_need_credentials:
+            client, temporary = self._perp_client(api_key, api_secret)
+        else:
+            client, temporary = self.perp, False
         if client is None:
             raise CredentialsNeeded("the leverage brackets are read from the exchange (GET /fapi/v1/leverageBracket "
                                     "is a signed endpoint)")
-        source = f"{self.where()} fetch_leverage_tiers"
         try:
-            tiers = await client.fetch_leverage_tiers(list(unified))
+            return await self.hooks.leverage_tiers(client, unified, self.where())
         except ccxt.AuthenticationError as e:
             raise VenueError(f"the exchange ({self.where()}) refused the credentials reading leverage brackets: "
                              f"{e}") from e
         except ccxt.BaseError as e:
             raise VenueError(f"cannot read leverage brackets from the exchange ({self.where()}): {e}") from e
+        except BracketError as e:
+            raise VenueError(f"unusable leverage brackets from the exchange: {e}") from e
         finally:
             if temporary:
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(client.close(), 5)
-        tiers = tiers if isinstance(tiers, dict) else {}
-        missing = [i for u, i in unified.items() if not tiers.get(u)]
-        if missing:
-            raise MissingTiers(missing, self.where())
-        try:
-            return parse_ccxt_tiers({u: tiers[u] for u in unified}, source, ids=unified)
-        except BracketError as e:
-            raise VenueError(f"unusable leverage brackets from the exchange: {e}") from e
 
     async def close(self) -> None:
         if self._closed:
@@ -270,12 +262,17 @@ class VenueSession:
 
     # -- symbol helpers -------------------------------------------------------------------------------------------
     def spot_symbol(self, exchange_id: str) -> str:
-        """Unified ccxt spot symbol ("BTC/USDT") of an exchange id ("BTCUSDT")."""
+        """Unified ccxt spot symbol ("BTC/USDT") of a carry symbol ("BTCUSDT")."""
         from basisbot.live.instruments import find_market
 
-        return find_market(self.spot_markets, exchange_id, kind="spot")["symbol"]
+        return find_market(self.spot_markets, self.hooks.market_id(exchange_id, "spot"), kind="spot")["symbol"]
 
     def perp_symbol(self, exchange_id: str) -> str:
         from basisbot.live.instruments import find_market
 
-        return find_market(self.perp_markets, exchange_id, kind="perp")["symbol"]
+        return find_market(self.perp_markets, self.hooks.market_id(exchange_id, "perp"), kind="perp")["symbol"]
+
+    def contract_value(self, unified: str):
+        """Base units per contract of a ccxt market (1 on Binance and on spot markets)."""
+        markets = self.perp_markets if unified in self.perp_markets else self.spot_markets
+        return self.hooks.contract_value(markets[unified])

@@ -101,10 +101,12 @@ def summary_due(now: dt.datetime, hhmm: str | None, last_day: dt.date | None) ->
 
 
 class AlertRules:
-    def __init__(self, cfg: AlertSettings, submit: Callable[[Alert], object], mode: str = "live"):
+    def __init__(self, cfg: AlertSettings, submit: Callable[[Alert], object], mode: str = "live",
+                 venue: str | None = None):
         self.cfg = cfg
         self.submit = submit
         self.mode = mode
+        self.venue = venue  # the exchange's name, shown in every alert's title (None: not shown)
         self._sym: dict[str, _Sym] = {}
         self.emitted: list[Alert] = []  # every alert handed to the dispatcher (most recent 200)
 
@@ -118,7 +120,7 @@ class AlertRules:
         sev = self.cfg.level(event)
         if sev == "off":
             return
-        tag = "[paper] " if self.mode == "paper" else ""
+        tag = ("[paper] " if self.mode == "paper" else "") + (f"[{self.venue}] " if self.venue else "")
         alert = Alert(event, sev, f"basisbot {tag}{title}", body, symbol, key)
         self.emitted.append(alert)
         del self.emitted[:-200]

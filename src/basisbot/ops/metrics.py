@@ -32,6 +32,7 @@ class OpsMetrics:
             return Gauge(f"basisbot_{name}", doc, labels, registry=r)
 
         self.up = Gauge("basisbot_up", "1 while the node's trader runs", ["mode"], registry=r)
+        self.venue = Gauge("basisbot_venue", "1 for the exchange the node trades on", ["exchange"], registry=r)
         self.mark = g("mark_price", "perp mark price")
         self.spot = g("spot_price", "spot price (mid)")
         self.basis = g("basis_ratio", "mark / spot - 1")

@@ -63,7 +63,7 @@ class OpsService:
                 [(c.label, c) for c in channels], coalesce_s=a.coalesce_s, max_per_minute=a.max_per_minute,
                 retries=a.retries, backoff_s=a.backoff_s, min_severity=a.min_severity, warn=self._warn,
                 on_failure=self._on_failure)
-        self.rules = AlertRules(a, self._submit, mode)
+        self.rules = AlertRules(a, self._submit, mode, venue=settings.venue.display_name)
         self.actor = OpsActor(OpsActorConfig(component_id="OpsActor",
                                              instruments={s: [str(x), str(y)] for s, (x, y) in instruments.items()},
                                              brackets=dict(brackets or {}), exchange=settings.exchange.name),
@@ -158,7 +158,8 @@ class OpsService:
     def health(self) -> tuple[bool, dict]:
         app = self._app
         running = bool(app is not None and app.node is not None and app.node.trader.is_running)
-        return running, {"mode": self.mode, "trader": "running" if running else "stopped",
+        return running, {"mode": self.mode, "venue": self.settings.venue.display_name,
+                         "trader": "running" if running else "stopped",
                          "symbols": sorted(getattr(app, "strategies", {}) or {})}
 
     def status_data(self) -> dict:
@@ -176,7 +177,8 @@ class OpsService:
             control = {"states": {s: getattr(getattr(st, "control", None), "mode", "?")
                                   for s, st in strategies.items()}}
         return render_page(self.status_data(), refresh_s=self.refresh_s,
-                           node={"mode": self.mode, "trader": info["trader"]}, control=control)
+                           node={"mode": self.mode, "venue": info["venue"], "trader": info["trader"]},
+                           control=control)
 
     def metrics_body(self) -> tuple[bytes, str]:
         return self.metrics.exposition(), self.metrics.content_type
@@ -187,6 +189,7 @@ class OpsService:
         self._app = app
         self._loop = asyncio.get_running_loop()
         self.metrics.up.labels(self.mode).set(1)
+        self.metrics.venue.labels(self.settings.exchange.name).set(1)
         now = dt.datetime.now(dt.timezone.utc)
         if summary_due(now, self.settings.alerts.daily_summary_utc, None):
             self._summary_day = now.date()  # started after today's time: the first summary is tomorrow's

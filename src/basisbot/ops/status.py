@@ -289,7 +289,8 @@ def render_status(journal_path: str | Path, settings: Settings, now_ns: int | No
     now_ns = time.time_ns() if now_ns is None else now_ns
     with JournalReader(path) as r:
         symbols = status_symbols(r, settings)
-        out = [f"basisbot status: journal {path}, mode {settings.mode}, now {_ts(now_ns)}"]
+        out = [f"basisbot status: journal {path}, mode {settings.mode}, venue {settings.venue.display_name}, "
+               f"now {_ts(now_ns)}"]
         vclock = venue_clock_view(r, now_ns)
         if vclock and (abs(vclock["venue_now_ns"] - now_ns) > 60 * NS or vclock["speed"] != 1.0):
             out[0] += f"; venue time {_ts(vclock['venue_now_ns'])} (replaying at {vclock['speed']:g}x)"

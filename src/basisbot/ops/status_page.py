@@ -234,6 +234,7 @@ def render_page(data: dict, *, refresh_s: int = 10, node: dict | None = None, co
             f'<meta name="viewport" content="width=device-width, initial-scale=1">'
             f'<title>basisbot status</title><style>{CSS}</style></head><body>'
             f'<header><h1>basisbot</h1><span>mode {_e(mode)}</span>'
+            + (f'<span>venue {_e(node["venue"])}</span>' if node.get("venue") else "")
             + (f'<span>trader {_e(node["trader"])}</span>' if node.get("trader") else "")
             + f'<span>{_e(_ts(now))}</span><span>refreshes every {int(refresh_s)}s</span>{journal_note}</header>'
             f'<main>{_control_section(control) if control else ""}{sections}</main>{cc_html}'

@@ -5,6 +5,7 @@ free = available); the exchange's perp positions.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import ROUND_FLOOR, ROUND_HALF_EVEN, Decimal
 
 import ccxt
 from nautilus_trader.execution.messages import QueryAccount
@@ -13,7 +14,21 @@ from nautilus_trader.model.enums import OrderSide
 from nautilus_trader.model.instruments import Instrument
 from nautilus_trader.model.objects import AccountBalance, MarginBalance, Money
 
+from basisbot.live.venue_hooks.base import ONE
 from basisbot.nautilus.instruments import currency
+
+
+def account_balance(free: float, used: float, cur) -> AccountBalance:
+    """total = free + locked exactly at the currency's precision (nautilus checks it; float sums of large balances
+    rounded one by one can miss it by a unit of the last place). The free amount is rounded down: a balance finer
+    than the precision (OKX takes a 0.1% spot fee in the asset bought: 1.0240533 ETH bought, 1.0230292467 held) must
+    never read as more than the account holds, or a sale of all of it is refused."""
+    step = Decimal(1).scaleb(-cur.precision)
+    # float noise first (0.3 - 0.1 = 0.19999999999999998 is 0.2), then down to the precision
+    f = Decimal(repr(float(free))).quantize(Decimal("1e-12"), rounding=ROUND_HALF_EVEN)
+    f = f.quantize(step, rounding=ROUND_FLOOR)
+    u = Decimal(repr(float(used))).quantize(step, rounding=ROUND_HALF_EVEN)
+    return AccountBalance(Money(f + u, cur), Money(u, cur), Money(f, cur))
 
 
 @dataclass
@@ -54,7 +69,7 @@ class AccountState:
                     for p in pos:
                         xid = self._xid_of(p.get("symbol"))
                         if xid is not None:
-                            self._set_position(xid, self._norm_position(p, self._positions.get(xid)))
+                            self._set_position(xid, self._position_of(p, self._positions.get(xid)))
                             seen.add(xid)
                     for xid in self._exchange_ids.values():
                         if xid not in seen:
@@ -81,24 +96,10 @@ class AccountState:
                                             float(bal.get("used", {}).get(code) or 0.0)]
             self._publish_spot_balances(ts)
             return
-        info = bal.get("info") or {}
-        asset = next((a for a in info.get("assets") or [] if a.get("asset") == "USDT"), None)
-        if asset is not None:
-            wallet = float(asset.get("walletBalance") or 0.0)
-            avail = float(asset.get("availableBalance") or 0.0)
-            init = float(asset.get("initialMargin") or 0.0)
-            maint = float(asset.get("maintMargin") or 0.0)
-            self._cross_wallet = float(asset.get("crossWalletBalance") or wallet)
-        else:  # /fapi/v2/balance shape
-            row = next((a for a in info if isinstance(a, dict) and a.get("asset") == "USDT"), {}) \
-                if isinstance(info, list) else {}
-            wallet = float(row.get("balance") or bal.get("USDT", {}).get("total") or 0.0)
-            avail = float(row.get("availableBalance") or bal.get("USDT", {}).get("free") or 0.0)
-            self._cross_wallet = float(row.get("crossWalletBalance") or wallet)
-            init = maint = 0.0
+        wallet, avail, init, maint, self._cross_wallet = self.hooks.perp_account(bal)
         self._available = avail
         free = min(avail, wallet)
-        balances = [AccountBalance(Money(wallet, USDT), Money(wallet - free, USDT), Money(free, USDT))]
+        balances = [account_balance(free, wallet - free, USDT)]
         margins = [MarginBalance(Money(init, USDT), Money(maint, USDT))] if init or maint else []
         self.generate_account_state(balances, margins, True, ts)
 
@@ -116,7 +117,7 @@ class AccountState:
                 continue
             cur = currency(code)
             free = max(free, 0.0)
-            balances.append(AccountBalance(Money(free + used, cur), Money(used, cur), Money(free, cur)))
+            balances.append(account_balance(free, used, cur))
         if not balances:
             balances = [AccountBalance(Money(0, USDT), Money(0, USDT), Money(0, USDT))]
         self.generate_account_state(balances, [], True, ts)
@@ -140,19 +141,14 @@ class AccountState:
         iid = self._by_symbol.get(unified)
         return self._exchange_ids[iid] if iid is not None else None
 
+    def _position_of(self, p: dict, prev: PerpPosition | None) -> PerpPosition:
+        """The exchange's position in base units (the venue hooks read its fields; contracts × ctVal on OKX)."""
+        iid = self._by_symbol.get(p.get("symbol"))
+        return self.hooks.position(p, prev, self._ct.get(iid, ONE))
+
     @staticmethod
     def _norm_position(p: dict, prev: PerpPosition | None) -> PerpPosition:
-        info = p.get("info") or {}
-        amt = info.get("pa", info.get("positionAmt"))
-        if amt is None:
-            contracts = float(p.get("contracts") or 0.0)
-            amt = -contracts if p.get("side") == "short" else contracts
-        amt = float(amt)
-        entry = float(info.get("ep", info.get("entryPrice")) or p.get("entryPrice") or 0.0)
-        wallet = info.get("iw", info.get("isolatedWallet"))
-        wallet = float(wallet) if wallet not in (None, "") else float(p.get("collateral") or 0.0)
-        mt = str(info.get("mt") or info.get("marginType") or p.get("marginMode") or
-                 (prev.mode if prev else "isolated")).lower()
-        mode = "isolated" if mt.startswith("iso") else "cross"
-        return PerpPosition(1 if amt > 0 else -1 if amt < 0 else 0, abs(amt), entry if amt else 0.0,
-                         wallet if amt else 0.0, mode, int(p.get("timestamp") or 0))
+        """A Binance position (user stream or REST shape)."""
+        from basisbot.live.venue_hooks.binance import BinanceHooks
+
+        return BinanceHooks().position(p, prev, ONE)

@@ -1,20 +1,22 @@
 """Live execution on ccxt (REST for commands) and ccxt.pro (user streams for events), one client per venue.
 
-`CcxtExecutionClient(kind="spot")`: BINANCE_SPOT, CASH account (USDT and base-asset balances).
-`CcxtExecutionClient(kind="perp")`: BINANCE_PERP, MARGIN account in USDT, NETTING positions; it also serves the
-strategy's margin requests and publishes what the strategy's guard and the journal need.
+`CcxtExecutionClient(kind="spot")`: the venue's spot (BINANCE_SPOT, OKX_SPOT), CASH account (USDT and base-asset
+balances). `CcxtExecutionClient(kind="perp")`: its perp (BINANCE_PERP, OKX_PERP), MARGIN account in USDT, NETTING
+positions; it also serves the strategy's margin requests and publishes what the strategy's guard and the journal
+need. Where the exchanges differ, the session's venue hooks (`basisbot.live.venue_hooks`) decide; quantities are in
+base units on both venues (an OKX swap's contracts × ctVal, exact).
 
 This module holds the client's state and lifecycle (connect, disconnect); each concern is a part of the client in its
 own module, as nautilus' adapters layer theirs:
 
 | module | concern |
 |---|---|
-| `exec_orders` | order commands, idempotent sends, order and trade updates |
-| `exec_user_streams` | ccxt.pro user streams, reconnect and resync, polling fallback |
-| `exec_account` | account balances and positions |
-| `exec_margin` | margin mode and leverage, margin requests, margin state, liquidations |
-| `exec_funding` | funding income after each settlement |
-| `exec_reports` | reconciliation reports for a restarted node |
+| `exec/orders` | order commands, idempotent sends, order and trade updates |
+| `exec/user_streams` | ccxt.pro user streams, reconnect and resync, polling fallback |
+| `exec/account` | account balances and positions |
+| `exec/margin` | margin mode and leverage, margin requests, margin state, liquidations |
+| `exec/funding` | funding income after each settlement |
+| `exec/reports` | reconciliation reports for a restarted node |
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import asyncio
 import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from decimal import Decimal
 
 from nautilus_trader.cache.cache import Cache
 from nautilus_trader.common.component import LiveClock, MessageBus
@@ -36,11 +39,12 @@ from basisbot.config.schema import LiveSettings
 from basisbot.live.exec.account import AccountState, PerpPosition
 from basisbot.live.exec.funding import FundingIncome
 from basisbot.live.exec.margin import MarginOperations
-from basisbot.live.exec.orders import OrderCommands, OrderTrack
+from basisbot.live.exec.orders import OrderCommands, OrderTrack, _dec
 from basisbot.live.exec.reports import ReconciliationReports
 from basisbot.live.exec.user_streams import UserStreams
 from basisbot.live.instruments import StaticInstrumentProvider
 from basisbot.live.session import VenueSession
+from basisbot.live.venue_hooks.base import ONE
 from basisbot.nautilus.messages import ADJUST_MARGIN_ENDPOINT, FUNDING_PUBLISHED_ENDPOINT, Liquidated, MarginAdjusted
 
 LIVE = LiveSettings()  # the [live] defaults
@@ -86,6 +90,7 @@ class CcxtExecutionClient(OrderCommands, UserStreams, AccountState, MarginOperat
         self.kind = kind
         self.session = session
         self.ex = session.perp if perp else session.spot
+        self.hooks = session.hooks
         self.opts = options or ExecOptions()
         self.ex.options["recvWindow"] = self.opts.recv_window_ms
         self._instruments = {i.id: i for i in instruments}
@@ -93,6 +98,8 @@ class CcxtExecutionClient(OrderCommands, UserStreams, AccountState, MarginOperat
         self._symbols = {i.id: to_symbol(i.raw_symbol.value) for i in instruments}  # unified ccxt symbols
         self._by_symbol = {s: iid for iid, s in self._symbols.items()}
         self._exchange_ids = {i.id: i.raw_symbol.value for i in instruments}
+        # base units per contract of each instrument's market (OKX swaps; 1 elsewhere): ccxt amounts are contracts
+        self._ct = {iid: session.contract_value(sym) for iid, sym in self._symbols.items()}
         self._tracks: dict[str, OrderTrack] = {}
         self._by_venue_id: dict[str, str] = {}
         self._running = False
@@ -167,6 +174,13 @@ class CcxtExecutionClient(OrderCommands, UserStreams, AccountState, MarginOperat
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await t
         self._tasks_bg.clear()
+
+    def _base(self, iid, amount) -> Decimal:
+        """A ccxt amount of instrument `iid` in base units, exact (contracts × contract value on OKX swaps)."""
+        return _dec(amount) * self._ct.get(iid, ONE)
+
+    def _base_of(self, unified: str | None, amount) -> Decimal:
+        return self._base(self._by_symbol.get(unified), amount)
 
     def _ts(self, venue_ms) -> int:
         now = self._clock.timestamp_ns()

@@ -122,7 +122,7 @@ class FundingIncome:
                 continue
             self._funding_seen.add(income_id)
             msg = FundingSettled(symbol=xid, settlement_ts_ns=self.session.time.to_local(ts_ms), rate=rate,
-                                 payment=payment, source=f"binance:income:{income_id}", position_qty=qty,
+                                 payment=payment, source=self.hooks.funding_source(income_id), position_qty=qty,
                                  mark_price=mark)
             self.funding_published.append(msg)
             self._log.info(f"{xid}: funding settled {payment:+.6f} USDT at rate {rate:.8f} (income {income_id})")

@@ -1,10 +1,12 @@
-"""Live execution, perp margin operations: at connect, margin mode (isolated by default) and leverage per symbol from
-the config. The `ADJUST_MARGIN_ENDPOINT` handler adds isolated margin (`add_margin`) from the free futures balance,
-first moving the shortfall from spot (`transfer` spot -> future) when allowed; `MarginAdjusted` is published on
-`margin_topic(symbol) + ".adjusted"`. `PerpMarginState` is published on `margin_topic(symbol)` whenever the exchange's
-position (positionAmt, entryPrice, isolatedWallet, margin type) or the free balances change, and `Liquidated` on
-`liquidation_topic(symbol)` when the exchange's liquidation order (`autoclose-...`) shows up; the liquidation fill
-reaches nautilus as an order status report (claimed by the strategy via external_order_claims).
+"""Live execution, perp margin operations (the exchange's own calls are the venue hooks'; Binance's described here,
+OKX's in `basisbot.live.venue_hooks.okx`: leverage per mode, margin-balance top-ups, no transfer): at connect, margin
+mode (isolated by default) and leverage per symbol from the config. The `ADJUST_MARGIN_ENDPOINT` handler adds
+isolated margin (`add_margin`) from the free futures balance, first moving the shortfall from spot (`transfer` spot ->
+future) when allowed; `MarginAdjusted` is published on `margin_topic(symbol) + ".adjusted"`. `PerpMarginState` is
+published on `margin_topic(symbol)` whenever the exchange's position (positionAmt, entryPrice, isolatedWallet, margin
+type) or the free balances change, and `Liquidated` on `liquidation_topic(symbol)` when the exchange's liquidation
+order (`autoclose-...`) shows up; the liquidation fill reaches nautilus as an order status report (claimed by the
+strategy via external_order_claims).
 """
 
 from __future__ import annotations
@@ -38,36 +40,7 @@ def adl_rank_reason(rank: int, top: int = ADL_TOP) -> str:
 
 
 # client order ids the exchange gives its own closing orders (Binance's USDⓈ-M "Event: Order Update")
-VENUE_CLOSE_PREFIXES = ("autoclose-", "adl_autoclose")
-
-
-def venue_close_kind(o: dict) -> str | None:
-    """"liquidation", "adl" or "insurance" for an order the exchange placed itself to close a position (a ccxt order:
-    Binance's raw status NEW_ADL / NEW_INSURANCE comes through ccxt unmapped), else None."""
-    cid = str(o.get("clientOrderId") or "")
-    status = str(o.get("status") or "")
-    if status == "NEW_ADL" or cid.startswith("adl_autoclose"):
-        return "adl"
-    if status == "NEW_INSURANCE":
-        return "insurance"
-    if cid.startswith("autoclose-"):
-        return "liquidation"
-    return None
-
-
-def venue_close_client_id(o: dict) -> str:
-    """The client order id a venue-initiated close is reported to nautilus and journaled under: the exchange's own
-    ("adl_autoclose", "autoclose-<ms>") and its order id, "-" between."""
-    return f"{o.get('clientOrderId') or 'autoclose'}-{o.get('id')}"
-
-
-def venue_close_done(o: dict) -> bool:
-    """The exchange's closing order has executed: FILLED (ccxt "closed") on REST and for a liquidation; Binance's
-    stream pushes an ADL or an insurance-fund close with status NEW_ADL / NEW_INSURANCE and the fill in it."""
-    status = str(o.get("status") or "")
-    if status in ("closed", "filled"):
-        return True
-    return status in ("NEW_ADL", "NEW_INSURANCE") and float(o.get("filled") or 0.0) > 0
+# the Binance hooks read the exchange's own closing orders; their rules, as the tests and the fault matrix name them
 
 
 class MarginOperations:
@@ -78,25 +51,12 @@ class MarginOperations:
         for iid, sym in self._symbols.items():
             xid = self._exchange_ids[iid]
             lev, mode = self.opts.margin.get(xid, (None, "isolated"))
-            try:
-                await self.ex.set_margin_mode(mode, sym)
-                self._log.info(f"{xid}: margin mode {mode}")
-            except ccxt.BaseError as e:
-                msg = str(e)
-                if "-4046" in msg or "No need to change margin type" in msg:
-                    pass  # already so
-                elif "-4048" in msg or "-4047" in msg:
-                    self._log.warning(f"{xid}: margin mode not changed to {mode} (open position or orders): {msg}")
-                else:
-                    raise
-            if lev:
-                await self.ex.set_leverage(int(lev), sym)
-                self._log.info(f"{xid}: leverage {lev}x")
+            await self.hooks.setup_margin(self.ex, sym, mode, lev, self._log, label=xid)
 
     def _spot_free_usdt(self) -> float:
-        from basisbot.live.instruments import SPOT_VENUE
+        from basisbot.nautilus.instruments import spot_venue
 
-        acct = self._cache.account_for_venue(SPOT_VENUE)
+        acct = self._cache.account_for_venue(spot_venue(self.hooks.profile))
         if acct is None:
             return 0.0
         b = acct.balance_free(USDT)
@@ -144,7 +104,8 @@ class MarginOperations:
                 bal = await self.ex.fetch_balance()
                 avail = float((bal.get("USDT") or {}).get("free") or 0.0)
                 isolated = pos.mode == "isolated"
-                spot_allowed = req.from_spot and self.opts.allow_transfer_from_spot
+                # one unified account (OKX): the available USDT already is the spot's, nothing to transfer
+                spot_allowed = req.from_spot and self.opts.allow_transfer_from_spot and self.hooks.transfer_from_spot
                 spot_free = 0.0
                 if perp_shortfall(amount, avail, isolated) > 0 and spot_allowed:
                     spot_bal = await self.session.spot.fetch_balance()
@@ -156,7 +117,7 @@ class MarginOperations:
                     await self.ex.transfer("USDT", moved_spot, "spot", "linear")  # MAIN -> UMFUTURE
                     self._log.info(f"{req.symbol}: moved {moved_spot:.2f} USDT spot -> futures ({req.reason})")
                 if isolated and top_up.added > 0:
-                    await self.ex.add_margin(self._symbols[iid], top_up.added)
+                    await self.hooks.add_isolated_margin(self.ex, self._symbols[iid], top_up.added)
                 from_perp, moved = top_up.from_perp, top_up.added  # cross: the wallet backs the position directly
             except ccxt.BaseError as e:
                 self._log.error(f"{req.symbol}: margin request {amount:.2f} failed: {type(e).__name__}: {e}")
@@ -172,19 +133,19 @@ class MarginOperations:
         self._msgbus.publish(margin_topic(req.symbol) + ".adjusted", reply)
 
     def _on_liquidation_order(self, o: dict) -> None:
-        """The exchange's own closing order (`venue_close_kind`): a liquidation, an auto-deleveraging or an
+        """The exchange's own closing order (`hooks.close_kind`): a liquidation, an auto-deleveraging or an
         insurance-fund close. Reported to nautilus as a filled external order (its fill moves the position), and
         `Liquidated` (with the kind) published for the strategy, the alerts and the journal."""
         vid = str(o.get("id"))
-        kind = venue_close_kind(o)
-        if vid in self._liquidations_seen or kind is None or not venue_close_done(o):
+        kind = self.hooks.close_kind(o)
+        if vid in self._liquidations_seen or kind is None or not self.hooks.close_done(o):
             return
         self._liquidations_seen.add(vid)
         xid = self._xid_of(o.get("symbol"))
         pos = self._positions.get(xid) or PerpPosition()
         if pos.side == 0:
             pos = self._last_open.get(xid) or pos  # the exchange's position update may have come first
-        qty = float(o.get("filled") or o.get("amount") or 0.0)
+        qty = float(self._base_of(o.get("symbol"), o.get("filled") or o.get("amount") or 0))
         price = float(o.get("average") or o.get("price") or 0.0)
         side = pos.side or (-1 if o.get("side") == "buy" else 1)
         if kind == "liquidation":
@@ -196,7 +157,7 @@ class MarginOperations:
                             f"(order {o.get('clientOrderId')}, status {o.get('status')})")
         # Binance names every ADL order "adl_autoclose": nautilus keys orders by client id, so the report carries
         # the venue's order id too (one order per close, on any symbol)
-        self._send_external_report({**o, "status": "closed", "clientOrderId": venue_close_client_id(o)})
+        self._send_external_report({**o, "status": "closed", "clientOrderId": self.hooks.close_client_id(o)})
         lost = pos.wallet if kind == "liquidation" else 0.0
         liq = Liquidated(xid, side, qty, price, lost, self._ts(o.get("timestamp") or o.get("lastUpdateTimestamp")),
                          kind)
@@ -236,11 +197,11 @@ class MarginOperations:
         since = self.session.time.venue_now_ms() - 3_600_000
         for sym in self._symbols.values():
             try:
-                orders = await self.ex.fetch_orders(sym, since)
+                orders = await self.hooks.fetch_orders(self.ex, sym, since)
             except ccxt.BaseError:
                 continue
             for o in orders:
-                if venue_close_kind(o) is not None:
+                if self.hooks.is_liquidation(o):
                     self._on_liquidation_order(o)
 
     def _send_external_report(self, o: dict) -> None:

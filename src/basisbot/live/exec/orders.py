@@ -31,6 +31,7 @@ from nautilus_trader.model.enums import LiquiditySide, OrderSide, OrderStatus, O
 from nautilus_trader.model.identifiers import ClientOrderId, InstrumentId, TradeId, VenueOrderId
 from nautilus_trader.model.objects import Money, Price, Quantity
 
+from basisbot.live.venue_hooks.base import ONE
 from basisbot.nautilus.instruments import currency
 
 ORDER_STATUS = {
@@ -78,6 +79,7 @@ def _dec(v) -> Decimal:
 
 
 def is_duplicate_order(e: Exception) -> bool:
+    """Binance's duplicate refusals (the venue hooks add their own: OKX 51016)."""
     s = str(e)
     return "Duplicate order sent" in s or '"code":-4116' in s or "ClientOrderId is duplicated" in s
 
@@ -103,22 +105,19 @@ class OrderCommands:
             why = "unknown instrument" if symbol is None else f"order type {order.order_type} not supported"
             self._reject(track, why)
             return
-        params = {"newClientOrderId": cid}
-        if self.kind == "perp" and order.is_reduce_only:
-            params["reduceOnly"] = True
         price = None
         otype = "market"
         if order.order_type == OrderType.LIMIT:
             otype = "limit"
             price = float(order.price)
-            if order.is_post_only:
-                params["timeInForce"] = "GTX" if self.kind == "perp" else None
-                if self.kind == "spot":
-                    otype = "LIMIT_MAKER"
-                    params.pop("timeInForce")
-            else:
-                params["timeInForce"] = {TimeInForce.IOC: "IOC", TimeInForce.FOK: "FOK"}.get(order.time_in_force,
-                                                                                               "GTC")
+        margin_mode = self.opts.margin.get(self._exchange_ids[iid], (None, "isolated"))[1] \
+            if self.kind == "perp" else None
+        otype, params = self.hooks.order_request(
+            self.kind, cid, otype=otype, post_only=order.order_type == OrderType.LIMIT and order.is_post_only,
+            tif={TimeInForce.IOC: "IOC", TimeInForce.FOK: "FOK"}.get(order.time_in_force, "GTC"),
+            reduce_only=order.is_reduce_only, margin_mode=margin_mode)
+        # the exchange's amount: contracts on an OKX swap (the quantity is on the contract lot: exact)
+        amount = order.quantity.as_decimal() / self._ct.get(iid, ONE)
         side = "buy" if order.side == OrderSide.BUY else "sell"
         track.sent_at = time.monotonic()
         track.t_send_ns = time.perf_counter_ns()
@@ -126,7 +125,7 @@ class OrderCommands:
             self.on_send(cid, track.t_send_ns)
         self.generate_order_submitted(order.strategy_id, iid, order.client_order_id, ts)
         try:
-            resp = await self.ex.create_order(symbol, otype, side, float(order.quantity), price, params)
+            resp = await self.ex.create_order(symbol, otype, side, float(amount), price, params)
         except ccxt.InvalidNonce as e:
             # Binance -1021 (timestamp outside recvWindow / ahead of the server): refused at the gateway before the
             # order reached the engine, so it is a definitive rejection (ccxt files it under NetworkError); the
@@ -139,7 +138,7 @@ class OrderCommands:
             await self._resolve_unknown(track)
             return
         except ccxt.BaseError as e:
-            if is_duplicate_order(e):
+            if is_duplicate_order(e) or self.hooks.is_duplicate_order(e):
                 self._log.warning(f"{cid}: exchange says duplicate; adopting the existing order")
                 track.outcome_unknown = True
                 await self._resolve_unknown(track)
@@ -154,7 +153,7 @@ class OrderCommands:
         delay = 0.2
         while self._running and not track.terminal:
             try:
-                o = await self.ex.fetch_order(None, track.symbol, {"clientOrderId": track.cid})
+                o = await self.ex.fetch_order(None, track.symbol, self.hooks.by_client_id(track.cid))
             except ccxt.OrderNotFound:
                 if time.monotonic() >= deadline:
                     self._reject(track, "not received by the exchange (looked up by client order id after the "
@@ -186,7 +185,7 @@ class OrderCommands:
             if track.venue_order_id:
                 o = await self.ex.cancel_order(track.venue_order_id, track.symbol)
             else:
-                o = await self.ex.cancel_order(None, track.symbol, {"origClientOrderId": cid})
+                o = await self.ex.cancel_order(None, track.symbol, self.hooks.cancel_by_client_id(cid))
         except ccxt.OrderNotFound as e:
             # already closed (filled / expired) or not (yet) at the exchange: its real state settles it
             self.generate_order_cancel_rejected(track.strategy_id, track.instrument_id, command.client_order_id,
@@ -276,7 +275,7 @@ class OrderCommands:
         for t in o.get("trades") or []:
             if t.get("id"):
                 self._apply_trade(track, t)
-        filled = _dec(o.get("filled"))
+        filled = self._base(track.instrument_id, o.get("filled"))
         if filled > track.venue_filled:
             track.venue_filled = filled
         if status in ("canceled", "expired"):
@@ -304,7 +303,7 @@ class OrderCommands:
         if tid in track.trade_ids or track.terminal and track.filled >= track.quantity:
             return
         inst = self._instruments[track.instrument_id]
-        qty = _dec(t.get("amount"))
+        qty = self._base(track.instrument_id, t.get("amount"))
         if qty <= 0:
             return
         track.trade_ids.add(tid)
@@ -359,7 +358,8 @@ class OrderCommands:
             return
         async with track.lock:
             try:
-                trades = await self.ex.fetch_my_trades(track.symbol, params={"orderId": track.venue_order_id})
+                trades = await self.ex.fetch_my_trades(track.symbol,
+                                                       params=self.hooks.trades_of_order(track.venue_order_id))
             except ccxt.BaseError as e:
                 self._log.warning(f"{track.cid}: trades query failed: {type(e).__name__}: {e}")
                 return
@@ -373,14 +373,14 @@ class OrderCommands:
             if track.venue_order_id:
                 o = await self.ex.fetch_order(track.venue_order_id, track.symbol)
             else:
-                o = await self.ex.fetch_order(None, track.symbol, {"clientOrderId": track.cid})
+                o = await self.ex.fetch_order(None, track.symbol, self.hooks.by_client_id(track.cid))
         except ccxt.OrderNotFound:
             return
         except ccxt.BaseError as e:
             self._log.warning(f"{track.cid}: order query failed: {type(e).__name__}: {e}")
             return
         track.outcome_unknown = False
-        filled = _dec(o.get("filled"))
+        filled = self._base(track.instrument_id, o.get("filled"))
         if filled > track.filled:
             track.venue_filled = max(track.venue_filled, filled)
             self._ensure_accepted(track, o.get("id"), o.get("timestamp"))

@@ -34,10 +34,10 @@ class ReconciliationReports:
         if iid is None or not o.get("id"):
             return None
         inst = self._instruments[iid]
-        amount = float(o.get("amount") or 0.0)
+        amount = float(self._base(iid, o.get("amount") or 0))
         if amount <= 0:
             return None
-        filled = float(o.get("filled") or 0.0)
+        filled = float(self._base(iid, o.get("filled") or 0))
         status = ORDER_STATUS.get(o.get("status"), OrderStatus.ACCEPTED)
         if status == OrderStatus.ACCEPTED and filled > 0:
             status = OrderStatus.PARTIALLY_FILLED
@@ -78,14 +78,15 @@ class ReconciliationReports:
         inst = self._instruments[iid]
         fee = t.get("fee") or {}
         info = t.get("info") or {}
-        cid = info.get("clientOrderId") or (info.get("c") if isinstance(info, dict) else None)
+        cid = info.get("clientOrderId") or (info.get("c") if isinstance(info, dict) else None) \
+            or self.hooks.trade_client_id(t)
         return FillReport(
             account_id=self.account_id,
             instrument_id=iid,
             venue_order_id=VenueOrderId(str(t["order"])),
             trade_id=TradeId(str(t["id"])),
             order_side=OrderSide.BUY if t.get("side") == "buy" else OrderSide.SELL,
-            last_qty=Quantity(float(t["amount"]), inst.size_precision),
+            last_qty=Quantity(float(self._base(iid, t["amount"])), inst.size_precision),
             last_px=Price(float(t["price"]), inst.price_precision),
             commission=Money(float(fee.get("cost") or 0.0), currency(fee.get("currency") or "USDT")),
             liquidity_side=LiquiditySide.MAKER if t.get("takerOrMaker") == "maker" else LiquiditySide.TAKER,
@@ -131,7 +132,7 @@ class ReconciliationReports:
             sym = self._symbols[iid]
             try:
                 orders = (await self.ex.fetch_open_orders(sym) if command.open_only
-                          else await self.ex.fetch_orders(sym, since))
+                          else await self.hooks.fetch_orders(self.ex, sym, since))
             except ccxt.BaseError as e:
                 self._log.error(f"order reports for {sym} failed: {type(e).__name__}: {e}")
                 continue
@@ -147,7 +148,7 @@ class ReconciliationReports:
         since = self._since_ms(command.start)
         for iid in self._wanted(command.instrument_id):
             sym = self._symbols[iid]
-            params = {"orderId": command.venue_order_id.value} if command.venue_order_id else {}
+            params = self.hooks.trades_of_order(command.venue_order_id.value) if command.venue_order_id else {}
             try:
                 trades = await self.ex.fetch_my_trades(sym, since, None, params)
             except ccxt.BaseError as e:
@@ -173,7 +174,7 @@ class ReconciliationReports:
                     xid = self._xid_of(p.get("symbol"))
                     if xid is None:
                         continue
-                    pos = self._norm_position(p, self._positions.get(xid))
+                    pos = self._position_of(p, self._positions.get(xid))
                     self._set_position(xid, pos)
                     held[self._by_symbol[p["symbol"]]] = pos
                 for iid in wanted:

@@ -12,8 +12,6 @@ from __future__ import annotations
 import asyncio
 import time
 
-from basisbot.live.exec.margin import VENUE_CLOSE_PREFIXES, venue_close_kind
-
 
 class UserStreams:
     """The ccxt.pro user streams (orders, trades, balance, positions) with reconnect and resync, and the REST polling
@@ -62,7 +60,7 @@ class UserStreams:
             if sym not in self._by_symbol:
                 continue
             cid = o.get("clientOrderId")
-            if self.kind == "perp" and venue_close_kind(o) is not None:
+            if self.kind == "perp" and self.hooks.is_liquidation(o):
                 self._on_liquidation_order(o)
                 continue
             track = self._track_for(cid, str(o.get("id")) if o.get("id") else None)
@@ -76,19 +74,16 @@ class UserStreams:
         for t in trades:
             if t.get("symbol") not in self._by_symbol:
                 continue
-            info = t.get("info") or {}
-            raw = info.get("o") if isinstance(info.get("o"), dict) else info
-            cid = raw.get("c") if isinstance(raw, dict) else None
-            if cid and str(cid).startswith(VENUE_CLOSE_PREFIXES):
-                continue  # handled as the exchange's own closing order
+            cid = self.hooks.trade_client_id(t)
+            if cid and self.hooks.is_liquidation({"clientOrderId": cid}):
+                continue  # handled as a liquidation order
             track = self._track_for(cid, str(t.get("order")) if t.get("order") else None)
             if track is None:
                 continue
             self._apply_trade(track, t)
 
     def _on_balance(self, bal: dict) -> None:
-        info = bal.get("info") or {}
-        if self.kind == "perp" and isinstance(info.get("a"), dict) and info["a"].get("m") == "FUNDING_FEE":
+        if self.kind == "perp" and self.hooks.funding_fee_pushed(bal):
             self._loop.call_later(0.2, lambda: self.create_task(self._book_funding(), log_msg="funding booking"))
         self._schedule_refresh(positions=self.kind == "perp")
 
@@ -98,7 +93,7 @@ class UserStreams:
             xid = self._xid_of(p.get("symbol"))
             if xid is None:
                 continue
-            self._set_position(xid, self._norm_position(p, self._positions.get(xid)))
+            self._set_position(xid, self._position_of(p, self._positions.get(xid)))
             changed = True
         if changed:
             self._schedule_refresh(positions=False)
