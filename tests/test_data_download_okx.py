@@ -113,3 +113,33 @@ def test_okx_live_scan_of_the_stand_in_equals_the_scan_of_its_data(okx, tmp_path
             assert a[sym][col] == b[sym][col], (sym, col)
         assert a[sym]["settlements"] == "90" and a[sym]["capacity_usdt"] == "-" and a[sym]["current_rate"] != "-"
         assert float(a[sym]["volume_usdt_24h"]) > 0
+
+
+def test_an_okx_download_is_a_folder_the_okx_backtest_reads_as_the_bundled_data(tmp_path):
+    """The per-month files of a download backtest exactly as the bundled OKX data of the same months (the one
+    difference in summary.json is the data folder it names)."""
+    from basisbot.backtest.results import write_results
+    from basisbot.backtest.run import run_backtest
+    from basisbot.config.loading import load_settings
+
+    with OkxFake(DATA, ["SOLUSDT"], "2022-03-01", "2022-05-01") as fake:
+        out = tmp_path / "okx"
+        assert download(out, fake.url, "SOLUSDT", "2022-03", "2022-04") == 0
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[exchange]\nname = "okx"\n[backtest]\nstart = 2022-03-01\nend = 2022-05-01\n'
+                   '[symbols.SOLUSDT]\nnotional_usdt = 5000\nleverage = 2\nentry_apr = -1000\nexit_apr = -2000\n'
+                   '[symbols.SOLUSDT.guard]\nenabled = false\n')
+    settings = load_settings(cfg, env_file=None)
+    results = {}
+    for name, data in (("downloaded", out), ("bundled", None)):
+        res = run_backtest(settings, config_path=cfg, data_dir=data)
+        folder = tmp_path / name
+        write_results(res, folder)
+        results[name] = folder
+    summaries = [json.loads((results[n] / "summary.json").read_text()) for n in ("downloaded", "bundled")]
+    for s in summaries:
+        s.pop("data")
+    assert summaries[0] == summaries[1]
+    assert summaries[0]["symbols"]["SOLUSDT"]["settlements"] > 100
+    for name in ("funding.csv", "trades.csv", "equity.csv"):
+        assert (results["downloaded"] / name).read_bytes() == (results["bundled"] / name).read_bytes(), name
