@@ -143,3 +143,50 @@ def test_an_okx_download_is_a_folder_the_okx_backtest_reads_as_the_bundled_data(
     assert summaries[0]["symbols"]["SOLUSDT"]["settlements"] > 100
     for name in ("funding.csv", "trades.csv", "equity.csv"):
         assert (results["downloaded"] / name).read_bytes() == (results["bundled"] / name).read_bytes(), name
+
+
+def test_an_okx_download_from_the_local_okx_venue_backtests_as_the_bundled_data(tmp_path):
+    """`basisbot data download --exchange okx` against `basisbot sim --exchange okx` (the project's own OKX venue,
+    replaying the bundled data; candles served once their hour has closed on the venue's clock) writes a folder the
+    OKX backtest runs on, with the results of the bundled data of the same months."""
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    from basisbot.backtest.results import write_results
+    from basisbot.backtest.run import run_backtest
+    from basisbot.config.loading import load_settings
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    venue = subprocess.Popen([sys.executable, "-m", "basisbot.cli", "sim", "--exchange", "okx", "--port", str(port),
+                              "--data", str(DATA), "--start", "2022-05-02", "--symbols", "SOLUSDT", "--api-key", "k",
+                              "--api-secret", "s", "--api-passphrase", "p"],
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while "listening" not in (venue.stdout.readline() or ""):
+            assert venue.poll() is None and time.monotonic() < deadline, "the local OKX venue did not start"
+        out = tmp_path / "okx"
+        assert download(out, f"http://127.0.0.1:{port}", "SOLUSDT", "2022-03", "2022-04") == 0
+    finally:
+        venue.terminate()
+        venue.wait(10)
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[exchange]\nname = "okx"\n[backtest]\nstart = 2022-03-01\nend = 2022-05-01\n'
+                   '[symbols.SOLUSDT]\nnotional_usdt = 5000\nleverage = 2\nentry_apr = -1000\nexit_apr = -2000\n'
+                   '[symbols.SOLUSDT.guard]\nenabled = false\n')
+    settings = load_settings(cfg, env_file=None)
+    summaries = []
+    for name, data in (("downloaded", out), ("bundled", None)):
+        folder = tmp_path / name
+        write_results(run_backtest(settings, config_path=cfg, data_dir=data), folder)
+        summary = json.loads((folder / "summary.json").read_text())
+        summary.pop("data")
+        summaries.append(summary)
+    assert summaries[0]["symbols"]["SOLUSDT"]["settlements"] > 100
+    assert summaries[0]["symbols"] == summaries[1]["symbols"] and summaries[0]["total"] == summaries[1]["total"]
+    assert ((tmp_path / "downloaded" / "funding.csv").read_bytes()
+            == (tmp_path / "bundled" / "funding.csv").read_bytes())

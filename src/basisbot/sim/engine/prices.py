@@ -52,6 +52,7 @@ class SymbolPaths:
     def __init__(self, data: SymbolData):
         self.symbol = data.symbol
         bars = data.bars
+        self.bars = bars  # the hourly source bars (candle endpoints serve them as they are)
         ns = bars.index.tz_convert("UTC").tz_localize(None).values.astype("datetime64[ns]").view(np.int64)
         self.open_ms = (ns // 1_000_000).astype(np.int64)
         self.n = len(self.open_ms)

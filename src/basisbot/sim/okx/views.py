@@ -201,3 +201,8 @@ def bill_json(bill_id: str, inst_id: str, inst_type: str, mgn_mode: str, kind: s
             "instType": inst_type, "interest": "0", "mgnMode": mgn_mode, "notes": "", "ordId": ord_id,
             "pnl": num(pnl), "posBal": num(pos_bal), "posBalChg": num(pos_bal_chg), "px": px, "subType": sub, "sz": sz, "tag": "",
             "to": "", "tradeId": "", "ts": str(t), "type": kind}
+
+
+def exact(x: float) -> str:
+    """A float as a plain decimal with every digit it holds (a settled rate of the data, served as recorded)."""
+    return "0" if x == 0 else dstr(Decimal(repr(float(x))))
