@@ -49,6 +49,12 @@ class WsConn:
         except (ConnectionError, RuntimeError):
             self.dead = True
 
+    async def close_socket(self, code: int) -> None:
+        """Close the websocket with `code` (the venue hangs up), giving it 2 s."""
+        self.dead = True
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.ws.close(code=code), 2.0)
+
     async def close(self) -> None:
         """The socket ended: stop the sender and wait for it."""
         self.dead = True
@@ -58,3 +64,10 @@ class WsConn:
             self.sender.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self.sender
+
+
+async def close_all(conns) -> None:
+    """Every client: a going-away close (1001), then the transport dropped."""
+    await asyncio.gather(*(c.close_socket(1001) for c in list(conns)), return_exceptions=True)
+    for c in list(conns):
+        c.abort()

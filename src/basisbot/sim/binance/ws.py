@@ -28,7 +28,6 @@ tick); bookTicker when the touch changed; kline on every tick with the final ``"
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import re
 from typing import TYPE_CHECKING
@@ -37,7 +36,7 @@ from aiohttp import WSMsgType, web
 
 from basisbot.sim.engine import marketdata
 from basisbot.sim.engine.errors import BinanceError
-from basisbot.sim.ws_conn import WsConn
+from basisbot.sim.ws_conn import WsConn, close_all
 
 if TYPE_CHECKING:
     from basisbot.sim.binance.host import StreamHost
@@ -389,21 +388,14 @@ class Hub:
         for conn in list(self.conns):
             n += 1
             if mode == "close":
-                asyncio.ensure_future(self._close(conn, 1001))
+                asyncio.ensure_future(conn.close_socket(1001))
             else:
                 conn.abort()
         self.sim.faults.injected["ws_dropped"] += n
         return n
 
-    async def _close(self, conn: Conn, code: int) -> None:
-        conn.dead = True
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(conn.ws.close(code=code), 2.0)
-
     async def close_all(self) -> None:
-        await asyncio.gather(*(self._close(c, 1001) for c in list(self.conns)), return_exceptions=True)
-        for c in list(self.conns):
-            c.abort()
+        await close_all(self.conns)
 
 
 def _split(text: str) -> list[str]:

@@ -17,7 +17,6 @@ change). The ``business`` endpoint (candles, algo orders) is refused.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import secrets
 
@@ -26,7 +25,7 @@ from aiohttp import WSMsgType, web
 from basisbot.sim.engine.order_matching import FUT, SPOT
 from basisbot.sim.okx import views
 from basisbot.sim.okx.errors import OkxError
-from basisbot.sim.ws_conn import WsConn
+from basisbot.sim.ws_conn import WsConn, close_all
 
 PUBLIC = ("mark-price", "funding-rate", "tickers", "bbo-tbt")
 PRIVATE = ("orders", "positions", "account", "balance_and_position")
@@ -296,18 +295,11 @@ class OkxHub:
         for conn in list(self.conns):
             n += 1
             if mode == "close":
-                asyncio.ensure_future(self._close(conn, 1001))
+                asyncio.ensure_future(conn.close_socket(1001))
             else:
                 conn.abort()
         self.faults.injected["ws_dropped"] += n
         return n
 
-    async def _close(self, conn: Conn, code: int) -> None:
-        conn.dead = True
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(conn.ws.close(code=code), 2.0)
-
     async def close_all(self) -> None:
-        await asyncio.gather(*(self._close(c, 1001) for c in list(self.conns)), return_exceptions=True)
-        for c in list(self.conns):
-            c.abort()
+        await close_all(self.conns)
