@@ -95,8 +95,10 @@ class VenueHooks:
         return o.get("status") in ("closed", "filled")
 
     def close_client_id(self, o: dict) -> str:
-        """The client order id such a close is reported to nautilus and journaled under."""
-        return str(o.get("clientOrderId") or f"venue-close-{o.get('id')}")
+        """The client order id such a close is reported to nautilus and journaled under: the exchange's own (if any)
+        and its order id, "-" between. Unique per close: an exchange may give every ADL order the same client id,
+        and nautilus keys orders by it (one symbol's close would be taken for an update of another's)."""
+        return f"{o.get('clientOrderId') or 'venue-close'}-{o.get('id')}"
 
     def is_liquidation(self, o: dict) -> bool:
         """Any close the exchange made itself (liquidation, ADL, insurance fund)."""

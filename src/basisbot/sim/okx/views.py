@@ -50,8 +50,7 @@ def order_json(o: Order, inst: OkxInstrument, extra: dict) -> dict:
     return {
         "accFillSz": size(inst, o.venue, o.executed_qty), "algoClOrdId": "", "algoId": "",
         "attachAlgoClOrdId": "", "attachAlgoOrds": [], "avgPx": num(o.avg_price) if o.executed_qty else "",
-        "cTime": str(o.time), "cancelSource": "", "cancelSourceReason": "", "category": (
-            "full_liquidation" if o.type == "LIQUIDATION" else "normal"),
+        "cTime": str(o.time), "cancelSource": "", "cancelSourceReason": "", "category": _category(o),
         "ccy": "", "clOrdId": o.client_order_id if not o.client_order_id.startswith("autoclose-") else "",
         "fee": num(fee), "feeCcy": fee_ccy, "fillPx": num(last.price) if last else "",
         "fillSz": size(inst, o.venue, last.qty) if last else "0", "fillTime": str(last.time) if last else "",
@@ -100,6 +99,13 @@ def fill_json(t: Trade, o: Order, inst: OkxInstrument, bill_id: str, mark: float
         "instType": "SWAP" if fut else "SPOT", "ordId": str(o.order_id), "posSide": "net" if fut else "",
         "side": t.side.lower(), "subType": "", "tag": "", "tradeId": str(t.trade_id), "ts": str(t.time),
     }
+
+
+def _category(o: Order) -> str:
+    """OKX's order category: the venue's own closes are "adl" (auto-deleveraging) or "full_liquidation"."""
+    if o.client_order_id.startswith("adl_autoclose"):
+        return "adl"
+    return "full_liquidation" if o.type == "LIQUIDATION" else "normal"
 
 
 def adl_rank(upl: float, margin: float) -> str:
