@@ -120,3 +120,17 @@ def test_okx_live_needs_the_passphrase_named_by_its_variable(tmp_path, monkeypat
     bcfg.write_text(cfg.read_text().replace('name = "okx"', 'name = "binance"').replace(
         'api_passphrase_env = "MY_PASS"\n', ""))
     assert credentials_problem(load_settings(bcfg, env_file=None)) is None
+
+
+def test_the_exchanges_own_closes_are_told_apart_per_order_and_by_kind():
+    """Three shorts deleveraged at once carry the same client id at the venue: each is reported to nautilus under an
+    id of its own (nautilus keys orders by client id; one shared id made the other symbols' closes look like updates
+    of the first, and their shorts stayed open in the cache). OKX names the kind by the order's category."""
+    closes = [{"id": str(8100000004 + i), "clientOrderId": "adl_autoclose", "status": "closed",
+               "info": {"category": "adl"}} for i in range(3)]
+    assert len({OKX.close_client_id(o) for o in closes}) == 3
+    assert [OKX.close_kind(o) for o in closes] == ["adl"] * 3 and all(OKX.close_done(o) for o in closes)
+    liquidated = {"id": "8100000007", "clientOrderId": "", "status": "closed", "info": {"category": "full_liquidation"}}
+    assert OKX.close_kind(liquidated) == "liquidation" and OKX.close_client_id(liquidated) == "venue-close-8100000007"
+    mine = {"id": "1", "clientOrderId": "O20261207091412001BTC2", "status": "closed", "info": {"category": "normal"}}
+    assert OKX.close_kind(mine) is None and not OKX.is_liquidation(mine)
