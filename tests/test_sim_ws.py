@@ -196,3 +196,21 @@ def test_isolated_short_is_liquidated_in_a_rally_and_the_wallet_is_lost():
             raise AssertionError("no liquidation order on the user stream")
 
     run_scenario(scenario)
+
+
+def test_closing_a_listen_key_closes_the_user_stream_that_only_carries_it():
+    """DELETE /fapi/v1/listenKey: the socket subscribed to nothing else is closed normally (1000), as Binance does."""
+    from tests.helpers.sim_venue import KEY
+
+    async def scenario(sim, spot, fut):
+        async with aiohttp.ClientSession() as s:
+            async with s.post(sim.url + "/fapi/v1/listenKey", headers={"X-MBX-APIKEY": KEY}) as r:
+                key = (await r.json())["listenKey"]
+            async with s.ws_connect(f"{sim.ws_url}/ws/{key}") as ws:
+                async with s.delete(sim.url + "/fapi/v1/listenKey", params={"listenKey": key},
+                                    headers={"X-MBX-APIKEY": KEY}) as r:
+                    assert r.status == 200
+                msg = await asyncio.wait_for(ws.receive(), 5)
+                assert msg.type == aiohttp.WSMsgType.CLOSE and msg.data == 1000
+
+    run_scenario(scenario)

@@ -71,3 +71,14 @@ async def close_all(conns) -> None:
     await asyncio.gather(*(c.close_socket(1001) for c in list(conns)), return_exceptions=True)
     for c in list(conns):
         c.abort()
+
+
+def drop_all(conns, mode: str = "abort") -> int:
+    """The venue drops every client (a fault): a going-away close ("close") or the transport cut ("abort"); how many."""
+    dropped = list(conns)
+    for conn in dropped:
+        if mode == "close":
+            asyncio.ensure_future(conn.close_socket(1001))
+        else:
+            conn.abort()
+    return len(dropped)

@@ -27,7 +27,6 @@ tick); bookTicker when the touch changed; kline on every tick with the final ``"
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 from typing import TYPE_CHECKING
@@ -36,7 +35,7 @@ from aiohttp import WSMsgType, web
 
 from basisbot.sim.engine import marketdata
 from basisbot.sim.engine.errors import BinanceError
-from basisbot.sim.ws_conn import WsConn, close_all
+from basisbot.sim.ws_conn import WsConn, close_all, drop_all
 
 if TYPE_CHECKING:
     from basisbot.sim.binance.host import StreamHost
@@ -380,17 +379,11 @@ class Hub:
             if key in conn.listen_keys:
                 conn.listen_keys.discard(key)
                 if not conn.streams:
-                    await self._close(conn, 1000)
+                    await conn.close_socket(1000)
 
     # -- faults / shutdown -------------------------------------------------------------------------------------
     def drop_all(self, mode: str = "abort") -> int:
-        n = 0
-        for conn in list(self.conns):
-            n += 1
-            if mode == "close":
-                asyncio.ensure_future(conn.close_socket(1001))
-            else:
-                conn.abort()
+        n = drop_all(self.conns, mode)
         self.sim.faults.injected["ws_dropped"] += n
         return n
 

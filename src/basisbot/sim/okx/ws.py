@@ -16,7 +16,6 @@ change). The ``business`` endpoint (candles, algo orders) is refused.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import secrets
 
@@ -25,7 +24,7 @@ from aiohttp import WSMsgType, web
 from basisbot.sim.engine.order_matching import FUT, SPOT
 from basisbot.sim.okx import views
 from basisbot.sim.okx.errors import OkxError
-from basisbot.sim.ws_conn import WsConn, close_all
+from basisbot.sim.ws_conn import WsConn, close_all, drop_all
 
 PUBLIC = ("mark-price", "funding-rate", "tickers", "bbo-tbt")
 PRIVATE = ("orders", "positions", "account", "balance_and_position")
@@ -291,13 +290,7 @@ class OkxHub:
         return 0  # OKX has no listen keys
 
     def drop_all(self, mode: str = "abort") -> int:
-        n = 0
-        for conn in list(self.conns):
-            n += 1
-            if mode == "close":
-                asyncio.ensure_future(conn.close_socket(1001))
-            else:
-                conn.abort()
+        n = drop_all(self.conns, mode)
         self.faults.injected["ws_dropped"] += n
         return n
 
