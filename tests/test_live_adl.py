@@ -11,7 +11,8 @@ import ccxt.pro as ccxtpro
 import pytest
 
 from basisbot.config.schema import AlertSettings
-from basisbot.live.exec.margin import ADL_TOP, adl_rank_reason
+from basisbot.live.exec.margin import adl_rank_reason
+from basisbot.live.venue_hooks import hooks_for
 from basisbot.live.venue_hooks.binance import venue_close_client_id, venue_close_done, venue_close_kind
 from basisbot.nautilus.messages import JournalRecord, Liquidated
 from basisbot.ops.alert_events import AlertRules
@@ -31,6 +32,13 @@ RECORDED = {
     "insurance": _recorded("autoclose-insurance-5678", "CALCULATED", "NEW_INSURANCE", "SELL", "0.020", "45000.00",
                            8887003),
 }
+
+
+ADL_TOP = hooks_for("binance").adl_top  # Binance's adlQuantile: 0..4
+
+
+def _reason(rank: int) -> str:
+    return adl_rank_reason(rank, ADL_TOP, "quantile")
 
 
 @pytest.fixture(scope="module")
@@ -69,13 +77,13 @@ def test_adl_alert_names_the_deleveraging_and_the_rank_alert_fires_in_the_top_bu
     n = len(sent)
     for rank in range(ADL_TOP):
         rules.record(JournalRecord("decision", "BTCUSDT", 10 + rank,
-                                   {"action": "adl_rank", "reason": adl_rank_reason(rank), "phase": ""}))
+                                   {"action": "adl_rank", "reason": _reason(rank), "phase": ""}))
     assert len(sent) == n  # below the top bucket: nothing sent
-    rules.record(JournalRecord("decision", "BTCUSDT", 20, {"action": "adl_rank", "reason": adl_rank_reason(ADL_TOP),
+    rules.record(JournalRecord("decision", "BTCUSDT", 20, {"action": "adl_rank", "reason": _reason(ADL_TOP),
                                                            "phase": ""}))
     assert sent[-1].event == "adl_rank" and sent[-1].severity == "warning" and "4 of 4" in sent[-1].title
 
 
 def test_adl_rank_read_back_from_the_journaled_text():
-    assert adl_rank_of({"reason": adl_rank_reason(3), "ts": 5}) == {"rank": 3, "top": 4, "ts": 5}
+    assert adl_rank_of({"reason": _reason(3), "ts": 5}) == {"rank": 3, "top": 4, "ts": 5}
     assert adl_rank_of(None) is None and adl_rank_of({"reason": "something else"}) is None

@@ -43,8 +43,9 @@ class OpsMetrics:
         self.hedge = g("hedge_ratio", "|perp qty| / spot qty")
         self.distance = g("liquidation_distance_ratio", "distance of the mark to the liquidation price (0.1 = 10%)")
         self.liq_price = g("liquidation_price", "perp liquidation price")
-        self.adl_rank = g("adl_quantile", "the perp's place in the venue's auto-deleveraging queue (Binance 0..4, "
-                                          "4 = first to be deleveraged)")
+        self.adl_rank = g("adl_quantile", "the perp's place in the venue's auto-deleveraging queue on the venue's "
+                                          "own scale: Binance adlQuantile 0..4, OKX adl 0..5; the top (4 on "
+                                          "Binance, 5 on OKX) is first to be deleveraged")
         self.accrued = g("accrued_funding_usdt", "funding expected at the next settlement (predicted rate, position)")
         self.settled = g("settled_funding_usdt", "funding settled since the node started (exchange income)")
         self.guard = Counter("basisbot_guard_actions", "guard actions", ["symbol", "step"], registry=r)

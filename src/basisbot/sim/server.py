@@ -101,7 +101,7 @@ class SimServer:
             self.markets = {s: build_market(s, exchange_info=cfg.exchange_info, brackets=cfg.brackets)
                             for s in symbols}
         self.clock = ReplayClock(start, last, cfg.speed, paused=cfg.paused)
-        self.faults = FaultState()
+        self.faults = FaultState(adl_top=5 if cfg.exchange == "okx" else 4)
         self.venue = Venue(cfg, self.markets, self.paths, self.clock, self.faults)
         faults = self.faults
         if cfg.exchange == "okx":  # OKX's API layer on the same engine

@@ -30,13 +30,11 @@ from basisbot.nautilus.messages import (
     margin_topic,
 )
 
-# the top bucket of Binance's ADL quantile (0..4): the first positions to be deleveraged
-ADL_TOP = 4
 
-
-def adl_rank_reason(rank: int, top: int = ADL_TOP) -> str:
-    """The journaled text of an ADL quantile (`basisbot.ops.status.adl_rank_of` reads it back)."""
-    return f"ADL quantile {rank} of {top}"
+def adl_rank_reason(rank: int, top: int, scale: str = "rank") -> str:
+    """The journaled text of a short's place in the venue's ADL queue on the venue's own scale ("ADL quantile 4 of 4"
+    on Binance, "ADL rank 5 of 5" on OKX): `basisbot.ops.status.adl_rank_of` reads rank and top back from it."""
+    return f"ADL {scale} {rank} of {top}"
 
 
 # client order ids the exchange gives its own closing orders (Binance's USDⓈ-M "Event: Order Update")
@@ -166,32 +164,36 @@ class MarginOperations:
         self._schedule_refresh()
 
     async def _poll_adl_rank(self) -> None:
-        """Each short's place in the exchange's auto-deleveraging queue (Binance `GET /fapi/v1/adlQuantile` through
-        ccxt's `fetch_positions_adl_rank`: 0 none .. `ADL_TOP` first in line), journaled as a decision
-        "adl_rank" whenever it changes (what `basisbot status`, the metrics, the status page and the alert read)."""
-        if not self.ex.has.get("fetchPositionsADLRank"):
-            return
+        """Each short's place in the exchange's auto-deleveraging queue, read by the venue hook (`adl_ranks`:
+        Binance's `adlQuantile` 0..4, OKX's position `adl` 0..5; the hook's `adl_top` is the bucket first in line),
+        journaled as a decision "adl_rank" whenever it changes (what `basisbot status`, the metrics, the status page
+        and the alert read)."""
+        hooks = self.hooks
         try:
-            ranks = await self.ex.fetch_positions_adl_rank(list(self._symbols.values()))
+            ranks = await hooks.adl_ranks(self.ex, list(self._symbols.values()))
         except ccxt.BaseError as e:
-            self._log.warning(f"ADL quantile not read: {type(e).__name__}: {e}")
+            self._log.warning(f"ADL {hooks.adl_scale} not read: {type(e).__name__}: {e}")
+            return
+        if ranks is None:
             return
         seen = {}
-        for r in ranks:
-            xid = self._xid_of(r.get("symbol"))
-            if xid is not None and r.get("rank") is not None:
-                seen[xid] = int(r["rank"])
+        for sym, rank in ranks.items():
+            xid = self._xid_of(sym)
+            if xid is not None:
+                seen[xid] = rank
         last = self.__dict__.setdefault("_adl_ranks", {})
+        top = hooks.adl_top
         for xid in self._exchange_ids.values():
             rank = seen.get(xid, 0)  # not listed: no position, nothing to deleverage
             if last.get(xid, 0 if xid not in seen else None) == rank:
                 continue
             last[xid] = rank
-            if rank >= ADL_TOP:
-                self._log.warning(f"{xid}: ADL quantile {rank} of {ADL_TOP}: first in line to be auto-deleveraged")
+            if rank >= top:
+                self._log.warning(f"{xid}: ADL {hooks.adl_scale} {rank} of {top}: first in line to be "
+                                  "auto-deleveraged")
             self._msgbus.publish(JOURNAL_TOPIC, JournalRecord(
                 "decision", xid, self._clock.timestamp_ns(),
-                {"action": "adl_rank", "reason": adl_rank_reason(rank), "phase": ""}))
+                {"action": "adl_rank", "reason": adl_rank_reason(rank, top, hooks.adl_scale), "phase": ""}))
 
     async def _catch_up_liquidations(self) -> None:
         since = self.session.time.venue_now_ms() - 3_600_000

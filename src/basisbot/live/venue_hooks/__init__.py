@@ -14,6 +14,7 @@ Binance and OKX differ is one method of `VenueHooks`, implemented in `binance.py
 | leverage tiers | `fetch_leverage_tiers` (signed) | public `position-tiers` -> OKX tier tables (sizes in base units) |
 | funding stream | in the markPrice stream (`r`, `T`) | `watch_funding_rate` beside `watch_mark_price` |
 | liquidations | `autoclose-` / `adl_autoclose` client ids | order `category` (full/partial liquidation, adl) |
+| ADL rank | `fetch_positions_adl_rank` (`adlQuantile` 0..4) | each position's `adl` (0..5) from `fetch_positions` |
 
 Quantities: the nautilus instruments are in base units on both venues; `contract_value` (1 on Binance and on every
 spot market) converts the exchange's contracts exactly (Decimal) where ccxt's amounts come in or go out.

@@ -28,6 +28,9 @@ class VenueHooks:
     tiers_need_credentials = True
     # strategy config fields the venue needs (OKX: client order ids without hyphens)
     strategy_overrides: dict = {}
+    # the venue's auto-deleveraging queue: its word for a position's place in it and the bucket first in line
+    adl_scale = "rank"
+    adl_top = 0
 
     @property
     def profile(self) -> VenueProfile:
@@ -132,6 +135,11 @@ class VenueHooks:
 
     def funding_source(self, income_id: str) -> str:
         return f"{self.name}:income:{income_id}"
+
+    async def adl_ranks(self, ex, symbols: list[str]) -> dict[str, int] | None:
+        """{ccxt symbol: place in the venue's auto-deleveraging queue (0 .. `adl_top`)} of the perps among `symbols`
+        that hold a position (a symbol not listed has none); None when the venue does not report it."""
+        return None
 
     # -- market data --------------------------------------------------------------------------------------------------
     def mark_fields(self, t: dict) -> tuple:

@@ -46,6 +46,9 @@ def venue_close_done(o: dict) -> bool:
 
 class BinanceHooks(VenueHooks):
     name = "binance"
+    # GET /fapi/v1/adlQuantile: 0 (no position) .. 4 (first to be deleveraged)
+    adl_scale = "quantile"
+    adl_top = 4
 
     # -- session ------------------------------------------------------------------------------------------------------
     def make_clients(self, common: dict, extra_spot: dict, extra_perp: dict):
@@ -196,6 +199,13 @@ class BinanceHooks(VenueHooks):
 
     def funding_source(self, income_id: str) -> str:
         return f"binance:income:{income_id}"
+
+    async def adl_ranks(self, ex, symbols: list[str]) -> dict[str, int] | None:
+        """Binance's `adlQuantile` of each position (ccxt `fetch_positions_adl_rank`: one-way mode's BOTH bucket)."""
+        if not ex.has.get("fetchPositionsADLRank"):
+            return None
+        return {r["symbol"]: int(r["rank"]) for r in await ex.fetch_positions_adl_rank(symbols)
+                if r.get("symbol") and r.get("rank") is not None}
 
     # -- market data --------------------------------------------------------------------------------------------------
     def mark_fields(self, t: dict) -> tuple:

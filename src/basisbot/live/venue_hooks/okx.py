@@ -18,6 +18,34 @@ from basisbot.live.venue_hooks.base import ONE, VenueHooks, dec
 LIQUIDATION_CATEGORIES = ("full_liquidation", "partial_liquidation", "adl")
 
 
+# the top of OKX's auto-deleveraging indicator (a position's `adl`, "0".."5"; older pages of the docs said 1..5)
+OKX_ADL_TOP = 5
+
+
+def okx_adl_ranks(positions: list[dict]) -> dict[str, int]:
+    """{ccxt symbol: OKX's `adl`} of the open positions among ccxt okx positions (GET /api/v5/account/positions or
+    the positions channel, the raw row in `info`): a flat row or an empty `adl` ("" where OKX has no indicator) is
+    left out, as a symbol without a position. A value outside 0..5 is an error naming the instrument."""
+    out = {}
+    for p in positions:
+        info = p.get("info") or {}
+        pos = dec(info.get("pos"))
+        if pos is None:
+            pos = dec(p.get("contracts"))
+        raw = info.get("adl")
+        if not pos or raw in (None, ""):
+            continue
+        try:
+            rank = int(str(raw))
+        except ValueError:
+            rank = -1
+        if not 0 <= rank <= OKX_ADL_TOP:
+            raise ccxt.BadResponse(f"{info.get('instId') or p.get('symbol')}: position adl {raw!r} is not OKX's "
+                                   f"auto-deleveraging indicator 0..{OKX_ADL_TOP}")
+        out[p.get("symbol")] = rank
+    return out
+
+
 class OkxHooks(VenueHooks):
     name = "okx"
     transfer_from_spot = False
@@ -25,6 +53,9 @@ class OkxHooks(VenueHooks):
     tiers_need_credentials = False
     # OKX's clOrdId is 1-32 letters and digits: nautilus' ids without hyphens ("O20221201000000001001001")
     strategy_overrides = {"use_hyphens_in_client_order_ids": False}
+    # a position's `adl`: 0 (lowest priority) .. 5 (first in line when the insurance fund is depleted)
+    adl_scale = "rank"
+    adl_top = OKX_ADL_TOP
 
     # -- session ------------------------------------------------------------------------------------------------------
     def credentials(self, api_key: str | None, api_secret: str | None, passphrase: str | None) -> dict:
@@ -213,6 +244,11 @@ class OkxHooks(VenueHooks):
 
     def funding_source(self, income_id: str) -> str:
         return f"okx:bill:{income_id}"
+
+    async def adl_ranks(self, ex, symbols: list[str]) -> dict[str, int] | None:
+        """OKX states the indicator on each position (`adl`): ccxt has no fetchPositionsADLRank for OKX, so the
+        positions are read (GET /api/v5/account/positions) and their raw rows parsed."""
+        return okx_adl_ranks(await ex.fetch_positions(symbols))
 
     # -- market data --------------------------------------------------------------------------------------------------
     def mark_fields(self, t: dict) -> tuple:

@@ -56,8 +56,10 @@ What the venue does on its own (see funding_liquidation.py for the events it pus
                                                        several symbols. Refused (400) when the symbol holds no
                                                        futures position.
     {"adl_quantile": {"symbol": "BTCUSDT", "value": 4}}
-                                                       GET /fapi/v1/adlQuantile reports that value (0..4) for the
-                                                       symbol until cleared ("value": null, or "clear")
+                                                       the venue reports that place in its ADL queue for the
+                                                       symbol's position until cleared ("value": null, or
+                                                       "clear"), on the exchange's own scale: Binance's
+                                                       GET /fapi/v1/adlQuantile 0..4, OKX's position `adl` 0..5
 """
 
 from __future__ import annotations
@@ -102,7 +104,8 @@ class FaultState:
     timeout_next: dict = field(default_factory=lambda: {"spot": deque(), "futures": deque()})
     freeze_mark: set = field(default_factory=set)  # symbols, or {"*"}
     bad_prints: dict = field(default_factory=dict)  # (symbol, stream) -> [remaining, factor]
-    adl_quantile: dict = field(default_factory=dict)  # symbol -> forced ADL quantile 0..4
+    adl_quantile: dict = field(default_factory=dict)  # symbol -> forced ADL rank 0..adl_top
+    adl_top: int = 4  # the top of the exchange's ADL scale: Binance's adlQuantile 4, OKX's adl 5
     skew_ms: int = 0
     skew_until: float | None = None  # monotonic; None: until cleared
     outage_until: float = 0.0  # monotonic
@@ -236,8 +239,8 @@ class FaultState:
             if value is None:
                 self.adl_quantile.pop(sym, None)
                 continue
-            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 4:
-                raise ValueError(f"adl_quantile.value must be an integer 0..4 (or null), got {value!r}")
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= self.adl_top:
+                raise ValueError(f"adl_quantile.value must be an integer 0..{self.adl_top} (or null), got {value!r}")
             self.adl_quantile[sym] = value
 
     def _set_freeze_mark(self, fm) -> None:

@@ -108,9 +108,12 @@ def _category(o: Order) -> str:
     return "full_liquidation" if o.type == "LIQUIDATION" else "normal"
 
 
-def adl_rank(upl: float, margin: float) -> str:
-    """OKX's `adl` (1 lowest .. 5 highest risk of auto-deleveraging): the venue's model ranks a profitable position
-    by its profit over its margin, in 20 % steps (a losing or flat position: 1)."""
+def adl_rank(upl: float, margin: float, forced: int | None = None) -> str:
+    """OKX's `adl` of an open position (0 lowest .. 5 highest priority of auto-deleveraging): the venue's model ranks
+    a profitable position by its profit over its margin, in 20 % steps; a losing or flat one is "1", as in OKX's
+    documented positions example (a position at a loss, "adl": "1"). The `adl_quantile` fault's value wins."""
+    if forced is not None:
+        return str(forced)
     if upl <= 0 or margin <= 0:
         return "1"
     return str(min(5, 1 + int(upl / margin / 0.2)))
@@ -132,7 +135,7 @@ def position_json(v, inst: OkxInstrument, lever: int, c_time: int, pos_id: str) 
     ratio = (margin + upl) / mmr if iso and mmr else ((v.fut.cross_wallet + v.fut.cross_upnl(marks)) / mmr if mmr
                                                       else 0.0)
     return {
-        "adl": adl_rank(upl, margin) if p.qty else "", "availPos": contracts(inst, abs(p.qty)) if p.qty else "",
+        "adl": adl_rank(upl, margin, v.faults.adl_quantile.get(s)) if p.qty else "", "availPos": contracts(inst, abs(p.qty)) if p.qty else "",
         "avgPx": num(p.entry) if p.qty else "", "baseBal": "", "baseBorrowed": "", "baseInterest": "",
         "bePx": num(p.entry) if p.qty else "", "bizRefId": "", "bizRefType": "", "cTime": str(c_time),
         "ccy": "USDT", "clSpotInUseAmt": "", "closeOrderAlgo": [], "deltaBS": "", "deltaPA": "", "fee": "0",
