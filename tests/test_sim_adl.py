@@ -17,6 +17,7 @@ import asyncio
 import aiohttp
 import pytest
 
+from basisbot.live.venue_hooks import hooks_for
 from tests.helpers.sim_venue import BTC_PERP, admin, run_scenario, state
 
 # the nautilus_trader fixtures named above, the fields a venue-initiated close is recognised by
@@ -144,6 +145,9 @@ def test_adl_quantile_served_and_read_by_ccxt():
         await admin(sim, "/admin/faults", {"adl_quantile": {"symbol": "BTCUSDT", "value": 4}})
         (rank,) = await fut.fetch_positions_adl_rank([BTC_PERP])
         assert rank["rank"] == 4 and rank["info"]["adlQuantile"] == {"LONG": 0, "SHORT": 0, "BOTH": 4}
+        # the node reads it through the Binance hook: {ccxt symbol: quantile}, the top bucket 4
+        hooks = hooks_for("binance")
+        assert await hooks.adl_ranks(fut, [BTC_PERP]) == {BTC_PERP: 4} and hooks.adl_top == 4
         v2 = await fut.fapiPrivateV2GetPositionRisk({"symbol": "BTCUSDT"})
         v3 = await fut.fapiPrivateV3GetPositionRisk({"symbol": "BTCUSDT"})
         assert v2[0]["adlQuantile"] == 4 and v3[0]["adl"] == 4
