@@ -35,19 +35,21 @@ def _symbol_block(symbol: str, leverage: int, guard: bool, notional: float = 10_
 
 
 def okx_settings(tmp_path: Path, symbols, start: str, end: str, *, leverage: int = 2, guard: bool = False,
-                 exchange: str = "okx", data: Path | None = OKX_DATA, extra: str = "", name: str = "okx.toml"):
+                 exchange: str = "okx", data: Path | None = OKX_DATA, extra: str = "", name: str = "okx.toml",
+                 notional: float = 10_000, fees: str = ""):
     cfg = tmp_path / name
     data_line = f'data = "{data}"\n' if data is not None else ""
     cfg.write_text(f'[exchange]\nname = "{exchange}"\n[backtest]\n{data_line}start = {start}\nend = {end}\n'
                    f"spot_balance_usdt = 100000\nperp_balance_usdt = 50000\n{extra}"
-                   + "".join(_symbol_block(s, leverage, guard) for s in symbols))
+                   + (f"[fees]\n{fees}" if fees else "")
+                   + "".join(_symbol_block(s, leverage, guard, notional) for s in symbols))
     return load_settings(cfg), cfg
 
 
 def published_tiers_file(tmp_path: Path) -> tuple[Path, tuple[str, ...]]:
-    """OKX's published tables (`tiers.PUBLISHED`: SOL's in force from 2022-11-08, ETH's and AVAX's from 2021, before
-    the data window) written as OKX's position-tiers answer (sizes in contracts), the operator's `--brackets` file of
-    a backtest that assumes them; BTCUSDT has no published table bundled, so it cannot run without the operator's."""
+    """OKX's published tables (`tiers.PUBLISHED`: SOL's in force from 2022-11-08, BTC's as recorded on 2022-02-11,
+    ETH's and AVAX's from 2021, before the data window) written as OKX's position-tiers answer (sizes in contracts),
+    the operator's `--brackets` file of a backtest that assumes them."""
     rows = []
     for symbol, tables in tiers.PUBLISHED.items():
         ct = contracts.BUNDLED[symbol].ct_val
@@ -151,7 +153,7 @@ def test_core_predictor_with_lag_two_is_okx_predictor():
 
 def test_always_in_2x_on_okx(tmp_path):
     tier_file, symbols = published_tiers_file(tmp_path)
-    assert symbols == ("ETHUSDT", "SOLUSDT", "AVAXUSDT")
+    assert symbols == SYMBOLS
     settings, cfg = okx_settings(tmp_path, symbols, "2022-03-01", "2022-05-01", extra=f'brackets = "{tier_file}"\n')
     result = run_prepared(prepare(settings, config_path=cfg))
     summary = write_results(result, tmp_path / "out")
@@ -287,7 +289,58 @@ def test_default_data_folder_follows_the_venue(tmp_path):
 
 
 def test_symbol_without_bundled_tiers_asks_for_a_tier_file(tmp_path):
-    settings, cfg = okx_settings(tmp_path, ["BTCUSDT"], "2022-03-01", "2022-04-01")
+    settings, cfg = okx_settings(tmp_path, ["ETHUSDT"], "2022-03-01", "2022-04-01")
     with pytest.raises(BacktestInputError) as e:
         prepare(settings, config_path=cfg)
-    assert "BTCUSDT" in str(e.value) and "no OKX position tiers" in str(e.value) and "--brackets" in str(e.value)
+    assert "ETHUSDT" in str(e.value) and "no OKX position tiers" in str(e.value) and "--brackets" in str(e.value)
+    assert "took effect on 2021-06-11" in str(e.value)
+
+
+def test_btc_runs_on_the_bundled_tiers(tmp_path):
+    """BTCUSDT's bundled table (the 2022-02-11 record) serves a backtest without an operator's file."""
+    settings, cfg = okx_settings(tmp_path, ["BTCUSDT"], "2022-03-01", "2022-03-10")
+    p = prepare(settings, config_path=cfg)
+    assert p.brackets["BTCUSDT"].tiers == tiers.BUNDLED["BTCUSDT"].tiers
+
+
+def test_leverage_checked_at_the_tier_of_the_largest_position(tmp_path, capsys):
+    """Tiers by size: the configured notional bought at the window's lowest price must fit a tier that allows the
+    leverage. 100,000 USDT of SOL at March 2022's low (75.4) is 1,326 SOL, tier 3 of SOL's table (20x at most):
+    60x passes the first tier (75x) but not the tier of the position, in `config check` and in the backtest."""
+    from basisbot.cli import main
+
+    settings, cfg = okx_settings(tmp_path, ["SOLUSDT"], "2022-03-01", "2022-04-01", leverage=60, notional=100_000)
+    assert main(["config", "check", "--config", str(cfg)]) != 0
+    err = capsys.readouterr().err
+    assert "symbols.SOLUSDT.leverage' = 60" in err and "tier 3, 1000 < size <= 4000" in err
+    assert "at 60x the position can be at most 500 SOL" in err and "the largest notional 60x allows" in err
+    with pytest.raises(BacktestInputError, match=r"exceeds OKX's maximum 20x .* \(tier 3"):
+        prepare(settings, config_path=cfg)
+    # 20x fits tier 3; BTC beyond its recorded tier 1 (5 BTC) is refused, naming the last tier
+    _, cfg = okx_settings(tmp_path, ["SOLUSDT"], "2022-03-01", "2022-04-01", leverage=20, notional=100_000)
+    assert main(["config", "check", "--config", str(cfg)]) == 0
+    capsys.readouterr()
+    settings, cfg = okx_settings(tmp_path, ["BTCUSDT"], "2022-03-01", "2022-04-01", notional=300_000)
+    with pytest.raises(BacktestInputError, match=r"BTCUSDT: position of .* exceeds the last tier \(5.00\)"):
+        prepare(settings, config_path=cfg)
+
+
+def test_users_taker_fee_moves_the_okx_liquidation_price(tmp_path):
+    """`fees.perp_taker` is the closing fee of OKX's liquidation condition in the run's tables, the strategy's rows
+    and the liquidation the backtest fills at."""
+    settings, cfg = okx_settings(tmp_path, ["SOLUSDT"], "2022-03-10", "2022-04-10", leverage=5,
+                                 fees="perp_taker = 0.0002\n")
+    p = prepare(settings, config_path=cfg)
+    table = p.brackets["SOLUSDT"]
+    assert table.fee == Decimal("0.0002") and table == tiers.BUNDLED["SOLUSDT"].with_fee("0.0002")
+    result = run_prepared(p)
+    assert OKX.tiers_from_rows("SOLUSDT", result.strategies["SOLUSDT"].cfg.brackets) == table
+    liqs = result.ledger.liquidations
+    assert liqs
+    for liq in liqs:
+        expected = float(tiers.table_liquidation_price(-1, Decimal(str(liq.qty)), Decimal(str(liq.entry)),
+                                                       Decimal(str(liq.wallet_lost)), table))
+        assert liq.price == pytest.approx(expected, rel=1e-12)
+        regular = float(tiers.table_liquidation_price(-1, Decimal(str(liq.qty)), Decimal(str(liq.entry)),
+                                                      Decimal(str(liq.wallet_lost)), tiers.BUNDLED["SOLUSDT"]))
+        assert liq.price > regular  # a lower closing fee liquidates a short later

@@ -15,7 +15,9 @@ from basisbot.venues.okx.tiers import (
     liquidation_price,
     missing_tiers_message,
     parse_tiers,
+    table_from_rows,
     table_liquidation_price,
+    table_rows,
     tier_tables,
 )
 
@@ -109,16 +111,54 @@ def test_published_tables_dated_in_contracts_converted_to_base():
     assert sol.effective == "2022-11-08T06:30:00Z" and sol is BUNDLED["SOLUSDT"]
 
 
-def test_bundled_for_the_data_window_only_tables_in_force_inside_it():
-    # the bundled data run 2022-03-01..2023-12-31: the ETH and AVAX tables took effect before and OKX adjusted tiers
-    # since, and no BTC table was found, so those three need the operator's file
-    assert set(BUNDLED) == {"SOLUSDT"}
-    assert all(t.effective >= BUNDLED_WINDOW_START for t in BUNDLED.values())
+def test_btc_tiers_as_recorded_2022_02_11():
+    # OKX's position-tiers answer for BTC-USDT swaps printed by ccxt (PR 11938): tier 1 up to 500 contracts of
+    # 0.01 BTC (5 BTC), mmr 0.40 %, imr 0.80 %, 125x; the print elides tiers 2..99, so larger sizes are refused
+    btc = BUNDLED["BTCUSDT"]
+    assert btc is PUBLISHED["BTCUSDT"][-1]
+    assert btc.effective == "2022-02-11T23:45:19Z" and "ccxt/ccxt/pull/11938" in btc.source
+    assert [(t.tier, t.min_qty, t.max_qty, t.mmr, t.imr, t.max_leverage) for t in btc.tiers] == [
+        (1, 0, 5, _d("0.004"), _d("0.008"), 125)]
+    assert btc.mmr_for(5) == _d("0.004") and btc.max_qty_at_leverage(2) == 5 and btc.max_qty_at_leverage(126) is None
+    with pytest.raises(ValueError, match=r"BTCUSDT: position of 5.01 exceeds the last tier \(5.00\)"):
+        btc.tier_for(_d("5.01"))  # one contract more
+    # short 1 BTC at 40,000 with 8,000 USDT (5x): 48,000 / 1.0045, the same rule as the pinned examples
+    assert round(table_liquidation_price(-1, _d(1), _d(40000), _d(8000), btc), 2) == _d("47784.97")
+
+
+def test_bundled_for_the_data_window_tables_in_force_inside_it_and_btc_record():
+    # the bundled data run 2022-03-01..2023-12-31: SOL's table took effect inside it; BTC's is the record of
+    # 2022-02-11, the only BTC-USDT swap table found; the ETH and AVAX tables took effect in 2021 and OKX adjusted
+    # tiers since, so those two need the operator's file
+    assert set(BUNDLED) == {"SOLUSDT", "BTCUSDT"}
+    assert all(t.effective >= BUNDLED_WINDOW_START for s, t in BUNDLED.items() if s != "BTCUSDT")
     eth_msg = missing_tiers_message("ETHUSDT")
     assert "took effect on 2021-06-11, before the bundled data" in eth_msg and "--brackets okx_tiers.json" in eth_msg
-    btc_msg = missing_tiers_message("BTCUSDT", "my_tiers.json")
-    assert "nor in my_tiers.json" in btc_msg and "took effect" not in btc_msg
-    assert "position-tiers?instType=SWAP&tdMode=isolated" in btc_msg
+    assert "BTCUSDT, SOLUSDT" in eth_msg
+    doge_msg = missing_tiers_message("DOGEUSDT", "my_tiers.json")
+    assert "nor in my_tiers.json" in doge_msg and "took effect" not in doge_msg
+    assert "position-tiers?instType=SWAP&tdMode=isolated" in doge_msg
+
+
+def test_liquidation_uses_the_tables_taker_fee():
+    """A user's own taker fee moves OKX's liquidation price: the closing fee is the table's (`with_fee`), the
+    regular user's 0.05 % by default; the maintenance the margin math reads uses the same fee."""
+    sol = BUNDLED["SOLUSDT"]
+    assert sol.fee == _d("0.0005") and sol.with_fee(0.0005) is sol
+    vip = sol.with_fee(0.0002)
+    # short 100 SOL at 20.000 with 400 USDT, tier 1 mmr 1 %, taker 0.02 %: 2,400 / (100 x 1.0102) = 23.7577
+    p = table_liquidation_price(-1, _d(100), _d(20), _d(400), vip)
+    assert p == _d(2400) / _d("101.02") and round(p, 4) == _d("23.7577")
+    assert _trigger(-1, _d(100), _d(20), _d(400), p, _d("0.01"), _d("0.0002")) == pytest.approx(_d(1), abs=_d("1e-25"))
+    # the default table still gives the pinned 23.7506; an explicit fee argument overrides the table's
+    assert round(table_liquidation_price(-1, _d(100), _d(20), _d(400), sol), 4) == _d("23.7506")
+    assert table_liquidation_price(-1, _d(100), _d(20), _d(400), sol, _d("0.0002")) == p
+    assert vip.maintenance_at(100.0, float(p)) == pytest.approx(float(p) * 100 * 0.0102, rel=1e-12)
+    # the fee travels with the table through a strategy config's rows; the regular user's rate is not written
+    assert "takerFee" not in table_rows(sol)[0] and table_rows(vip)[0]["takerFee"] == "0.0002"
+    assert table_from_rows("SOLUSDT", table_rows(vip)) == vip and table_from_rows("SOLUSDT", table_rows(sol)) == sol
+    with pytest.raises(ValueError, match="taker fee must be a fraction of notional"):
+        sol.with_fee(-0.001)
 
 
 def _trigger(side, q, e, m, p, mmr, f=_d("0.0005")):

@@ -302,8 +302,8 @@ def test_okx_authentication_and_refusals():
             assert (await ws.receive(timeout=5)).data == "pong"
         # order-level refusals, as ccxt maps them
         await ex.load_markets()
-        with pytest.raises(ccxt.InsufficientFunds):
-            await ex.create_order(BTC_SWAP, "market", "sell", 100_000, None, {"marginMode": "isolated"})
+        with pytest.raises(ccxt.InsufficientFunds):  # ETH: BTC's bundled tiers stop at 5 BTC (51004 beyond)
+            await ex.create_order("ETH/USDT:USDT", "market", "sell", 100_000, None, {"marginMode": "isolated"})
         with pytest.raises(ccxt.InvalidOrder, match="51121"):  # not a whole contract (lot 1): ccxt would round it
             await ex.privatePostTradeOrder({"instId": "BTC-USDT-SWAP", "tdMode": "cross", "side": "sell",
                                             "ordType": "market", "sz": "1.5"})

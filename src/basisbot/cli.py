@@ -10,6 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from basisbot.config.checks import leverage_problems, venue_reference
 from basisbot.config.loading import ConfigError, effective_config, load_settings
 from basisbot.data.bundled_files import BundledDataMissing
 from basisbot.venues.binance.reference import VenueDataError
@@ -104,8 +105,37 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _lowest_prices(settings, config_path: Path | None) -> dict[str, float]:
+    """Each enabled symbol's lowest perp price in the configured backtest window (its data folder, or the venue's
+    bundled data), for leverage checks against tiers by size; symbols without data are left out."""
+    from basisbot.backtest.run import resolve_data_dir
+    from basisbot.data import market_data
+
+    bt, venue = settings.backtest, settings.venue
+    out: dict[str, float] = {}
+    try:
+        data_path = resolve_data_dir(bt.data, config_path, venue.name)
+        specs = venue.bundled_perp_rules()
+        for s in settings.enabled_symbols():
+            if s in specs:
+                d = market_data.load_symbol(data_path, s, start=bt.start, end=bt.end, allow_perp_gaps=True,
+                                            exchange=venue.data_suffix, contract_value=specs[s].contract_value)
+                out[s] = float(d.bars["perp_low"].min())
+    except (OSError, ValueError, KeyError, BundledDataMissing):
+        pass  # no data for the window: the tiers' own bounds are checked (config.checks.leverage_problems)
+    return out
+
+
 def cmd_config_check(args: argparse.Namespace) -> int:
     settings = load_settings(args.config, env_file=args.env_file)
+    tables, _, _ = venue_reference(settings, str(args.config), Path(args.config) if args.config else None)
+    if any(callable(getattr(tables.get(s), "check_leverage", None)) for s in settings.enabled_symbols()):
+        # tiers by size: the leverage must fit the tier of the largest position, bought at the lowest price
+        source = str(settings.backtest.brackets) if settings.backtest.brackets else "bundled snapshot"
+        problems = leverage_problems(settings, tables, str(args.config), source,
+                                     prices=_lowest_prices(settings, Path(args.config) if args.config else None))
+        if problems:
+            raise ConfigError(str(args.config), problems)
     rows = effective_config(settings, args.config, args.env_file)
     width = max(len(k) for k, _, _ in rows)
     vwidth = min(40, max(len(v) for _, v, _ in rows))

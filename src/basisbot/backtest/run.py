@@ -26,7 +26,7 @@ from nautilus_trader.model.objects import Money
 from basisbot.backtest.feed import SymbolFeed, bar_type, build_feed
 from basisbot.backtest.recorder import BacktestRecorder, RecorderConfig
 from basisbot.backtest.stream import QuietGate, hour_chunks
-from basisbot.config.checks import venue_reference
+from basisbot.config.checks import leverage_problems, venue_reference
 from basisbot.config.loading import ConfigError
 from basisbot.config.schema import Settings, SymbolSettings
 from basisbot.data import market_data
@@ -172,6 +172,13 @@ def prepare(settings: Settings, *, config_path: Path | None = None, data_dir: Pa
     datas = {s: market_data.load_symbol(data_path, s, start=start_ts, end=end_ts, allow_perp_gaps=True,
                                         exchange=venue.data_suffix, contract_value=specs[s].contract_value)
              for s in enabled}
+    # tiers by size (OKX): the leverage must fit the tier of the largest position, bought at the window's lowest price
+    if any(callable(getattr(brackets[s], "check_leverage", None)) for s in enabled):
+        problems = leverage_problems(settings, brackets, str(config_path or "<config>"),
+                                     str(bt.brackets) if bt.brackets else "bundled snapshot", enabled,
+                                     prices={s: float(datas[s].bars["perp_low"].min()) for s in enabled})
+        if problems:
+            raise BacktestInputError("; ".join(problems))
     first = min(d.bars.index[0] for d in datas.values())
     last = max(d.bars.index[-1] for d in datas.values()) + pd.Timedelta(hours=1)
     fees, profile = settings.fees, settings.venue

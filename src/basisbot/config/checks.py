@@ -6,6 +6,7 @@ Each problem is one line naming the file, the symbol, the field, the bad value a
 from __future__ import annotations
 
 from collections.abc import Mapping
+from decimal import Decimal
 from pathlib import Path
 
 from basisbot.config.schema import Settings, SymbolSettings
@@ -59,19 +60,32 @@ def venue_reference(settings: Settings, file_label: str, config_path: Path | Non
                      else f"field 'backtest.{field_name}' =")
             problems.append(f"{file_label}: {where} {str(value)!r}: {e}")
             out.append(fallback())
+    if venue.with_perp_taker_fee is not None:  # the venue's liquidation counts the closing fee: the user's own rate
+        out[0] = venue.with_perp_taker_fee(out[0], settings.fees.perp_taker)
     return out[0], out[1], problems
 
 
 def leverage_problems(settings: Settings, tables: Mapping, file_label: str, source: str,
-                      symbols: Mapping[str, SymbolSettings] | None = None) -> list[str]:
-    """Leverage above what the venue's bracket allows at the symbol's largest perp notional. `tables` maps symbol ->
-    BracketTable; `source` says where they came from (shown in the message). Symbols without a table are skipped."""
+                      symbols: Mapping[str, SymbolSettings] | None = None,
+                      prices: Mapping[str, float] | None = None) -> list[str]:
+    """Leverage above what the venue's tier allows at the symbol's largest perp notional. `tables` maps symbol ->
+    tier table; `source` says where they came from (shown in the message). Symbols without a table are skipped.
+    Tiers by notional (Binance) are checked at that notional. Tiers by size (OKX's `TierTable.check_leverage`) are
+    checked at the largest size that notional buys: at the symbol's lowest price in `prices` (e.g. the backtest
+    window's lowest perp price); without a price, at the first tier's maximum (the loosest bound)."""
     problems = []
     for name, sym in (settings.symbols if symbols is None else symbols).items():
         table = tables.get(name)
         if table is None:
             continue
         notional = sym.perp_notional_cap()
+        price = (prices or {}).get(name)
+        if callable(getattr(table, "check_leverage", None)) and price is not None and price > 0:
+            problem = _size_tier_problem(table, sym.leverage, notional, price)
+            if problem:
+                problems.append(f"{file_label}: symbol {name}, field 'symbols.{name}.leverage' = {sym.leverage}: "
+                                f"{problem} (tiers: {source})")
+            continue
         allowed = table.leverage_limit(notional)
         if sym.leverage > allowed:
             problems.append(
@@ -81,10 +95,25 @@ def leverage_problems(settings: Settings, tables: Mapping, file_label: str, sour
     return problems
 
 
+def _size_tier_problem(table, leverage: int, notional: float, price: float) -> str | None:
+    """What is wrong with `leverage` for a position of `notional` USDT at `price` under size tiers, or None."""
+    qty = Decimal(str(notional)) / Decimal(str(price))
+    try:
+        table.check_leverage(leverage, qty)
+    except ValueError as e:
+        largest = table.max_qty_at_leverage(leverage)
+        at = (f"; the largest notional {leverage}x allows at that price is {float(largest) * price:,.0f} USDT"
+              if largest is not None else "")
+        return (f"a {notional:,.0f} USDT position at the lowest price {price:g} is {qty:.8g} "
+                f"{table.symbol.removesuffix('USDT')}: {e}{at}")
+    return None
+
+
 def venue_checks(settings: Settings, file_label: str, config_path: Path | None = None,
-                  from_flags: frozenset[str] = frozenset()) -> list[str]:
+                  from_flags: frozenset[str] = frozenset(), prices: Mapping[str, float] | None = None) -> list[str]:
     """Checks that need venue reference data: known symbols, leverage the bracket allows (bundled snapshots or the
-    operator's `backtest.brackets` / `backtest.exchange_info` files)."""
+    operator's `backtest.brackets` / `backtest.exchange_info` files); `prices`: each symbol's lowest price, where
+    the venue's tiers are by size (see `leverage_problems`)."""
     tables, specs, problems = venue_reference(settings, file_label, config_path, from_flags)
     known = set(tables) | set(specs)
     for name, sym in settings.symbols.items():
@@ -106,5 +135,5 @@ def venue_checks(settings: Settings, file_label: str, config_path: Path | None =
         if spot is not None and spot != name and spot not in known:
             problems.append(f"{file_label}: symbol {name}, field 'symbols.{name}.spot_symbol' = {spot!r}: unknown spot market")
     source = str(settings.backtest.brackets) if settings.backtest.brackets else "bundled snapshot"
-    problems += leverage_problems(settings, tables, file_label, source)
+    problems += leverage_problems(settings, tables, file_label, source, prices=prices)
     return problems

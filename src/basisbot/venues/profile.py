@@ -170,6 +170,9 @@ class VenueProfile:
     # a tier table as plain rows for a strategy config (a nautilus config holds only plain data), and back
     tier_rows: Callable[[Any], list[dict]] = bracket_rows
     tiers_from_rows: Callable[[str, list[dict]], Any] = _bracket_table_from_rows
+    # the tables of a run priced with its configured perp taker fee, where the venue's liquidation condition counts
+    # the fee of closing (OKX: maintenance margin + taker fee); None where the tables do not depend on fees (Binance)
+    with_perp_taker_fee: Callable[[Mapping[str, Any], float], Mapping[str, Any]] | None = None
     # operator-facing source notes, e.g. where the bundled facts come from (shown by `config check`)
     notes: tuple[str, ...] = field(default_factory=tuple)
 

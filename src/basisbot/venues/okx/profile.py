@@ -53,10 +53,17 @@ def bundled_tiers() -> dict[str, tiers.TierTable]:
 
 
 def liquidation_price(side: int, qty: float, entry: float, wallet: float, table: tiers.TierTable) -> float:
-    """OKX's isolated liquidation price (`basisbot.venues.okx.tiers`), in floats like the rest of the margin math."""
+    """OKX's isolated liquidation price (`basisbot.venues.okx.tiers`), in floats like the rest of the margin math, with
+    the table's closing taker fee (`TierTable.fee`: the run's `fees.perp_taker`, see `with_perp_taker_fee`)."""
     if not isinstance(table, tiers.TierTable):
         raise TypeError(f"OKX's liquidation price needs an OKX position-tier table, got {type(table).__name__}")
     return tiers.table_liquidation_price(side, float(qty), float(entry), float(wallet), table)
+
+
+def with_perp_taker_fee(tables, fee: float) -> dict[str, tiers.TierTable]:
+    """The tables with the run's perp taker fee as the closing fee of OKX's liquidation condition (a user's own fee
+    level moves the liquidation price)."""
+    return {s: t.with_fee(fee) for s, t in tables.items()}
 
 
 def missing_rules_message(symbol: str, markets_file: Path | None) -> str:
@@ -100,6 +107,7 @@ OKX = VenueProfile(
     data_suffix="okx",
     tier_rows=tiers.table_rows,
     tiers_from_rows=tiers.table_from_rows,
+    with_perp_taker_fee=with_perp_taker_fee,
     notes=("OKX facts: backtests/data/SOURCES.md 'OKX facts' (contracts, funding caps, position tiers, liquidation, "
            "fees)",),
 )

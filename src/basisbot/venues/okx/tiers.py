@@ -18,13 +18,21 @@ tiers"):
 - AVAXUSDT from 2021-03-04 10:00 UTC ("OKEx position tiers to be adjusted"): up to 375 contracts mmr 1.00 % (imr
   1.30 %, 75x); up to 750: 1.50 % (2.00 %, 50x); up to 1,500: 2.00 % (5.00 %, 20x). The copy read shows the next
   tier's size step (+1,500 contracts) but not its rates, so sizes beyond 1,500 are refused rather than guessed.
+- BTCUSDT as recorded on 2022-02-11 23:45 UTC (OKX's position-tiers answer for the BTC-USDT swap family, printed by
+  ccxt's okx.fetchLeverageTiers('BTC/USDT:USDT') in https://github.com/ccxt/ccxt/pull/11938): tier 1 up to 500
+  contracts (5 BTC) mmr 0.40 % (imr 0.80 %, 125x). The print elides tiers 2 to 99 (it shows tier 100: 972,001 to
+  982,000 contracts, mmr 49.5 %, imr 50 %, 2x), so sizes beyond 5 BTC are refused rather than guessed. `effective` is
+  the time of the record (the table was in force then), not a date of effect.
 
-Bundled for backtests (`BUNDLED`, the default of `tier_tables`): SOLUSDT only, its 2022-11-08 table used for the whole
-bundled window (2022-03..2023-12): it is the only table found that took effect inside the window. The ETHUSDT and
-AVAXUSDT tables took effect before the window, and OKX adjusted the tiers of many swaps after them (2022-03-04,
-2023-04-24, 2023-05-19, 2023-06-15, 2023-10-31, 2023-12-18) in announcements whose rows for these symbols could not be
-read; no BTCUSDT table was found. A backtest of BTC, ETH or AVAX therefore needs the operator's file (`--brackets`,
-OKX's position-tiers answer or ccxt's fetch_market_leverage_tiers JSON); `missing_tiers_message` says so.
+Bundled for backtests (`BUNDLED`, the default of `tier_tables`), each used for the whole bundled window
+(2022-03..2023-12): SOLUSDT's 2022-11-08 table, the only table found that took effect inside the window, and
+BTCUSDT's record of 2022-02-11, 18 days before the window and the only BTC-USDT swap table found (whether OKX's
+adjustments of 2022-03-04 and 2023 changed BTCUSDT's tier 1 is unknown: the copies read end before its rows). The
+ETHUSDT and AVAXUSDT tables took effect 9 and 12 months before the window, and OKX adjusted the tiers of many swaps
+after them (2022-03-04, 2022-06-09, 2023-04-24, 2023-05-19, 2023-06-15, 2023-10-31, 2023-12-18) in announcements whose
+rows for these symbols could not be read. A backtest of ETH or AVAX therefore needs the operator's file
+(`--brackets`, OKX's position-tiers answer or ccxt's fetch_market_leverage_tiers JSON); `missing_tiers_message` says
+so.
 
 Liquidation (OKX help, isolated margin: the position is liquidated when its margin ratio
 (isolated margin + unrealised PnL) / (maintenance margin + taker fee of closing) falls to 100 %; maintenance margin =
@@ -34,6 +42,9 @@ q·P·(mmr + f):
 
     long:  P = (q·E - M) / (q·(1 - mmr - f))
     short: P = (q·E + M) / (q·(1 + mmr + f))
+
+f is the table's closing taker fee (`TierTable.fee`): OKX's regular-user (Lv1) rate 0.05 % by default, the run's
+`fees.perp_taker` when configured, so that a user's own fee level moves the liquidation price.
 
 Worked examples (tests/test_okx_tiers.py), Lv1 taker fee 0.05 %, margin = notional / 5 (5x), so that
 P = E × (1 ± 1/5) / (1 ± (mmr + f)) whatever the size:
@@ -48,7 +59,7 @@ P = E × (1 ± 1/5) / (1 ± (mmr + f)) whatever the size:
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from pathlib import Path
 
@@ -75,7 +86,9 @@ class TierTable:
     from the previous tier" applies when `step_qty` is set (the initial margin ratio rises by the same step, and the
     tier's maximum leverage is that of its initial margin ratio, 1 / imr, never above the last listed tier's);
     otherwise sizes beyond the last tier are refused. `effective` (UTC, ISO 8601) and `source` date and cite a
-    published table; tables read from an operator's file carry neither."""
+    published table; tables read from an operator's file carry neither. `fee`: the taker fee rate of closing that
+    OKX's liquidation condition counts beside the maintenance margin (module docstring); the regular user's rate
+    unless the run's `fees.perp_taker` says otherwise (`with_fee`)."""
 
     symbol: str
     tiers: tuple[Tier, ...]
@@ -83,6 +96,15 @@ class TierTable:
     step_mmr: Decimal | None = None
     effective: str | None = None
     source: str | None = None
+    fee: Decimal = SWAP_TAKER
+
+    def with_fee(self, fee) -> TierTable:
+        """This table with `fee` (a fraction of notional, e.g. 0.0005) as the closing taker fee of the liquidation
+        condition."""
+        f = Decimal(str(fee))
+        if not (0 <= f < 1):
+            raise ValueError(f"{self.symbol}: taker fee must be a fraction of notional in [0, 1), got {fee}")
+        return self if f == self.fee else replace(self, fee=f)
 
     def tier_for(self, qty) -> Tier:
         q = Decimal(str(qty))
@@ -148,9 +170,9 @@ class TierTable:
     # The tier-table interface of the margin math (`basisbot.core.brackets.BracketTable` has the same methods), so the
     # guard, the backtest's perp venue and the reports read OKX's tables by size like Binance's by notional.
     def maintenance_at(self, qty: float, price: float) -> float:
-        """What the position must keep at `price` not to be liquidated: (mmr of its size + the taker fee of closing)
-        × qty × price (OKX's margin ratio, module docstring); the inverse of `table_liquidation_price`."""
-        return float(self.mmr_for(qty) + SWAP_TAKER) * qty * price
+        """What the position must keep at `price` not to be liquidated: (mmr of its size + the taker fee of closing,
+        `fee`) × qty × price (OKX's margin ratio, module docstring); the inverse of `table_liquidation_price`."""
+        return float(self.mmr_for(qty) + self.fee) * qty * price
 
     @property
     def base_mmr(self) -> float:
@@ -168,13 +190,15 @@ class TierTable:
 def table_rows(table: TierTable) -> list[dict]:
     """A table as plain rows (sizes in base units, decimal strings) for a strategy config; `table_from_rows` reverses
     it. The last row may carry `stepQty` / `stepMmr` (OKX's rule beyond the last listed tier), the first the table's
-    `effective` date and `source`."""
+    `effective` date and `source`, and its closing taker fee `takerFee` when it is not the regular user's."""
     rows = [{"tier": t.tier, "minQty": str(t.min_qty), "maxQty": str(t.max_qty), "mmr": str(t.mmr), "imr": str(t.imr),
              "maxLever": str(t.max_leverage)} for t in table.tiers]
     if table.step_qty is not None:
         rows[-1] = {**rows[-1], "stepQty": str(table.step_qty), "stepMmr": str(table.step_mmr)}
     if table.effective is not None or table.source is not None:  # a published table's date and citation
         rows[0] = {**rows[0], "effective": table.effective, "source": table.source}
+    if table.fee != SWAP_TAKER:
+        rows[0] = {**rows[0], "takerFee": str(table.fee)}
     return rows
 
 
@@ -189,7 +213,8 @@ def table_from_rows(symbol: str, rows: list[dict], source: str = "strategy confi
     last = rows[-1]
     step_qty = Decimal(last["stepQty"]) if "stepQty" in last else None
     step_mmr = Decimal(last["stepMmr"]) if "stepMmr" in last else None
-    return TierTable(symbol, tiers, step_qty, step_mmr, rows[0].get("effective"), rows[0].get("source"))
+    fee = Decimal(rows[0]["takerFee"]) if "takerFee" in rows[0] else SWAP_TAKER
+    return TierTable(symbol, tiers, step_qty, step_mmr, rows[0].get("effective"), rows[0].get("source"), fee)
 
 
 def _table(symbol: str, rows: list[tuple[int, int, str, str, str]], step: tuple[int, str] | None, effective: str,
@@ -228,13 +253,20 @@ PUBLISHED: dict[str, tuple[TierTable, ...]] = {
     ], None, "2021-03-04T10:00:00Z",
         "OKEx, 'OKEx position tiers to be adjusted' (10:00 am UTC on Mar. 4), "
         "https://www.okex.com/support/hc/en-us/articles/360057232692-OKEx-position-tiers-to-be-adjusted-"),),
+    "BTCUSDT": (_table("BTCUSDT", [
+        (1, 500, "0.004", "0.008", "125"),
+    ], None, "2022-02-11T23:45:19Z",
+        "OKX position-tiers answer for BTC-USDT swaps recorded 2022-02-11 23:45 UTC by ccxt's "
+        "okx.fetchLeverageTiers('BTC/USDT:USDT'), https://github.com/ccxt/ccxt/pull/11938 (tiers 2-99 elided)"),),
 }
 
-# The table a backtest of the bundled data (2022-03-01..2023-12-31) uses: only symbols with a table found that took
-# effect inside that window (module docstring).
+# The table a backtest of the bundled data (2022-03-01..2023-12-31) uses: tables found that took effect inside that
+# window, and BTCUSDT's record from just before it, the only BTC-USDT swap table found (module docstring).
 BUNDLED_WINDOW_START = "2022-03-01T00:00:00Z"
+BUNDLED_RECORDED_BEFORE_WINDOW = frozenset({"BTCUSDT"})
 BUNDLED: dict[str, TierTable] = {
-    sym: tables[-1] for sym, tables in PUBLISHED.items() if tables[-1].effective >= BUNDLED_WINDOW_START
+    sym: tables[-1] for sym, tables in PUBLISHED.items()
+    if tables[-1].effective >= BUNDLED_WINDOW_START or sym in BUNDLED_RECORDED_BEFORE_WINDOW
 }
 
 
@@ -251,12 +283,15 @@ def liquidation_price(side: int, qty, entry, margin, mmr, fee=SWAP_TAKER):
     return max(price, 0 * one)
 
 
-def table_liquidation_price(side: int, qty, entry, margin, table: TierTable, fee=SWAP_TAKER):
-    """`liquidation_price` with the mmr of the position's tier (by size: no re-check with the price needed)."""
+def table_liquidation_price(side: int, qty, entry, margin, table: TierTable, fee=None):
+    """`liquidation_price` with the mmr of the position's tier (by size: no re-check with the price needed) and the
+    table's closing taker fee (`TierTable.fee`) unless `fee` is given."""
     mmr = table.mmr_for(qty)
+    if fee is None:
+        fee = table.fee
     if isinstance(qty, float):
         return liquidation_price(side, qty, float(entry), float(margin), float(mmr), float(fee))
-    return liquidation_price(side, Decimal(str(qty)), Decimal(str(entry)), Decimal(str(margin)), mmr, Decimal(fee))
+    return liquidation_price(side, Decimal(str(qty)), Decimal(str(entry)), Decimal(str(margin)), mmr, Decimal(str(fee)))
 
 
 # ---------------------------------------------------------------------------------------------------------------------
