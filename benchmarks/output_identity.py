@@ -8,8 +8,9 @@ byte for byte (every CSV and summary.json).
 (every bar's intra-hour path replayed) byte for byte.
 
 The runs: the quick start (config/basisbot.toml), cross margin at 5x with and without the guard (January 2023: the
-guard acts; without it positions are liquidated), isolated 5x without the guard through 2023 (liquidations), and a
-[portfolio] capital budget over four symbols (2023-01 to 2023-05).
+guard acts; without it positions are liquidated), isolated 5x without the guard through 2023 (liquidations), a
+[portfolio] capital budget over four symbols (2023-01 to 2023-05), and on OKX: always-in at 2x over the whole bundled window on
+the symbols with bundled OKX tiers (BTC, SOL), and 5x isolated through 2022 with and without the guard (liquidations, margin added).
 """
 
 from __future__ import annotations
@@ -19,12 +20,21 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "backtests" / "data" / "binance"
+OKX_DATA = REPO / "backtests" / "data" / "okx"
 
 
 def _five_x(guard: bool, mode: str, end: str) -> str:
     text = f'[backtest]\ndata = "{DATA}"\nstart = 2023-01-01\nend = {end}\n'
     for s in ("BTCUSDT", "ETHUSDT", "SOLUSDT"):
         text += (f'[symbols.{s}]\nenabled = true\nnotional_usdt = 20000\nleverage = 5\nmargin_mode = "{mode}"\n'
+                 f"entry_apr = -1000\nexit_apr = -2000\n[symbols.{s}.guard]\nenabled = {str(guard).lower()}\n")
+    return text
+
+
+def _okx(symbols, leverage: int, guard: bool, start: str, end: str) -> str:
+    text = f'[exchange]\nname = "okx"\n[backtest]\ndata = "{OKX_DATA}"\nstart = {start}\nend = {end}\n'
+    for s in symbols:
+        text += (f"[symbols.{s}]\nenabled = true\nnotional_usdt = 10000\nleverage = {leverage}\n"
                  f"entry_apr = -1000\nexit_apr = -2000\n[symbols.{s}.guard]\nenabled = {str(guard).lower()}\n")
     return text
 
@@ -41,6 +51,9 @@ def configs() -> dict[str, str]:
         "cross_noguard": _five_x(False, "cross", "2023-02-01"),
         "isolated_liq": _five_x(False, "isolated", "2024-01-01"),
         "budget": budget,
+        "okx_always_in": _okx(("BTCUSDT", "SOLUSDT"), 2, False, "2022-03-01", "2023-12-31"),
+        "okx_5x": _okx(("BTCUSDT", "SOLUSDT"), 5, False, "2022-03-01", "2023-01-01"),
+        "okx_5x_guard": _okx(("BTCUSDT", "SOLUSDT"), 5, True, "2022-03-01", "2023-01-01"),
     }
 
 

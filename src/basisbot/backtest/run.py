@@ -23,6 +23,7 @@ from nautilus_trader.model.events import OrderFilled
 from nautilus_trader.model.identifiers import TraderId
 from nautilus_trader.model.objects import Money
 
+from basisbot.backtest.bar_book import BarBook, VenueHandle
 from basisbot.backtest.feed import SymbolFeed, bar_type, build_feed
 from basisbot.backtest.recorder import BacktestRecorder, RecorderConfig
 from basisbot.backtest.stream import QuietGate, hour_chunks
@@ -235,21 +236,29 @@ def build_engine(p: Prepared, *, simulate_perp: bool = True, gate: QuietGate | N
     ], liquidation_price=profile.liquidation_price, unified=profile.unified_account)
     spot_modules = [SpotCollateralModule(ledger)] if simulate_perp else []
     perp_modules = [PerpMarginModule(ledger, {s: f.settlements for s, f in p.feeds.items()})] if simulate_perp else []
+    handles = VenueHandle(), VenueHandle()
+    # bars reach the matching engines through `BarBook` (what bar execution leaves in the book, without its cost)
     engine.add_venue(
         venue=spot_venue(profile), oms_type=OmsType.NETTING, account_type=AccountType.CASH, base_currency=None,
         starting_balances=[Money(bt.spot_balance_usdt, USDT)], fee_model=MakerTakerFeeModel(),
-        modules=spot_modules,
+        modules=[*spot_modules, handles[0]], bar_execution=False,
     )
     engine.add_venue(
         venue=perp_venue(profile), oms_type=OmsType.NETTING, account_type=AccountType.MARGIN, base_currency=USDT,
         starting_balances=[Money(bt.perp_balance_usdt, USDT)], fee_model=MakerTakerFeeModel(),
-        margin_model=StandardMarginModel(), default_leverage=Decimal(1), modules=perp_modules,
+        margin_model=StandardMarginModel(), default_leverage=Decimal(1), modules=[*perp_modules, handles[1]],
+        bar_execution=False,
     )
     for m in spot_modules + perp_modules:
         m.detach_from_loop()  # registered with their exchanges; nothing to do per data point (`perp_simulation`)
+    spot_exchange, perp_exchange = (h.detach() for h in handles)
     for s in p.enabled:
         engine.add_instrument(p.spot_insts[s])
         engine.add_instrument(p.perp_insts[s])
+    exchanges = {p.spot_insts[s].id: spot_exchange for s in p.enabled}
+    exchanges.update({p.perp_insts[s].id: perp_exchange for s in p.enabled})
+    BarBook(engine.kernel.msgbus, exchanges,  # the bus keeps its handler
+            [bar_type(i) for s in p.enabled for i in (p.spot_insts[s], p.perp_insts[s])])
     if gate is None:
         engine.add_data(p.events, sort=True)  # already in order; the stable sort keeps same-ts priority
         return engine, ledger

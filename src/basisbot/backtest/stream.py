@@ -32,7 +32,6 @@ from collections.abc import Iterator
 from nautilus_trader.model.data import MarkPriceUpdate
 
 from basisbot.backtest.feed import HOUR_NS, PRIO_MARK, PRIO_PREDICTION, HourSpan, SymbolFeed
-from basisbot.core import margin
 from basisbot.core.carry import funding_payment
 from basisbot.core.guard_state import GuardState
 from basisbot.core.mark_watch import mark_watch
@@ -318,14 +317,14 @@ class QuietGate:
         bands = []
         for w in (wallet - swing, wallet, wallet + swing) if settles else (wallet,):
             try:
-                lp = margin.liquidation_price(book.side, book.qty, book.entry, w, spec.table)
+                lp = self.ledger.formula(book.side, book.qty, book.entry, w, spec.table)
             except (ValueError, ZeroDivisionError):
                 return [(math.inf, -math.inf)]
             if lp is None or lp <= 0:
                 bands.append((-math.inf, math.inf))
             else:
                 bands.append((-math.inf, lp) if book.side < 0 else (lp, math.inf))
-            g = GuardState(st.thresholds, spec.table, spec.mode == "isolated")
+            g = GuardState(st.thresholds, spec.table, spec.mode == "isolated", liquidation=self.ledger.formula)
             g.on_margin_state(PerpMarginState(symbol, spec.mode, book.side, book.qty, book.entry, w, 0.0, 0.0, 0), None)
             bands.append(g.quiet_band)
         return bands

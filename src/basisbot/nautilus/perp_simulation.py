@@ -131,7 +131,7 @@ class PerpLedger:
         an isolated position comes from the account's available USDT with no transfer (the engine's spot and perp
         accounts are two books of that one account: their balances move together, nothing is reported as a transfer);
         otherwise separate wallets with transfers from spot (Binance)."""
-        self._lp = liquidation_price
+        self.formula = liquidation_price  # the venue's isolated liquidation price (side, qty, entry, wallet, table)
         self.unified = unified
         self.symbols = {s.symbol: s for s in symbols}
         self.by_instrument = {s.instrument_id: s for s in symbols}
@@ -189,7 +189,7 @@ class PerpLedger:
         book = self.books[symbol]
         if book.side == 0:
             return None
-        return self._lp(book.side, book.qty, book.entry, self.effective_wallet(symbol), self.symbols[symbol].table)
+        return self.formula(book.side, book.qty, book.entry, self.effective_wallet(symbol), self.symbols[symbol].table)
 
     def state(self, symbol: str, ts_ns: int) -> PerpMarginState:
         book = self.books[symbol]

@@ -1,0 +1,100 @@
+"""Each bar's effect on the venues' order books, as nautilus' bar execution leaves them, at a fraction of its cost.
+
+With bar execution, nautilus' matching engine replays a LAST bar as up to four trade ticks (open, high, low, close;
+each only when it moves the last price, high before low) and iterates its orders after each. Our strategies send
+market orders only, and nautilus fills a market order when it processes the order, never while a bar's ticks are
+iterated, so no fill can come from inside a bar: what a bar leaves behind is the book, one price level on each side
+at the last tick it processed (the close, sized as nautilus sizes the close; an earlier quarter-sized tick when the
+close did not move the price; nothing when no tick moved it). The venues here run without bar execution and
+`BarBook` hands each matching engine that one tick, before anyone else hears of the bar (the highest priority on the
+bars' topics), just as the engine processes a bar at its venue before it publishes it.
+
+The synthetic tick goes to the matching engine only, never to the data engine: the cache's last trade (what
+nautilus' risk engine checks a market order against) stays the last trade tick of the stream, as with bar
+execution. Trade ids of the venues' fills differ (bar execution numbers its four ticks among them); none of our
+outputs holds them."""
+
+from __future__ import annotations
+
+from nautilus_trader.backtest.config import SimulationModuleConfig
+from nautilus_trader.backtest.modules import SimulationModule
+from nautilus_trader.model.data import Bar, TradeTick
+from nautilus_trader.model.enums import AggressorSide
+from nautilus_trader.model.identifiers import TradeId
+from nautilus_trader.model.objects import Price, Quantity
+
+BAR_BOOK_PRIORITY = 1_000_000  # before the portfolio's (10) and every strategy's handlers
+
+
+def quarter_sizes(volume_raw: int, min_size_raw: int) -> tuple[int, int]:
+    """nautilus' `compute_bar_quarter_sizes`: the size of the open, high and low ticks (a quarter of the volume, down
+    to the size increment, at least one increment) and of the close (the rest, likewise)."""
+    quarter = (volume_raw // 4) // min_size_raw * min_size_raw
+    if quarter < min_size_raw:
+        quarter = min_size_raw
+    if quarter * 3 >= volume_raw:
+        return quarter, min_size_raw
+    close = (volume_raw - quarter * 3) // min_size_raw * min_size_raw
+    return quarter, max(close, min_size_raw)
+
+
+def last_tick(last: int | None, o: int, h: int, lo: int, c: int) -> tuple[int, bool] | None:
+    """The last tick nautilus processes for a bar (raw prices; `last` the engine's last price, None before any):
+    (its price, whether it is the close tick, sized as the close), None when no tick moves the price."""
+    found = None
+    if last is None or o != last:
+        found, last = (o, False), o
+    if h > last:
+        found, last = (h, False), h
+    if lo < last:
+        found, last = (lo, False), lo
+    if c != last:
+        found = (c, True)
+    return found
+
+
+class VenueHandle(SimulationModule):
+    """Hands over its venue's simulated exchange (nautilus gives its modules their exchange, and nobody else) and
+    then leaves the exchange's per-data-point calls (`detach`)."""
+
+    def __init__(self):
+        super().__init__(SimulationModuleConfig())
+
+    def detach(self):
+        """The exchange, with this module out of its list."""
+        if self in self.exchange.modules:
+            self.exchange.modules.remove(self)
+        return self.exchange
+
+    def process(self, ts_now: int) -> None:
+        pass
+
+
+class BarBook:
+    """Subscribes to every bar of `bar_types` and applies each to its venue's matching engine (see the module)."""
+
+    def __init__(self, msgbus, exchanges: dict, bar_types: list):
+        """`exchanges`: instrument id -> the SimulatedExchange of its venue."""
+        self._engines = {}
+        self._ids = 0
+        for bt in bar_types:
+            iid = bt.instrument_id
+            me = exchanges[iid].get_matching_engine(iid)
+            inst = me.instrument
+            self._engines[iid] = (me, inst.size_increment.raw, inst.price_precision, inst.size_precision)
+            msgbus.subscribe(f"data.bars.{bt}", self.on_bar, priority=BAR_BOOK_PRIORITY)
+
+    def on_bar(self, bar: Bar) -> None:
+        iid = bar.bar_type.instrument_id
+        me, min_raw, pp, sp = self._engines[iid]
+        best = me.best_bid_price()
+        o, h, lo, c = bar.open, bar.high, bar.low, bar.close
+        found = last_tick(None if best is None else best.raw, o.raw, h.raw, lo.raw, c.raw)
+        if found is None:
+            return
+        price_raw, is_close = found
+        quarter, close = quarter_sizes(bar.volume.raw, min_raw)
+        self._ids += 1
+        me.process_trade_tick(TradeTick(
+            iid, Price.from_raw(price_raw, pp), Quantity.from_raw(close if is_close else quarter, sp),
+            AggressorSide.NO_AGGRESSOR, TradeId(f"B{self._ids}"), bar.ts_init, bar.ts_init))
