@@ -70,13 +70,36 @@ class VenueHandle(SimulationModule):
         pass
 
 
-class BarBook:
-    """Subscribes to every bar of `bar_types` and applies each to its venue's matching engine (see the module)."""
+def carry_perp_bars(events: list, pairs: dict) -> tuple[list, dict]:
+    """(the events without the perp bars a spot bar of the same symbol and time carries, {spot instrument id: {time:
+    the perp bar it carries}}). `pairs`: spot instrument id -> perp instrument id. Nothing reads a perp bar but its
+    matching engine (the strategies read the mark, the recorder the marks it is given), so a perp bar needs no event
+    of its own when its spot bar comes at the same time: both go to their books when the spot bar arrives, before
+    anything at that time can trade (at one time, the spot bars come first). A perp bar without one stays an event."""
+    perp_of = {str(p): s for s, p in pairs.items()}
+    spot_ts = {(b.bar_type.instrument_id, b.ts_init) for b in events if type(b) is Bar
+               and b.bar_type.instrument_id in pairs}
+    carried: dict = {s: {} for s in pairs}
+    kept = []
+    for e in events:
+        if type(e) is Bar:
+            spot = perp_of.get(str(e.bar_type.instrument_id))
+            if spot is not None and (spot, e.ts_init) in spot_ts:
+                carried[spot][e.ts_init] = e
+                continue
+        kept.append(e)
+    return kept, carried
 
-    def __init__(self, msgbus, exchanges: dict, bar_types: list):
+
+class BarBook:
+    """Subscribes to every bar of `bar_types` and applies each to its venue's matching engine (see the module), and
+    with each spot bar the perp bar it carries (`carry_perp_bars`)."""
+
+    def __init__(self, msgbus, exchanges: dict, bar_types: list, carried: dict | None = None):
         """`exchanges`: instrument id -> the SimulatedExchange of its venue."""
         self._engines = {}
         self._ids = 0
+        self._carried = carried or {}
         for bt in bar_types:
             iid = bt.instrument_id
             me = exchanges[iid].get_matching_engine(iid)
@@ -86,6 +109,14 @@ class BarBook:
 
     def on_bar(self, bar: Bar) -> None:
         iid = bar.bar_type.instrument_id
+        self._apply(iid, bar)
+        carried = self._carried.get(iid)
+        if carried:
+            perp = carried.get(bar.ts_init)
+            if perp is not None:
+                self._apply(perp.bar_type.instrument_id, perp)
+
+    def _apply(self, iid, bar: Bar) -> None:
         me, min_raw, pp, sp = self._engines[iid]
         best = me.best_bid_price()
         o, h, lo, c = bar.open, bar.high, bar.low, bar.close

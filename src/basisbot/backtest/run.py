@@ -23,7 +23,7 @@ from nautilus_trader.model.events import OrderFilled
 from nautilus_trader.model.identifiers import TraderId
 from nautilus_trader.model.objects import Money
 
-from basisbot.backtest.bar_book import BarBook, VenueHandle
+from basisbot.backtest.bar_book import BarBook, VenueHandle, carry_perp_bars
 from basisbot.backtest.feed import SymbolFeed, bar_type, build_feed
 from basisbot.backtest.recorder import BacktestRecorder, RecorderConfig
 from basisbot.backtest.stream import QuietGate, hour_chunks
@@ -124,6 +124,7 @@ class Prepared:
     feeds: dict[str, SymbolFeed]
     brackets: dict
     events: list  # nautilus data in engine order
+    carried: dict = field(default_factory=dict)  # spot instrument id -> {time: the perp bar its spot bar carries}
 
     @property
     def order(self) -> list[str]:
@@ -191,7 +192,7 @@ def prepare(settings: Settings, *, config_path: Path | None = None, data_dir: Pa
            tuple((str(i.id), i.price_precision, i.size_precision, str(i.size_increment))
                  for s in enabled for i in (spot_insts[s], perp_insts[s])))
     if feed_cache is not None and key in feed_cache:
-        feeds, events = feed_cache[key]
+        feeds, events, carried = feed_cache[key]
     else:
         feeds = {s: build_feed(datas[s], spot_insts[s], perp_insts[s], bt.predictor, bt.intrabar_step,
                                premium_source=bt.premium_source, funding=profile.funding) for s in enabled}
@@ -199,11 +200,12 @@ def prepare(settings: Settings, *, config_path: Path | None = None, data_dir: Pa
         for idx, s in enumerate(enabled):
             merged.extend((ts, prio, idx, obj) for ts, prio, obj in feeds[s].events)
         merged.sort(key=lambda e: (e[0], e[1], e[2]))
-        events = [e[3] for e in merged]
+        events, carried = carry_perp_bars([e[3] for e in merged], {spot_insts[s].id: perp_insts[s].id for s in enabled})
         if feed_cache is not None:
             feed_cache.clear()  # one stream kept: a sweep's points mostly share it
-            feed_cache[key] = (feeds, events)
-    return Prepared(settings, data_path, enabled, datas, first, last, spot_insts, perp_insts, feeds, brackets, events)
+            feed_cache[key] = (feeds, events, carried)
+    return Prepared(settings, data_path, enabled, datas, first, last, spot_insts, perp_insts, feeds, brackets, events,
+                    carried)
 
 
 def _not_recorded(position_id, realized_pnl, ts_event=None) -> None:
@@ -258,7 +260,7 @@ def build_engine(p: Prepared, *, simulate_perp: bool = True, gate: QuietGate | N
     exchanges = {p.spot_insts[s].id: spot_exchange for s in p.enabled}
     exchanges.update({p.perp_insts[s].id: perp_exchange for s in p.enabled})
     BarBook(engine.kernel.msgbus, exchanges,  # the bus keeps its handler
-            [bar_type(i) for s in p.enabled for i in (p.spot_insts[s], p.perp_insts[s])])
+            [bar_type(i) for s in p.enabled for i in (p.spot_insts[s], p.perp_insts[s])], p.carried)
     if gate is None:
         engine.add_data(p.events, sort=True)  # already in order; the stable sort keeps same-ts priority
         return engine, ledger
