@@ -16,11 +16,11 @@ import pytest
 from basisbot.config.loading import load_settings
 from basisbot.exchange.ccxt_setup import use_local_okx_venue
 from basisbot.live.instruments import perp_from_market, spot_from_market
-from basisbot.live.node import credentials_problem
+from basisbot.live.node import BasisNode, credentials_problem
 from basisbot.live.venue_hooks import hooks_for
 from basisbot.sim import SimServer
 from basisbot.venues.okx.tiers import parse_tiers
-from tests.helpers.okx_live import KEY, PASSPHRASE, SECRET, okx_config, okx_sim_config
+from tests.helpers.okx_live import KEY, PASSPHRASE, SECRET, okx_config, okx_settings, okx_sim_config
 
 ROOT = Path(__file__).resolve().parents[1]
 RECORDED = json.loads((ROOT / "tests" / "data" / "okx_v5_recorded.json").read_text())["endpoints"]
@@ -134,3 +134,32 @@ def test_the_exchanges_own_closes_are_told_apart_per_order_and_by_kind():
     assert OKX.close_kind(liquidated) == "liquidation" and OKX.close_client_id(liquidated) == "venue-close-8100000007"
     mine = {"id": "1", "clientOrderId": "O20261207091412001BTC2", "status": "closed", "info": {"category": "normal"}}
     assert OKX.close_kind(mine) is None and not OKX.is_liquidation(mine)
+
+
+def test_node_reads_okx_tiers_with_the_configured_perp_taker_fee(tmp_path):
+    """The node reads OKX's position tiers from the exchange (the local OKX venue's position-tiers) and prices them
+    with the configured `fees.perp_taker`, the closing fee of OKX's liquidation condition, as backtests do."""
+    from basisbot.venues.okx import tiers
+
+    async def main(perp_taker: float | None):
+        async with SimServer(okx_sim_config(symbols=["BTCUSDT"])) as sim:
+            s = okx_settings(tmp_path, sim.url, symbols={"BTCUSDT": {"notional_usdt": 2150.0, "leverage": 2,
+                                                                   "margin_mode": "isolated"}})
+            if perp_taker is not None:
+                s = s.model_copy(update={"fees": s.fees.model_copy(update={"perp_taker": perp_taker})})
+            app = BasisNode(s, "paper")
+            await app._open_session()
+            try:
+                return await app._venue_brackets(["BTCUSDT"])
+            finally:
+                await app.session.close()
+
+    default = asyncio.run(asyncio.wait_for(main(None), 30))["BTCUSDT"]
+    vip = asyncio.run(asyncio.wait_for(main(0.0002), 30))["BTCUSDT"]
+    assert isinstance(vip, tiers.TierTable) and vip.tiers == default.tiers
+    assert (default.fee, vip.fee) == (Decimal("0.0005"), Decimal("0.0002"))
+    assert vip.tiers[0].max_qty == Decimal(5) and vip.tiers[0].mmr == Decimal("0.004")  # OKX's recorded tier 1
+    # a 1 BTC short at 40,000 with 8,000 USDT: (40,000 + 8,000) / (1 + 0.004 + f)
+    assert tiers.table_liquidation_price(-1, Decimal(1), Decimal(40_000), Decimal(8_000), vip) == (
+        Decimal(48_000) / Decimal("1.0042"))
+    assert tiers.table_liquidation_price(-1, 1.0, 40_000.0, 8_000.0, default) == pytest.approx(48_000 / 1.0045)

@@ -302,7 +302,9 @@ def test_okx_authentication_and_refusals():
             assert (await ws.receive(timeout=5)).data == "pong"
         # order-level refusals, as ccxt maps them
         await ex.load_markets()
-        with pytest.raises(ccxt.InsufficientFunds):  # ETH: BTC's bundled tiers stop at 5 BTC (51004 beyond)
+        with pytest.raises(ccxt.InsufficientFunds):  # 1,000 BTC: beyond BTC's recorded tier 1, not beyond OKX's tiers
+            await ex.create_order(BTC_SWAP, "market", "sell", 100_000, None, {"marginMode": "isolated"})
+        with pytest.raises(ccxt.InsufficientFunds):
             await ex.create_order("ETH/USDT:USDT", "market", "sell", 100_000, None, {"marginMode": "isolated"})
         with pytest.raises(ccxt.InvalidOrder, match="51121"):  # not a whole contract (lot 1): ccxt would round it
             await ex.privatePostTradeOrder({"instId": "BTC-USDT-SWAP", "tdMode": "cross", "side": "sell",
@@ -359,9 +361,14 @@ def test_position_tiers_are_okx_tiers_where_bundled():
         status, ans = await call(sim, "GET", "/api/v5/public/position-tiers?instType=SWAP&tdMode=isolated"
                                              "&instFamily=SOL-USDT")
         assert status == 200
-        assert [(r["tier"], r["minSz"], r["maxSz"], r["mmr"], r["maxLever"]) for r in ans["data"]] == [
-            ("1", "0", "500", "0.01", "75"), ("2", "500", "1000", "0.015", "50"), ("3", "1000", "4000", "0.02", "20"),
-            ("4", "4000", "8000", "0.025", "18.18")]
+        rows = [(r["tier"], r["minSz"], r["maxSz"], r["mmr"], r["imr"], r["maxLever"]) for r in ans["data"]]
+        assert rows[:4] == [
+            ("1", "0", "500", "0.01", "0.013", "75"), ("2", "500", "1000", "0.015", "0.02", "50"),
+            ("3", "1000", "4000", "0.02", "0.05", "20"), ("4", "4000", "8000", "0.025", "0.055", "18.18")]
+        # beyond the listed tiers, OKX's step rule (+4,000 contracts, +0.5 %) up to the tier at 1x
+        assert rows[4] == ("5", "8000", "12000", "0.03", "0.06", "16.66")
+        assert rows[-1] == (str(len(rows)), str(8000 + 4000 * (len(rows) - 5)), str(8000 + 4000 * (len(rows) - 4)),
+                            "0.97", "1", "1") and len(rows) == 193
         table = sim.markets["SOLUSDT"].table
         mark = sim.venue.mark("SOLUSDT")
         assert table.brackets[0].mmr == 0.01
@@ -375,3 +382,84 @@ def test_position_tiers_are_okx_tiers_where_bundled():
         async with SimServer(conf) as sim:
             await scenario(sim, None)
     asyncio.run(asyncio.wait_for(main(), 60))
+
+
+def _okx_engine(fee: float, leverage: int, usdt: float = 100_000.0):
+    """The engine behind the local OKX venue, driven directly on the bundled OKX BTCUSDT data from 2022-03-01 07:00
+    (paused replay clock), with its markets built as `basisbot sim --exchange okx` builds them."""
+    from basisbot.sim.engine.clock import ReplayClock
+    from basisbot.sim.engine.core import Venue
+    from basisbot.sim.engine.faults import FaultState
+    from basisbot.sim.engine.prices import load_paths
+    from basisbot.sim.okx.api import build_markets
+
+    cfg = SimConfig(data_dir=DATA, api_key=KEY, api_secret=SECRET, exchange="okx", api_passphrase=PASS,
+                    futures_taker_fee=fee, futures_usdt=usdt, default_leverage=leverage,
+                    default_margin_type="ISOLATED")
+    paths = {"BTCUSDT": load_paths(str(DATA), "BTCUSDT")}
+    start = int(dt.datetime(2022, 3, 1, 7, tzinfo=dt.UTC).timestamp() * 1000)
+    markets, _ = build_markets(["BTCUSDT"], paths, start, None, None, DATA, taker_fee=fee)
+    clock = ReplayClock(start, paths["BTCUSDT"].end_ms, speed=1, paused=True)
+    return Venue(cfg, markets, paths, clock, FaultState(adl_top=5))
+
+
+def _okx_short_liquidation(v, qty: str) -> dict:
+    """Open an isolated short of `qty` BTC and replay hour by hour until the venue liquidates it (90 days at most)."""
+    o = v.futures_new_order({"symbol": "BTCUSDT", "side": "SELL", "type": "MARKET", "quantity": qty})
+    assert o.status == "FILLED"
+    for _ in range(90 * 24):
+        if v.liquidations:
+            break
+        v.clock.jump_to(v.t + 3_600_000)
+        v.sync()
+    [liq] = v.liquidations
+    return liq
+
+
+@pytest.mark.parametrize(("qty", "mmr"), [("1", "0.004"), ("10", "0.005")])
+def test_okx_engine_liquidates_an_isolated_short_at_okx_price(qty, mmr):
+    """The local OKX venue liquidates an isolated short where OKX's pinned formula puts it (venues/okx/tiers.py:
+    P = (q·E + M) / (q·(1 + mmr + f)), f the venue's taker fee), not at Binance's (mmr and cum, no fee): 1 BTC is in
+    OKX's recorded tier 1 (mmr 0.4 %); 10 BTC is beyond it, where the venue takes the size (real OKX does) and
+    margins it by the bundled USDⓈ-M stand-in (about 430,000 USDT at the start price: mmr 0.5 %)."""
+    from basisbot.core import margin
+    from basisbot.venues.okx import tiers
+
+    fee = 0.0007  # a taker fee above OKX's regular 0.05 %: the venue's own fee moves the price
+    v = _okx_engine(fee, leverage=50)
+    m = v.markets["BTCUSDT"]
+    assert v.fut.max_notional("BTCUSDT", 50) > 30 * v.mark("BTCUSDT")  # no cap at OKX's recorded tier 1 (5 BTC)
+    liq = _okx_short_liquidation(v, qty)
+    q, entry, wallet = Decimal(qty), Decimal(repr(liq["entryPrice"])), Decimal(repr(liq["isolatedWalletLost"]))
+    okx_price = tiers.liquidation_price(-1, q, entry, wallet, Decimal(mmr), Decimal(repr(fee)))
+    assert liq["positionAmt"] == -float(q) and liq["marginType"] == "isolated"
+    assert liq["price"] == pytest.approx(float(okx_price), rel=1e-12)
+    binance_price = margin.liquidation_price(-1, float(q), liq["entryPrice"], liq["isolatedWalletLost"], m.table)
+    assert binance_price - liq["price"] > 0.0006 * liq["price"]  # the fee term f / (1 + mmr): Binance's is later
+    # the market carries OKX's tiers with the venue's fee, the tier of the size being the one the price used
+    assert m.tiers.fee == Decimal(repr(fee)) and m.tiers.mmr_for(q) == Decimal(mmr)
+
+
+
+def test_venue_tiers_cap_only_where_the_table_is_complete():
+    """A partial OKX table (BTCUSDT: tier 1 only) is completed beyond its last tier by the bundled USDⓈ-M stand-in,
+    never looser than the listed tier; a complete table without a step rule (OKX's own answer) is the cap."""
+    from dataclasses import replace
+
+    from basisbot.sim.okx.instruments import venue_tiers
+    from basisbot.venues.binance import reference
+    from basisbot.venues.okx import tiers
+
+    btc, stand_in, ct = tiers.BUNDLED["BTCUSDT"], reference.bracket_tables()["BTCUSDT"], Decimal("0.01")
+    assert btc.partial and not tiers.BUNDLED["SOLUSDT"].partial
+    t = venue_tiers("BTCUSDT", btc, stand_in, 40_000.0, ct)
+    assert t.tiers[0] == btc.tiers[0] and not t.partial
+    # Binance's first bracket (150x, up to 300,000 USDT = 750 BTC-USDT-SWAP contracts at 40,000) no looser than 125x
+    assert (t.tiers[1].min_qty, t.tiers[1].max_qty, t.tiers[1].mmr, t.tiers[1].max_leverage) == (
+        Decimal(5), Decimal("7.50"), Decimal("0.004"), Decimal(125))
+    assert t.tiers[2].mmr == Decimal("0.005") and t.tiers[2].max_leverage == 100
+    assert t.tiers[-1].max_qty == Decimal(45_000) and t.tiers[-1].max_leverage == 1  # 1.8e9 USDT at 40,000
+    assert venue_tiers("BTCUSDT", btc, None, 40_000.0, ct).tiers == btc.tiers  # nothing known beyond: listed only
+    whole = replace(btc, partial=False)  # e.g. OKX's own answer of one tier: its last tier is OKX's largest size
+    assert venue_tiers("BTCUSDT", whole, stand_in, 40_000.0, ct).tiers == btc.tiers
+    assert tiers.table_from_rows("BTCUSDT", tiers.table_rows(btc)) == btc  # the flag survives a strategy config

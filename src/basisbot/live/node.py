@@ -463,10 +463,12 @@ class BasisNode:
 
     async def _venue_brackets(self, symbols: list[str]) -> dict:
         """The exchange's leverage brackets of the configured perps (never the bundled snapshots). Paper mode reads
-        them with the configured credentials on a short-lived client (a read-only key is enough)."""
+        them with the configured credentials on a short-lived client (a read-only key is enough). Where the venue's
+        liquidation condition counts the taker fee of closing (OKX), the tables carry the configured
+        `fees.perp_taker`, as in backtests and `config check`."""
         s = self.settings
         try:
-            return await self.session.leverage_tiers(
+            tables = await self.session.leverage_tiers(
                 symbols, api_key=s.api_key.get_secret_value() if s.api_key else None,
                 api_secret=s.api_secret.get_secret_value() if s.api_secret else None)
         except CredentialsNeeded as e:
@@ -476,6 +478,8 @@ class BasisNode:
                                           if self.mode == "paper" else "")]) from None
         except MissingTiers as e:
             raise ConfigError(self.session.where(), [f"symbol {sym}: {e}" for sym in e.symbols]) from None
+        with_fee = self.session.hooks.profile.with_perp_taker_fee
+        return tables if with_fee is None else dict(with_fee(tables, s.fees.perp_taker))
 
     # -- run --------------------------------------------------------------------------------------------------------
     async def start(self) -> None:

@@ -96,7 +96,7 @@ class SimServer:
             from basisbot.sim.okx.api import build_markets
 
             self.markets, okx_insts = build_markets(symbols, self.paths, start, cfg.exchange_info, cfg.brackets,
-                                                        data_dir)
+                                                    data_dir, taker_fee=cfg.futures_taker_fee)
         else:
             self.markets = {s: build_market(s, exchange_info=cfg.exchange_info, brackets=cfg.brackets)
                             for s in symbols}

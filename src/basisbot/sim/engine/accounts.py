@@ -10,8 +10,9 @@ Money model of the futures account (USDT only, one-way mode), the same conventio
   returns the closed share, closing returns all of it.
 * realized PnL and commissions go to the cross wallet; funding of an isolated position goes to its isolated wallet
   (Binance credits it there), of a cross position to the cross wallet.
-* an isolated position is liquidated when the mark crosses ``basisbot.core.margin.liquidation_price``; the whole
-  isolated wallet is lost (realized PnL at the liquidation price + the rest to the insurance fund).
+* an isolated position is liquidated when the mark crosses the liquidation price of the exchange the venue serves
+  (``Market.liquidation_price``: Binance's ``basisbot.core.margin.liquidation_price``, OKX's with the taker fee of
+  closing, as the backtests' venue profiles state them); the whole isolated wallet is lost (realized PnL at the liquidation price + the rest to the insurance fund).
 * cross positions are liquidated when ``basisbot.core.margin.cross_margin_ratio`` reaches 1.
 """
 
@@ -152,9 +153,8 @@ class FuturesAccount:
         p = self.positions[symbol]
         if p.qty == 0:
             return 0.0
-        table = self.markets[symbol].table
         if self.isolated(symbol):
-            return margin.liquidation_price(p.side, abs(p.qty), p.entry, p.iso_wallet, table)
+            return self.markets[symbol].liquidation_price(p.side, abs(p.qty), p.entry, p.iso_wallet)
         cps = self.cross_positions(marks)
         me = next(cp for s, cp in cps if s == symbol)
         others = [cp for s, cp in cps if s != symbol]

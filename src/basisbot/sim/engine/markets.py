@@ -10,8 +10,10 @@ from dataclasses import dataclass
 from decimal import ROUND_DOWN, Decimal
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 from basisbot.core.brackets import BracketTable, bracket_rows
+from basisbot.venues import VenueProfile, get_profile
 from basisbot.venues.binance import reference
 
 SPOT_ORDER_TYPES = ["LIMIT", "LIMIT_MAKER", "MARKET"]
@@ -37,6 +39,15 @@ class Market:
     spot: reference.MarketSpec
     table: BracketTable
     perp_raw: dict  # the exchangeInfo entry of the capture
+    # the exchange the venue serves and the market's tier table in that exchange's own form (Binance: `table`; OKX:
+    # its position tiers by size): the liquidation price is the exchange's own rule, the one backtests use
+    profile: VenueProfile
+    tiers: Any
+
+    def liquidation_price(self, side: int, qty: float, entry: float, wallet: float) -> float:
+        """The isolated liquidation price of a position (side +1 long / -1 short, `qty` > 0 in base units, its
+        isolated `wallet`) by the exchange's own rule (`VenueProfile.liquidation_price`)."""
+        return self.profile.liquidation_price(side, qty, entry, wallet, self.tiers)
 
     @property
     def perp_tick(self) -> float:
@@ -93,7 +104,7 @@ def build_market(symbol: str, *, exchange_info: Path | None = None, brackets: Pa
     raw = (_raw_by_symbol(Path(exchange_info)) if exchange_info is not None else {}).get(symbol) \
         or _raw_by_symbol()[symbol]
     return Market(symbol=symbol, base=p.base, quote=p.quote, perp=p, spot=reference.spot_rules(p),
-                  table=tables[symbol], perp_raw=raw)
+                  table=tables[symbol], perp_raw=raw, profile=get_profile("binance"), tiers=tables[symbol])
 
 
 def spot_symbol_info(m: Market) -> dict:

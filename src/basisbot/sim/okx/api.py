@@ -34,13 +34,14 @@ log = logging.getLogger("basisbot.sim.okx")
 
 
 def build_markets(symbols: list[str], paths: dict, start_ms: int, exchange_info: Path | None,
-                  brackets: Path | None, data_dir: Path | None = None):
-    """Engine markets and OKX instruments of `symbols` (ValueError naming what to supply)."""
+                  brackets: Path | None, data_dir: Path | None = None, taker_fee: float | None = None):
+    """Engine markets and OKX instruments of `symbols` (ValueError naming what to supply); `taker_fee` is the venue's
+    futures taker fee, which OKX's liquidation condition counts (OKX's regular-user rate when None)."""
     if data_dir is not None and (venue := data_venue(data_dir)) != "okx":
         raise DataError(f"{data_dir}: this is {venue.capitalize()} data (its columns); --exchange okx replays OKX "
                         "data (the backtests/data/okx layout: *_okx columns)")
     prices = {s: paths[s].mark(start_ms) for s in symbols}
-    return instruments.build(symbols, prices, markets_file=exchange_info, tiers_file=brackets)
+    return instruments.build(symbols, prices, markets_file=exchange_info, tiers_file=brackets, taker_fee=taker_fee)
 
 
 def _json(data, status: int = 200, headers: dict | None = None) -> web.Response:

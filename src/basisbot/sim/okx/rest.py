@@ -381,13 +381,13 @@ class OkxRest:
             fams = self.inst(inst_id, kind=FUT)[0].family
         if not fams:
             raise errors.param_empty("instFamily")
-        t = self.v.sync()
+        self.v.sync()
         out = []
         for fam in fams.split(","):
             inst = next((i for i in self.insts.values() if i.family == fam), None)
             if inst is None:
                 raise errors.no_instrument(fam)
-            out.extend(tier_rows(inst, self.v.markets[inst.symbol].table, self.v.mark(inst.symbol, t), mode))
+            out.extend(tier_rows(inst, mode))
         return out
 
     def _ticker_row(self, inst: OkxInstrument, venue: str, t: int) -> dict:

@@ -23,6 +23,8 @@ tiers"):
   contracts (5 BTC) mmr 0.40 % (imr 0.80 %, 125x). The print elides tiers 2 to 99 (it shows tier 100: 972,001 to
   982,000 contracts, mmr 49.5 %, imr 50 %, 2x), so sizes beyond 5 BTC are refused rather than guessed. `effective` is
   the time of the record (the table was in force then), not a date of effect.
+The AVAXUSDT and BTCUSDT tables are `partial`: OKX itself has tiers beyond their last listed one, so a size beyond it
+is unknown to the margin math here, not a size OKX refuses (the local OKX venue does not cap orders there).
 
 Bundled for backtests (`BUNDLED`, the default of `tier_tables`), each used for the whole bundled window
 (2022-03..2023-12): SOLUSDT's 2022-11-08 table, the only table found that took effect inside the window, and
@@ -88,7 +90,10 @@ class TierTable:
     otherwise sizes beyond the last tier are refused. `effective` (UTC, ISO 8601) and `source` date and cite a
     published table; tables read from an operator's file carry neither. `fee`: the taker fee rate of closing that
     OKX's liquidation condition counts beside the maintenance margin (module docstring); the regular user's rate
-    unless the run's `fees.perp_taker` says otherwise (`with_fee`)."""
+    unless the run's `fees.perp_taker` says otherwise (`with_fee`). `partial`: the listed tiers are known to stop
+    short of the exchange's own last tier (the copy read elides or cuts the later ones), so a size beyond them is
+    unknown here, not refused by the exchange; a table without a step rule that is not partial ends where the
+    exchange's does (OKX's full position-tiers answer)."""
 
     symbol: str
     tiers: tuple[Tier, ...]
@@ -97,6 +102,7 @@ class TierTable:
     effective: str | None = None
     source: str | None = None
     fee: Decimal = SWAP_TAKER
+    partial: bool = False
 
     def with_fee(self, fee) -> TierTable:
         """This table with `fee` (a fraction of notional, e.g. 0.0005) as the closing taker fee of the liquidation
@@ -199,6 +205,8 @@ def table_rows(table: TierTable) -> list[dict]:
         rows[0] = {**rows[0], "effective": table.effective, "source": table.source}
     if table.fee != SWAP_TAKER:
         rows[0] = {**rows[0], "takerFee": str(table.fee)}
+    if table.partial:
+        rows[0] = {**rows[0], "partial": True}
     return rows
 
 
@@ -214,13 +222,14 @@ def table_from_rows(symbol: str, rows: list[dict], source: str = "strategy confi
     step_qty = Decimal(last["stepQty"]) if "stepQty" in last else None
     step_mmr = Decimal(last["stepMmr"]) if "stepMmr" in last else None
     fee = Decimal(rows[0]["takerFee"]) if "takerFee" in rows[0] else SWAP_TAKER
-    return TierTable(symbol, tiers, step_qty, step_mmr, rows[0].get("effective"), rows[0].get("source"), fee)
+    return TierTable(symbol, tiers, step_qty, step_mmr, rows[0].get("effective"), rows[0].get("source"), fee,
+                     bool(rows[0].get("partial", False)))
 
 
 def _table(symbol: str, rows: list[tuple[int, int, str, str, str]], step: tuple[int, str] | None, effective: str,
-           source: str) -> TierTable:
+           source: str, partial: bool = False) -> TierTable:
     """A published table: rows (tier, max size in contracts, mmr, imr, max leverage) as OKX printed them, converted
-    to base units with the bundled contract value."""
+    to base units with the bundled contract value; `partial` when the copy read stops before OKX's last tier."""
     ct_val = _BUNDLED_SPECS[symbol].ct_val
     tiers, lo = [], Decimal(0)
     for tier, max_sz, mmr, imr, lev in rows:
@@ -228,7 +237,7 @@ def _table(symbol: str, rows: list[tuple[int, int, str, str, str]], step: tuple[
         tiers.append(Tier(tier, lo, hi, Decimal(mmr), Decimal(imr), Decimal(lev)))
         lo = hi
     return TierTable(symbol, tuple(tiers), None if step is None else Decimal(step[0]) * ct_val,
-                     None if step is None else Decimal(step[1]), effective, source)
+                     None if step is None else Decimal(step[1]), effective, source, partial=partial)
 
 
 PUBLISHED: dict[str, tuple[TierTable, ...]] = {
@@ -252,12 +261,14 @@ PUBLISHED: dict[str, tuple[TierTable, ...]] = {
         (3, 1500, "0.02", "0.05", "20"),
     ], None, "2021-03-04T10:00:00Z",
         "OKEx, 'OKEx position tiers to be adjusted' (10:00 am UTC on Mar. 4), "
-        "https://www.okex.com/support/hc/en-us/articles/360057232692-OKEx-position-tiers-to-be-adjusted-"),),
+        "https://www.okex.com/support/hc/en-us/articles/360057232692-OKEx-position-tiers-to-be-adjusted-",
+        partial=True),),
     "BTCUSDT": (_table("BTCUSDT", [
         (1, 500, "0.004", "0.008", "125"),
     ], None, "2022-02-11T23:45:19Z",
         "OKX position-tiers answer for BTC-USDT swaps recorded 2022-02-11 23:45 UTC by ccxt's "
-        "okx.fetchLeverageTiers('BTC/USDT:USDT'), https://github.com/ccxt/ccxt/pull/11938 (tiers 2-99 elided)"),),
+        "okx.fetchLeverageTiers('BTC/USDT:USDT'), https://github.com/ccxt/ccxt/pull/11938 (tiers 2-99 elided)",
+        partial=True),),
 }
 
 # The table a backtest of the bundled data (2022-03-01..2023-12-31) uses: tables found that took effect inside that
