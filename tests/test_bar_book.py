@@ -76,9 +76,9 @@ def test_last_tick_branches(last, o, h, lo, c, expected):
     assert last_tick(last, o, h, lo, c) == expected
 
 
-def test_last_tick_high_is_last_only_when_low_above_it():
-    # a consistent bar always ticks its low after a high that moved (low <= open < high); an inconsistent one
-    # (low above the high's level never occurs) is the only way for the high to be the last tick
+def test_last_tick_high_is_last_when_the_low_is_not_below_it():
+    # in a consistent bar (low <= open < high) the low always ticks after a high that moved; the high stays the
+    # last tick only for prices no bar has (a low above the open), the branch is still nautilus' order
     assert last_tick(10, 10, 12, 12, 12) == (12, False)
 
 
