@@ -85,12 +85,53 @@ def test_last_tick_high_is_last_when_the_low_is_not_below_it():
 # -- two engines over real data ---------------------------------------------------------------------------------------
 
 
+def _every_bar_an_event(p) -> list:
+    """The stream with each carried perp bar back as an event of its own, where the full stream has it: after the
+    spot bars of its time (`carry_perp_bars`)."""
+    out, pending = [], []
+    for i, e in enumerate(p.events):
+        out.append(e)
+        if type(e) is Bar and e.bar_type.instrument_id in p.carried:
+            perp = p.carried[e.bar_type.instrument_id].get(e.ts_init)
+            if perp is not None:
+                pending.append(perp)
+        nxt = p.events[i + 1] if i + 1 < len(p.events) else None
+        if pending and not (type(nxt) is Bar and nxt.ts_init == e.ts_init and nxt.bar_type.instrument_id in p.carried):
+            out.extend(pending)
+            pending = []
+    return out
+
+
 @pytest.fixture(scope="module")
-def prepared():
+def carried():
+    """The month as `prepare` makes it: perp bars carried by their spot bars."""
     settings = load_settings(CONFIG, env_file=None)
-    p = prepare(settings, config_path=CONFIG, data_dir=DATA, start="2022-06-01", end="2022-07-01",
-                symbols=["BTCUSDT", "ETHUSDT"])
+    return prepare(settings, config_path=CONFIG, data_dir=DATA, start="2022-06-01", end="2022-07-01",
+                   symbols=["BTCUSDT", "ETHUSDT"])
+
+
+@pytest.fixture(scope="module")
+def prepared(carried):
+    """Every bar an event (BarBook applies each as it arrives), and the synthetic hours after the month."""
+    p = dataclasses.replace(carried, events=_every_bar_an_event(carried), carried={})
     return dataclasses.replace(p, events=p.events + _synthetic_hours(p))
+
+
+def test_carried_perp_bars_leave_the_books_as_their_own_events(carried):
+    """A perp bar carried by its spot bar leaves every book as when it comes as an event of its own, by the end of
+    each time's bars (before anything at that time can trade), with one event fewer per carried bar."""
+    assert len(carried.events) < len(_every_bar_an_event(carried))
+    n_carried = sum(len(v) for v in carried.carried.values())
+    assert n_carried > 1000 and len(_every_bar_an_event(carried)) - len(carried.events) == n_carried
+    own = dataclasses.replace(carried, events=_every_bar_an_event(carried), carried={})
+    rows = []
+    for p in (own, carried):
+        engine, engines = _bar_book_engine(p)
+        watch = _Watch(engine, engines)
+        engine.run()
+        rows.append({ts: books for ts, _, books in watch.rows})  # the last row of each time
+        engine.dispose()
+    assert len(rows[0]) > 700 and rows[0] == rows[1]
 
 
 def _real_end(p) -> int:
