@@ -169,7 +169,8 @@ def _relative_paths(note: str, data_dir) -> str:
 def run_stats(result) -> dict:
     """The run's timing (run.json): kept out of summary.json, which depends on the inputs only."""
     return {"events": result.events, "seconds": _r(result.run_seconds, 3),
-            "events_per_second": _r(result.events / result.run_seconds if result.run_seconds else math.nan, 1)}
+            "events_per_second": _r(result.events / result.run_seconds if result.run_seconds else math.nan, 1),
+            **result.stream}
 
 
 def _write_csv(path: Path, header: list[str], rows) -> None:

@@ -81,6 +81,7 @@ class BacktestResult:
     run_seconds: float
     data_notes: list[str] = field(default_factory=list)
     risk: dict | None = None  # with [risk]: limits, breaches, refused entries (`risk_report`)
+    stream: dict = field(default_factory=dict)  # the gated stream's tally: hours per mode, hours in quiet runs
 
 
 def resolve_data_dir(path: Path | None, config_path: Path | None, exchange: str = "binance") -> Path:
@@ -293,12 +294,13 @@ def run_backtest(
     return run_prepared(p, progress=progress)
 
 
-def run_prepared(p: Prepared, *, progress: bool = False, full_paths: bool = True) -> BacktestResult:
-    """Run a prepared backtest. `full_paths` (the default) replays every bar's intra-hour path; False streams the
-    gated events (`basisbot.backtest.stream`): the same outputs byte for byte from about a third of the events, but
-    the gate's per-hour checks cost about what the left-out events save (docs/benchmarks.md), so it is not the
-    default."""
+def run_prepared(p: Prepared, *, progress: bool = False, full_paths: bool | None = None) -> BacktestResult:
+    """Run a prepared backtest. `full_paths` True replays every bar's intra-hour path; False streams the gated events
+    (`basisbot.backtest.stream`): the same outputs byte for byte from fewer events; None (the default): as
+    `backtest.stream` says (gated unless "every_path")."""
     settings, order = p.settings, p.order
+    if full_paths is None:
+        full_paths = settings.backtest.stream == "every_path"
     gate = None if full_paths else QuietGate(p.feeds)
     engine, ledger = build_engine(p, gate=gate)
     strategies = {}
@@ -373,6 +375,8 @@ def run_prepared(p: Prepared, *, progress: bool = False, full_paths: bool = True
                             len(p.events) if gate is None else gate.emitted, run_seconds, notes)
     if risk_actor is not None:
         result.risk = risk_report(settings.risk, risk_actor, strategies)
+    result.stream = ({"stream": "every_path"} if gate is None else
+                     {"stream": "gated", "symbol_hours": dict(gate.modes), "in_quiet_runs": gate.runs})
     engine.dispose()
     return result
 

@@ -62,6 +62,8 @@ class QuietGate:
         self._on_accounts: set[str] = set()  # symbols of the hour whose close is inert only if the accounts stay
         self._known: dict[str, tuple] = {}  # symbol -> (signature, earliest alert) of the last hour shown quiet
         self._band_cache: dict[tuple, tuple] = {}  # (state, settlements) -> (mark bound, the margin states' bands)
+        self._runs = {s: _QuietFacts(f, self._settle_ts[s]) for s, f in feeds.items()}
+        self.runs = 0  # hours replayed quiet as part of a run (`quiet_run`)
 
     def bind(self, strategies: dict, ledger, compounding: bool) -> None:
         self.strategies, self.ledger, self.compounding = strategies, ledger, compounding
@@ -101,6 +103,33 @@ class QuietGate:
         for m in modes.values():
             self.modes[m] += 1
         return modes
+
+    def quiet_run(self, closes: list[int], i: int, symbols: list[str], pending, limit: int) -> int:
+        """How many hours from `closes[i]` on (at most `limit`) every one of `symbols` is quiet, as `_mode_unchanged`
+        finds it hour by hour, with the state the engine has now: the same state as the hour before, found quiet (so
+        nothing has acted since), no settlement and no alert due up to the next hour's head, every mark up to it
+        inside the same bands, each closing prediction inert and announcing no new settlement. Nothing acts in such
+        hours, so the state stays what these checks read: the hours can be handed over at once. 0: decide hour `i`
+        hour by hour."""
+        if not self.strategies or self.compounding or self.ledger is None or limit <= 0:
+            return 0
+        if self._loud_pending(pending) != "":
+            return 0
+        books = self.ledger.books
+        if any(books[s].side != 0 for s in self._cross):
+            return 0
+        n = limit
+        for s in symbols:
+            known = self._known.get(s)
+            st = self.strategies[s]
+            if known is None or known[0] != self._signature(st, books[s]):
+                return 0
+            n = self._runs[s].run(st, books[s], closes[i], n, known[1])
+            if n == 0:
+                return 0
+        self.modes[QUIET] += n * len(symbols)
+        self.runs += n * len(symbols)
+        return n
 
     def _loud_pending(self, pending) -> str | None:
         """The event the engine has not processed yet: a closing mark inside its watch's bands changes nothing ("");
@@ -340,8 +369,22 @@ def hour_chunks(feeds: dict[str, SymbolFeed], order: list[str], gate: QuietGate)
             by_close.setdefault(span.close_ns, []).append(
                 (idx, s, span, hours[k - 1] if k else None, hours[k + 1] if k + 1 < len(hours) else None))
     pending = None
-    for close_ns in sorted(by_close):
+    closes = sorted(by_close)
+    runnable = _contiguous(closes, by_close, len(order))
+    i = 0
+    while i < len(closes):
+        close_ns = closes[i]
         group = by_close[close_ns]
+        run = gate.quiet_run(closes, i, order, pending, runnable[i])
+        if run:
+            out = []
+            for k in range(i, i + run):
+                out += _quiet_chunk(feeds, by_close[closes[k]])
+            i += run
+            pending = out[-1]
+            yield out
+            continue
+        i += 1
         modes = gate.plan(close_ns, [g[1:] for g in group], pending)
         out = _quiet_chunk(feeds, group) if all(m == QUIET for m in modes.values()) else None
         if out:
@@ -371,6 +414,64 @@ def hour_chunks(feeds: dict[str, SymbolFeed], order: list[str], gate: QuietGate)
     if tail:
         tail.sort(key=lambda e: e[:3])
         yield [e[3] for e in tail]
+
+
+def _contiguous(closes: list[int], by_close: dict, n_symbols: int) -> list[int]:
+    """For each hour, how many hours from it a quiet run may span: consecutive hours of every symbol, each with an
+    hour of every symbol after it (its head is checked)."""
+    out = [0] * len(closes)
+    for i in range(len(closes) - 2, -1, -1):
+        if (closes[i + 1] - closes[i] == HOUR_NS and len(by_close[closes[i]]) == n_symbols
+                and len(by_close[closes[i + 1]]) == n_symbols):
+            out[i] = out[i + 1] + 1
+    return out
+
+
+class _QuietFacts:
+    """What `QuietGate.quiet_run` reads of a symbol's hours that does not depend on the run: per hour (index in
+    `SymbolFeed.hours`) whether it can be quiet at all, the range of the marks from the previous close to the next
+    hour's head, the next hour's head time, and the closing prediction."""
+
+    def __init__(self, feed: SymbolFeed, settle_ts: list[int]):
+        hours = feed.hours
+        self.index = {h.close_ns: k for k, h in enumerate(hours)}
+        self.ok, self.low, self.high, self.head, self.pred = [], [], [], [], []
+        for k, span in enumerate(hours):
+            prev = hours[k - 1] if k else None
+            nxt = hours[k + 1] if k + 1 < len(hours) else None
+            ok = (prev is not None and nxt is not None and span.settle[0] == span.settle[1]
+                  and math.isfinite(prev.close_mark) and math.isfinite(span.close_mark) and nxt.head_ns >= 0
+                  and bisect_right(settle_ts, nxt.head_ns) == bisect_right(settle_ts, span.close_ns))
+            c0, c1 = span.close
+            self.ok.append(ok)
+            if ok:
+                self.low.append(min(span.low, prev.close_mark, nxt.head_low, span.close_mark))
+                self.high.append(max(span.high, prev.close_mark, nxt.head_high, span.close_mark))
+            else:
+                self.low.append(math.nan)
+                self.high.append(math.nan)
+            self.head.append(nxt.head_ns if nxt is not None else -1)
+            self.pred.append(feed.events[c0][2] if c1 - c0 == 2 else None)
+
+    def run(self, st, book, close_ns: int, limit: int, next_alert: float) -> int:
+        """The quiet hours from the one closing at `close_ns` (at most `limit`), the state as it is."""
+        k0 = self.index.get(close_ns)
+        if k0 is None:
+            return 0
+        (g_lo, g_hi), v_lo, v_hi = st.guard.quiet_band, book.band.low, book.band.high
+        lo, hi = max(g_lo, v_lo), min(g_hi, v_hi)
+        known_next = st.calendar.next_ns
+        ok, low, high, head, pred = self.ok, self.low, self.high, self.head, self.pred
+        n = 0
+        for k in range(k0, min(k0 + limit, len(ok))):
+            if not (ok[k] and lo < low[k] and high[k] < hi and next_alert > head[k]):
+                break
+            p = pred[k]
+            if p is not None and (p.next_funding_ns not in (None, known_next) or not st.prediction_is_inert(
+                    float(p.rate), p.interval, p.next_funding_ns, p.ts_event)):
+                break
+            n += 1
+        return n
 
 
 def _quiet_chunk(feeds: dict[str, SymbolFeed], group: list) -> list | None:

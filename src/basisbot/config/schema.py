@@ -285,6 +285,9 @@ class BacktestSettings(_Model):
     premium_source: Literal["mark", "perp"] = Field(
         "mark", description="premium of the mark (default) or of the perp close over spot, for the premium predictor")
     intrabar_step: float = Field(0.01, ge=0, le=0.2, description="max price step of the intra-hour path; 0 = bar closes only")
+    stream: Literal["gated", "every_path"] = Field(
+        "gated", description="which intra-hour paths the engine replays: gated (only where something could act; the "
+                             "same outputs from fewer events) or every_path")
 
     @model_validator(mode="after")
     def _range(self) -> BacktestSettings:
