@@ -37,11 +37,13 @@ def test_load_markets_with_default_client_options():
         await fut.load_markets()
         assert set(spot.markets) == {"BTC/USDT", "ETH/USDT"}
         m = fut.market(BTC_PERP)
-        # the filters of the real 2021 exchangeInfo capture
-        assert m["precision"]["price"] == 0.01 and m["precision"]["amount"] == 0.001
+        # the filters of Binance's 2023 exchangeInfo row (ccxt's recording): tick 0.10, step 0.001, notional 5
+        assert m["precision"]["price"] == 0.1 and m["precision"]["amount"] == 0.001
         assert m["limits"]["amount"]["min"] == 0.001 and m["limits"]["cost"]["min"] == 5
+        assert m["limits"]["price"]["min"] == 556.8
         s = spot.market(BTC_SPOT)
-        assert s["spot"] and s["precision"]["amount"] == 0.00001
+        # spot keeps Binance's spot rules for BTCUSDT: tick 0.01, step 0.00001
+        assert s["spot"] and s["precision"]["amount"] == 0.00001 and s["precision"]["price"] == 0.01
 
     run_scenario(scenario)
 
@@ -164,11 +166,12 @@ def test_limit_orders_rest_cancel_and_duplicate_client_id():
         assert "-4116" in str(err.value)
         await fut.cancel_order(fo["id"], BTC_PERP)
         assert (await fut.fetch_order(fo["id"], BTC_PERP))["status"] == "canceled"
-        # filter failures: -1013 "Filter failure: LOT_SIZE" -> InvalidOrder (ccxt matches the body),
+        # filter failures in USDⓈ-M's own codes: -4005 above the LOT_SIZE maximum (1000 BTC) -> BadRequest,
         # -1111 too many decimals -> BadRequest, -4164 notional below 5 (InvalidOrder only via the linear table)
-        with pytest.raises(ccxt.InvalidOrder):
+        with pytest.raises(ccxt.BadRequest) as err:
             await fut.fapiPrivatePostOrder({"symbol": "BTCUSDT", "side": "BUY", "type": "MARKET",
                                             "quantity": "1001"})
+        assert '"code":-4005' in str(err.value)
         with pytest.raises(ccxt.BadRequest):
             await fut.fapiPrivatePostOrder({"symbol": "BTCUSDT", "side": "BUY", "type": "MARKET",
                                             "quantity": "0.0015"})

@@ -71,25 +71,37 @@ def _decimals(d: Decimal) -> int:
     return max(0, -d.normalize().as_tuple().exponent)
 
 
-def check_qty(spec: MarketSpec, qty: Decimal, futures: bool) -> None:
+def check_qty(spec: MarketSpec, qty: Decimal, futures: bool, precision: int | None = None) -> None:
+    """A quantity against the LOT_SIZE filter. Futures answer with USDⓈ-M's own codes (-4003, -1111 past the row's
+    `quantityPrecision`, -4004/-4005 outside min/max, -4023 off the step); spot with `Filter failure: LOT_SIZE`."""
     if qty <= 0:
         if futures:
             raise errors.qty_not_positive()
         raise errors.filter_failure("LOT_SIZE")
-    if futures and _decimals(qty) > spec.size_precision:
+    if not futures:
+        if qty < spec.min_qty or qty > spec.max_qty or (qty - spec.min_qty) % spec.step_size != 0:
+            raise errors.filter_failure("LOT_SIZE")
+        return
+    if _decimals(qty) > (spec.size_precision if precision is None else precision):
         raise errors.precision_over()
-    if qty < spec.min_qty or qty > spec.max_qty or (qty - spec.min_qty) % spec.step_size != 0:
-        raise errors.filter_failure("LOT_SIZE")
+    if qty < spec.min_qty:
+        raise errors.qty_below_min()
+    if qty > spec.max_qty:
+        raise errors.qty_above_max()
+    if (qty - spec.min_qty) % spec.step_size != 0:
+        raise errors.qty_off_step()
 
 
-def check_price(spec: MarketSpec, price: Decimal, futures: bool) -> None:
+def check_price(spec: MarketSpec, price: Decimal, futures: bool, precision: int | None = None) -> None:
+    """A price against the PRICE_FILTER. Futures: -1111 past the row's `pricePrecision` (2 for BTCUSDT), then -4014
+    off the tick (0.10 for BTCUSDT: 50000.05 has allowed decimals but is off the tick); spot: `Filter failure`."""
     if price <= 0:
         raise errors.BinanceError(-1013, "Invalid price.", 400) if not futures else errors.BinanceError(
             -4001, "Price less than 0.", 400)
-    if futures and _decimals(price) > spec.price_precision:
+    if futures and _decimals(price) > (spec.price_precision if precision is None else precision):
         raise errors.precision_over()
     if price % spec.tick_size != 0:
-        raise errors.filter_failure("PRICE_FILTER")
+        raise errors.price_off_tick() if futures else errors.filter_failure("PRICE_FILTER")
 
 
 def floor_to_step(qty: float, step: Decimal) -> Decimal:

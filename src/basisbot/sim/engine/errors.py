@@ -154,6 +154,22 @@ def price_below_floor() -> BinanceError:
     return BinanceError(-4024, "Price is lower than mark price multiplier floor.", 400)
 
 
+def price_off_tick() -> BinanceError:
+    return BinanceError(-4014, "Price not increased by tick size.", 400)
+
+
+def qty_below_min() -> BinanceError:
+    return BinanceError(-4004, "Quantity less than min quantity.", 400)
+
+
+def qty_above_max() -> BinanceError:
+    return BinanceError(-4005, "Quantity greater than max quantity.", 400)
+
+
+def qty_off_step() -> BinanceError:
+    return BinanceError(-4023, "Qty not increased by step size.", 400)
+
+
 def precision_over() -> BinanceError:
     return BinanceError(-1111, "Precision is over the maximum defined for this asset.", 400)
 

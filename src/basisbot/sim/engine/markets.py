@@ -1,6 +1,9 @@
-"""Static market facts served by the venue: specs from the real 2021 exchangeInfo capture (basisbot.venues.binance.reference) or
-an operator's exchangeInfo file (`--exchange-info`), bracket tables of every symbol (the bundled all-symbols snapshot,
-or `--brackets`), and Binance-style exchangeInfo and leverageBracket entries for spot and USDⓈ-M futures."""
+"""Static market facts served by the venue: futures rules from the bundled exchangeInfo rows (basisbot.venues.binance.reference:
+the 2023 rows ccxt recorded for the symbols they have, BTCUSDT tick 0.10; the real 2021 capture for the rest) or an
+operator's exchangeInfo file (`--exchange-info`, which wins per symbol), bracket tables of every symbol (the bundled
+all-symbols snapshot, or `--brackets`), and Binance-style exchangeInfo and leverageBracket entries for spot and USDⓈ-M
+futures. Spot rules stay derived from the 2021 capture's perp row where it has the symbol (its tick and step are
+Binance's spot ones for BTCUSDT: 0.01 and 0.00001), so the newer futures tick does not coarsen the spot book."""
 
 from __future__ import annotations
 
@@ -38,7 +41,7 @@ class Market:
     perp: reference.MarketSpec
     spot: reference.MarketSpec
     table: BracketTable
-    perp_raw: dict  # the exchangeInfo entry of the capture
+    perp_raw: dict  # the symbol's exchangeInfo row, as served by GET /fapi/v1/exchangeInfo
     # the exchange the venue serves and the market's tier table in that exchange's own form (Binance: `table`; OKX:
     # its position tiers by size): the liquidation price is the exchange's own rule, the one backtests use
     profile: VenueProfile
@@ -56,6 +59,16 @@ class Market:
     @property
     def spot_tick(self) -> float:
         return float(self.spot.tick_size)
+
+    @property
+    def perp_price_precision(self) -> int:
+        """Decimals a futures price may carry (the row's `pricePrecision`: 2 for BTCUSDT, whose tick is 0.10);
+        the tick's decimals where the row has none."""
+        return int(self.perp_raw.get("pricePrecision", self.perp.price_precision))
+
+    @property
+    def perp_qty_precision(self) -> int:
+        return int(self.perp_raw.get("quantityPrecision", self.perp.size_precision))
 
     def fmt_perp_price(self, p: float) -> str:
         return f"{p:.{self.perp.price_precision}f}"
@@ -77,10 +90,16 @@ def round_step_down(x: float, step: Decimal) -> Decimal:
     return (Decimal(repr(x)) / step).to_integral_value(rounding=ROUND_DOWN) * step
 
 
+def _rows(info: dict) -> dict[str, dict]:
+    return {s["symbol"]: s for s in info["symbols"] if isinstance(s, dict) and "symbol" in s}
+
+
 @cache
 def _raw_by_symbol(path: Path | None = None) -> dict[str, dict]:
-    info = json.loads(path.read_text()) if path else reference.exchange_info_json()
-    return {s["symbol"]: s for s in info["symbols"] if isinstance(s, dict) and "symbol" in s}
+    """exchangeInfo rows by symbol: the operator's file, or the bundled 2021 capture overlaid by the 2023 rows."""
+    if path:
+        return _rows(json.loads(path.read_text()))
+    return {**_rows(reference.exchange_info_json()), **_rows(reference.recent_exchange_info_json())}
 
 
 @cache
@@ -89,10 +108,11 @@ def raw_exchange_info() -> dict:
 
 
 def build_market(symbol: str, *, exchange_info: Path | None = None, brackets: Path | None = None) -> Market:
-    """A market of the venue: rules from the bundled capture (or `exchange_info`, which wins per symbol), brackets
-    from the bundled snapshots (or `brackets`, which wins per symbol). Raises ValueError saying what to supply."""
+    """A market of the venue: rules from the bundled rows (the 2023 ones where they have the symbol, else the 2021
+    capture) or `exchange_info`, which wins per symbol; brackets from the bundled snapshots (or `brackets`, which wins
+    per symbol). Raises ValueError saying what to supply."""
     try:
-        specs = reference.market_specs(exchange_info)
+        specs = reference.venue_market_specs(exchange_info)
         tables = reference.bracket_tables(brackets)
     except reference.VenueDataError as e:
         raise ValueError(str(e)) from None
@@ -103,7 +123,8 @@ def build_market(symbol: str, *, exchange_info: Path | None = None, brackets: Pa
     p = specs[symbol]
     raw = (_raw_by_symbol(Path(exchange_info)) if exchange_info is not None else {}).get(symbol) \
         or _raw_by_symbol()[symbol]
-    return Market(symbol=symbol, base=p.base, quote=p.quote, perp=p, spot=reference.spot_rules(p),
+    spot = reference.spot_rules(reference.perp_specs().get(symbol, p))
+    return Market(symbol=symbol, base=p.base, quote=p.quote, perp=p, spot=spot,
                   table=tables[symbol], perp_raw=raw, profile=get_profile("binance"), tiers=tables[symbol])
 
 

@@ -106,7 +106,7 @@ def _futures_limit_terms(m, p: dict, otype: str, side: str, mark: float) -> tupl
     if tif not in ("GTC", "IOC", "FOK", "GTX"):
         raise errors.invalid_tif()
     dprice = parse_decimal(p.get("price"), "price")
-    check_price(m.perp, dprice, futures=True)
+    check_price(m.perp, dprice, futures=True, precision=m.perp_price_precision)
     price = float(dprice)
     up, down = m.percent_price()
     if side == "BUY" and price > mark * up:
@@ -347,7 +347,7 @@ class OrderMatching:
             raise rejected
         reduce_only = _bool(p.get("reduceOnly"))
         dqty = parse_decimal(p.get("quantity"), "quantity")
-        check_qty(m.perp, dqty, futures=True)
+        check_qty(m.perp, dqty, futures=True, precision=m.perp_qty_precision)
         qty = float(dqty)
         q = self.perp_quote(sym, t)
         mark = self.mark(sym, t)

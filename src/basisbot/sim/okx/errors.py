@@ -125,6 +125,9 @@ _FROM_BINANCE = {
                                                             "or close."),
     -1013: lambda: order_error("51020", "Your order should meet or exceed the minimum order amount."),
     -4164: below_min, -2027: tier_limit, -2011: cancel_missing, -2013: order_missing,
+    # USDⓈ-M's own filter codes (off the tick or lot, outside min/max quantity): OKX's lot refusal, as for spot's
+    # `Filter failure` codes above
+    -4004: below_min, -4005: lot_error, -4014: lot_error, -4023: lot_error,
     -1121: lambda: OkxError("51001", "Instrument ID does not exist.", 400),
 }
 

@@ -12,6 +12,9 @@ Where the facts come from (see README.md "Where venue facts come from"):
   overlaid by an operator's own `GET /fapi/v1/exchangeInfo` file (`backtest.exchange_info` / `--exchange-info`)
   for the symbols it lists. The capture has only the futures side; spot rules are derived from the perp's (see
   `spot_rules`), as documented in README.md and basisbot/data/bundled_market/SOURCES.md.
+- The local venue (`basisbot sim`) serves newer rules where it has them: `venue_market_specs` lays the 2023
+  exchangeInfo rows recorded by ccxt (`fapi_v1_exchangeInfo_ccxt_2023.json`: BTCUSDT tick 0.10, ...) over the 2021
+  capture, and the operator's file over both. Backtests keep the 2021 capture, so their results do not move.
 
 Live and paper never read these files: they take brackets and market rules from the exchange (`basisbot.live`).
 """
@@ -32,6 +35,8 @@ from basisbot.venues.profile import MarketSpec, VenueDataError
 # installed anywhere reads the same files as the source checkout
 DATA_DIR = resources.files("basisbot.venues.binance").joinpath("reference_data")
 EXCHANGE_INFO = DATA_DIR.joinpath("fapi_v1_exchangeInfo_2021-07-21.json")
+# Binance's exchangeInfo rows of 7 USDT perpetuals as ccxt recorded them in 2023 (the local venue's default)
+RECENT_EXCHANGE_INFO = DATA_DIR.joinpath("fapi_v1_exchangeInfo_ccxt_2023.json")
 BRACKETS = DATA_DIR.joinpath("leverage_brackets.json")  # 2026: BTCUSDT, ETHUSDT, SOLUSDT
 BRACKETS_ALL = DATA_DIR.joinpath("leverage_brackets_all.json")  # 2024-10: every USDT-margined perpetual then listed
 
@@ -152,6 +157,32 @@ def _overlay(bundled: dict, user_file: Path | None, load, what: str) -> dict:
 def market_specs(exchange_info: Path | None = None) -> dict[str, MarketSpec]:
     """Perp market rules: the bundled capture, overlaid by the operator's exchangeInfo file (it wins per symbol)."""
     return _overlay(perp_specs(), exchange_info, _user_specs, "exchangeInfo")
+
+
+@cache
+def _recent_exchange_info() -> dict:
+    try:
+        return json.loads(_bundled_text(RECENT_EXCHANGE_INFO, "exchangeInfo rows", "--exchange-info"))
+    except json.JSONDecodeError as e:
+        raise VenueDataError(f"{RECENT_EXCHANGE_INFO}: invalid JSON: {e}; supply an exchangeInfo file with "
+                             "--exchange-info FILE") from None
+
+
+def recent_exchange_info_json() -> dict:
+    """The bundled 2023 exchangeInfo rows (`{"symbols": [...]}`, each row as Binance answered it)."""
+    return _recent_exchange_info()
+
+
+@cache
+def recent_perp_specs() -> dict[str, MarketSpec]:
+    """Market rules of the bundled 2023 rows (BTCUSDT, ETHUSDT, LTCUSDT, ADAUSDT, XRPUSDT, DOGEUSDT, TRXUSDT)."""
+    return parse_exchange_info(_recent_exchange_info(), str(RECENT_EXCHANGE_INFO))
+
+
+def venue_market_specs(exchange_info: Path | None = None) -> dict[str, MarketSpec]:
+    """The local venue's perp rules: the 2021 capture, overlaid by the 2023 rows for the symbols they have, overlaid
+    by the operator's exchangeInfo file (it wins per symbol over both)."""
+    return _overlay({**perp_specs(), **recent_perp_specs()}, exchange_info, _user_specs, "exchangeInfo")
 
 
 def spot_rules(p: MarketSpec) -> MarketSpec:
