@@ -70,7 +70,8 @@ def installed(tmp_path_factory) -> Path:
     for must in ("basisbot/strategies/basis_carry.py", "basisbot/data/bundled_market/SOURCES.md",
                  "basisbot/data/bundled_market/binance/BTCUSDT_1h_2022-2023.parquet",
                  "basisbot/venues/binance/reference_data/leverage_brackets_all.json",
-                 "basisbot/venues/binance/reference_data/fapi_v1_exchangeInfo_2021-07-21.json"):
+                 "basisbot/venues/binance/reference_data/fapi_v1_exchangeInfo_2021-07-21.json",
+                 "basisbot/venues/binance/reference_data/fapi_v1_exchangeInfo_ccxt_2023.json"):
         assert must in names
 
     venv = root / "venv"
