@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import math
 import threading
 from pathlib import Path
 
@@ -57,8 +58,10 @@ def test_live_scan_of_the_local_venue_equals_the_data_scan_and_its_snippet_passe
     a, b = rows(live / "scan.csv"), rows(data / "scan.csv")
     assert sorted(a) == SYMS
     for sym in SYMS:  # the venue's 24 h ticker volume is its own computation: everything else is the same data
-        for col in ("rank", "passed", "funding_apr", "positive_share", "settlements", "basis_vol", "capacity_usdt"):
+        for col in ("rank", "passed", "funding_apr", "positive_share", "settlements", "capacity_usdt"):
             assert a[sym][col] == b[sym][col], (sym, col)
+        # the venue serves its candles on its own tick (BTCUSDT's 0.10): the basis' volatility agrees to that rounding
+        assert math.isclose(float(a[sym]["basis_vol"]), float(b[sym]["basis_vol"]), rel_tol=1e-3), sym
     assert int(a["BTCUSDT"]["settlements"]) == 90  # 30 days of 8-hourly settlements
     assert [s for s in SYMS if a[s]["passed"] == "True"] == ["BTCUSDT", "ETHUSDT"]  # May 2022: SOL, AVAX negative
     assert a["SOLUSDT"]["rejected_because"].startswith("funding APR -12.64% < 0.00%")
