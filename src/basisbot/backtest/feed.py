@@ -93,6 +93,8 @@ class SymbolFeed:
     marks: tuple[np.ndarray, np.ndarray] = (np.array([], dtype=np.int64), np.array([], dtype=np.float64))
     hours: list[HourSpan] = field(default_factory=list)  # each bar's share of `events`, in order
     tail: tuple[int, int] = (0, 0)  # the settlements after the last bar's close
+    # the books the bars leave in the matching engines (`basisbot.backtest.bar_book.book_states`), derived on first use
+    books: dict | None = None
 
 
 def _settlement_sim_ts(exact_ns: int) -> int:
