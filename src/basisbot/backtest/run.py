@@ -313,17 +313,20 @@ def run_backtest(
     return run_prepared(p, progress=progress)
 
 
-def run_prepared(p: Prepared, *, progress: bool = False, full_paths: bool | None = None) -> BacktestResult:
+def run_prepared(p: Prepared, *, progress: bool = False, full_paths: bool | None = None,
+                 leave_out: bool | None = None) -> BacktestResult:
     """Run a prepared backtest. `full_paths` True replays every bar's intra-hour path; False streams the gated events
     (`basisbot.backtest.stream`): the same outputs byte for byte from fewer events; None (the default): as
-    `backtest.stream` says (gated unless "every_path")."""
+    `backtest.stream` says (gated unless "every_path"). `leave_out` (gated): whether a quiet run hands over only
+    what the hour after it reads; None: unless something reads every event as it comes ([risk], a budget)."""
     settings, order = p.settings, p.order
     if full_paths is None:
         full_paths = settings.backtest.stream == "every_path"
     # with [risk] the actor reads every mark as it comes (stale data, equity); a capital budget reads each
     # prediction: a quiet run's superseded events are then handed over too
-    gate = None if full_paths else QuietGate(p.feeds, leave_out=not (settings.risk.configured
-                                                                     or settings.portfolio.capital_usdt))
+    if leave_out is None:
+        leave_out = not (settings.risk.configured or settings.portfolio.capital_usdt)
+    gate = None if full_paths else QuietGate(p.feeds, leave_out=leave_out)
     engine, ledger = build_engine(p, gate=gate)
     strategies = {}
     for s, cfg in p.enabled.items():
