@@ -336,6 +336,15 @@ def _left_out(p, keep_bar) -> list:
     return [e for e in p.events if type(e) is Bar and keep_bar(e, index[e.ts_init])]
 
 
+def test_feed_books_are_book_states(carried):
+    """The books the feed records as it builds the bars are what `book_states` derives from its events."""
+    for s, feed in carried.feeds.items():
+        insts = (carried.spot_insts[s], carried.perp_insts[s])
+        derived = book_states(feed, {i.id: i.size_increment.raw for i in insts})
+        assert set(derived) == {i.id for i in insts} and sum(map(len, derived.values())) > 1400
+        assert feed.books == derived, s
+
+
 def test_book_states_where_the_book_before_the_bar_matters(carried):
     """Bars whose tick depends on the book before them (real instruments, synthetic prices): a flat bar at the last
     trade's price leaves that trade's book (its one-increment size), not the previous bar's; a bar after an
