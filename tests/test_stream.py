@@ -76,6 +76,16 @@ def test_gated_stream_gives_the_full_expansions_run(tmp_path, name, guard, lev, 
         # quiet hours handed over in runs of hours at once, the state checked once per run (in the calm quarter a
         # good share of them; skipped entries hour after hour keep most hours apart)
         assert gated.stream["in_quiet_runs"] > (0.3 * hours["quiet"] if name == "calm" else 0)
+        # a quiet run hands over only what the hour after it reads: its last bars, prediction and mark
+        assert gated.stream["left_out_of_runs"] > 0.5 * gated.stream["in_quiet_runs"]
+    if name == "calm":
+        # every event of the runs handed over: the same outputs, and exactly the events left out more
+        whole = run_prepared(prepare(settings, config_path=cfg), full_paths=False, leave_out=False)
+        c = _observed(whole)
+        for key in a:
+            assert a[key] == c[key], f"{name}: {key} differs with the quiet runs' events all handed over"
+        assert whole.stream["left_out_of_runs"] == 0
+        assert whole.events - gated.events == gated.stream["left_out_of_runs"]
     if name == "skipped":
         decisions = [d for log in a["decisions"].values() for d in log]
         assert any(d[1] == "skip_entry" for d in decisions) and any(d[1] == "enter" for d in decisions)
@@ -99,3 +109,20 @@ def test_gated_stream_on_okx(tmp_path):
             assert a[key] == b[key], f"okx guard={guard}: {key} differs between the full expansion and the gated stream"
         assert gated.stream["stream"] == "gated" and gated.events < full.events
         assert a["liquidations"] if not guard else any(a["guard"].values())
+
+
+def test_quiet_runs_hand_over_everything_with_risk_limits(tmp_path):
+    """With [risk] the actor reads every mark as it comes (stale data, equity): a quiet run leaves nothing out, and
+    the outputs are still every path's."""
+    cfg = _config(tmp_path, "risk", guard=True, lev=3, mode="isolated", start="2023-06-01", end="2023-07-01",
+                  spot=100000)
+    cfg.write_text(cfg.read_text() + "[risk]\nstale_data_s = 7200\nmax_drawdown_pct = 50\n")
+    settings = load_settings(cfg, env_file=None)
+    assert settings.risk.configured
+    full = run_prepared(prepare(settings, config_path=cfg), full_paths=True)
+    gated = run_prepared(prepare(settings, config_path=cfg), full_paths=False)
+    a, b = _observed(full), _observed(gated)
+    for key in a:
+        assert a[key] == b[key], f"risk: {key} differs between the full expansion and the gated stream"
+    assert gated.stream["in_quiet_runs"] > 0 and gated.stream["left_out_of_runs"] == 0
+    assert full.risk == gated.risk

@@ -9,6 +9,13 @@ close did not move the price; nothing when no tick moved it). The venues here ru
 `BarBook` hands each matching engine that one tick, before anyone else hears of the bar (the highest priority on the
 bars' topics), just as the engine processes a bar at its venue before it publishes it.
 
+Which tick a bar leaves depends on the last price before it: the last intra-hour trade of its hour, or what the
+previous bar left. The gated stream (`basisbot.backtest.stream`) leaves out trades and even whole bars where nothing
+reads them, so that last price is not the engine's: `book_states` derives, from the feed's full sequence (every
+intra-hour path and bar, as the every-path stream replays them), the book every bar leaves, and `BarBook` applies
+that book (one tick) for every bar the engine gets. The book after any bar is then the every-path stream's, whatever
+was left out before it.
+
 The synthetic tick goes to the matching engine only, never to the data engine: the cache's last trade (what
 nautilus' risk engine checks a market order against) stays the last trade tick of the stream, as with bar
 execution. Trade ids of the venues' fills differ (bar execution numbers its four ticks among them); none of our
@@ -53,6 +60,32 @@ def last_tick(last: int | None, o: int, h: int, lo: int, c: int) -> tuple[int, b
     return found
 
 
+def book_states(feed, min_sizes: dict) -> dict:
+    """{instrument id: {bar time: (price raw, size raw) of the book the bar leaves, or None: no book yet}} for the
+    bars of `feed` (a `SymbolFeed`) as the every-path stream replays them: per hour, the last intra-hour trade of each
+    leg (`HourSpan.last_ticks`) sets the book (its price, its size), then each bar leaves the tick `last_tick` finds
+    from that book's price, or the book as it was when no tick moves the price. `min_sizes`: instrument id -> the
+    raw size increment."""
+    events = feed.events
+    out: dict = {}
+    book: dict = {}
+    for span in feed.hours:
+        for i in span.last_ticks:
+            tick = events[i][2]
+            book[tick.instrument_id] = (tick.price.raw, tick.size.raw)
+        for i in range(*span.bars):
+            bar = events[i][2]
+            iid = bar.bar_type.instrument_id
+            now = book.get(iid)
+            found = last_tick(None if now is None else now[0], bar.open.raw, bar.high.raw, bar.low.raw,
+                              bar.close.raw)
+            if found is not None:
+                quarter, close = quarter_sizes(bar.volume.raw, min_sizes[iid])
+                now = book[iid] = (found[0], close if found[1] else quarter)
+            out.setdefault(iid, {})[bar.ts_init] = now
+    return out
+
+
 class VenueHandle(SimulationModule):
     """Hands over its venue's simulated exchange (nautilus gives its modules their exchange, and nobody else) and
     then leaves the exchange's per-data-point calls (`detach`)."""
@@ -95,11 +128,14 @@ class BarBook:
     """Subscribes to every bar of `bar_types` and applies each to its venue's matching engine (see the module), and
     with each spot bar the perp bar it carries (`carry_perp_bars`)."""
 
-    def __init__(self, msgbus, exchanges: dict, bar_types: list, carried: dict | None = None):
-        """`exchanges`: instrument id -> the SimulatedExchange of its venue."""
+    def __init__(self, msgbus, exchanges: dict, bar_types: list, carried: dict | None = None,
+                 states: dict | None = None):
+        """`exchanges`: instrument id -> the SimulatedExchange of its venue; `states`: the books the bars leave
+        (`book_states`). A bar not there leaves the tick `last_tick` finds from the matching engine's book."""
         self._engines = {}
         self._ids = 0
         self._carried = carried or {}
+        self._states = states or {}
         for bt in bar_types:
             iid = bt.instrument_id
             me = exchanges[iid].get_matching_engine(iid)
@@ -118,14 +154,22 @@ class BarBook:
 
     def _apply(self, iid, bar: Bar) -> None:
         me, min_raw, pp, sp = self._engines[iid]
-        best = me.best_bid_price()
-        o, h, lo, c = bar.open, bar.high, bar.low, bar.close
-        found = last_tick(None if best is None else best.raw, o.raw, h.raw, lo.raw, c.raw)
-        if found is None:
-            return
-        price_raw, is_close = found
-        quarter, close = quarter_sizes(bar.volume.raw, min_raw)
+        states = self._states.get(iid)
+        if states is not None and bar.ts_init in states:
+            state = states[bar.ts_init]
+            if state is None:
+                return  # no trade and no tick before it: the book stays empty
+            price_raw, size_raw = state
+        else:
+            best = me.best_bid_price()
+            found = last_tick(None if best is None else best.raw, bar.open.raw, bar.high.raw, bar.low.raw,
+                              bar.close.raw)
+            if found is None:
+                return
+            price_raw, is_close = found
+            quarter, close = quarter_sizes(bar.volume.raw, min_raw)
+            size_raw = close if is_close else quarter
         self._ids += 1
         me.process_trade_tick(TradeTick(
-            iid, Price.from_raw(price_raw, pp), Quantity.from_raw(close if is_close else quarter, sp),
+            iid, Price.from_raw(price_raw, pp), Quantity.from_raw(size_raw, sp),
             AggressorSide.NO_AGGRESSOR, TradeId(f"B{self._ids}"), bar.ts_init, bar.ts_init))

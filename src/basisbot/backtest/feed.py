@@ -29,6 +29,7 @@ from nautilus_trader.model.identifiers import TradeId
 from nautilus_trader.model.instruments import Instrument
 from nautilus_trader.model.objects import Price, Quantity
 
+from basisbot.backtest.bar_book import last_tick, quarter_sizes
 from basisbot.core.carry import FundingPredictor, premium
 from basisbot.core.data_quality import Flag, PrintFilter
 from basisbot.core.units import HOUR_NS
@@ -93,6 +94,9 @@ class SymbolFeed:
     marks: tuple[np.ndarray, np.ndarray] = (np.array([], dtype=np.int64), np.array([], dtype=np.float64))
     hours: list[HourSpan] = field(default_factory=list)  # each bar's share of `events`, in order
     tail: tuple[int, int] = (0, 0)  # the settlements after the last bar's close
+    # the books the bars leave in the matching engines: instrument id -> {bar time: (price raw, size raw) or None}
+    # (`basisbot.backtest.bar_book.book_states`)
+    books: dict | None = None
 
 
 def _settlement_sim_ts(exact_ns: int) -> int:
@@ -113,23 +117,25 @@ def _worst_marks(bars: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     return hi, lo
 
 
-def _intrabar(events, instrument, t_open, path, size, mark_shift, pp, ids, marks: tuple | None) -> None:
+def _intrabar(events, instrument, t_open, path, size, mark_shift, pp, ids, marks: tuple | None) -> Price | None:
     """TradeTicks (and, given `marks`, marks: their times and prices also listed there) along the path, strictly
-    inside the bar; the bar itself closes it at t_open + 1h."""
+    inside the bar; the bar itself closes it at t_open + 1h. The last tick's price (None: no tick)."""
     iid = instrument.id
     prec = instrument.price_precision
+    last = None
     for frac, px in path[:-1]:
         t = t_open + int(frac * HOUR_NS)
         if t <= t_open or t >= t_open + HOUR_NS:
             continue
         ids[0] += 1
-        events.append((t, PRIO_TICK, TradeTick(iid, Price(px, prec), size, AggressorSide.NO_AGGRESSOR,
-                                               TradeId(str(ids[0])), t, t)))
+        last = Price(px, prec)
+        events.append((t, PRIO_TICK, TradeTick(iid, last, size, AggressorSide.NO_AGGRESSOR, TradeId(str(ids[0])), t, t)))
         if marks is not None:
             mark = Price(px + mark_shift, pp)
             events.append((t, PRIO_MARK, MarkPriceUpdate(iid, mark, t, t)))
             marks[0].append(t)
             marks[1].append(mark.as_double())
+    return last
 
 
 @dataclass(slots=True)
@@ -170,6 +176,10 @@ class _Builder:
         self.ids = [0]
         self.spot_tick_size = Quantity(spot.size_increment.as_double(), self.ssz)
         self.perp_tick_size = Quantity(perp.size_increment.as_double(), self.psz)
+        # the book each leg's matching engine holds in the every-path stream (price raw, size raw), and the one each
+        # bar leaves (`basisbot.backtest.bar_book.book_states` derives the same from the events)
+        self.book: dict = {}
+        self.books: dict = {spot.id: {}, perp.id: {}}
         fund = data.funding
         f_ns = (fund["ts"].astype("datetime64[ns, UTC]").astype("int64").to_numpy() if len(fund)
                 else np.array([], dtype=np.int64))
@@ -230,8 +240,10 @@ class _Builder:
         if not math.isnan(row["perp_close"]):
             ppath = bar_path(row["perp_open"], row["perp_high"], row["perp_low"], row["perp_close"], self.step)
             n0 = len(self.marks[0])
-            _intrabar(self.events, self.perp, t_open, ppath, self.perp_tick_size, row["mark_close"] - row["perp_close"],
-                      self.pp, self.ids, self.marks)
+            last = _intrabar(self.events, self.perp, t_open, ppath, self.perp_tick_size,
+                             row["mark_close"] - row["perp_close"], self.pp, self.ids, self.marks)
+            if last is not None:
+                self.book[self.perp.id] = (last.raw, self.perp_tick_size.raw)
             seen = self.marks[1][n0:]
             if seen:
                 span.low, span.high = min(seen), max(seen)
@@ -240,7 +252,9 @@ class _Builder:
         if not math.isnan(row["spot_close"]):
             spath = bar_path(row["spot_open"], row["spot_high"], row["spot_low"], row["spot_close"], self.step)
             n0 = len(self.events)
-            _intrabar(self.events, self.spot, t_open, spath, self.spot_tick_size, 0.0, self.sp, self.ids, None)
+            last = _intrabar(self.events, self.spot, t_open, spath, self.spot_tick_size, 0.0, self.sp, self.ids, None)
+            if last is not None:
+                self.book[self.spot.id] = (last.raw, self.spot_tick_size.raw)
             if len(self.events) > n0:
                 span.last_ticks += (len(self.events) - 1,)
             if n0 > e0 and len(self.events) > n0:  # both legs have ticks: the head ends at the later first one
@@ -254,17 +268,27 @@ class _Builder:
         if math.isnan(row["spot_close"]):
             self.spot_gaps += 1
         else:
-            close = Price(row["spot_close"], sp)
-            self.events.append((t, PRIO_SPOT_BAR, Bar(
-                self.spot_bt, Price(row["spot_open"], sp), Price(row["spot_high"], sp), Price(row["spot_low"], sp),
-                close, Quantity(row["spot_volume"], ssz), t, t)))
+            o, h, lo, close = (Price(row[c], sp) for c in ("spot_open", "spot_high", "spot_low", "spot_close"))
+            vol = Quantity(row["spot_volume"], ssz)
+            self.events.append((t, PRIO_SPOT_BAR, Bar(self.spot_bt, o, h, lo, close, vol, t, t)))
             self.spot_closes.append((t, close.as_double()))
+            self._leave(self.spot, t, o, h, lo, close, vol)
         if math.isnan(row["perp_close"]):
             self.perp_gaps += 1  # a hole in the source (reported by the loader); the mark still drives risk and funding
         else:
-            self.events.append((t, PRIO_PERP_BAR, Bar(
-                self.perp_bt, Price(row["perp_open"], pp), Price(row["perp_high"], pp), Price(row["perp_low"], pp),
-                Price(row["perp_close"], pp), Quantity(row["perp_volume"], psz), t, t)))
+            o, h, lo, c = (Price(row[k], pp) for k in ("perp_open", "perp_high", "perp_low", "perp_close"))
+            vol = Quantity(row["perp_volume"], psz)
+            self.events.append((t, PRIO_PERP_BAR, Bar(self.perp_bt, o, h, lo, c, vol, t, t)))
+            self._leave(self.perp, t, o, h, lo, c, vol)
+
+    def _leave(self, inst, t: int, o: Price, h: Price, lo: Price, c: Price, vol: Quantity) -> None:
+        """The book the bar leaves in its matching engine, after the hour's trades (`bar_book.book_states`)."""
+        now = self.book.get(inst.id)
+        found = last_tick(None if now is None else now[0], o.raw, h.raw, lo.raw, c.raw)
+        if found is not None:
+            quarter, close = quarter_sizes(vol.raw, inst.size_increment.raw)
+            now = self.book[inst.id] = (found[0], close if found[1] else quarter)
+        self.books[inst.id][t] = now
 
     def _observe(self, t: int, s_close: float, p_close: float, m_close: float) -> None:
         """Feed the hour's premium to the predictor; a bad print (spot or perp inconsistent with the mark and its
@@ -321,6 +345,7 @@ def build_feed(data: SymbolData, spot, perp, predictor_method: str = "premium", 
     feed = SymbolFeed(data.symbol, b.events, b.settlements, worst, predictions, b.spot_gaps, b.perp_gaps, b.flags,
                       b.spot_closes, (np.array(b.marks[0], dtype=np.int64), np.array(b.marks[1], dtype=np.float64)))
     feed.hours = b.hours
+    feed.books = {iid: books for iid, books in b.books.items() if books}
     feed.tail = (tail0, len(b.events))
     return feed
 

@@ -23,7 +23,7 @@ from nautilus_trader.model.events import OrderFilled
 from nautilus_trader.model.identifiers import TraderId
 from nautilus_trader.model.objects import Money
 
-from basisbot.backtest.bar_book import BarBook, VenueHandle, carry_perp_bars
+from basisbot.backtest.bar_book import BarBook, VenueHandle, book_states, carry_perp_bars
 from basisbot.backtest.feed import SymbolFeed, bar_type, build_feed
 from basisbot.backtest.recorder import BacktestRecorder, RecorderConfig
 from basisbot.backtest.stream import QuietGate, hour_chunks
@@ -261,17 +261,36 @@ def build_engine(p: Prepared, *, simulate_perp: bool = True, gate: QuietGate | N
     exchanges = {p.spot_insts[s].id: spot_exchange for s in p.enabled}
     exchanges.update({p.perp_insts[s].id: perp_exchange for s in p.enabled})
     BarBook(engine.kernel.msgbus, exchanges,  # the bus keeps its handler
-            [bar_type(i) for s in p.enabled for i in (p.spot_insts[s], p.perp_insts[s])], p.carried)
+            [bar_type(i) for s in p.enabled for i in (p.spot_insts[s], p.perp_insts[s])], p.carried,
+            _book_states(p))
     if gate is None:
         engine.add_data(p.events, sort=True)  # already in order; the stable sort keeps same-ts priority
         return engine, ledger
-    # the bars as static data (always replayed; nautilus registers their subscriptions from them), ahead of the
-    # stream's events at the same time as the full stream has them
-    bars = [e for e in p.events if type(e) is Bar]
-    engine.add_data(bars, sort=True)
+    # nautilus registers the bars' subscriptions from static data: the bars up to the time every bar type has had
+    # one go as static data (ahead of the stream's events at the same time, as the full stream has them); the
+    # later ones come with their hours, where a quiet run may leave them out (`basisbot.backtest.stream`)
+    firsts: dict = {}
+    for e in p.events:
+        if type(e) is Bar:
+            firsts.setdefault(e.bar_type, e.ts_init)
+    static_until = max(firsts.values(), default=-1)
+    bars = [e for e in p.events if type(e) is Bar and e.ts_init <= static_until]
+    if bars:
+        engine.add_data(bars, sort=True)
     gate.emitted = len(bars)
-    engine.add_data_iterator("basisbot-hours", _counted(hour_chunks(p.feeds, p.order, gate), gate))
+    engine.add_data_iterator("basisbot-hours", _counted(hour_chunks(p.feeds, p.order, gate, static_until), gate))
     return engine, ledger
+
+
+def _book_states(p: Prepared) -> dict:
+    """The books every bar leaves (`book_states`), derived once per feed (a sweep's points share the feeds)."""
+    states = {}
+    for s, feed in p.feeds.items():
+        if feed.books is None:
+            insts = (p.spot_insts[s], p.perp_insts[s])
+            feed.books = book_states(feed, {i.id: i.size_increment.raw for i in insts})
+        states.update(feed.books)
+    return states
 
 
 def _counted(chunks, gate: QuietGate):
@@ -294,14 +313,20 @@ def run_backtest(
     return run_prepared(p, progress=progress)
 
 
-def run_prepared(p: Prepared, *, progress: bool = False, full_paths: bool | None = None) -> BacktestResult:
+def run_prepared(p: Prepared, *, progress: bool = False, full_paths: bool | None = None,
+                 leave_out: bool | None = None) -> BacktestResult:
     """Run a prepared backtest. `full_paths` True replays every bar's intra-hour path; False streams the gated events
     (`basisbot.backtest.stream`): the same outputs byte for byte from fewer events; None (the default): as
-    `backtest.stream` says (gated unless "every_path")."""
+    `backtest.stream` says (gated unless "every_path"). `leave_out` (gated): whether a quiet run hands over only
+    what the hour after it reads; None: unless something reads every event as it comes ([risk], a budget)."""
     settings, order = p.settings, p.order
     if full_paths is None:
         full_paths = settings.backtest.stream == "every_path"
-    gate = None if full_paths else QuietGate(p.feeds)
+    # with [risk] the actor reads every mark as it comes (stale data, equity); a capital budget reads each
+    # prediction: a quiet run's superseded events are then handed over too
+    if leave_out is None:
+        leave_out = not (settings.risk.configured or settings.portfolio.capital_usdt)
+    gate = None if full_paths else QuietGate(p.feeds, leave_out=leave_out)
     engine, ledger = build_engine(p, gate=gate)
     strategies = {}
     for s, cfg in p.enabled.items():
@@ -376,7 +401,8 @@ def run_prepared(p: Prepared, *, progress: bool = False, full_paths: bool | None
     if risk_actor is not None:
         result.risk = risk_report(settings.risk, risk_actor, strategies)
     result.stream = ({"stream": "every_path"} if gate is None else
-                     {"stream": "gated", "symbol_hours": dict(gate.modes), "in_quiet_runs": gate.runs})
+                     {"stream": "gated", "symbol_hours": dict(gate.modes), "in_quiet_runs": gate.runs,
+                      "left_out_of_runs": gate.left_out})
     engine.dispose()
     return result
 

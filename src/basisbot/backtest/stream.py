@@ -31,7 +31,15 @@ from collections.abc import Iterator
 
 from nautilus_trader.model.data import MarkPriceUpdate
 
-from basisbot.backtest.feed import HOUR_NS, PRIO_MARK, PRIO_PREDICTION, HourSpan, SymbolFeed
+from basisbot.backtest.feed import (
+    HOUR_NS,
+    PRIO_MARK,
+    PRIO_PERP_BAR,
+    PRIO_PREDICTION,
+    PRIO_SPOT_BAR,
+    HourSpan,
+    SymbolFeed,
+)
 from basisbot.core.carry import funding_payment
 from basisbot.core.guard_state import GuardState
 from basisbot.core.mark_watch import mark_watch
@@ -47,8 +55,12 @@ def _inside(band: tuple[float, float], low: float, high: float) -> bool:
 class QuietGate:
     """Decides, hour by hour, how much of each symbol's path the engine replays (see the module)."""
 
-    def __init__(self, feeds: dict[str, SymbolFeed]):
+    def __init__(self, feeds: dict[str, SymbolFeed], leave_out: bool = True):
+        """`leave_out`: hand the engine only what the hour after a quiet run reads of it (`_run_chunk`); off when
+        something reads the data as it comes (the `[risk]` actor's stale-data limit and equity checks at marks)."""
         self.feeds = feeds
+        self.leave_out = leave_out
+        self.left_out = 0  # events of quiet runs not handed to the engine
         # each symbol's settlement times (as the venue applies them), sorted: an hour's are found by bisection
         self._settle_ts = {s: [e[0] for e in f.settlements] for s, f in feeds.items()}
         self.strategies: dict = {}
@@ -359,9 +371,11 @@ class QuietGate:
         return bands
 
 
-def hour_chunks(feeds: dict[str, SymbolFeed], order: list[str], gate: QuietGate) -> Iterator[list]:
-    """The engine's data after the bars, an hour per chunk, in the engine's order (time, then the priority within a
-    time, then the symbol's place in `order`)."""
+def hour_chunks(feeds: dict[str, SymbolFeed], order: list[str], gate: QuietGate, static_until: int = -1,
+                ) -> Iterator[list]:
+    """The engine's data, an hour per chunk (a quiet run's hours in one), in the engine's order (time, then the
+    priority within a time, then the symbol's place in `order`). The bars at or before `static_until` are static
+    data (`basisbot.backtest.run.build_engine`), not in the chunks."""
     by_close: dict[int, list[tuple[int, str, HourSpan, HourSpan | None, HourSpan | None]]] = {}
     for idx, s in enumerate(order):
         hours = feeds[s].hours
@@ -377,16 +391,21 @@ def hour_chunks(feeds: dict[str, SymbolFeed], order: list[str], gate: QuietGate)
         group = by_close[close_ns]
         run = gate.quiet_run(closes, i, order, pending, runnable[i])
         if run:
-            out = []
-            for k in range(i, i + run):
-                out += _quiet_chunk(feeds, by_close[closes[k]])
+            groups = [by_close[closes[k]] for k in range(i, i + run)]
+            if gate.leave_out:
+                out = _run_chunk(feeds, groups, static_until)
+                gate.left_out += sum(span.settle[1] - span.settle[0] + span.close[1] - span.close[0]
+                                     + (span.bars[1] > span.bars[0] and span.close_ns > static_until)
+                                     for g in groups for _, _, span, *_ in g) - len(out)
+            else:
+                out = [e for g in groups for e in _quiet_chunk(feeds, g, static_until)]
             i += run
             pending = out[-1]
             yield out
             continue
         i += 1
         modes = gate.plan(close_ns, [g[1:] for g in group], pending)
-        out = _quiet_chunk(feeds, group) if all(m == QUIET for m in modes.values()) else None
+        out = _quiet_chunk(feeds, group, static_until) if all(m == QUIET for m in modes.values()) else None
         if out:
             pending = out[-1]
             yield out
@@ -402,6 +421,8 @@ def hour_chunks(feeds: dict[str, SymbolFeed], order: list[str], gate: QuietGate)
                 picks += span.last_ticks  # the last trade prices: the risk engine checks any order against them
                 if mode == LAST and span.last_mark >= 0:
                     picks.append(span.last_mark)
+            if span.bars[1] > span.bars[0] and close_ns > static_until:
+                picks.append(span.bars[0])  # the spot bar (carrying the perp bar), or the perp bar alone
             picks += range(*span.close)
             chunk.extend((events[i][0], events[i][1], idx, events[i][2]) for i in picks)
         chunk.sort(key=lambda e: e[:3])
@@ -474,16 +495,21 @@ class _QuietFacts:
         return n
 
 
-def _quiet_chunk(feeds: dict[str, SymbolFeed], group: list) -> list | None:
+def _quiet_chunk(feeds: dict[str, SymbolFeed], group: list, static_until: int = -1) -> list | None:
     """The chunk of an hour quiet for every symbol, in the engine's order without a sort of everything: the
-    settlements inside the hour (before the close), then at the close every symbol's prediction, then every
-    symbol's closing mark (their priorities), each in the symbols' order. None: something else at the close."""
-    settles, preds, marks = [], [], []
+    settlements inside the hour (before the close), then at the close every symbol's bar (spot bars, then the perp
+    bars no spot bar carries), prediction and closing mark (their priorities), each in the symbols' order. None:
+    something else at the close."""
+    settles, spot_bars, perp_bars, preds, marks = [], [], [], [], []
     for idx, s, span, *_ in group:
         events = feeds[s].events
         s0, s1 = span.settle
         if s1 > s0:
             settles.extend((events[i][0], events[i][1], idx, events[i][2]) for i in range(s0, s1))
+        b0, b1 = span.bars
+        if b1 > b0 and span.close_ns > static_until:
+            # the spot bar carries the perp bar (`carry_perp_bars`); without one the perp bar comes alone
+            (spot_bars if events[b0][1] == PRIO_SPOT_BAR else perp_bars).append(events[b0][2])
         for i in range(*span.close):
             prio = events[i][1]
             if prio == PRIO_PREDICTION:
@@ -494,5 +520,68 @@ def _quiet_chunk(feeds: dict[str, SymbolFeed], group: list) -> list | None:
                 return None
     if settles:
         settles.sort(key=lambda e: e[:3])
-        return [e[3] for e in settles] + preds + marks
-    return preds + marks
+        return [e[3] for e in settles] + spot_bars + perp_bars + preds + marks
+    return spot_bars + perp_bars + preds + marks
+
+
+def _run_chunk(feeds: dict[str, SymbolFeed], groups: list[list], static_until: int) -> list:
+    """The chunk of a quiet run (`QuietGate.quiet_run`; `groups`: its hours in order, each as `hour_chunks` groups
+    them): every settlement in it (a run has none: `_QuietFacts` admits no hour with one), and of each symbol only
+    what the hour after the run can read. Nothing acts inside a run, so its bars, predictions and marks are read by
+    nobody before the next one of their kind replaces them in the cache, the portfolio and the strategy:
+
+    - the last spot bar (the strategy's spot price, the portfolio's bar price; the recorder takes every close from the
+      feed), and the bar that carries (or is) the last perp bar: `BarBook` gives each bar applied the book the
+      every-path stream has after it, so the books after the run are that stream's;
+    - the last prediction (the strategy keeps the last rate; the interval of the last one that has one), and any
+      prediction whose interval or announced settlement differs from the last one's; a symbol with a prediction
+      announcing no settlement keeps all of its events (what the calendar makes of it is not left to chance);
+    - the last mark (the strategy's, the venue's and the recorder's latest mark; a settlement after the run takes it).
+
+    The periodic guard sweep reads the latest mark: every mark of a run lies inside the guard's quiet range, so the
+    one it reads there finds nothing as every other would."""
+    per: dict[tuple[int, str], list[HourSpan]] = {}
+    for group in groups:
+        for idx, s, span, *_ in group:
+            per.setdefault((idx, s), []).append(span)
+    chunk = []
+    for (idx, s), spans in per.items():
+        events = feeds[s].events
+        picks = [i for span in spans for i in range(*span.settle)]
+        spot = perp = mark = None
+        preds = []
+        whole = False
+        for span in spans:
+            b0, b1 = span.bars
+            for i in range(b0, b1):
+                if events[i][1] == PRIO_SPOT_BAR:
+                    spot = i
+                else:
+                    perp = b0  # the spot bar carrying it, or the perp bar alone
+            for i in range(*span.close):
+                prio = events[i][1]
+                if prio == PRIO_PREDICTION:
+                    preds.append(i)
+                    whole = whole or events[i][2].next_funding_ns is None
+                elif prio == PRIO_MARK:
+                    mark = i
+                else:
+                    whole = True
+        if whole:
+            for span in spans:
+                if span.bars[1] > span.bars[0]:
+                    picks.append(span.bars[0])
+                picks += range(*span.close)
+        else:
+            picks += {i for i in (spot, perp) if i is not None}
+            if preds:
+                last = events[preds[-1]][2]
+                key = (last.interval, last.next_funding_ns)
+                picks += [i for i in preds[:-1] if (events[i][2].interval, events[i][2].next_funding_ns) != key]
+                picks.append(preds[-1])
+            if mark is not None:
+                picks.append(mark)
+        chunk.extend((events[i][0], events[i][1], idx, events[i][2]) for i in picks
+                     if events[i][1] > PRIO_PERP_BAR or events[i][0] > static_until)
+    chunk.sort(key=lambda e: e[:3])
+    return [e[3] for e in chunk]
