@@ -1,6 +1,8 @@
 """The recorder derives its hourly samples after the run: each must be what the venues and the cache held at that
 hour. The oracle here is an hourly timer in the same engine that reads them live (what the recorder itself did before
-it derived them): both must give the same rows, float for float, with trading, margin transfers and liquidations."""
+it derived them): both must give the same rows, float for float, with trading, margin transfers and liquidations.
+The runs replay every event (`stream = "every_path"`): the gated stream leaves out marks nothing reads, so the cache
+there does not hold every hour's mark; that its outputs are every path's is `tests/test_stream.py`'s to show."""
 
 from __future__ import annotations
 
@@ -69,11 +71,12 @@ class ProbedRecorder(BacktestRecorder):
 CONFIGS = {
     # the shipped config: four symbols, entries and exits, margin transfers from the spot account
     "shipped": ((REPO / "config" / "basisbot.toml").read_text().replace(
-        'data = "backtests/data/binance"', f'data = "{DATA}"'), "2023-01-01", "2023-03-01"),
+        'data = "backtests/data/binance"', f'data = "{DATA}"\nstream = "every_path"'), "2023-01-01", "2023-03-01"),
     # isolated 20x without the guard and without intra-bar paths: liquidations at the bars' worst marks
     "liquidations": (f"""
 [backtest]
 data = "{DATA}"
+stream = "every_path"
 spot_balance_usdt = 100000
 perp_balance_usdt = 50000
 intrabar_step = 0
