@@ -183,6 +183,7 @@ def test_okx_cli_guard_adds_margin_and_kill9_restart_reconciles_without_resendin
     assert float(_short(st)["positionAmt"]) == pytest.approx(-0.05)
 
 
+@pytest.mark.slow  # long end-to-end run: `pytest -m slow` (the default run keeps the invariant checks)
 def test_okx_paper_trades_on_the_venues_data_without_credentials(tmp_path):
     """Paper on OKX: OKX's position tiers are public, so paper needs no key at all; fills are simulated on the venue's
     live touch in base units (the swap's contract lot), the isolated wallet and the settlement come from the paper

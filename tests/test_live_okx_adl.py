@@ -107,6 +107,7 @@ def _adl_rows(path: Path) -> list[str]:
                                             order_by="ts, rowid")]
 
 
+@pytest.mark.slow  # long end-to-end run: `pytest -m slow` (the default run keeps the invariant checks)
 def test_okx_short_at_the_top_of_the_adl_queue_is_journaled_shown_measured_and_alerted(tmp_path):
     journal = tmp_path / "journal.sqlite"
 

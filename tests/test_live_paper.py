@@ -19,6 +19,7 @@ SYM = "BTCUSDT"
 T_SETTLE = 1646035200001  # 2022-02-28 08:00:00.001Z
 
 
+@pytest.mark.slow  # long end-to-end run: `pytest -m slow` (the default run keeps the invariant checks)
 def test_paper_trades_on_live_data_with_a_public_session(tmp_path):
     async def scenario():
         async with SimServer(sim_config(start="2022-02-28T07:59:45Z")) as sim:

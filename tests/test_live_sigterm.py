@@ -16,6 +16,8 @@ import textwrap
 import time
 from pathlib import Path
 
+import pytest
+
 from basisbot.sim import SimServer
 from tests.helpers.live_node import sim_config, subprocess_env, write_config
 
@@ -76,6 +78,7 @@ def test_sigterm_with_a_pair_that_never_completes_stops_after_the_drain(tmp_path
     assert "pairs still in flight for ['BTCUSDT']" in out
 
 
+@pytest.mark.slow  # long end-to-end run: `pytest -m slow` (the default run keeps the invariant checks)
 def test_sigterm_with_a_stuck_event_loop_exits_at_the_hard_deadline(tmp_path):
     rc, took, out = asyncio.run(_run(tmp_path, "hang"))
     assert rc == 1, out[-2000:]

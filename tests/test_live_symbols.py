@@ -32,6 +32,7 @@ def venue_config(tmp_path, **overrides):
     return sim_config(start=START, symbols=None, brackets=path, **overrides)
 
 
+@pytest.mark.slow  # long end-to-end run: `pytest -m slow` (the default run keeps the invariant checks)
 def test_live_trades_avax_with_brackets_from_the_venue(tmp_path):
     """Both AVAX legs fill, the 08:00 settlement is booked and reconciled with the venue's payment; every bracket
     table the node, the strategies and the journal use is the venue's answer, not a bundled file."""

@@ -239,6 +239,7 @@ def test_live_on_sim_alerts_metrics_and_status_page(tmp_path):
         shutil.copyfile(shot, dest)
 
 
+@pytest.mark.slow  # long end-to-end run: `pytest -m slow` (the default run keeps the invariant checks)
 def test_a_dead_alert_channel_changes_nothing_in_trading(tmp_path, capfd):
     rx = Receiver()
     dead = free_port()  # nothing listens: connection refused
