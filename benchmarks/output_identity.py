@@ -1,11 +1,12 @@
 """Run the backtests whose outputs must not change with the engine's event stream, and compare two sets of outputs
 byte for byte (every CSV and summary.json).
 
-    python benchmarks/output_identity.py run OUT [--gated]  # the five runs into OUT/<name>/
-    python benchmarks/output_identity.py compare A B         # exit 1 and list what differs
+    python benchmarks/output_identity.py run OUT [--every-path]  # the eight runs into OUT/<name>/
+    python benchmarks/output_identity.py compare A B              # exit 1 and list what differs
 
---gated runs them from the gated event stream (`run_prepared(full_paths=False)`), which must reproduce the default
-(every bar's intra-hour path replayed) byte for byte.
+`run` uses the default event stream (`backtest.stream`: gated); --every-path replays every bar's intra-hour path
+(`run_prepared(full_paths=True)`): both must give the same outputs byte for byte, and the same as the code before a
+change to the stream (run A with the old checkout, B with the new, compare).
 
 The runs: the quick start (config/basisbot.toml), cross margin at 5x with and without the guard (January 2023: the
 guard acts; without it positions are liquidated), isolated 5x without the guard through 2023 (liquidations), a
@@ -57,14 +58,14 @@ def configs() -> dict[str, str]:
     }
 
 
-def run(out: Path, gated: bool = False) -> None:
+def run(out: Path, every_path: bool = False) -> None:
     import functools
 
     import basisbot.backtest.run as backtest_run
     from basisbot.cli import main
 
-    if gated:
-        backtest_run.run_prepared = functools.partial(backtest_run.run_prepared, full_paths=False)
+    if every_path:
+        backtest_run.run_prepared = functools.partial(backtest_run.run_prepared, full_paths=True)
 
     out.mkdir(parents=True, exist_ok=True)
     for name, text in configs().items():
@@ -91,8 +92,8 @@ def compare(a: Path, b: Path) -> int:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) in (3, 4) and sys.argv[1] == "run" and sys.argv[3:] in ([], ["--gated"]):
-        run(Path(sys.argv[2]), gated=len(sys.argv) == 4)
+    if len(sys.argv) in (3, 4) and sys.argv[1] == "run" and sys.argv[3:] in ([], ["--every-path"]):
+        run(Path(sys.argv[2]), every_path=len(sys.argv) == 4)
     elif len(sys.argv) == 4 and sys.argv[1] == "compare":
         sys.exit(compare(Path(sys.argv[2]), Path(sys.argv[3])))
     else:
