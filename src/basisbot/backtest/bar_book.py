@@ -60,6 +60,17 @@ def last_tick(last: int | None, o: int, h: int, lo: int, c: int) -> tuple[int, b
     return found
 
 
+def book_after(book: tuple[int, int] | None, o: int, h: int, lo: int, c: int, volume_raw: int,
+               min_size_raw: int) -> tuple[int, int] | None:
+    """The book (price raw, size raw) a bar leaves, given the book before it (None: empty): the tick `last_tick`
+    finds, sized by `quarter_sizes`; the book before it, the same object, when no tick moves the price."""
+    found = last_tick(None if book is None else book[0], o, h, lo, c)
+    if found is None:
+        return book
+    quarter, close = quarter_sizes(volume_raw, min_size_raw)
+    return found[0], close if found[1] else quarter
+
+
 def book_states(feed, min_sizes: dict) -> dict:
     """{instrument id: {bar time: (price raw, size raw) of the book the bar leaves, or None: no book yet}} for the
     bars of `feed` (a `SymbolFeed`) as the every-path stream replays them: per hour, the last intra-hour trade of each
@@ -76,12 +87,8 @@ def book_states(feed, min_sizes: dict) -> dict:
         for i in range(*span.bars):
             bar = events[i][2]
             iid = bar.bar_type.instrument_id
-            now = book.get(iid)
-            found = last_tick(None if now is None else now[0], bar.open.raw, bar.high.raw, bar.low.raw,
-                              bar.close.raw)
-            if found is not None:
-                quarter, close = quarter_sizes(bar.volume.raw, min_sizes[iid])
-                now = book[iid] = (found[0], close if found[1] else quarter)
+            now = book[iid] = book_after(book.get(iid), bar.open.raw, bar.high.raw, bar.low.raw, bar.close.raw,
+                                         bar.volume.raw, min_sizes[iid])
             out.setdefault(iid, {})[bar.ts_init] = now
     return out
 
@@ -159,16 +166,14 @@ class BarBook:
             state = states[bar.ts_init]
             if state is None:
                 return  # no trade and no tick before it: the book stays empty
-            price_raw, size_raw = state
         else:
             best = me.best_bid_price()
-            found = last_tick(None if best is None else best.raw, bar.open.raw, bar.high.raw, bar.low.raw,
-                              bar.close.raw)
-            if found is None:
-                return
-            price_raw, is_close = found
-            quarter, close = quarter_sizes(bar.volume.raw, min_raw)
-            size_raw = close if is_close else quarter
+            before = None if best is None else (best.raw, 0)
+            state = book_after(before, bar.open.raw, bar.high.raw, bar.low.raw, bar.close.raw, bar.volume.raw,
+                               min_raw)
+            if state is before:
+                return  # no tick moves the price: the book stays as it is
+        price_raw, size_raw = state
         self._ids += 1
         me.process_trade_tick(TradeTick(
             iid, Price.from_raw(price_raw, pp), Quantity.from_raw(size_raw, sp),

@@ -29,7 +29,7 @@ from nautilus_trader.model.identifiers import TradeId
 from nautilus_trader.model.instruments import Instrument
 from nautilus_trader.model.objects import Price, Quantity
 
-from basisbot.backtest.bar_book import last_tick, quarter_sizes
+from basisbot.backtest.bar_book import book_after
 from basisbot.core.carry import FundingPredictor, premium
 from basisbot.core.data_quality import Flag, PrintFilter
 from basisbot.core.units import HOUR_NS
@@ -283,11 +283,8 @@ class _Builder:
 
     def _leave(self, inst, t: int, o: Price, h: Price, lo: Price, c: Price, vol: Quantity) -> None:
         """The book the bar leaves in its matching engine, after the hour's trades (`bar_book.book_states`)."""
-        now = self.book.get(inst.id)
-        found = last_tick(None if now is None else now[0], o.raw, h.raw, lo.raw, c.raw)
-        if found is not None:
-            quarter, close = quarter_sizes(vol.raw, inst.size_increment.raw)
-            now = self.book[inst.id] = (found[0], close if found[1] else quarter)
+        now = self.book[inst.id] = book_after(self.book.get(inst.id), o.raw, h.raw, lo.raw, c.raw, vol.raw,
+                                              inst.size_increment.raw)
         self.books[inst.id][t] = now
 
     def _observe(self, t: int, s_close: float, p_close: float, m_close: float) -> None:

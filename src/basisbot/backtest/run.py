@@ -23,7 +23,7 @@ from nautilus_trader.model.events import OrderFilled
 from nautilus_trader.model.identifiers import TraderId
 from nautilus_trader.model.objects import Money
 
-from basisbot.backtest.bar_book import BarBook, VenueHandle, book_states, carry_perp_bars
+from basisbot.backtest.bar_book import BarBook, VenueHandle, carry_perp_bars
 from basisbot.backtest.feed import SymbolFeed, bar_type, build_feed
 from basisbot.backtest.recorder import BacktestRecorder, RecorderConfig
 from basisbot.backtest.stream import QuietGate, hour_chunks
@@ -283,14 +283,8 @@ def build_engine(p: Prepared, *, simulate_perp: bool = True, gate: QuietGate | N
 
 
 def _book_states(p: Prepared) -> dict:
-    """The books every bar leaves (`book_states`), derived once per feed (a sweep's points share the feeds)."""
-    states = {}
-    for s, feed in p.feeds.items():
-        if feed.books is None:
-            insts = (p.spot_insts[s], p.perp_insts[s])
-            feed.books = book_states(feed, {i.id: i.size_increment.raw for i in insts})
-        states.update(feed.books)
-    return states
+    """The books every bar leaves, as each feed recorded them while building its bars (`SymbolFeed.books`)."""
+    return {iid: books for feed in p.feeds.values() for iid, books in (feed.books or {}).items()}
 
 
 def _counted(chunks, gate: QuietGate):

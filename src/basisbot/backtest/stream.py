@@ -48,6 +48,12 @@ from basisbot.nautilus.messages import PerpMarginState
 FULL, LAST, NONE, QUIET = "full", "last", "none", "quiet"
 
 
+def _quiet_range(st, book) -> tuple[float, float]:
+    """The marks inside both the guard's quiet band and the venue's band (an unchanged state's quiet hours)."""
+    (g_lo, g_hi), v_lo, v_hi = st.guard.quiet_band, book.band.low, book.band.high
+    return max(g_lo, v_lo), min(g_hi, v_hi)
+
+
 def _inside(band: tuple[float, float], low: float, high: float) -> bool:
     return band[0] < low and high < band[1]
 
@@ -210,8 +216,7 @@ class QuietGate:
                 before.append(job)
             next_alert = min((f for f, _ in alerts if f > close_ns), default=math.inf)
         book = self.ledger.books[st.symbol]
-        (g_lo, g_hi), v_lo, v_hi = st.guard.quiet_band, book.band.low, book.band.high
-        lo, hi = max(g_lo, v_lo), min(g_hi, v_hi)
+        lo, hi = _quiet_range(st, book)
         if not (lo < min(span.low, prev.close_mark) and max(span.high, prev.close_mark) < hi):
             return None
         events = self.feeds[st.symbol].events
@@ -479,8 +484,7 @@ class _QuietFacts:
         k0 = self.index.get(close_ns)
         if k0 is None:
             return 0
-        (g_lo, g_hi), v_lo, v_hi = st.guard.quiet_band, book.band.low, book.band.high
-        lo, hi = max(g_lo, v_lo), min(g_hi, v_hi)
+        lo, hi = _quiet_range(st, book)
         known_next = st.calendar.next_ns
         ok, low, high, head, pred = self.ok, self.low, self.high, self.head, self.pred
         n = 0

@@ -117,12 +117,17 @@ def _bundled_text(resource, what: str, flag: str) -> str:
 
 
 @cache
-def _exchange_info() -> dict:
+def _bundled_exchange_info(resource, what: str) -> dict:
+    """A bundled exchangeInfo file, parsed once; a missing or invalid one is a VenueDataError naming the flag."""
     try:
-        return json.loads(_bundled_text(EXCHANGE_INFO, "exchangeInfo capture", "--exchange-info"))
+        return json.loads(_bundled_text(resource, what, "--exchange-info"))
     except json.JSONDecodeError as e:
-        raise VenueDataError(f"{EXCHANGE_INFO}: invalid JSON: {e}; supply an exchangeInfo file with "
+        raise VenueDataError(f"{resource}: invalid JSON: {e}; supply an exchangeInfo file with "
                              "--exchange-info FILE") from None
+
+
+def _exchange_info() -> dict:
+    return _bundled_exchange_info(EXCHANGE_INFO, "exchangeInfo capture")
 
 
 def exchange_info_json() -> dict:
@@ -159,13 +164,8 @@ def market_specs(exchange_info: Path | None = None) -> dict[str, MarketSpec]:
     return _overlay(perp_specs(), exchange_info, _user_specs, "exchangeInfo")
 
 
-@cache
 def _recent_exchange_info() -> dict:
-    try:
-        return json.loads(_bundled_text(RECENT_EXCHANGE_INFO, "exchangeInfo rows", "--exchange-info"))
-    except json.JSONDecodeError as e:
-        raise VenueDataError(f"{RECENT_EXCHANGE_INFO}: invalid JSON: {e}; supply an exchangeInfo file with "
-                             "--exchange-info FILE") from None
+    return _bundled_exchange_info(RECENT_EXCHANGE_INFO, "exchangeInfo rows")
 
 
 def recent_exchange_info_json() -> dict:
