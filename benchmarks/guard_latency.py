@@ -103,6 +103,7 @@ def main() -> None:
 data = "{Path(__file__).resolve().parents[1] / 'backtests/data/binance'}"
 start = {a.start}
 end = {a.end}
+stream = "every_path"  # every mark, as live receives them (the gated stream leaves out marks nothing acts on)
 [symbols.{a.symbol}]
 notional_usdt = 20000
 leverage = 5
