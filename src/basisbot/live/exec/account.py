@@ -61,6 +61,7 @@ class AccountState:
     async def _refresh(self, publish: bool = True, positions: bool = True) -> None:
         async with self._refresh_lock:
             fills_before = self._fills_seen
+            in_flight_before = self.kind == "spot" and self._fills_in_flight()
             try:
                 bal = await self.ex.fetch_balance()
                 if self.kind == "perp" and positions:
@@ -81,6 +82,13 @@ class AccountState:
             if self._fills_seen != fills_before:
                 self._schedule_refresh(positions)  # read before one of our fills was applied: read again
                 return
+            if in_flight_before or (self.kind == "spot" and self._fills_in_flight()):
+                # the spot balances move with our own fills as they arrive; a balance read while an order may have
+                # filled at the venue can already hold a fill whose update has not reached us, which would then be
+                # counted twice: held back until the order is done (its last fill or its end schedules a read)
+                self._refresh_deferred = True
+                return
+            self._refresh_deferred = False
             self._publish_account(bal)
             if self.kind == "perp" and publish:
                 for xid in self._exchange_ids.values():

@@ -106,6 +106,7 @@ class CcxtExecutionClient(OrderCommands, UserStreams, AccountState, MarginOperat
         self._tasks_bg: list[asyncio.Task] = []
         self._refresh_handle: asyncio.TimerHandle | None = None
         self._refresh_lock = asyncio.Lock()
+        self._refresh_deferred = False  # a spot balance read held back while our orders were in flight
         # spot: balances as last reported, moved by our own fills as they happen (the exchange's own update comes
         # later on REST); a REST read older than a fill is not published (it would undo the fill)
         self._balances: dict[str, list[float]] = {}

@@ -67,9 +67,14 @@ class OrderTrack:
     pending_terminal: str | None = None  # "canceled" | "expired" | "rejected" once all fills are in
     sent_at: float = 0.0  # monotonic
     outcome_unknown: bool = False
+    immediate: bool = True  # executes when it reaches the venue (market, IOC, FOK), never rests
     t_send_ns: int = 0  # perf_counter_ns just before the HTTP request (benchmark)
     t_fill_ns: int = 0  # perf_counter_ns of the first fill event generated
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+def _executes_at_once(order) -> bool:
+    return order.order_type == OrderType.MARKET or order.time_in_force in (TimeInForce.IOC, TimeInForce.FOK)
 
 
 def _dec(v) -> Decimal:
@@ -97,7 +102,7 @@ class OrderCommands:
         iid = order.instrument_id
         symbol = self._symbols.get(iid)
         track = OrderTrack(cid, iid, order.strategy_id, order.side, order.order_type, order.quantity.as_decimal(),
-                       symbol or "")
+                       symbol or "", immediate=_executes_at_once(order))
         self._tracks[cid] = track
         ts = self._clock.timestamp_ns()
         if symbol is None or order.order_type not in (OrderType.MARKET, OrderType.LIMIT):
@@ -168,10 +173,21 @@ class OrderCommands:
             await asyncio.sleep(delay)
             delay = min(delay * 2, 2.0)
 
+    def _fills_in_flight(self) -> bool:
+        """Whether a fill of ours may have happened at the venue without reaching us yet: an order that executes at
+        once (market, IOC, FOK) still open here, or one whose fills the venue reported and we have not applied."""
+        return any(not t.terminal and (t.immediate or t.venue_filled > t.filled) for t in self._tracks.values())
+
+    def _settled(self, track: OrderTrack) -> None:
+        """An order is done: a balance read held back while it was in flight can be published now."""
+        if self._refresh_deferred:
+            self._schedule_refresh()
+
     def _reject(self, track: OrderTrack, reason: str) -> None:
         if track.terminal:
             return
         track.terminal = True
+        self._settled(track)
         self._log.warning(f"{track.cid} rejected: {reason}")
         self.generate_order_rejected(track.strategy_id, track.instrument_id, ClientOrderId(track.cid), reason,
                                      self._clock.timestamp_ns())
@@ -232,7 +248,7 @@ class OrderCommands:
         if order is None or order.instrument_id not in self._symbols:
             return None
         t = OrderTrack(cid, order.instrument_id, order.strategy_id, order.side, order.order_type,
-                   order.quantity.as_decimal(), self._symbols[order.instrument_id])
+                   order.quantity.as_decimal(), self._symbols[order.instrument_id], immediate=_executes_at_once(order))
         t.venue_order_id = order.venue_order_id.value if order.venue_order_id else None
         t.accepted = order.status not in (OrderStatus.INITIALIZED, OrderStatus.SUBMITTED)
         t.filled = order.filled_qty.as_decimal()
@@ -290,6 +306,7 @@ class OrderCommands:
         if track.terminal or track.pending_terminal is None or track.filled < track.venue_filled:
             return
         track.terminal = True
+        self._settled(track)
         vid = VenueOrderId(track.venue_order_id) if track.venue_order_id else None
         if track.pending_terminal == "canceled":
             self.generate_order_canceled(track.strategy_id, track.instrument_id, ClientOrderId(track.cid), vid,

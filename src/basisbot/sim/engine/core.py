@@ -14,6 +14,7 @@ The venue's parts: `order_matching` (order entry and matching), `funding_liquida
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from collections.abc import Callable
 
@@ -29,6 +30,8 @@ from basisbot.sim.engine.markets import Market
 from basisbot.sim.engine.order_matching import FUT, SPOT, OrderMatching
 from basisbot.sim.engine.orders import Order, Trade
 from basisbot.sim.engine.prices import SymbolPaths
+
+_ORDER_EVENTS = ("executionReport", "ORDER_TRADE_UPDATE")
 
 
 class Venue(OrderMatching, FundingAndLiquidation, AccountOperations):
@@ -57,6 +60,7 @@ class Venue(OrderMatching, FundingAndLiquidation, AccountOperations):
         self.liquidations: list[dict] = []
         self.user_listeners: list[Callable[[str, dict], None]] = []
         self.public_listeners: list[Callable[[str, dict], None]] = []
+        self._held: dict[str, list[dict]] = {SPOT: [], FUT: []}  # order updates held back by `delay_fill_push`
 
     # ------------------------------------------------------------------------------------------------------------
     # time and prices
@@ -151,8 +155,27 @@ class Venue(OrderMatching, FundingAndLiquidation, AccountOperations):
     # events
     # ------------------------------------------------------------------------------------------------------------
     def emit(self, account: str, payload: dict) -> None:
+        order_event = payload.get("e") in _ORDER_EVENTS
+        if order_event and self._held[account]:
+            self._held[account].append(payload)  # behind a held fill: the order's updates keep their order
+            return
+        if order_event:
+            o = payload["o"] if payload["e"] == "ORDER_TRADE_UPDATE" else payload
+            delay = self.faults.take_fill_push_delay(account, o.get("s")) if o.get("x") == "TRADE" else None
+            if delay is not None:
+                self._held[account].append(payload)
+                asyncio.get_running_loop().call_later(delay / 1000, self._release_held, account)
+                return
+        self._deliver(account, payload)
+
+    def _deliver(self, account: str, payload: dict) -> None:
         for fn in list(self.user_listeners):
             fn(account, payload)
+
+    def _release_held(self, account: str) -> None:
+        held, self._held[account] = self._held[account], []
+        for payload in held:
+            self._deliver(account, payload)
 
     def emit_public(self, stream: str, payload: dict) -> None:
         for fn in list(self.public_listeners):

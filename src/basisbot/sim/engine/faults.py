@@ -30,6 +30,12 @@ Per-symbol, per-side and order-timeout faults (what the fault matrix in benchmar
                                                        closes the connection without an answer, or "delay" answers
                                                        after delay_ms (past the client's timeout): the client sees a
                                                        network error / timeout for an order the venue accepted
+    {"delay_fill_push": {"venue": "spot", "ms": 600, "count": 1, "symbol": "SOLUSDT"}}
+                                                       the next `count` fills on that venue reach the user stream
+                                                       `ms` late (the order's later updates wait behind them, in
+                                                       order), while the balance/account update goes out at once:
+                                                       the account shows a fill before the fill itself arrives, as
+                                                       on exchanges whose order and balance updates travel apart
     {"bad_print": {"symbol": "BTCUSDT", "factor": 0.9, "count": 1, "stream": "mark"}}
                                                        the next `count` stream messages of that symbol ("mark":
                                                        markPrice p; "book": bookTicker b/a, spot and futures) carry
@@ -102,6 +108,7 @@ class FaultState:
     reject_next: dict = field(default_factory=lambda: {"spot": deque(), "futures": deque()})
     partial_next: dict = field(default_factory=lambda: {"spot": deque(), "futures": deque()})
     timeout_next: dict = field(default_factory=lambda: {"spot": deque(), "futures": deque()})
+    fill_push_delay: dict = field(default_factory=lambda: {"spot": deque(), "futures": deque()})  # (symbol, ms)
     freeze_mark: set = field(default_factory=set)  # symbols, or {"*"}
     bad_prints: dict = field(default_factory=dict)  # (symbol, stream) -> [remaining, factor]
     adl_quantile: dict = field(default_factory=dict)  # symbol -> forced ADL rank 0..adl_top
@@ -111,7 +118,8 @@ class FaultState:
     outage_until: float = 0.0  # monotonic
     injected: dict = field(default_factory=lambda: {"failed": 0, "rejected": 0, "partial": 0, "ws_dropped": 0,
                                                     "timed_out": 0, "bad_prints": 0, "keys_expired": 0,
-                                                    "skewed": 0, "outage_refused": 0, "adl": 0})
+                                                    "skewed": 0, "outage_refused": 0, "adl": 0,
+                                                    "fill_pushes_delayed": 0})
     wall: object = time.monotonic
 
     # -- configuration ---------------------------------------------------------------------------------------------
@@ -121,7 +129,8 @@ class FaultState:
             raise ValueError("fault spec must be a JSON object")
         unknown = set(spec) - {"delay_ms", "fail_next", "reject_next_order", "partial_fill_next", "freeze_mark",
                                "drop_ws", "clear", "timeout_next_order", "bad_print", "expire_listen_keys",
-                               "clock_skew", "outage", "drop_mode", "adl", "adl_quantile"}
+                               "clock_skew", "outage", "drop_mode", "adl", "adl_quantile",
+                               "delay_fill_push"}
         if unknown:
             raise ValueError(f"unknown fault(s): {sorted(unknown)}")
         actions: dict = {}
@@ -131,7 +140,7 @@ class FaultState:
         setters = (("delay_ms", self._set_delay), ("fail_next", self._add_fail_next),
                    ("reject_next_order", self._add_reject_next), ("partial_fill_next", self._add_partial_next),
                    ("timeout_next_order", self._add_timeout_next), ("bad_print", self._add_bad_print),
-                   ("clock_skew", self._set_clock_skew))
+                   ("clock_skew", self._set_clock_skew), ("delay_fill_push", self._add_fill_push_delay))
         for key, setter in setters:
             if key in spec:
                 setter(spec[key])
@@ -202,6 +211,21 @@ class FaultState:
         for _ in range(int(r.get("count", 1))):
             self.timeout_next[venue].append((_symbol(r), TimeoutRule(_symbol(r), mode, delay)))
 
+    def _add_fill_push_delay(self, r: dict) -> None:
+        if not isinstance(r, dict):
+            raise ValueError("delay_fill_push must be an object {venue, ms, count, symbol}")
+        venue = _venue(r.get("venue", "spot"))
+        try:
+            ms, count = int(r.get("ms", 500)), int(r.get("count", 1))
+        except (TypeError, ValueError):
+            raise ValueError(f"delay_fill_push.ms and .count must be integers, got {r!r}") from None
+        if not 1 <= ms <= 60_000:
+            raise ValueError(f"delay_fill_push.ms must be in [1, 60000], got {ms}")
+        if count < 1:
+            raise ValueError(f"delay_fill_push.count must be >= 1, got {count}")
+        for _ in range(count):
+            self.fill_push_delay[venue].append((_symbol(r), ms))
+
     def _add_bad_print(self, r: dict) -> None:
         sym = _symbol(r)
         if sym is None:
@@ -254,7 +278,8 @@ class FaultState:
     def clear(self) -> None:
         self.delay_ms = 0
         self.fail_rules.clear()
-        for q in (*self.reject_next.values(), *self.partial_next.values(), *self.timeout_next.values()):
+        for q in (*self.reject_next.values(), *self.partial_next.values(), *self.timeout_next.values(),
+                  *self.fill_push_delay.values()):
             q.clear()
         self.freeze_mark = set()
         self.bad_prints.clear()
@@ -302,6 +327,13 @@ class FaultState:
             self.injected["timed_out"] += 1
         return item
 
+    def take_fill_push_delay(self, venue: str, symbol: str | None) -> int | None:
+        """How many ms this fill's user-stream update is held back, or None."""
+        item = self._take(self.fill_push_delay[venue], symbol)
+        if item is not None:
+            self.injected["fill_pushes_delayed"] += 1
+        return item
+
     def take_bad_print(self, symbol: str, stream: str) -> float | None:
         """The factor to apply to this stream message of `symbol`, or None."""
         rule = self.bad_prints.get((symbol, stream))
@@ -334,6 +366,7 @@ class FaultState:
             "partial_fill_next": {v: [{"fraction": f, "symbol": s} for s, f in q] for v, q in self.partial_next.items()},
             "timeout_next_order": {v: [{"mode": r.mode, "delay_ms": r.delay_ms, "symbol": s} for s, r in q]
                                    for v, q in self.timeout_next.items()},
+            "delay_fill_push": {v: [{"ms": ms, "symbol": s} for s, ms in q] for v, q in self.fill_push_delay.items()},
             "bad_print": [{"symbol": k[0], "stream": k[1], "remaining": v[0], "factor": v[1]}
                           for k, v in self.bad_prints.items()],
             "clock_skew_ms": self.clock_skew_ms(),

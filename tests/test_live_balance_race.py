@@ -1,0 +1,100 @@
+"""The spot account's balances when the venue's balance update overtakes the fill it comes from.
+
+An exchange sends an order's fills and the account's balances on separate updates; the balance can arrive first. The
+execution client moves its spot balances with our own fills as they arrive and re-reads the account (REST) on a
+balance update. A read taken after the venue executed a sale but before the sale's fill reached the client already
+holds the sale: publishing it, and then applying the fill on its arrival, counts the sale twice, and the strategy's
+spot leg (its position capped at what the account holds) reads a fraction of what it holds.
+
+Against the local OKX venue through the stock ccxt.pro okx client (OKX's create-order answer carries no fills, so the
+fill comes only on the `orders` channel): the venue holds the sale's fill back 0.8 s (`delay_fill_push`) while its
+`account` update goes out at once. Every spot balance the client publishes is recorded: none may show less base
+asset than the venue holds after the sale, and the strategy's spot leg ends at the venue's balance.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from decimal import Decimal
+
+import pytest
+
+from basisbot.core.legs import Intent
+from basisbot.live.node import NodeOptions
+from basisbot.sim import SimServer
+from basisbot.sim.engine.faults import FaultState
+from basisbot.strategies.basis_carry import Phase
+from tests.helpers.live_node import RunningNode, until
+from tests.helpers.okx_live import okx_settings, okx_sim_config
+from tests.helpers.sim_venue import admin, state
+
+SYM = "SOLUSDT"
+ALWAYS_IN = {"notional_usdt": 2000.0, "leverage": 2, "margin_mode": "isolated", "entry_apr": -1000.0,
+             "exit_apr": -2000.0, "leg_timeout_s": 10.0}
+WINDOWS = {"decision_before_s": 600, "blackout_before_s": 300, "blackout_after_s": 60, "booking_after_s": 60,
+           "guard_sweep_s": 60}
+
+
+def _spot_held(st: dict, asset: str) -> Decimal:
+    """The venue's own spot balance of `asset` (its admin state: the truth the client's view is judged by)."""
+    b = st["spot"].get(asset) or {"free": 0, "locked": 0}
+    return Decimal(repr(b["free"])) + Decimal(repr(b["locked"]))
+
+
+def test_a_balance_read_ahead_of_its_fill_is_not_counted_twice(tmp_path):
+    async def scenario():
+        async with SimServer(okx_sim_config(speed=1.0, start="2022-03-01T06:00:00Z", symbols=[SYM])) as sim:
+            settings = okx_settings(tmp_path, sim.url, schedule=WINDOWS, symbols={SYM: ALWAYS_IN})
+            async with RunningNode(settings, "live", NodeOptions(log_level="ERROR")) as run:
+                strat = run.strategy(SYM)
+                await until(lambda: strat.phase is Phase.IN_CARRY and not strat._busy(), 30, what="entry")
+                await asyncio.sleep(1.0)  # the entry's reads settle
+                held = strat.spot_qty()
+                spot_exec = run.spot_exec
+                published: list[Decimal] = []
+                generate = spot_exec.generate_account_state
+
+                def record(balances, margins, reported, ts_event, info=None):
+                    for b in balances:
+                        if b.currency.code == "SOL":
+                            published.append(b.total.as_decimal())
+                    return generate(balances, margins, reported, ts_event, info) if info is not None else \
+                        generate(balances, margins, reported, ts_event)
+
+                spot_exec.generate_account_state = record
+                reply = await admin(sim, "/admin/faults", {"delay_fill_push": {"venue": "spot", "ms": 800,
+                                                                               "symbol": SYM}})
+                assert reply["delay_fill_push"]["spot"] == [{"ms": 800, "symbol": SYM}], reply
+                cut = (held / 2).quantize(Decimal("0.01"))
+                strat._start_pair(Intent.REDUCE, spot=(-1, cut), perp=(1, cut))
+                await until(lambda: not strat._busy(), 20, what="the reduction")
+                await asyncio.sleep(1.5)  # the reads after the fill
+                st = await state(sim)
+                venue_sol = _spot_held(st, "SOL")
+                return held, cut, published, venue_sol, strat.spot_qty(), st["faults"]["injected"], run
+
+    held, cut, published, venue_sol, spot_after, injected, run = asyncio.run(asyncio.wait_for(scenario(), 90))
+    assert injected["fill_pushes_delayed"] == 1, injected
+    assert venue_sol == pytest.approx(held - cut, abs=Decimal("0.001")), (held, cut, venue_sol)
+    # every balance published during and after the sale: the venue's before or after it, never the sale twice
+    assert published, "no spot balance published"
+    low = min(published)
+    assert low >= venue_sol - Decimal("0.001"), f"SOL published {low} while the venue held {venue_sol}: {published}"
+    assert published[-1] == pytest.approx(venue_sol, abs=Decimal("0.001")), published
+    assert spot_after == pytest.approx(held - cut, abs=Decimal("0.01")), (spot_after, held, cut)
+    assert run.rc == 0
+
+
+def test_the_fill_push_delay_fault_is_checked_and_cleared():
+    f = FaultState()
+    f.apply({"delay_fill_push": {"venue": "swap", "ms": 250, "count": 2, "symbol": "solusdt"}})
+    assert f.state()["delay_fill_push"] == {"spot": [], "futures": [{"ms": 250, "symbol": "SOLUSDT"}] * 2}
+    assert f.take_fill_push_delay("futures", "BTCUSDT") is None  # another symbol's fill goes out at once
+    assert f.take_fill_push_delay("futures", "SOLUSDT") == 250
+    assert f.injected["fill_pushes_delayed"] == 1
+    f.apply({"clear": True})
+    assert f.take_fill_push_delay("futures", "SOLUSDT") is None
+    for bad, says in (({"ms": 0}, "ms must be in"), ({"ms": "soon"}, "must be integers"), ({"count": 0}, "count"),
+                      ({"venue": "margin"}, "venue must be"), ([1], "must be an object")):
+        with pytest.raises(ValueError, match=says):
+            f.apply({"delay_fill_push": bad})
