@@ -222,7 +222,53 @@ def _bar_book_engine(p) -> tuple[BacktestEngine, dict]:
              if isinstance(getattr(s.handler, "__self__", None), BarBook)}
     assert len(books) == 1, "build_engine wires one BarBook on the bars' topics"
     (bar_book,) = books.values()
-    return engine, {iid: entry[0] for iid, entry in bar_book._engines.items()}
+    return engine, {iid: _Pending(entry[0], bar_book) for iid, entry in bar_book._engines.items()}
+
+
+class _Pending:
+    """A matching engine as an order would find it: with the book BarBook holds back for it (`BarBook._pending`,
+    applied when an order for the instrument is submitted) in place of the engine's own, without applying it."""
+
+    def __init__(self, me, bar_book: BarBook):
+        self.me, self.bar_book, self.instrument = me, bar_book, me.instrument
+
+    def _waiting(self):
+        state = self.bar_book._pending.get(self.me.instrument.id)
+        if state is None:
+            return None
+        return (Price.from_raw(state[0], self.instrument.price_precision),
+                Quantity.from_raw(state[1], self.instrument.size_precision))
+
+    def get_book(self):
+        waiting = self._waiting()
+        return self.me.get_book() if waiting is None else _L1(*waiting)
+
+    def best_bid_price(self):
+        waiting = self._waiting()
+        return self.me.best_bid_price() if waiting is None else waiting[0]
+
+    def best_ask_price(self):
+        waiting = self._waiting()
+        return self.me.best_ask_price() if waiting is None else waiting[0]
+
+
+class _L1:
+    """The L1 book one trade tick leaves: both sides at its price and size."""
+
+    def __init__(self, price, size):
+        self.price, self.size = price, size
+
+    def best_bid_price(self):
+        return self.price
+
+    def best_ask_price(self):
+        return self.price
+
+    def best_bid_size(self):
+        return self.size
+
+    def best_ask_size(self):
+        return self.size
 
 
 class _Watch:

@@ -6,8 +6,9 @@ market orders only, and nautilus fills a market order when it processes the orde
 iterated, so no fill can come from inside a bar: what a bar leaves behind is the book, one price level on each side
 at the last tick it processed (the close, sized as nautilus sizes the close; an earlier quarter-sized tick when the
 close did not move the price; nothing when no tick moved it). The venues here run without bar execution and
-`BarBook` hands each matching engine that one tick, before anyone else hears of the bar (the highest priority on the
-bars' topics), just as the engine processes a bar at its venue before it publishes it.
+`BarBook` hands each matching engine that one tick, found before anyone else hears of the bar (the highest priority
+on the bars' topics), just as the engine processes a bar at its venue before it publishes it, and applied when an
+order for the instrument comes (only the last book before an order is ever read: `BarBook`).
 
 Which tick a bar leaves depends on the last price before it: the last intra-hour trade of its hour, or what the
 previous bar left. The gated stream (`basisbot.backtest.stream`) leaves out trades and even whole bars where nothing
@@ -27,6 +28,7 @@ from nautilus_trader.backtest.config import SimulationModuleConfig
 from nautilus_trader.backtest.modules import SimulationModule
 from nautilus_trader.model.data import Bar, TradeTick
 from nautilus_trader.model.enums import AggressorSide
+from nautilus_trader.model.events import OrderSubmitted
 from nautilus_trader.model.identifiers import TradeId
 from nautilus_trader.model.objects import Price, Quantity
 
@@ -133,48 +135,85 @@ def carry_perp_bars(events: list, pairs: dict) -> tuple[list, dict]:
 
 class BarBook:
     """Subscribes to every bar of `bar_types` and applies each to its venue's matching engine (see the module), and
-    with each spot bar the perp bar it carries (`carry_perp_bars`)."""
+    with each spot bar the perp bar it carries (`carry_perp_bars`).
+
+    Lazily: a matching engine's L1 book is read only when it processes an order, and a bar's tick sets that book
+    whole (both sides, at one price), as a trade tick of the stream does. So only the last book a bar left before an
+    order matters: each bar's book waits (`_pending`) until an order for its instrument is submitted (nautilus'
+    `OrderSubmitted`, published before the exchange gets the order, which it processes at that same time, before
+    any later data), or until a trade tick of the stream, which the engine applies itself, replaces it. The book a
+    matching engine holds when it fills an order is the one the bars and ticks before the order left, as when every
+    bar's tick is applied when it comes; the ticks of the bars no order follows are never computed into the engine.
+    """
 
     def __init__(self, msgbus, exchanges: dict, bar_types: list, carried: dict | None = None,
                  states: dict | None = None):
         """`exchanges`: instrument id -> the SimulatedExchange of its venue; `states`: the books the bars leave
-        (`book_states`). A bar not there leaves the tick `last_tick` finds from the matching engine's book."""
+        (`book_states`). A bar not there leaves the tick `last_tick` finds from the book before it."""
         self._engines = {}
         self._ids = 0
         self._carried = carried or {}
         self._states = states or {}
+        self._pending: dict = {}  # instrument id -> (price raw, size raw, ts) of the book waiting to be applied
         for bt in bar_types:
             iid = bt.instrument_id
             me = exchanges[iid].get_matching_engine(iid)
             inst = me.instrument
             self._engines[iid] = (me, inst.size_increment.raw, inst.price_precision, inst.size_precision)
             msgbus.subscribe(f"data.bars.{bt}", self.on_bar, priority=BAR_BOOK_PRIORITY)
+            msgbus.subscribe(f"data.trades.{iid.venue}.{iid.symbol}", self.on_trade, priority=BAR_BOOK_PRIORITY)
+        msgbus.subscribe("events.order.*", self.on_order_event, priority=BAR_BOOK_PRIORITY)
 
     def on_bar(self, bar: Bar) -> None:
         iid = bar.bar_type.instrument_id
-        self._apply(iid, bar)
+        self._take(iid, bar)
         carried = self._carried.get(iid)
         if carried:
             perp = carried.get(bar.ts_init)
             if perp is not None:
-                self._apply(perp.bar_type.instrument_id, perp)
+                self._take(perp.bar_type.instrument_id, perp)
 
-    def _apply(self, iid, bar: Bar) -> None:
-        me, min_raw, pp, sp = self._engines[iid]
+    def on_trade(self, tick: TradeTick) -> None:
+        """A trade tick of the stream: the engine has applied it to the matching engine; it replaces the book
+        waiting there."""
+        self._pending.pop(tick.instrument_id, None)
+
+    def on_order_event(self, event) -> None:
+        if type(event) is OrderSubmitted:
+            self.apply(event.instrument_id)
+
+    def apply(self, iid) -> None:
+        """Hand the matching engine of `iid` the book waiting for it (if any)."""
+        state = self._pending.pop(iid, None)
+        if state is None:
+            return
+        me, _, pp, sp = self._engines[iid]
+        price_raw, size_raw, ts = state
+        self._ids += 1
+        me.process_trade_tick(TradeTick(
+            iid, Price.from_raw(price_raw, pp), Quantity.from_raw(size_raw, sp),
+            AggressorSide.NO_AGGRESSOR, TradeId(f"B{self._ids}"), ts, ts))
+
+    def apply_all(self) -> None:
+        for iid in list(self._pending):
+            self.apply(iid)
+
+    def _take(self, iid, bar: Bar) -> None:
         states = self._states.get(iid)
         if states is not None and bar.ts_init in states:
             state = states[bar.ts_init]
             if state is None:
                 return  # no trade and no tick before it: the book stays empty
         else:
-            best = me.best_bid_price()
-            before = None if best is None else (best.raw, 0)
+            waiting = self._pending.get(iid)
+            if waiting is not None:
+                before = (waiting[0], 0)
+            else:
+                best = self._engines[iid][0].best_bid_price()
+                before = None if best is None else (best.raw, 0)
+            _, min_raw, _, _ = self._engines[iid]
             state = book_after(before, bar.open.raw, bar.high.raw, bar.low.raw, bar.close.raw, bar.volume.raw,
                                min_raw)
             if state is before:
                 return  # no tick moves the price: the book stays as it is
-        price_raw, size_raw = state
-        self._ids += 1
-        me.process_trade_tick(TradeTick(
-            iid, Price.from_raw(price_raw, pp), Quantity.from_raw(size_raw, sp),
-            AggressorSide.NO_AGGRESSOR, TradeId(f"B{self._ids}"), bar.ts_init, bar.ts_init))
+        self._pending[iid] = (state[0], state[1], bar.ts_init)

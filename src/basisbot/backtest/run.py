@@ -266,19 +266,20 @@ def build_engine(p: Prepared, *, simulate_perp: bool = True, gate: QuietGate | N
     if gate is None:
         engine.add_data(p.events, sort=True)  # already in order; the stable sort keeps same-ts priority
         return engine, ledger
-    # nautilus registers the bars' subscriptions from static data: the bars up to the time every bar type has had
-    # one go as static data (ahead of the stream's events at the same time, as the full stream has them); the
-    # later ones come with their hours, where a quiet run may leave them out (`basisbot.backtest.stream`)
+    # nautilus registers the bars' subscriptions from static data: every bar at the time of each bar type's first
+    # one goes as static data (all of that time's bars, ahead of the stream's events at the same time, as the full
+    # stream has them); the others come with their hours, where a quiet run may leave them out
+    # (`basisbot.backtest.stream`)
     firsts: dict = {}
     for e in p.events:
         if type(e) is Bar:
             firsts.setdefault(e.bar_type, e.ts_init)
-    static_until = max(firsts.values(), default=-1)
-    bars = [e for e in p.events if type(e) is Bar and e.ts_init <= static_until]
+    static = frozenset(firsts.values())
+    bars = [e for e in p.events if type(e) is Bar and e.ts_init in static]
     if bars:
         engine.add_data(bars, sort=True)
     gate.emitted = len(bars)
-    engine.add_data_iterator("basisbot-hours", _counted(hour_chunks(p.feeds, p.order, gate, static_until), gate))
+    engine.add_data_iterator("basisbot-hours", _counted(hour_chunks(p.feeds, p.order, gate, static), gate))
     return engine, ledger
 
 

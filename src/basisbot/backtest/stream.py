@@ -20,8 +20,9 @@ decides each hour from the run's own state, just before it:
   induction the engine's last trade price at any order is the full stream's: an hour replayed in full has all its
   ticks, ``last`` keeps its last ones and acts only at its close, ``none`` and ``quiet`` act nowhere.
 
-Everything the gate cannot show quiet is replayed in full: it errs towards more events, never fewer. Bars go to the
-engine as static data (they are always replayed; nautilus registers their subscriptions from them)."""
+Everything the gate cannot show quiet is replayed in full: it errs towards more events, never fewer. The bars at
+each bar type's first time go to the engine as static data (nautilus registers their subscriptions from them), the
+others with their hours."""
 
 from __future__ import annotations
 
@@ -376,11 +377,11 @@ class QuietGate:
         return bands
 
 
-def hour_chunks(feeds: dict[str, SymbolFeed], order: list[str], gate: QuietGate, static_until: int = -1,
+def hour_chunks(feeds: dict[str, SymbolFeed], order: list[str], gate: QuietGate, static: frozenset = frozenset(),
                 ) -> Iterator[list]:
     """The engine's data, an hour per chunk (a quiet run's hours in one), in the engine's order (time, then the
-    priority within a time, then the symbol's place in `order`). The bars at or before `static_until` are static
-    data (`basisbot.backtest.run.build_engine`), not in the chunks."""
+    priority within a time, then the symbol's place in `order`). The bars at the times in `static` are static data
+    (`basisbot.backtest.run.build_engine`), not in the chunks."""
     by_close: dict[int, list[tuple[int, str, HourSpan, HourSpan | None, HourSpan | None]]] = {}
     for idx, s in enumerate(order):
         hours = feeds[s].hours
@@ -398,19 +399,19 @@ def hour_chunks(feeds: dict[str, SymbolFeed], order: list[str], gate: QuietGate,
         if run:
             groups = [by_close[closes[k]] for k in range(i, i + run)]
             if gate.leave_out:
-                out = _run_chunk(feeds, groups, static_until)
+                out = _run_chunk(feeds, groups, static)
                 gate.left_out += sum(span.settle[1] - span.settle[0] + span.close[1] - span.close[0]
-                                     + (span.bars[1] > span.bars[0] and span.close_ns > static_until)
+                                     + (span.bars[1] > span.bars[0] and span.close_ns not in static)
                                      for g in groups for _, _, span, *_ in g) - len(out)
             else:
-                out = [e for g in groups for e in _quiet_chunk(feeds, g, static_until)]
+                out = [e for g in groups for e in _quiet_chunk(feeds, g, static)]
             i += run
             pending = out[-1]
             yield out
             continue
         i += 1
         modes = gate.plan(close_ns, [g[1:] for g in group], pending)
-        out = _quiet_chunk(feeds, group, static_until) if all(m == QUIET for m in modes.values()) else None
+        out = _quiet_chunk(feeds, group, static) if all(m == QUIET for m in modes.values()) else None
         if out:
             pending = out[-1]
             yield out
@@ -426,7 +427,7 @@ def hour_chunks(feeds: dict[str, SymbolFeed], order: list[str], gate: QuietGate,
                 picks += span.last_ticks  # the last trade prices: the risk engine checks any order against them
                 if mode == LAST and span.last_mark >= 0:
                     picks.append(span.last_mark)
-            if span.bars[1] > span.bars[0] and close_ns > static_until:
+            if span.bars[1] > span.bars[0] and close_ns not in static:
                 picks.append(span.bars[0])  # the spot bar (carrying the perp bar), or the perp bar alone
             picks += range(*span.close)
             chunk.extend((events[i][0], events[i][1], idx, events[i][2]) for i in picks)
@@ -499,7 +500,7 @@ class _QuietFacts:
         return n
 
 
-def _quiet_chunk(feeds: dict[str, SymbolFeed], group: list, static_until: int = -1) -> list | None:
+def _quiet_chunk(feeds: dict[str, SymbolFeed], group: list, static: frozenset = frozenset()) -> list | None:
     """The chunk of an hour quiet for every symbol, in the engine's order without a sort of everything: the
     settlements inside the hour (before the close), then at the close every symbol's bar (spot bars, then the perp
     bars no spot bar carries), prediction and closing mark (their priorities), each in the symbols' order. None:
@@ -511,7 +512,7 @@ def _quiet_chunk(feeds: dict[str, SymbolFeed], group: list, static_until: int = 
         if s1 > s0:
             settles.extend((events[i][0], events[i][1], idx, events[i][2]) for i in range(s0, s1))
         b0, b1 = span.bars
-        if b1 > b0 and span.close_ns > static_until:
+        if b1 > b0 and span.close_ns not in static:
             # the spot bar carries the perp bar (`carry_perp_bars`); without one the perp bar comes alone
             (spot_bars if events[b0][1] == PRIO_SPOT_BAR else perp_bars).append(events[b0][2])
         for i in range(*span.close):
@@ -528,7 +529,7 @@ def _quiet_chunk(feeds: dict[str, SymbolFeed], group: list, static_until: int = 
     return spot_bars + perp_bars + preds + marks
 
 
-def _run_chunk(feeds: dict[str, SymbolFeed], groups: list[list], static_until: int) -> list:
+def _run_chunk(feeds: dict[str, SymbolFeed], groups: list[list], static: frozenset) -> list:
     """The chunk of a quiet run (`QuietGate.quiet_run`; `groups`: its hours in order, each as `hour_chunks` groups
     them): every settlement in it (a run has none: `_QuietFacts` admits no hour with one), and of each symbol only
     what the hour after the run can read. Nothing acts inside a run, so its bars, predictions and marks are read by
@@ -586,6 +587,6 @@ def _run_chunk(feeds: dict[str, SymbolFeed], groups: list[list], static_until: i
             if mark is not None:
                 picks.append(mark)
         chunk.extend((events[i][0], events[i][1], idx, events[i][2]) for i in picks
-                     if events[i][1] > PRIO_PERP_BAR or events[i][0] > static_until)
+                     if events[i][1] > PRIO_PERP_BAR or events[i][0] not in static)
     chunk.sort(key=lambda e: e[:3])
     return [e[3] for e in chunk]
