@@ -79,6 +79,10 @@ def test_gated_stream_gives_the_full_expansions_run(tmp_path, name, guard, lev, 
         # a quiet run hands over only what the hour after it reads: its last bars, prediction and mark
         assert gated.stream["left_out_of_runs"] > 0.5 * gated.stream["in_quiet_runs"]
     if name == "calm":
+        # hours found quiet one by one (after a settlement) that leave the state as it was, handed over with the run
+        # after them
+        assert gated.stream["joined_to_runs"] > 0.1 * gated.stream["in_quiet_runs"]
+    if name == "calm":
         # every event of the runs handed over: the same outputs, and exactly the events left out more
         whole = run_prepared(prepare(settings, config_path=cfg), full_paths=False, leave_out=False)
         c = _observed(whole)
@@ -126,3 +130,23 @@ def test_quiet_runs_hand_over_everything_with_risk_limits(tmp_path):
         assert a[key] == b[key], f"risk: {key} differs between the full expansion and the gated stream"
     assert gated.stream["in_quiet_runs"] > 0 and gated.stream["left_out_of_runs"] == 0
     assert full.risk == gated.risk
+
+
+def test_gated_stream_with_jobs_on_the_hours_around_the_settlement(tmp_path):
+    """A schedule whose pre-settlement decision comes an hour before each settlement and whose booking an hour after
+    it, both on an hour's close: the hours holding a job are decided one by one (an hour joins the run after it only
+    when it holds none: a booking changes what later predictions are judged by), and every decision, fill and
+    settlement is every path's, through entries and exits."""
+    cfg = _config(tmp_path, "jobs", guard=True, lev=3, mode="isolated", start="2022-05-01", end="2022-08-01",
+                  spot=100000)
+    cfg.write_text(cfg.read_text() + "[schedule]\ndecision_before_s = 3600\nbooking_after_s = 3600\n")
+    settings = load_settings(cfg, env_file=None)
+    assert settings.schedule.booking_after_s == 3600
+    full = run_prepared(prepare(settings, config_path=cfg), full_paths=True)
+    gated = run_prepared(prepare(settings, config_path=cfg), full_paths=False)
+    a, b = _observed(full), _observed(gated)
+    for key in a:
+        assert a[key] == b[key], f"jobs: {key} differs between the full expansion and the gated stream"
+    decisions = [d[1] for log in a["decisions"].values() for d in log]
+    assert "enter" in decisions and "exit" in decisions and a["funding"], decisions
+    assert gated.stream["joined_to_runs"] > 0 and gated.events < 0.5 * full.events

@@ -83,6 +83,7 @@ class QuietGate:
         self._band_cache: dict[tuple, tuple] = {}  # (state, settlements) -> (mark bound, the margin states' bands)
         self._runs = {s: _QuietFacts(f, self._settle_ts[s]) for s, f in feeds.items()}
         self.runs = 0  # hours replayed quiet as part of a run (`quiet_run`)
+        self.joined = 0  # symbol-hours found quiet one by one and handed over with the run after them
 
     def bind(self, strategies: dict, ledger, compounding: bool) -> None:
         self.strategies, self.ledger, self.compounding = strategies, ledger, compounding
@@ -149,6 +150,24 @@ class QuietGate:
         self.modes[QUIET] += n * len(symbols)
         self.runs += n * len(symbols)
         return n
+
+    def leaves_state(self, group: list) -> bool:
+        """Whether the hour of `group`, found quiet for every symbol (`plan`), leaves every symbol's state as it is
+        now, on all that `quiet_run` reads: no settlement and no alert in it, no band awake, and a closing
+        prediction (if any) that announces the settlement already known at the interval already known. A quiet run
+        after it can then be checked before the engine has it."""
+        for _, s, span, *_ in group:
+            st, book = self.strategies[s], self.ledger.books[s]
+            if (span.settle[0] != span.settle[1] or s not in self._known or book.band.awake or st.mark_band.awake
+                    or any(at <= span.close_ns for at, _ in st.pending_alerts())):
+                return False
+            c0, c1 = span.close
+            if c1 - c0 == 2:
+                pred = self.feeds[s].events[c0][2]
+                if pred.next_funding_ns not in (None, st.calendar.next_ns) or (
+                        pred.interval and int(pred.interval) != st.interval_minutes):
+                    return False
+        return True
 
     def _loud_pending(self, pending) -> str | None:
         """The event the engine has not processed yet: a closing mark inside its watch's bands changes nothing ("");
@@ -398,13 +417,8 @@ def hour_chunks(feeds: dict[str, SymbolFeed], order: list[str], gate: QuietGate,
         run = gate.quiet_run(closes, i, order, pending, runnable[i])
         if run:
             groups = [by_close[closes[k]] for k in range(i, i + run)]
-            if gate.leave_out:
-                out = _run_chunk(feeds, groups, static)
-                gate.left_out += sum(span.settle[1] - span.settle[0] + span.close[1] - span.close[0]
-                                     + (span.bars[1] > span.bars[0] and span.close_ns not in static)
-                                     for g in groups for _, _, span, *_ in g) - len(out)
-            else:
-                out = [e for g in groups for e in _quiet_chunk(feeds, g, static)]
+            out = _run_chunk(feeds, groups, static, gate) if gate.leave_out else [
+                e for g in groups for e in _quiet_chunk(feeds, g, static)]
             i += run
             pending = out[-1]
             yield out
@@ -413,6 +427,14 @@ def hour_chunks(feeds: dict[str, SymbolFeed], order: list[str], gate: QuietGate,
         modes = gate.plan(close_ns, [g[1:] for g in group], pending)
         out = _quiet_chunk(feeds, group, static) if all(m == QUIET for m in modes.values()) else None
         if out:
+            if gate.leave_out and i < len(closes) and runnable[i - 1] and gate.leaves_state(group):
+                # the state after this hour is the state now: a quiet run from the next hour, checked now, makes
+                # one run with it (nothing acts in either), which hands over only what the hour after it reads
+                run = gate.quiet_run(closes, i, order, out[-1], runnable[i])
+                if run:
+                    out = _run_chunk(feeds, [group] + [by_close[closes[k]] for k in range(i, i + run)], static, gate)
+                    gate.joined += len(group)
+                    i += run
             pending = out[-1]
             yield out
             continue
@@ -529,7 +551,7 @@ def _quiet_chunk(feeds: dict[str, SymbolFeed], group: list, static: frozenset = 
     return spot_bars + perp_bars + preds + marks
 
 
-def _run_chunk(feeds: dict[str, SymbolFeed], groups: list[list], static: frozenset) -> list:
+def _run_chunk(feeds: dict[str, SymbolFeed], groups: list[list], static: frozenset, gate: QuietGate) -> list:
     """The chunk of a quiet run (`QuietGate.quiet_run`; `groups`: its hours in order, each as `hour_chunks` groups
     them): every settlement in it (a run has none: `_QuietFacts` admits no hour with one), and of each symbol only
     what the hour after the run can read. Nothing acts inside a run, so its bars, predictions and marks are read by
@@ -589,4 +611,7 @@ def _run_chunk(feeds: dict[str, SymbolFeed], groups: list[list], static: frozens
         chunk.extend((events[i][0], events[i][1], idx, events[i][2]) for i in picks
                      if events[i][1] > PRIO_PERP_BAR or events[i][0] not in static)
     chunk.sort(key=lambda e: e[:3])
+    gate.left_out += sum(span.settle[1] - span.settle[0] + span.close[1] - span.close[0]
+                         + (span.bars[1] > span.bars[0] and span.close_ns not in static)
+                         for g in groups for _, _, span, *_ in g) - len(chunk)
     return [e[3] for e in chunk]
