@@ -24,7 +24,7 @@ from basisbot.live.node import NodeOptions
 from basisbot.sim import SimServer
 from basisbot.sim.engine.faults import FaultState
 from basisbot.strategies.basis_carry import Phase
-from tests.helpers.live_node import RunningNode, until
+from tests.helpers.live_node import FAST_SCHEDULE, RunningNode, node_settings, sim_config, until
 from tests.helpers.okx_live import okx_settings, okx_sim_config
 from tests.helpers.sim_venue import admin, state
 
@@ -50,18 +50,7 @@ def test_a_balance_read_ahead_of_its_fill_is_not_counted_twice(tmp_path):
                 await until(lambda: strat.phase is Phase.IN_CARRY and not strat._busy(), 30, what="entry")
                 await asyncio.sleep(1.0)  # the entry's reads settle
                 held = strat.spot_qty()
-                spot_exec = run.spot_exec
-                published: list[Decimal] = []
-                generate = spot_exec.generate_account_state
-
-                def record(balances, margins, reported, ts_event, info=None):
-                    for b in balances:
-                        if b.currency.code == "SOL":
-                            published.append(b.total.as_decimal())
-                    return generate(balances, margins, reported, ts_event, info) if info is not None else \
-                        generate(balances, margins, reported, ts_event)
-
-                spot_exec.generate_account_state = record
+                published = _record_spot_balances(run.spot_exec, "SOL")
                 reply = await admin(sim, "/admin/faults", {"delay_fill_push": {"venue": "spot", "ms": 800,
                                                                                "symbol": SYM}})
                 assert reply["delay_fill_push"]["spot"] == [{"ms": 800, "symbol": SYM}], reply
@@ -83,6 +72,56 @@ def test_a_balance_read_ahead_of_its_fill_is_not_counted_twice(tmp_path):
     assert published[-1] == pytest.approx(venue_sol, abs=Decimal("0.001")), published
     assert spot_after == pytest.approx(held - cut, abs=Decimal("0.01")), (spot_after, held, cut)
     assert run.rc == 0
+
+
+def test_on_binance_a_late_order_answer_and_a_late_fill_are_not_counted_twice(tmp_path):
+    """Binance answers an order with its fills, so the race needs the answer late too: the venue books the sale and
+    answers 1.5 s later (`timeout_next_order`, "delay"), its fill update 0.8 s late, its balance update at once. The
+    same judgement from the venue's side: no spot balance published below what the venue holds after the sale."""
+
+    async def scenario():
+        async with SimServer(sim_config(start="2022-03-01T09:00:00Z", symbols=["BTCUSDT"])) as sim:
+            settings = node_settings(tmp_path, sim.url, schedule=FAST_SCHEDULE, symbols={"BTCUSDT": {
+                "notional_usdt": 2000.0, "leverage": 3, "entry_apr": -1000.0, "exit_apr": -2000.0,
+                "leg_timeout_s": 10.0}})
+            async with RunningNode(settings, "live", NodeOptions(log_level="ERROR")) as run:
+                strat = run.strategy("BTCUSDT")
+                await until(lambda: strat.phase is Phase.IN_CARRY and not strat._busy(), 30, what="entry")
+                await asyncio.sleep(1.0)
+                held = strat.spot_qty()
+                published = _record_spot_balances(run.spot_exec, "BTC")
+                await admin(sim, "/admin/faults", {
+                    "delay_fill_push": {"venue": "spot", "ms": 800, "symbol": "BTCUSDT"},
+                    "timeout_next_order": {"venue": "spot", "mode": "delay", "delay_ms": 1500, "symbol": "BTCUSDT"}})
+                cut = (held / 3).quantize(Decimal("0.001"))  # counted twice it would still leave some
+                strat._start_pair(Intent.REDUCE, spot=(-1, cut), perp=(1, cut))
+                await until(lambda: not strat._busy(), 20, what="the reduction")
+                await asyncio.sleep(1.5)
+                st = await state(sim)
+                return held, cut, published, _spot_held(st, "BTC"), strat.spot_qty(), st["faults"]["injected"], run
+
+    held, cut, published, venue_btc, spot_after, injected, run = asyncio.run(asyncio.wait_for(scenario(), 90))
+    assert injected["fill_pushes_delayed"] == 1 and injected["timed_out"] == 1, injected
+    assert venue_btc == pytest.approx(held - cut, abs=Decimal("0.00001")), (held, cut, venue_btc)
+    assert published and min(published) >= venue_btc - Decimal("0.00001"), (venue_btc, published)
+    assert published[-1] == pytest.approx(venue_btc, abs=Decimal("0.00001")), published
+    assert spot_after == pytest.approx(held - cut, abs=Decimal("0.001")), (spot_after, held, cut)
+    assert run.rc == 0
+
+
+def _record_spot_balances(spot_exec, asset: str) -> list:
+    """Every balance of `asset` the spot execution client publishes from now on (a list that fills as it runs)."""
+    published: list[Decimal] = []
+    generate = spot_exec.generate_account_state
+
+    def record(balances, margins, reported, ts_event, info=None):
+        # an asset the account no longer lists is published as none of it
+        published.append(next((b.total.as_decimal() for b in balances if b.currency.code == asset), Decimal(0)))
+        return generate(balances, margins, reported, ts_event) if info is None else \
+            generate(balances, margins, reported, ts_event, info)
+
+    spot_exec.generate_account_state = record
+    return published
 
 
 def test_the_fill_push_delay_fault_is_checked_and_cleared():
