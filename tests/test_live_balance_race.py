@@ -15,11 +15,15 @@ asset than the venue holds after the sale, and the strategy's spot leg ends at t
 from __future__ import annotations
 
 import asyncio
+import time
 from decimal import Decimal
+from types import SimpleNamespace
 
 import pytest
 
 from basisbot.core.legs import Intent
+from basisbot.live.exec.client import ExecOptions
+from basisbot.live.exec.orders import OrderCommands, OrderTrack
 from basisbot.live.node import NodeOptions
 from basisbot.sim import SimServer
 from basisbot.sim.engine.faults import FaultState
@@ -137,3 +141,22 @@ def test_the_fill_push_delay_fault_is_checked_and_cleared():
                       ({"venue": "margin"}, "venue must be"), ([1], "must be an object")):
         with pytest.raises(ValueError, match=says):
             f.apply({"delay_fill_push": bad})
+
+
+def test_which_orders_hold_a_balance_read_back():
+    """A market order just sent holds the read back until it is done; a resting limit order only once the venue
+    reported a fill not yet applied; an order sent longer ago than `balance_hold_max_s`, or adopted from the cache,
+    never (a stale order must not freeze the balances)."""
+    now = time.monotonic()
+
+    def held_back(**track) -> bool:
+        t = OrderTrack("O-1", None, None, None, None, Decimal(1), "SOL/USDT", **track)
+        client = SimpleNamespace(_tracks={"O-1": t}, opts=ExecOptions(balance_hold_max_s=30.0))
+        return OrderCommands._fills_in_flight(client)
+
+    assert held_back(sent_at=now - 1)
+    assert not held_back(sent_at=now - 1, terminal=True)
+    assert not held_back(sent_at=now - 1, immediate=False)
+    assert held_back(sent_at=now - 1, immediate=False, venue_filled=Decimal("0.5"))
+    assert not held_back(sent_at=now - 31)
+    assert not held_back(sent_at=0.0)  # adopted from the cache after a restart

@@ -62,6 +62,9 @@ class ExecOptions:
     funding_poll_s: float = 60.0
     funding_lookback_h: float = 9.0  # at connect: publish payments of the last settlement (journal dedupes)
     trades_fallback_s: float = 1.0  # a fill known from an order update but not seen as a trade: query after this
+    # a spot balance read waits for our orders in flight (their fills may already be in it), for this long at most:
+    # an order the venue has not settled by then no longer holds the balances back
+    balance_hold_max_s: float = 30.0
     # per symbol (exchange id): (leverage, "isolated" | "cross"), applied at connect (perp only)
     margin: dict[str, tuple[int, str]] = field(default_factory=dict)
     allow_transfer_from_spot: bool = True

@@ -174,9 +174,13 @@ class OrderCommands:
             delay = min(delay * 2, 2.0)
 
     def _fills_in_flight(self) -> bool:
-        """Whether a fill of ours may have happened at the venue without reaching us yet: an order that executes at
-        once (market, IOC, FOK) still open here, or one whose fills the venue reported and we have not applied."""
-        return any(not t.terminal and (t.immediate or t.venue_filled > t.filled) for t in self._tracks.values())
+        """Whether a fill of ours may have happened at the venue without reaching us yet: an order sent in the last
+        `balance_hold_max_s` that executes at once (market, IOC, FOK) and is still open here, or one whose fills the
+        venue reported and we have not applied. An order adopted from the cache (not sent by this process) does not
+        count: the account read at start-up holds what it did."""
+        since = time.monotonic() - self.opts.balance_hold_max_s
+        return any(not t.terminal and (t.immediate or t.venue_filled > t.filled) and t.sent_at and t.sent_at > since
+                   for t in self._tracks.values())
 
     def _settled(self, track: OrderTrack) -> None:
         """An order is done: a balance read held back while it was in flight can be published now."""
