@@ -194,10 +194,6 @@ class BarBook:
             iid, Price.from_raw(price_raw, pp), Quantity.from_raw(size_raw, sp),
             AggressorSide.NO_AGGRESSOR, TradeId(f"B{self._ids}"), ts, ts))
 
-    def apply_all(self) -> None:
-        for iid in list(self._pending):
-            self.apply(iid)
-
     def _take(self, iid, bar: Bar) -> None:
         states = self._states.get(iid)
         if states is not None and bar.ts_init in states:
@@ -205,13 +201,13 @@ class BarBook:
             if state is None:
                 return  # no trade and no tick before it: the book stays empty
         else:
+            me, min_raw, _, _ = self._engines[iid]
             waiting = self._pending.get(iid)
             if waiting is not None:
                 before = (waiting[0], 0)
             else:
-                best = self._engines[iid][0].best_bid_price()
+                best = me.best_bid_price()
                 before = None if best is None else (best.raw, 0)
-            _, min_raw, _, _ = self._engines[iid]
             state = book_after(before, bar.open.raw, bar.high.raw, bar.low.raw, bar.close.raw, bar.volume.raw,
                                min_raw)
             if state is before:

@@ -158,7 +158,7 @@ class QuietGate:
         after it can then be checked before the engine has it."""
         for _, s, span, *_ in group:
             st, book = self.strategies[s], self.ledger.books[s]
-            if (span.settle[0] != span.settle[1] or s not in self._known or book.band.awake or st.mark_band.awake
+            if (span.settle[0] != span.settle[1] or book.band.awake or st.mark_band.awake
                     or any(at <= span.close_ns for at, _ in st.pending_alerts())):
                 return False
             c0, c1 = span.close

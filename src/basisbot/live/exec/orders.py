@@ -182,7 +182,7 @@ class OrderCommands:
         return any(not t.terminal and (t.immediate or t.venue_filled > t.filled) and t.sent_at and t.sent_at > since
                    for t in self._tracks.values())
 
-    def _settled(self, track: OrderTrack) -> None:
+    def _order_done(self) -> None:
         """An order is done: a balance read held back while it was in flight can be published now."""
         if self._refresh_deferred:
             self._schedule_refresh()
@@ -191,7 +191,7 @@ class OrderCommands:
         if track.terminal:
             return
         track.terminal = True
-        self._settled(track)
+        self._order_done()
         self._log.warning(f"{track.cid} rejected: {reason}")
         self.generate_order_rejected(track.strategy_id, track.instrument_id, ClientOrderId(track.cid), reason,
                                      self._clock.timestamp_ns())
@@ -310,7 +310,7 @@ class OrderCommands:
         if track.terminal or track.pending_terminal is None or track.filled < track.venue_filled:
             return
         track.terminal = True
-        self._settled(track)
+        self._order_done()
         vid = VenueOrderId(track.venue_order_id) if track.venue_order_id else None
         if track.pending_terminal == "canceled":
             self.generate_order_canceled(track.strategy_id, track.instrument_id, ClientOrderId(track.cid), vid,
