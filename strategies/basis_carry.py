@@ -172,36 +172,50 @@ class BasisCarryStrategy(TwoLegStrategy):
         jobs of `before` (time-ordered): what `on_funding_rate` and `_on_job` would leave. With nothing before, the
         strategy's own calendar and memory (a caller copies before changing them); otherwise copies (shallow: both
         hold only immutable values)."""
-        held, interval, at_decision = self.settlements_held, self.interval_minutes, self._rate_at_decision
-        rate = self.predicted_rate
         if not before:
-            return self.calendar, self.memory, held, interval, rate
-        cal, memory = copy.copy(self.calendar), copy.copy(self.memory)
+            return self.calendar, self.memory, self.settlements_held, self.interval_minutes, self.predicted_rate
+        state = self.inert_state()
         for item in before:
-            if isinstance(item, Job):
-                if item.kind is JobKind.DECISION and rate is not None:
-                    at_decision = (rate, interval / 60)
-                elif item.kind is JobKind.BOOKING:
-                    cal.settled(item.settlement_ns)
-                    if at_decision is not None:
-                        memory.observe(*at_decision)
-                        at_decision = None
-                    held += self.phase is Phase.IN_CARRY
-            else:  # a funding update
-                rate = float(item.rate)
-                if item.interval:
-                    interval = int(item.interval)
-                if item.next_funding_ns != cal.next_ns:
-                    cal.on_funding_info(item.next_funding_ns, item.interval, item.ts_event, ACTED_ON)
-        return cal, memory, held, interval, rate
+            self.advance_inert(state, item)
+        return tuple(state[:5])
+
+    def inert_state(self) -> list:
+        """What the funding updates and jobs ahead change of the strategy, copied (shallow: calendar and memory hold
+        only immutable values): [calendar, memory, settlements held, interval minutes, predicted rate, the rate the
+        last decision saw]. `advance_inert` moves it on; `prediction_is_inert` and `job_is_inert` take it as
+        `state`."""
+        return [copy.copy(self.calendar), copy.copy(self.memory), self.settlements_held, self.interval_minutes,
+                self.predicted_rate, self._rate_at_decision]
+
+    def advance_inert(self, state: list, item) -> list[Job]:
+        """`state` (`inert_state`) after one funding update or job, as `on_funding_rate` and `_on_job` leave the
+        strategy when they act on nothing else; the jobs a funding update newly announces (the ones it schedules)."""
+        cal = state[0]
+        if isinstance(item, Job):
+            if item.kind is JobKind.DECISION and state[4] is not None:
+                state[5] = (state[4], state[3] / 60)
+            elif item.kind is JobKind.BOOKING:
+                cal.settled(item.settlement_ns)
+                if state[5] is not None:
+                    state[1].observe(*state[5])
+                    state[5] = None
+                state[2] += self.phase is Phase.IN_CARRY
+            return []
+        state[4] = float(item.rate)
+        if item.interval:
+            state[3] = int(item.interval)
+        if item.next_funding_ns != cal.next_ns:
+            return cal.on_funding_info(item.next_funding_ns, item.interval, item.ts_event, ACTED_ON)
+        return []
 
     def prediction_is_inert(self, rate: float, interval: int | None, next_funding_ns: int | None, at_ns: int,
-                            before: list = (), prices: tuple | None = None) -> bool:
+                            before: list = (), prices: tuple | None = None, state: list | None = None) -> bool:
         """Whether a predicted rate at `at_ns` (after `before`: funding updates and jobs of the hour) would leave the
         strategy sending nothing, logging nothing and reading no price but whether a mark exists. Conservative: False
         when unsure. With `prices` (spot price, the marks it may read), an entry the carry rules want is inert if it
         would stop at the pre-check failure already logged at each of those marks, the accounts as they are now
-        (`entry_skipped_quietly`: the caller answers for the accounts not moving until then)."""
+        (`entry_skipped_quietly`: the caller answers for the accounts not moving until then). `state`
+        (`inert_state`) instead of `before`: the state they leave."""
         if self._budgeted() or self._busy() or self._halted is not None or self._resume_pending or self._draining:
             return False
         if self.phase is Phase.IN_CARRY:  # in carry a prediction only checks the hedge, once per position change
@@ -210,7 +224,7 @@ class BasisCarryStrategy(TwoLegStrategy):
             return False
         if at_ns < self._entry_after_ns:
             return True
-        cal, memory, held, interval_now, _ = self._state_after(list(before))
+        cal, memory, held, interval_now, _ = self._state_after(list(before)) if state is None else state[:5]
         if interval:
             interval_now = int(interval)
         if next_funding_ns != cal.next_ns:
@@ -233,8 +247,9 @@ class BasisCarryStrategy(TwoLegStrategy):
                 return False
         return True
 
-    def job_is_inert(self, job: Job, at_ns: int, before: list = ()) -> bool:
-        """Whether `job` at `at_ns` (after `before`) would send nothing and read no price."""
+    def job_is_inert(self, job: Job, at_ns: int, before: list = (), state: list | None = None) -> bool:
+        """Whether `job` at `at_ns` (after `before`, or with `state` as `inert_state` has it) would send nothing and
+        read no price."""
         if job.kind is JobKind.BOOKING:
             return True
         if job.kind is not JobKind.DECISION or self._busy() or self._halted is not None:
@@ -243,7 +258,7 @@ class BasisCarryStrategy(TwoLegStrategy):
             return True
         if self.phase is not Phase.IN_CARRY or self._budgeted():
             return False
-        cal, memory, held, interval, rate = self._state_after(list(before))
+        cal, memory, held, interval, rate = self._state_after(list(before)) if state is None else state[:5]
         view = carry.CarryView(rate, interval / 60, True, held, cal.in_blackout(at_ns), memory.hourly)
         return carry.decide(self.rules, view) is not carry.Action.EXIT
 

@@ -397,7 +397,7 @@ def run_prepared(p: Prepared, *, progress: bool = False, full_paths: bool | None
         result.risk = risk_report(settings.risk, risk_actor, strategies)
     result.stream = ({"stream": "every_path"} if gate is None else
                      {"stream": "gated", "symbol_hours": dict(gate.modes), "in_quiet_runs": gate.runs,
-                      "joined_to_runs": gate.joined,
+                      "joined_to_runs": gate.joined, "settlements_in_runs": gate.settled_in_runs,
                       "left_out_of_runs": gate.left_out})
     engine.dispose()
     return result

@@ -26,6 +26,7 @@ others with their hours."""
 
 from __future__ import annotations
 
+import heapq
 import math
 from bisect import bisect_right
 from collections.abc import Iterator
@@ -47,6 +48,7 @@ from basisbot.core.mark_watch import mark_watch
 from basisbot.nautilus.messages import PerpMarginState
 
 FULL, LAST, NONE, QUIET = "full", "last", "none", "quiet"
+SETTLEMENT_LOOKAHEAD_NS = 24 * HOUR_NS  # a quiet run's margin bands cover the settlements of the day ahead too
 
 
 def _quiet_range(st, book) -> tuple[float, float]:
@@ -62,7 +64,7 @@ def _inside(band: tuple[float, float], low: float, high: float) -> bool:
 class QuietGate:
     """Decides, hour by hour, how much of each symbol's path the engine replays (see the module)."""
 
-    def __init__(self, feeds: dict[str, SymbolFeed], leave_out: bool = True):
+    def __init__(self, feeds: dict[str, SymbolFeed], leave_out: bool = True, crossing: bool = True):
         """`leave_out`: hand the engine only what the hour after a quiet run reads of it (`_run_chunk`); off when
         something reads the data as it comes (the `[risk]` actor's stale-data limit and equity checks at marks)."""
         self.feeds = feeds
@@ -84,6 +86,12 @@ class QuietGate:
         self._runs = {s: _QuietFacts(f, self._settle_ts[s]) for s, f in feeds.items()}
         self.runs = 0  # hours replayed quiet as part of a run (`quiet_run`)
         self.joined = 0  # symbol-hours found quiet one by one and handed over with the run after them
+        self.settled_in_runs = 0  # settlements (of a symbol) inside quiet runs
+        # whether a quiet run may span settlements and the jobs around them (`_Crossing`)
+        self.crossing = crossing
+        self.reads: dict[str, list[int]] = {}  # symbol -> the alerts inside the last run found (`_run_chunk`)
+        self.news: dict[str, list[int]] = {}  # symbol -> the times of its updates taken as news in that run
+        self.whole: set[str] = set()  # the symbols whose hours of that run go to the engine whole
 
     def bind(self, strategies: dict, ledger, compounding: bool) -> None:
         self.strategies, self.ledger, self.compounding = strategies, ledger, compounding
@@ -138,15 +146,27 @@ class QuietGate:
         books = self.ledger.books
         if any(books[s].side != 0 for s in self._cross):
             return 0
-        n = limit
+        runs = []
         for s in symbols:
             known = self._known.get(s)
             st = self.strategies[s]
             if known is None or known[0] != self._signature(st, books[s]):
                 return 0
-            n = self._runs[s].run(st, books[s], closes[i], n, known[1])
-            if n == 0:
+            run = _SymbolRun.start(self, s, st, books[s], closes[i], known[1])
+            if run is None:
                 return 0
+            runs.append(run)
+        n = 0  # the symbols go hour by hour together: the run ends at the first hour one of them cannot pass
+        while n < limit and all(run.step() for run in runs):
+            n += 1
+        if n == 0:
+            return 0
+        self.reads = {run.s: run.reads for run in runs}
+        end = closes[i + n - 1]
+        self.settled_in_runs += sum(bisect_right(ts, end) - bisect_right(ts, closes[i] - HOUR_NS)
+                                    for ts in (self._settle_ts[s] for s in symbols))
+        self.news = {run.s: run.news for run in runs}
+        self.whole = {run.s for run in runs if run.whole}
         self.modes[QUIET] += n * len(symbols)
         self.runs += n * len(symbols)
         return n
@@ -377,6 +397,19 @@ class QuietGate:
             kept = self._band_cache[key] = (bound, self._margin_bands(symbol, st, book, wallet, settles, bound))
         return bands + kept[1]
 
+    def _crossing_bands(self, symbol: str, st, book, settles: list, high: float) -> list[tuple[float, float]]:
+        """The quiet ranges of the margin states a run's settlements (`settles`, with a position) can bring: the
+        venue's and the guard's for the wallet moved by up to the sum of their payments either way, at marks up to
+        `high` (`_Crossing`)."""
+        wallet = self.ledger.effective_wallet(symbol)
+        mark = max(book.entry, high, st.mark or 0.0) * 1.01  # a bound on the marks the payments use
+        key = (symbol, book.version, book.side, book.qty, book.entry, wallet, tuple(settles), id(st.thresholds))
+        kept = self._band_cache.get(key)
+        if kept is None or kept[0] < mark:
+            bound = mark * 1.05
+            kept = self._band_cache[key] = (bound, self._margin_bands(symbol, st, book, wallet, settles, bound))
+        return kept[1]
+
     def _margin_bands(self, symbol: str, st, book, wallet: float, settles: list, mark: float) -> list:
         spec = self.ledger.symbols[symbol]
         swing = sum(abs(funding_payment(book.qty, mark, rate)) for _, _, rate in settles) + 1e-6
@@ -478,48 +511,208 @@ def _contiguous(closes: list[int], by_close: dict, n_symbols: int) -> list[int]:
 
 class _QuietFacts:
     """What `QuietGate.quiet_run` reads of a symbol's hours that does not depend on the run: per hour (index in
-    `SymbolFeed.hours`) whether it can be quiet at all, the range of the marks from the previous close to the next
-    hour's head, the next hour's head time, and the closing prediction."""
+    `SymbolFeed.hours`) whether it can be quiet at all (`base`), and with no settlement from the previous close to
+    the next hour's head as well (`ok`), the range of the marks from the previous close to the next hour's head,
+    the next hour's head time, the closing prediction, and whether every settlement inside it comes before its
+    path (`settle_first`: the settlement's payment takes the previous close's mark in every stream)."""
 
     def __init__(self, feed: SymbolFeed, settle_ts: list[int]):
-        hours = feed.hours
+        hours = self.hours = feed.hours
+        self.events = feed.events
+        self.settle_ts, self.settlements = settle_ts, feed.settlements
         self.index = {h.close_ns: k for k, h in enumerate(hours)}
-        self.ok, self.low, self.high, self.head, self.pred = [], [], [], [], []
+        self.ok, self.base, self.low, self.high, self.head, self.pred, self.settle_first = [], [], [], [], [], [], []
         for k, span in enumerate(hours):
             prev = hours[k - 1] if k else None
             nxt = hours[k + 1] if k + 1 < len(hours) else None
-            ok = (prev is not None and nxt is not None and span.settle[0] == span.settle[1]
-                  and math.isfinite(prev.close_mark) and math.isfinite(span.close_mark) and nxt.head_ns >= 0
-                  and bisect_right(settle_ts, nxt.head_ns) == bisect_right(settle_ts, span.close_ns))
-            c0, c1 = span.close
-            self.ok.append(ok)
-            if ok:
+            base = (prev is not None and nxt is not None and math.isfinite(prev.close_mark)
+                    and math.isfinite(span.close_mark) and nxt.head_ns >= 0)
+            self.base.append(base)
+            # the venue's settlements (a funding update with each, or none before the first prediction) from the
+            # previous close to the next hour's head
+            self.ok.append(base and bisect_right(settle_ts, nxt.head_ns) == bisect_right(settle_ts, prev.close_ns))
+            if base:
                 self.low.append(min(span.low, prev.close_mark, nxt.head_low, span.close_mark))
                 self.high.append(max(span.high, prev.close_mark, nxt.head_high, span.close_mark))
+                i0, i1 = span.intra
+                first = self.events[i0][0] if i1 > i0 else math.inf
+                inside = settle_ts[bisect_right(settle_ts, prev.close_ns):bisect_right(settle_ts, span.close_ns)]
+                self.settle_first.append(all(t < first for t in inside))
             else:
                 self.low.append(math.nan)
                 self.high.append(math.nan)
+                self.settle_first.append(False)
             self.head.append(nxt.head_ns if nxt is not None else -1)
+            c0, c1 = span.close
             self.pred.append(feed.events[c0][2] if c1 - c0 == 2 else None)
 
-    def run(self, st, book, close_ns: int, limit: int, next_alert: float) -> int:
-        """The quiet hours from the one closing at `close_ns` (at most `limit`), the state as it is."""
-        k0 = self.index.get(close_ns)
-        if k0 is None:
-            return 0
-        lo, hi = _quiet_range(st, book)
-        known_next = st.calendar.next_ns
-        ok, low, high, head, pred = self.ok, self.low, self.high, self.head, self.pred
-        n = 0
-        for k in range(k0, min(k0 + limit, len(ok))):
-            if not (ok[k] and lo < low[k] and high[k] < hi and next_alert > head[k]):
-                break
-            p = pred[k]
-            if p is not None and (p.next_funding_ns not in (None, known_next) or not st.prediction_is_inert(
-                    float(p.rate), p.interval, p.next_funding_ns, p.ts_event)):
-                break
-            n += 1
-        return n
+
+class _SymbolRun:
+    """One symbol's hours of a quiet run (`QuietGate.quiet_run`), one hour a `step`, from the state the engine has
+    now. Hours without a settlement or an alert up to the next hour's head are checked against the state as it is
+    (the marks inside the quiet range, the closing prediction inert and announcing the known settlement). From the
+    first hour with one on, against the strategy's state as the run's funding updates, jobs and settlements leave it
+    (`inert_state`, `advance_inert`); such an hour is in the run when, up to the next hour's head:
+
+    - every funding update (closing prediction or settlement) and every job (decision, booking, and the jobs the run's
+      updates announce) is inert, in time order; an alert at the time of an update is not decided here;
+    - an update that announces a settlement the strategy does not know is handed to the engine: the one after it
+      (in the run) has another announcement or interval, or a job reads between them (`_run_chunk` keeps an update
+      when the next differs or a job reads it);
+    - every mark is inside every quiet band: the guard's and the venue's as they are and, once a settlement with a
+      position is in the run, as its margin state makes them for any payment the run's settlements can bring
+      (`QuietGate._margin_bands`, the swing of all of them);
+    - every settlement comes before its hour's path, so its payment takes the previous close's mark (which
+      `_run_chunk` keeps) in every stream. The alerts passed are in `reads` (each reads the last update before it)."""
+
+    @classmethod
+    def start(cls, gate: QuietGate, s: str, st, book, close_ns: int, next_alert: float) -> _SymbolRun | None:
+        f = gate._runs[s]
+        k0 = f.index.get(close_ns)
+        if not k0:
+            return None
+        return cls(gate, s, st, book, f, k0, next_alert)
+
+    def __init__(self, gate: QuietGate, s: str, st, book, f: _QuietFacts, k0: int, next_alert: float):
+        self.gate, self.s, self.st, self.book, self.f, self.k0, self.k = gate, s, st, book, f, k0, k0
+        self.quiet = self.band = _quiet_range(st, book)
+        self.known_next, self.next_alert = st.calendar.next_ns, next_alert
+        self.passed: list = []  # the predictions of the hours before the first with a settlement or an alert
+        self.sim = None  # the strategy's state as the run leaves it, from that hour on
+        self.reads: list[int] = []  # the jobs' times
+        self.news: list[int] = []  # the times of the funding updates the strategy takes as news
+        self.whole = False  # whether the symbol's hours go to the engine whole (`_skipped`)
+        # the settlements the bands cover (the run's first with a position, the end of those covered: index in the
+        # symbol's settlements) and the highest mark their payments were bounded with
+        self.covered = (0, 0, -math.inf)
+
+    def step(self) -> bool:
+        """Whether hour `k` is in the run (then the next one is `k`)."""
+        f, k = self.f, self.k
+        if k >= len(f.ok):
+            return False
+        if self.sim is None:
+            lo, hi = self.quiet
+            if f.ok[k] and lo < f.low[k] and f.high[k] < hi and self.next_alert > f.head[k]:
+                p = f.pred[k]
+                if p is not None:
+                    if p.next_funding_ns not in (None, self.known_next) or not (self.st.prediction_is_inert(
+                            float(p.rate), p.interval, p.next_funding_ns, p.ts_event) or self._skipped(k, p, None)):
+                        return False
+                    self.passed.append(p)
+                self.k += 1
+                return True
+            if not self.gate.crossing or not f.base[k] or self.book.band.awake or self.st.mark_band.awake:
+                return False
+            self._begin(k)
+        if not self._hour(k):
+            return False
+        self.k += 1
+        return True
+
+    def _skipped(self, k: int, p, state: list | None) -> bool:
+        """Whether a closing prediction the carry rules would enter on stops at the entry pre-check failure already
+        logged (sending nothing, logging nothing), at the prices either stream has there: the hour's closing spot
+        bar, and the perp's mark as the full stream has it (the hour's last) and as the hours handed over whole
+        have it (the previous close): the symbol's hours of the run then go to the engine whole (`_run_chunk`).
+        Only a failure the run cannot change: an instrument minimum or the spot balance (nothing trades in a run
+        and the settlements pay into the perp account)."""
+        st = self.st
+        if st._skipping not in ("minimum", "spot_balance"):
+            return False
+        prices = self.gate._entry_prices(st, self.f.hours[k], self.f.hours[k - 1])
+        if prices is None or not st.prediction_is_inert(float(p.rate), p.interval, p.next_funding_ns, p.ts_event,
+                                                        prices=prices, state=state):
+            return False
+        self.whole = True
+        return True
+
+    def _begin(self, k: int) -> None:
+        st = self.st
+        self.sim = st.inert_state()
+        for p in self.passed:
+            st.advance_inert(self.sim, p)
+        self.alerts = [(at, n, job) for n, (at, job) in enumerate(st.pending_alerts())]
+        heapq.heapify(self.alerts)
+        self.seq = len(self.alerts)
+        self.high = -math.inf
+        self.until = self.f.hours[k - 1].close_ns if k == self.k0 else self.f.hours[k].head_ns  # checked up to
+
+    def _hour(self, k: int) -> bool:
+        f, st, sim = self.f, self.st, self.sim
+        w1 = f.head[k]
+        if f.ok[k] and not (self.alerts and self.alerts[0][0] <= w1):
+            # no settlement and no job up to the next hour's head: the closing prediction and the marks
+            p = f.pred[k]
+            if p is not None:
+                nf = p.next_funding_ns
+                if not (st.prediction_is_inert(float(p.rate), p.interval, nf, p.ts_event, state=sim)
+                        or self._skipped(k, p, sim)):
+                    return False
+                self._advance(p, p.ts_event)
+            self.high = max(self.high, f.high[k])
+            if not (self.band[0] < f.low[k] and f.high[k] < self.band[1]):
+                return False
+            self.until = w1
+            return True
+        if not (f.base[k] and f.settle_first[k]):
+            return False
+        events, span, nxt = f.events, f.hours[k], f.hours[k + 1]
+        w0 = self.until
+        data = [(events[i][0], events[i][2], True) for i in range(*span.settle) if events[i][0] > w0]
+        p = f.pred[k]
+        if p is not None:
+            data.append((span.close_ns, p, False))
+        data += [(events[i][0], events[i][2], True) for i in range(*nxt.settle) if events[i][0] <= w1]
+        for ts, ev, _ in data:
+            if not self._jobs(ts, True):
+                return False
+            nf = ev.next_funding_ns
+            if not (st.prediction_is_inert(float(ev.rate), ev.interval, nf, ts, state=sim)
+                    or (ev is p and self._skipped(k, p, sim))):
+                return False
+            self._advance(ev, ts)
+        if not self._jobs(w1, False):
+            return False
+        self.high = max(self.high, f.high[k])
+        ts = f.settle_ts
+        a, b = bisect_right(ts, w0), bisect_right(ts, w1)
+        if b > a and self.book.side != 0 and (b > self.covered[1] or self.high > self.covered[2]):
+            # the bands of the margin states the settlements can bring, for these and those of the day ahead (one
+            # computation for several settlements: a wider swing only narrows them)
+            first = self.covered[0] if self.covered[1] else a
+            self.covered = (first, bisect_right(ts, w1 + SETTLEMENT_LOOKAHEAD_NS), self.high)
+            bands = self.gate._crossing_bands(self.s, st, self.book, f.settlements[first:self.covered[1]], self.high)
+            self.band = (max([self.quiet[0]] + [lo for lo, _ in bands]),
+                         min([self.quiet[1]] + [hi for _, hi in bands]))
+        if not (self.band[0] < f.low[k] and f.high[k] < self.band[1]):
+            return False
+        self.until = w1
+        return True
+
+    def _jobs(self, until: int, before: bool) -> bool:
+        """The jobs due up to `until` (`before`: strictly before it, none at it), each inert, in order."""
+        alerts, st, sim = self.alerts, self.st, self.sim
+        while alerts and alerts[0][0] <= until:
+            at, _, job = heapq.heappop(alerts)
+            if before and at == until:
+                return False  # an alert at an update's time: its order against the data is not decided here
+            if job is None:
+                continue  # a pair's timeout or retry: nothing to do for an idle strategy
+            if not st.job_is_inert(job, at, state=sim):
+                return False
+            st.advance_inert(sim, job)
+            self.reads.append(at)
+        return True
+
+    def _advance(self, update, ts: int) -> None:
+        """The state after a funding update; an update the strategy takes as news (a settlement it does not know)
+        goes to the engine (`news`), and the jobs it announces are due in the run."""
+        if update.next_funding_ns != self.sim[0].next_ns:
+            self.news.append(ts)
+        for job in self.st.advance_inert(self.sim, update):
+            heapq.heappush(self.alerts, (job.fire_ns, self.seq, job))
+            self.seq += 1
 
 
 def _quiet_chunk(feeds: dict[str, SymbolFeed], group: list, static: frozenset = frozenset()) -> list | None:
@@ -553,17 +746,21 @@ def _quiet_chunk(feeds: dict[str, SymbolFeed], group: list, static: frozenset = 
 
 def _run_chunk(feeds: dict[str, SymbolFeed], groups: list[list], static: frozenset, gate: QuietGate) -> list:
     """The chunk of a quiet run (`QuietGate.quiet_run`; `groups`: its hours in order, each as `hour_chunks` groups
-    them): every settlement in it (a run has none: `_QuietFacts` admits no hour with one), and of each symbol only
-    what the hour after the run can read. Nothing acts inside a run, so its bars, predictions and marks are read by
-    nobody before the next one of their kind replaces them in the cache, the portfolio and the strategy:
+    them): every settlement's funding update in it, and of each symbol only what is read inside the run or by the
+    hour after it. Nothing acts inside a run but its jobs and settlements, which read the state the updates and marks
+    before them leave; the rest of its bars, predictions and marks are read by nobody before the next one of their
+    kind replaces them in the cache, the portfolio and the strategy:
 
     - the last spot bar (the strategy's spot price, the portfolio's bar price; the recorder takes every close from the
       feed), and the bar that carries (or is) the last perp bar: `BarBook` gives each bar applied the book the
       every-path stream has after it, so the books after the run are that stream's;
-    - the last prediction (the strategy keeps the last rate; the interval of the last one that has one), and any
-      prediction whose interval or announced settlement differs from the last one's; a symbol with a prediction
-      announcing no settlement keeps all of its events (what the calendar makes of it is not left to chance);
-    - the last mark (the strategy's, the venue's and the recorder's latest mark; a settlement after the run takes it).
+    - of the funding updates (closing predictions and settlements'): every settlement's, the last, the last before
+      each job of the run (`gate.reads`: a decision and a booking read the rate and the interval), and each one the
+      next differs from in interval or announced settlement (so every announcement the strategy takes as news comes
+      when it came: `_Crossing` ends a run where that would not hold); a symbol with a prediction announcing no
+      settlement keeps all of its events (what the calendar makes of it is not left to chance);
+    - the last mark (the strategy's, the venue's and the recorder's latest mark), and the closing mark before each
+      settlement (the mark its payment takes; `_Crossing` admits only settlements before their hour's path).
 
     The periodic guard sweep reads the latest mark: every mark of a run lies inside the guard's quiet range, so the
     one it reads there finds nothing as every other would."""
@@ -575,9 +772,9 @@ def _run_chunk(feeds: dict[str, SymbolFeed], groups: list[list], static: frozens
     for (idx, s), spans in per.items():
         events = feeds[s].events
         picks = [i for span in spans for i in range(*span.settle)]
-        spot = perp = mark = None
-        preds = []
-        whole = False
+        spot = perp = None
+        updates, marks = [], []
+        whole = s in gate.whole
         for span in spans:
             b0, b1 = span.bars
             for i in range(b0, b1):
@@ -585,29 +782,50 @@ def _run_chunk(feeds: dict[str, SymbolFeed], groups: list[list], static: frozens
                     spot = i
                 else:
                     perp = b0  # the spot bar carrying it, or the perp bar alone
+            updates += range(*span.settle)
+            mark = None
             for i in range(*span.close):
                 prio = events[i][1]
                 if prio == PRIO_PREDICTION:
-                    preds.append(i)
+                    updates.append(i)
                     whole = whole or events[i][2].next_funding_ns is None
                 elif prio == PRIO_MARK:
                     mark = i
                 else:
                     whole = True
+            marks.append(mark)
         if whole:
             for span in spans:
                 if span.bars[1] > span.bars[0]:
                     picks.append(span.bars[0])
                 picks += range(*span.close)
         else:
-            picks += {i for i in (spot, perp) if i is not None}
-            if preds:
-                last = events[preds[-1]][2]
-                key = (last.interval, last.next_funding_ns)
-                picks += [i for i in preds[:-1] if (events[i][2].interval, events[i][2].next_funding_ns) != key]
-                picks.append(preds[-1])
-            if mark is not None:
-                picks.append(mark)
+            keep = {i for i in (spot, perp) if i is not None}
+            ts = gate._settle_ts[s]
+            for j, span in enumerate(spans):
+                if bisect_right(ts, span.close_ns - HOUR_NS) != bisect_right(ts, span.close_ns):
+                    # a settlement: its payment takes the closing mark before it (the run's first hour: the engine
+                    # has it), and the venue publishes the margin state it brings at the next mark (the state the
+                    # recorder samples at the hour)
+                    keep.update(m for m in (marks[j - 1] if j else None, marks[j]) if m is not None)
+            last_mark = next((m for m in reversed(marks) if m is not None), None)
+            if last_mark is not None:
+                keep.add(last_mark)
+            reads, news = gate.reads.get(s, ()), gate.news.get(s, ())
+            for n, i in enumerate(updates):
+                if events[i][1] != PRIO_PREDICTION:
+                    continue  # a settlement's: kept (above)
+                if n + 1 == len(updates):
+                    keep.add(i)
+                    continue
+                u, (t1, _, v) = events[i][2], events[updates[n + 1]]
+                if u.interval != v.interval or events[i][0] in news:
+                    keep.add(i)
+                elif reads:
+                    r = bisect_right(reads, events[i][0])  # the first job after it reads it if before the next
+                    if r < len(reads) and reads[r] <= t1:
+                        keep.add(i)
+            picks += keep
         chunk.extend((events[i][0], events[i][1], idx, events[i][2]) for i in picks
                      if events[i][1] > PRIO_PERP_BAR or events[i][0] not in static)
     chunk.sort(key=lambda e: e[:3])
