@@ -771,61 +771,7 @@ def _run_chunk(feeds: dict[str, SymbolFeed], groups: list[list], static: frozens
     chunk = []
     for (idx, s), spans in per.items():
         events = feeds[s].events
-        picks = [i for span in spans for i in range(*span.settle)]
-        spot = perp = None
-        updates, marks = [], []
-        whole = s in gate.whole
-        for span in spans:
-            b0, b1 = span.bars
-            for i in range(b0, b1):
-                if events[i][1] == PRIO_SPOT_BAR:
-                    spot = i
-                else:
-                    perp = b0  # the spot bar carrying it, or the perp bar alone
-            updates += range(*span.settle)
-            mark = None
-            for i in range(*span.close):
-                prio = events[i][1]
-                if prio == PRIO_PREDICTION:
-                    updates.append(i)
-                    whole = whole or events[i][2].next_funding_ns is None
-                elif prio == PRIO_MARK:
-                    mark = i
-                else:
-                    whole = True
-            marks.append(mark)
-        if whole:
-            for span in spans:
-                if span.bars[1] > span.bars[0]:
-                    picks.append(span.bars[0])
-                picks += range(*span.close)
-        else:
-            keep = {i for i in (spot, perp) if i is not None}
-            ts = gate._settle_ts[s]
-            for j, span in enumerate(spans):
-                if bisect_right(ts, span.close_ns - HOUR_NS) != bisect_right(ts, span.close_ns):
-                    # a settlement: its payment takes the closing mark before it (the run's first hour: the engine
-                    # has it), and the venue publishes the margin state it brings at the next mark (the state the
-                    # recorder samples at the hour)
-                    keep.update(m for m in (marks[j - 1] if j else None, marks[j]) if m is not None)
-            last_mark = next((m for m in reversed(marks) if m is not None), None)
-            if last_mark is not None:
-                keep.add(last_mark)
-            reads, news = gate.reads.get(s, ()), gate.news.get(s, ())
-            for n, i in enumerate(updates):
-                if events[i][1] != PRIO_PREDICTION:
-                    continue  # a settlement's: kept (above)
-                if n + 1 == len(updates):
-                    keep.add(i)
-                    continue
-                u, (t1, _, v) = events[i][2], events[updates[n + 1]]
-                if u.interval != v.interval or events[i][0] in news:
-                    keep.add(i)
-                elif reads:
-                    r = bisect_right(reads, events[i][0])  # the first job after it reads it if before the next
-                    if r < len(reads) and reads[r] <= t1:
-                        keep.add(i)
-            picks += keep
+        picks = _run_picks(events, spans, s, gate)
         chunk.extend((events[i][0], events[i][1], idx, events[i][2]) for i in picks
                      if events[i][1] > PRIO_PERP_BAR or events[i][0] not in static)
     chunk.sort(key=lambda e: e[:3])
@@ -833,3 +779,71 @@ def _run_chunk(feeds: dict[str, SymbolFeed], groups: list[list], static: frozens
                          + (span.bars[1] > span.bars[0] and span.close_ns not in static)
                          for g in groups for _, _, span, *_ in g) - len(chunk)
     return [e[3] for e in chunk]
+
+
+def _run_picks(events: list, spans: list[HourSpan], s: str, gate: QuietGate) -> list[int]:
+    """The indices of `s`'s events a quiet run over `spans` hands to the engine (`_run_chunk`)."""
+    picks = [i for span in spans for i in range(*span.settle)]
+    spot = perp = None
+    updates, marks = [], []
+    whole = s in gate.whole
+    for span in spans:
+        b0, b1 = span.bars
+        for i in range(b0, b1):
+            if events[i][1] == PRIO_SPOT_BAR:
+                spot = i
+            else:
+                perp = b0  # the spot bar carrying it, or the perp bar alone
+        updates += range(*span.settle)
+        mark = None
+        for i in range(*span.close):
+            prio = events[i][1]
+            if prio == PRIO_PREDICTION:
+                updates.append(i)
+                whole = whole or events[i][2].next_funding_ns is None
+            elif prio == PRIO_MARK:
+                mark = i
+            else:
+                whole = True
+        marks.append(mark)
+    if whole:
+        for span in spans:
+            if span.bars[1] > span.bars[0]:
+                picks.append(span.bars[0])
+            picks += range(*span.close)
+        return picks
+    keep = {i for i in (spot, perp) if i is not None}
+    ts = gate._settle_ts[s]
+    for j, span in enumerate(spans):
+        if bisect_right(ts, span.close_ns - HOUR_NS) != bisect_right(ts, span.close_ns):
+            # a settlement: its payment takes the closing mark before it (the run's first hour: the engine has it),
+            # and the venue publishes the margin state it brings at the next mark (the state the recorder samples
+            # at the hour)
+            keep.update(m for m in (marks[j - 1] if j else None, marks[j]) if m is not None)
+    last_mark = next((m for m in reversed(marks) if m is not None), None)
+    if last_mark is not None:
+        keep.add(last_mark)
+    keep.update(_kept_updates(events, updates, gate.reads.get(s, ()), gate.news.get(s, ())))
+    return picks + list(keep)
+
+
+def _kept_updates(events: list, updates: list[int], reads: list[int], news: list[int]) -> list[int]:
+    """Of a run's funding updates (`updates`, indices in time order), the closing predictions the engine gets: the
+    last, each one whose interval the next does not repeat, each the strategy takes as news (`news`: their times),
+    and the last before each job (`reads`: the jobs' times). The others only set the rate and the interval the next
+    one sets again before anything reads them."""
+    kept = []
+    for n, i in enumerate(updates):
+        if events[i][1] != PRIO_PREDICTION:
+            continue  # a settlement's: always kept
+        if n + 1 == len(updates):
+            kept.append(i)
+            continue
+        t1, _, v = events[updates[n + 1]]
+        if events[i][2].interval != v.interval or events[i][0] in news:
+            kept.append(i)
+        elif reads:
+            r = bisect_right(reads, events[i][0])  # the first job after it reads it if it comes before the next
+            if r < len(reads) and reads[r] <= t1:
+                kept.append(i)
+    return kept
