@@ -8,6 +8,7 @@ import pytest
 
 from basisbot.backtest.run import prepare, run_prepared
 from basisbot.config.loading import load_settings
+from basisbot.core.units import HOUR_NS
 
 DATA = Path(__file__).resolve().parents[1] / "backtests" / "data" / "binance"
 OKX_DATA = Path(__file__).resolve().parents[1] / "backtests" / "data" / "okx"
@@ -151,3 +152,73 @@ def test_gated_stream_with_jobs_on_the_hours_around_the_settlement(tmp_path):
     decisions = [d[1] for log in a["decisions"].values() for d in log]
     assert "enter" in decisions and "exit" in decisions and a["funding"], decisions
     assert gated.stream["joined_to_runs"] > 0 and gated.events < 0.5 * full.events
+
+
+def _one_symbol(tmp: Path, name: str, lev: int) -> Path:
+    cfg = tmp / f"{name}.toml"
+    cfg.write_text(f'[backtest]\ndata = "{DATA}"\nstart = 2023-06-10\nend = 2023-06-24\n'
+                   f'[symbols.BTCUSDT]\nenabled = true\nnotional_usdt = 20000\nleverage = {lev}\n'
+                   f'margin_mode = "isolated"\nentry_apr = -1000\nexit_apr = -2000\n'
+                   f'[symbols.BTCUSDT.guard]\nenabled = true\n')
+    return cfg
+
+
+def _run_both(cfg: Path, change) -> tuple:
+    """The every-path and the gated run of `cfg`, each on data `change(prepared)` alters the same way."""
+    settings = load_settings(cfg, env_file=None)
+    out = []
+    for full in (True, False):
+        p = prepare(settings, config_path=cfg)
+        change(p)
+        out.append(run_prepared(p, full_paths=full))
+    return out[0], out[1]
+
+
+def test_gated_stream_through_a_settlement_that_brings_the_guard_in(tmp_path):
+    """A settlement whose payment alone brings the guard in: its rate set to -12% (the short pays 12% of its notional,
+    at 5x most of its isolated margin). Quiet runs go on through settlements: the margin state a payment can bring
+    bounds the marks of the hours after it, so the guard acts at the same mark as with every path."""
+    cfg = _one_symbol(tmp_path, "drain", 5)
+    at = {}
+
+    def drain(p):
+        feed = p.feeds["BTCUSDT"]
+        k = next(i for i, e in enumerate(feed.settlements) if e[1] >= 1687003200000000000)  # 2023-06-17T12:00Z
+        sim_ts, exact, _ = feed.settlements[k]
+        feed.settlements[k] = (sim_ts, exact, -0.12)
+        at["ts"] = exact
+
+    full, gated = _run_both(cfg, drain)
+    a, b = _observed(full), _observed(gated)
+    for key in a:
+        assert a[key] == b[key], f"{key} differs between the full expansion and the gated stream"
+    paid = [r for r in a["funding"] if r[0] == at["ts"]]
+    assert paid and paid[0][5] < -0.1 * 20000 * 0.9  # the short paid about 12% of its notional
+    # the guard acted within the hour after the payment (and not in the hour before it)
+    acted = [e for e in a["guard"]["BTCUSDT"] if at["ts"] - HOUR_NS < e[0] < at["ts"] + HOUR_NS]
+    assert acted and all(e[0] > at["ts"] for e in acted)
+    assert gated.stream["settlements_in_runs"] > 10 and gated.events < 0.5 * full.events
+
+
+def test_gated_stream_with_a_settlement_late_into_its_hour(tmp_path):
+    """A settlement the venue applies 20 minutes into its hour takes the mark of that moment: a quiet run goes through
+    a settlement only when it comes before its hour's path, so the payment is the every-path stream's."""
+    cfg = _one_symbol(tmp_path, "late", 3)
+    at = {}
+
+    def late(p):
+        feed = p.feeds["BTCUSDT"]
+        k = next(i for i, e in enumerate(feed.settlements) if e[1] >= 1687003200000000000)
+        sim_ts, exact, rate = feed.settlements[k]
+        feed.settlements[k] = (exact + 20 * 60 * 10**9, exact + 20 * 60 * 10**9, rate)
+        at["ts"], at["close"] = exact + 20 * 60 * 10**9, (exact // HOUR_NS) * HOUR_NS
+
+    full, gated = _run_both(cfg, late)
+    a, b = _observed(full), _observed(gated)
+    for key in a:
+        assert a[key] == b[key], f"{key} differs between the full expansion and the gated stream"
+    paid = [r for r in a["funding"] if r[0] == at["ts"]]
+    assert paid
+    closing = [h.close_mark for h in prepare(load_settings(cfg, env_file=None), config_path=cfg).feeds["BTCUSDT"].hours
+               if h.close_ns == at["close"]]
+    assert closing and paid[0][3] != closing[0]  # an intra-hour mark, not the hour's opening one

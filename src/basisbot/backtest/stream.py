@@ -213,6 +213,11 @@ class QuietGate:
 
     def _mode(self, symbol: str, span: HourSpan, prev: HourSpan | None, nxt: HourSpan | None, close_ns: int) -> str:
         st = self.strategies[symbol]
+        k = self._runs[symbol].index.get(close_ns)
+        if k is not None and self._runs[symbol].late[k] and self.ledger.books[symbol].side != 0:
+            # a settlement inside the path pays at the mark of its moment: every mark of the hour goes
+            self._known.pop(symbol, None)
+            return FULL
         sig = self._signature(st, self.ledger.books[symbol])
         known = self._known.get(symbol)
         if known is not None and known[0] == sig and prev is not None and span.settle[0] == span.settle[1]:
@@ -522,6 +527,7 @@ class _QuietFacts:
         self.settle_ts, self.settlements = settle_ts, feed.settlements
         self.index = {h.close_ns: k for k, h in enumerate(hours)}
         self.ok, self.base, self.low, self.high, self.head, self.pred, self.settle_first = [], [], [], [], [], [], []
+        self.late = []  # a settlement inside the hour's path (its payment takes the mark of that moment)
         for k, span in enumerate(hours):
             prev = hours[k - 1] if k else None
             nxt = hours[k + 1] if k + 1 < len(hours) else None
@@ -531,17 +537,17 @@ class _QuietFacts:
             # the venue's settlements (a funding update with each, or none before the first prediction) from the
             # previous close to the next hour's head
             self.ok.append(base and bisect_right(settle_ts, nxt.head_ns) == bisect_right(settle_ts, prev.close_ns))
+            i0, i1 = span.intra
+            first = self.events[i0][0] if i1 > i0 else math.inf
+            inside = settle_ts[bisect_right(settle_ts, span.close_ns - HOUR_NS):bisect_right(settle_ts, span.close_ns)]
+            self.late.append(any(t >= first for t in inside))
+            self.settle_first.append(base and not self.late[-1])
             if base:
                 self.low.append(min(span.low, prev.close_mark, nxt.head_low, span.close_mark))
                 self.high.append(max(span.high, prev.close_mark, nxt.head_high, span.close_mark))
-                i0, i1 = span.intra
-                first = self.events[i0][0] if i1 > i0 else math.inf
-                inside = settle_ts[bisect_right(settle_ts, prev.close_ns):bisect_right(settle_ts, span.close_ns)]
-                self.settle_first.append(all(t < first for t in inside))
             else:
                 self.low.append(math.nan)
                 self.high.append(math.nan)
-                self.settle_first.append(False)
             self.head.append(nxt.head_ns if nxt is not None else -1)
             c0, c1 = span.close
             self.pred.append(feed.events[c0][2] if c1 - c0 == 2 else None)
