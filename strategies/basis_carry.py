@@ -208,6 +208,13 @@ class BasisCarryStrategy(TwoLegStrategy):
             return cal.on_funding_info(item.next_funding_ns, item.interval, item.ts_event, ACTED_ON)
         return []
 
+    def predictions_inert_at_any_rate(self) -> bool:
+        """Whether every funding update would leave the strategy sending nothing, whatever it says, as long as
+        nothing else changes: in carry a prediction only checks the hedge, once per position change."""
+        return (self.phase is Phase.IN_CARRY and self._qty is not None and self._hedge_checked is self._qty
+                and not (self._budgeted() or self._busy() or self._halted is not None or self._resume_pending
+                         or self._draining))
+
     def prediction_is_inert(self, rate: float, interval: int | None, next_funding_ns: int | None, at_ns: int,
                             before: list = (), prices: tuple | None = None, state: list | None = None) -> bool:
         """Whether a predicted rate at `at_ns` (after `before`: funding updates and jobs of the hour) would leave the
@@ -218,8 +225,8 @@ class BasisCarryStrategy(TwoLegStrategy):
         (`inert_state`) instead of `before`: the state they leave."""
         if self._budgeted() or self._busy() or self._halted is not None or self._resume_pending or self._draining:
             return False
-        if self.phase is Phase.IN_CARRY:  # in carry a prediction only checks the hedge, once per position change
-            return self._qty is not None and self._hedge_checked is self._qty
+        if self.phase is Phase.IN_CARRY:
+            return self.predictions_inert_at_any_rate()
         if self.phase is not Phase.FLAT:
             return False
         if at_ns < self._entry_after_ns:

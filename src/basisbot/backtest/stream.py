@@ -91,7 +91,7 @@ class QuietGate:
         self.crossing = crossing
         self.reads: dict[str, list[int]] = {}  # symbol -> the alerts inside the last run found (`_run_chunk`)
         self.news: dict[str, list[int]] = {}  # symbol -> the times of its updates taken as news in that run
-        self.whole: set[str] = set()  # the symbols whose hours of that run go to the engine whole
+        self.wanting: dict[str, list[int]] = {}  # symbol -> its closes in that run with an entry refused quietly
 
     def bind(self, strategies: dict, ledger, compounding: bool) -> None:
         self.strategies, self.ledger, self.compounding = strategies, ledger, compounding
@@ -166,7 +166,7 @@ class QuietGate:
         self.settled_in_runs += sum(bisect_right(ts, end) - bisect_right(ts, closes[i] - HOUR_NS)
                                     for ts in (self._settle_ts[s] for s in symbols))
         self.news = {run.s: run.news for run in runs}
-        self.whole = {run.s for run in runs if run.whole}
+        self.wanting = {run.s: run.wanting for run in runs}
         self.modes[QUIET] += n * len(symbols)
         self.runs += n * len(symbols)
         return n
@@ -528,6 +528,7 @@ class _QuietFacts:
         self.index = {h.close_ns: k for k, h in enumerate(hours)}
         self.ok, self.base, self.low, self.high, self.head, self.pred, self.settle_first = [], [], [], [], [], [], []
         self.late = []  # a settlement inside the hour's path (its payment takes the mark of that moment)
+        self.rate = []  # the closing prediction's rate as a float
         for k, span in enumerate(hours):
             prev = hours[k - 1] if k else None
             nxt = hours[k + 1] if k + 1 < len(hours) else None
@@ -551,6 +552,7 @@ class _QuietFacts:
             self.head.append(nxt.head_ns if nxt is not None else -1)
             c0, c1 = span.close
             self.pred.append(feed.events[c0][2] if c1 - c0 == 2 else None)
+            self.rate.append(float(self.pred[-1].rate) if self.pred[-1] is not None else math.nan)
 
 
 class _SymbolRun:
@@ -583,11 +585,12 @@ class _SymbolRun:
         self.gate, self.s, self.st, self.book, self.f, self.k0, self.k = gate, s, st, book, f, k0, k0
         self.quiet = self.band = _quiet_range(st, book)
         self.known_next, self.next_alert = st.calendar.next_ns, next_alert
+        self.any_rate = st.predictions_inert_at_any_rate()  # constant through a run: nothing in it acts
         self.passed: list = []  # the predictions of the hours before the first with a settlement or an alert
         self.sim = None  # the strategy's state as the run leaves it, from that hour on
         self.reads: list[int] = []  # the jobs' times
         self.news: list[int] = []  # the times of the funding updates the strategy takes as news
-        self.whole = False  # whether the symbol's hours go to the engine whole (`_skipped`)
+        self.wanting: list[int] = []  # the closes whose prediction would enter but stops quietly (`_skipped`)
         # the settlements the bands cover (the run's first with a position, the end of those covered: index in the
         # symbol's settlements) and the highest mark their payments were bounded with
         self.covered = (0, 0, -math.inf)
@@ -602,8 +605,9 @@ class _SymbolRun:
             if f.ok[k] and lo < f.low[k] and f.high[k] < hi and self.next_alert > f.head[k]:
                 p = f.pred[k]
                 if p is not None:
-                    if p.next_funding_ns not in (None, self.known_next) or not (self.st.prediction_is_inert(
-                            float(p.rate), p.interval, p.next_funding_ns, p.ts_event) or self._skipped(k, p, None)):
+                    if p.next_funding_ns not in (None, self.known_next) or not (
+                            self.any_rate or self.st.prediction_is_inert(f.rate[k], p.interval, p.next_funding_ns,
+                                                                         p.ts_event) or self._skipped(k, p, None)):
                         return False
                     self.passed.append(p)
                 self.k += 1
@@ -619,10 +623,10 @@ class _SymbolRun:
     def _skipped(self, k: int, p, state: list | None) -> bool:
         """Whether a closing prediction the carry rules would enter on stops at the entry pre-check failure already
         logged (sending nothing, logging nothing), at the prices either stream has there: the hour's closing spot
-        bar, and the perp's mark as the full stream has it (the hour's last) and as the hours handed over whole
-        have it (the previous close): the symbol's hours of the run then go to the engine whole (`_run_chunk`).
-        Only a failure the run cannot change: an instrument minimum or the spot balance (nothing trades in a run
-        and the settlements pay into the perp account)."""
+        bar, and the perp's mark as the full stream has it (the hour's last) and as the run has it when the engine
+        gets the prediction (the previous close: `_run_picks` then hands over that bar and that mark with it; left
+        out, the prediction does nothing). Only a failure the run cannot change: an instrument minimum or the spot
+        balance (nothing trades in a run and the settlements pay into the perp account)."""
         st = self.st
         if st._skipping not in ("minimum", "spot_balance"):
             return False
@@ -630,7 +634,7 @@ class _SymbolRun:
         if prices is None or not st.prediction_is_inert(float(p.rate), p.interval, p.next_funding_ns, p.ts_event,
                                                         prices=prices, state=state):
             return False
-        self.whole = True
+        self.wanting.append(p.ts_event)
         return True
 
     def _begin(self, k: int) -> None:
@@ -651,9 +655,8 @@ class _SymbolRun:
             # no settlement and no job up to the next hour's head: the closing prediction and the marks
             p = f.pred[k]
             if p is not None:
-                nf = p.next_funding_ns
-                if not (st.prediction_is_inert(float(p.rate), p.interval, nf, p.ts_event, state=sim)
-                        or self._skipped(k, p, sim)):
+                if not (self.any_rate or st.prediction_is_inert(f.rate[k], p.interval, p.next_funding_ns, p.ts_event,
+                                                                state=sim) or self._skipped(k, p, sim)):
                     return False
                 self._advance(p, p.ts_event)
             self.high = max(self.high, f.high[k])
@@ -674,7 +677,7 @@ class _SymbolRun:
             if not self._jobs(ts, True):
                 return False
             nf = ev.next_funding_ns
-            if not (st.prediction_is_inert(float(ev.rate), ev.interval, nf, ts, state=sim)
+            if not (self.any_rate or st.prediction_is_inert(float(ev.rate), ev.interval, nf, ts, state=sim)
                     or (ev is p and self._skipped(k, p, sim))):
                 return False
             self._advance(ev, ts)
@@ -790,9 +793,44 @@ def _run_chunk(feeds: dict[str, SymbolFeed], groups: list[list], static: frozens
 def _run_picks(events: list, spans: list[HourSpan], s: str, gate: QuietGate) -> list[int]:
     """The indices of `s`'s events a quiet run over `spans` hands to the engine (`_run_chunk`)."""
     picks = [i for span in spans for i in range(*span.settle)]
+    spot, perp, updates, marks, whole = _scan(events, spans)
+    if whole:
+        for span in spans:
+            if span.bars[1] > span.bars[0]:
+                picks.append(span.bars[0])
+            picks += range(*span.close)
+        return picks
+    keep = {i for i in (spot, perp) if i is not None}
+    ts = gate._settle_ts[s]
+    for j, span in enumerate(spans):
+        if bisect_right(ts, span.close_ns - HOUR_NS) != bisect_right(ts, span.close_ns):
+            # a settlement: its payment takes the closing mark before it (the run's first hour: the engine has it),
+            # and the venue publishes the margin state it brings at the next mark (the state the recorder samples
+            # at the hour)
+            keep.update(m for m in (marks[j - 1] if j else None, marks[j]) if m is not None)
+    if marks[-1] is not None:
+        keep.add(marks[-1])
+    kept = _kept_updates(events, updates, gate.reads.get(s, ()), gate.news.get(s, ()))
+    keep.update(kept)
+    wanting = gate.wanting.get(s)
+    if wanting:
+        # a prediction the engine gets where the carry rules would enter (and the pre-check refuses quietly): the
+        # prices it is checked at there are the hour's spot bar and the previous closing mark (`_SymbolRun._skipped`)
+        at = {span.close_ns: j for j, span in enumerate(spans)}
+        for i in kept:
+            j = at.get(events[i][0]) if events[i][0] in wanting else None
+            if j is not None:
+                keep.update(m for m in (spans[j].bars[0], marks[j - 1] if j else None) if m is not None)
+    return picks + list(keep)
+
+
+def _scan(events: list, spans: list[HourSpan]) -> tuple:
+    """Of a run's hours: the last spot bar, the last bar carrying (or being) a perp bar, the funding updates (indices
+    in time order), each hour's closing mark, and whether anything makes the hours go whole (a prediction announcing
+    no settlement, anything else at a close)."""
     spot = perp = None
     updates, marks = [], []
-    whole = s in gate.whole
+    whole = False
     for span in spans:
         b0, b1 = span.bars
         for i in range(b0, b1):
@@ -812,25 +850,7 @@ def _run_picks(events: list, spans: list[HourSpan], s: str, gate: QuietGate) -> 
             else:
                 whole = True
         marks.append(mark)
-    if whole:
-        for span in spans:
-            if span.bars[1] > span.bars[0]:
-                picks.append(span.bars[0])
-            picks += range(*span.close)
-        return picks
-    keep = {i for i in (spot, perp) if i is not None}
-    ts = gate._settle_ts[s]
-    for j, span in enumerate(spans):
-        if bisect_right(ts, span.close_ns - HOUR_NS) != bisect_right(ts, span.close_ns):
-            # a settlement: its payment takes the closing mark before it (the run's first hour: the engine has it),
-            # and the venue publishes the margin state it brings at the next mark (the state the recorder samples
-            # at the hour)
-            keep.update(m for m in (marks[j - 1] if j else None, marks[j]) if m is not None)
-    last_mark = next((m for m in reversed(marks) if m is not None), None)
-    if last_mark is not None:
-        keep.add(last_mark)
-    keep.update(_kept_updates(events, updates, gate.reads.get(s, ()), gate.news.get(s, ())))
-    return picks + list(keep)
+    return spot, perp, updates, marks, whole
 
 
 def _kept_updates(events: list, updates: list[int], reads: list[int], news: list[int]) -> list[int]:
