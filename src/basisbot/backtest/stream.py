@@ -22,7 +22,15 @@ decides each hour from the run's own state, just before it:
 
 Everything the gate cannot show quiet is replayed in full: it errs towards more events, never fewer. The bars at
 each bar type's first time go to the engine as static data (nautilus registers their subscriptions from them), the
-others with their hours."""
+others with their hours.
+
+Hours where nothing acts go to the engine as runs (`QuietGate.quiet_run`), many hours in one chunk with only what
+is read inside the run or after it. A run goes on through settlements: the decision before one, the payment and
+the booking after it are checked ahead on the state the run's funding updates, jobs and payments leave (the
+strategy's `inert_state` and `advance_inert`; the payments' margin states bound the marks after them), and the run
+keeps the updates the jobs read, the updates the strategy takes as news, the mark each payment takes and the mark
+at which the venue publishes the margin state it brings (`_run_chunk`). A settlement inside its hour's path (late)
+pays at the mark of its moment: with a position open that hour is replayed in full."""
 
 from __future__ import annotations
 
@@ -133,12 +141,13 @@ class QuietGate:
         return modes
 
     def quiet_run(self, closes: list[int], i: int, symbols: list[str], pending, limit: int) -> int:
-        """How many hours from `closes[i]` on (at most `limit`) every one of `symbols` is quiet, as `_mode_unchanged`
-        finds it hour by hour, with the state the engine has now: the same state as the hour before, found quiet (so
-        nothing has acted since), no settlement and no alert due up to the next hour's head, every mark up to it
-        inside the same bands, each closing prediction inert and announcing no new settlement. Nothing acts in such
-        hours, so the state stays what these checks read: the hours can be handed over at once. 0: decide hour `i`
-        hour by hour."""
+        """How many hours from `closes[i]` on (at most `limit`) nothing acts for any of `symbols` but the jobs and
+        settlements the checks ran ahead (`_SymbolRun`), from the state the engine has now: the same state as the
+        hour before, found quiet (so nothing has acted since). Up to the first settlement or alert, every mark inside
+        the same bands and each closing prediction inert and announcing no new settlement; from there on the run's
+        funding updates, jobs and payments are folded into the state hour by hour and every one of them checked
+        inert. The symbols go hour by hour together; the hours can be handed over at once (`_run_chunk`). 0: decide
+        hour `i` hour by hour."""
         if not self.strategies or self.compounding or self.ledger is None or limit <= 0:
             return 0
         if self._loud_pending(pending) != "":
