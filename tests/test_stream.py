@@ -222,3 +222,22 @@ def test_gated_stream_with_a_settlement_late_into_its_hour(tmp_path):
     closing = [h.close_mark for h in prepare(load_settings(cfg, env_file=None), config_path=cfg).feeds["BTCUSDT"].hours
                if h.close_ns == at["close"]]
     assert closing and paid[0][3] != closing[0]  # an intra-hour mark, not the hour's opening one
+
+
+def test_gated_stream_with_an_entry_the_perp_balance_refuses(tmp_path):
+    """BTC in carry from the start; ETH's entry refused for the perp balance (about 57 USDT short) until, nine days
+    later, the account lets it in. The perp account's free balance moves while nothing trades (the other position's
+    margin with its mark, funding), so only refusals nothing in a quiet run can change (an instrument minimum, the
+    spot balance) are left inside one: the entry comes at the same moment as with every path (with perp-balance
+    refusals inside runs it came 27 hours late)."""
+    cfg = tmp_path / "perp_short.toml"
+    cfg.write_text(f'[backtest]\ndata = "{DATA}"\nstart = 2023-06-10\nend = 2023-06-24\nperp_balance_usdt = 4080\n'
+                   + "".join(f'[symbols.{s}]\nenabled = true\nnotional_usdt = 20000\nleverage = 5\n'
+                             f'margin_mode = "isolated"\nentry_apr = -1000\nexit_apr = -2000\n'
+                             for s in ("BTCUSDT", "ETHUSDT")))
+    full, gated = _run_both(cfg, lambda p: None)
+    a, b = _observed(full), _observed(gated)
+    for key in a:
+        assert a[key] == b[key], f"{key} differs between the full expansion and the gated stream"
+    eth = [d[1:] for d in a["decisions"]["ETHUSDT"]]
+    assert eth[0][0] == "skip_entry" and eth[0][1].startswith("perp balance") and ("enter",) == eth[1][:1]
