@@ -72,7 +72,7 @@ def _inside(band: tuple[float, float], low: float, high: float) -> bool:
 class QuietGate:
     """Decides, hour by hour, how much of each symbol's path the engine replays (see the module)."""
 
-    def __init__(self, feeds: dict[str, SymbolFeed], leave_out: bool = True, crossing: bool = True):
+    def __init__(self, feeds: dict[str, SymbolFeed], leave_out: bool = True):
         """`leave_out`: hand the engine only what the hour after a quiet run reads of it (`_run_chunk`); off when
         something reads the data as it comes (the `[risk]` actor's stale-data limit and equity checks at marks)."""
         self.feeds = feeds
@@ -95,8 +95,7 @@ class QuietGate:
         self.runs = 0  # hours replayed quiet as part of a run (`quiet_run`)
         self.joined = 0  # symbol-hours found quiet one by one and handed over with the run after them
         self.settled_in_runs = 0  # settlements (of a symbol) inside quiet runs
-        # whether a quiet run may span settlements and the jobs around them (`_Crossing`)
-        self.crossing = crossing
+        # what `_run_chunk` needs of the last run found, per symbol (`_SymbolRun`)
         self.reads: dict[str, list[int]] = {}  # symbol -> the alerts inside the last run found (`_run_chunk`)
         self.news: dict[str, list[int]] = {}  # symbol -> the times of its updates taken as news in that run
         self.wanting: dict[str, list[int]] = {}  # symbol -> its closes in that run with an entry refused quietly
@@ -171,11 +170,10 @@ class QuietGate:
         if n == 0:
             return 0
         self.reads = {run.s: run.reads for run in runs}
-        end = closes[i + n - 1]
-        self.settled_in_runs += sum(bisect_right(ts, end) - bisect_right(ts, closes[i] - HOUR_NS)
-                                    for ts in (self._settle_ts[s] for s in symbols))
         self.news = {run.s: run.news for run in runs}
         self.wanting = {run.s: run.wanting for run in runs}
+        self.settled_in_runs += sum(bisect_right(ts, closes[i + n - 1]) - bisect_right(ts, closes[i] - HOUR_NS)
+                                    for ts in (self._settle_ts[s] for s in symbols))
         self.modes[QUIET] += n * len(symbols)
         self.runs += n * len(symbols)
         return n
@@ -414,7 +412,7 @@ class QuietGate:
     def _crossing_bands(self, symbol: str, st, book, settles: list, high: float) -> list[tuple[float, float]]:
         """The quiet ranges of the margin states a run's settlements (`settles`, with a position) can bring: the
         venue's and the guard's for the wallet moved by up to the sum of their payments either way, at marks up to
-        `high` (`_Crossing`)."""
+        `high` (`_SymbolRun`)."""
         wallet = self.ledger.effective_wallet(symbol)
         mark = max(book.entry, high, st.mark or 0.0) * 1.01  # a bound on the marks the payments use
         key = (symbol, book.version, book.side, book.qty, book.entry, wallet, tuple(settles), id(st.thresholds))
@@ -573,14 +571,13 @@ class _SymbolRun:
 
     - every funding update (closing prediction or settlement) and every job (decision, booking, and the jobs the run's
       updates announce) is inert, in time order; an alert at the time of an update is not decided here;
-    - an update that announces a settlement the strategy does not know is handed to the engine: the one after it
-      (in the run) has another announcement or interval, or a job reads between them (`_run_chunk` keeps an update
-      when the next differs or a job reads it);
+    - an update that announces a settlement the strategy does not know (news: it schedules that settlement's jobs)
+      is handed to the engine at its time (`news`), and so is the last update before each job (`reads`);
     - every mark is inside every quiet band: the guard's and the venue's as they are and, once a settlement with a
       position is in the run, as its margin state makes them for any payment the run's settlements can bring
       (`QuietGate._margin_bands`, the swing of all of them);
     - every settlement comes before its hour's path, so its payment takes the previous close's mark (which
-      `_run_chunk` keeps) in every stream. The alerts passed are in `reads` (each reads the last update before it)."""
+      `_run_chunk` keeps) in every stream."""
 
     @classmethod
     def start(cls, gate: QuietGate, s: str, st, book, close_ns: int, next_alert: float) -> _SymbolRun | None:
@@ -621,7 +618,7 @@ class _SymbolRun:
                     self.passed.append(p)
                 self.k += 1
                 return True
-            if not self.gate.crossing or not f.base[k] or self.book.band.awake or self.st.mark_band.awake:
+            if not f.base[k] or self.book.band.awake or self.st.mark_band.awake:
                 return False
             self._begin(k)
         if not self._hour(k):
@@ -677,12 +674,14 @@ class _SymbolRun:
             return False
         events, span, nxt = f.events, f.hours[k], f.hours[k + 1]
         w0 = self.until
-        data = [(events[i][0], events[i][2], True) for i in range(*span.settle) if events[i][0] > w0]
+        # the funding updates up to the next hour's head, in time order: the settlements' inside the hour, the closing
+        # prediction, the settlements' before the next hour's head
+        data = [(events[i][0], events[i][2]) for i in range(*span.settle) if events[i][0] > w0]
         p = f.pred[k]
         if p is not None:
-            data.append((span.close_ns, p, False))
-        data += [(events[i][0], events[i][2], True) for i in range(*nxt.settle) if events[i][0] <= w1]
-        for ts, ev, _ in data:
+            data.append((span.close_ns, p))
+        data += [(events[i][0], events[i][2]) for i in range(*nxt.settle) if events[i][0] <= w1]
+        for ts, ev in data:
             if not self._jobs(ts, True):
                 return False
             nf = ev.next_funding_ns
@@ -773,12 +772,15 @@ def _run_chunk(feeds: dict[str, SymbolFeed], groups: list[list], static: frozens
       feed), and the bar that carries (or is) the last perp bar: `BarBook` gives each bar applied the book the
       every-path stream has after it, so the books after the run are that stream's;
     - of the funding updates (closing predictions and settlements'): every settlement's, the last, the last before
-      each job of the run (`gate.reads`: a decision and a booking read the rate and the interval), and each one the
-      next differs from in interval or announced settlement (so every announcement the strategy takes as news comes
-      when it came: `_Crossing` ends a run where that would not hold); a symbol with a prediction announcing no
-      settlement keeps all of its events (what the calendar makes of it is not left to chance);
-    - the last mark (the strategy's, the venue's and the recorder's latest mark), and the closing mark before each
-      settlement (the mark its payment takes; `_Crossing` admits only settlements before their hour's path).
+      each job of the run (`gate.reads`: a decision and a booking read the rate and the interval), each one the
+      strategy takes as news (`gate.news`), and each one whose interval the next does not repeat (`_kept_updates`);
+      a symbol with a prediction announcing no settlement keeps all of its events (what the calendar makes of it is
+      not left to chance);
+    - the last mark (the strategy's, the venue's and the recorder's latest mark); for each settlement the closing mark
+      before it (the mark its payment takes; `_SymbolRun` admits only settlements before their hour's path) and the
+      closing mark of its hour (the venue publishes the margin state the payment brings at its next mark, and the
+      recorder samples that state at the hour); for each refused entry handed over, its hour's spot bar and the
+      closing mark before it (`_SymbolRun._skipped`).
 
     The periodic guard sweep reads the latest mark: every mark of a run lies inside the guard's quiet range, so the
     one it reads there finds nothing as every other would."""
