@@ -651,6 +651,8 @@ class _SymbolRun:
         self.alerts = [(at, n, job) for n, (at, job) in enumerate(st.pending_alerts())]
         heapq.heapify(self.alerts)
         self.seq = len(self.alerts)
+        # the jobs waiting, by name: the strategy's driver schedules a name once while it waits
+        self.waiting = {job.name for _, _, job in self.alerts if job is not None}
         self.high = -math.inf
         self.until = self.f.hours[k - 1].close_ns if k == self.k0 else self.f.hours[k].head_ns  # checked up to
 
@@ -716,6 +718,7 @@ class _SymbolRun:
                 return False  # an alert at an update's time: its order against the data is not decided here
             if job is None:
                 continue  # a pair's timeout or retry: nothing to do for an idle strategy
+            self.waiting.discard(job.name)
             if not st.job_is_inert(job, at, state=sim):
                 return False
             st.advance_inert(sim, job)
@@ -728,8 +731,10 @@ class _SymbolRun:
         if update.next_funding_ns != self.sim[0].next_ns:
             self.news.append(ts)
         for job in self.st.advance_inert(self.sim, update):
-            heapq.heappush(self.alerts, (job.fire_ns, self.seq, job))
-            self.seq += 1
+            if job.name not in self.waiting:
+                self.waiting.add(job.name)
+                heapq.heappush(self.alerts, (job.fire_ns, self.seq, job))
+                self.seq += 1
 
 
 def _quiet_chunk(feeds: dict[str, SymbolFeed], group: list, static: frozenset = frozenset()) -> list | None:
