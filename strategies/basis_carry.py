@@ -309,9 +309,14 @@ class BasisCarryStrategy(TwoLegStrategy):
                 self.settlements_held += 1
 
     def _resume_rules(self, state: dict) -> None:
-        """Restart: the funding memory, and the prediction still to book, of a run that never stopped (journal)."""
+        """Restart: the funding memory, and the prediction still to book, of a run that never stopped (journal); a
+        guard reduce begun before the stop whose margin was not put back: the guard resumes it (latched, the margin
+        put back at the first margin state and mark) instead of reducing a second time at the same distance."""
         self.memory, self._rate_at_decision = resume.resume_funding(
             state.get("predictions") or (), self.clock.timestamp_ns(), self.cfg.persistence_halflife)
+        if state.get("reduce_unrestored") and self.cfg.margin_mode == "isolated":
+            self.guard.resume_after_reduce()
+            self._decide("resume", "a guard reduce was under way at the stop: its margin is put back, not reduced again")
 
     def _budgeted(self) -> bool:
         """Whether a capital budget ([portfolio]) ranks this symbol: there from the start, or never (looked up once:
@@ -467,7 +472,10 @@ class BasisCarryStrategy(TwoLegStrategy):
 
     def _on_margin_state(self, state: PerpMarginState) -> None:
         self.margin_state = state
-        need = self.guard.on_margin_state(state, self.mark)
+        self._restore_margin(self.guard.on_margin_state(state, self.mark))
+
+    def _restore_margin(self, need: float) -> None:
+        """Put back the margin an isolated reduce released (`GuardState.restore_due`)."""
         if need > 0:
             ts = self.clock.timestamp_ns()
             self._decide("restore_margin", f"after reduce: add {need:.2f} USDT to restore "
@@ -507,6 +515,7 @@ class BasisCarryStrategy(TwoLegStrategy):
         mark = self.mark
         if not self.cfg.guard_enabled or mark is None:
             return
+        self._restore_margin(self.guard.restore_due(mark))  # a margin state that came before any mark
         decision = self.guard.check(mark, self._busy())  # in every phase that holds a perp
         if decision is None:
             return

@@ -724,3 +724,26 @@ def test_journal_main_json_csv_table(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "== orders (2 rows)" in out and "== funding (1 row)" in out and "2023-01-01 00:00:00Z" in out
     j.close()
+
+
+def test_a_guard_reduce_whose_margin_was_not_put_back_is_told_to_a_restart(tmp_path):
+    """The restore state says when the last pair is a guard reduce with no "restore_margin" decision since it began:
+    the restarted guard puts the released margin back instead of reducing a second time."""
+    j = Journal(tmp_path / "j.sqlite")
+
+    def leg(pid, ts, intent, event, status):
+        j.record_leg(pair_id=pid, ts=ts, symbol="SOLUSDT", intent=intent, event=event, detail="", status=status)
+
+    leg("e", 1, "enter", "complete", "complete")
+    assert j.restore_state("SOLUSDT")["reduce_unrestored"] is False
+    leg("r", 10, "reduce", "start", "working")
+    assert j.restore_state("SOLUSDT")["reduce_unrestored"] is True  # killed with the reduce in flight
+    leg("r", 11, "reduce", "complete", "complete")
+    j.record_decision("SOLUSDT", 9, action="restore_margin", reason="an older one")
+    assert j.reduce_unrestored("SOLUSDT")  # done at the venue, margin not put back yet
+    j.record_decision("SOLUSDT", 12, action="restore_margin", reason="after reduce: add 5.00 USDT")
+    assert not j.reduce_unrestored("SOLUSDT")
+    leg("r2", 20, "reduce", "complete", "complete")
+    assert j.reduce_unrestored("SOLUSDT")
+    leg("x", 30, "exit", "complete", "complete")
+    assert not j.reduce_unrestored("SOLUSDT")  # the last pair is no reduce

@@ -181,3 +181,57 @@ def test_live_command_refuses_bad_config_and_missing_credentials(tmp_path, monke
     # paper needs no credentials: it gets as far as the (unreachable) venue
     assert paper_main(Namespace(config=str(cfg), env_file=None)) == 1
     assert "cannot reach the exchange" in capsys.readouterr().err
+
+
+async def venue_perp_orders(sim) -> list[dict]:
+    fut = ccxtpro.binanceusdm({"apiKey": KEY, "secret": SECRET})
+    try:
+        use_local_venue(fut, sim.url)
+        return await fut.fetch_orders("BTC/USDT:USDT")
+    finally:
+        await fut.close()
+
+
+def test_sigkill_mid_guard_reduce_then_restart_puts_the_margin_back_instead_of_reducing_again(tmp_path):
+    """5x isolated with a guard that reduces at 30% from liquidation (5x sits near 19.5%): right after the entry the
+    guard reduces, and the bot is SIGKILLed the moment it decides to. The restarted bot finds the reduce in the
+    journal with its margin not put back: it puts the margin back (whatever part of the reduce the venue executed)
+    and does not reduce a second time at the same distance. At most one reduce order reaches the venue."""
+
+    async def scenario():
+        async with SimServer(sim_config(start="2022-02-28T07:59:57Z")) as sim:
+            cfg = write_config(tmp_path, sim.url, symbols={SYM: {
+                "notional_usdt": 2000.0, "leverage": 5, "entry_apr": -1000.0, "exit_apr": -2000.0,
+                "leg_timeout_s": 3.0, "slippage_band": 0.01,
+                "guard": {"enabled": True, "warn_distance": 0.40, "add_margin_distance": 0.35, "reduce_distance": 0.30,
+                          "close_distance": 0.03, "target_distance": 0.36, "hysteresis": 0.05,
+                          "transfer_from_spot": True}}},
+                schedule={"decision_before_s": 10, "blackout_before_s": 5, "blackout_after_s": 8})
+            env = subprocess_env()
+            bot = Bot(cfg, env)
+            await bot.start()
+            await bot.wait_for(r"basisbot live: running BTCUSDT", 90)
+            await bot.wait_for(r"BTCUSDT: reduce: ", 60)
+            bot.kill(signal.SIGKILL)  # the moment the guard decided to reduce
+            assert await bot.wait(10) == -signal.SIGKILL
+
+            bot2 = Bot(cfg, env)
+            await bot2.start()
+            await bot2.wait_for(r"basisbot live: running BTCUSDT", 90)
+            await bot2.wait_for(r"BTCUSDT: resume: a guard reduce was under way at the stop", 20)
+            await bot2.wait_for(r"BTCUSDT: restore_margin: ", 20)
+            await asyncio.sleep(3.0)
+            assert not any(re.search(r"BTCUSDT: reduce: ", line) for line in bot2.lines), bot2.lines[-20:]
+            bot2.kill(signal.SIGINT)
+            assert await bot2.wait(20) == 0
+
+            reduces = [o for o in await venue_perp_orders(sim) if o["side"] == "buy"]
+            assert len(reduces) <= 1, reduces
+            st = await state(sim)
+            (pos,) = st["futures"]["positions"]
+            held = st["spot"]["BTC"]["free"]
+            assert -pos["positionAmt"] == pytest.approx(held, rel=0.02)  # still hedged
+            distance = (pos["liquidationPrice"] - pos["markPrice"]) / pos["markPrice"]
+            assert distance > 0.30  # the margin went back: above the distance the guard reduces at
+
+    asyncio.run(asyncio.wait_for(scenario(), 100))

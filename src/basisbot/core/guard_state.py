@@ -29,6 +29,7 @@ class GuardState:
         self.lp: float | None = None
         self.latched = guard.Step.NONE
         self._restore_after_reduce = False
+        self._reduce_from = math.inf  # the perp quantity before the reduce whose margin is to be put back
         self.band = band if band is not None else MarkBand()  # its quiet range: marks that cannot fire anything
         self.thresholds = thresholds
 
@@ -63,11 +64,17 @@ class GuardState:
 
     def on_margin_state(self, state, mark: float | None) -> float:
         """A new margin state; returns the margin to add to restore the target distance after a reduce (0: none)."""
-        prev, self.state = self.state, state
+        self.state = state
         self.lp = (self.liquidation(state.side, state.qty, state.entry_price, state.wallet, self.table)
                    if state.side != 0 and state.qty > 0 else None)
         self._set_band()
-        if (self._restore_after_reduce and state.side != 0 and prev is not None and state.qty < prev.qty
+        return self.restore_due(mark)
+
+    def restore_due(self, mark: float | None) -> float:
+        """The margin to add to restore the target distance once the reduce has happened (the perp quantity is below
+        what it was when the reduce began), at `mark`; once (0: none due)."""
+        state = self.state
+        if (self._restore_after_reduce and state is not None and state.side != 0 and state.qty < self._reduce_from
                 and mark is not None and self.thresholds is not None):
             self._restore_after_reduce = False
             need = margin.margin_to_add(state.side, state.qty, state.entry_price, mark, state.wallet,
@@ -78,6 +85,16 @@ class GuardState:
     def reducing(self) -> None:
         """A reduce is on its way: in isolated mode, put back the released margin once it has happened."""
         self._restore_after_reduce = self.isolated
+        self._reduce_from = self.state.qty if self.state is not None else math.inf
+
+    def resume_after_reduce(self) -> None:
+        """A restart found a reduce begun before the stop and its margin not put back (the journal): the step taken
+        stays latched (the hysteresis that keeps a second reduce from firing at the same distance) and the margin is
+        put back at the first margin state and mark with a position (whatever part of the reduce the venue
+        executed: with none of it, adding margin is the guard's first step anyway)."""
+        self._restore_after_reduce = self.isolated
+        self._reduce_from = math.inf
+        self._latch(guard.Step.REDUCE)
 
     def liquidated(self) -> None:
         self._latch(guard.Step.NONE)

@@ -136,8 +136,8 @@ class JournalReader:
             "ORDER BY settlement_ts", [symbol])]
 
     def restore_state(self, symbol: str) -> dict | None:
-        """What a restarting strategy needs: {phase, settlements_held, pair, position, predictions, control}, or
-        None if the journal has nothing for the symbol."""
+        """What a restarting strategy needs: {phase, settlements_held, pair, position, predictions, control,
+        reduce_unrestored}, or None if the journal has nothing for the symbol."""
         pair = self.latest_pair(symbol)
         position = self.latest_position(symbol)
         ctl = self.control_state(symbol)
@@ -153,7 +153,17 @@ class JournalReader:
             "position": position,
             "predictions": self.settlement_predictions(symbol),
             "control": ctl,
+            "reduce_unrestored": self.reduce_unrestored(symbol, pair),
         }
+
+    def reduce_unrestored(self, symbol: str, pair: dict | None = None) -> bool:
+        """Whether the last leg pair is a guard reduce whose released margin the strategy has not put back yet (no
+        "restore_margin" decision since the reduce began)."""
+        pair = self.latest_pair(symbol) if pair is None else pair
+        if pair is None or pair["intent"] != Intent.REDUCE or not self._has("decisions"):
+            return False
+        return self.one("decisions", "symbol = ? AND action = 'restore_margin' AND ts >= ?",
+                        [symbol, pair["started_ts"]], order_by="ts DESC") is None
 
     def control_state(self, symbol: str) -> dict | None:
         """The operator's last command for `symbol` and the state it left ({ts, command, origin, reason, answer,
