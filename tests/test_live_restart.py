@@ -206,7 +206,7 @@ def test_sigkill_mid_guard_reduce_then_restart_puts_the_margin_back_instead_of_r
                 "guard": {"enabled": True, "warn_distance": 0.40, "add_margin_distance": 0.35, "reduce_distance": 0.30,
                           "close_distance": 0.03, "target_distance": 0.36, "hysteresis": 0.05,
                           "transfer_from_spot": True}}},
-                schedule={"decision_before_s": 10, "blackout_before_s": 5, "blackout_after_s": 8})
+                schedule={"decision_before_s": 10, "blackout_before_s": 5, "blackout_after_s": 1})
             env = subprocess_env()
             bot = Bot(cfg, env)
             await bot.start()
@@ -220,7 +220,7 @@ def test_sigkill_mid_guard_reduce_then_restart_puts_the_margin_back_instead_of_r
             await bot2.wait_for(r"basisbot live: running BTCUSDT", 90)
             await bot2.wait_for(r"BTCUSDT: resume: a guard reduce was under way at the stop", 20)
             await bot2.wait_for(r"BTCUSDT: restore_margin: ", 20)
-            await asyncio.sleep(3.0)
+            await asyncio.sleep(2.0)
             assert not any(re.search(r"BTCUSDT: reduce: ", line) for line in bot2.lines), bot2.lines[-20:]
             bot2.kill(signal.SIGINT)
             assert await bot2.wait(20) == 0
