@@ -31,8 +31,10 @@ Per symbol, from the venue: the longest one-legged stretch (polled: one leg held
 more than 25%), client order ids at the venue unique, the most orders in any 60 s (no storm; orders the venue refused
 are counted too, over all symbols, shown as "+Nr"), venue orders and funding
 payments the journal lacks (none), journal rows the venue cannot explain (none), and in the guard phase the perp's
-distance to liquidation at the end above the guard's reduce threshold (the guard acted, also after a restart). A cell
-passes when all hold and the node stopped on SIGTERM in time. Exit status 0 only if every cell passes.
+distance to liquidation at the end above the guard's reduce threshold (the guard acted, also after a restart); after
+a kill -9 in the middle of the guard's reduce, one reduce in the journal (the restarted guard puts the released margin
+back, it does not reduce again at the same distance). A cell passes when all hold and the node stopped on SIGTERM in
+time. Exit status 0 only if every cell passes.
 """
 
 from __future__ import annotations
@@ -672,6 +674,18 @@ def _read_journal(journal: Path) -> tuple[dict, set, list]:
     return j_orders, j_fills, j_funding
 
 
+def _reduce_pairs(journal: Path, symbol: str) -> int:
+    """How many guard reduces (leg pairs of intent "reduce") the journal holds for `symbol`."""
+    if not journal.exists():
+        return 0
+    con = sqlite3.connect(f"file:{journal}?mode=ro", uri=True)
+    try:
+        return con.execute("SELECT COUNT(DISTINCT pair_id) FROM legs WHERE symbol = ? AND intent = 'reduce'",
+                           [symbol]).fetchone()[0]
+    finally:
+        con.close()
+
+
 def _fill_orders(journal: Path) -> dict:
     """(symbol, trade id) -> client order id of every journaled fill. A venue-initiated close reaches nautilus as an
     order status report; the fill nautilus infers from it carries a trade id of its own, not the venue's."""
@@ -792,6 +806,8 @@ def judge(fault: Fault, symbols, watch: VenueWatch, venue_orders: dict, venue_fu
             problems.append(f"{len(unexplained)} journal row(s) unexplained: {unexplained[:3]}")
         if fault.name.startswith("adl"):
             problems += _adl_problems(s, orders, journal, alerts)
+        if fault.name == "kill9_guard" and (n := _reduce_pairs(journal, s)) > 1:
+            problems.append(f"{n} guard reduces: the restarted guard reduced again instead of putting the margin back")
         d = watch.distance.get(s)
         if fault.phase == "guard" and d is not None and d <= GUARD_REDUCE_DISTANCE:
             problems.append(f"perp left {d:.1%} from liquidation at the end (the guard reduces at "
