@@ -1,7 +1,8 @@
 """A smoke subset of the fault matrix (`benchmarks/fault_matrix.py`): one seed, one symbol, five faults
-(including the double perp rejection and a kill -9 during the entry), each with `basisbot sim` and `basisbot live` as
-real processes, judged from the venue's side. The cells run three at a time (one venue + node pair each); each test
-checks one cell."""
+(including the double perp rejection and a kill -9 in the middle of the guard's reduce: one reduce, its margin put
+back after the restart), each with `basisbot sim` and `basisbot live` as real processes, judged from the venue's side
+(and the journal's reduces). The cells run all at once (one venue + node pair each, mostly waiting on the replay
+clock); each test checks one cell. A kill -9 during the entry is `tests/test_live_restart.py`'s."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 SYMBOL = "BTCUSDT"
 SEED = 1
-FAULTS = ["ws_drop", "accepted_timeout", "first_leg_rejected", "second_leg_rejected_twice", "kill9_entry"]
+FAULTS = ["ws_drop", "accepted_timeout", "first_leg_rejected", "second_leg_rejected_twice", "kill9_guard"]
 
 
 def _matrix():
@@ -31,7 +32,7 @@ def cells(tmp_path_factory):
     fm = _matrix()
     work = tmp_path_factory.mktemp("fault_matrix")
 
-    sem = asyncio.Semaphore(3)  # three venue + node pairs at a time (mostly waiting on the replay clock)
+    sem = asyncio.Semaphore(len(FAULTS))  # every venue + node pair at once (mostly waiting on the replay clock)
 
     async def one(name):
         async with sem:

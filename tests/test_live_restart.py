@@ -192,6 +192,7 @@ async def venue_perp_orders(sim) -> list[dict]:
         await fut.close()
 
 
+@pytest.mark.slow  # the default run holds this through the fault-matrix smoke's kill9_guard cell (one reduce)
 def test_sigkill_mid_guard_reduce_then_restart_puts_the_margin_back_instead_of_reducing_again(tmp_path):
     """5x isolated with a guard that reduces at 30% from liquidation (5x sits near 19.5%): right after the entry the
     guard reduces, and the bot is SIGKILLed the moment it decides to. The restarted bot finds the reduce in the
