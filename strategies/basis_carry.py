@@ -211,9 +211,16 @@ class BasisCarryStrategy(TwoLegStrategy):
     def predictions_inert_at_any_rate(self) -> bool:
         """Whether every funding update would leave the strategy sending nothing, whatever it says, as long as
         nothing else changes: in carry a prediction only checks the hedge, once per position change."""
-        return (self.phase is Phase.IN_CARRY and self._qty is not None and self._hedge_checked is self._qty
-                and not (self._budgeted() or self._busy() or self._halted is not None or self._resume_pending
-                         or self._draining))
+        return self.phase is Phase.IN_CARRY and self._hedge_settled() and self._rules_idle()
+
+    def _rules_idle(self) -> bool:
+        """No budget ranking, no pair in flight, not halted, resuming or draining: only the carry rules could act."""
+        return not (self._budgeted() or self._busy() or self._halted is not None or self._resume_pending
+                    or self._draining)
+
+    def _hedge_settled(self) -> bool:
+        """The hedge was checked for the positions as they are (a prediction in carry checks it once per change)."""
+        return self._qty is not None and self._hedge_checked is self._qty
 
     def prediction_is_inert(self, rate: float, interval: int | None, next_funding_ns: int | None, at_ns: int,
                             before: list = (), prices: tuple | None = None, state: list | None = None) -> bool:
@@ -223,10 +230,10 @@ class BasisCarryStrategy(TwoLegStrategy):
         would stop at the pre-check failure already logged at each of those marks, the accounts as they are now
         (`entry_skipped_quietly`: the caller answers for the accounts not moving until then). `state`
         (`inert_state`) instead of `before`: the state they leave."""
-        if self._budgeted() or self._busy() or self._halted is not None or self._resume_pending or self._draining:
+        if not self._rules_idle():
             return False
         if self.phase is Phase.IN_CARRY:
-            return self.predictions_inert_at_any_rate()
+            return self._hedge_settled()
         if self.phase is not Phase.FLAT:
             return False
         if at_ns < self._entry_after_ns:
@@ -446,7 +453,7 @@ class BasisCarryStrategy(TwoLegStrategy):
         self._close_both(Intent.EXIT)
 
     def _rebalance_if_drifted(self) -> None:
-        if self._qty is not None and self._hedge_checked is self._qty:
+        if self._hedge_settled():
             return  # the positions have not changed since they were found on target (the usual case: checked first)
         if self._busy() or self.calendar.in_blackout(self.clock.timestamp_ns()):
             return  # no perp-leg rebalancing around settlements

@@ -398,27 +398,20 @@ class QuietGate:
             return bands
         if book.side == 0:
             return bands + [(-math.inf, math.inf)]
+        return bands + self._payment_bands(symbol, st, book, settles, high)
+
+    def _payment_bands(self, symbol: str, st, book, settles: list, high: float) -> list[tuple[float, float]]:
+        """The quiet ranges of the margin states `settles` (with a position) can bring: the venue's and the guard's
+        for the wallet moved by up to the sum of their payments either way, at marks up to `high` (`_bands`, and a
+        quiet run through settlements: `_SymbolRun`)."""
         wallet = self.ledger.effective_wallet(symbol)
-        mark = max(book.entry, high, st.mark or 0.0) * 1.01  # a bound on the mark the payments use
+        mark = max(book.entry, high, st.mark or 0.0) * 1.01  # a bound on the marks the payments use
         # the same state and settlements give the same bands: kept for a bound on the mark at least as high (the
         # next hour asks again for the settlement just after this hour's close)
         key = (symbol, book.version, book.side, book.qty, book.entry, wallet, tuple(settles), id(st.thresholds))
         kept = self._band_cache.get(key)
         if kept is None or kept[0] < mark:
             bound = mark * 1.05  # kept for marks a little higher too (a wider swing only narrows the bands)
-            kept = self._band_cache[key] = (bound, self._margin_bands(symbol, st, book, wallet, settles, bound))
-        return bands + kept[1]
-
-    def _crossing_bands(self, symbol: str, st, book, settles: list, high: float) -> list[tuple[float, float]]:
-        """The quiet ranges of the margin states a run's settlements (`settles`, with a position) can bring: the
-        venue's and the guard's for the wallet moved by up to the sum of their payments either way, at marks up to
-        `high` (`_SymbolRun`)."""
-        wallet = self.ledger.effective_wallet(symbol)
-        mark = max(book.entry, high, st.mark or 0.0) * 1.01  # a bound on the marks the payments use
-        key = (symbol, book.version, book.side, book.qty, book.entry, wallet, tuple(settles), id(st.thresholds))
-        kept = self._band_cache.get(key)
-        if kept is None or kept[0] < mark:
-            bound = mark * 1.05
             kept = self._band_cache[key] = (bound, self._margin_bands(symbol, st, book, wallet, settles, bound))
         return kept[1]
 
@@ -611,9 +604,7 @@ class _SymbolRun:
             if f.ok[k] and lo < f.low[k] and f.high[k] < hi and self.next_alert > f.head[k]:
                 p = f.pred[k]
                 if p is not None:
-                    if p.next_funding_ns not in (None, self.known_next) or not (
-                            self.any_rate or self.st.prediction_is_inert(f.rate[k], p.interval, p.next_funding_ns,
-                                                                         p.ts_event) or self._skipped(k, p, None)):
+                    if p.next_funding_ns not in (None, self.known_next) or not self._inert(k, p, p.ts_event, None):
                         return False
                     self.passed.append(p)
                 self.k += 1
@@ -625,6 +616,17 @@ class _SymbolRun:
             return False
         self.k += 1
         return True
+
+    def _inert(self, k: int, update, ts: int, state: list | None) -> bool:
+        """Whether a funding update at `ts` in hour `k` (a settlement's, or the closing prediction) leaves the strategy
+        sending nothing, with `state` (`inert_state`; None: the strategy's own): in carry at any rate; the closing
+        prediction also when it would enter and the pre-check refuses quietly (`_skipped`)."""
+        if self.any_rate:
+            return True
+        closing = update is self.f.pred[k]
+        rate = self.f.rate[k] if closing else float(update.rate)
+        return (self.st.prediction_is_inert(rate, update.interval, update.next_funding_ns, ts, state=state)
+                or (closing and self._skipped(k, update, state)))
 
     def _skipped(self, k: int, p, state: list | None) -> bool:
         """Whether a closing prediction the carry rules would enter on stops at the entry pre-check failure already
@@ -663,8 +665,7 @@ class _SymbolRun:
             # no settlement and no job up to the next hour's head: the closing prediction and the marks
             p = f.pred[k]
             if p is not None:
-                if not (self.any_rate or st.prediction_is_inert(f.rate[k], p.interval, p.next_funding_ns, p.ts_event,
-                                                                state=sim) or self._skipped(k, p, sim)):
+                if not self._inert(k, p, p.ts_event, sim):
                     return False
                 self._advance(p, p.ts_event)
             self.high = max(self.high, f.high[k])
@@ -686,9 +687,7 @@ class _SymbolRun:
         for ts, ev in data:
             if not self._jobs(ts, True):
                 return False
-            nf = ev.next_funding_ns
-            if not (self.any_rate or st.prediction_is_inert(float(ev.rate), ev.interval, nf, ts, state=sim)
-                    or (ev is p and self._skipped(k, p, sim))):
+            if not self._inert(k, ev, ts, sim):
                 return False
             self._advance(ev, ts)
         if not self._jobs(w1, False):
@@ -701,7 +700,7 @@ class _SymbolRun:
             # computation for several settlements: a wider swing only narrows them)
             first = self.covered[0] if self.covered[1] else a
             self.covered = (first, bisect_right(ts, w1 + SETTLEMENT_LOOKAHEAD_NS), self.high)
-            bands = self.gate._crossing_bands(self.s, st, self.book, f.settlements[first:self.covered[1]], self.high)
+            bands = self.gate._payment_bands(self.s, st, self.book, f.settlements[first:self.covered[1]], self.high)
             self.band = (max([self.quiet[0]] + [lo for lo, _ in bands]),
                          min([self.quiet[1]] + [hi for _, hi in bands]))
         if not (self.band[0] < f.low[k] and f.high[k] < self.band[1]):
